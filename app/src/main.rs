@@ -1,0 +1,384 @@
+//! `temblor`: runs event-processing deployments built from connector and codec plugins.
+//!
+//! Plugins are loaded from plugin directories at start-up, or, in the monolith build
+//! (`--features monolith`), linked into this binary. Everything after loading is the same code.
+
+mod loader;
+
+use std::{
+    io::{IsTerminal, Write as _},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use temblor_core::{Deployment, Engine, Plugin, Registry};
+use temblor_shim::{Object, Value, abi::PluginModRef};
+use tracing::{error, info, level_filters::LevelFilter, warn};
+
+use loader::LoadReport;
+
+/// Exit code for bad input: an invalid deployment, a refused plugin under `--strict`.
+const EXIT_INVALID: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "temblor",
+    version,
+    about = "An event-processing engine: sources and sinks move bytes, codecs turn bytes into \
+             events and back, pipelines transform events in between.",
+    after_help = "Plugins are loaded from every --plugin-dir, then the colon-separated \
+                  TEMBLOR_PLUGIN_PATH, then ./target/plugins (build them with \
+                  `cargo xtask build-plugins`).\nLog level: --log-level or TEMBLOR_LOG \
+                  (error, warn, info, debug, trace)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// How much to log (to stderr).
+    #[arg(
+        long,
+        global = true,
+        env = "TEMBLOR_LOG",
+        default_value = "info",
+        value_name = "LEVEL"
+    )]
+    log_level: LevelFilter,
+}
+
+#[derive(Args, Debug, Clone)]
+struct LoadArgs {
+    /// A directory of plugin libraries to load (repeatable; searched before TEMBLOR_PLUGIN_PATH).
+    #[arg(long = "plugin-dir", global = true, value_name = "DIR")]
+    plugin_dirs: Vec<PathBuf>,
+    /// Fail (exit code 2) when any plugin file is refused or built by another rustc.
+    #[arg(long, global = true)]
+    strict: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Runs a deployment until every source is exhausted (or SIGINT/SIGTERM), then drains and
+    /// flushes every sink.
+    Run {
+        /// The deployment file (TOML).
+        file: PathBuf,
+        /// Writes per-connector and per-pipeline counts and the elapsed time here, as JSON.
+        #[arg(long, value_name = "PATH")]
+        stats_json: Option<PathBuf>,
+    },
+    /// Checks a deployment: syntax, ids, plugins, processors, links and ports.
+    Validate {
+        /// The deployment file (TOML).
+        file: PathBuf,
+    },
+    /// Lists and checks plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PluginsCommand {
+    /// Every loadable plugin (name, kind, version, rustc, path) and every refused file.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Says whether one file loads as a plugin, and why not (exit code 0 or 2).
+    Check {
+        /// The library file.
+        path: PathBuf,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_max_level(cli.log_level)
+        .with_target(false)
+        .init();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run { file, stats_json } => run(&cli.load, &file, stats_json.as_deref()),
+        Command::Validate { file } => validate(&cli.load, &file),
+        Command::Plugins(PluginsCommand::List { format }) => list(&cli.load, format),
+        Command::Plugins(PluginsCommand::Check { path }) => Ok(check(&path)),
+    }
+}
+
+/// The plugins linked into this binary (the monolith build), registered like loaded ones.
+fn builtin_modules() -> Vec<PluginModRef> {
+    #[cfg(feature = "monolith")]
+    {
+        vec![
+            connector_bench::plugin_module(),
+            connector_blackhole::plugin_module(),
+            connector_file::plugin_module(),
+            connector_stdio::plugin_module(),
+            codec_binary::plugin_module(),
+            codec_json::plugin_module(),
+            codec_string::plugin_module(),
+        ]
+    }
+    #[cfg(not(feature = "monolith"))]
+    {
+        Vec::new()
+    }
+}
+
+/// Registers the built-in plugins, then loads the plugin directories.
+fn load(args: &LoadArgs) -> (Registry, LoadReport) {
+    let mut registry = Registry::new();
+    for module in builtin_modules() {
+        // Built-in names are distinct by construction.
+        let _ = registry.add(Plugin::new(module, "built-in"));
+    }
+    let env = std::env::var(loader::PLUGIN_PATH_VAR).ok();
+    // The monolith needs no plugin directory: it only searches the ones it is given.
+    let default_dir = !cfg!(feature = "monolith");
+    let dirs = loader::plugin_dirs(&args.plugin_dirs, env.as_deref(), default_dir);
+    let report = loader::load_dirs(&dirs, &mut registry);
+    (registry, report)
+}
+
+/// Loads plugins and reports refused files; under `--strict` any refusal is fatal.
+fn load_checked(args: &LoadArgs) -> Result<Registry, ExitCode> {
+    let (registry, report) = load(args);
+    for r in &report.refused {
+        warn!(path = %r.path.display(), reason = %r.reason, "plugin file refused");
+    }
+    for w in &report.warnings {
+        warn!(path = %w.path.display(), reason = %w.reason, "plugin built by another compiler");
+    }
+    if args.strict && !(report.refused.is_empty() && report.warnings.is_empty()) {
+        error!(
+            refused = report.refused.len() + report.warnings.len(),
+            "--strict: refusing to start with refused plugin files"
+        );
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    Ok(registry)
+}
+
+fn read_deployment(
+    file: &Path,
+    registry: &Registry,
+) -> Result<Result<(Deployment, temblor_core::Plan), ExitCode>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read deployment file {}", file.display()))?;
+    let name = file.display().to_string();
+    let checked = Deployment::parse(&text, &name).and_then(|d| {
+        let plan = d.validate(registry, &name)?;
+        Ok((d, plan))
+    });
+    Ok(checked.map_err(|e| {
+        for line in e.to_string().lines() {
+            eprintln!("error: {line}");
+        }
+        ExitCode::from(EXIT_INVALID)
+    }))
+}
+
+fn run(args: &LoadArgs, file: &Path, stats_json: Option<&Path>) -> Result<ExitCode> {
+    let registry = match load_checked(args) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    let (deployment, plan) = match read_deployment(file, &registry)? {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while stopping exits at once.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
+            .context("cannot install signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("cannot install signal handlers")?;
+    }
+    let engine = match Engine::start(&deployment, &plan, &registry, stop) {
+        Ok(engine) => engine,
+        Err(e) => {
+            for line in e.problems {
+                eprintln!("error: {line}");
+            }
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let stats = engine.wait();
+    let elapsed = stats.elapsed_s();
+    info!(
+        elapsed_s = format_args!("{elapsed:.3}"),
+        "deployment finished"
+    );
+    for (id, c) in stats.connectors() {
+        let bytes = c.bytes_in.load(Ordering::Relaxed);
+        let events = c.events_out.load(Ordering::Relaxed);
+        if bytes > 0 && elapsed > 0.0 {
+            #[allow(clippy::cast_precision_loss)]
+            let (mb, n) = (bytes as f64 / 1e6, events as f64);
+            info!(
+                connector = id,
+                events,
+                mb = format_args!("{mb:.1}"),
+                mb_s = format_args!("{:.1}", mb / elapsed),
+                events_s = format_args!("{:.0}", n / elapsed),
+                "source throughput"
+            );
+        }
+    }
+    if let Some(path) = stats_json {
+        let mut json = stats.to_value().to_json();
+        json.push('\n');
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write stats to {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(args: &LoadArgs, file: &Path) -> Result<ExitCode> {
+    let registry = match load_checked(args) {
+        Ok(r) => r,
+        Err(code) => return Ok(code),
+    };
+    Ok(match read_deployment(file, &registry)? {
+        Ok((d, plan)) => {
+            println!(
+                "{}: ok ({} connectors, {} pipelines, {} links)",
+                file.display(),
+                d.connectors.len(),
+                d.pipelines.len(),
+                plan.links.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    })
+}
+
+fn list(args: &LoadArgs, format: Format) -> Result<ExitCode> {
+    let (registry, report) = load(args);
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let plugins: Vec<Value> = registry
+                .iter()
+                .map(|p| {
+                    Value::Object(
+                        [
+                            ("name", Value::from(p.name.as_str())),
+                            ("kind", p.kind.as_str().into()),
+                            ("version", p.version.as_str().into()),
+                            ("rustc", p.rustc.as_str().into()),
+                            ("path", p.origin.as_str().into()),
+                        ]
+                        .into_iter()
+                        .collect(),
+                    )
+                })
+                .collect();
+            let files = |list: &[loader::Refused]| -> Value {
+                list.iter()
+                    .map(|r| {
+                        Value::Object(
+                            [
+                                ("path", Value::from(r.path.display().to_string())),
+                                ("reason", r.reason.as_str().into()),
+                            ]
+                            .into_iter()
+                            .collect::<Object>(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .into()
+            };
+            let doc: Object = [
+                ("plugins", Value::from(plugins)),
+                ("refused", files(&report.refused)),
+                ("warnings", files(&report.warnings)),
+            ]
+            .into_iter()
+            .collect();
+            writeln!(out, "{}", Value::Object(doc))?;
+        }
+        Format::Text => {
+            writeln!(
+                out,
+                "{:<12} {:<10} {:<8} {:<8} PATH",
+                "NAME", "KIND", "VERSION", "RUSTC"
+            )?;
+            for p in registry.iter() {
+                writeln!(
+                    out,
+                    "{:<12} {:<10} {:<8} {:<8} {}",
+                    p.name,
+                    p.kind.as_str(),
+                    p.version,
+                    p.rustc,
+                    p.origin
+                )?;
+            }
+            for w in &report.warnings {
+                writeln!(out, "warning: {w}")?;
+            }
+            for r in &report.refused {
+                writeln!(out, "refused: {r}")?;
+            }
+        }
+    }
+    let failed = args.strict && !(report.refused.is_empty() && report.warnings.is_empty());
+    Ok(if failed {
+        ExitCode::from(EXIT_INVALID)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    match loader::load_file(path) {
+        Ok(loaded) => {
+            let p = Plugin::new(loaded.module, path.display().to_string());
+            println!(
+                "{}: ok: {} plugin '{}' version {}, built by rustc {}",
+                path.display(),
+                p.kind.as_str(),
+                p.name,
+                p.version,
+                p.rustc
+            );
+            if let Some(w) = loaded.warning {
+                println!("{}: warning: {w}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            println!("{}: refused: {reason}", path.display());
+            ExitCode::from(EXIT_INVALID)
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! `temblor run` and `temblor validate`, in both builds.
+
+use std::{path::Path, time::Duration};
+
+use codec_json::decode_slice;
+
+use crate::support::{deployment, output, root, temblor, temp_dir, xz_lines};
+
+fn file_to_file(input: &Path, out: &Path, errors: &Path) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "in"
+plugin = "file"
+codec = "json"
+preprocessors = ["separate"]
+config = {{ path = "{}", mode = "read" }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[connector]]
+id = "errors"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+
+[[connect]]
+from = "main/err"
+to = "errors"
+"#,
+        input.display(),
+        out.display(),
+        errors.display()
+    )
+}
+
+#[test]
+fn file_json_passthrough_file_keeps_every_value() {
+    let dir = temp_dir("passthrough");
+    let input = root().join("examples/data/data.json.xz");
+    let (out, errors, stats) = (
+        dir.join("out.json"),
+        dir.join("err.json"),
+        dir.join("stats.json"),
+    );
+    let deploy = deployment(&dir, &file_to_file(&input, &out, &errors));
+    let (status, _, stderr) = output(
+        temblor()
+            .arg("run")
+            .arg(&deploy)
+            .arg("--stats-json")
+            .arg(&stats),
+    );
+    assert!(status.status.success(), "{stderr}");
+
+    let expected: Vec<_> = xz_lines(&input)
+        .iter()
+        .map(|l| decode_slice(l.as_bytes()).unwrap())
+        .collect();
+    let written = std::fs::read_to_string(&out).unwrap();
+    let got: Vec<_> = written
+        .lines()
+        .map(|l| decode_slice(l.as_bytes()).unwrap())
+        .collect();
+    assert_eq!(expected.len(), 100);
+    assert_eq!(
+        got, expected,
+        "output equals input as JSON values, in order"
+    );
+    assert_eq!(std::fs::read_to_string(&errors).unwrap(), "");
+
+    let stats = decode_slice(std::fs::read_to_string(&stats).unwrap().as_bytes()).unwrap();
+    let count = |path: &[&str]| {
+        let mut v = &stats;
+        for key in path {
+            v = v
+                .get(key)
+                .unwrap_or_else(|| panic!("stats lack {path:?}: {stats}"));
+        }
+        v.as_u64()
+    };
+    assert_eq!(count(&["connectors", "in", "events_out"]), Some(100));
+    assert_eq!(count(&["connectors", "in", "bytes_in"]), Some(63015));
+    assert_eq!(count(&["connectors", "out", "events_in"]), Some(100));
+    assert_eq!(
+        count(&["connectors", "out", "bytes_out"]),
+        Some(written.len() as u64)
+    );
+    assert_eq!(count(&["pipelines", "main", "events_out"]), Some(100));
+    assert!(stats.get("elapsed_s").is_some());
+}
+
+#[test]
+fn invalid_json_goes_to_the_error_port_and_the_rest_goes_on() {
+    let dir = temp_dir("invalid");
+    let input = dir.join("in.json");
+    std::fs::write(&input, "{\"a\":1}\n{\"a\":\n[1,2]\n\"\\x\"\n{\"b\":true}").unwrap();
+    let (out, errors) = (dir.join("out.json"), dir.join("err.json"));
+    let deploy = deployment(&dir, &file_to_file(&input, &out, &errors));
+    let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
+    assert!(status.status.success(), "{stderr}");
+    let good: Vec<_> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        good,
+        ["{\"a\":1}", "[1,2]", "{\"b\":true}"],
+        "the last line has no newline and is kept"
+    );
+    let bad: Vec<_> = std::fs::read_to_string(&errors)
+        .unwrap()
+        .lines()
+        .map(|l| decode_slice(l.as_bytes()).unwrap())
+        .collect();
+    assert_eq!(bad.len(), 2);
+    assert_eq!(
+        bad[0].get("bytes").and_then(|b| b.as_str()),
+        Some("{\"a\":")
+    );
+    assert_eq!(
+        bad[1].get("bytes").and_then(|b| b.as_str()),
+        Some("\"\\x\"")
+    );
+    for e in &bad {
+        assert_eq!(e.get("connector").and_then(|c| c.as_str()), Some("in"));
+        assert!(
+            e.get("error")
+                .and_then(|c| c.as_str())
+                .is_some_and(|r| !r.is_empty())
+        );
+    }
+}
+
+#[test]
+fn bench_replays_into_blackhole() {
+    let dir = temp_dir("bench");
+    let stats = dir.join("stats.json");
+    let (status, _, stderr) = output(
+        temblor()
+            .args(["run", "examples/passthrough.toml", "--stats-json"])
+            .arg(&stats),
+    );
+    assert!(status.status.success(), "{stderr}");
+    let stats = decode_slice(std::fs::read_to_string(&stats).unwrap().as_bytes()).unwrap();
+    let out = stats.get("connectors").and_then(|c| c.get("out")).unwrap();
+    assert_eq!(out.get("events_in").and_then(|v| v.as_u64()), Some(200_000));
+    assert!(stderr.contains("source throughput"), "{stderr}");
+}
+
+#[test]
+fn sigint_stops_sources_drains_and_flushes() {
+    let dir = temp_dir("sigint");
+    let out = dir.join("out.json");
+    let deploy = deployment(
+        &dir,
+        &format!(
+            r#"
+[[connector]]
+id = "in"
+plugin = "bench"
+codec = "json"
+config = {{ path = "examples/data/data.json.xz", duration_s = 60 }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[pipeline]]
+id = "main"
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+            out.display()
+        ),
+    );
+    let stats = dir.join("stats.json");
+    let mut child = temblor()
+        .arg("run")
+        .arg(&deploy)
+        .arg("--stats-json")
+        .arg(&stats)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until events are flowing, then interrupt.
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no output after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit after SIGINT: {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stopped long before the 60 s replay ended"
+    );
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.ends_with('\n'), "the last event was written whole");
+    let lines = written.lines().count() as u64;
+    for line in written.lines() {
+        decode_slice(line.as_bytes()).unwrap();
+    }
+    let stats = decode_slice(std::fs::read_to_string(&stats).unwrap().as_bytes()).unwrap();
+    let emitted = stats
+        .get("connectors")
+        .and_then(|c| c.get("in"))
+        .and_then(|c| c.get("events_out"))
+        .and_then(|v| v.as_u64());
+    assert_eq!(
+        emitted,
+        Some(lines),
+        "every event the source emitted was written"
+    );
+}
+
+#[test]
+fn validate_reports_problems_with_line_and_column() {
+    let dir = temp_dir("validate");
+    let deploy = deployment(
+        &dir,
+        "[[connector]]\nid = \"in\"\nplugin = \"nosuch\"\n\n[[pipeline]]\nid = \"main\"\n\n[[connect]]\nfrom = \"main/side\"\nto = \"in\"\n",
+    );
+    let (status, _, stderr) = output(temblor().arg("validate").arg(&deploy));
+    assert_eq!(status.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("deploy.toml:3:10: connector 'in': no plugin named 'nosuch'"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("deploy.toml:9:8: connect: pipeline 'main' has no port 'side'"),
+        "{stderr}"
+    );
+
+    let (status, stdout, stderr) =
+        output(temblor().args(["validate", "examples/file-to-file.toml"]));
+    assert!(status.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("ok (3 connectors, 1 pipelines, 3 links)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_missing_deployment_file_is_named() {
+    let (status, _, stderr) = output(temblor().args(["run", "no/such/file.toml"]));
+    assert_eq!(status.status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot read deployment file no/such/file.toml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_plugin_config_is_reported_before_anything_runs() {
+    let dir = temp_dir("badconfig");
+    let deploy = deployment(
+        &dir,
+        "[[connector]]\nid = \"in\"\nplugin = \"file\"\nconfig = { path = \"x\", mdoe = \"read\" }\n\n[[pipeline]]\nid = \"main\"\n\n[[connect]]\nfrom = \"in\"\nto = \"main\"\n",
+    );
+    let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
+    assert_eq!(status.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("source 'in' (plugin 'file')"), "{stderr}");
+    assert!(stderr.contains("mdoe"), "{stderr}");
+}
+
+#[cfg(feature = "monolith")]
+#[test]
+fn the_monolith_has_every_plugin_built_in() {
+    let (status, stdout, _) = output(temblor().args(["plugins", "list"]));
+    assert!(status.status.success());
+    for name in [
+        "bench",
+        "blackhole",
+        "file",
+        "stdio",
+        "binary",
+        "json",
+        "string",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(name) && l.ends_with("built-in")),
+            "{name} not built in: {stdout}"
+        );
+    }
+}

@@ -1,0 +1,85 @@
+//! Paths, temp dirs and running the binary.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The target directory this test binary was built into (`target/debug/deps/it-*` → `target`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors().nth(3).unwrap().to_path_buf()
+}
+
+/// A plugin directory built by `cargo xtask build-plugins` (`plugins` or `test-plugins`).
+pub fn plugin_dir(which: &str) -> PathBuf {
+    let dir = target_dir().join(which);
+    let has_libraries = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "so"))
+        })
+        .unwrap_or(false);
+    assert!(
+        has_libraries,
+        "{} holds no plugin libraries: run the tests with `cargo xtask test` (it builds them first)",
+        dir.display()
+    );
+    dir
+}
+
+/// A fresh, empty directory for one test.
+pub fn temp_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("temblor-it-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The binary under test, run from the repository root, with the shipped plugins when it
+/// loads plugins (the monolith needs none).
+pub fn temblor() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_temblor"));
+    cmd.current_dir(root())
+        .env_remove("TEMBLOR_PLUGIN_PATH")
+        .env("TEMBLOR_LOG", "info");
+    if !cfg!(feature = "monolith") {
+        cmd.arg("--plugin-dir").arg(plugin_dir("plugins"));
+    }
+    cmd
+}
+
+/// Runs to the end and returns the output, with stdout and stderr as text.
+pub fn output(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+/// The lines of an xz file, decompressed by the `xz` tool (not by the code under test).
+pub fn xz_lines(path: &Path) -> Vec<String> {
+    let out = Command::new("xz").arg("-dc").arg(path).output().unwrap();
+    assert!(out.status.success(), "xz -dc {}", path.display());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Writes a deployment file into `dir` and returns its path.
+pub fn deployment(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("deploy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -1,0 +1,183 @@
+//! The `binary` codec: each frame is an opaque byte string.
+//!
+//! Decoding makes each frame a bytes event as it is, without looking at it (one allocation: the
+//! bytes themselves). It never fails.
+//!
+//! Encoding writes a bytes event as it is and a string event as its UTF-8 bytes (no quotes);
+//! any other event (number, bool, null, array, object) is written as compact JSON. One frame per
+//! event, nothing added.
+//!
+//! # Config
+//!
+//! None: the codec takes no `config` keys, and refuses unknown ones.
+//!
+//! # Example
+//!
+//! Copy a file chunk by chunk, untouched:
+//! ```toml
+//! [[connector]]
+//! id = "in"
+//! plugin = "file"
+//! codec = "binary"
+//! config = { path = "in.bin", mode = "read" }
+//!
+//! [[connector]]
+//! id = "out"
+//! plugin = "file"
+//! codec = "binary"
+//! config = { path = "out.bin", mode = "write" }
+//! ```
+
+use temblor_shim::{Codec, PluginError, RVec, Setup, Value};
+
+/// The codec's configuration: it has no keys.
+#[derive(temblor_shim::serde::Deserialize, Debug, Default)]
+#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+pub struct Config {}
+
+/// The binary codec.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Binary;
+
+impl Codec for Binary {
+    fn decode_one(&mut self, frame: &[u8]) -> Result<Value, String> {
+        Ok(Value::Bytes(RVec::from(frame)))
+    }
+
+    fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
+        match event {
+            Value::Bytes(bytes) => out.extend_from_slice(bytes),
+            Value::String(s) => out.extend_from_slice(s.as_bytes()),
+            other => other.write_json(out),
+        }
+        Ok(())
+    }
+}
+
+/// The constructor the engine calls.
+///
+/// # Errors
+/// A `Config` error when the deployment gives config keys (there are none).
+pub fn new(setup: &Setup<'_>) -> Result<Binary, PluginError> {
+    let Config {} = setup.config::<Config>()?;
+    Ok(Binary)
+}
+
+temblor_shim::export_plugin! { name: "binary", kind: Codec, codec: new }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        alloc::{GlobalAlloc, Layout, System},
+        cell::Cell,
+    };
+
+    use temblor_shim::{ErrorKind, Frames, Object, abi_stable::std_types::RStr};
+
+    use super::*;
+
+    /// Counts the allocations of the current thread.
+    struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    // SAFETY: every call is forwarded to `System` unchanged; counting has no other effect.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            // SAFETY: the caller's contract is `System`'s.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract is `System`'s.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Counting = Counting;
+
+    fn allocations_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+        let before = ALLOCATIONS.with(Cell::get);
+        let result = f();
+        (result, ALLOCATIONS.with(Cell::get) - before)
+    }
+
+    fn encode(event: &Value) -> Vec<u8> {
+        let mut out = RVec::new();
+        Binary.encode_one(event, &mut out).unwrap();
+        out.into_vec()
+    }
+
+    #[test]
+    fn decodes_any_bytes_as_they_are() {
+        let all: Vec<u8> = (0..=255).collect();
+        for frame in [
+            &b""[..],
+            b"text",
+            b"\xff\xfe\x00",
+            b"{\"not\":\"parsed\"}",
+            &all,
+        ] {
+            let value = Binary.decode_one(frame).unwrap();
+            assert!(
+                matches!(&value, Value::Bytes(b) if b.as_slice() == frame),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn decoding_allocates_once() {
+        let frame = [7_u8; 1000];
+        let (value, n) = allocations_of(|| Binary.decode_one(&frame));
+        assert!(matches!(value, Ok(Value::Bytes(b)) if b.len() == 1000));
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn encodes_bytes_and_strings_raw_and_the_rest_as_json() {
+        assert_eq!(
+            encode(&Value::Bytes(vec![0_u8, 255, 10].into())),
+            [0, 255, 10]
+        );
+        assert_eq!(encode(&Value::Bytes(RVec::new())), b"");
+        assert_eq!(encode(&Value::from("é \"q\"")), "é \"q\"".as_bytes());
+        assert_eq!(encode(&Value::U64(u64::MAX)), b"18446744073709551615");
+        assert_eq!(encode(&Value::Null), b"null");
+        assert_eq!(encode(&Value::Bool(false)), b"false");
+        let object: Object = [("b", Value::Bytes(vec![1_u8].into()))]
+            .into_iter()
+            .collect();
+        assert_eq!(encode(&Value::Object(object)), br#"{"b":[1]}"#);
+    }
+
+    #[test]
+    fn batches_round_trip() {
+        let frames: Frames = [&b"\x00\x01"[..], b"", b"\xff"].into_iter().collect();
+        let mut events = RVec::new();
+        let mut errors = RVec::new();
+        Binary.decode(&frames, &mut events, &mut errors).unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(events.len(), 3);
+        let mut encoded = Frames::new();
+        Binary.encode(&events, &mut encoded).unwrap();
+        assert_eq!(encoded, frames);
+    }
+
+    #[test]
+    fn config_takes_no_keys() {
+        let module = plugin_module();
+        let name = RStr::from("t");
+        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
+        let config: Object = [("size", Value::I64(4))].into_iter().collect();
+        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
+        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
+            panic!("an unknown config key was accepted");
+        };
+        assert_eq!(e.kind, ErrorKind::Config);
+        assert!(e.message.contains("size"), "{e}");
+    }
+}

@@ -1,0 +1,63 @@
+//! Drives the `binary` codec through its ABI object, as the engine does.
+
+use temblor_shim::{
+    FrameError, Frames, Object, RVec, Value,
+    abi::{CodecBox, PluginKind},
+    abi_stable::std_types::{RSlice, RStr},
+};
+
+fn codec() -> CodecBox {
+    codec_binary::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
+        .unwrap()
+}
+
+fn decode(codec: &mut CodecBox, frames: &Frames) -> (RVec<Value>, RVec<FrameError>) {
+    let mut out = RVec::new();
+    let mut errors = RVec::new();
+    codec.decode(frames, &mut out, &mut errors).unwrap();
+    (out, errors)
+}
+
+fn encode(codec: &mut CodecBox, events: &[Value]) -> Frames {
+    let mut frames = Frames::new();
+    codec.encode(RSlice::from(events), &mut frames).unwrap();
+    frames
+}
+
+#[test]
+fn manifest_names_a_binary_codec() {
+    let manifest = (codec_binary::plugin_module().manifest())();
+    assert_eq!(manifest.name.as_str(), "binary");
+    assert_eq!(manifest.kind, PluginKind::Codec);
+}
+
+#[test]
+fn frames_round_trip_untouched() {
+    let mut c = codec();
+    let all: Vec<u8> = (0..=255).collect();
+    let frames: Frames = [&b"plain"[..], b"", b"\xff\x00\xfe", &all, b"{\"x\":1}\n"]
+        .into_iter()
+        .collect();
+    let (events, errors) = decode(&mut c, &frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(events.len(), 5);
+    assert!(
+        events.iter().all(|e| matches!(e, Value::Bytes(_))),
+        "{events:?}"
+    );
+    assert_eq!(events[3], Value::Bytes(all.clone().into()));
+    assert_eq!(encode(&mut c, &events), frames);
+}
+
+#[test]
+fn encodes_strings_raw_and_other_values_as_json() {
+    let mut c = codec();
+    let events = [
+        Value::from("text é"),
+        Value::from(vec![Value::I64(1), Value::Null]),
+        Value::F64(0.25),
+    ];
+    let encoded = encode(&mut c, &events);
+    let written: Vec<&[u8]> = encoded.iter().collect();
+    assert_eq!(written, ["text é".as_bytes(), b"[1,null]", b"0.25"]);
+}

@@ -1,0 +1,152 @@
+//! Drives the `json` codec through its ABI object, as the engine does.
+
+use std::process::Command;
+
+use temblor_shim::{
+    FrameError, Frames, Object, RVec, Value,
+    abi::{CodecBox, PluginKind},
+    abi_stable::std_types::{RSlice, RStr},
+};
+
+/// The data set shipped with the repository: 100 lines of JSON, xz-compressed.
+const DATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/data/data.json.xz"
+);
+
+fn codec() -> CodecBox {
+    codec_json::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new())).unwrap()
+}
+
+fn decode(codec: &mut CodecBox, frames: &Frames) -> (RVec<Value>, RVec<FrameError>) {
+    let mut out = RVec::new();
+    let mut errors = RVec::new();
+    codec.decode(frames, &mut out, &mut errors).unwrap();
+    (out, errors)
+}
+
+fn encode(codec: &mut CodecBox, events: &[Value]) -> Frames {
+    let mut frames = Frames::new();
+    codec.encode(RSlice::from(events), &mut frames).unwrap();
+    frames
+}
+
+/// The lines of the data set, decompressed with the `xz` tool.
+fn data_lines() -> Vec<Vec<u8>> {
+    let output = Command::new("xz")
+        .args(["-dc", DATA])
+        .output()
+        .expect("the xz tool runs");
+    assert!(output.status.success(), "xz -dc {DATA} failed: {output:?}");
+    output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+#[test]
+fn manifest_names_a_json_codec() {
+    let manifest = (codec_json::plugin_module().manifest())();
+    assert_eq!(manifest.name.as_str(), "json");
+    assert_eq!(manifest.kind, PluginKind::Codec);
+}
+
+#[test]
+fn good_bad_good_gives_two_events_and_one_error() {
+    let mut c = codec();
+    let frames: Frames = [&br#"{"a":1}"#[..], br#"{"a":"#, br#"[true,"x"]"#]
+        .into_iter()
+        .collect();
+    let (events, errors) = decode(&mut c, &frames);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].get("a"), Some(&Value::I64(1)));
+    assert_eq!(
+        events[1],
+        Value::from(vec![Value::Bool(true), Value::from("x")])
+    );
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].index, 1);
+    assert!(
+        errors[0].reason.contains("at character"),
+        "{}",
+        errors[0].reason
+    );
+
+    let encoded = encode(&mut c, &events);
+    let written: Vec<&[u8]> = encoded.iter().collect();
+    assert_eq!(written, [&br#"{"a":1}"#[..], br#"[true,"x"]"#]);
+}
+
+#[test]
+fn never_panics_on_garbage() {
+    let mut c = codec();
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff; 100],
+        b"[".repeat(100_000),
+        b"{\"a\":".repeat(50_000),
+        b"\"\\ud800\"".to_vec(),
+        b"[1,2,3".to_vec(),
+        (0..=255).collect(),
+    ];
+    let frames: Frames = garbage.iter().map(Vec::as_slice).collect();
+    let (events, errors) = decode(&mut c, &frames);
+    assert!(events.is_empty(), "{events:?}");
+    let indexes: Vec<u32> = errors.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, [0, 1, 2, 3, 4, 5, 6]);
+    // The codec still works afterwards.
+    let frames: Frames = [&b"1"[..]].into_iter().collect();
+    assert_eq!(decode(&mut c, &frames).0.as_slice(), [Value::I64(1)]);
+}
+
+#[test]
+fn the_data_set_decodes_and_round_trips() {
+    let lines = data_lines();
+    assert_eq!(lines.len(), 100);
+    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
+
+    let mut c = codec();
+    let (events, errors) = decode(&mut c, &frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(events.len(), 100);
+    for event in &events {
+        let object = event.as_object().expect("every line is an object");
+        assert!(
+            object.get("guid").and_then(Value::as_str).is_some(),
+            "{event}"
+        );
+        assert!(
+            object.get("aint").and_then(Value::as_i64).is_some(),
+            "{event}"
+        );
+        assert!(
+            matches!(object.get("abool"), Some(Value::Bool(_))),
+            "{event}"
+        );
+        assert!(
+            object.get("tags").and_then(Value::as_array).is_some(),
+            "{event}"
+        );
+    }
+    assert_eq!(
+        events[0].get("guid").and_then(Value::as_str),
+        Some("a95bb929-2567-4066-8023-8bf532665121")
+    );
+    assert_eq!(events[0].get("aint"), Some(&Value::I64(33)));
+
+    // Encoding gives back the lines as they were (they are compact JSON), and decoding that
+    // gives the same events.
+    let encoded = encode(&mut c, &events);
+    assert_eq!(encoded.len(), 100);
+    for (written, line) in encoded.iter().zip(&lines) {
+        assert_eq!(
+            String::from_utf8_lossy(written),
+            String::from_utf8_lossy(line)
+        );
+    }
+    let (again, errors) = decode(&mut c, &encoded);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(again, events);
+}

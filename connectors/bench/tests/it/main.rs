@@ -1,0 +1,217 @@
+//! Drives the bench connector through its ABI objects, as the engine does.
+
+use std::path::{Path, PathBuf};
+
+use temblor_shim::{
+    ErrorKind, Frames, PluginError, Pull, Value, abi::SourceBox, abi_stable::std_types::RStr,
+};
+
+const DATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/data/data.json.xz"
+);
+
+/// A fresh folder for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "temblor-connector-bench-it-{}-{test}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    fn file(&self, name: &str, contents: &[u8]) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("write test file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(path: &Path, extra: &[(&str, Value)]) -> Value {
+    let mut fields = vec![("path", Value::from(path.to_str().expect("utf-8 path")))];
+    fields.extend(extra.iter().cloned());
+    Value::Object(fields.into_iter().collect())
+}
+
+fn source(config: &Value) -> Result<SourceBox, PluginError> {
+    (connector_bench::plugin_module().new_source())(RStr::from("t"), config).into_result()
+}
+
+/// Pulls until `Exhausted`; returns every frame, and the frame count of each pull.
+fn replay(source: &mut SourceBox) -> (Vec<Vec<u8>>, Vec<usize>) {
+    let mut all = Vec::new();
+    let mut per_pull = Vec::new();
+    let mut frames = Frames::new();
+    for _ in 0..100_000 {
+        frames.clear();
+        let pull = source.pull(&mut frames).into_result().expect("pull");
+        per_pull.push(frames.len());
+        all.extend(frames.iter().map(<[u8]>::to_vec));
+        if pull == Pull::Exhausted {
+            // And it stays exhausted.
+            frames.clear();
+            assert_eq!(source.pull(&mut frames).into_result(), Ok(Pull::Exhausted));
+            assert!(frames.is_empty());
+            return (all, per_pull);
+        }
+        assert_eq!(pull, Pull::Ready);
+    }
+    panic!("the bench source never ended");
+}
+
+#[test]
+fn iters_replays_every_line_in_order() {
+    let dir = TempDir::new("iters");
+    let path = dir.file("four.txt", b"one\ntwo\r\nthree\nfour\n");
+    let mut source = source(&config(&path, &[("iters", Value::from(3))])).expect("source");
+    let (frames, _) = replay(&mut source);
+    let expected: Vec<&[u8]> = [&b"one"[..], b"two", b"three", b"four"].repeat(3);
+    assert_eq!(frames, expected);
+}
+
+#[test]
+fn neither_key_replays_once() {
+    let dir = TempDir::new("once");
+    let path = dir.file("two.txt", b"a\nb");
+    let (frames, per_pull) = replay(&mut source(&config(&path, &[])).expect("source"));
+    assert_eq!(frames, [b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(per_pull, [2]);
+}
+
+#[test]
+fn compressed_example_data_has_100_lines_per_iteration() {
+    let mut source =
+        source(&config(Path::new(DATA), &[("iters", Value::from(25))])).expect("source");
+    let (frames, per_pull) = replay(&mut source);
+    assert_eq!(frames.len(), 2_500);
+    // Batches of 1024, the rest in the last one.
+    assert_eq!(per_pull, [1024, 1024, 452]);
+    for (i, frame) in frames.iter().enumerate() {
+        assert!(
+            frame.starts_with(b"{") && frame.ends_with(b"}"),
+            "frame {i} is one JSON line"
+        );
+        assert_eq!(
+            frame,
+            &frames[i % 100],
+            "frame {i} repeats line {}",
+            i % 100
+        );
+    }
+    assert_ne!(frames[0], frames[1]);
+}
+
+#[test]
+fn gzip_files_load_too() {
+    let dir = TempDir::new("gzip");
+    let path = dir.0.join("lines.txt.gz");
+    let mut writer = temblor_compress::open_write(&path, false).expect("open");
+    std::io::Write::write_all(&mut writer, b"x\ny\n").expect("write");
+    writer.finish().expect("finish");
+    let (frames, _) =
+        replay(&mut source(&config(&path, &[("iters", Value::from(2))])).expect("source"));
+    assert_eq!(frames, [&b"x"[..], b"y", b"x", b"y"]);
+}
+
+#[test]
+fn duration_zero_ends_at_once() {
+    let dir = TempDir::new("duration-zero");
+    let path = dir.file("lines.txt", b"a\nb\n");
+    let mut source = source(&config(&path, &[("duration_s", Value::from(0))])).expect("source");
+    let mut frames = Frames::new();
+    assert_eq!(source.pull(&mut frames).into_result(), Ok(Pull::Exhausted));
+    assert!(frames.is_empty());
+}
+
+#[test]
+fn duration_replays_until_time_is_up() {
+    let dir = TempDir::new("duration");
+    let path = dir.file("lines.txt", b"a\nb\nc\n");
+    let begin = std::time::Instant::now();
+    let mut source = source(&config(&path, &[("duration_s", Value::from(0.05))])).expect("source");
+    let (frames, _) = replay(&mut source);
+    assert!(begin.elapsed().as_secs_f64() >= 0.05);
+    assert!(
+        frames.len() > 3,
+        "more than one pass in 50 ms: {}",
+        frames.len()
+    );
+    assert_eq!(&frames[..4], [&b"a"[..], b"b", b"c", b"a"]);
+}
+
+#[test]
+fn both_iters_and_duration_is_a_config_error() {
+    let dir = TempDir::new("both");
+    let path = dir.file("lines.txt", b"a\n");
+    let cfg = config(
+        &path,
+        &[("iters", Value::from(2)), ("duration_s", Value::from(1))],
+    );
+    let err = source(&cfg).err().expect("both keys");
+    assert_eq!(err.kind, ErrorKind::Config, "{err}");
+    assert!(
+        err.message.contains("iters") && err.message.contains("duration_s"),
+        "{err}"
+    );
+    assert!(err.message.contains("'t'"), "{err}");
+}
+
+#[test]
+fn bad_values_are_config_errors() {
+    let dir = TempDir::new("bad-values");
+    let path = dir.file("lines.txt", b"a\n");
+    for extra in [
+        ("iters", Value::from(0)),
+        ("iters", Value::from(-1)),
+        ("duration_s", Value::from(-1.5)),
+        ("duration_s", Value::from("soon")),
+        ("iterations", Value::from(3)),
+    ] {
+        let name = extra.0;
+        let err = source(&config(&path, &[extra])).err().expect("bad value");
+        assert_eq!(err.kind, ErrorKind::Config, "{name}: {err}");
+    }
+}
+
+#[test]
+fn empty_file_is_a_config_error() {
+    let dir = TempDir::new("empty");
+    let path = dir.file("empty.txt", b"");
+    let err = source(&config(&path, &[])).err().expect("empty file");
+    assert_eq!(err.kind, ErrorKind::Config, "{err}");
+    assert!(err.message.contains("no lines"), "{err}");
+    assert!(err.message.contains(path.to_str().expect("utf-8")), "{err}");
+}
+
+#[test]
+fn missing_file_is_an_io_error_naming_the_path() {
+    let dir = TempDir::new("missing");
+    let path = dir.0.join("missing.json.xz");
+    let err = source(&config(&path, &[])).err().expect("missing file");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains(path.to_str().expect("utf-8")), "{err}");
+}
+
+#[test]
+fn bench_has_no_sink() {
+    let dir = TempDir::new("no-sink");
+    let path = dir.file("lines.txt", b"a\n");
+    let result =
+        (connector_bench::plugin_module().new_sink())(RStr::from("t"), &config(&path, &[]))
+            .into_result();
+    let err = result.err().expect("no sink");
+    assert_eq!(err.kind, ErrorKind::Unsupported, "{err}");
+    let manifest = (connector_bench::plugin_module().manifest())();
+    assert_eq!(manifest.name.as_str(), "bench");
+}

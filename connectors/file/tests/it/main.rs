@@ -1,0 +1,264 @@
+//! Drives the file connector through its ABI objects, as the engine does.
+
+use std::path::{Path, PathBuf};
+
+use temblor_shim::{
+    ErrorKind, Frames, PluginError, Pull, Value,
+    abi::{SinkBox, SourceBox},
+    abi_stable::std_types::RStr,
+};
+
+/// A fresh folder for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "temblor-connector-file-it-{}-{test}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(path: &Path, mode: Option<&str>) -> Value {
+    let mut fields = vec![("path", Value::from(path.to_str().expect("utf-8 path")))];
+    if let Some(mode) = mode {
+        fields.push(("mode", Value::from(mode)));
+    }
+    Value::Object(fields.into_iter().collect())
+}
+
+fn source(config: &Value) -> Result<SourceBox, PluginError> {
+    (connector_file::plugin_module().new_source())(RStr::from("t"), config).into_result()
+}
+
+fn sink(config: &Value) -> Result<SinkBox, PluginError> {
+    (connector_file::plugin_module().new_sink())(RStr::from("t"), config).into_result()
+}
+
+/// Pulls until `Exhausted`; returns the bytes of all frames and the number of pulls.
+fn read_all(source: &mut SourceBox) -> (Vec<u8>, usize) {
+    let mut bytes = Vec::new();
+    let mut frames = Frames::new();
+    for pulls in 1..10_000 {
+        frames.clear();
+        let pull = source.pull(&mut frames).into_result().expect("pull");
+        bytes.extend(frames.iter().flatten());
+        if pull == Pull::Exhausted {
+            return (bytes, pulls);
+        }
+        assert_eq!(pull, Pull::Ready);
+    }
+    panic!("the file source never ended");
+}
+
+fn lines(n: usize) -> Frames {
+    (0..n)
+        .map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "x".repeat(i % 50)))
+        .collect::<Vec<_>>()
+        .iter()
+        .map(String::as_bytes)
+        .collect()
+}
+
+fn write_frames(path: &Path, mode: &str, frames: &Frames) {
+    let mut sink = sink(&config(path, Some(mode))).expect("sink");
+    sink.push(frames).into_result().expect("push");
+    sink.flush().into_result().expect("flush");
+    drop(sink);
+}
+
+fn round_trip(name: &str) {
+    let dir = TempDir::new(&format!("round-trip-{name}"));
+    let path = dir.path(name);
+    // Several batches, more than one 64 KiB chunk in all.
+    let batch = lines(2_000);
+    let mut sink = sink(&config(&path, Some("write"))).expect("sink");
+    for _ in 0..3 {
+        sink.push(&batch).into_result().expect("push");
+    }
+    sink.flush().into_result().expect("flush");
+    drop(sink);
+
+    let expected: Vec<u8> = batch
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<Vec<u8>>()
+        .repeat(3);
+    assert!(expected.len() > 64 * 1024);
+    let mut source = source(&config(&path, None)).expect("source");
+    let (bytes, pulls) = read_all(&mut source);
+    assert_eq!(bytes.len(), expected.len(), "{name}");
+    assert!(bytes == expected, "{name}: bytes differ");
+    assert!(pulls >= 1);
+    // Once exhausted, it stays so.
+    let mut frames = Frames::new();
+    assert_eq!(source.pull(&mut frames).into_result(), Ok(Pull::Exhausted));
+    assert!(frames.is_empty());
+}
+
+#[test]
+fn plain_round_trip() {
+    round_trip("out.json");
+}
+
+#[test]
+fn gzip_round_trip() {
+    round_trip("out.json.gz");
+}
+
+#[test]
+fn xz_round_trip() {
+    round_trip("out.json.xz");
+}
+
+#[test]
+fn compressed_output_is_compressed() {
+    let dir = TempDir::new("compressed");
+    for (name, magic) in [("c.gz", &[0x1f_u8, 0x8b][..]), ("c.xz", b"\xfd7zXZ\0")] {
+        let path = dir.path(name);
+        write_frames(&path, "write", &lines(500));
+        let raw = std::fs::read(&path).expect("read raw");
+        assert!(raw.starts_with(magic), "{name}");
+    }
+}
+
+#[test]
+fn frames_are_written_as_they_are() {
+    let dir = TempDir::new("as-is");
+    let path = dir.path("raw.bin");
+    let frames: Frames = [&b"no separator"[..], b"", b"\x00\xffbinary", b"\n"]
+        .into_iter()
+        .collect();
+    write_frames(&path, "write", &frames);
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        b"no separator\x00\xffbinary\n"
+    );
+}
+
+#[test]
+fn append_mode_appends() {
+    for name in ["a.json", "a.json.gz", "a.json.xz"] {
+        let dir = TempDir::new(&format!("append-{name}"));
+        let path = dir.path(name);
+        let first: Frames = [&b"one\n"[..]].into_iter().collect();
+        let second: Frames = [&b"two\n"[..], b"three\n"].into_iter().collect();
+        write_frames(&path, "write", &first);
+        write_frames(&path, "append", &second);
+        let (bytes, _) = read_all(&mut source(&config(&path, Some("read"))).expect("source"));
+        assert_eq!(bytes, b"one\ntwo\nthree\n", "{name}");
+        // Write mode starts over.
+        write_frames(&path, "write", &first);
+        let (bytes, _) = read_all(&mut source(&config(&path, None)).expect("source"));
+        assert_eq!(bytes, b"one\n", "{name}");
+    }
+}
+
+#[test]
+fn append_mode_creates_a_missing_file() {
+    let dir = TempDir::new("append-create");
+    let path = dir.path("new.txt");
+    write_frames(&path, "append", &[&b"first\n"[..]].into_iter().collect());
+    assert_eq!(std::fs::read(&path).expect("read"), b"first\n");
+}
+
+#[test]
+fn empty_file_is_exhausted_at_once() {
+    let dir = TempDir::new("empty");
+    let path = dir.path("empty.json");
+    std::fs::write(&path, b"").expect("write");
+    let mut source = source(&config(&path, None)).expect("source");
+    let mut frames = Frames::new();
+    assert_eq!(source.pull(&mut frames).into_result(), Ok(Pull::Exhausted));
+    assert!(frames.is_empty());
+}
+
+#[test]
+fn missing_file_is_an_io_error_naming_the_path() {
+    let dir = TempDir::new("missing");
+    for name in ["missing.json", "missing.json.xz"] {
+        let path = dir.path(name);
+        let err = source(&config(&path, None)).err().expect("no such file");
+        assert_eq!(err.kind, ErrorKind::Io, "{err}");
+        assert!(err.message.contains(path.to_str().expect("utf-8")), "{err}");
+        assert!(err.message.contains("'t'"), "{err}");
+    }
+    let path = dir.path("no-such-folder/out.json");
+    let err = sink(&config(&path, Some("write")))
+        .err()
+        .expect("no such folder");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains(path.to_str().expect("utf-8")), "{err}");
+}
+
+#[test]
+fn unknown_config_key_is_a_config_error_naming_it() {
+    let cfg: Value = Value::Object(
+        [
+            ("path", Value::from("x.json")),
+            ("pth", Value::from("y.json")),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    for err in [source(&cfg).err(), sink(&cfg).err()] {
+        let err = err.expect("unknown key");
+        assert_eq!(err.kind, ErrorKind::Config, "{err}");
+        assert!(err.message.contains("unknown field `pth`"), "{err}");
+    }
+}
+
+#[test]
+fn missing_path_and_bad_mode_are_config_errors() {
+    let err = source(&Value::Object(
+        [("mode", Value::from("read"))].into_iter().collect(),
+    ))
+    .err()
+    .expect("no path");
+    assert_eq!(err.kind, ErrorKind::Config);
+    assert!(err.message.contains("path"), "{err}");
+    let err = sink(&config(Path::new("x.json"), Some("overwrite")))
+        .err()
+        .expect("bad mode");
+    assert_eq!(err.kind, ErrorKind::Config);
+    assert!(err.message.contains("overwrite"), "{err}");
+}
+
+#[test]
+fn wrong_direction_is_a_config_error() {
+    let dir = TempDir::new("direction");
+    let path = dir.path("d.json");
+    let err = source(&config(&path, Some("write")))
+        .err()
+        .expect("write mode has no source");
+    assert_eq!(err.kind, ErrorKind::Config);
+    assert!(err.message.contains("write mode"), "{err}");
+    let err = sink(&config(&path, None))
+        .err()
+        .expect("read mode has no sink");
+    assert_eq!(err.kind, ErrorKind::Config);
+    assert!(err.message.contains("read mode"), "{err}");
+    assert!(!path.exists());
+}
+
+#[test]
+fn manifest_names_the_connector() {
+    let manifest = (connector_file::plugin_module().manifest())();
+    assert_eq!(manifest.name.as_str(), "file");
+    assert_eq!(manifest.kind, temblor_shim::abi::PluginKind::Connector);
+}

@@ -1,0 +1,588 @@
+//! The deployment file (TOML): connectors, pipelines and the links between them.
+//!
+//! ```toml
+//! [[connector]]
+//! id = "in"
+//! plugin = "file"
+//! codec = "json"
+//! preprocessors = ["separate"]
+//! config = { path = "in.json", mode = "read" }
+//!
+//! [[pipeline]]
+//! id = "main"
+//! operators = []
+//!
+//! [[connect]]
+//! from = "in"
+//! to = "main"
+//! ```
+//! Parsing checks the shape; [`Deployment::validate`] checks the meaning (ids, plugins, ports)
+//! and reports every problem at once, each with its line and column.
+
+use std::{collections::HashMap, fmt, ops::Range};
+
+use serde::Deserialize;
+use temblor_shim::{Object, Value, abi::PluginKind};
+use toml::Spanned;
+
+use crate::{processors, registry::Registry};
+
+/// One problem in a deployment file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// Every problem found in a deployment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployError {
+    /// The file's name, as given.
+    pub file: String,
+    /// The problems, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for DeployError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}:{d}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DeployError {}
+
+/// A parsed deployment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// `[[connector]]` tables.
+    #[serde(default, rename = "connector")]
+    pub connectors: Vec<ConnectorSpec>,
+    /// `[[pipeline]]` tables.
+    #[serde(default, rename = "pipeline")]
+    pub pipelines: Vec<PipelineSpec>,
+    /// `[[connect]]` tables.
+    #[serde(default, rename = "connect")]
+    pub links: Vec<LinkSpec>,
+    #[serde(skip)]
+    text: String,
+}
+
+/// A `[[connector]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSpec {
+    /// Its id, unique among connectors and pipelines.
+    pub id: Spanned<String>,
+    /// The connector plugin's name.
+    pub plugin: Spanned<String>,
+    /// `"name"` or `{ name = "...", config = { ... } }`.
+    pub codec: Option<Spanned<Value>>,
+    /// Applied to incoming bytes, in order, before decoding.
+    #[serde(default)]
+    pub preprocessors: Vec<Spanned<Value>>,
+    /// Applied to outgoing bytes, in order, after encoding.
+    #[serde(default)]
+    pub postprocessors: Vec<Spanned<Value>>,
+    /// Handed to the plugin as it is.
+    #[serde(default)]
+    pub config: Option<Value>,
+}
+
+/// A `[[pipeline]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Its id, unique among connectors and pipelines.
+    pub id: Spanned<String>,
+    /// Operators, applied in order (none: passthrough).
+    #[serde(default)]
+    pub operators: Vec<Spanned<Value>>,
+}
+
+/// A `[[connect]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// A connector id, or a pipeline's `id` / `id/PORT`.
+    pub from: Spanned<String>,
+    /// A pipeline id or a connector id.
+    pub to: Spanned<String>,
+}
+
+/// A named component with its config: a codec or a processor as the deployment gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Named {
+    /// The component's name.
+    pub name: String,
+    /// Its config (an empty object when none is given).
+    pub config: Value,
+}
+
+impl Named {
+    /// Reads `"name"` or `{ name = "...", config = {...} }` / `{ name = "...", key = ... }`.
+    fn from_value(value: &Value) -> Result<Self, String> {
+        match value {
+            Value::String(name) => Ok(Self {
+                name: name.to_string(),
+                config: Value::Object(Object::new()),
+            }),
+            Value::Object(table) => {
+                let name = table
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or("a table here needs `name = \"...\"`")?
+                    .to_owned();
+                let config = match table.get("config") {
+                    Some(config) if table.len() == 2 => config.clone(),
+                    _ => Value::Object(
+                        table
+                            .iter()
+                            .filter(|(k, _)| *k != "name")
+                            .map(|(k, v)| (k, v.clone()))
+                            .collect(),
+                    ),
+                };
+                Ok(Self { name, config })
+            }
+            other => Err(format!(
+                "expected a name or a table with `name`, found {}",
+                other.type_name()
+            )),
+        }
+    }
+}
+
+/// Where a link starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// A pipeline's `out` port (the default).
+    Out,
+    /// A pipeline's `err` port: events that failed.
+    Err,
+}
+
+impl Port {
+    /// `out` or `err`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Out => "out",
+            Self::Err => "err",
+        }
+    }
+}
+
+/// What an id names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// The connector at this index of `connectors`.
+    Connector(usize),
+    /// The pipeline at this index of `pipelines`.
+    Pipeline(usize),
+}
+
+/// A checked link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Events from a source connector into a pipeline.
+    SourceToPipeline {
+        /// Index into `connectors`.
+        connector: usize,
+        /// Index into `pipelines`.
+        pipeline: usize,
+    },
+    /// Events from a pipeline's port into a sink connector.
+    PipelineToSink {
+        /// Index into `pipelines`.
+        pipeline: usize,
+        /// Which port.
+        port: Port,
+        /// Index into `connectors`.
+        connector: usize,
+    },
+}
+
+/// A connector's codec, processors and config, checked.
+#[derive(Debug, Clone)]
+pub struct ConnectorPlan {
+    /// The codec (`binary` when none is given: bytes as they are).
+    pub codec: Named,
+    /// Preprocessors in order.
+    pub preprocessors: Vec<Named>,
+    /// Postprocessors in order.
+    pub postprocessors: Vec<Named>,
+    /// The plugin config (an empty object when none is given).
+    pub config: Value,
+}
+
+/// A deployment whose every reference resolved: what the engine runs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Per connector, in `connectors` order.
+    pub connectors: Vec<ConnectorPlan>,
+    /// The links, in file order.
+    pub links: Vec<Link>,
+}
+
+impl Deployment {
+    /// Parses a deployment file. `file` is used in messages only.
+    ///
+    /// # Errors
+    /// A syntax or shape error, with line and column.
+    pub fn parse(text: &str, file: &str) -> Result<Self, DeployError> {
+        match toml::from_str::<Self>(text) {
+            Ok(mut deployment) => {
+                text.clone_into(&mut deployment.text);
+                Ok(deployment)
+            }
+            Err(e) => {
+                let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+                Err(DeployError {
+                    file: file.to_owned(),
+                    diagnostics: vec![Diagnostic {
+                        line,
+                        column,
+                        message: e.message().trim().to_owned(),
+                    }],
+                })
+            }
+        }
+    }
+
+    /// The connector with this id.
+    #[must_use]
+    pub fn connector(&self, id: &str) -> Option<&ConnectorSpec> {
+        self.connectors.iter().find(|c| c.id.get_ref() == id)
+    }
+
+    /// Checks every reference against the registry: unique ids, known plugins of the right
+    /// kind, known processors, links between existing components and ports. Reports all
+    /// problems at once.
+    ///
+    /// # Errors
+    /// Every problem found, each with line and column.
+    pub fn validate(&self, registry: &Registry, file: &str) -> Result<Plan, DeployError> {
+        let mut v = Validator {
+            text: &self.text,
+            diagnostics: Vec::new(),
+        };
+        let ids = v.ids(self);
+        let connectors = self
+            .connectors
+            .iter()
+            .map(|c| v.connector(c, registry))
+            .collect();
+        for pipeline in &self.pipelines {
+            for op in &pipeline.operators {
+                v.at(
+                    op.span(),
+                    format!(
+                        "pipeline '{}': operators are not available in this version; \
+                         use `operators = []` (passthrough)",
+                        pipeline.id.get_ref()
+                    ),
+                );
+            }
+        }
+        let links = self.links.iter().filter_map(|l| v.link(l, &ids)).collect();
+        if v.diagnostics.is_empty() {
+            Ok(Plan { connectors, links })
+        } else {
+            v.diagnostics.sort_by_key(|d| (d.line, d.column));
+            Err(DeployError {
+                file: file.to_owned(),
+                diagnostics: v.diagnostics,
+            })
+        }
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn at(&mut self, span: Range<usize>, message: String) {
+        let (line, column) = line_col(self.text, span.start);
+        self.diagnostics.push(Diagnostic {
+            line,
+            column,
+            message,
+        });
+    }
+
+    fn ids(&mut self, d: &Deployment) -> HashMap<String, Node> {
+        let mut ids = HashMap::new();
+        let all = d
+            .connectors
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (&c.id, Node::Connector(i)))
+            .chain(
+                d.pipelines
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (&p.id, Node::Pipeline(i))),
+            );
+        for (id, node) in all {
+            if id.get_ref().is_empty() || id.get_ref().contains('/') {
+                self.at(
+                    id.span(),
+                    format!("id '{}' must be non-empty and without '/'", id.get_ref()),
+                );
+            } else if ids.insert(id.get_ref().clone(), node).is_some() {
+                self.at(id.span(), format!("id '{}' is used twice", id.get_ref()));
+            }
+        }
+        ids
+    }
+
+    fn named(&mut self, spec: &Spanned<Value>) -> Option<Named> {
+        Named::from_value(spec.get_ref())
+            .map_err(|e| self.at(spec.span(), e))
+            .ok()
+    }
+
+    fn connector(&mut self, c: &ConnectorSpec, registry: &Registry) -> ConnectorPlan {
+        let id = c.id.get_ref();
+        match registry.get(c.plugin.get_ref()) {
+            None => self.at(
+                c.plugin.span(),
+                format!(
+                    "connector '{id}': no plugin named '{}' is loaded{}",
+                    c.plugin.get_ref(),
+                    registry.names_hint(PluginKind::Connector)
+                ),
+            ),
+            Some(p) if p.kind != PluginKind::Connector => self.at(
+                c.plugin.span(),
+                format!(
+                    "connector '{id}': plugin '{}' is a {}, not a connector",
+                    p.name,
+                    p.kind.as_str()
+                ),
+            ),
+            Some(_) => {}
+        }
+        let codec = match &c.codec {
+            None => Some(Named {
+                name: "binary".to_owned(),
+                config: Value::Object(Object::new()),
+            }),
+            Some(spec) => self
+                .named(spec)
+                .inspect(|named| match registry.get(&named.name) {
+                    Some(p) if p.kind == PluginKind::Codec => {}
+                    Some(p) => self.at(
+                        spec.span(),
+                        format!(
+                            "connector '{id}': plugin '{}' is a {}, not a codec",
+                            p.name,
+                            p.kind.as_str()
+                        ),
+                    ),
+                    None => self.at(
+                        spec.span(),
+                        format!(
+                            "connector '{id}': no codec named '{}' is loaded{}",
+                            named.name,
+                            registry.names_hint(PluginKind::Codec)
+                        ),
+                    ),
+                }),
+        };
+        let mut processors = |list: &[Spanned<Value>], post: bool| -> Vec<Named> {
+            let mut out = Vec::new();
+            for spec in list {
+                let Some(named) = self.named(spec) else {
+                    continue;
+                };
+                let check = if post {
+                    processors::Postprocessor::new(&named).map(drop)
+                } else {
+                    processors::Preprocessor::new(&named).map(drop)
+                };
+                match check {
+                    Ok(()) => out.push(named),
+                    Err(e) => self.at(spec.span(), format!("connector '{id}': {e}")),
+                }
+            }
+            out
+        };
+        let preprocessors = processors(&c.preprocessors, false);
+        let postprocessors = processors(&c.postprocessors, true);
+        ConnectorPlan {
+            codec: codec.unwrap_or(Named {
+                name: String::new(),
+                config: Value::Null,
+            }),
+            preprocessors,
+            postprocessors,
+            config: c
+                .config
+                .clone()
+                .unwrap_or_else(|| Value::Object(Object::new())),
+        }
+    }
+
+    fn link(&mut self, l: &LinkSpec, ids: &HashMap<String, Node>) -> Option<Link> {
+        let (from_id, port) = match l.from.get_ref().split_once('/') {
+            None => (l.from.get_ref().as_str(), None),
+            Some((id, port)) => (id, Some(port)),
+        };
+        let from = ids.get(from_id).copied();
+        let to = ids.get(l.to.get_ref().as_str()).copied();
+        if from.is_none() {
+            self.at(
+                l.from.span(),
+                format!("connect: no connector or pipeline has the id '{from_id}'"),
+            );
+        }
+        if to.is_none() {
+            self.at(
+                l.to.span(),
+                format!(
+                    "connect: no connector or pipeline has the id '{}'",
+                    l.to.get_ref()
+                ),
+            );
+        }
+        match (from?, to?, port) {
+            (Node::Connector(connector), Node::Pipeline(pipeline), None) => {
+                Some(Link::SourceToPipeline {
+                    connector,
+                    pipeline,
+                })
+            }
+            (Node::Connector(_), _, Some(port)) => {
+                self.at(
+                    l.from.span(),
+                    format!("connect: connector '{from_id}' has no ports (found '/{port}')"),
+                );
+                None
+            }
+            (Node::Pipeline(pipeline), Node::Connector(connector), port) => {
+                let port = match port {
+                    None | Some("out") => Port::Out,
+                    Some("err") => Port::Err,
+                    Some(other) => {
+                        self.at(
+                            l.from.span(),
+                            format!(
+                                "connect: pipeline '{from_id}' has no port '{other}' \
+                                 (its ports are 'out' and 'err')"
+                            ),
+                        );
+                        return None;
+                    }
+                };
+                Some(Link::PipelineToSink {
+                    pipeline,
+                    port,
+                    connector,
+                })
+            }
+            (Node::Connector(_), Node::Connector(_), None) => {
+                self.at(
+                    l.from.span(),
+                    format!(
+                        "connect: '{from_id}' and '{}' are both connectors; \
+                         connect a source to a pipeline and a pipeline to a sink",
+                        l.to.get_ref()
+                    ),
+                );
+                None
+            }
+            (Node::Pipeline(_), Node::Pipeline(_), _) => {
+                self.at(
+                    l.from.span(),
+                    format!(
+                        "connect: '{from_id}' and '{}' are both pipelines; \
+                         linking pipelines is not available in this version",
+                        l.to.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 0), (1, 1));
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("é\nx", 3), (2, 1));
+    }
+
+    #[test]
+    fn named_reads_all_three_forms() {
+        let n = Named::from_value(&Value::from("json")).unwrap();
+        assert_eq!(n.name, "json");
+        let table: Object = [("name", Value::from("separate")), ("separator", "|".into())]
+            .into_iter()
+            .collect();
+        let n = Named::from_value(&Value::Object(table)).unwrap();
+        assert_eq!(n.config.get("separator"), Some(&Value::from("|")));
+        let inner: Object = [("x", Value::from(1))].into_iter().collect();
+        let table: Object = [
+            ("name", Value::from("json")),
+            ("config", Value::Object(inner.clone())),
+        ]
+        .into_iter()
+        .collect();
+        let n = Named::from_value(&Value::Object(table)).unwrap();
+        assert_eq!(n.config, Value::Object(inner));
+        assert!(Named::from_value(&Value::from(3)).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_have_line_and_column() {
+        let err = Deployment::parse("[[connector]]\nid = \"in\"\nplugin = \n", "d.toml")
+            .expect_err("syntax error");
+        assert_eq!(err.diagnostics.len(), 1);
+        assert_eq!(err.diagnostics[0].line, 3);
+        assert!(err.to_string().starts_with("d.toml:3:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Deployment::parse(
+            "[[connector]]\nid = \"in\"\nplugin = \"x\"\ncodex = \"json\"\n",
+            "d",
+        )
+        .expect_err("unknown key");
+        assert!(err.to_string().contains("codex"), "{err}");
+        assert_eq!(err.diagnostics[0].line, 4);
+    }
+}

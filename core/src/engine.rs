@@ -1,0 +1,726 @@
+//! Runs a validated deployment: one thread per source, pipeline and sink, joined by bounded
+//! channels of event batches.
+//!
+//! ```text
+//! source thread: pull frames -> preprocessors -> codec.decode ─┐ batch (events + error events)
+//! pipeline thread: operators; events -> `out`, errors -> `err` ─┤ batch per port
+//! sink thread: codec.encode -> postprocessors -> push; flush when idle and at the end
+//! ```
+//! Channels are bounded, so a slow sink slows its pipeline and then the sources (backpressure);
+//! memory does not grow with the input. When every source is exhausted (or `stop` is set), the
+//! sources drop their channel ends, pipelines drain and finish, sinks drain, flush and finish.
+//!
+//! **Architecture Invariant:** no event is converted or copied between stages; a batch moves
+//! from thread to thread by value, and plugins are called once per batch, never per event.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        mpsc::{Receiver, SyncSender, TryRecvError, sync_channel},
+    },
+    thread::JoinHandle,
+    time::Instant,
+};
+
+use temblor_shim::{
+    ErrorKind, FrameError, Frames, Object, PluginError, Pull, RVec, Value,
+    abi::{CodecBox, SinkBox, SourceBox},
+    abi_stable::std_types::{RResult, RSlice, RStr},
+};
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    deploy::{ConnectorPlan, Deployment, Link, Named, Plan, Port},
+    processors::{self, Postprocessor, Preprocessor},
+    registry::Registry,
+};
+
+/// Batches in flight per channel. With up to ~1024 events a batch this bounds memory.
+const CHANNEL_BATCHES: usize = 4;
+
+/// How many bytes of an undecodable frame an error event carries.
+const ERROR_BYTES_SHOWN: usize = 256;
+
+/// Why a deployment could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartError {
+    /// One line per component that could not be built.
+    pub problems: Vec<String>,
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.problems.join("\n"))
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// What went through one connector.
+#[derive(Debug, Default)]
+pub struct ConnectorCounters {
+    /// Events received (sink side).
+    pub events_in: AtomicU64,
+    /// Events emitted (source side).
+    pub events_out: AtomicU64,
+    /// Bytes read (source side).
+    pub bytes_in: AtomicU64,
+    /// Bytes written (sink side).
+    pub bytes_out: AtomicU64,
+    /// Frames or events that failed, and failed calls.
+    pub errors: AtomicU64,
+}
+
+/// What went through one pipeline.
+#[derive(Debug, Default)]
+pub struct PipelineCounters {
+    /// Events received.
+    pub events_in: AtomicU64,
+    /// Events sent on `out`.
+    pub events_out: AtomicU64,
+    /// Error events sent on `err`.
+    pub errors: AtomicU64,
+    /// Events dropped because nothing is connected to their port.
+    pub dropped: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, Ordering::Relaxed);
+}
+
+/// Live counters of a running engine.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    connectors: Vec<(String, ConnectorCounters)>,
+    pipelines: Vec<(String, PipelineCounters)>,
+}
+
+impl Stats {
+    /// The counters of the connector with this id.
+    #[must_use]
+    pub fn connector(&self, id: &str) -> Option<&ConnectorCounters> {
+        self.connectors
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, c)| c)
+    }
+
+    /// The counters of the pipeline with this id.
+    #[must_use]
+    pub fn pipeline(&self, id: &str) -> Option<&PipelineCounters> {
+        self.pipelines.iter().find(|(i, _)| i == id).map(|(_, c)| c)
+    }
+
+    /// Every connector's counters, in deployment order.
+    pub fn connectors(&self) -> impl Iterator<Item = (&str, &ConnectorCounters)> {
+        self.connectors.iter().map(|(id, c)| (id.as_str(), c))
+    }
+
+    /// Seconds since the engine started.
+    #[must_use]
+    pub fn elapsed_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Everything, as a value (written as JSON by `--stats-json`).
+    #[must_use]
+    pub fn to_value(&self) -> Value {
+        let n = |c: &AtomicU64| Value::from(c.load(Ordering::Relaxed));
+        let connectors: Object = self
+            .connectors
+            .iter()
+            .map(|(id, c)| {
+                let fields: Object = [
+                    ("events_in", n(&c.events_in)),
+                    ("events_out", n(&c.events_out)),
+                    ("bytes_in", n(&c.bytes_in)),
+                    ("bytes_out", n(&c.bytes_out)),
+                    ("errors", n(&c.errors)),
+                ]
+                .into_iter()
+                .collect();
+                (id.as_str(), Value::Object(fields))
+            })
+            .collect();
+        let pipelines: Object = self
+            .pipelines
+            .iter()
+            .map(|(id, p)| {
+                let fields: Object = [
+                    ("events_in", n(&p.events_in)),
+                    ("events_out", n(&p.events_out)),
+                    ("errors", n(&p.errors)),
+                    ("dropped", n(&p.dropped)),
+                ]
+                .into_iter()
+                .collect();
+                (id.as_str(), Value::Object(fields))
+            })
+            .collect();
+        Value::Object(
+            [
+                ("elapsed_s", Value::F64(self.elapsed_s())),
+                ("connectors", Value::Object(connectors)),
+                ("pipelines", Value::Object(pipelines)),
+            ]
+            .into_iter()
+            .collect(),
+        )
+    }
+}
+
+/// Events from a source for a pipeline: decoded events, and error events for what failed.
+#[derive(Debug, Clone, Default)]
+struct Batch {
+    events: RVec<Value>,
+    errors: RVec<Value>,
+}
+
+/// Both ends of a bounded channel.
+type Channel<T> = (SyncSender<T>, Receiver<T>);
+
+/// A running deployment.
+#[derive(Debug)]
+pub struct Engine {
+    stats: Arc<Stats>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Builds every component and starts the threads. Sources stop pulling when `stop` is set.
+    ///
+    /// # Errors
+    /// Every component whose plugin refused to build it (bad config, missing file, ...).
+    pub fn start(
+        deployment: &Deployment,
+        plan: &Plan,
+        registry: &Registry,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, StartError> {
+        let stats = Arc::new(Stats {
+            started: Instant::now(),
+            connectors: deployment
+                .connectors
+                .iter()
+                .map(|c| (c.id.get_ref().clone(), ConnectorCounters::default()))
+                .collect(),
+            pipelines: deployment
+                .pipelines
+                .iter()
+                .map(|p| (p.id.get_ref().clone(), PipelineCounters::default()))
+                .collect(),
+        });
+        let mut b = Builder {
+            deployment,
+            registry,
+            problems: Vec::new(),
+        };
+
+        // Channels into pipelines and into sinks.
+        let mut pipeline_in: Vec<Channel<Batch>> = deployment
+            .pipelines
+            .iter()
+            .map(|_| sync_channel(CHANNEL_BATCHES))
+            .collect();
+        let mut sink_in: Vec<Option<Channel<RVec<Value>>>> =
+            deployment.connectors.iter().map(|_| None).collect();
+        let mut source_targets: Vec<Vec<SyncSender<Batch>>> =
+            deployment.connectors.iter().map(|_| Vec::new()).collect();
+        let mut pipeline_out: Vec<[Vec<SyncSender<RVec<Value>>>; 2]> = deployment
+            .pipelines
+            .iter()
+            .map(|_| [Vec::new(), Vec::new()])
+            .collect();
+        for link in &plan.links {
+            match *link {
+                Link::SourceToPipeline {
+                    connector,
+                    pipeline,
+                } => source_targets[connector].push(pipeline_in[pipeline].0.clone()),
+                Link::PipelineToSink {
+                    pipeline,
+                    port,
+                    connector,
+                } => {
+                    let (tx, _) =
+                        sink_in[connector].get_or_insert_with(|| sync_channel(CHANNEL_BATCHES));
+                    pipeline_out[pipeline][port as usize].push(tx.clone());
+                }
+            }
+        }
+
+        // Build every plugin object first, so that nothing starts when something is wrong.
+        let sources: Vec<_> = source_targets
+            .into_iter()
+            .enumerate()
+            .filter(|(_, targets)| !targets.is_empty())
+            .filter_map(|(i, targets)| b.source(i, &plan.connectors[i]).map(|s| (i, s, targets)))
+            .collect();
+        let sinks: Vec<_> = sink_in
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, ch)| ch.take().map(|(tx, rx)| (i, tx, rx)))
+            .filter_map(|(i, tx, rx)| {
+                drop(tx);
+                b.sink(i, &plan.connectors[i]).map(|s| (i, s, rx))
+            })
+            .collect();
+        for (i, c) in deployment.connectors.iter().enumerate() {
+            let used = plan.links.iter().any(|l| match *l {
+                Link::SourceToPipeline { connector, .. }
+                | Link::PipelineToSink { connector, .. } => connector == i,
+            });
+            if !used {
+                warn!(connector = %c.id.get_ref(), "connector is not connected to anything");
+            }
+        }
+        if !b.problems.is_empty() {
+            return Err(StartError {
+                problems: b.problems,
+            });
+        }
+
+        let mut threads = Vec::new();
+        for (i, (tx, rx)) in pipeline_in.drain(..).enumerate() {
+            drop(tx);
+            let [out, err] = std::mem::take(&mut pipeline_out[i]);
+            let id = deployment.pipelines[i].id.get_ref().clone();
+            let stats = Arc::clone(&stats);
+            threads.push(spawn(format!("pipeline-{id}"), move || {
+                run_pipeline(&id, rx, &out, &err, &stats.pipelines[i].1);
+            }));
+        }
+        for (i, sink, rx) in sinks {
+            let stats = Arc::clone(&stats);
+            threads.push(spawn(format!("sink-{}", sink.id), move || {
+                sink.run(rx, &stats.connectors[i].1);
+            }));
+        }
+        for (i, source, targets) in sources {
+            let stats = Arc::clone(&stats);
+            let stop = Arc::clone(&stop);
+            threads.push(spawn(format!("source-{}", source.id), move || {
+                source.run(&targets, &stop, &stats.connectors[i].1);
+            }));
+        }
+        info!(
+            connectors = deployment.connectors.len(),
+            pipelines = deployment.pipelines.len(),
+            "deployment started"
+        );
+        Ok(Self { stats, threads })
+    }
+
+    /// The live counters.
+    #[must_use]
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Waits until every source is done and everything has drained and been flushed.
+    #[must_use]
+    pub fn wait(self) -> Arc<Stats> {
+        for thread in self.threads {
+            if thread.join().is_err() {
+                error!("an engine thread panicked");
+            }
+        }
+        self.stats
+    }
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(f)
+        .expect("the OS refused to start a thread")
+}
+
+struct Builder<'a> {
+    deployment: &'a Deployment,
+    registry: &'a Registry,
+    problems: Vec<String>,
+}
+
+impl Builder<'_> {
+    fn build<T>(
+        &mut self,
+        what: &str,
+        plugin: &str,
+        id: &str,
+        result: impl FnOnce(&crate::registry::Plugin) -> RResult<T, PluginError>,
+    ) -> Option<T> {
+        let Some(p) = self.registry.get(plugin) else {
+            self.problems
+                .push(format!("{what} '{id}': plugin '{plugin}' is not loaded"));
+            return None;
+        };
+        match result(p) {
+            RResult::ROk(t) => Some(t),
+            RResult::RErr(e) => {
+                self.problems
+                    .push(format!("{what} '{id}' (plugin '{plugin}'): {e}"));
+                None
+            }
+        }
+    }
+
+    fn codec(&mut self, id: &str, codec: &Named) -> Option<LiveCodec> {
+        let factory = CodecFactory {
+            id: id.to_owned(),
+            named: codec.clone(),
+            plugin: self.registry.get(&codec.name).cloned(),
+        };
+        let codec = self.build("codec of connector", &codec.name, id, |_| factory.make())?;
+        Some(LiveCodec { factory, codec })
+    }
+
+    fn processors<T>(
+        &mut self,
+        id: &str,
+        list: &[Named],
+        new: impl Fn(&Named) -> Result<T, processors::ProcessorError>,
+    ) -> Vec<T> {
+        list.iter()
+            .filter_map(|n| {
+                new(n)
+                    .map_err(|e| self.problems.push(format!("connector '{id}': {e}")))
+                    .ok()
+            })
+            .collect()
+    }
+
+    fn source(&mut self, i: usize, plan: &ConnectorPlan) -> Option<SourceTask> {
+        let spec = &self.deployment.connectors[i];
+        let id = spec.id.get_ref().clone();
+        let plugin = spec.plugin.get_ref();
+        let source = self.build("source", plugin, &id, |p| {
+            p.module.new_source()(RStr::from_str(&id), &plan.config)
+        });
+        let codec = self.codec(&id, &plan.codec);
+        let pre = self.processors(&id, &plan.preprocessors, Preprocessor::new);
+        Some(SourceTask {
+            decoder: codec?,
+            source: source?,
+            pre,
+            id,
+        })
+    }
+
+    fn sink(&mut self, i: usize, plan: &ConnectorPlan) -> Option<SinkTask> {
+        let spec = &self.deployment.connectors[i];
+        let id = spec.id.get_ref().clone();
+        let plugin = spec.plugin.get_ref();
+        let sink = self.build("sink", plugin, &id, |p| {
+            p.module.new_sink()(RStr::from_str(&id), &plan.config)
+        });
+        let codec = self.codec(&id, &plan.codec);
+        let post = self.processors(&id, &plan.postprocessors, Postprocessor::new);
+        Some(SinkTask {
+            encoder: codec?,
+            sink: sink?,
+            post,
+            id,
+        })
+    }
+}
+
+/// Builds codec instances for one connector, again after a panic.
+struct CodecFactory {
+    id: String,
+    named: Named,
+    plugin: Option<crate::registry::Plugin>,
+}
+
+impl CodecFactory {
+    fn make(&self) -> RResult<CodecBox, PluginError> {
+        match &self.plugin {
+            Some(p) => p.module.new_codec()(RStr::from_str(&self.id), &self.named.config),
+            None => RResult::RErr(PluginError::config(format_args!(
+                "codec '{}' is not loaded",
+                self.named.name
+            ))),
+        }
+    }
+}
+
+/// A codec instance that is rebuilt when it panics.
+struct LiveCodec {
+    factory: CodecFactory,
+    codec: CodecBox,
+}
+
+impl LiveCodec {
+    /// After a failed call: a panicked instance may be broken, so build a fresh one.
+    fn recover(&mut self, e: &PluginError) -> bool {
+        if e.kind != ErrorKind::Panic {
+            return true;
+        }
+        match self.factory.make() {
+            RResult::ROk(codec) => {
+                warn!(connector = %self.factory.id, codec = %self.factory.named.name, "codec rebuilt after a panic");
+                self.codec = codec;
+                true
+            }
+            RResult::RErr(e) => {
+                error!(connector = %self.factory.id, codec = %self.factory.named.name, error = %e, "codec could not be rebuilt after a panic");
+                false
+            }
+        }
+    }
+}
+
+struct SourceTask {
+    id: String,
+    source: SourceBox,
+    decoder: LiveCodec,
+    pre: Vec<Preprocessor>,
+}
+
+/// An error event: why, from where, and the start of the offending bytes.
+fn error_event(connector: &str, reason: &str, bytes: Option<&[u8]>) -> Value {
+    let mut event = Object::with_capacity(3);
+    event.push("error".into(), reason.into());
+    event.push("connector".into(), connector.into());
+    if let Some(bytes) = bytes {
+        let shown = &bytes[..bytes.len().min(ERROR_BYTES_SHOWN)];
+        event.push(
+            "bytes".into(),
+            String::from_utf8_lossy(shown).into_owned().into(),
+        );
+        event.push("bytes_len".into(), bytes.len().into());
+    }
+    Value::Object(event)
+}
+
+impl SourceTask {
+    fn run(
+        mut self,
+        targets: &[SyncSender<Batch>],
+        stop: &AtomicBool,
+        counters: &ConnectorCounters,
+    ) {
+        let mut frames = Frames::new();
+        let mut scratch = Frames::new();
+        let mut pre_errors = Vec::new();
+        let mut logged_error = false;
+        debug!(connector = %self.id, "source started");
+        loop {
+            let done = if stop.load(Ordering::Relaxed) {
+                info!(connector = %self.id, "source stopping on request");
+                true
+            } else {
+                frames.clear();
+                let pulled = self.source.pull(&mut frames);
+                add(&counters.bytes_in, frames.byte_len());
+                match pulled {
+                    RResult::ROk(Pull::Ready | Pull::Idle) => false,
+                    RResult::ROk(Pull::Exhausted) => true,
+                    RResult::RErr(e) => {
+                        add(&counters.errors, 1);
+                        error!(connector = %self.id, error = %e, "source failed; stopping it");
+                        true
+                    }
+                }
+            };
+            processors::preprocess(&mut self.pre, &mut frames, &mut scratch, &mut pre_errors);
+            let sent = self.emit(
+                &frames,
+                &mut pre_errors,
+                targets,
+                counters,
+                &mut logged_error,
+            );
+            if done || !sent {
+                processors::finish_preprocess(
+                    &mut self.pre,
+                    &mut frames,
+                    &mut scratch,
+                    &mut pre_errors,
+                );
+                if sent {
+                    self.emit(
+                        &frames,
+                        &mut pre_errors,
+                        targets,
+                        counters,
+                        &mut logged_error,
+                    );
+                }
+                break;
+            }
+        }
+        debug!(connector = %self.id, "source finished");
+    }
+
+    /// Decodes `frames` and sends the batch to every target. False when no target is left.
+    fn emit(
+        &mut self,
+        frames: &Frames,
+        pre_errors: &mut Vec<String>,
+        targets: &[SyncSender<Batch>],
+        counters: &ConnectorCounters,
+        logged_error: &mut bool,
+    ) -> bool {
+        if frames.is_empty() && pre_errors.is_empty() {
+            return true;
+        }
+        let mut batch = Batch {
+            events: RVec::with_capacity(frames.len()),
+            errors: RVec::new(),
+        };
+        let mut frame_errors: RVec<FrameError> = RVec::new();
+        if let RResult::RErr(e) =
+            self.decoder
+                .codec
+                .decode(frames, &mut batch.events, &mut frame_errors)
+        {
+            error!(connector = %self.id, codec = %self.decoder.factory.named.name, error = %e, frames = frames.len(), "decoding a batch failed; its frames go to the error port");
+            batch.events.clear();
+            frame_errors = (0..frames.len())
+                .map(|index| FrameError {
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    reason: e.to_string().into(),
+                })
+                .collect();
+            if !self.decoder.recover(&e) {
+                return false;
+            }
+        }
+        for reason in pre_errors.drain(..) {
+            batch.errors.push(error_event(&self.id, &reason, None));
+        }
+        for fe in &frame_errors {
+            batch.errors.push(error_event(
+                &self.id,
+                &fe.reason,
+                frames.get(fe.index as usize),
+            ));
+        }
+        if !batch.errors.is_empty() {
+            add(&counters.errors, batch.errors.len());
+            if !*logged_error {
+                *logged_error = true;
+                warn!(connector = %self.id, first = %batch.errors[0], "input that could not be decoded goes to the error port (only the first is logged)");
+            }
+        }
+        add(&counters.events_out, batch.events.len());
+        send_all(targets, batch)
+    }
+}
+
+/// Sends to every target (cloning for all but the last). False when every target is gone.
+fn send_all<T: Clone>(targets: &[SyncSender<T>], item: T) -> bool {
+    let Some((last, rest)) = targets.split_last() else {
+        return false;
+    };
+    let mut any = false;
+    for t in rest {
+        any |= t.send(item.clone()).is_ok();
+    }
+    any | last.send(item).is_ok()
+}
+
+fn run_pipeline(
+    id: &str,
+    rx: Receiver<Batch>,
+    out: &[SyncSender<RVec<Value>>],
+    err: &[SyncSender<RVec<Value>>],
+    counters: &PipelineCounters,
+) {
+    let mut warned_drop = [false; 2];
+    for batch in rx {
+        add(&counters.events_in, batch.events.len());
+        // Operators come here; with none the pipeline passes events through.
+        for (port, targets, events) in [
+            (Port::Out, out, batch.events),
+            (Port::Err, err, batch.errors),
+        ] {
+            if events.is_empty() {
+                continue;
+            }
+            let n = events.len();
+            if targets.is_empty() || !send_all(targets, events) {
+                add(&counters.dropped, n);
+                if !warned_drop[port as usize] {
+                    warned_drop[port as usize] = true;
+                    warn!(
+                        pipeline = id,
+                        port = port.as_str(),
+                        "nothing is connected to this port; its events are dropped (counted as dropped)"
+                    );
+                }
+            } else if port == Port::Out {
+                add(&counters.events_out, n);
+            } else {
+                add(&counters.errors, n);
+            }
+        }
+    }
+    debug!(pipeline = id, "pipeline finished");
+}
+
+struct SinkTask {
+    id: String,
+    sink: SinkBox,
+    encoder: LiveCodec,
+    post: Vec<Postprocessor>,
+}
+
+impl SinkTask {
+    fn run(mut self, rx: Receiver<RVec<Value>>, counters: &ConnectorCounters) {
+        let mut frames = Frames::new();
+        let mut scratch = Frames::new();
+        let mut dirty = false;
+        loop {
+            let events = match rx.try_recv() {
+                Ok(events) => events,
+                Err(TryRecvError::Empty) => {
+                    if dirty {
+                        self.flush(counters);
+                        dirty = false;
+                    }
+                    match rx.recv() {
+                        Ok(events) => events,
+                        Err(_) => break,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            };
+            add(&counters.events_in, events.len());
+            frames.clear();
+            if let RResult::RErr(e) = self
+                .encoder
+                .codec
+                .encode(RSlice::from_slice(&events), &mut frames)
+            {
+                add(&counters.errors, events.len());
+                error!(connector = %self.id, error = %e, events = events.len(), "encoding a batch failed; its events are lost");
+                if !self.encoder.recover(&e) {
+                    break;
+                }
+                continue;
+            }
+            processors::postprocess(&mut self.post, &mut frames, &mut scratch);
+            match self.sink.push(&frames) {
+                RResult::ROk(()) => add(&counters.bytes_out, frames.byte_len()),
+                RResult::RErr(e) => {
+                    add(&counters.errors, events.len());
+                    error!(connector = %self.id, error = %e, events = events.len(), "writing a batch failed; its events are lost");
+                }
+            }
+            dirty = true;
+        }
+        self.flush(counters);
+        debug!(connector = %self.id, "sink finished");
+    }
+
+    fn flush(&mut self, counters: &ConnectorCounters) {
+        if let RResult::RErr(e) = self.sink.flush() {
+            add(&counters.errors, 1);
+            error!(connector = %self.id, error = %e, "flushing failed");
+        }
+    }
+}

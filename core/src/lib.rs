@@ -1,0 +1,18 @@
+//! The temblor runtime: everything between the plugins.
+//!
+//! - [`deploy`]: the deployment file, parsed and validated into a [`deploy::Plan`];
+//! - [`registry`]: the plugins by name, however they were loaded;
+//! - [`processors`]: pre- and postprocessors (bytes to bytes);
+//! - [`engine`]: the threads, channels and counters that run a plan.
+//!
+//! **Architecture Invariant:** this crate opens no library and knows nothing of `dlopen`: it
+//! only sees plugins' root modules, handed to it by the `temblor` binary.
+
+pub mod deploy;
+pub mod engine;
+pub mod processors;
+pub mod registry;
+
+pub use deploy::{DeployError, Deployment, Plan};
+pub use engine::{Engine, StartError, Stats};
+pub use registry::{Plugin, Registry};

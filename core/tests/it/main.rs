@@ -1,0 +1,265 @@
+//! The engine end to end, with small plugins defined here and registered through the same
+//! shim interface as loaded ones (no library is opened).
+
+// The export macro checks the plugin crate's `export` feature, which this test crate lacks.
+#![allow(unexpected_cfgs)]
+
+mod plugins;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use temblor_core::{Deployment, Engine, Plugin, Registry};
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    for (module, name) in [
+        (plugins::lines::plugin_module(), "lines"),
+        (plugins::int::plugin_module(), "int"),
+        (plugins::collect::plugin_module(), "collect"),
+        (plugins::endless::plugin_module(), "endless"),
+    ] {
+        r.add(Plugin::new(module, format!("test:{name}"))).unwrap();
+    }
+    r
+}
+
+fn start(text: &str, stop: Arc<AtomicBool>) -> Result<Engine, String> {
+    let registry = registry();
+    let d = Deployment::parse(text, "t.toml").map_err(|e| e.to_string())?;
+    let plan = d.validate(&registry, "t.toml").map_err(|e| e.to_string())?;
+    Engine::start(&d, &plan, &registry, stop).map_err(|e| e.to_string())
+}
+
+fn run(text: &str) -> Arc<temblor_core::Stats> {
+    start(text, Arc::new(AtomicBool::new(false)))
+        .unwrap()
+        .wait()
+}
+
+fn deployment(source_config: &str, out: &str, err: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "in"
+plugin = "lines"
+codec = "int"
+preprocessors = ["separate"]
+config = {source_config}
+
+[[connector]]
+id = "out"
+plugin = "collect"
+codec = "int"
+postprocessors = ["separate"]
+config = {{ name = "{out}" }}
+
+[[connector]]
+id = "errors"
+plugin = "collect"
+codec = "int"
+config = {{ name = "{err}" }}
+
+[[pipeline]]
+id = "main"
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main/out"
+to = "out"
+
+[[connect]]
+from = "main/err"
+to = "errors"
+"#
+    )
+}
+
+#[test]
+fn events_flow_and_bad_frames_go_to_the_error_port() {
+    // Chunks split lines in the middle: the separate preprocessor joins them again.
+    let stats = run(&deployment(
+        r#"{ chunks = ["1\n2", "0\nx\n3", "\n\n4"] }"#,
+        "flow-out",
+        "flow-err",
+    ));
+    assert_eq!(
+        plugins::collected("flow-out"),
+        ["1\n", "20\n", "3\n", "4\n"]
+    );
+    let errors = plugins::collected("flow-err");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("not an integer"), "{}", errors[0]);
+    assert!(errors[0].contains("\"bytes\":\"x\""), "{}", errors[0]);
+    assert!(errors[0].contains("\"connector\":\"in\""), "{}", errors[0]);
+    let stats = stats.to_value();
+    assert_eq!(
+        stats
+            .get("connectors")
+            .and_then(|c| c.get("in"))
+            .and_then(|c| c.get("events_out"))
+            .and_then(temblor_shim::Value::as_u64),
+        Some(4)
+    );
+    let main = stats.get("pipelines").and_then(|p| p.get("main")).unwrap();
+    assert_eq!(
+        main.get("events_out").and_then(temblor_shim::Value::as_u64),
+        Some(4)
+    );
+    assert_eq!(
+        main.get("errors").and_then(temblor_shim::Value::as_u64),
+        Some(1)
+    );
+}
+
+#[test]
+fn everything_drains_through_bounded_channels() {
+    // Far more batches than the channels hold: backpressure, and nothing lost.
+    let stats = run(&deployment(
+        r#"{ count = 50000, per_pull = 100 }"#,
+        "many-out",
+        "many-err",
+    ));
+    let out = plugins::collected("many-out");
+    assert_eq!(out.len(), 50000);
+    assert_eq!(out[0], "0\n");
+    assert_eq!(out[49999], "49999\n");
+    assert!(plugins::collected("many-err").is_empty());
+    let c = stats.connector("out").unwrap();
+    assert_eq!(c.events_in.load(Ordering::Relaxed), 50000);
+}
+
+#[test]
+fn a_panicking_codec_sends_its_batch_to_err_and_is_rebuilt() {
+    let stats = run(&deployment(
+        r#"{ chunks = ["1\n2\n", "panic\n3\n", "4\n"] }"#,
+        "panic-out",
+        "panic-err",
+    ));
+    // The batch with the panic ("panic", "3") goes to err; the batches around it go on.
+    assert_eq!(plugins::collected("panic-out"), ["1\n", "2\n", "4\n"]);
+    let errors = plugins::collected("panic-err");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors.iter().all(|e| e.contains("panicked in decode")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        stats
+            .connector("in")
+            .unwrap()
+            .errors
+            .load(Ordering::Relaxed),
+        2
+    );
+}
+
+#[test]
+fn stop_ends_an_endless_source_and_flushes_sinks() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let text = deployment("{}", "stop-out", "stop-err")
+        .replace("plugin = \"lines\"", "plugin = \"endless\"");
+    let engine = start(&text, Arc::clone(&stop)).unwrap();
+    while engine
+        .stats()
+        .connector("out")
+        .unwrap()
+        .events_in
+        .load(Ordering::Relaxed)
+        < 1000
+    {
+        std::thread::yield_now();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let stats = engine.wait();
+    let delivered = stats
+        .connector("out")
+        .unwrap()
+        .events_in
+        .load(Ordering::Relaxed);
+    let emitted = stats
+        .connector("in")
+        .unwrap()
+        .events_out
+        .load(Ordering::Relaxed);
+    assert_eq!(delivered, emitted, "every emitted event reached the sink");
+    assert_eq!(plugins::collected("stop-out").len() as u64, delivered);
+    assert!(
+        plugins::flushed("stop-out"),
+        "the sink was flushed at the end"
+    );
+}
+
+#[test]
+fn constructor_errors_name_the_component() {
+    let err = start(
+        &deployment(r#"{ chunks = [], bogus = 1 }"#, "ctor-out", "ctor-err"),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .unwrap_err();
+    assert!(err.contains("source 'in' (plugin 'lines')"), "{err}");
+    assert!(err.contains("unknown field `bogus`"), "{err}");
+}
+
+#[test]
+fn validation_reports_every_problem_with_its_place() {
+    let text = r#"
+[[connector]]
+id = "in"
+plugin = "nosuch"
+codec = "int"
+
+[[connector]]
+id = "out"
+plugin = "collect"
+codec = "lines"
+postprocessors = ["squash"]
+
+[[pipeline]]
+id = "main"
+
+[[connect]]
+from = "in"
+to = "out"
+
+[[connect]]
+from = "main/sideways"
+to = "out"
+
+[[connect]]
+from = "main"
+to = "nowhere"
+"#;
+    let err = start(text, Arc::new(AtomicBool::new(false))).unwrap_err();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 6, "{err}");
+    assert!(
+        lines[0].starts_with("t.toml:4:10: connector 'in': no plugin named 'nosuch'"),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(
+            "t.toml:10:9: connector 'out': plugin 'lines' is a connector, not a codec"
+        ),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with("t.toml:11:19: connector 'out': unknown postprocessor 'squash'"),
+        "{err}"
+    );
+    assert!(lines[3].contains("both connectors"), "{err}");
+    assert!(lines[4].contains("no port 'sideways'"), "{err}");
+    assert!(lines[5].contains("'nowhere'"), "{err}");
+}
+
+#[test]
+fn duplicate_ids_are_refused() {
+    let text = "[[connector]]\nid = \"a\"\nplugin = \"collect\"\n\n[[pipeline]]\nid = \"a\"\n";
+    let err = start(text, Arc::new(AtomicBool::new(false))).unwrap_err();
+    assert!(err.contains("t.toml:6:6: id 'a' is used twice"), "{err}");
+}

@@ -1,0 +1,193 @@
+//! Plugins for the engine tests, exported with the same macro as real ones.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, OnceLock},
+};
+
+use temblor_shim::{Frames, PluginError, Pull, RVec, Setup, Sink, Source, Value, serde};
+
+#[derive(Default)]
+struct Collected {
+    frames: Vec<String>,
+    flushed: bool,
+}
+
+fn store() -> &'static Mutex<HashMap<String, Collected>> {
+    static STORE: OnceLock<Mutex<HashMap<String, Collected>>> = OnceLock::new();
+    STORE.get_or_init(Mutex::default)
+}
+
+/// What the `collect` sink named `name` received, one string per frame.
+pub fn collected(name: &str) -> Vec<String> {
+    store()
+        .lock()
+        .unwrap()
+        .get(name)
+        .map(|c| c.frames.clone())
+        .unwrap_or_default()
+}
+
+/// Whether the `collect` sink named `name` was flushed after its last push.
+pub fn flushed(name: &str) -> bool {
+    store().lock().unwrap().get(name).is_some_and(|c| c.flushed)
+}
+
+/// `lines`: a source that emits its `chunks` (one pull each) or `count` numbered lines.
+pub mod lines {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    struct Config {
+        #[serde(default)]
+        chunks: Vec<String>,
+        #[serde(default)]
+        count: usize,
+        #[serde(default = "one")]
+        per_pull: usize,
+    }
+
+    fn one() -> usize {
+        1
+    }
+
+    struct Lines {
+        chunks: std::vec::IntoIter<String>,
+        next: usize,
+        count: usize,
+        per_pull: usize,
+    }
+
+    impl Source for Lines {
+        fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+            if let Some(chunk) = self.chunks.next() {
+                out.push(chunk.as_bytes());
+                return Ok(Pull::Ready);
+            }
+            for _ in 0..self.per_pull {
+                if self.next == self.count {
+                    break;
+                }
+                out.push(format!("{}\n", self.next).as_bytes());
+                self.next += 1;
+            }
+            Ok(if self.next == self.count {
+                Pull::Exhausted
+            } else {
+                Pull::Ready
+            })
+        }
+    }
+
+    fn new(setup: &Setup<'_>) -> Result<Lines, PluginError> {
+        let c: Config = setup.config()?;
+        Ok(Lines {
+            chunks: c.chunks.into_iter(),
+            next: 0,
+            count: c.count,
+            per_pull: c.per_pull,
+        })
+    }
+
+    temblor_shim::export_plugin! { name: "lines", kind: Connector, source: new }
+}
+
+/// `endless`: a source that never runs out.
+pub mod endless {
+    use super::*;
+
+    struct Endless(u64);
+
+    impl Source for Endless {
+        fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+            for _ in 0..64 {
+                out.push(format!("{}\n", self.0).as_bytes());
+                self.0 += 1;
+            }
+            Ok(Pull::Ready)
+        }
+    }
+
+    fn new(_: &Setup<'_>) -> Result<Endless, PluginError> {
+        Ok(Endless(0))
+    }
+
+    temblor_shim::export_plugin! { name: "endless", kind: Connector, source: new }
+}
+
+/// `int`: decimal integers; panics on the frame `panic`.
+pub mod int {
+    use super::*;
+
+    struct Int;
+
+    impl temblor_shim::Codec for Int {
+        fn decode_one(&mut self, frame: &[u8]) -> Result<Value, String> {
+            assert!(frame != b"panic", "told to");
+            std::str::from_utf8(frame)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .map(Value::I64)
+                .ok_or_else(|| "not an integer".to_owned())
+        }
+
+        fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
+            match event {
+                Value::I64(i) => out.extend_from_slice(i.to_string().as_bytes()),
+                other => out.extend_from_slice(other.to_json().as_bytes()),
+            }
+            Ok(())
+        }
+    }
+
+    fn new(_: &Setup<'_>) -> Result<Int, PluginError> {
+        Ok(Int)
+    }
+
+    temblor_shim::export_plugin! { name: "int", kind: Codec, codec: new }
+}
+
+/// `collect`: a sink that keeps every frame, by `name`, for the test to read.
+pub mod collect {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    struct Config {
+        name: String,
+    }
+
+    struct Collect(String);
+
+    impl Sink for Collect {
+        fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
+            let mut store = store().lock().unwrap();
+            let c = store.entry(self.0.clone()).or_default();
+            c.flushed = false;
+            c.frames.extend(
+                frames
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned()),
+            );
+            Ok(())
+        }
+
+        fn flush(&mut self) -> Result<(), PluginError> {
+            store()
+                .lock()
+                .unwrap()
+                .entry(self.0.clone())
+                .or_default()
+                .flushed = true;
+            Ok(())
+        }
+    }
+
+    fn new(setup: &Setup<'_>) -> Result<Collect, PluginError> {
+        let c: Config = setup.config()?;
+        Ok(Collect(c.name))
+    }
+
+    temblor_shim::export_plugin! { name: "collect", kind: Connector, sink: new }
+}

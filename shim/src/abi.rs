@@ -1,0 +1,204 @@
+//! The root module every plugin exports, and the trait objects its constructors return.
+//!
+//! Everything here is `#[repr(C)]` and `StableAbi`: abi_stable checks its layout when a plugin
+//! is loaded. The root module is a prefix type, so later interface versions can append fields
+//! after `last_prefix_field` and still load plugins built against this one.
+
+// `#[sabi_trait]` expands to impl blocks inside consts.
+#![allow(non_local_definitions)]
+
+use abi_stable::{
+    StableAbi,
+    library::RootModule,
+    package_version_strings, sabi_trait,
+    sabi_types::VersionStrings,
+    std_types::{RBox, RResult, RSlice, RStr, RString, RVec},
+};
+
+use crate::{Frames, PluginError, Value};
+
+/// The version of this interface. A plugin built against another version is refused.
+pub const SHIM_INTERFACE_VERSION: u32 = 1;
+
+/// The rustc version this crate (and so the plugin linking it) was built with.
+pub const RUSTC_VERSION: &str = env!("TEMBLOR_RUSTC_VERSION");
+
+/// What a plugin provides.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PluginKind {
+    /// Moves bytes in (source) or out (sink), or both.
+    Connector,
+    /// Turns frames into events and back.
+    Codec,
+}
+
+impl PluginKind {
+    /// `"connector"` or `"codec"`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connector => "connector",
+            Self::Codec => "codec",
+        }
+    }
+}
+
+/// Who a plugin is and what it was built with.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct Manifest {
+    /// The name deployments use (`plugin = "file"`, `codec = "json"`).
+    pub name: RStr<'static>,
+    /// Connector or codec.
+    pub kind: PluginKind,
+    /// The plugin crate's own version.
+    pub version: RStr<'static>,
+    /// The [`SHIM_INTERFACE_VERSION`] it was built against.
+    pub shim_interface: u32,
+    /// The rustc version it was built with.
+    pub rustc: RStr<'static>,
+}
+
+/// The severity of a log line a plugin sends to the host.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Most verbose.
+    Trace = 0,
+    /// Debugging.
+    Debug = 1,
+    /// Normal operation.
+    Info = 2,
+    /// Something to look at.
+    Warn = 3,
+    /// Something failed.
+    Error = 4,
+}
+
+/// One log line from a plugin: level, plugin name, target (module path), message.
+pub type LogFn = extern "C" fn(LogLevel, RStr<'_>, RStr<'_>, RStr<'_>);
+
+/// The host's log callback, as handed to a plugin.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, Debug)]
+pub struct HostLog {
+    /// Called for each log line: level, plugin name, target (module path), message.
+    pub func: extern "C" fn(LogLevel, RStr<'_>, RStr<'_>, RStr<'_>),
+}
+
+/// A per-frame decoding failure: the frame's index in its batch and the reason.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
+pub struct FrameError {
+    /// The index of the frame in the batch given to `decode`.
+    pub index: u32,
+    /// Why it could not be decoded.
+    pub reason: RString,
+}
+
+/// What a source's `pull` found.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pull {
+    /// Frames were appended (possibly none); pull again.
+    Ready,
+    /// Nothing arrived for a while; pull again (the engine checks for shutdown in between).
+    Idle,
+    /// The source has nothing more, ever; frames appended by this call still count.
+    Exhausted,
+}
+
+/// A codec instance across the boundary. Built by [`PluginMod::new_codec`].
+#[sabi_trait]
+pub trait CodecFfi: Send {
+    /// Decodes every frame: events are appended to `out`; a frame that cannot be decoded adds a
+    /// [`FrameError`] instead, and the rest go on.
+    fn decode(
+        &mut self,
+        frames: &Frames,
+        out: &mut RVec<Value>,
+        errors: &mut RVec<FrameError>,
+    ) -> RResult<(), PluginError>;
+
+    /// Encodes every event into one frame each, appended to `out`.
+    #[sabi(last_prefix_field)]
+    fn encode(&mut self, events: RSlice<'_, Value>, out: &mut Frames) -> RResult<(), PluginError>;
+}
+
+/// A source instance across the boundary. Built by [`PluginMod::new_source`].
+#[sabi_trait]
+pub trait SourceFfi: Send {
+    /// Appends the frames available now to `out`, waiting at most about 100 ms for some.
+    #[sabi(last_prefix_field)]
+    fn pull(&mut self, out: &mut Frames) -> RResult<Pull, PluginError>;
+}
+
+/// A sink instance across the boundary. Built by [`PluginMod::new_sink`].
+#[sabi_trait]
+pub trait SinkFfi: Send {
+    /// Writes every frame.
+    fn push(&mut self, frames: &Frames) -> RResult<(), PluginError>;
+    /// Makes everything written so far durable or delivered.
+    #[sabi(last_prefix_field)]
+    fn flush(&mut self) -> RResult<(), PluginError>;
+}
+
+/// An owned codec instance.
+pub type CodecBox = CodecFfi_TO<'static, RBox<()>>;
+/// An owned source instance.
+pub type SourceBox = SourceFfi_TO<'static, RBox<()>>;
+/// An owned sink instance.
+pub type SinkBox = SinkFfi_TO<'static, RBox<()>>;
+
+/// The root module of a plugin library.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// Who the plugin is.
+    pub manifest: extern "C" fn() -> Manifest,
+    /// Hands the plugin the host's log callback and the most verbose level the host wants.
+    /// Called once, right after loading, and only for dynamically loaded plugins.
+    pub init_logging: extern "C" fn(HostLog, LogLevel),
+    /// Builds a codec (codec plugins). Constructors take the component's id (for messages) and
+    /// its `config` from the deployment.
+    pub new_codec: extern "C" fn(RStr<'_>, &Value) -> RResult<CodecBox, PluginError>,
+    /// Builds a source (connector plugins that can read).
+    pub new_source: extern "C" fn(RStr<'_>, &Value) -> RResult<SourceBox, PluginError>,
+    /// Builds a sink (connector plugins that can write).
+    #[sabi(last_prefix_field)]
+    pub new_sink: extern "C" fn(RStr<'_>, &Value) -> RResult<SinkBox, PluginError>,
+}
+
+impl RootModule for PluginModRef {
+    abi_stable::declare_root_module_statics! {PluginModRef}
+    const BASE_NAME: &'static str = "temblor_plugin";
+    const NAME: &'static str = "temblor plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// The symbol name under which a plugin library exports its root module header.
+pub const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_module_symbol_matches_abi_stable() {
+        assert_eq!(
+            ROOT_MODULE_SYMBOL,
+            abi_stable::library::ROOT_MODULE_LOADER_NAME
+        );
+    }
+
+    #[test]
+    fn rustc_version_is_embedded() {
+        assert!(
+            RUSTC_VERSION.split('.').count() >= 3,
+            "not a version: {RUSTC_VERSION}"
+        );
+    }
+}

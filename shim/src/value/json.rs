@@ -1,0 +1,173 @@
+//! Writes a [`Value`] as compact JSON.
+
+use abi_stable::std_types::RVec;
+
+use super::Value;
+
+/// A growable byte buffer that JSON can be written into: `Vec<u8>` or the ABI-stable `RVec<u8>`
+/// (a frame batch's buffer, written in place).
+pub trait ByteSink {
+    /// Appends bytes.
+    fn put(&mut self, bytes: &[u8]);
+    /// Appends one byte.
+    fn put_byte(&mut self, byte: u8);
+    /// Makes room for `n` more bytes.
+    fn reserve_more(&mut self, n: usize);
+}
+
+impl ByteSink for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn put_byte(&mut self, byte: u8) {
+        self.push(byte);
+    }
+    #[inline]
+    fn reserve_more(&mut self, n: usize) {
+        self.reserve(n);
+    }
+}
+
+impl ByteSink for RVec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn put_byte(&mut self, byte: u8) {
+        self.push(byte);
+    }
+    #[inline]
+    fn reserve_more(&mut self, n: usize) {
+        self.reserve(n);
+    }
+}
+
+/// For each byte: 0 when it needs no escaping, otherwise the character after the backslash
+/// (`u` for the `\u00XX` form).
+static ESCAPE: [u8; 256] = {
+    let mut table = [0_u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        table[i] = b'u';
+        i += 1;
+    }
+    table[b'\n' as usize] = b'n';
+    table[b'\r' as usize] = b'r';
+    table[b'\t' as usize] = b't';
+    table[0x08] = b'b';
+    table[0x0c] = b'f';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+pub(super) fn write<B: ByteSink>(value: &Value, out: &mut B) {
+    match value {
+        Value::Null => out.put(b"null"),
+        Value::Bool(true) => out.put(b"true"),
+        Value::Bool(false) => out.put(b"false"),
+        Value::I64(i) => out.put(itoa::Buffer::new().format(*i).as_bytes()),
+        Value::U64(u) => out.put(itoa::Buffer::new().format(*u).as_bytes()),
+        Value::F64(f) if f.is_finite() => {
+            out.put(ryu::Buffer::new().format_finite(*f).as_bytes());
+        }
+        // JSON has no NaN or infinity.
+        Value::F64(_) => out.put(b"null"),
+        Value::String(s) => write_str(s.as_str(), out),
+        Value::Bytes(bytes) => {
+            out.put_byte(b'[');
+            for (i, b) in bytes.iter().enumerate() {
+                if i > 0 {
+                    out.put_byte(b',');
+                }
+                out.put(itoa::Buffer::new().format(*b).as_bytes());
+            }
+            out.put_byte(b']');
+        }
+        Value::Array(items) => {
+            out.put_byte(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.put_byte(b',');
+                }
+                write(item, out);
+            }
+            out.put_byte(b']');
+        }
+        Value::Object(object) => {
+            out.put_byte(b'{');
+            for (i, (key, item)) in object.iter().enumerate() {
+                if i > 0 {
+                    out.put_byte(b',');
+                }
+                write_str(key, out);
+                out.put_byte(b':');
+                write(item, out);
+            }
+            out.put_byte(b'}');
+        }
+    }
+}
+
+/// Writes `s` as a quoted JSON string, copying runs that need no escape in one go.
+pub(super) fn write_str<B: ByteSink>(s: &str, out: &mut B) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve_more(bytes.len() + 2);
+    out.put_byte(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc = ESCAPE[b as usize];
+        if esc == 0 {
+            continue;
+        }
+        out.put(&bytes[start..i]);
+        if esc == b'u' {
+            out.put(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
+        } else {
+            out.put(&[b'\\', esc]);
+        }
+        start = i + 1;
+    }
+    out.put(&bytes[start..]);
+    out.put_byte(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Object;
+    use super::*;
+
+    #[test]
+    fn escapes_control_quote_and_backslash() {
+        let v = Value::from("a\"b\\c\nd\u{1}é");
+        assert_eq!(v.to_json(), r#""a\"b\\c\nd\u0001é""#);
+    }
+
+    #[test]
+    fn writes_nested_values_compactly() {
+        let mut o = Object::new();
+        o.insert("n", Value::Null);
+        o.insert(
+            "a",
+            vec![Value::from(1), Value::F64(1.5), Value::Bool(true)].into(),
+        );
+        o.insert("u", Value::U64(u64::MAX));
+        o.insert("nan", Value::F64(f64::NAN));
+        o.insert("b", Value::Bytes(vec![1_u8, 255].into()));
+        assert_eq!(
+            Value::Object(o).to_json(),
+            r#"{"n":null,"a":[1,1.5,true],"u":18446744073709551615,"nan":null,"b":[1,255]}"#
+        );
+    }
+}

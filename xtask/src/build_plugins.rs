@@ -1,0 +1,218 @@
+//! `cargo xtask build-plugins`: builds plugin crates as cdylibs, copies them to the plugin
+//! directory and checks that each loads.
+//!
+//! Plugin crates are found by convention: `connectors/<name>/` is package `connector-<name>`
+//! with library `connector_<name>`, `codecs/<name>/` is `codec-<name>` / `codec_<name>`,
+//! `test-plugins/<name>/` is `test-plugin-<name>` (only with `--test-plugins`).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{cargo, project_root, run as run_cmd, target_dir};
+
+/// Build profile.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `cargo build`: fast to build.
+    Dev,
+    /// `cargo build --release`: fast to run.
+    Release,
+}
+
+impl Profile {
+    /// The folder under target/ that cargo builds into.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Self::Dev => "debug",
+            Self::Release => "release",
+        }
+    }
+
+    /// The cargo flag for this profile.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::Dev => "--profile=dev",
+            Self::Release => "--release",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Which profile to build.
+    #[arg(long, value_enum, default_value_t = Profile::Release)]
+    pub profile: Profile,
+    /// Build only this plugin (a folder name under connectors/ or codecs/; repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Where to copy the libraries (default: target/plugins).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Build the test fixture plugins under test-plugins/ instead (default out: target/test-plugins).
+    #[arg(long)]
+    pub test_plugins: bool,
+}
+
+/// One plugin crate.
+#[derive(Debug, Clone)]
+pub struct PluginCrate {
+    /// The folder name (`file`).
+    pub name: String,
+    /// The package (`connector-file`).
+    pub package: String,
+    /// The library (`connector_file`).
+    pub lib: String,
+}
+
+/// Every plugin crate in `groups` (folder, package prefix) pairs.
+pub fn discover(groups: &[(&str, &str)]) -> Result<Vec<PluginCrate>> {
+    let mut found = Vec::new();
+    for (folder, prefix) in groups {
+        let dir = project_root().join(folder);
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if !path.join("Cargo.toml").is_file() {
+                continue;
+            }
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .with_context(|| format!("{} is not a UTF-8 name", path.display()))?
+                .to_owned();
+            let package = format!("{prefix}-{name}");
+            let lib = package.replace('-', "_");
+            found.push(PluginCrate { name, package, lib });
+        }
+    }
+    found.sort_by(|a, b| a.package.cmp(&b.package));
+    Ok(found)
+}
+
+/// The plugin groups: shipped ones, or the test fixtures.
+pub fn groups(test_plugins: bool) -> &'static [(&'static str, &'static str)] {
+    if test_plugins {
+        &[("test-plugins", "test-plugin")]
+    } else {
+        &[("connectors", "connector"), ("codecs", "codec")]
+    }
+}
+
+/// The file name cargo gives a cdylib on this platform.
+pub fn library_file(lib: &str) -> String {
+    format!(
+        "{}{lib}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// Builds, copies and checks; returns the copied files.
+pub fn run(args: &Args) -> Result<Vec<PathBuf>> {
+    let all = discover(groups(args.test_plugins))?;
+    let selected: Vec<&PluginCrate> = if args.only.is_empty() {
+        all.iter().collect()
+    } else {
+        let mut selected = Vec::new();
+        for name in &args.only {
+            let matches: Vec<_> = all
+                .iter()
+                .filter(|p| &p.name == name || &p.package == name)
+                .collect();
+            if matches.is_empty() {
+                let names: Vec<_> = all.iter().map(|p| p.name.as_str()).collect();
+                bail!(
+                    "no plugin crate named '{name}' (plugins: {})",
+                    names.join(", ")
+                );
+            }
+            selected.extend(matches);
+        }
+        selected
+    };
+    let mut cmd = cargo();
+    cmd.args(["build", args.profile.flag(), "-p", "temblor"]);
+    for p in &selected {
+        cmd.args(["-p", &p.package]);
+    }
+    run_cmd(&mut cmd)?;
+
+    let target = target_dir();
+    let built = target.join(args.profile.dir());
+    let default_out = if args.test_plugins {
+        "test-plugins"
+    } else {
+        "plugins"
+    };
+    let out = args.out.clone().unwrap_or_else(|| target.join(default_out));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut copied = Vec::new();
+    for p in &selected {
+        let file = library_file(&p.lib);
+        let from = built.join(&file);
+        let to = out.join(&file);
+        install(&from, &to)?;
+        copied.push(to);
+    }
+    eprintln!("copied {} plugin(s) to {}", copied.len(), out.display());
+
+    let temblor = built.join(format!("temblor{}", std::env::consts::EXE_SUFFIX));
+    for file in &copied {
+        let output = Command::new(&temblor)
+            .args(["plugins", "check"])
+            .arg(file)
+            .output()
+            .with_context(|| format!("cannot run {}", temblor.display()))?;
+        let said = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!("{} does not load: {}", file.display(), said.trim());
+        }
+        eprintln!("{}", said.trim());
+    }
+    Ok(copied)
+}
+
+/// Copies to a temporary name and renames: a process that has the old file mapped keeps it
+/// intact, and nobody sees a half-written library.
+fn install(from: &Path, to: &Path) -> Result<()> {
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp)
+        .with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
+    std::fs::rename(&tmp, to)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), to.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovers_shipped_plugins_by_convention() {
+        let found = discover(groups(false)).unwrap();
+        let file = found
+            .iter()
+            .find(|p| p.name == "file")
+            .expect("connectors/file");
+        assert_eq!(file.package, "connector-file");
+        assert_eq!(file.lib, "connector_file");
+        assert!(found.iter().any(|p| p.package == "codec-json"));
+        assert!(!found.iter().any(|p| p.package.starts_with("test-plugin")));
+    }
+
+    #[test]
+    fn library_file_names_follow_the_platform() {
+        assert_eq!(
+            library_file("codec_json"),
+            format!(
+                "{}codec_json{}",
+                std::env::consts::DLL_PREFIX,
+                std::env::consts::DLL_SUFFIX
+            )
+        );
+    }
+}
