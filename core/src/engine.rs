@@ -172,10 +172,43 @@ impl Stats {
 }
 
 /// Events from a source for a pipeline: decoded events, and error events for what failed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Batch {
-    events: RVec<Value>,
-    errors: RVec<Value>,
+    events: Events,
+    errors: Events,
+}
+
+/// A batch of events that, once dropped, goes back to the thread that decoded it.
+///
+/// The values were allocated by the source's thread; freeing them in the sink's thread would
+/// make every `free` cross allocator arenas and contend on their locks. Returned batches are
+/// dropped (and their vector reused) by the source thread instead: one channel send per batch.
+#[derive(Debug)]
+struct Events {
+    values: RVec<Value>,
+    home: Option<SyncSender<RVec<Value>>>,
+}
+
+impl Events {
+    fn local(values: RVec<Value>) -> Self {
+        Self { values, home: None }
+    }
+}
+
+impl Clone for Events {
+    /// A copy (for fan-out to several targets) is freed where it ends.
+    fn clone(&self) -> Self {
+        Self::local(self.values.clone())
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take() {
+            // If home is gone or full, the values are simply freed here.
+            let _ = home.try_send(std::mem::take(&mut self.values));
+        }
+    }
 }
 
 /// Both ends of a bounded channel.
@@ -224,11 +257,11 @@ impl Engine {
             .iter()
             .map(|_| sync_channel(CHANNEL_BATCHES))
             .collect();
-        let mut sink_in: Vec<Option<Channel<RVec<Value>>>> =
+        let mut sink_in: Vec<Option<Channel<Events>>> =
             deployment.connectors.iter().map(|_| None).collect();
         let mut source_targets: Vec<Vec<SyncSender<Batch>>> =
             deployment.connectors.iter().map(|_| Vec::new()).collect();
-        let mut pipeline_out: Vec<[Vec<SyncSender<RVec<Value>>>; 2]> = deployment
+        let mut pipeline_out: Vec<[Vec<SyncSender<Events>>; 2]> = deployment
             .pipelines
             .iter()
             .map(|_| [Vec::new(), Vec::new()])
@@ -406,6 +439,7 @@ impl Builder<'_> {
             source: source?,
             pre,
             id,
+            home: sync_channel(CHANNEL_BATCHES * 4),
         })
     }
 
@@ -477,6 +511,8 @@ struct SourceTask {
     source: SourceBox,
     decoder: LiveCodec,
     pre: Vec<Preprocessor>,
+    /// Where sent batches come back to be freed on this thread.
+    home: Channel<RVec<Value>>,
 }
 
 /// An error event: why, from where, and the start of the offending bytes.
@@ -496,6 +532,23 @@ fn error_event(connector: &str, reason: &str, bytes: Option<&[u8]>) -> Value {
 }
 
 impl SourceTask {
+    /// Frees the batches that came back, and reuses one's vector for the next batch.
+    fn recycled(&mut self, capacity: usize) -> RVec<Value> {
+        let mut spare: Option<RVec<Value>> = None;
+        while let Ok(mut values) = self.home.1.try_recv() {
+            values.clear();
+            if spare
+                .as_ref()
+                .is_none_or(|s| s.capacity() < values.capacity())
+            {
+                spare = Some(values);
+            }
+        }
+        let mut values = spare.unwrap_or_default();
+        values.reserve(capacity);
+        values
+    }
+
     fn run(
         mut self,
         targets: &[SyncSender<Batch>],
@@ -568,17 +621,20 @@ impl SourceTask {
             return true;
         }
         let mut batch = Batch {
-            events: RVec::with_capacity(frames.len()),
-            errors: RVec::new(),
+            events: Events {
+                values: self.recycled(frames.len()),
+                home: Some(self.home.0.clone()),
+            },
+            errors: Events::local(RVec::new()),
         };
         let mut frame_errors: RVec<FrameError> = RVec::new();
         if let RResult::RErr(e) =
             self.decoder
                 .codec
-                .decode(frames, &mut batch.events, &mut frame_errors)
+                .decode(frames, &mut batch.events.values, &mut frame_errors)
         {
             error!(connector = %self.id, codec = %self.decoder.factory.named.name, error = %e, frames = frames.len(), "decoding a batch failed; its frames go to the error port");
-            batch.events.clear();
+            batch.events.values.clear();
             frame_errors = (0..frames.len())
                 .map(|index| FrameError {
                     index: u32::try_from(index).unwrap_or(u32::MAX),
@@ -590,23 +646,26 @@ impl SourceTask {
             }
         }
         for reason in pre_errors.drain(..) {
-            batch.errors.push(error_event(&self.id, &reason, None));
+            batch
+                .errors
+                .values
+                .push(error_event(&self.id, &reason, None));
         }
         for fe in &frame_errors {
-            batch.errors.push(error_event(
+            batch.errors.values.push(error_event(
                 &self.id,
                 &fe.reason,
                 frames.get(fe.index as usize),
             ));
         }
-        if !batch.errors.is_empty() {
-            add(&counters.errors, batch.errors.len());
+        if !batch.errors.values.is_empty() {
+            add(&counters.errors, batch.errors.values.len());
             if !*logged_error {
                 *logged_error = true;
-                warn!(connector = %self.id, first = %batch.errors[0], "input that could not be decoded goes to the error port (only the first is logged)");
+                warn!(connector = %self.id, first = %batch.errors.values[0], "input that could not be decoded goes to the error port (only the first is logged)");
             }
         }
-        add(&counters.events_out, batch.events.len());
+        add(&counters.events_out, batch.events.values.len());
         send_all(targets, batch)
     }
 }
@@ -626,22 +685,22 @@ fn send_all<T: Clone>(targets: &[SyncSender<T>], item: T) -> bool {
 fn run_pipeline(
     id: &str,
     rx: Receiver<Batch>,
-    out: &[SyncSender<RVec<Value>>],
-    err: &[SyncSender<RVec<Value>>],
+    out: &[SyncSender<Events>],
+    err: &[SyncSender<Events>],
     counters: &PipelineCounters,
 ) {
     let mut warned_drop = [false; 2];
     for batch in rx {
-        add(&counters.events_in, batch.events.len());
+        add(&counters.events_in, batch.events.values.len());
         // Operators come here; with none the pipeline passes events through.
         for (port, targets, events) in [
             (Port::Out, out, batch.events),
             (Port::Err, err, batch.errors),
         ] {
-            if events.is_empty() {
+            if events.values.is_empty() {
                 continue;
             }
-            let n = events.len();
+            let n = events.values.len();
             if targets.is_empty() || !send_all(targets, events) {
                 add(&counters.dropped, n);
                 if !warned_drop[port as usize] {
@@ -670,7 +729,7 @@ struct SinkTask {
 }
 
 impl SinkTask {
-    fn run(mut self, rx: Receiver<RVec<Value>>, counters: &ConnectorCounters) {
+    fn run(mut self, rx: Receiver<Events>, counters: &ConnectorCounters) {
         let mut frames = Frames::new();
         let mut scratch = Frames::new();
         let mut dirty = false;
@@ -689,15 +748,15 @@ impl SinkTask {
                 }
                 Err(TryRecvError::Disconnected) => break,
             };
-            add(&counters.events_in, events.len());
+            add(&counters.events_in, events.values.len());
             frames.clear();
             if let RResult::RErr(e) = self
                 .encoder
                 .codec
-                .encode(RSlice::from_slice(&events), &mut frames)
+                .encode(RSlice::from_slice(&events.values), &mut frames)
             {
-                add(&counters.errors, events.len());
-                error!(connector = %self.id, error = %e, events = events.len(), "encoding a batch failed; its events are lost");
+                add(&counters.errors, events.values.len());
+                error!(connector = %self.id, error = %e, events = events.values.len(), "encoding a batch failed; its events are lost");
                 if !self.encoder.recover(&e) {
                     break;
                 }
@@ -707,8 +766,8 @@ impl SinkTask {
             match self.sink.push(&frames) {
                 RResult::ROk(()) => add(&counters.bytes_out, frames.byte_len()),
                 RResult::RErr(e) => {
-                    add(&counters.errors, events.len());
-                    error!(connector = %self.id, error = %e, events = events.len(), "writing a batch failed; its events are lost");
+                    add(&counters.errors, events.values.len());
+                    error!(connector = %self.id, error = %e, events = events.values.len(), "writing a batch failed; its events are lost");
                 }
             }
             dirty = true;

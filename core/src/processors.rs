@@ -212,7 +212,7 @@ impl Postprocessor {
             Post::Separate(sep) => {
                 for frame in input.iter() {
                     out.push_with(|buf| {
-                        buf.extend_from_slice(frame);
+                        buf.extend_from_copy_slice(frame);
                         buf.push(*sep);
                     });
                 }

@@ -49,7 +49,7 @@ impl Frames {
     /// # Panics
     /// When the batch would exceed 4 GiB (producers flush long before).
     pub fn push(&mut self, frame: &[u8]) {
-        self.data.extend_from_slice(frame);
+        self.data.extend_from_copy_slice(frame);
         self.seal();
     }
 

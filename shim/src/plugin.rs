@@ -223,6 +223,18 @@ macro_rules! __constructor {
     };
 }
 
+/// The interface version a plugin claims: the shim's own, unless a test fixture overrides it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __interface_version {
+    () => {
+        $crate::__private::SHIM_INTERFACE_VERSION
+    };
+    ($version:expr) => {
+        $version
+    };
+}
+
 /// Exports a plugin: its manifest and constructors, as the root module of the library.
 ///
 /// ```text
@@ -235,6 +247,8 @@ macro_rules! __constructor {
 /// ```
 /// (The crate docs have a complete, tested example.)
 /// Constructors are `fn(&Setup<'_>) -> Result<impl Codec | Source | Sink, PluginError>`.
+/// (`shim_interface: N` after them makes a plugin claim another interface version: only for
+/// the loader's tests.)
 ///
 /// It defines `pub fn plugin_module() -> PluginModRef` (how the monolith build registers the
 /// plugin) and, when the crate's `export` feature is on (the default), the library header that
@@ -248,6 +262,7 @@ macro_rules! export_plugin {
         $(, codec: $codec:expr)?
         $(, source: $source:expr)?
         $(, sink: $sink:expr)?
+        $(, shim_interface: $interface:expr)?
         $(,)?
     ) => {
         /// This plugin's root module.
@@ -260,7 +275,7 @@ macro_rules! export_plugin {
                     name: RStr::from_str($name),
                     kind: PluginKind::$kind,
                     version: RStr::from_str(env!("CARGO_PKG_VERSION")),
-                    shim_interface: SHIM_INTERFACE_VERSION,
+                    shim_interface: $crate::__interface_version!($($interface)?),
                     rustc: RStr::from_str(RUSTC_VERSION),
                 }
             }

@@ -306,3 +306,34 @@ to = "errors"
         "only the batch with the panic failed: {good} good, {bad} bad"
     );
 }
+
+#[test]
+fn a_plugin_built_against_another_shim_interface_is_refused() {
+    let file = plugin_dir("test-plugins").join("libtest_plugin_old_shim.so");
+    let (status, stdout, _) = output(temblor().args(["plugins", "check"]).arg(&file));
+    assert_eq!(status.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("plugin 'old-shim' was built against shim interface version 0, this temblor speaks version 1"),
+        "{stdout}"
+    );
+    // In a directory, it is refused and the others still load.
+    let (code, doc) = list_json(&plugin_dir("test-plugins"), false);
+    assert_eq!(code, Some(0));
+    let names: Vec<_> = doc
+        .get("plugins")
+        .and_then(|p| p.as_array())
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.get("name")?.as_str())
+        .collect();
+    assert_eq!(names, ["panicky"]);
+    let refused = doc.get("refused").and_then(|r| r.as_array()).unwrap();
+    assert_eq!(refused.len(), 1);
+    assert!(
+        refused[0]
+            .get("path")
+            .and_then(|p| p.as_str())
+            .unwrap()
+            .ends_with("libtest_plugin_old_shim.so")
+    );
+}

@@ -46,8 +46,8 @@ impl Codec for Binary {
 
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
         match event {
-            Value::Bytes(bytes) => out.extend_from_slice(bytes),
-            Value::String(s) => out.extend_from_slice(s.as_bytes()),
+            Value::Bytes(bytes) => out.extend_from_copy_slice(bytes),
+            Value::String(s) => out.extend_from_copy_slice(s.as_bytes()),
             other => other.write_json(out),
         }
         Ok(())

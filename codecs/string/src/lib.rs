@@ -48,7 +48,7 @@ impl Codec for Text {
 
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
         match event {
-            Value::String(s) => out.extend_from_slice(s.as_bytes()),
+            Value::String(s) => out.extend_from_copy_slice(s.as_bytes()),
             other => other.write_json(out),
         }
         Ok(())

@@ -134,8 +134,8 @@ pub mod int {
 
         fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
             match event {
-                Value::I64(i) => out.extend_from_slice(i.to_string().as_bytes()),
-                other => out.extend_from_slice(other.to_json().as_bytes()),
+                Value::I64(i) => out.extend_from_copy_slice(i.to_string().as_bytes()),
+                other => out.extend_from_copy_slice(other.to_json().as_bytes()),
             }
             Ok(())
         }

@@ -33,7 +33,8 @@ impl ByteSink for Vec<u8> {
 impl ByteSink for RVec<u8> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
+        // `RVec::extend_from_slice` pushes element by element; this is one memcpy.
+        self.extend_from_copy_slice(bytes);
     }
     #[inline]
     fn put_byte(&mut self, byte: u8) {
@@ -41,7 +42,9 @@ impl ByteSink for RVec<u8> {
     }
     #[inline]
     fn reserve_more(&mut self, n: usize) {
-        self.reserve(n);
+        if self.capacity() - self.len() < n {
+            self.reserve(n);
+        }
     }
 }
 
@@ -112,32 +115,59 @@ pub(super) fn write<B: ByteSink>(value: &Value, out: &mut B) {
     }
 }
 
-/// Writes `s` as a quoted JSON string, copying runs that need no escape in one go.
+/// Whether any of the 8 bytes in `word` needs escaping: below 0x20, `"` or `\\`.
+/// (The classic SWAR tests: each is exact about whether such a byte exists.)
+#[inline]
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote & HIGHS;
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash & HIGHS;
+    (below_space | quote | backslash) != 0
+}
+
+/// Writes `s` as a quoted JSON string, copying runs that need no escape in one go and
+/// skipping over them 8 bytes at a time.
 pub(super) fn write_str<B: ByteSink>(s: &str, out: &mut B) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
     out.reserve_more(bytes.len() + 2);
     out.put_byte(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[b as usize];
-        if esc == 0 {
-            continue;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            if !word_needs_escape(word) {
+                i += 8;
+                continue;
+            }
         }
-        out.put(&bytes[start..i]);
-        if esc == b'u' {
-            out.put(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 0xf) as usize],
-            ]);
-        } else {
-            out.put(&[b'\\', esc]);
+        let end = (i + 8).min(bytes.len());
+        while i < end {
+            let b = bytes[i];
+            let esc = ESCAPE[b as usize];
+            if esc != 0 {
+                out.put(&bytes[start..i]);
+                if esc == b'u' {
+                    out.put(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[(b >> 4) as usize],
+                        HEX[(b & 0xf) as usize],
+                    ]);
+                } else {
+                    out.put(&[b'\\', esc]);
+                }
+                start = i + 1;
+            }
+            i += 1;
         }
-        start = i + 1;
     }
     out.put(&bytes[start..]);
     out.put_byte(b'"');
@@ -152,6 +182,37 @@ mod tests {
     fn escapes_control_quote_and_backslash() {
         let v = Value::from("a\"b\\c\nd\u{1}é");
         assert_eq!(v.to_json(), r#""a\"b\\c\nd\u0001é""#);
+    }
+
+    #[test]
+    fn escapes_wherever_they_fall_in_a_word() {
+        // Every position relative to the 8-byte words, every kind of byte that needs escaping.
+        for special in ['"', '\\', '\n', '\u{1f}', '\u{0}'] {
+            for at in 0..20 {
+                let mut text: String = "abcdefghijklmnopqrst".chars().take(20).collect();
+                text.replace_range(at..=at, &special.to_string());
+                let mut expected = String::from("\"");
+                for c in text.chars() {
+                    match c {
+                        '"' => expected.push_str("\\\""),
+                        '\\' => expected.push_str("\\\\"),
+                        '\n' => expected.push_str("\\n"),
+                        c if (c as u32) < 0x20 => {
+                            expected.push_str(&format!("\\u{:04x}", c as u32))
+                        }
+                        c => expected.push(c),
+                    }
+                }
+                expected.push('"');
+                assert_eq!(
+                    Value::from(text.as_str()).to_json(),
+                    expected,
+                    "{special:?} at {at}"
+                );
+            }
+        }
+        // Bytes above 0x7f (UTF-8) never need escaping.
+        assert_eq!(Value::from("ééééé\u{7f}").to_json(), "\"ééééé\u{7f}\"");
     }
 
     #[test]

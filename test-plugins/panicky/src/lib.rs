@@ -16,7 +16,7 @@ impl Codec for Panicky {
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
         let text = event.as_str().unwrap_or("");
         assert!(text != "boom", "boom in encode");
-        out.extend_from_slice(text.as_bytes());
+        out.extend_from_copy_slice(text.as_bytes());
         Ok(())
     }
 }
