@@ -327,8 +327,9 @@ impl Engine {
         }
         for (i, sink, rx) in sinks {
             let stats = Arc::clone(&stats);
+            let stop = Arc::clone(&stop);
             threads.push(spawn(format!("sink-{}", sink.id), move || {
-                sink.run(rx, &stats.connectors[i].1);
+                sink.run(rx, &stop, &stats.connectors[i].1);
             }));
         }
         for (i, source, targets) in sources {
@@ -729,7 +730,7 @@ struct SinkTask {
 }
 
 impl SinkTask {
-    fn run(mut self, rx: Receiver<Events>, counters: &ConnectorCounters) {
+    fn run(mut self, rx: Receiver<Events>, stop: &AtomicBool, counters: &ConnectorCounters) {
         let mut frames = Frames::new();
         let mut scratch = Frames::new();
         let mut dirty = false;
@@ -769,6 +770,9 @@ impl SinkTask {
                     add(&counters.errors, events.values.len());
                     error!(connector = %self.id, error = %e, events = events.values.len(), "writing a batch failed; its events are lost");
                 }
+            }
+            if self.sink.stop_requested() && !stop.swap(true, Ordering::Relaxed) {
+                info!(connector = %self.id, "sink asked the engine to stop");
             }
             dirty = true;
         }

@@ -140,8 +140,11 @@ pub trait SinkFfi: Send {
     /// Writes every frame.
     fn push(&mut self, frames: &Frames) -> RResult<(), PluginError>;
     /// Makes everything written so far durable or delivered.
-    #[sabi(last_prefix_field)]
     fn flush(&mut self) -> RResult<(), PluginError>;
+    /// Whether this sink asks the engine to stop (e.g. the `exit` connector after its first
+    /// event). Asked after every push.
+    #[sabi(last_prefix_field)]
+    fn stop_requested(&mut self) -> bool;
 }
 
 /// An owned codec instance.

@@ -113,6 +113,12 @@ pub trait Sink: Send + 'static {
     /// # Errors
     /// When flushing fails.
     fn flush(&mut self) -> Result<(), PluginError>;
+
+    /// Whether the engine should stop: its sources stop, everything drains, sinks flush.
+    /// Asked after every push; the default never asks.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// Runs `f`, turning a panic into a `Panic` error.
@@ -160,6 +166,11 @@ impl<S: Sink> SinkFfi for SinkAdapter<S> {
 
     fn flush(&mut self) -> RResult<(), PluginError> {
         guard("flush", || self.0.flush())
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        // A panic here counts as a request to stop: the sink is in no state to go on.
+        catch_unwind(AssertUnwindSafe(|| self.0.stop_requested())).unwrap_or(true)
     }
 }
 

@@ -150,3 +150,17 @@ fn the_data_set_decodes_and_round_trips() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(again, events);
 }
+
+#[test]
+fn passes_the_codec_compliance_harness() {
+    temblor_harness::codec::compliance(
+        codec_json::plugin_module(),
+        &temblor_harness::config(&[]),
+        &[
+            br#"{"a":1,"b":[true,null,"x"],"c":{"d":-2.5}}"#,
+            b"[]",
+            b"\"just a string\"",
+            b"18446744073709551615",
+        ],
+    );
+}

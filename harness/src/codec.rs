@@ -1,0 +1,154 @@
+//! Compliance checks for codec plugins.
+
+use temblor_shim::{
+    ErrorKind, FrameError, Frames, RVec, Value,
+    abi::{CodecBox, PluginKind, PluginModRef, SHIM_INTERFACE_VERSION},
+    abi_stable::std_types::{RResult, RSlice, RStr},
+};
+
+use crate::with_unknown_key;
+
+/// Builds a codec from `module` with `config`, failing the test with the plugin's message.
+///
+/// # Panics
+/// When the plugin refuses the config.
+#[must_use]
+pub fn build(module: PluginModRef, config: &Value) -> CodecBox {
+    match module.new_codec()(RStr::from_str("compliance"), config) {
+        RResult::ROk(codec) => codec,
+        RResult::RErr(e) => panic!("the codec refused {config}: {e}"),
+    }
+}
+
+/// Decodes a batch: the events, and the per-frame errors.
+///
+/// # Panics
+/// When the whole batch fails.
+pub fn decode(codec: &mut CodecBox, frames: &Frames) -> (Vec<Value>, Vec<FrameError>) {
+    let mut events = RVec::new();
+    let mut errors = RVec::new();
+    if let RResult::RErr(e) = codec.decode(frames, &mut events, &mut errors) {
+        panic!("decoding a batch of {} frames failed: {e}", frames.len());
+    }
+    (events.into_vec(), errors.into_vec())
+}
+
+/// Encodes a batch.
+///
+/// # Panics
+/// When encoding fails.
+pub fn encode(codec: &mut CodecBox, events: &[Value]) -> Frames {
+    let mut frames = Frames::new();
+    if let RResult::RErr(e) = codec.encode(RSlice::from_slice(events), &mut frames) {
+        panic!("encoding {} events failed: {e}", events.len());
+    }
+    frames
+}
+
+/// Every check, for a codec plugin and frames it must decode (`samples`):
+/// - the manifest says codec, with a name and the shim's interface version;
+/// - an empty batch gives nothing;
+/// - every sample decodes, encodes to one frame per event, and decodes back to equal events;
+/// - garbage (random bytes, every sample cut short, invalid UTF-8, empty frames) never makes it
+///   panic, and each frame gives either an event or an error with its index;
+/// - a batch of many (10 000 frames) gives as many events, in order;
+/// - an unknown config key is a config error that names it.
+///
+/// # Panics
+/// When a check fails, with what failed.
+pub fn compliance(module: PluginModRef, config: &Value, samples: &[&[u8]]) {
+    assert!(!samples.is_empty(), "give the harness at least one sample");
+    let manifest = module.manifest()();
+    assert_eq!(manifest.kind, PluginKind::Codec, "the manifest says codec");
+    assert!(!manifest.name.is_empty(), "the plugin has a name");
+    assert_eq!(manifest.shim_interface, SHIM_INTERFACE_VERSION);
+
+    let mut codec = build(module, config);
+
+    // Empty input.
+    let (events, errors) = decode(&mut codec, &Frames::new());
+    assert!(
+        events.is_empty() && errors.is_empty(),
+        "an empty batch gives nothing"
+    );
+    assert!(
+        encode(&mut codec, &[]).is_empty(),
+        "no events encode to no frames"
+    );
+
+    // Round trip.
+    let frames: Frames = samples.iter().copied().collect();
+    let (events, errors) = decode(&mut codec, &frames);
+    assert!(errors.is_empty(), "every sample decodes: {errors:?}");
+    assert_eq!(events.len(), samples.len(), "one event per sample");
+    let encoded = encode(&mut codec, &events);
+    assert_eq!(encoded.len(), events.len(), "one frame per event");
+    let (again, errors) = decode(&mut codec, &encoded);
+    assert!(errors.is_empty(), "what it encodes decodes: {errors:?}");
+    assert_eq!(again, events, "decode(encode(events)) == events");
+
+    // Garbage never panics; every frame is accounted for.
+    let mut garbage = Frames::new();
+    let mut seed: u32 = 0x9e37_79b9;
+    for len in [1_usize, 7, 64, 1000] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                seed.to_le_bytes()[0]
+            })
+            .collect();
+        garbage.push(&bytes);
+    }
+    for sample in samples {
+        garbage.push(&sample[..sample.len() / 2]);
+        garbage.push(&sample[..sample.len().saturating_sub(1)]);
+    }
+    garbage.push(b"");
+    garbage.push(&[0xff, 0xfe, 0xc3, 0x28, b'"', b'\\']);
+    let mut events = RVec::new();
+    let mut errors = RVec::new();
+    match codec.decode(&garbage, &mut events, &mut errors) {
+        RResult::ROk(()) => {
+            assert_eq!(
+                events.len() + errors.len(),
+                garbage.len(),
+                "each garbage frame gives an event or an error"
+            );
+            assert!(
+                errors
+                    .iter()
+                    .all(|e| (e.index as usize) < garbage.len() && !e.reason.is_empty()),
+                "errors point at a frame and say why: {errors:?}"
+            );
+        }
+        RResult::RErr(e) => assert_ne!(
+            e.kind,
+            ErrorKind::Panic,
+            "garbage made the codec panic: {e}"
+        ),
+    }
+
+    // A batch of many, in order.
+    let many: Frames = samples.iter().copied().cycle().take(10_000).collect();
+    let (events, errors) = decode(&mut codec, &many);
+    assert!(errors.is_empty());
+    assert_eq!(events.len(), 10_000);
+    let first: Vec<Value> = decode(&mut codec, &frames).0;
+    for (i, event) in events.iter().enumerate().take(samples.len() * 3) {
+        assert_eq!(event, &first[i % samples.len()], "event {i} in order");
+    }
+
+    // Unknown config keys are refused, by name.
+    match module.new_codec()(RStr::from_str("compliance"), &with_unknown_key(config)) {
+        RResult::ROk(_) => panic!("an unknown config key was accepted"),
+        RResult::RErr(e) => {
+            assert_eq!(e.kind, ErrorKind::Config, "{e}");
+            assert!(
+                e.message.contains("no_such_key_anywhere"),
+                "the key is named: {e}"
+            );
+        }
+    }
+}
