@@ -8,6 +8,11 @@ command -v xz >/dev/null || need+=(xz-utils)
 command -v cc >/dev/null || need+=(gcc)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -e /usr/include/lzma.h ] || need+=(liblzma-dev)
+# The network connectors' tests use real peers: curl, netcat-openbsd (nc -N), socat, python3.
+command -v curl >/dev/null || need+=(curl)
+command -v nc.openbsd >/dev/null || need+=(netcat-openbsd)
+command -v socat >/dev/null || need+=(socat)
+command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
@@ -16,3 +21,9 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo xtask test
+
+# Fuzz every codec and preprocessor for a short while (10 s each; about 5 minutes with a cold
+# fuzz build on 2 cores). Needs the nightly toolchain and cargo-fuzz.
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+cargo xtask fuzz --seconds 10

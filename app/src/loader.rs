@@ -4,6 +4,11 @@
 //! (`lib_header_from_path(..).init_root_module()`), never `RootModule::load_from*`, which caches
 //! one module per root-module type and would hand back the first plugin for every file.
 //! Libraries are never unloaded (abi_stable leaks them on purpose).
+//!
+//! Before a file is opened, its permissions are checked ([`check_permissions`]): a plugin is
+//! native code that runs with the engine's rights as soon as it is opened (its constructors
+//! run at `dlopen`), so a file that someone other than this user or root could have written is
+//! refused unless `--allow-insecure-plugins` is given. See `docs/security.md`.
 
 use std::{
     fmt,
@@ -18,7 +23,7 @@ use temblor_shim::{
         std_types::RStr,
     },
 };
-use tracing::{debug, level_filters::LevelFilter};
+use tracing::{debug, level_filters::LevelFilter, warn};
 
 /// The environment variable with more plugin directories, colon-separated.
 pub const PLUGIN_PATH_VAR: &str = "TEMBLOR_PLUGIN_PATH";
@@ -74,8 +79,22 @@ fn is_library(path: &Path) -> bool {
         .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
 }
 
+/// Whether files that fail the permission checks are loaded anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Permissions {
+    /// Refuse them (the default).
+    #[default]
+    Enforce,
+    /// Load them with a warning (`--allow-insecure-plugins`: development only).
+    AllowInsecure,
+}
+
 /// Loads every library in `dirs` into `registry`. The first plugin with a name keeps it.
-pub fn load_dirs(dirs: &[(PathBuf, bool)], registry: &mut Registry) -> LoadReport {
+pub fn load_dirs(
+    dirs: &[(PathBuf, bool)],
+    registry: &mut Registry,
+    permissions: Permissions,
+) -> LoadReport {
     let mut report = LoadReport::default();
     for (dir, explicit) in dirs {
         let entries = match std::fs::read_dir(dir) {
@@ -99,10 +118,13 @@ pub fn load_dirs(dirs: &[(PathBuf, bool)], registry: &mut Registry) -> LoadRepor
             .collect();
         files.sort();
         for path in files {
-            match load_file(&path) {
+            match load_file(&path, permissions) {
                 Err(reason) => report.refused.push(Refused { path, reason }),
                 Ok(loaded) => {
                     let module = loaded.module;
+                    if let Some(insecure) = &loaded.insecure {
+                        warn!(path = %path.display(), reason = %insecure, "loading an insecure plugin file (--allow-insecure-plugins)");
+                    }
                     match registry.add(Plugin::new(module, path.display().to_string())) {
                         Err(dup) => report.refused.push(Refused {
                             path,
@@ -131,14 +153,29 @@ pub struct Loaded {
     pub module: PluginModRef,
     /// Why it may misbehave (built by another rustc).
     pub warning: Option<String>,
+    /// Why it would have been refused without `--allow-insecure-plugins`.
+    pub insecure: Option<String>,
 }
 
 /// Loads one library and checks it is a temblor plugin this binary can use.
 ///
+/// The file's permissions are checked first ([`check_permissions`]): an insecure file is never
+/// opened unless `permissions` allows it.
+///
 /// # Errors
-/// One line saying why not: not a shared library, no temblor root module, an incompatible
-/// abi_stable or layout, another shim interface version.
-pub fn load_file(path: &Path) -> Result<Loaded, String> {
+/// One line saying why not: writable by others or owned by another user, not a shared
+/// library, no temblor root module, an incompatible abi_stable or layout, another shim
+/// interface version.
+pub fn load_file(path: &Path, permissions: Permissions) -> Result<Loaded, String> {
+    let insecure = match check_permissions(path) {
+        Ok(()) => None,
+        Err(reason) if permissions == Permissions::AllowInsecure => Some(reason),
+        Err(reason) => {
+            return Err(format!(
+                "{reason}; refusing to load it (--allow-insecure-plugins overrides)"
+            ));
+        }
+    };
     let header = lib_header_from_path(path).map_err(|e| describe(&e))?;
     let module = header
         .init_root_module::<PluginModRef>()
@@ -156,7 +193,109 @@ pub fn load_file(path: &Path) -> Result<Loaded, String> {
             manifest.name, manifest.rustc, RUSTC_VERSION
         )
     });
-    Ok(Loaded { module, warning })
+    Ok(Loaded {
+        module,
+        warning,
+        insecure,
+    })
+}
+
+/// Checks that nobody but this user and root can have written the plugin file: the file and
+/// its directory (and, for a symbolic link, the file and directory it points to) must not be
+/// writable by group or others and must be owned by the effective user or root.
+///
+/// The directories above the plugin directory are not checked. On other platforms than Unix
+/// this checks nothing.
+///
+/// # Errors
+/// One line naming what is at fault and why (a file that cannot be read is left to the loader
+/// to report).
+pub fn check_permissions(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        unix::check(path)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::{
+        os::unix::fs::MetadataExt as _,
+        path::{Path, PathBuf},
+    };
+
+    // The C library std links anyway; no dependency needed for one call.
+    unsafe extern "C" {
+        /// The effective user id (`uid_t` is 32 bits on every Unix Rust supports).
+        safe fn geteuid() -> u32;
+    }
+
+    /// The effective user id of this process.
+    pub fn euid() -> u32 {
+        geteuid()
+    }
+
+    /// What the mode and owner of one file or directory say. `subject` names it for people
+    /// (`its directory /x`), empty for the plugin file itself.
+    pub fn judge(subject: &str, mode: u32, uid: u32, euid: u32) -> Result<(), String> {
+        let subject = if subject.is_empty() {
+            String::new()
+        } else {
+            format!("{subject} is ")
+        };
+        if mode & 0o022 != 0 {
+            return Err(format!(
+                "{subject}writable by group or others (mode {:04o})",
+                mode & 0o7777
+            ));
+        }
+        if uid != euid && uid != 0 {
+            return Err(format!(
+                "{subject}not owned by the user running temblor (uid {euid}) or root but by uid {uid}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The directory holding `path` (`.` for a bare file name).
+    fn parent(path: &Path) -> PathBuf {
+        match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    pub fn check(path: &Path) -> Result<(), String> {
+        let euid = euid();
+        // The file as named (links followed) and its directory; for a link, also the
+        // directory of the file it points to (whoever can write there can replace it).
+        let dir = parent(path);
+        let mut targets = vec![
+            (String::new(), path.to_path_buf()),
+            (format!("its directory {}", dir.display()), dir),
+        ];
+        if let Ok(real) = std::fs::canonicalize(path) {
+            let real_dir = parent(&real);
+            if std::fs::canonicalize(&targets[1].1).ok().as_ref() != Some(&real_dir) {
+                targets.push((
+                    format!("the directory of its target {}", real.display()),
+                    real_dir,
+                ));
+            }
+        }
+        for (subject, target) in targets {
+            // A file that cannot be read is the loader's to report ("cannot open").
+            if let Ok(meta) = std::fs::metadata(&target) {
+                judge(&subject, meta.mode(), meta.uid(), euid)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Says in one line why a library is not a usable plugin.
@@ -250,6 +389,69 @@ mod tests {
         assert!(is_library(Path::new("x/libcodec_json.so")));
         assert!(!is_library(Path::new("x/README.md")));
         assert!(!is_library(Path::new("x/so")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn permissions_are_judged_by_mode_then_owner() {
+        use super::unix::judge;
+        assert_eq!(judge("", 0o100_755, 1000, 1000), Ok(()));
+        assert_eq!(
+            judge("", 0o100_700, 0, 1000),
+            Ok(()),
+            "root's files are trusted"
+        );
+        assert_eq!(
+            judge("", 0o100_775, 1000, 1000),
+            Err("writable by group or others (mode 0775)".to_owned())
+        );
+        assert_eq!(
+            judge("its directory /p", 0o041_777, 0, 0),
+            Err("its directory /p is writable by group or others (mode 1777)".to_owned()),
+            "the sticky bit does not stop others from adding a library"
+        );
+        assert_eq!(
+            judge("", 0o100_644, 1001, 1000),
+            Err(
+                "not owned by the user running temblor (uid 1000) or root but by uid 1001"
+                    .to_owned()
+            )
+        );
+        assert!(judge("", 0o100_600, 0, 1000).is_ok());
+        assert!(judge("", 0o100_602, 1000, 1000).is_err());
+        assert!(judge("", 0o100_620, 1000, 1000).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secure_file_in_a_secure_directory_passes() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("temblor-loader-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let file = dir.join("libx.so");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(check_permissions(&file), Ok(()));
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o646)).unwrap();
+        assert_eq!(
+            check_permissions(&file),
+            Err("writable by group or others (mode 0646)".to_owned())
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // A link from a secure directory into an insecure one.
+        let open = dir.join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::rename(&file, open.join("libx.so")).unwrap();
+        std::os::unix::fs::symlink(open.join("libx.so"), &file).unwrap();
+        let reason = check_permissions(&file).unwrap_err();
+        assert!(
+            reason.starts_with("the directory of its target") && reason.contains("(mode 0777)"),
+            "{reason}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -61,6 +61,22 @@ struct LoadArgs {
     /// Fail (exit code 2) when any plugin file is refused or built by another rustc.
     #[arg(long, global = true)]
     strict: bool,
+    /// Load plugin files even when they or their directory are writable by group or others or
+    /// owned by another user than this one or root (for development only: whoever can write
+    /// such a file can run code as you; see docs/security.md).
+    #[arg(long, global = true)]
+    allow_insecure_plugins: bool,
+}
+
+impl LoadArgs {
+    /// Whether insecure plugin files are refused.
+    fn permissions(&self) -> loader::Permissions {
+        if self.allow_insecure_plugins {
+            loader::Permissions::AllowInsecure
+        } else {
+            loader::Permissions::Enforce
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -127,7 +143,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run { file, stats_json } => run(&cli.load, &file, stats_json.as_deref()),
         Command::Validate { file } => validate(&cli.load, &file),
         Command::Plugins(PluginsCommand::List { format }) => list(&cli.load, format),
-        Command::Plugins(PluginsCommand::Check { path }) => Ok(check(&path)),
+        Command::Plugins(PluginsCommand::Check { path }) => Ok(check(&cli.load, &path)),
     }
 }
 
@@ -138,11 +154,24 @@ fn builtin_modules() -> Vec<PluginModRef> {
         vec![
             connector_bench::plugin_module(),
             connector_blackhole::plugin_module(),
+            connector_exit::plugin_module(),
             connector_file::plugin_module(),
+            connector_http_client::plugin_module(),
+            connector_http_server::plugin_module(),
+            connector_metronome::plugin_module(),
             connector_stdio::plugin_module(),
+            connector_tcp_client::plugin_module(),
+            connector_tcp_server::plugin_module(),
+            connector_udp_client::plugin_module(),
+            connector_udp_server::plugin_module(),
             codec_binary::plugin_module(),
+            codec_csv::plugin_module(),
+            codec_influx::plugin_module(),
             codec_json::plugin_module(),
+            codec_msgpack::plugin_module(),
+            codec_statsd::plugin_module(),
             codec_string::plugin_module(),
+            codec_yaml::plugin_module(),
         ]
     }
     #[cfg(not(feature = "monolith"))]
@@ -162,7 +191,7 @@ fn load(args: &LoadArgs) -> (Registry, LoadReport) {
     // The monolith needs no plugin directory: it only searches the ones it is given.
     let default_dir = !cfg!(feature = "monolith");
     let dirs = loader::plugin_dirs(&args.plugin_dirs, env.as_deref(), default_dir);
-    let report = loader::load_dirs(&dirs, &mut registry);
+    let report = loader::load_dirs(&dirs, &mut registry, args.permissions());
     (registry, report)
 }
 
@@ -253,7 +282,12 @@ fn run(args: &LoadArgs, file: &Path, stats_json: Option<&Path>) -> Result<ExitCo
         }
     }
     if let Some(path) = stats_json {
-        let mut json = stats.to_value().to_json();
+        let mut value = stats.to_value();
+        if let (Some(object), Some(kb)) = (value.as_object_mut(), temblor_core::sys::peak_rss_kb())
+        {
+            object.insert("peak_rss_kb", kb.into());
+        }
+        let mut json = value.to_json();
         json.push('\n');
         std::fs::write(path, json)
             .with_context(|| format!("cannot write stats to {}", path.display()))?;
@@ -266,8 +300,20 @@ fn validate(args: &LoadArgs, file: &Path) -> Result<ExitCode> {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    Ok(match read_deployment(file, &registry)? {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read deployment file {}", file.display()))?;
+    let name = file.display().to_string();
+    let checked = Deployment::parse(&text, &name).and_then(|d| {
+        let plan = d.validate(&registry, &name)?;
+        Ok((d, plan))
+    });
+    // Errors, then warnings (valid, but likely mistakes: a pipeline nothing feeds, or whose
+    // events go nowhere), each with its place in the file.
+    Ok(match checked {
         Ok((d, plan)) => {
+            for w in &plan.warnings {
+                eprintln!("warning: {name}:{w}");
+            }
             println!(
                 "{}: ok ({} connectors, {} pipelines, {} links)",
                 file.display(),
@@ -277,7 +323,15 @@ fn validate(args: &LoadArgs, file: &Path) -> Result<ExitCode> {
             );
             ExitCode::SUCCESS
         }
-        Err(code) => code,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            for line in e.warning_lines() {
+                eprintln!("warning: {line}");
+            }
+            ExitCode::from(EXIT_INVALID)
+        }
     })
 }
 
@@ -359,8 +413,8 @@ fn list(args: &LoadArgs, format: Format) -> Result<ExitCode> {
     })
 }
 
-fn check(path: &Path) -> ExitCode {
-    match loader::load_file(path) {
+fn check(args: &LoadArgs, path: &Path) -> ExitCode {
+    match loader::load_file(path, args.permissions()) {
         Ok(loaded) => {
             let p = Plugin::new(loaded.module, path.display().to_string());
             println!(
@@ -373,6 +427,12 @@ fn check(path: &Path) -> ExitCode {
             );
             if let Some(w) = loaded.warning {
                 println!("{}: warning: {w}", path.display());
+            }
+            if let Some(insecure) = loaded.insecure {
+                println!(
+                    "{}: warning: {insecure} (loaded because of --allow-insecure-plugins)",
+                    path.display()
+                );
             }
             ExitCode::SUCCESS
         }

@@ -16,8 +16,10 @@
 //! from = "in"
 //! to = "main"
 //! ```
-//! Parsing checks the shape; [`Deployment::validate`] checks the meaning (ids, plugins, ports)
-//! and reports every problem at once, each with its line and column.
+//! Parsing checks the shape; [`Deployment::validate`] checks the meaning (ids, plugins,
+//! operators and their expressions, links and ports) and reports every problem at once, each
+//! with its line and column. What is valid but likely a mistake (a pipeline that nothing feeds,
+//! or whose events go nowhere) is a warning: [`Plan::warnings`], [`DeployError::warnings`].
 
 use std::{collections::HashMap, fmt, ops::Range};
 
@@ -25,7 +27,7 @@ use serde::Deserialize;
 use temblor_shim::{Object, Value, abi::PluginKind};
 use toml::Spanned;
 
-use crate::{processors, registry::Registry};
+use crate::{pipeline::PipelineDef, processors, registry::Registry};
 
 /// One problem in a deployment file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,19 @@ pub struct DeployError {
     pub file: String,
     /// The problems, in file order.
     pub diagnostics: Vec<Diagnostic>,
+    /// What is valid but likely a mistake, in file order (not part of `Display`).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl DeployError {
+    /// The warnings, one `FILE:LINE:COLUMN: message` line each.
+    #[must_use]
+    pub fn warning_lines(&self) -> Vec<String> {
+        self.warnings
+            .iter()
+            .map(|d| format!("{}:{d}", self.file))
+            .collect()
+    }
 }
 
 impl fmt::Display for DeployError {
@@ -176,15 +191,28 @@ pub enum Port {
     Out,
     /// A pipeline's `err` port: events that failed.
     Err,
+    /// A port named by a `route` operator: its index in [`PipelineDef::ports`] (2 or more).
+    Route(usize),
 }
 
 impl Port {
-    /// `out` or `err`.
+    /// `out`, `err`, or `route` for a route port (its name is in [`PipelineDef::ports`]).
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Out => "out",
             Self::Err => "err",
+            Self::Route(_) => "route",
+        }
+    }
+
+    /// The index in [`PipelineDef::ports`].
+    #[must_use]
+    pub fn index(self) -> usize {
+        match self {
+            Self::Out => crate::pipeline::OUT,
+            Self::Err => crate::pipeline::ERR,
+            Self::Route(i) => i,
         }
     }
 }
@@ -237,8 +265,12 @@ pub struct ConnectorPlan {
 pub struct Plan {
     /// Per connector, in `connectors` order.
     pub connectors: Vec<ConnectorPlan>,
+    /// Per pipeline, in `pipelines` order: the operators, read and checked.
+    pub pipelines: Vec<PipelineDef>,
     /// The links, in file order.
     pub links: Vec<Link>,
+    /// What is valid but likely a mistake, in file order.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Deployment {
@@ -261,6 +293,7 @@ impl Deployment {
                         column,
                         message: e.message().trim().to_owned(),
                     }],
+                    warnings: Vec::new(),
                 })
             }
         }
@@ -273,8 +306,9 @@ impl Deployment {
     }
 
     /// Checks every reference against the registry: unique ids, known plugins of the right
-    /// kind, known processors, links between existing components and ports. Reports all
-    /// problems at once.
+    /// kind, known processors, operators and their expressions, links between existing
+    /// components and ports. Reports all problems at once; pipelines that nothing feeds or
+    /// whose events go nowhere are warnings.
     ///
     /// # Errors
     /// Every problem found, each with line and column.
@@ -282,6 +316,7 @@ impl Deployment {
         let mut v = Validator {
             text: &self.text,
             diagnostics: Vec::new(),
+            warnings: Vec::new(),
         };
         let ids = v.ids(self);
         let connectors = self
@@ -289,26 +324,34 @@ impl Deployment {
             .iter()
             .map(|c| v.connector(c, registry))
             .collect();
-        for pipeline in &self.pipelines {
-            for op in &pipeline.operators {
-                v.at(
-                    op.span(),
-                    format!(
-                        "pipeline '{}': operators are not available in this version; \
-                         use `operators = []` (passthrough)",
-                        pipeline.id.get_ref()
-                    ),
-                );
-            }
-        }
-        let links = self.links.iter().filter_map(|l| v.link(l, &ids)).collect();
+        let pipelines: Vec<PipelineDef> = self.pipelines.iter().map(|p| v.pipeline(p)).collect();
+        let mut refused = Vec::new();
+        let links = self
+            .links
+            .iter()
+            .filter_map(|l| {
+                let link = v.link(l, &ids, &pipelines);
+                if link.is_none() {
+                    refused.push(l);
+                }
+                link
+            })
+            .collect::<Vec<_>>();
+        v.reachability(self, &links, &refused);
+        v.diagnostics.sort_by_key(|d| (d.line, d.column));
+        v.warnings.sort_by_key(|d| (d.line, d.column));
         if v.diagnostics.is_empty() {
-            Ok(Plan { connectors, links })
+            Ok(Plan {
+                connectors,
+                pipelines,
+                links,
+                warnings: v.warnings,
+            })
         } else {
-            v.diagnostics.sort_by_key(|d| (d.line, d.column));
             Err(DeployError {
                 file: file.to_owned(),
                 diagnostics: v.diagnostics,
+                warnings: v.warnings,
             })
         }
     }
@@ -317,6 +360,7 @@ impl Deployment {
 struct Validator<'a> {
     text: &'a str,
     diagnostics: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
 }
 
 impl Validator<'_> {
@@ -327,6 +371,61 @@ impl Validator<'_> {
             column,
             message,
         });
+    }
+
+    fn warn_at(&mut self, span: Range<usize>, message: String) {
+        let (line, column) = line_col(self.text, span.start);
+        self.warnings.push(Diagnostic {
+            line,
+            column,
+            message,
+        });
+    }
+
+    /// Reads a pipeline's operators; each bad one is reported at its place in the file. The
+    /// pipeline comes back even then, with every port its operators name, to check links.
+    fn pipeline(&mut self, p: &PipelineSpec) -> PipelineDef {
+        let (def, errors) =
+            PipelineDef::compile_partial(p.id.get_ref(), p.operators.iter().map(Spanned::get_ref));
+        for e in errors {
+            self.at(p.operators[e.operator].span(), e.message);
+        }
+        def
+    }
+
+    /// Warns about pipelines that nothing feeds and pipelines whose events go nowhere. A
+    /// pipeline named by a refused link is not judged in that link's direction: the broken
+    /// link is already reported.
+    fn reachability(&mut self, d: &Deployment, links: &[Link], refused: &[&LinkSpec]) {
+        let names = |spec: &Spanned<String>, id: &str| spec.get_ref().split('/').next() == Some(id);
+        for (i, p) in d.pipelines.iter().enumerate() {
+            let id = p.id.get_ref();
+            let fed = links
+                .iter()
+                .any(|l| matches!(l, Link::SourceToPipeline { pipeline, .. } if *pipeline == i));
+            if !fed && !refused.iter().any(|l| names(&l.to, id)) {
+                self.warn_at(
+                    p.id.span(),
+                    format!(
+                        "pipeline '{id}' has no input: no [[connect]] has `to = \"{id}\"`, \
+                         so it never sees an event"
+                    ),
+                );
+            }
+            let drained = links.iter().any(|l| {
+                matches!(l, Link::PipelineToSink { pipeline, port, .. }
+                    if *pipeline == i && *port != Port::Err)
+            });
+            if !drained && !refused.iter().any(|l| names(&l.from, id)) {
+                self.warn_at(
+                    p.id.span(),
+                    format!(
+                        "pipeline '{id}': its events go nowhere: no [[connect]] has \
+                         `from = \"{id}\"` (or another of its ports but `err`) to a sink"
+                    ),
+                );
+            }
+        }
     }
 
     fn ids(&mut self, d: &Deployment) -> HashMap<String, Node> {
@@ -443,7 +542,12 @@ impl Validator<'_> {
         }
     }
 
-    fn link(&mut self, l: &LinkSpec, ids: &HashMap<String, Node>) -> Option<Link> {
+    fn link(
+        &mut self,
+        l: &LinkSpec,
+        ids: &HashMap<String, Node>,
+        pipelines: &[PipelineDef],
+    ) -> Option<Link> {
         let (from_id, port) = match l.from.get_ref().split_once('/') {
             None => (l.from.get_ref().as_str(), None),
             Some((id, port)) => (id, Some(port)),
@@ -480,19 +584,26 @@ impl Validator<'_> {
                 None
             }
             (Node::Pipeline(pipeline), Node::Connector(connector), port) => {
+                let def = &pipelines[pipeline];
                 let port = match port {
                     None | Some("out") => Port::Out,
                     Some("err") => Port::Err,
-                    Some(other) => {
-                        self.at(
-                            l.from.span(),
-                            format!(
-                                "connect: pipeline '{from_id}' has no port '{other}' \
-                                 (its ports are 'out' and 'err')"
-                            ),
-                        );
-                        return None;
-                    }
+                    Some(other) => match def.port(other) {
+                        Some(i) => Port::Route(i),
+                        None => {
+                            let known: Vec<String> =
+                                def.ports().iter().map(|p| format!("'{p}'")).collect();
+                            self.at(
+                                l.from.span(),
+                                format!(
+                                    "connect: pipeline '{from_id}' has no port '{other}' \
+                                     (its ports are {})",
+                                    known.join(", ")
+                                ),
+                            );
+                            return None;
+                        }
+                    },
                 };
                 Some(Link::PipelineToSink {
                     pipeline,

@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! source thread: pull frames -> preprocessors -> codec.decode ─┐ batch (events + error events)
-//! pipeline thread: operators; events -> `out`, errors -> `err` ─┤ batch per port
+//! pipeline thread: operators; events -> `out`/route ports, errors -> `err` ─┤ batch per port
 //! sink thread: codec.encode -> postprocessors -> push; flush when idle and at the end
 //! ```
+//! A pipeline thread also wakes up without input when an operator has a deadline (a `batch`
+//! timeout, the end of a `count` window), and flushes what its operators hold when its inputs
+//! end.
 //! Channels are bounded, so a slow sink slows its pipeline and then the sources (backpressure);
 //! memory does not grow with the input. When every source is exhausted (or `stop` is set), the
 //! sources drop their channel ends, pipelines drain and finish, sinks drain, flush and finish.
@@ -17,7 +20,7 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
-        mpsc::{Receiver, SyncSender, TryRecvError, sync_channel},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel},
     },
     thread::JoinHandle,
     time::Instant,
@@ -31,7 +34,8 @@ use temblor_shim::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
-    deploy::{ConnectorPlan, Deployment, Link, Named, Plan, Port},
+    deploy::{ConnectorPlan, Deployment, Link, Named, Plan},
+    pipeline::{ERR, Events, OUT, Output, Pipeline, PipelineDef},
     processors::{self, Postprocessor, Preprocessor},
     registry::Registry,
 };
@@ -77,7 +81,7 @@ pub struct ConnectorCounters {
 pub struct PipelineCounters {
     /// Events received.
     pub events_in: AtomicU64,
-    /// Events sent on `out`.
+    /// Events sent on `out` and on route ports.
     pub events_out: AtomicU64,
     /// Error events sent on `err`.
     pub errors: AtomicU64,
@@ -178,39 +182,6 @@ struct Batch {
     errors: Events,
 }
 
-/// A batch of events that, once dropped, goes back to the thread that decoded it.
-///
-/// The values were allocated by the source's thread; freeing them in the sink's thread would
-/// make every `free` cross allocator arenas and contend on their locks. Returned batches are
-/// dropped (and their vector reused) by the source thread instead: one channel send per batch.
-#[derive(Debug)]
-struct Events {
-    values: RVec<Value>,
-    home: Option<SyncSender<RVec<Value>>>,
-}
-
-impl Events {
-    fn local(values: RVec<Value>) -> Self {
-        Self { values, home: None }
-    }
-}
-
-impl Clone for Events {
-    /// A copy (for fan-out to several targets) is freed where it ends.
-    fn clone(&self) -> Self {
-        Self::local(self.values.clone())
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        if let Some(home) = self.home.take() {
-            // If home is gone or full, the values are simply freed here.
-            let _ = home.try_send(std::mem::take(&mut self.values));
-        }
-    }
-}
-
 /// Both ends of a bounded channel.
 type Channel<T> = (SyncSender<T>, Receiver<T>);
 
@@ -261,10 +232,10 @@ impl Engine {
             deployment.connectors.iter().map(|_| None).collect();
         let mut source_targets: Vec<Vec<SyncSender<Batch>>> =
             deployment.connectors.iter().map(|_| Vec::new()).collect();
-        let mut pipeline_out: Vec<[Vec<SyncSender<Events>>; 2]> = deployment
+        let mut pipeline_out: Vec<Vec<Vec<SyncSender<Events>>>> = plan
             .pipelines
             .iter()
-            .map(|_| [Vec::new(), Vec::new()])
+            .map(|def| def.ports().iter().map(|_| Vec::new()).collect())
             .collect();
         for link in &plan.links {
             match *link {
@@ -279,7 +250,7 @@ impl Engine {
                 } => {
                     let (tx, _) =
                         sink_in[connector].get_or_insert_with(|| sync_channel(CHANNEL_BATCHES));
-                    pipeline_out[pipeline][port as usize].push(tx.clone());
+                    pipeline_out[pipeline][port.index()].push(tx.clone());
                 }
             }
         }
@@ -314,15 +285,23 @@ impl Engine {
                 problems: b.problems,
             });
         }
+        for w in &plan.warnings {
+            warn!(
+                line = w.line,
+                column = w.column,
+                "deployment: {}",
+                w.message
+            );
+        }
 
         let mut threads = Vec::new();
         for (i, (tx, rx)) in pipeline_in.drain(..).enumerate() {
             drop(tx);
-            let [out, err] = std::mem::take(&mut pipeline_out[i]);
-            let id = deployment.pipelines[i].id.get_ref().clone();
+            let ports = std::mem::take(&mut pipeline_out[i]);
+            let def = plan.pipelines[i].clone();
             let stats = Arc::clone(&stats);
-            threads.push(spawn(format!("pipeline-{id}"), move || {
-                run_pipeline(&id, rx, &out, &err, &stats.pipelines[i].1);
+            threads.push(spawn(format!("pipeline-{}", def.id()), move || {
+                run_pipeline(&def, &rx, &ports, &stats.pipelines[i].1);
             }));
         }
         for (i, sink, rx) in sinks {
@@ -562,11 +541,11 @@ impl SourceTask {
         let mut logged_error = false;
         debug!(connector = %self.id, "source started");
         loop {
+            frames.clear();
             let done = if stop.load(Ordering::Relaxed) {
                 info!(connector = %self.id, "source stopping on request");
                 true
             } else {
-                frames.clear();
                 let pulled = self.source.pull(&mut frames);
                 add(&counters.bytes_in, frames.byte_len());
                 match pulled {
@@ -622,10 +601,7 @@ impl SourceTask {
             return true;
         }
         let mut batch = Batch {
-            events: Events {
-                values: self.recycled(frames.len()),
-                home: Some(self.home.0.clone()),
-            },
+            events: Events::homed(self.recycled(frames.len()), self.home.0.clone()),
             errors: Events::local(RVec::new()),
         };
         let mut frame_errors: RVec<FrameError> = RVec::new();
@@ -683,40 +659,65 @@ fn send_all<T: Clone>(targets: &[SyncSender<T>], item: T) -> bool {
     any | last.send(item).is_ok()
 }
 
+/// Runs a pipeline until its inputs end: each batch through the operators, wake-ups for
+/// operators' deadlines, and a final flush of what they hold.
 fn run_pipeline(
-    id: &str,
-    rx: Receiver<Batch>,
-    out: &[SyncSender<Events>],
-    err: &[SyncSender<Events>],
+    def: &PipelineDef,
+    rx: &Receiver<Batch>,
+    ports: &[Vec<SyncSender<Events>>],
     counters: &PipelineCounters,
 ) {
-    let mut warned_drop = [false; 2];
-    for batch in rx {
-        add(&counters.events_in, batch.events.values.len());
-        // Operators come here; with none the pipeline passes events through.
-        for (port, targets, events) in [
-            (Port::Out, out, batch.events),
-            (Port::Err, err, batch.errors),
-        ] {
-            if events.values.is_empty() {
-                continue;
+    let id = def.id();
+    let mut pipeline = Pipeline::new(def, Instant::now());
+    let mut out = Output::default();
+    let mut warned_drop = vec![false; ports.len()];
+    loop {
+        let received = match pipeline.deadline() {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+        };
+        let now = Instant::now();
+        let done = match received {
+            Ok(batch) => {
+                pipeline.tick(now, &mut out);
+                add(&counters.events_in, batch.events.values.len());
+                pipeline.process(batch.events, now, &mut out);
+                if !batch.errors.values.is_empty() {
+                    out.ports.push((ERR, batch.errors));
+                }
+                false
             }
+            Err(RecvTimeoutError::Timeout) => {
+                pipeline.tick(now, &mut out);
+                false
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                pipeline.finish(now, &mut out);
+                true
+            }
+        };
+        for (port, events) in out.drain() {
             let n = events.values.len();
+            let targets = &ports[port];
             if targets.is_empty() || !send_all(targets, events) {
                 add(&counters.dropped, n);
-                if !warned_drop[port as usize] {
-                    warned_drop[port as usize] = true;
+                if !warned_drop[port] {
+                    warned_drop[port] = true;
                     warn!(
                         pipeline = id,
-                        port = port.as_str(),
+                        port = def.ports()[port].as_str(),
                         "nothing is connected to this port; its events are dropped (counted as dropped)"
                     );
                 }
-            } else if port == Port::Out {
-                add(&counters.events_out, n);
-            } else {
+            } else if port == ERR {
                 add(&counters.errors, n);
+            } else {
+                debug_assert!(port == OUT || port > ERR);
+                add(&counters.events_out, n);
             }
+        }
+        if done {
+            break;
         }
     }
     debug!(pipeline = id, "pipeline finished");

@@ -3,6 +3,7 @@
 //! - [`deploy`]: the deployment file, parsed and validated into a [`deploy::Plan`];
 //! - [`registry`]: the plugins by name, however they were loaded;
 //! - [`processors`]: pre- and postprocessors (bytes to bytes);
+//! - [`pipeline`]: operators and their expression language (events to events);
 //! - [`engine`]: the threads, channels and counters that run a plan.
 //!
 //! **Architecture Invariant:** this crate opens no library and knows nothing of `dlopen`: it
@@ -10,8 +11,10 @@
 
 pub mod deploy;
 pub mod engine;
+pub mod pipeline;
 pub mod processors;
 pub mod registry;
+pub mod sys;
 
 pub use deploy::{DeployError, Deployment, Plan};
 pub use engine::{Engine, StartError, Stats};

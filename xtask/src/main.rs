@@ -1,6 +1,11 @@
 //! `cargo xtask`: the project's automation, in Rust. One module per command.
 
+mod bench;
 mod build_plugins;
+mod chart;
+mod compare_compile_times;
+mod fuzz;
+mod hakari;
 mod run;
 mod test;
 mod toolchain;
@@ -24,9 +29,18 @@ enum Command {
     /// Builds everything and runs every test: lints, unit and integration tests, the plugin
     /// and the monolith builds end to end.
     Test(test::Args),
+    /// Measures build times of the monolith and the plugin layouts: clean, no-op, and after
+    /// editing one connector, one codec, the shim or core; dev and release profiles.
+    CompareCompileTimes(compare_compile_times::Args),
+    /// Regenerates the workspace-hack crate (cargo-hakari) and makes every member use it.
+    Hakari(hakari::Args),
+    /// Measures throughput: the plugin layout against the monolith and a raw simd-json loop.
+    Bench(bench::Args),
     /// Builds the release engine and plugins and runs a deployment (by default the shipped
     /// example: data.json replayed through json, a passthrough pipeline and back to json).
     Run(run::Args),
+    /// Builds the fuzz targets (fuzz/, cargo-fuzz on nightly) and runs each for a while.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> Result<()> {
@@ -36,5 +50,9 @@ fn main() -> Result<()> {
         Command::BuildPlugins(args) => build_plugins::run(&args).map(drop),
         Command::Test(args) => test::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
+        Command::Bench(args) => bench::run(&args),
+        Command::Hakari(args) => hakari::run(&args),
+        Command::CompareCompileTimes(args) => compare_compile_times::run(&args),
     }
 }

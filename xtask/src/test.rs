@@ -1,6 +1,7 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 //!
-//! 1. `cargo fmt --check` and `cargo clippy -D warnings` (skipped with `--quick`);
+//! 1. `cargo fmt --check`, the workspace-hack check (when cargo-hakari is installed) and
+//!    `cargo clippy -D warnings` (skipped with `--quick`);
 //! 2. the plugins (dev profile) into `target/plugins`, the test fixture plugins into
 //!    `target/test-plugins`: the integration tests load them from there;
 //! 3. `cargo test --workspace`: unit tests and every crate's integration tests, including the
@@ -11,6 +12,7 @@ use anyhow::Result;
 
 use crate::{
     build_plugins::{self, Profile},
+    hakari,
     util::{cargo, run as run_cmd},
 };
 
@@ -24,6 +26,13 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     if !args.quick {
         run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
+        if hakari::available() {
+            hakari::check()?;
+        } else {
+            eprintln!(
+                "skipped: the workspace-hack check (`cargo install cargo-hakari --locked`; CI installs it)"
+            );
+        }
         run_cmd(cargo().args([
             "clippy",
             "--workspace",

@@ -8,4 +8,7 @@ mod support;
 
 #[cfg(not(feature = "monolith"))]
 mod loading;
+mod pipeline;
 mod running;
+#[cfg(all(unix, not(feature = "monolith")))]
+mod security;

@@ -4,6 +4,7 @@
 // The export macro checks the plugin crate's `export` feature, which this test crate lacks.
 #![allow(unexpected_cfgs)]
 
+mod pipeline;
 mod plugins;
 
 use std::sync::{

@@ -61,3 +61,13 @@ fn encodes_strings_raw_and_other_values_as_json() {
     let written: Vec<&[u8]> = encoded.iter().collect();
     assert_eq!(written, ["text é".as_bytes(), b"[1,null]", b"0.25"]);
 }
+
+#[test]
+fn passes_the_codec_compliance_harness() {
+    let all: Vec<u8> = (0..=255).collect();
+    temblor_harness::codec::compliance(
+        codec_binary::plugin_module(),
+        &temblor_harness::config(&[]),
+        &[&b"plain"[..], b"", b"\xff\x00\xfe", &all, b"{\"x\":1}\n"],
+    );
+}

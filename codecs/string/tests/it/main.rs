@@ -79,3 +79,18 @@ fn encodes_other_values_as_json() {
     let written: Vec<&[u8]> = encoded.iter().collect();
     assert_eq!(written, [&b"7"[..], br#"{"k":"v"}"#, br#"raw "text""#]);
 }
+
+#[test]
+fn passes_the_codec_compliance_harness() {
+    temblor_harness::codec::compliance(
+        codec_string::plugin_module(),
+        &temblor_harness::config(&[]),
+        &[
+            b"first line",
+            "ünïcødé 😀".as_bytes(),
+            b"",
+            b"{\"a\":1}",
+            b"with \"quotes\" and \\ and a tab\t",
+        ],
+    );
+}

@@ -215,3 +215,50 @@ fn bench_has_no_sink() {
     let manifest = (connector_bench::plugin_module().manifest())();
     assert_eq!(manifest.name.as_str(), "bench");
 }
+
+/// The shared compliance checks.
+mod compliance {
+    use std::time::Duration;
+
+    use temblor_harness::{config, connector};
+    use temblor_shim::Value;
+
+    fn module() -> temblor_shim::abi::PluginModRef {
+        connector_bench::plugin_module()
+    }
+
+    fn data_once() -> Value {
+        config(&[
+            ("path", Value::from(super::DATA)),
+            ("iters", Value::from(1)),
+        ])
+    }
+
+    #[test]
+    fn source_delivers_the_example_data_once() {
+        let frames =
+            connector::source_delivers(module(), &data_once(), 100, Duration::from_secs(10));
+        assert_eq!(frames.len(), 100);
+        assert!(
+            frames
+                .iter()
+                .all(|f| f.starts_with(b"{") && f.ends_with(b"}"))
+        );
+        // Nothing more once exhausted.
+        let mut source = connector::source(module(), &data_once()).expect("source");
+        let (frames, exhausted) =
+            connector::pull_frames(&mut source, 1000, Duration::from_secs(10));
+        assert_eq!(frames.len(), 100);
+        assert!(exhausted);
+    }
+
+    #[test]
+    fn rejects_unknown_key() {
+        connector::rejects_unknown_key(module(), &data_once(), true);
+    }
+
+    #[test]
+    fn refuses_the_other_direction() {
+        connector::refuses_the_other_direction(module(), &data_once(), false);
+    }
+}

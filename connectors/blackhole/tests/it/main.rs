@@ -41,3 +41,27 @@ fn blackhole_is_a_sink_only() {
     let manifest = (connector_blackhole::plugin_module().manifest())();
     assert_eq!(manifest.name.as_str(), "blackhole");
 }
+
+/// The shared compliance checks.
+mod compliance {
+    use temblor_harness::{config, connector};
+
+    fn module() -> temblor_shim::abi::PluginModRef {
+        connector_blackhole::plugin_module()
+    }
+
+    #[test]
+    fn sink_accepts() {
+        connector::sink_accepts(module(), &config(&[]), &[b"{\"a\":1}\n", b"", b"x"]);
+    }
+
+    #[test]
+    fn rejects_unknown_key() {
+        connector::rejects_unknown_key(module(), &config(&[]), false);
+    }
+
+    #[test]
+    fn refuses_the_other_direction() {
+        connector::refuses_the_other_direction(module(), &config(&[]), true);
+    }
+}

@@ -262,3 +262,77 @@ fn manifest_names_the_connector() {
     assert_eq!(manifest.name.as_str(), "file");
     assert_eq!(manifest.kind, temblor_shim::abi::PluginKind::Connector);
 }
+
+/// The shared compliance checks.
+mod compliance {
+    use std::time::Duration;
+
+    use temblor_harness::connector;
+
+    use super::{TempDir, config};
+
+    fn module() -> temblor_shim::abi::PluginModRef {
+        connector_file::plugin_module()
+    }
+
+    #[test]
+    fn source_delivers_a_file() {
+        let dir = TempDir::new("compliance-source");
+        let path = dir.path("in.txt");
+        let contents = b"line one\nline two\n".repeat(10_000);
+        std::fs::write(&path, &contents).expect("write");
+        let frames =
+            connector::source_delivers(module(), &config(&path, None), 1, Duration::from_secs(10));
+        assert!(
+            contents.starts_with(&frames[0]),
+            "the file's first chunk comes first"
+        );
+        // All of it, then the end.
+        let mut source = connector::source(module(), &config(&path, None)).expect("source");
+        let (frames, exhausted) =
+            connector::pull_frames(&mut source, usize::MAX, Duration::from_secs(10));
+        assert!(exhausted);
+        assert_eq!(frames.concat(), contents);
+    }
+
+    #[test]
+    fn sink_accepts_and_writes() {
+        let dir = TempDir::new("compliance-sink");
+        for (name, mode) in [
+            ("out.txt", "write"),
+            ("out.txt.gz", "write"),
+            ("app.txt", "append"),
+        ] {
+            let path = dir.path(name);
+            connector::sink_accepts(module(), &config(&path, Some(mode)), &[b"a\n", b"", b"b\n"]);
+            let mut source = connector::source(module(), &config(&path, None)).expect("source");
+            let (frames, _) =
+                connector::pull_frames(&mut source, usize::MAX, Duration::from_secs(10));
+            assert_eq!(frames.concat(), b"a\nb\n", "{name}");
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_key() {
+        let dir = TempDir::new("compliance-unknown");
+        let path = dir.path("f.txt");
+        std::fs::write(&path, b"x").expect("write");
+        connector::rejects_unknown_key(module(), &config(&path, None), true);
+        connector::rejects_unknown_key(module(), &config(&path, Some("write")), false);
+    }
+
+    #[test]
+    fn refuses_the_other_direction() {
+        let dir = TempDir::new("compliance-direction");
+        let path = dir.path("f.txt");
+        std::fs::write(&path, b"x").expect("write");
+        // A reading config makes no sink, a writing one no source.
+        connector::refuses_the_other_direction(module(), &config(&path, None), false);
+        connector::refuses_the_other_direction(module(), &config(&path, Some("write")), true);
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            b"x",
+            "the file was not touched"
+        );
+    }
+}

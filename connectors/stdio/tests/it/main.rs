@@ -90,3 +90,35 @@ fn manifest_names_the_connector() {
     let manifest = (connector_stdio::plugin_module().manifest())();
     assert_eq!(manifest.name.as_str(), "stdio");
 }
+
+/// The shared compliance checks. The stdin source is not built (see the top of this file); the
+/// connector offers both directions, so there is no other direction to refuse.
+mod compliance {
+    use temblor_harness::{config, connector};
+    use temblor_shim::Value;
+
+    fn module() -> temblor_shim::abi::PluginModRef {
+        connector_stdio::plugin_module()
+    }
+
+    #[test]
+    fn sink_accepts() {
+        connector::sink_accepts(
+            module(),
+            &config(&[]),
+            &[b"stdio compliance: stdout\n", b""],
+        );
+        connector::sink_accepts(
+            module(),
+            &config(&[("stream", Value::from("stderr"))]),
+            &[b"stdio compliance: stderr\n"],
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_key() {
+        connector::rejects_unknown_key(module(), &config(&[]), false);
+        // Refused while reading the config, before stdin is touched.
+        connector::rejects_unknown_key(module(), &config(&[]), true);
+    }
+}

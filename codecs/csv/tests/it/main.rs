@@ -1,0 +1,132 @@
+//! Drives the `csv` codec through its ABI object, as the engine does.
+
+use temblor_shim::{
+    FrameError, Frames, RVec, Value,
+    abi::{CodecBox, PluginKind},
+    abi_stable::std_types::{RResult, RSlice, RStr},
+};
+
+fn codec(config: &Value) -> CodecBox {
+    match codec_csv::plugin_module().new_codec()(RStr::from("t"), config) {
+        RResult::ROk(codec) => codec,
+        RResult::RErr(e) => panic!("{config}: {e}"),
+    }
+}
+
+fn decode(codec: &mut CodecBox, frames: &Frames) -> (RVec<Value>, RVec<FrameError>) {
+    let mut out = RVec::new();
+    let mut errors = RVec::new();
+    codec.decode(frames, &mut out, &mut errors).unwrap();
+    (out, errors)
+}
+
+fn encode(codec: &mut CodecBox, events: &[Value]) -> Frames {
+    let mut frames = Frames::new();
+    codec.encode(RSlice::from(events), &mut frames).unwrap();
+    frames
+}
+
+fn strings(items: &[&str]) -> Value {
+    Value::from(items.iter().map(|s| Value::from(*s)).collect::<Vec<_>>())
+}
+
+fn obj(pairs: &[(&str, &str)]) -> Value {
+    Value::Object(pairs.iter().map(|(k, v)| (*k, Value::from(*v))).collect())
+}
+
+const FILE: &str =
+    "id,name,note\n1,ann,\"likes \"\"csv\"\", commas\"\n2,bob,\n3,\"li, zhi\",é 😀\n";
+
+/// The lines of `FILE`, as the `separate` preprocessor cuts them.
+fn lines() -> Frames {
+    FILE.lines().map(str::as_bytes).collect()
+}
+
+#[test]
+fn manifest_names_a_csv_codec() {
+    let manifest = (codec_csv::plugin_module().manifest())();
+    assert_eq!(manifest.name.as_str(), "csv");
+    assert_eq!(manifest.kind, PluginKind::Codec);
+}
+
+#[test]
+fn a_file_without_header_is_arrays_and_writes_back_the_same() {
+    let mut c = codec(&temblor_harness::config(&[]));
+    let frames = lines();
+    let (events, errors) = decode(&mut c, &frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        events.as_slice(),
+        [
+            strings(&["id", "name", "note"]),
+            strings(&["1", "ann", "likes \"csv\", commas"]),
+            strings(&["2", "bob", ""]),
+            strings(&["3", "li, zhi", "é 😀"]),
+        ]
+    );
+    assert_eq!(encode(&mut c, &events), frames);
+}
+
+#[test]
+fn a_file_with_header_is_objects_and_writes_back_the_same() {
+    let mut reader = codec(&temblor_harness::config(&[("header", Value::Bool(true))]));
+    let frames = lines();
+    let (events, errors) = decode(&mut reader, &frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        events.as_slice(),
+        [
+            obj(&[
+                ("id", "1"),
+                ("name", "ann"),
+                ("note", "likes \"csv\", commas")
+            ]),
+            obj(&[("id", "2"), ("name", "bob"), ("note", "")]),
+            obj(&[("id", "3"), ("name", "li, zhi"), ("note", "é 😀")]),
+        ]
+    );
+    // Another codec (a sink's) writes the header from the first object, then the rows.
+    let mut writer = codec(&temblor_harness::config(&[("header", Value::Bool(true))]));
+    assert_eq!(encode(&mut writer, &events), frames);
+    // A second batch has no header.
+    let more = encode(&mut writer, &events[..1]);
+    assert_eq!(more.len(), 1);
+    assert_eq!(more.get(0), frames.get(1));
+}
+
+#[test]
+fn passes_the_codec_compliance_harness_without_header() {
+    temblor_harness::codec::compliance(
+        codec_csv::plugin_module(),
+        &temblor_harness::config(&[]),
+        &[
+            b"a,b,c",
+            b"1,\"two, three\",\"say \"\"hi\"\"\"",
+            b"\"\"",
+            b",,",
+            "é,😀,\"multi\nline\"".as_bytes(),
+        ],
+    );
+}
+
+#[test]
+fn passes_the_codec_compliance_harness_with_explicit_headers() {
+    let headers = Value::from(vec![Value::from("x"), Value::from("y")]);
+    temblor_harness::codec::compliance(
+        codec_csv::plugin_module(),
+        &temblor_harness::config(&[("headers", headers)]),
+        &[b"1,2", b"\"a,b\",", b"\"q\"\"\",z"],
+    );
+}
+
+#[test]
+fn passes_the_codec_compliance_harness_with_tabs_and_single_quotes() {
+    temblor_harness::codec::compliance(
+        codec_csv::plugin_module(),
+        &temblor_harness::config(&[
+            ("delimiter", Value::from("\t")),
+            ("quote", Value::from("'")),
+        ]),
+        &[b"a\tb", b"'x\ty'\t'it''s'\t\"", b"''"],
+    );
+}

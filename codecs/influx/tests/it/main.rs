@@ -1,0 +1,257 @@
+//! Drives the `influx` codec through its ABI object, as the engine does.
+
+use std::process::Command;
+
+use temblor_shim::{
+    FrameError, Frames, Object, RVec, Value,
+    abi::{CodecBox, PluginKind},
+    abi_stable::std_types::{RSlice, RStr},
+};
+
+/// The data set shipped with the repository: 108 lines of line protocol with escaping edge
+/// cases, xz-compressed.
+const DATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/data/data.influx.xz"
+);
+
+fn codec() -> CodecBox {
+    codec_influx::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
+        .unwrap()
+}
+
+fn decode(codec: &mut CodecBox, frames: &Frames) -> (RVec<Value>, RVec<FrameError>) {
+    let mut out = RVec::new();
+    let mut errors = RVec::new();
+    codec.decode(frames, &mut out, &mut errors).unwrap();
+    (out, errors)
+}
+
+fn encode(codec: &mut CodecBox, events: &[Value]) -> Frames {
+    let mut frames = Frames::new();
+    codec.encode(RSlice::from(events), &mut frames).unwrap();
+    frames
+}
+
+/// The lines of the data set, decompressed with the `xz` tool.
+fn data_lines() -> Vec<Vec<u8>> {
+    let output = Command::new("xz")
+        .args(["-dc", DATA])
+        .output()
+        .expect("the xz tool runs");
+    assert!(output.status.success(), "xz -dc {DATA} failed: {output:?}");
+    output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn field<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
+    event.get("fields")?.get(key)
+}
+
+#[test]
+fn manifest_names_an_influx_codec() {
+    let manifest = (codec_influx::plugin_module().manifest())();
+    assert_eq!(manifest.name.as_str(), "influx");
+    assert_eq!(manifest.kind, PluginKind::Codec);
+}
+
+#[test]
+fn the_data_set_decodes_and_round_trips() {
+    let lines = data_lines();
+    assert_eq!(lines.len(), 108);
+    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
+
+    let mut c = codec();
+    let (events, errors) = decode(&mut c, &frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(events.len(), 108);
+    for event in &events {
+        assert!(
+            event.get("measurement").and_then(Value::as_str).is_some(),
+            "{event}"
+        );
+        assert!(
+            event.get("tags").and_then(Value::as_object).is_some(),
+            "{event}"
+        );
+        assert!(
+            event
+                .get("fields")
+                .and_then(Value::as_object)
+                .is_some_and(|f| !f.is_empty()),
+            "{event}"
+        );
+        assert!(
+            event.get("timestamp").and_then(Value::as_i64).is_some(),
+            "{event}"
+        );
+    }
+
+    // The edge cases decode as InfluxDB reads them (the data set repeats 27 lines 4 times).
+    assert_eq!(field(&events[0], "too_hot"), Some(&Value::Bool(true)));
+    assert_eq!(field(&events[5], "too_hot"), Some(&Value::Bool(false)));
+    assert_eq!(
+        events[9].get("measurement"),
+        Some(&Value::from("weacrther"))
+    );
+    assert!(matches!(field(&events[10], "temperature"), Some(Value::F64(f)) if *f == 82.0));
+    assert_eq!(
+        events[11].get("tags"),
+        Some(&Value::Object(
+            [
+                ("location", Value::from("us-midwest")),
+                ("season", Value::from("summer"))
+            ]
+            .into_iter()
+            .collect()
+        ))
+    );
+    assert_eq!(events[12].get("tags"), Some(&Value::Object(Object::new())));
+    assert!(matches!(
+        field(&events[13], "temperature_i"),
+        Some(Value::I64(82))
+    ));
+    assert_eq!(
+        field(&events[14], "temperature_str"),
+        Some(&Value::from("too warm"))
+    );
+    assert_eq!(
+        events[15].get("tags").and_then(|t| t.get("location")),
+        Some(&Value::from("us,midwest"))
+    );
+    assert!(field(&events[16], "temp=rature").is_some());
+    assert_eq!(
+        events[17].get("tags").and_then(|t| t.get("location place")),
+        Some(&Value::from("us-midwest"))
+    );
+    assert_eq!(
+        events[18].get("measurement"),
+        Some(&Value::from("wea,ther"))
+    );
+    assert_eq!(
+        events[19].get("measurement"),
+        Some(&Value::from("wea ther"))
+    );
+    assert_eq!(
+        field(&events[20], "temperature_str"),
+        Some(&Value::from("too\"hot\""))
+    );
+    assert_eq!(
+        field(&events[21], "temperature_str"),
+        Some(&Value::from("too hot/cold"))
+    );
+    assert_eq!(
+        field(&events[22], "temperature_str"),
+        Some(&Value::from(r"too hot\cold"))
+    );
+    assert_eq!(
+        field(&events[23], "temperature_str"),
+        Some(&Value::from(r"too hot\cold"))
+    );
+    assert_eq!(
+        field(&events[24], "temperature_str"),
+        Some(&Value::from(r"too hot\\cold"))
+    );
+    assert_eq!(
+        field(&events[25], "temperature_str"),
+        Some(&Value::from(r"too hot\\cold"))
+    );
+    assert_eq!(
+        field(&events[26], "temperature_str"),
+        Some(&Value::from(r"too hot\\\cold"))
+    );
+    assert_eq!(
+        events[26].get("timestamp"),
+        Some(&Value::I64(1_465_839_830_100_400_206))
+    );
+    assert_eq!(events[27], events[0]);
+
+    // decode(encode(decode(line))) == decode(line), for every line.
+    let encoded = encode(&mut c, &events);
+    assert_eq!(encoded.len(), 108);
+    let (again, errors) = decode(&mut c, &encoded);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(again, events);
+    // And what is encoded is stable: encoding it again gives the same bytes.
+    assert_eq!(encode(&mut c, &again), encoded);
+    // Lines already in the canonical form come back byte for byte.
+    let written: Vec<&[u8]> = encoded.iter().collect();
+    assert_eq!(
+        written[13],
+        b"weather temperature_i=82i 1465839830100400200"
+    );
+    assert_eq!(
+        written[18],
+        br"wea\,ther,location=us-midwest temperature=82.0 1465839830100400200"
+    );
+    assert_eq!(written[20], lines[20].as_slice());
+    assert_eq!(
+        written[22],
+        &br#"weather,location=us-midwest temperature_str="too hot\\cold" 1465839830100400202"#[..]
+    );
+}
+
+#[test]
+fn comments_and_empty_lines_are_errors() {
+    let mut c = codec();
+    let frames: Frames = [&b"# header"[..], b"", b"   ", b"cpu v=1i"]
+        .into_iter()
+        .collect();
+    let (events, errors) = decode(&mut c, &frames);
+    assert_eq!(events.len(), 1);
+    let reasons: Vec<(u32, &str)> = errors
+        .iter()
+        .map(|e| (e.index, e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [(0, "comment line"), (1, "empty line"), (2, "empty line")]
+    );
+}
+
+#[test]
+fn never_panics_on_cut_or_mangled_lines() {
+    let mut c = codec();
+    let lines = data_lines();
+    let mut garbage = Vec::new();
+    for line in lines.iter().take(27) {
+        for cut in 0..line.len() {
+            garbage.push(line[..cut].to_vec());
+            garbage.push(line[cut..].to_vec());
+        }
+        for i in 0..line.len() {
+            for b in [b'\\', b'"', b',', b'=', b' ', 0xff] {
+                let mut mangled = line.clone();
+                mangled[i] = b;
+                garbage.push(mangled);
+            }
+        }
+    }
+    let frames: Frames = garbage.iter().map(Vec::as_slice).collect();
+    let (events, errors) = decode(&mut c, &frames);
+    assert_eq!(events.len() + errors.len(), garbage.len());
+    assert!(!events.is_empty() && !errors.is_empty());
+    // Whatever decoded round-trips.
+    let encoded = encode(&mut c, &events);
+    let (again, errors) = decode(&mut c, &encoded);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(again, events);
+}
+
+#[test]
+fn passes_the_codec_compliance_harness() {
+    temblor_harness::codec::compliance(
+        codec_influx::plugin_module(),
+        &temblor_harness::config(&[]),
+        &[
+            b"weather,location=us-midwest temperature=82 1465839830100400200",
+            br#"wea\ ther,loc\,a=us\=west t=82i,u=7u,b=TRUE,s="too \"hot\" \\ x" -1"#,
+            b"cpu usage=0.5",
+            br#"m s="too hot\cold" 1465839830100400202"#,
+        ],
+    );
+}

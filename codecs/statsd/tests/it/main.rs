@@ -1,0 +1,142 @@
+//! Drives the `statsd` codec through its ABI object, as the engine does.
+
+use std::process::Command;
+
+use temblor_shim::{
+    FrameError, Frames, Object, RVec, Value,
+    abi::{CodecBox, PluginKind},
+    abi_stable::std_types::{RSlice, RStr},
+};
+
+/// The data set shipped with the repository: 8 statsd lines, xz-compressed.
+const DATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/data/data.statsd.xz"
+);
+
+fn codec() -> CodecBox {
+    codec_statsd::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
+        .unwrap()
+}
+
+fn decode(codec: &mut CodecBox, frames: &Frames) -> (RVec<Value>, RVec<FrameError>) {
+    let mut out = RVec::new();
+    let mut errors = RVec::new();
+    codec.decode(frames, &mut out, &mut errors).unwrap();
+    (out, errors)
+}
+
+fn encode(codec: &mut CodecBox, events: &[Value]) -> Frames {
+    let mut frames = Frames::new();
+    codec.encode(RSlice::from(events), &mut frames).unwrap();
+    frames
+}
+
+/// The lines of the data set, decompressed with the `xz` tool.
+fn data_lines() -> Vec<Vec<u8>> {
+    let output = Command::new("xz")
+        .args(["-dc", DATA])
+        .output()
+        .expect("the xz tool runs");
+    assert!(output.status.success(), "xz -dc {DATA} failed: {output:?}");
+    output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn event(pairs: &[(&str, Value)]) -> Value {
+    Value::Object(pairs.iter().cloned().collect())
+}
+
+#[test]
+fn manifest_names_a_statsd_codec() {
+    let manifest = (codec_statsd::plugin_module().manifest())();
+    assert_eq!(manifest.name.as_str(), "statsd");
+    assert_eq!(manifest.kind, PluginKind::Codec);
+}
+
+#[test]
+fn the_data_set_decodes_and_round_trips() {
+    let lines = data_lines();
+    assert_eq!(lines.len(), 8);
+    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
+
+    let mut c = codec();
+    let (events, errors) = decode(&mut c, &frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    let m = |metric: &str, kind: &str, value: Value| {
+        vec![
+            ("metric", Value::from(metric)),
+            ("type", Value::from(kind)),
+            ("value", value),
+        ]
+    };
+    let with = |mut pairs: Vec<(&'static str, Value)>, more: &[(&'static str, Value)]| {
+        pairs.extend_from_slice(more);
+        event(&pairs)
+    };
+    let half = [("sample_rate", Value::F64(0.5))];
+    assert_eq!(
+        events.as_slice(),
+        [
+            event(&m("statsd", "g", 111.into())),
+            with(m("statsd", "g", 111.into()), &half),
+            with(m("statsd", "g", 111.into()), &half),
+            with(
+                m("statsd", "ms", 320.into()),
+                &[("sample_rate", Value::F64(0.1))]
+            ),
+            with(m("statsd", "g", 4.into()), &[("action", "add".into())]),
+            event(&m("uniques", "s", 765.into())),
+            with(m("gaugor", "g", 10.into()), &[("action", "sub".into())]),
+            event(&m("horst", "h", Value::F64(42.23))),
+        ]
+    );
+
+    // Every line is written back as it was.
+    let encoded = encode(&mut c, &events);
+    let written: Vec<&[u8]> = encoded.iter().collect();
+    let want: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+    assert_eq!(written, want);
+    let (again, errors) = decode(&mut c, &encoded);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(again, events);
+}
+
+#[test]
+fn good_bad_good_gives_two_events_and_one_error() {
+    let mut c = codec();
+    let frames: Frames = [&b"a:1|c|#x:y"[..], b"a:1|zz", b"b:-2|g"]
+        .into_iter()
+        .collect();
+    let (events, errors) = decode(&mut c, &frames);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].get("action"), Some(&Value::from("sub")));
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].index, 1);
+    assert!(
+        errors[0].reason.contains("unknown metric type"),
+        "{}",
+        errors[0].reason
+    );
+}
+
+#[test]
+fn passes_the_codec_compliance_harness() {
+    temblor_harness::codec::compliance(
+        codec_statsd::plugin_module(),
+        &temblor_harness::config(&[]),
+        &[
+            b"gorets:1|c",
+            b"glork:320|ms|@0.1",
+            b"gaugor:-10|g",
+            b"gaugor:+4.5|g|#env:prod,canary",
+            b"horst:42.23|h|#a|@0.5",
+            b"users:alice|s",
+            b"big:18446744073709551615|d",
+        ],
+    );
+}

@@ -1,0 +1,143 @@
+//! Drives the `yaml` codec through its ABI object, as the engine does.
+
+use std::process::Command;
+
+use temblor_shim::{
+    FrameError, Frames, Object, RVec, Value,
+    abi::{CodecBox, PluginKind},
+    abi_stable::std_types::{RSlice, RStr},
+};
+
+/// The JSON data set shipped with the repository (JSON is YAML): 100 lines, xz-compressed.
+const DATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/data/data.json.xz"
+);
+
+fn codec() -> CodecBox {
+    codec_yaml::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new())).unwrap()
+}
+
+fn decode(codec: &mut CodecBox, frames: &Frames) -> (RVec<Value>, RVec<FrameError>) {
+    let mut out = RVec::new();
+    let mut errors = RVec::new();
+    codec.decode(frames, &mut out, &mut errors).unwrap();
+    (out, errors)
+}
+
+fn encode(codec: &mut CodecBox, events: &[Value]) -> Frames {
+    let mut frames = Frames::new();
+    codec.encode(RSlice::from(events), &mut frames).unwrap();
+    frames
+}
+
+/// The lines of the data set, decompressed with the `xz` tool.
+fn data_lines() -> Vec<Vec<u8>> {
+    let output = Command::new("xz")
+        .args(["-dc", DATA])
+        .output()
+        .expect("the xz tool runs");
+    assert!(output.status.success(), "xz -dc {DATA} failed: {output:?}");
+    output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+#[test]
+fn manifest_names_a_yaml_codec() {
+    let manifest = (codec_yaml::plugin_module().manifest())();
+    assert_eq!(manifest.name.as_str(), "yaml");
+    assert_eq!(manifest.kind, PluginKind::Codec);
+}
+
+#[test]
+fn the_json_data_set_decodes_as_yaml_and_round_trips() {
+    let lines = data_lines();
+    assert_eq!(lines.len(), 100);
+    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
+
+    let mut c = codec();
+    let (events, errors) = decode(&mut c, &frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(events.len(), 100);
+    for event in &events {
+        let object = event.as_object().expect("every line is a mapping");
+        assert!(
+            object.get("guid").and_then(Value::as_str).is_some(),
+            "{event}"
+        );
+        assert!(
+            object.get("aint").and_then(Value::as_i64).is_some(),
+            "{event}"
+        );
+        assert!(
+            matches!(object.get("abool"), Some(Value::Bool(_))),
+            "{event}"
+        );
+        assert!(
+            object.get("tags").and_then(Value::as_array).is_some(),
+            "{event}"
+        );
+    }
+    assert_eq!(
+        events[0].get("guid").and_then(Value::as_str),
+        Some("a95bb929-2567-4066-8023-8bf532665121")
+    );
+    assert_eq!(events[0].get("aint"), Some(&Value::I64(33)));
+
+    let encoded = encode(&mut c, &events);
+    assert_eq!(encoded.len(), 100);
+    let first = String::from_utf8(encoded.get(0).unwrap().to_vec()).unwrap();
+    // Plain scalars wherever they read back the same.
+    assert!(
+        first.starts_with("---\nabout: Pariatur nulla tempor"),
+        "{first}"
+    );
+    assert!(
+        first.contains("\nguid: a95bb929-2567-4066-8023-8bf532665121\n"),
+        "{first}"
+    );
+    assert!(first.contains("\nabool: false\naint: 33\n"), "{first}");
+    assert!(first.contains("\ntags:\n  - tag4\n  - tag1\n"), "{first}");
+    let (again, errors) = decode(&mut c, &encoded);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(again, events);
+}
+
+#[test]
+fn good_bad_good_gives_two_events_and_one_error() {
+    let mut c = codec();
+    let frames: Frames = [&b"a: 1"[..], b"a: [1", b"[true, x]"].into_iter().collect();
+    let (events, errors) = decode(&mut c, &frames);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].get("a"), Some(&Value::I64(1)));
+    assert_eq!(
+        events[1],
+        Value::from(vec![Value::Bool(true), Value::from("x")])
+    );
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].index, 1);
+    assert!(
+        errors[0].reason.contains(" at byte "),
+        "{}",
+        errors[0].reason
+    );
+}
+
+#[test]
+fn passes_the_codec_compliance_harness() {
+    temblor_harness::codec::compliance(
+        codec_yaml::plugin_module(),
+        &temblor_harness::config(&[]),
+        &[
+            b"a: 1\nb: [true, null, x]\nc:\n  d: -2.5\n  e: !!binary AAH/",
+            b"- 1\n- 'two'\n- {three: 3}",
+            br#""just a \"string\"""#,
+            b"18446744073709551615",
+            b"base: &b {x: 1}\ncopy: *b\nlit: |\n  two\n  lines\n",
+        ],
+    );
+}

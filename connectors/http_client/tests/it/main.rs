@@ -1,0 +1,266 @@
+//! Drives the http_client connector through its ABI objects, as the engine does, against a
+//! Python `http.server` that records every request to a file.
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use temblor_harness::connector;
+use temblor_shim::{ErrorKind, Frames, PluginError, Value, abi::SinkBox};
+
+/// The Python server: `mode` is `ok`, `fail:N` (the first N requests get 500), `status:C` (every
+/// request gets C) or `slow:MS` (answers after MS milliseconds). Each request is appended to the
+/// record file as `METHOD PATH content-type=.. x-token=.. BODY-IN-HEX` before it is answered.
+const SERVER: &str = r#"
+import http.server, sys, time
+mode, record = sys.argv[1], sys.argv[2]
+seen = [0]
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def answer(self):
+        body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
+        seen[0] += 1
+        with open(record, 'a') as f:
+            f.write('%s %s content-type=%s x-token=%s %s\n' % (self.command, self.path,
+                self.headers.get('Content-Type'), self.headers.get('X-Token'), body.hex()))
+        code = 200
+        if mode.startswith('fail:') and seen[0] <= int(mode[5:]):
+            code = 500
+        elif mode.startswith('status:'):
+            code = int(mode[7:])
+        elif mode.startswith('slow:'):
+            time.sleep(int(mode[5:]) / 1000)
+        self.send_response(code)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+    do_POST = do_PUT = do_PATCH = answer
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(('127.0.0.1', 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// The Python server, killed and reaped (and its record removed) when dropped.
+struct Server {
+    child: Child,
+    record: PathBuf,
+    url: String,
+}
+
+impl Server {
+    fn start(test: &str, mode: &str) -> Self {
+        let record = std::env::temp_dir().join(format!(
+            "temblor-connector-http_client-it-{}-{test}.txt",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&record);
+        let mut child = Command::new("python3")
+            .args(["-c", SERVER, mode, record.to_str().expect("utf-8 path")])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python3");
+        let mut port = String::new();
+        // Printed once the server listens.
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut port)
+            .expect("read the port");
+        let url = format!("http://127.0.0.1:{}/in?q=1", port.trim());
+        Self { child, record, url }
+    }
+
+    /// The requests recorded so far, one line each.
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.record);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn config(fields: &[(&str, Value)]) -> Value {
+    Value::Object(fields.iter().cloned().collect())
+}
+
+fn sink(cfg: &Value) -> Result<SinkBox, PluginError> {
+    connector::sink(connector_http_client::plugin_module(), cfg)
+}
+
+fn batch(frames: &[&str]) -> Frames {
+    frames.iter().map(|f| f.as_bytes()).collect()
+}
+
+#[test]
+fn compliance_sink_only_and_strict_config() {
+    let module = connector_http_client::plugin_module();
+    connector::manifest(module);
+    let cfg = config(&[("url", Value::from("http://127.0.0.1:9/"))]);
+    connector::refuses_the_other_direction(module, &cfg, true);
+    connector::rejects_unknown_key(module, &cfg, false);
+    assert_eq!((module.manifest())().name.as_str(), "http_client");
+}
+
+#[test]
+fn harness_sink_accepts_and_python_records_one_request_per_frame() {
+    let server = Server::start("accepts", "ok");
+    let cfg = config(&[
+        ("url", Value::from(server.url.clone())),
+        (
+            "headers",
+            Value::Object(
+                [
+                    ("content-type", Value::from("application/json")),
+                    ("x-token", Value::from("secret")),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+        ),
+    ]);
+    let frames: [&[u8]; 3] = [b"{\"n\":1}", b"{\"n\":2}", b"\x00\xffbinary"];
+    connector::sink_accepts(connector_http_client::plugin_module(), &cfg, &frames);
+    let expected: Vec<String> = frames
+        .iter()
+        .map(|f| {
+            format!(
+                "POST /in?q=1 content-type=application/json x-token=secret {}",
+                hex(f)
+            )
+        })
+        .collect();
+    assert_eq!(server.requests(), expected);
+}
+
+#[test]
+fn put_with_no_headers() {
+    let server = Server::start("put", "ok");
+    let mut sink = sink(&config(&[
+        ("url", Value::from(server.url.clone())),
+        ("method", Value::from("PUT")),
+    ]))
+    .expect("sink");
+    assert_eq!(sink.push(&batch(&["a", ""])).into_result(), Ok(()));
+    assert_eq!(sink.flush().into_result(), Ok(()));
+    assert_eq!(
+        server.requests(),
+        [
+            "PUT /in?q=1 content-type=None x-token=None 61",
+            "PUT /in?q=1 content-type=None x-token=None "
+        ]
+    );
+}
+
+#[test]
+fn answers_500_are_retried_until_delivered() {
+    let server = Server::start("retry", "fail:2");
+    let mut sink = sink(&config(&[
+        ("url", Value::from(server.url.clone())),
+        ("backoff_ms", Value::from(10_u64)),
+    ]))
+    .expect("sink");
+    assert_eq!(
+        sink.push(&batch(&["first", "second"])).into_result(),
+        Ok(())
+    );
+    let bodies: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.rsplit(' ').next().expect("body").to_owned())
+        .collect();
+    assert_eq!(
+        bodies,
+        [hex(b"first"), hex(b"first"), hex(b"first"), hex(b"second")]
+    );
+}
+
+#[test]
+fn after_max_retries_the_batch_is_an_io_error() {
+    let server = Server::start("give-up", "fail:1000");
+    let mut sink = sink(&config(&[
+        ("url", Value::from(server.url.clone())),
+        ("max_retries", Value::from(2_u64)),
+        ("backoff_ms", Value::from(10_u64)),
+    ]))
+    .expect("sink");
+    let err = sink
+        .push(&batch(&["x", "y"]))
+        .into_result()
+        .expect_err("always 500");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains("2 of 2 frames not sent"), "{err}");
+    assert!(err.message.contains("500"), "{err}");
+    assert_eq!(server.requests().len(), 3, "one attempt and two retries");
+}
+
+#[test]
+fn answers_4xx_are_not_retried() {
+    let server = Server::start("4xx", "status:400");
+    let mut sink = sink(&config(&[("url", Value::from(server.url.clone()))])).expect("sink");
+    let err = sink
+        .push(&batch(&["bad", "worse"]))
+        .into_result()
+        .expect_err("400");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains("2 of 2 frames refused"), "{err}");
+    assert_eq!(server.requests().len(), 2, "each frame once");
+}
+
+#[test]
+fn no_server_is_an_io_error_after_the_retries_not_a_panic() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut sink = sink(&config(&[
+        ("url", Value::from(format!("http://127.0.0.1:{port}/"))),
+        ("max_retries", Value::from(1_u64)),
+        ("backoff_ms", Value::from(10_u64)),
+    ]))
+    .expect("nothing is connected yet");
+    let err = sink
+        .push(&batch(&["lost"]))
+        .into_result()
+        .expect_err("refused");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains("after 2 attempts"), "{err}");
+}
+
+#[test]
+fn a_slow_server_times_out() {
+    let server = Server::start("slow", "slow:3000");
+    let mut sink = sink(&config(&[
+        ("url", Value::from(server.url.clone())),
+        ("timeout_ms", Value::from(300_u64)),
+        ("max_retries", Value::from(0_u64)),
+    ]))
+    .expect("sink");
+    let begin = Instant::now();
+    let err = sink
+        .push(&batch(&["patience"]))
+        .into_result()
+        .expect_err("timed out");
+    assert!(
+        begin.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        begin.elapsed()
+    );
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains("after 1 attempt)"), "{err}");
+}

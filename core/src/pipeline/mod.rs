@@ -1,0 +1,308 @@
+//! Pipelines: the operators of a `[[pipeline]]`, applied in order to every batch of events.
+//!
+//! ```toml
+//! [[pipeline]]
+//! id = "main"
+//! operators = [
+//!   { filter = 'event.level != "debug"' },
+//!   { set = { "event.host" = 'lower(event.host)', "meta.seen" = true } },
+//!   { route = { "alerts" = 'event.level == "error"' }, default = "out" },
+//!   { batch = { count = 100, timeout_ms = 500 } },
+//! ]
+//! ```
+//! [`PipelineDef::compile`] reads and checks the operators once, at start-up (expressions are
+//! parsed with winnow, in `parse.rs`, and evaluated by `expr.rs`; operators are in `ops.rs`);
+//! the engine's pipeline thread runs a `Pipeline` built from it. Every operator works on a whole batch ([`Events`]): no channel send, lock or allocation
+//! per event beyond what the operation itself needs. The language and the operators are
+//! documented for users in `docs/pipeline.md`.
+//!
+//! **Ports:** a pipeline's ports are `out` (index 0), `err` (1, error events) and the port
+//! names its `route` operators use, in order of appearance. Events routed to `out` continue
+//! through the operators after the route; events routed elsewhere leave the pipeline there.
+//!
+//! **Meta:** each event has a metadata value, `null` until an operator sets it. It lives in a
+//! vector beside the events, allocated only when an operator writes meta, and stays in the
+//! pipeline: codecs and sinks see the events only.
+
+mod expr;
+mod ops;
+mod parse;
+
+#[cfg(test)]
+mod tests;
+
+use std::{sync::mpsc::SyncSender, time::Instant};
+
+use temblor_shim::{RVec, Value};
+
+/// The index of the `out` port.
+pub const OUT: usize = 0;
+/// The index of the `err` port.
+pub const ERR: usize = 1;
+
+/// A pipeline's operators, read and checked: what the engine runs.
+#[derive(Debug, Clone)]
+pub struct PipelineDef {
+    id: String,
+    ops: Vec<ops::Op>,
+    ports: Vec<String>,
+}
+
+/// Why an operator could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorError {
+    /// Index into the pipeline's `operators`.
+    pub operator: usize,
+    /// What is wrong, naming the pipeline, the operator and, in an expression, the column.
+    pub message: String,
+}
+
+impl PipelineDef {
+    /// Reads the operators of pipeline `id`.
+    ///
+    /// # Errors
+    /// Every operator that is malformed or holds an invalid expression.
+    pub fn compile<'v>(
+        id: &str,
+        operators: impl IntoIterator<Item = &'v Value>,
+    ) -> Result<Self, Vec<OperatorError>> {
+        let (def, errors) = Self::compile_partial(id, operators);
+        if errors.is_empty() {
+            Ok(def)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Reads what it can: the pipeline with its good operators (and every port they name, so
+    /// that links can still be checked), and the errors of the others.
+    pub fn compile_partial<'v>(
+        id: &str,
+        operators: impl IntoIterator<Item = &'v Value>,
+    ) -> (Self, Vec<OperatorError>) {
+        let mut ports = vec!["out".to_owned(), "err".to_owned()];
+        let mut ops = Vec::new();
+        let mut errors = Vec::new();
+        for (i, spec) in operators.into_iter().enumerate() {
+            match ops::compile(spec, &mut ports) {
+                Ok(op) => ops.push(op),
+                Err((name, message)) => errors.push(OperatorError {
+                    operator: i,
+                    message: format!(
+                        "pipeline '{id}' operators[{i}]{}: {message}",
+                        name.map(|n| format!(" ({n})")).unwrap_or_default()
+                    ),
+                }),
+            }
+        }
+        let def = Self {
+            id: id.to_owned(),
+            ops,
+            ports,
+        };
+        (def, errors)
+    }
+
+    /// The pipeline's id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The ports: `out`, `err`, then the route ports in order of appearance.
+    #[must_use]
+    pub fn ports(&self) -> &[String] {
+        &self.ports
+    }
+
+    /// The index of the port with this name.
+    #[must_use]
+    pub fn port(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p == name)
+    }
+
+    /// The number of operators.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the pipeline passes events through unchanged.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// A batch of events, with their metadata, that goes back to the thread that decoded it when
+/// it is dropped.
+///
+/// The values were allocated by the source's thread; freeing them in the sink's thread would
+/// make every `free` cross allocator arenas and contend on their locks. Returned batches are
+/// dropped (and their vector reused) by the source thread instead: one channel send per batch.
+#[derive(Debug)]
+pub(crate) struct Events {
+    pub(crate) values: RVec<Value>,
+    /// Empty (every meta is `null`), or one value per event.
+    pub(crate) meta: Vec<Value>,
+    home: Option<SyncSender<RVec<Value>>>,
+}
+
+impl Events {
+    /// Events that are freed where they end.
+    pub(crate) fn local(values: RVec<Value>) -> Self {
+        Self {
+            values,
+            meta: Vec::new(),
+            home: None,
+        }
+    }
+
+    /// Events that go back to `home` to be freed.
+    pub(crate) fn homed(values: RVec<Value>, home: SyncSender<RVec<Value>>) -> Self {
+        Self {
+            values,
+            meta: Vec::new(),
+            home: Some(home),
+        }
+    }
+
+    /// An empty batch with the same home.
+    pub(crate) fn sibling(&self) -> Self {
+        Self {
+            values: RVec::new(),
+            meta: Vec::new(),
+            home: self.home.clone(),
+        }
+    }
+
+    /// Drops the events from index `at` on. Their values go home to be freed there, in one
+    /// vector: freeing them here, in another thread than the one that allocated them, costs
+    /// far more than the move.
+    pub(crate) fn discard_from(&mut self, at: usize) {
+        if at >= self.values.len() {
+            return;
+        }
+        if self.home.is_some() {
+            let mut dead = RVec::with_capacity(self.values.len() - at);
+            dead.extend(self.values.drain(at..));
+            drop(Self {
+                values: dead,
+                meta: Vec::new(),
+                home: self.home.clone(),
+            });
+        } else {
+            self.values.truncate(at);
+        }
+        self.meta.truncate(at);
+    }
+
+    /// Gives every event a meta value (`null`), so that operators can write it.
+    pub(crate) fn ensure_meta(&mut self) {
+        self.meta.resize(self.values.len(), Value::Null);
+    }
+}
+
+impl Clone for Events {
+    /// A copy (for fan-out to several targets) is freed where it ends.
+    fn clone(&self) -> Self {
+        Self {
+            values: self.values.clone(),
+            meta: self.meta.clone(),
+            home: None,
+        }
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        if let Some(home) = self.home.take()
+            && self.values.capacity() > 0
+        {
+            // If home is gone or full, the values are simply freed here.
+            let _ = home.try_send(std::mem::take(&mut self.values));
+        }
+    }
+}
+
+/// What a pipeline emits: batches per port, and error events.
+#[derive(Debug, Default)]
+pub(crate) struct Output {
+    /// `(port index, events)`, in the order they were produced.
+    pub(crate) ports: Vec<(usize, Events)>,
+    /// Error events of operators, for `err`.
+    pub(crate) errors: RVec<Value>,
+}
+
+impl Output {
+    /// Everything produced so far, error events last.
+    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, (usize, Events)> {
+        if !self.errors.is_empty() {
+            let errors = std::mem::take(&mut self.errors);
+            self.ports.push((ERR, Events::local(errors)));
+        }
+        self.ports.drain(..)
+    }
+}
+
+/// A running pipeline: the operators with their state.
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    id: String,
+    ops: Vec<ops::Op>,
+}
+
+impl Pipeline {
+    /// Starts a pipeline (the clocks of windowed operators start now).
+    pub(crate) fn new(def: &PipelineDef, now: Instant) -> Self {
+        let mut ops = def.ops.clone();
+        for op in &mut ops {
+            op.start(now);
+        }
+        Self {
+            id: def.id.clone(),
+            ops,
+        }
+    }
+
+    /// Runs a batch through every operator.
+    pub(crate) fn process(&mut self, events: Events, now: Instant, out: &mut Output) {
+        self.run_from(0, events, now, out);
+    }
+
+    fn run_from(&mut self, first: usize, mut events: Events, now: Instant, out: &mut Output) {
+        for (i, op) in self.ops.iter_mut().enumerate().skip(first) {
+            if events.values.is_empty() {
+                return;
+            }
+            op.apply(&self.id, i, &mut events, now, out);
+        }
+        if !events.values.is_empty() {
+            out.ports.push((OUT, events));
+        }
+    }
+
+    /// The earliest time an operator wants to be woken up at.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.ops.iter().filter_map(ops::Op::deadline).min()
+    }
+
+    /// Lets operators whose deadline has passed emit (a batch timeout, a window's end).
+    pub(crate) fn tick(&mut self, now: Instant, out: &mut Output) {
+        for i in 0..self.ops.len() {
+            if let Some(values) = self.ops[i].tick(now) {
+                self.run_from(i + 1, Events::local(values), now, out);
+            }
+        }
+    }
+
+    /// At the end of the input: every operator emits what it holds, in order, so that what the
+    /// first one flushes still goes through the others.
+    pub(crate) fn finish(&mut self, now: Instant, out: &mut Output) {
+        for i in 0..self.ops.len() {
+            if let Some(values) = self.ops[i].flush() {
+                self.run_from(i + 1, Events::local(values), now, out);
+            }
+        }
+    }
+}

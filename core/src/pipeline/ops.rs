@@ -1,0 +1,742 @@
+//! The operators: how each is read from the deployment, and how it runs over a batch.
+//!
+//! Every operator works on a whole batch in place: `filter` compacts the vector (no new
+//! vector, no copy of a kept event), `set`/`remove`/`rename` change events where they are,
+//! `route` moves the events for other ports into one vector per port. `batch` and `count` hold
+//! state between batches and have a deadline the pipeline thread wakes up for.
+
+use std::{
+    collections::HashMap,
+    hash::{DefaultHasher, Hash, Hasher},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use temblor_shim::{Object, RVec, Value};
+
+use super::{
+    Events, OUT, Output,
+    expr::{Expr, NULL, Path, Root},
+    parse::{parse_expr, parse_path},
+};
+
+/// The operator names, as written in a deployment.
+pub(crate) const NAMES: [&str; 7] = [
+    "filter", "set", "remove", "rename", "route", "batch", "count",
+];
+
+/// One operator: its configuration and, for `batch` and `count`, its state.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Filter(Expr),
+    Set(Vec<(Path, Expr)>),
+    Remove(Vec<Path>),
+    Rename(Vec<(Path, Path)>),
+    Route {
+        /// Tried in order.
+        branches: Vec<Branch>,
+        /// Index into the pipeline's ports.
+        default: usize,
+    },
+    Batch {
+        size: usize,
+        timeout: Option<Duration>,
+        held: RVec<Value>,
+        since: Option<Instant>,
+    },
+    Count(Counter),
+}
+
+impl Op {
+    /// The operator's name (`filter`, ...).
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Filter(_) => "filter",
+            Self::Set(_) => "set",
+            Self::Remove(_) => "remove",
+            Self::Rename(_) => "rename",
+            Self::Route { .. } => "route",
+            Self::Batch { .. } => "batch",
+            Self::Count(_) => "count",
+        }
+    }
+}
+
+/// Reads one operator. `ports` holds the pipeline's ports so far (`out`, `err`, then route
+/// ports in order of appearance); new route ports are added to it.
+///
+/// Errors are `(operator name if known, message)`.
+pub(crate) fn compile(
+    spec: &Value,
+    ports: &mut Vec<String>,
+) -> Result<Op, (Option<&'static str>, String)> {
+    let Value::Object(table) = spec else {
+        return Err((
+            None,
+            format!(
+                "an operator is a table such as `{{ filter = '...' }}`, found {}",
+                spec.type_name()
+            ),
+        ));
+    };
+    let mut found = table
+        .iter()
+        .filter_map(|(k, v)| NAMES.iter().find(|n| **n == k).map(|n| (*n, v)));
+    let Some((name, arg)) = found.next() else {
+        let keys: Vec<&str> = table.iter().map(|(k, _)| k).collect();
+        return Err((
+            None,
+            format!(
+                "no operator in this table (keys: {}); the operators are {}",
+                if keys.is_empty() {
+                    "none".to_owned()
+                } else {
+                    keys.join(", ")
+                },
+                NAMES.join(", ")
+            ),
+        ));
+    };
+    if let Some((other, _)) = found.next() {
+        return Err((
+            Some(name),
+            format!("one operator per table: found both `{name}` and `{other}`"),
+        ));
+    }
+    let allowed: &[&str] = if name == "route" {
+        &["route", "default"]
+    } else {
+        &[name]
+    };
+    if let Some((extra, _)) = table.iter().find(|(k, _)| !allowed.contains(k)) {
+        return Err((Some(name), format!("unknown key `{extra}` here")));
+    }
+    let op = match name {
+        "filter" => filter(arg),
+        "set" => set(arg),
+        "remove" => remove(arg),
+        "rename" => rename(arg),
+        "route" => route(arg, table.get("default"), ports),
+        "batch" => batch(arg),
+        _ => count(arg),
+    };
+    op.map_err(|message| (Some(name), message))
+}
+
+fn expression(text: &str) -> Result<Expr, String> {
+    parse_expr(text).map_err(|e| format!("{e} (in `{text}`)"))
+}
+
+fn path(text: &str) -> Result<Path, String> {
+    parse_path(text).map_err(|e| format!("path \"{text}\": {e}"))
+}
+
+/// A path that names something inside the event or meta (not the root itself).
+fn inner_path(text: &str, what: &str) -> Result<Path, String> {
+    let p = path(text)?;
+    if p.segments.is_empty() {
+        return Err(format!(
+            "path \"{text}\": cannot {what} the {} itself; name a field (`{}.a`)",
+            p.text, p.text
+        ));
+    }
+    Ok(p)
+}
+
+fn table<'v>(arg: &'v Value, example: &str) -> Result<&'v Object, String> {
+    match arg {
+        Value::Object(o) if !o.is_empty() => Ok(o),
+        Value::Object(_) => Err(format!("the table is empty; expected {example}")),
+        other => Err(format!("expected {example}, found {}", other.type_name())),
+    }
+}
+
+fn string<'v>(v: &'v Value, what: &str) -> Result<&'v str, String> {
+    v.as_str()
+        .ok_or_else(|| format!("{what} must be a string, found {}", v.type_name()))
+}
+
+/// A condition: an expression that must give a bool.
+fn condition(text: &str) -> Result<Expr, String> {
+    let e = expression(text)?;
+    match &e {
+        Expr::Lit(v) if !matches!(v, Value::Bool(_)) => {
+            Err(format!("the condition `{text}` is always {v}, not a bool"))
+        }
+        _ => Ok(e),
+    }
+}
+
+fn filter(arg: &Value) -> Result<Op, String> {
+    condition(string(arg, "a filter expression")?).map(Op::Filter)
+}
+
+fn set(arg: &Value) -> Result<Op, String> {
+    let t = table(
+        arg,
+        "a table of `\"PATH\" = 'EXPRESSION'` (or a literal value)",
+    )?;
+    t.iter()
+        .map(|(target, v)| {
+            let target = path(target)?;
+            let value = match v {
+                Value::String(text) => expression(text)?,
+                literal => Expr::Lit(literal.clone()),
+            };
+            Ok((target, value))
+        })
+        .collect::<Result<_, String>>()
+        .map(Op::Set)
+}
+
+fn remove(arg: &Value) -> Result<Op, String> {
+    let list = match arg {
+        Value::String(_) => std::slice::from_ref(arg),
+        Value::Array(a) if !a.is_empty() => a.as_slice(),
+        _ => return Err("expected a list of paths (`[\"event.a\", \"meta.b\"]`)".to_owned()),
+    };
+    list.iter()
+        .map(|p| inner_path(string(p, "a path to remove")?, "remove"))
+        .collect::<Result<_, _>>()
+        .map(Op::Remove)
+}
+
+fn rename(arg: &Value) -> Result<Op, String> {
+    let t = table(arg, "a table of `\"FROM\" = \"TO\"` paths")?;
+    t.iter()
+        .map(|(from, to)| {
+            let from = inner_path(from, "rename")?;
+            let to = inner_path(string(to, "the new path")?, "rename to")?;
+            if from.root == to.root
+                && (from.segments.starts_with(&to.segments)
+                    || to.segments.starts_with(&from.segments))
+            {
+                return Err(format!(
+                    "cannot rename {} to {}: one is inside the other",
+                    from.text, to.text
+                ));
+            }
+            Ok((from, to))
+        })
+        .collect::<Result<_, _>>()
+        .map(Op::Rename)
+}
+
+fn port_index(name: &str, ports: &mut Vec<String>) -> Result<usize, String> {
+    if name.is_empty() || name.contains('/') {
+        return Err(format!(
+            "port name '{name}' must be non-empty and without '/'"
+        ));
+    }
+    if name == "err" {
+        return Err(
+            "'err' is the error port: the engine sends failed events there; route to \
+             another name"
+                .to_owned(),
+        );
+    }
+    Ok(ports.iter().position(|p| p == name).unwrap_or_else(|| {
+        ports.push(name.to_owned());
+        ports.len() - 1
+    }))
+}
+
+fn route(arg: &Value, default: Option<&Value>, ports: &mut Vec<String>) -> Result<Op, String> {
+    let t = table(arg, "a table of `\"PORT\" = 'CONDITION'`")?;
+    let branches = t
+        .iter()
+        .map(|(port, cond)| {
+            let text = string(cond, "a route condition")?;
+            let cond = condition(text).map_err(|e| format!("port '{port}': {e}"))?;
+            Ok(Branch {
+                port: port_index(port, ports)?,
+                name: port.to_owned(),
+                cond,
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    let default = match default {
+        None => OUT,
+        Some(d) => port_index(string(d, "`default`")?, ports)?,
+    };
+    Ok(Op::Route { branches, default })
+}
+
+fn batch(arg: &Value) -> Result<Op, String> {
+    let t = table(arg, "`{ count = N, timeout_ms = T }`")?;
+    if let Some((k, _)) = t.iter().find(|(k, _)| !["count", "timeout_ms"].contains(k)) {
+        return Err(format!(
+            "unknown key `{k}` (batch takes count and timeout_ms)"
+        ));
+    }
+    let size = match t.get("count").and_then(Value::as_u64) {
+        Some(n) if n >= 1 => usize::try_from(n).map_err(|_| "count is too large".to_owned())?,
+        _ => return Err("`count` must be an integer of at least 1".to_owned()),
+    };
+    let timeout = match t.get("timeout_ms") {
+        None => None,
+        Some(v) => Some(Duration::from_millis(v.as_u64().ok_or_else(|| {
+            "`timeout_ms` must be a non-negative integer".to_owned()
+        })?)),
+    };
+    Ok(Op::Batch {
+        size,
+        timeout,
+        held: RVec::new(),
+        since: None,
+    })
+}
+
+fn count(arg: &Value) -> Result<Op, String> {
+    let t = table(arg, "`{ by = \"PATH\", window_s = S }`")?;
+    if let Some((k, _)) = t.iter().find(|(k, _)| !["by", "window_s"].contains(k)) {
+        return Err(format!("unknown key `{k}` (count takes by and window_s)"));
+    }
+    let by = match t.get("by") {
+        None => None,
+        Some(p) => Some(path(string(p, "`by`")?)?),
+    };
+    let window_s = t.get("window_s").cloned().unwrap_or_default();
+    let window = match &window_s {
+        Value::I64(_) | Value::U64(_) | Value::F64(_) => {
+            #[allow(clippy::cast_precision_loss)]
+            let s = match &window_s {
+                Value::F64(f) => *f,
+                other => other.as_u64().unwrap_or(0) as f64,
+            };
+            Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| "`window_s` must be a number of seconds above 0".to_owned())?
+        }
+        _ => return Err("`window_s` (seconds, above 0) is required".to_owned()),
+    };
+    Ok(Op::Count(Counter {
+        by,
+        window,
+        window_s,
+        start: None,
+        anchor: None,
+        keys: Vec::new(),
+        index: HashMap::new(),
+    }))
+}
+
+/// An event that failed in operator `operator` of `pipeline`, for the `err` port.
+pub(crate) fn error_event(
+    pipeline: &str,
+    operator: usize,
+    name: &str,
+    reason: &str,
+    event: Value,
+    meta: Value,
+) -> Value {
+    let mut o = Object::with_capacity(5);
+    o.push("error".into(), format!("{name}: {reason}").into());
+    o.push("pipeline".into(), pipeline.into());
+    o.push("operator".into(), operator.into());
+    o.push("event".into(), event);
+    if !matches!(meta, Value::Null) {
+        o.push("meta".into(), meta);
+    }
+    Value::Object(o)
+}
+
+/// Runs `f` over every event with its meta; keeps the events for which it returns true, in
+/// order, compacting the vector in place; sends those for which it fails to `err`.
+fn each(
+    events: &mut Events,
+    fail: &mut dyn FnMut(String, Value, Value),
+    mut f: impl FnMut(&mut Value, &mut Value) -> Result<bool, String>,
+) {
+    let with_meta = !events.meta.is_empty();
+    let Events { values, meta, .. } = &mut *events;
+    let mut null = Value::Null;
+    let mut kept = 0;
+    for i in 0..values.len() {
+        let m = if with_meta { &mut meta[i] } else { &mut null };
+        match f(&mut values[i], m) {
+            Ok(true) => {
+                if kept != i {
+                    values.swap(kept, i);
+                    if with_meta {
+                        meta.swap(kept, i);
+                    }
+                }
+                kept += 1;
+            }
+            Ok(false) => {}
+            Err(reason) => {
+                let event = std::mem::take(&mut values[i]);
+                let m = if with_meta {
+                    std::mem::take(&mut meta[i])
+                } else {
+                    std::mem::take(&mut null)
+                };
+                fail(reason, event, m);
+            }
+        }
+    }
+    events.discard_from(kept);
+}
+
+impl Op {
+    /// Applies the operator to a batch. Events that continue stay in `events`; events for
+    /// other ports and error events go to `out`.
+    pub(crate) fn apply(
+        &mut self,
+        pipeline: &str,
+        index: usize,
+        events: &mut Events,
+        now: Instant,
+        out: &mut Output,
+    ) {
+        let name = self.name();
+        let errors = &mut out.errors;
+        let mut fail = |reason: String, event: Value, meta: Value| {
+            errors.push(error_event(pipeline, index, name, &reason, event, meta));
+        };
+        match self {
+            Self::Filter(cond) => each(events, &mut fail, |e, m| {
+                cond.eval_bool(e, m).map_err(|err| err.to_string())
+            }),
+            Self::Set(assignments) => {
+                if assignments.iter().any(|(p, _)| p.root == Root::Meta) {
+                    events.ensure_meta();
+                }
+                each(events, &mut fail, |e, m| {
+                    for (target, value) in assignments.iter() {
+                        let v = value
+                            .eval(e, m)
+                            .map_err(|err| format!("{}: {err}", target.text))?
+                            .into_owned();
+                        target.set(e, m, v).map_err(|(reason, _)| reason)?;
+                    }
+                    Ok(true)
+                });
+            }
+            Self::Remove(paths) => each(events, &mut fail, |e, m| {
+                for p in paths.iter() {
+                    p.remove(e, m);
+                }
+                Ok(true)
+            }),
+            Self::Rename(pairs) => {
+                if pairs.iter().any(|(_, to)| to.root == Root::Meta) {
+                    events.ensure_meta();
+                }
+                each(events, &mut fail, |e, m| {
+                    for (from, to) in pairs.iter() {
+                        if let Some(v) = from.remove(e, m)
+                            && let Err((reason, v)) = to.set(e, m, v)
+                        {
+                            // Put it back where it was (its parent is still there).
+                            let _ = from.set(e, m, v);
+                            return Err(reason);
+                        }
+                    }
+                    Ok(true)
+                });
+            }
+            Self::Route { branches, default } => {
+                route_batch(branches, *default, events, &mut out.ports, &mut fail);
+            }
+            Self::Batch {
+                size,
+                timeout: _,
+                held,
+                since,
+            } => {
+                let mut full = RVec::new();
+                events.meta.clear();
+                for v in events.values.drain(..) {
+                    if held.is_empty() {
+                        *since = Some(now);
+                    }
+                    held.push(v);
+                    if held.len() == *size {
+                        full.push(Value::Array(std::mem::take(held)));
+                        *since = None;
+                    }
+                }
+                events.values.extend(full);
+            }
+            Self::Count(counter) => {
+                let mut emitted = counter.roll(now).unwrap_or_default();
+                counter.add(events);
+                emitted.shrink_to_fit();
+                // The counted events go back to where they were decoded, to be freed there.
+                drop(std::mem::replace(events, Events::local(emitted)));
+            }
+        }
+    }
+
+    /// When the operator wants to be woken up.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self {
+            Self::Batch {
+                timeout: Some(t),
+                since: Some(s),
+                ..
+            } => Some(*s + *t),
+            Self::Count(c) if !c.keys.is_empty() => c.start.map(|s| s + c.window),
+            _ => None,
+        }
+    }
+
+    /// What the operator emits because its deadline passed.
+    pub(crate) fn tick(&mut self, now: Instant) -> Option<RVec<Value>> {
+        if self.deadline().is_none_or(|d| d > now) {
+            return None;
+        }
+        match self {
+            Self::Count(c) => c.roll(now),
+            _ => self.flush(),
+        }
+    }
+
+    /// Everything the operator holds, at the end of the input.
+    pub(crate) fn flush(&mut self) -> Option<RVec<Value>> {
+        match self {
+            Self::Batch { held, since, .. } if !held.is_empty() => {
+                *since = None;
+                let mut out = RVec::with_capacity(1);
+                out.push(Value::Array(std::mem::take(held)));
+                Some(out)
+            }
+            Self::Count(c) => c.emit(),
+            _ => None,
+        }
+    }
+
+    /// Starts the operator's clock.
+    pub(crate) fn start(&mut self, now: Instant) {
+        if let Self::Count(c) = self {
+            c.start = Some(now);
+            c.anchor = Some((now, SystemTime::now()));
+        }
+    }
+}
+
+/// One condition of a `route`.
+#[derive(Debug, Clone)]
+pub(crate) struct Branch {
+    /// Index into the pipeline's ports.
+    pub(crate) port: usize,
+    name: String,
+    cond: Expr,
+}
+
+fn route_batch(
+    branches: &[Branch],
+    default: usize,
+    events: &mut Events,
+    ports: &mut Vec<(usize, Events)>,
+    fail: &mut dyn FnMut(String, Value, Value),
+) {
+    let first_new = ports.len();
+    let proto = events.sibling();
+    let Events { values, meta, .. } = events;
+    let with_meta = !meta.is_empty();
+    let mut kept = 0;
+    for i in 0..values.len() {
+        let m = if with_meta { &meta[i] } else { &NULL };
+        let mut target = Ok(default);
+        for b in branches {
+            match b.cond.eval_bool(&values[i], m) {
+                Ok(true) => {
+                    target = Ok(b.port);
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    target = Err(format!("port '{}': {e}", b.name));
+                    break;
+                }
+            }
+        }
+        match target {
+            Ok(OUT) => {
+                if kept != i {
+                    values.swap(kept, i);
+                    if with_meta {
+                        meta.swap(kept, i);
+                    }
+                }
+                kept += 1;
+            }
+            Ok(port) => {
+                let bucket = match ports[first_new..].iter().position(|(p, _)| *p == port) {
+                    Some(at) => &mut ports[first_new + at].1,
+                    None => {
+                        ports.push((port, proto.sibling()));
+                        &mut ports.last_mut().unwrap_or_else(|| unreachable!()).1
+                    }
+                };
+                bucket.values.push(std::mem::take(&mut values[i]));
+                if with_meta {
+                    bucket.meta.push(std::mem::take(&mut meta[i]));
+                }
+            }
+            Err(reason) => {
+                let m = if with_meta {
+                    std::mem::take(&mut meta[i])
+                } else {
+                    Value::Null
+                };
+                fail(reason, std::mem::take(&mut values[i]), m);
+            }
+        }
+    }
+    values.truncate(kept);
+    if with_meta {
+        meta.truncate(kept);
+    }
+}
+
+/// The state of a `count`: the counts of the current window, by value.
+#[derive(Debug, Clone)]
+pub(crate) struct Counter {
+    by: Option<Path>,
+    window: Duration,
+    /// As configured, for the emitted events.
+    window_s: Value,
+    /// The current window's start.
+    start: Option<Instant>,
+    /// An instant and the wall-clock time then, to date windows.
+    anchor: Option<(Instant, SystemTime)>,
+    /// Each value seen in this window, first seen first, with its count.
+    keys: Vec<(Value, u64)>,
+    /// Hash of a value to its indexes in `keys`.
+    index: HashMap<u64, Vec<usize>>,
+}
+
+impl Counter {
+    fn add(&mut self, events: &Events) {
+        for (i, event) in events.values.iter().enumerate() {
+            let meta = events.meta.get(i).unwrap_or(&NULL);
+            let key = match &self.by {
+                Some(p) => p.get(event, meta).unwrap_or(&NULL),
+                None => &NULL,
+            };
+            let slots = self.index.entry(hash_of(key)).or_default();
+            match slots.iter().find(|&&s| self.keys[s].0 == *key) {
+                Some(&s) => self.keys[s].1 += 1,
+                None => {
+                    slots.push(self.keys.len());
+                    self.keys.push((key.clone(), 1));
+                }
+            }
+        }
+    }
+
+    /// Ends the window if `now` is past it: its counts, and a new window around `now`.
+    fn roll(&mut self, now: Instant) -> Option<RVec<Value>> {
+        let start = *self.start.get_or_insert(now);
+        if now < start + self.window {
+            return None;
+        }
+        let emitted = self.emit();
+        let behind = (now - start).as_nanos() % self.window.as_nanos();
+        self.start = Some(now - Duration::from_nanos(u64::try_from(behind).unwrap_or(0)));
+        emitted
+    }
+
+    /// The counts so far, one event per value, and a fresh count.
+    fn emit(&mut self) -> Option<RVec<Value>> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        self.index.clear();
+        let start_ms = match (self.anchor, self.start) {
+            (Some((at, wall)), Some(start)) => {
+                let wall = if start >= at {
+                    wall + (start - at)
+                } else {
+                    wall - (at - start)
+                };
+                wall.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }
+            _ => 0,
+        };
+        let Self {
+            by, keys, window_s, ..
+        } = self;
+        Some(
+            keys.drain(..)
+                .map(|(value, n)| {
+                    let mut o = Object::with_capacity(5);
+                    if let Some(by) = by {
+                        o.push("by".into(), by.text.as_str().into());
+                        o.push("value".into(), value);
+                    }
+                    o.push("count".into(), n.into());
+                    o.push("window_start_ms".into(), start_ms.into());
+                    o.push("window_s".into(), window_s.clone());
+                    Value::Object(o)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A hash that agrees with `Value`'s equality: numbers by value, objects in any order.
+fn hash_of(v: &Value) -> u64 {
+    let mut h = DefaultHasher::new();
+    hash_value(v, &mut h);
+    h.finish()
+}
+
+fn hash_value(v: &Value, h: &mut DefaultHasher) {
+    match v {
+        Value::Null => h.write_u8(0),
+        Value::Bool(b) => {
+            h.write_u8(1);
+            b.hash(h);
+        }
+        Value::I64(i) => {
+            h.write_u8(2);
+            h.write_i128(i128::from(*i));
+        }
+        Value::U64(u) => {
+            h.write_u8(2);
+            h.write_i128(i128::from(*u));
+        }
+        Value::F64(f) => {
+            h.write_u8(2);
+            #[allow(clippy::cast_possible_truncation, clippy::float_cmp)]
+            if f.fract() == 0.0 && f.abs() < 1e38 {
+                h.write_i128(*f as i128);
+            } else {
+                h.write_u64(f.to_bits());
+            }
+        }
+        Value::String(s) => {
+            h.write_u8(3);
+            s.as_str().hash(h);
+        }
+        Value::Bytes(b) => {
+            h.write_u8(4);
+            b.as_slice().hash(h);
+        }
+        Value::Array(a) => {
+            h.write_u8(5);
+            h.write_usize(a.len());
+            for item in a {
+                hash_value(item, h);
+            }
+        }
+        Value::Object(o) => {
+            h.write_u8(6);
+            h.write_usize(o.len());
+            let mut sum = 0_u64;
+            for (k, v) in o.iter() {
+                let mut field = DefaultHasher::new();
+                k.hash(&mut field);
+                hash_value(v, &mut field);
+                sum = sum.wrapping_add(field.finish());
+            }
+            h.write_u64(sum);
+        }
+    }
+}

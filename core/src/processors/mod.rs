@@ -1,0 +1,366 @@
+//! Preprocessors (bytes in, before decoding) and postprocessors (bytes out, after encoding).
+//!
+//! They are small, shared by every connector, and live here rather than in plugins. The names
+//! and behaviour follow Tremor's.
+//!
+//! | name | pre | post | config (defaults) |
+//! | --- | --- | --- | --- |
+//! | `separate` | splits a byte stream at a separator; a last piece without one is kept | appends the separator to each frame | `separator = "\n"` (one byte), `max_length = 8388608` (pre: longer frames are dropped and reported), `keep_empty = false` (pre: empty frames are dropped) |
+//! | `length-prefixed` | splits a byte stream of records, each a big-endian length then that many bytes, into one frame per record; records may be cut anywhere across frames; a record of length 0 is an empty frame; a record longer than `max_length` is reported and skipped (its bytes are discarded as they pass, never buffered), and the records after it are read as usual; a record the stream ends inside is reported and dropped | prefixes each frame with its length | `length = "u32"` (4 bytes) or `"u64"` (8 bytes), `max_length = 8388608` (pre) |
+//! | `base64` | decodes each frame: standard alphabet (`+`, `/`), `=` padding optional, no whitespace or line breaks; a frame that is not base64 is dropped and reported | encodes each frame: standard alphabet, with padding | none |
+//! | `gzip` | decompresses each frame: one gzip member or several concatenated; the CRC32 and length of each are checked | compresses each frame into one gzip member (no file name, time 0) | `max_length = 67108864` (pre: the most bytes one frame may decompress to), `level = 6` (post: 0 to 9) |
+//! | `zstd` | decompresses each frame: one or more zstd frames, skippable frames skipped, checksums checked when present; windows larger than `max_length` (and than 8 MiB) are refused before anything is allocated | compresses each frame into one zstd frame with a checksum, at the only level the pure-Rust encoder has (about `zstd -1`) | `max_length = 67108864` (pre) |
+//! | `xz` | decompresses each frame: one or more .xz streams; the decoder's memory is limited to `max_length` + 8 MiB | compresses each frame into one .xz stream (CRC64), with an LZMA2 dictionary no larger than the frame (so small frames compress cheaply) | `max_length = 67108864` (pre), `level = 6` (post: 0 to 9) |
+//! | `decompress` | decompresses each frame with `algorithm`; `"autodetect"` picks gzip, zstd or xz by the frame's magic bytes (`1f 8b`, `28 b5 2f fd`, `fd 37 7a 58 5a 00`) and passes a frame with none of them on unchanged | (none: use `compress`) | `algorithm = "autodetect"` (or `"gzip"`, `"zstd"`, `"xz"`), `max_length = 67108864` |
+//! | `compress` | (none: use `decompress`) | compresses each frame with `algorithm`, as the postprocessor of that name does | `algorithm` (required: `"gzip"`, `"zstd"` or `"xz"`), `level` (gzip and xz: 0 to 9, default 6) |
+//! | `ingest-ns` | removes the 8-byte big-endian timestamp at the front of each frame (temblor events carry no ingest time, so the value is dropped); a frame shorter than 8 bytes is dropped and reported | prepends the current time, in nanoseconds since the Unix epoch, as 8 bytes big-endian (the time the batch is postprocessed: frames carry no ingest time; the clock is read once per batch) | none |
+//! | `remove-empty` | drops empty frames | drops empty frames | none |
+//!
+//! In a deployment, a processor is a name or a table:
+//! `preprocessors = ["separate"]` or `preprocessors = [{ name = "separate", separator = "|" }]`.
+//!
+//! A preprocessor that drops a frame says why in an error string; the engine turns each into an
+//! event on the connector's error port. Postprocessors cannot fail on their input; the only
+//! failure they can meet (liblzma refusing to start an encoder, out of memory) is logged and
+//! the frame dropped.
+//!
+//! **Bounds.** No processor allocates more than its `max_length` (plus the decoders' working
+//! memory stated above) however its input claims to be long: buffers grow as data arrives, in
+//! steps. Buffers are kept between frames and batches, so the hot path allocates nothing once
+//! they have grown, except for xz (liblzma needs a new stream per frame) and the zstd encoder (a
+//! block buffer per frame); a buffer grown beyond 4 MiB by a large frame is released
+//! afterwards.
+
+mod base64;
+mod compression;
+mod length_prefixed;
+mod separate;
+#[cfg(test)]
+mod tests;
+
+use std::{fmt, time::SystemTime};
+
+use serde::Deserialize;
+use temblor_shim::{Frames, Value, from_value};
+
+use crate::deploy::Named;
+
+use compression::Algorithm;
+
+/// A buffer kept between frames is released when a frame made it grow beyond this.
+const RETAINED_CAPACITY: usize = 4 * 1024 * 1024;
+
+/// The preprocessors, for messages.
+const PREPROCESSORS: &str =
+    "separate, length-prefixed, base64, gzip, zstd, xz, decompress, ingest-ns, remove-empty";
+
+/// The postprocessors, for messages.
+const POSTPROCESSORS: &str =
+    "separate, length-prefixed, base64, gzip, zstd, xz, compress, ingest-ns, remove-empty";
+
+/// A processor that cannot be built: unknown name or bad config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorError(String);
+
+impl fmt::Display for ProcessorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ProcessorError {}
+
+fn config<'a, T: Deserialize<'a>>(kind: &str, named: &'a Named) -> Result<T, ProcessorError> {
+    from_value(&named.config).map_err(|e| ProcessorError(format!("{kind} '{}': {e}", named.name)))
+}
+
+/// Checks that a processor without settings got none.
+fn no_config(kind: &str, named: &Named) -> Result<(), ProcessorError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Empty {}
+    config::<Empty>(kind, named).map(drop)
+}
+
+/// Prefixes a config error with the processor's kind and name.
+fn context(kind: &str, named: &Named, e: ProcessorError) -> ProcessorError {
+    ProcessorError(format!("{kind} '{}': {e}", named.name))
+}
+
+/// Transforms incoming bytes before decoding.
+#[derive(Debug)]
+pub struct Preprocessor(Pre);
+
+#[derive(Debug)]
+enum Pre {
+    Separate(separate::Splitter),
+    LengthPrefixed(length_prefixed::Splitter),
+    Base64(base64::Decoder),
+    Decompress(Box<compression::Decompressor>),
+    IngestNs,
+    RemoveEmpty,
+}
+
+impl Preprocessor {
+    /// Builds the preprocessor `named` describes.
+    ///
+    /// # Errors
+    /// Unknown name or bad config.
+    pub fn new(named: &Named) -> Result<Self, ProcessorError> {
+        const KIND: &str = "preprocessor";
+        let pre = match named.name.as_str() {
+            "separate" => {
+                let c: separate::Config = config(KIND, named)?;
+                Pre::Separate(separate::Splitter::new(&c)?)
+            }
+            "length-prefixed" => {
+                let c: length_prefixed::Config = config(KIND, named)?;
+                Pre::LengthPrefixed(length_prefixed::Splitter::new(&c))
+            }
+            "base64" => {
+                no_config(KIND, named)?;
+                Pre::Base64(base64::Decoder::default())
+            }
+            name @ ("gzip" | "zstd" | "xz") => {
+                let c: compression::FormatConfig = config(KIND, named)?;
+                let algorithm = match name {
+                    "gzip" => Algorithm::Gzip,
+                    "zstd" => Algorithm::Zstd,
+                    _ => Algorithm::Xz,
+                };
+                let d = compression::Decompressor::format(algorithm, &c)
+                    .map_err(|e| context(KIND, named, e))?;
+                Pre::Decompress(Box::new(d))
+            }
+            "decompress" => {
+                let c: compression::DecompressConfig = config(KIND, named)?;
+                Pre::Decompress(Box::new(compression::Decompressor::detecting(&c)))
+            }
+            "ingest-ns" => {
+                no_config(KIND, named)?;
+                Pre::IngestNs
+            }
+            "remove-empty" => {
+                no_config(KIND, named)?;
+                Pre::RemoveEmpty
+            }
+            "compress" => {
+                return Err(ProcessorError(
+                    "'compress' is a postprocessor; the preprocessor is 'decompress'".to_owned(),
+                ));
+            }
+            other => {
+                return Err(ProcessorError(format!(
+                    "unknown preprocessor '{other}' (available: {PREPROCESSORS})"
+                )));
+            }
+        };
+        Ok(Self(pre))
+    }
+
+    /// Processes a batch; problems with single frames are appended to `errors`.
+    pub fn process(&mut self, input: &Frames, out: &mut Frames, errors: &mut Vec<String>) {
+        match &mut self.0 {
+            Pre::Separate(s) => s.process(input, out, errors),
+            Pre::LengthPrefixed(s) => s.process(input, out, errors),
+            Pre::Base64(d) => d.process(input, out, errors),
+            Pre::Decompress(d) => d.process(input, out, errors),
+            Pre::IngestNs => strip_ingest_ns(input, out, errors),
+            Pre::RemoveEmpty => remove_empty(input, out),
+        }
+    }
+
+    /// The stream ended: emits what is still buffered. (What cannot be emitted, such as a
+    /// record the stream ended inside, is logged; [`finish_preprocess`] reports it as an error
+    /// string instead.)
+    pub fn finish(&mut self, out: &mut Frames) {
+        let mut errors = Vec::new();
+        self.finish_reporting(out, &mut errors);
+        for error in errors {
+            tracing::warn!(error = %error, "preprocessor finished with an incomplete frame");
+        }
+    }
+
+    fn finish_reporting(&mut self, out: &mut Frames, errors: &mut Vec<String>) {
+        match &mut self.0 {
+            Pre::Separate(s) => s.finish(out),
+            Pre::LengthPrefixed(s) => s.finish(errors),
+            Pre::Base64(_) | Pre::Decompress(_) | Pre::IngestNs | Pre::RemoveEmpty => {}
+        }
+    }
+}
+
+/// Transforms outgoing bytes after encoding.
+#[derive(Debug)]
+pub struct Postprocessor(Post);
+
+#[derive(Debug)]
+enum Post {
+    Separate(u8),
+    LengthPrefixed(length_prefixed::Width),
+    Base64,
+    Compress(Box<compression::Compressor>),
+    IngestNs,
+    RemoveEmpty,
+}
+
+impl Postprocessor {
+    /// Builds the postprocessor `named` describes.
+    ///
+    /// # Errors
+    /// Unknown name or bad config.
+    pub fn new(named: &Named) -> Result<Self, ProcessorError> {
+        const KIND: &str = "postprocessor";
+        let post = match named.name.as_str() {
+            "separate" => {
+                let c: separate::Config = config(KIND, named)?;
+                Post::Separate(c.separator_byte(KIND)?)
+            }
+            "length-prefixed" => {
+                let c: length_prefixed::Config = config(KIND, named)?;
+                Post::LengthPrefixed(c.width())
+            }
+            "base64" => {
+                no_config(KIND, named)?;
+                Post::Base64
+            }
+            name @ ("gzip" | "zstd" | "xz") => {
+                let c: compression::FormatConfig = config(KIND, named)?;
+                let algorithm = match name {
+                    "gzip" => Algorithm::Gzip,
+                    "zstd" => Algorithm::Zstd,
+                    _ => Algorithm::Xz,
+                };
+                let c = compression::Compressor::format(algorithm, &c)
+                    .map_err(|e| context(KIND, named, e))?;
+                Post::Compress(Box::new(c))
+            }
+            "compress" => {
+                let c: compression::CompressConfig = config(KIND, named)?;
+                let c =
+                    compression::Compressor::configured(&c).map_err(|e| context(KIND, named, e))?;
+                Post::Compress(Box::new(c))
+            }
+            "ingest-ns" => {
+                no_config(KIND, named)?;
+                Post::IngestNs
+            }
+            "remove-empty" => {
+                no_config(KIND, named)?;
+                Post::RemoveEmpty
+            }
+            "decompress" => {
+                return Err(ProcessorError(
+                    "'decompress' is a preprocessor; the postprocessor is 'compress'".to_owned(),
+                ));
+            }
+            other => {
+                return Err(ProcessorError(format!(
+                    "unknown postprocessor '{other}' (available: {POSTPROCESSORS})"
+                )));
+            }
+        };
+        Ok(Self(post))
+    }
+
+    /// Processes a batch.
+    pub fn process(&mut self, input: &Frames, out: &mut Frames) {
+        match &mut self.0 {
+            Post::Separate(sep) => separate::append(*sep, input, out),
+            Post::LengthPrefixed(width) => length_prefixed::prefix(*width, input, out),
+            Post::Base64 => base64::encode(input, out),
+            Post::Compress(c) => c.process(input, out),
+            Post::IngestNs => prepend_ingest_ns(now_ns(), input, out),
+            Post::RemoveEmpty => remove_empty(input, out),
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch (0 if the clock is before it).
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// `ingest-ns` as a postprocessor: `ns` as 8 bytes big-endian, then the frame.
+fn prepend_ingest_ns(ns: u64, input: &Frames, out: &mut Frames) {
+    let stamp = ns.to_be_bytes();
+    for frame in input.iter() {
+        out.push_with(|buf| {
+            buf.extend_from_copy_slice(&stamp);
+            buf.extend_from_copy_slice(frame);
+        });
+    }
+}
+
+/// `ingest-ns` as a preprocessor: the frame without its first 8 bytes.
+fn strip_ingest_ns(input: &Frames, out: &mut Frames, errors: &mut Vec<String>) {
+    for frame in input.iter() {
+        match frame.get(8..) {
+            Some(rest) => out.push(rest),
+            None => errors.push(format!(
+                "ingest-ns: frame of {} bytes dropped: shorter than its 8-byte timestamp",
+                frame.len()
+            )),
+        }
+    }
+}
+
+/// `remove-empty`: every frame but the empty ones.
+fn remove_empty(input: &Frames, out: &mut Frames) {
+    for frame in input.iter().filter(|f| !f.is_empty()) {
+        out.push(frame);
+    }
+}
+
+/// Runs `frames` through a chain of preprocessors; the result is left in `frames`.
+pub fn preprocess(
+    chain: &mut [Preprocessor],
+    frames: &mut Frames,
+    scratch: &mut Frames,
+    errors: &mut Vec<String>,
+) {
+    for stage in chain {
+        scratch.clear();
+        stage.process(frames, scratch, errors);
+        std::mem::swap(frames, scratch);
+    }
+}
+
+/// Ends a preprocessor chain: what each stage still buffers runs through the stages after it.
+/// The result is left in `frames` (cleared first); what a stage had to drop is reported in
+/// `errors`.
+pub fn finish_preprocess(
+    chain: &mut [Preprocessor],
+    frames: &mut Frames,
+    scratch: &mut Frames,
+    errors: &mut Vec<String>,
+) {
+    frames.clear();
+    for stage in chain {
+        // What earlier stages flushed goes through this one, then this one's own rest.
+        scratch.clear();
+        stage.process(frames, scratch, errors);
+        stage.finish_reporting(scratch, errors);
+        std::mem::swap(frames, scratch);
+    }
+}
+
+/// Runs `frames` through a chain of postprocessors; the result is left in `frames`.
+pub fn postprocess(chain: &mut [Postprocessor], frames: &mut Frames, scratch: &mut Frames) {
+    for stage in chain {
+        scratch.clear();
+        stage.process(frames, scratch);
+        std::mem::swap(frames, scratch);
+    }
+}
+
+/// A `Named` with an empty config, for tests and defaults.
+#[must_use]
+pub fn named(name: &str) -> Named {
+    Named {
+        name: name.to_owned(),
+        config: Value::Object(temblor_shim::Object::new()),
+    }
+}

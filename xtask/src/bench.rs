@@ -1,0 +1,466 @@
+//! `cargo xtask bench`: engine throughput, plugins against monolith, against a raw loop.
+//!
+//! Builds the release engine in both layouts (`target/layouts/plugins`: `temblor` plus every
+//! plugin cdylib; `target/layouts/monolith`: `temblor --features monolith`), then runs each
+//! scenario on both, alternating plugins and monolith, `--runs` times each. Every scenario is
+//! the `bench` source replaying a data set for `--seconds`, a codec, a pipeline, a codec and
+//! the `blackhole` sink. In the same run, `raw-simdjson` (crate `perf`) decodes and re-encodes
+//! the same lines on one thread with no engine around it: the baseline.
+//!
+//! Prints a table and writes `target/bench/report.json`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::{
+    build_plugins::{discover, groups, library_file},
+    util::{cargo, cores, project_root, run as run_cmd, target_dir, utc_now},
+};
+
+/// A workload.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// data.json: json decode, empty pipeline, json encode (Tremor's passthrough-json).
+    PassthroughJson,
+    /// data.json with the binary codec: no parsing, the engine and the boundary alone.
+    PassthroughBinary,
+    /// match.json (28,900 larger records): json both ways.
+    LargeJson,
+    /// data.json: json, a filter and a field set in the pipeline, json.
+    FilterJson,
+}
+
+impl Scenario {
+    const ALL: [Self; 4] = [
+        Self::PassthroughJson,
+        Self::PassthroughBinary,
+        Self::LargeJson,
+        Self::FilterJson,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::PassthroughJson => "passthrough-json",
+            Self::PassthroughBinary => "passthrough-binary",
+            Self::LargeJson => "large-json",
+            Self::FilterJson => "filter-json",
+        }
+    }
+
+    fn data(self) -> &'static str {
+        match self {
+            Self::LargeJson => "examples/data/match.json.xz",
+            _ => "examples/data/data.json.xz",
+        }
+    }
+
+    fn codec(self) -> &'static str {
+        match self {
+            Self::PassthroughBinary => "binary",
+            _ => "json",
+        }
+    }
+
+    fn operators(self) -> &'static str {
+        match self {
+            Self::FilterJson => {
+                r#"[
+  { filter = 'event.aint > 10 and event.short_message != "critical"' },
+  { set = { "meta.seen" = true, "event.checked" = true } },
+]"#
+            }
+            _ => "[]",
+        }
+    }
+
+    /// Whether the raw simd-json loop is a fair baseline (it parses JSON).
+    fn has_raw_baseline(self) -> bool {
+        self.codec() == "json"
+    }
+
+    fn deployment(self, seconds: f64) -> String {
+        format!(
+            r#"# Written by `cargo xtask bench` for the {name} scenario.
+[[connector]]
+id = "in"
+plugin = "bench"
+codec = "{codec}"
+config = {{ path = "{data}", duration_s = {seconds} }}
+
+[[connector]]
+id = "out"
+plugin = "blackhole"
+codec = "{codec}"
+postprocessors = ["separate"]
+
+[[pipeline]]
+id = "main"
+operators = {operators}
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+            name = self.name(),
+            codec = self.codec(),
+            data = self.data(),
+            operators = self.operators(),
+        )
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Which scenario(s) to run (repeatable; default: all).
+    #[arg(long, value_enum)]
+    pub scenario: Vec<Scenario>,
+    /// How long each run replays its data set.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Runs per scenario and layout (at least 3 for a median worth quoting).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+struct Run {
+    mb_s: f64,
+    events_s: f64,
+    peak_rss_kb: Option<u64>,
+}
+
+/// The runs of one scenario in one layout.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    scenario: &'static str,
+    layout: &'static str,
+    runs: Vec<Run>,
+}
+
+impl Cell {
+    fn median_mb_s(&self) -> f64 {
+        crate::compare_compile_times::median(&self.runs.iter().map(|r| r.mb_s).collect::<Vec<_>>())
+    }
+
+    fn median_events_s(&self) -> f64 {
+        crate::compare_compile_times::median(
+            &self.runs.iter().map(|r| r.events_s).collect::<Vec<_>>(),
+        )
+    }
+
+    fn peak_rss_kb(&self) -> Option<u64> {
+        self.runs.iter().filter_map(|r| r.peak_rss_kb).max()
+    }
+}
+
+#[derive(Deserialize)]
+struct EngineStats {
+    elapsed_s: f64,
+    connectors: std::collections::BTreeMap<String, ConnectorStats>,
+    peak_rss_kb: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ConnectorStats {
+    bytes_in: u64,
+    events_out: u64,
+}
+
+#[derive(Deserialize)]
+struct RawStats {
+    bytes: u64,
+    events: u64,
+    elapsed_s: f64,
+    peak_rss_kb: Option<u64>,
+}
+
+/// Builds both layouts (release); returns (plugins binary, plugin dir, monolith binary,
+/// raw-simdjson binary).
+fn build() -> Result<(PathBuf, PathBuf, PathBuf, PathBuf)> {
+    let layouts = target_dir().join("layouts");
+    let exe = |layout: &str, name: &str| {
+        layouts
+            .join(layout)
+            .join("release")
+            .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+    };
+    run_cmd(
+        cargo()
+            .env("CARGO_TARGET_DIR", layouts.join("monolith"))
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "temblor",
+                "--features",
+                "monolith",
+            ]),
+    )?;
+    let plugins = discover(groups(false))?;
+    let mut cmd = cargo();
+    cmd.env("CARGO_TARGET_DIR", layouts.join("plugins")).args([
+        "build",
+        "--release",
+        "-p",
+        "temblor",
+        "-p",
+        "temblor-perf",
+    ]);
+    for p in &plugins {
+        cmd.args(["-p", &p.package]);
+    }
+    run_cmd(&mut cmd)?;
+    let built = layouts.join("plugins").join("release");
+    let plugin_dir = built.join("plugin-dir");
+    std::fs::create_dir_all(&plugin_dir)?;
+    for p in &plugins {
+        let file = library_file(&p.lib);
+        std::fs::copy(built.join(&file), plugin_dir.join(&file))
+            .with_context(|| format!("cannot copy {file}"))?;
+    }
+    Ok((
+        exe("plugins", "temblor"),
+        plugin_dir,
+        exe("monolith", "temblor"),
+        exe("plugins", "raw-simdjson"),
+    ))
+}
+
+fn engine_run(
+    temblor: &Path,
+    plugin_dir: Option<&Path>,
+    deployment: &Path,
+    stats: &Path,
+) -> Result<Run> {
+    let mut cmd = Command::new(temblor);
+    cmd.current_dir(project_root())
+        .args(["--log-level", "warn"]);
+    if let Some(dir) = plugin_dir {
+        cmd.arg("--plugin-dir").arg(dir);
+    }
+    cmd.arg("run")
+        .arg(deployment)
+        .arg("--stats-json")
+        .arg(stats);
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", temblor.display()))?;
+    if !status.success() {
+        bail!(
+            "{} run {} failed ({status})",
+            temblor.display(),
+            deployment.display()
+        );
+    }
+    let text = std::fs::read_to_string(stats)?;
+    let s: EngineStats =
+        serde_json::from_str(&text).with_context(|| format!("bad stats: {text}"))?;
+    let source = s
+        .connectors
+        .get("in")
+        .context("no 'in' connector in the stats")?;
+    Ok(Run {
+        mb_s: source.bytes_in as f64 / 1e6 / s.elapsed_s,
+        events_s: source.events_out as f64 / s.elapsed_s,
+        peak_rss_kb: s.peak_rss_kb,
+    })
+}
+
+fn raw_run(raw: &Path, data: &str, seconds: f64) -> Result<Run> {
+    let out = Command::new(raw)
+        .current_dir(project_root())
+        .arg(data)
+        .args(["--seconds", &seconds.to_string()])
+        .output()
+        .with_context(|| format!("cannot start {}", raw.display()))?;
+    if !out.status.success() {
+        bail!(
+            "raw-simdjson failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let s: RawStats = serde_json::from_slice(&out.stdout)?;
+    Ok(Run {
+        mb_s: s.bytes as f64 / 1e6 / s.elapsed_s,
+        events_s: s.events as f64 / s.elapsed_s,
+        peak_rss_kb: s.peak_rss_kb,
+    })
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.runs == 0 || args.seconds <= 0.0 {
+        bail!("--runs and --seconds must be positive");
+    }
+    let scenarios: Vec<Scenario> = if args.scenario.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| args.scenario.contains(s))
+            .collect()
+    };
+    let (plugins_bin, plugin_dir, monolith_bin, raw_bin) = build()?;
+    let out_dir = target_dir().join("bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let stats = out_dir.join("stats.json");
+    let mut cells = Vec::new();
+    for scenario in scenarios {
+        let deployment = out_dir.join(format!("{}.toml", scenario.name()));
+        std::fs::write(&deployment, scenario.deployment(args.seconds))?;
+        let mut plugins = Cell {
+            scenario: scenario.name(),
+            layout: "plugins",
+            runs: Vec::new(),
+        };
+        let mut monolith = Cell {
+            scenario: scenario.name(),
+            layout: "monolith",
+            runs: Vec::new(),
+        };
+        let mut raw = Cell {
+            scenario: scenario.name(),
+            layout: "raw-simdjson",
+            runs: Vec::new(),
+        };
+        for i in 0..args.runs {
+            eprintln!("{} run {}/{}", scenario.name(), i + 1, args.runs);
+            plugins.runs.push(engine_run(
+                &plugins_bin,
+                Some(&plugin_dir),
+                &deployment,
+                &stats,
+            )?);
+            monolith
+                .runs
+                .push(engine_run(&monolith_bin, None, &deployment, &stats)?);
+            if scenario.has_raw_baseline() {
+                raw.runs
+                    .push(raw_run(&raw_bin, scenario.data(), args.seconds)?);
+            }
+        }
+        cells.push(plugins);
+        cells.push(monolith);
+        if !raw.runs.is_empty() {
+            cells.push(raw);
+        }
+    }
+    let report = report(&cells, args)?;
+    std::fs::write(out_dir.join("report.json"), report)?;
+    print!("{}", table(&cells));
+    eprintln!("wrote {}", out_dir.join("report.json").display());
+    Ok(())
+}
+
+fn report(cells: &[Cell], args: &Args) -> Result<String> {
+    let results: Vec<serde_json::Value> = cells
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "scenario": c.scenario,
+                "layout": c.layout,
+                "runs_mb_s": c.runs.iter().map(|r| r.mb_s).collect::<Vec<_>>(),
+                "runs_events_s": c.runs.iter().map(|r| r.events_s).collect::<Vec<_>>(),
+                "median_mb_s": c.median_mb_s(),
+                "median_events_s": c.median_events_s(),
+                "peak_rss_kb": c.peak_rss_kb(),
+            })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "rustc": rustc_version::version().context("rustc version")?.to_string(),
+        "cores": cores(),
+        "date": utc_now(),
+        "seconds_per_run": args.seconds,
+        "runs": args.runs,
+        "results": results,
+    });
+    Ok(serde_json::to_string_pretty(&report)?)
+}
+
+fn table(cells: &[Cell]) -> String {
+    let mut out = String::from(
+        "| scenario | layout | MB/s median (min-max) | events/s median | peak RSS MiB | plugins / monolith | / raw-simdjson |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for c in cells {
+        let find = |layout: &str| {
+            cells
+                .iter()
+                .find(|o| o.scenario == c.scenario && o.layout == layout)
+        };
+        let (lo, hi) = c.runs.iter().fold((f64::INFINITY, 0.0_f64), |(lo, hi), r| {
+            (lo.min(r.mb_s), hi.max(r.mb_s))
+        });
+        let ratio = match (c.layout, find("monolith")) {
+            ("plugins", Some(m)) => format!("{:.3}", c.median_mb_s() / m.median_mb_s()),
+            _ => String::new(),
+        };
+        let vs_raw = match (c.layout, find("raw-simdjson")) {
+            ("raw-simdjson", _) | (_, None) => String::new(),
+            (_, Some(r)) => format!("{:.2}", c.median_mb_s() / r.median_mb_s()),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {:.1} ({lo:.1}-{hi:.1}) | {:.0} | {} | {ratio} | {vs_raw} |\n",
+            c.scenario,
+            c.layout,
+            c.median_mb_s(),
+            c.median_events_s(),
+            c.peak_rss_kb()
+                .map_or_else(|| "?".to_owned(), |kb| format!("{:.1}", kb as f64 / 1024.0)),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployments_name_the_data_and_codec() {
+        let d = Scenario::PassthroughBinary.deployment(2.0);
+        assert!(d.contains(r#"codec = "binary""#));
+        assert!(d.contains("duration_s = 2"));
+        let d = Scenario::FilterJson.deployment(1.0);
+        assert!(d.contains("filter = "));
+        assert!(
+            Scenario::LargeJson
+                .deployment(1.0)
+                .contains("match.json.xz")
+        );
+    }
+
+    #[test]
+    fn table_gives_ratios() {
+        let cell = |layout, mb_s| Cell {
+            scenario: "passthrough-json",
+            layout,
+            runs: vec![Run {
+                mb_s,
+                events_s: mb_s * 1000.0,
+                peak_rss_kb: Some(2048),
+            }],
+        };
+        let t = table(&[
+            cell("plugins", 99.0),
+            cell("monolith", 100.0),
+            cell("raw-simdjson", 90.0),
+        ]);
+        assert!(
+            t.contains(
+                "| passthrough-json | plugins | 99.0 (99.0-99.0) | 99000 | 2.0 | 0.990 | 1.10 |"
+            ),
+            "{t}"
+        );
+    }
+}

@@ -1,0 +1,642 @@
+//! `cargo xtask compare-compile-times`: what the plugin split saves a developer, measured.
+//!
+//! Two layouts, each in its own target directory so they never share artefacts:
+//! - **monolith**: `temblor` with `--features monolith` (every plugin crate linked in);
+//! - **plugins**: `temblor` plus every plugin cdylib.
+//!
+//! For each profile and layout, scenarios are timed by the wall clock of the cargo invocation
+//! a developer would run: `clean` (empty target directory), `noop` (nothing changed), and
+//! `edit-connector`, `edit-codec`, `edit-shim`, `edit-core`: a real code change (a function
+//! returning a new constant is written into the crate's `lib.rs`) followed by the build that
+//! layout needs to run it: the monolith binary, or only the edited plugin (everything, for the
+//! shim; the host binary, for core). Edits are reverted afterwards, always: on success, on
+//! failure and on Ctrl-C.
+//!
+//! Builds into `target/layouts/<layout>` (shared with `cargo xtask bench`); writes
+//! `target/compile-times/report.json`, `chart.svg` and `build.log` (cargo's output).
+
+use std::{
+    io::{BufRead, BufReader, Write as _},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    build_plugins::{PluginCrate, discover, groups},
+    chart,
+    util::{cargo, project_root, target_dir},
+};
+
+/// Which profiles to measure.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileChoice {
+    /// The dev profile only.
+    Dev,
+    /// The release profile only.
+    Release,
+    /// Both.
+    All,
+}
+
+/// A scenario.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// From an empty target directory.
+    Clean,
+    /// Nothing changed.
+    Noop,
+    /// One connector's code changed.
+    EditConnector,
+    /// One codec's code changed.
+    EditCodec,
+    /// The shared interface changed.
+    EditShim,
+    /// The runtime changed.
+    EditCore,
+}
+
+impl Scenario {
+    const ALL: [Self; 6] = [
+        Self::Clean,
+        Self::Noop,
+        Self::EditConnector,
+        Self::EditCodec,
+        Self::EditShim,
+        Self::EditCore,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Clean => "clean",
+            Self::Noop => "noop",
+            Self::EditConnector => "edit-connector",
+            Self::EditCodec => "edit-codec",
+            Self::EditShim => "edit-shim",
+            Self::EditCore => "edit-core",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Which profile(s) to measure.
+    #[arg(long, value_enum, default_value_t = ProfileChoice::All)]
+    pub profile: ProfileChoice,
+    /// Which scenario(s) to run (repeatable; default: all, in order).
+    #[arg(long, value_enum)]
+    pub scenario: Vec<Scenario>,
+    /// How often to repeat the incremental scenarios (median and min-max are reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// How often to repeat `edit-shim`, which rebuilds nearly everything (default: 1, it takes
+    /// as long as a clean build).
+    #[arg(long, default_value_t = 1)]
+    pub shim_runs: usize,
+    /// The connector edited by `edit-connector` (a folder under connectors/).
+    #[arg(long, default_value = "file")]
+    pub connector: String,
+    /// The codec edited by `edit-codec` (a folder under codecs/).
+    #[arg(long, default_value = "json")]
+    pub codec: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Monolith,
+    Plugins,
+}
+
+impl Layout {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Monolith => "monolith",
+            Self::Plugins => "plugins",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Profile {
+    Dev,
+    Release,
+}
+
+impl Profile {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Dev => "dev",
+            Self::Release => "release",
+        }
+    }
+}
+
+/// One measured cell: a scenario in a profile and layout.
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub scenario: &'static str,
+    pub profile: &'static str,
+    pub layout: &'static str,
+    pub runs_s: Vec<f64>,
+    /// What was built, as the cargo arguments.
+    pub command: String,
+}
+
+impl Measurement {
+    pub fn median(&self) -> f64 {
+        median(&self.runs_s)
+    }
+}
+
+/// The median of `values` (the mean of the two middle ones for an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => f64::midpoint(sorted[n / 2 - 1], sorted[n / 2]),
+    }
+}
+
+/// A source file with a probe function appended; restores the original when dropped.
+struct Edit {
+    path: PathBuf,
+    original: String,
+}
+
+impl Edit {
+    fn new(path: PathBuf) -> Result<Self> {
+        let original = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Self { path, original })
+    }
+
+    /// Writes the file with a function whose result is `value`: a real change of code.
+    fn apply(&self, value: usize) -> Result<()> {
+        let text = format!(
+            "{}\n/// Written by `cargo xtask compare-compile-times`; removed when it ends.\n\
+             #[doc(hidden)]\npub fn compile_time_probe() -> usize {{\n    {value}\n}}\n",
+            self.original
+        );
+        std::fs::write(&self.path, text)
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    fn restore(&self) -> Result<()> {
+        std::fs::write(&self.path, &self.original)
+            .with_context(|| format!("cannot restore {}", self.path.display()))
+    }
+}
+
+impl Drop for Edit {
+    fn drop(&mut self) {
+        if let Err(e) = self.restore() {
+            eprintln!(
+                "\nwarning: {e:#}: restore it with `git checkout {}`",
+                self.path.display()
+            );
+        }
+    }
+}
+
+struct Runner {
+    interrupted: Arc<AtomicBool>,
+    step: usize,
+    steps: usize,
+    log: std::fs::File,
+    sccache: Option<String>,
+}
+
+impl Runner {
+    /// Runs cargo with `args` in `target`, showing a status line; returns the wall-clock seconds.
+    fn build(&mut self, what: &str, target: &Path, args: &[String]) -> Result<f64> {
+        if self.interrupted.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        self.step += 1;
+        let label = format!("[{}/{}] {what}", self.step, self.steps);
+        let mut cmd = cargo();
+        cmd.args(args)
+            .env("CARGO_TARGET_DIR", target)
+            .env("CARGO_TERM_COLOR", "never")
+            .env("CARGO_TERM_PROGRESS_WHEN", "never")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(wrapper) = &self.sccache {
+            cmd.env("RUSTC_WRAPPER", wrapper);
+        }
+        writeln!(self.log, "== {label}: cargo {}", args.join(" "))?;
+        let started = Instant::now();
+        let mut child = cmd.spawn().context("cannot start cargo")?;
+        let stderr = child.stderr.take().context("cargo's stderr")?;
+        for line in BufReader::new(stderr).lines() {
+            let line = line?;
+            writeln!(self.log, "{line}")?;
+            let shown: String = line.trim().chars().take(60).collect();
+            eprint!("\r\x1b[2K{label}: {shown}");
+        }
+        let status = child.wait()?;
+        let seconds = started.elapsed().as_secs_f64();
+        eprintln!("\r\x1b[2K{label}: {seconds:.2} s");
+        if self.interrupted.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        if !status.success() {
+            bail!(
+                "cargo {} failed ({status}); see target/compile-times/build.log",
+                args.join(" ")
+            );
+        }
+        Ok(seconds)
+    }
+}
+
+fn profile_args(profile: Profile) -> Vec<String> {
+    match profile {
+        Profile::Dev => vec!["build".into()],
+        Profile::Release => vec!["build".into(), "--release".into()],
+    }
+}
+
+fn with_packages(mut args: Vec<String>, packages: &[&str]) -> Vec<String> {
+    for p in packages {
+        args.push("-p".into());
+        args.push((*p).to_owned());
+    }
+    args
+}
+
+/// The cargo arguments that build what `layout` needs after `scenario`.
+fn build_args(
+    layout: Layout,
+    profile: Profile,
+    scenario: Scenario,
+    plugins: &[PluginCrate],
+    connector: &str,
+    codec: &str,
+) -> Vec<String> {
+    let base = profile_args(profile);
+    match layout {
+        Layout::Monolith => {
+            let mut args = with_packages(base, &["temblor"]);
+            args.extend(["--features".into(), "monolith".into()]);
+            args
+        }
+        Layout::Plugins => {
+            let everything = || {
+                let mut packages = vec!["temblor"];
+                packages.extend(plugins.iter().map(|p| p.package.as_str()));
+                packages
+            };
+            match scenario {
+                Scenario::Clean | Scenario::Noop | Scenario::EditShim => {
+                    with_packages(base, &everything())
+                }
+                Scenario::EditConnector => {
+                    with_packages(base, &[&format!("connector-{connector}")])
+                }
+                Scenario::EditCodec => with_packages(base, &[&format!("codec-{codec}")]),
+                Scenario::EditCore => with_packages(base, &["temblor"]),
+            }
+        }
+    }
+}
+
+fn edited_file(scenario: Scenario, connector: &str, codec: &str) -> Option<PathBuf> {
+    let root = project_root();
+    match scenario {
+        Scenario::Clean | Scenario::Noop => None,
+        Scenario::EditConnector => Some(root.join("connectors").join(connector).join("src/lib.rs")),
+        Scenario::EditCodec => Some(root.join("codecs").join(codec).join("src/lib.rs")),
+        Scenario::EditShim => Some(root.join("shim/src/lib.rs")),
+        Scenario::EditCore => Some(root.join("core/src/lib.rs")),
+    }
+}
+
+/// Whether sccache will wrap rustc: `RUSTC_WRAPPER` if set, else `sccache` if on the PATH.
+fn sccache() -> Option<String> {
+    if let Some(wrapper) = std::env::var_os("RUSTC_WRAPPER").filter(|w| !w.is_empty()) {
+        return Some(wrapper.to_string_lossy().into_owned());
+    }
+    Command::new("sccache")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "sccache".to_owned())
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let plugins = discover(groups(false))?;
+    for (folder, name) in [("connectors", &args.connector), ("codecs", &args.codec)] {
+        if !project_root()
+            .join(folder)
+            .join(name)
+            .join("src/lib.rs")
+            .is_file()
+        {
+            bail!("there is no {folder}/{name}/src/lib.rs to edit");
+        }
+    }
+    if args.runs == 0 || args.shim_runs == 0 {
+        bail!("--runs and --shim-runs must be at least 1");
+    }
+    let runs_of = |s: Scenario| {
+        if s == Scenario::EditShim {
+            args.shim_runs
+        } else {
+            args.runs
+        }
+    };
+    let profiles: Vec<Profile> = match args.profile {
+        ProfileChoice::Dev => vec![Profile::Dev],
+        ProfileChoice::Release => vec![Profile::Release],
+        ProfileChoice::All => vec![Profile::Dev, Profile::Release],
+    };
+    let scenarios: Vec<Scenario> = if args.scenario.is_empty() {
+        Scenario::ALL.to_vec()
+    } else {
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| args.scenario.contains(s))
+            .collect()
+    };
+    let out_dir = target_dir().join("compile-times");
+    let layouts = target_dir().join("layouts");
+    std::fs::create_dir_all(&out_dir)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&interrupted))?;
+
+    // Steps: a warm-up build when the scenarios start without `clean`, then per scenario its
+    // runs, and after each edit scenario one untimed build that restores the warm state.
+    let per_layout: usize = usize::from(!scenarios.contains(&Scenario::Clean))
+        + scenarios
+            .iter()
+            .map(|&s| match s {
+                Scenario::Clean => 1,
+                Scenario::Noop => args.runs,
+                _ => runs_of(s) + 1,
+            })
+            .sum::<usize>();
+    let mut runner = Runner {
+        interrupted,
+        step: 0,
+        steps: per_layout * 2 * profiles.len(),
+        log: std::fs::File::create(out_dir.join("build.log"))?,
+        sccache: sccache(),
+    };
+    eprintln!(
+        "measuring {} scenario(s) x {} profile(s) x 2 layouts; cargo's output goes to {}",
+        scenarios.len(),
+        profiles.len(),
+        out_dir.join("build.log").display()
+    );
+
+    let mut results = Vec::new();
+    for &profile in &profiles {
+        for layout in [Layout::Monolith, Layout::Plugins] {
+            let target = layouts.join(layout.name());
+            let what = |s: &str| format!("{} {} {s}", profile.name(), layout.name());
+            if !scenarios.contains(&Scenario::Clean) {
+                let args = build_args(
+                    layout,
+                    profile,
+                    Scenario::Noop,
+                    &plugins,
+                    &args.connector,
+                    &args.codec,
+                );
+                runner.build(&what("warm-up"), &target, &args)?;
+            }
+            for &scenario in &scenarios {
+                let cargo_args = build_args(
+                    layout,
+                    profile,
+                    scenario,
+                    &plugins,
+                    &args.connector,
+                    &args.codec,
+                );
+                let mut runs_s = Vec::new();
+                match edited_file(scenario, &args.connector, &args.codec) {
+                    None => {
+                        if scenario == Scenario::Clean && target.exists() {
+                            std::fs::remove_dir_all(&target)
+                                .with_context(|| format!("cannot empty {}", target.display()))?;
+                        }
+                        let runs = if scenario == Scenario::Noop {
+                            args.runs
+                        } else {
+                            1
+                        };
+                        for run in 0..runs {
+                            let label =
+                                what(&format!("{} (run {}/{runs})", scenario.name(), run + 1));
+                            runs_s.push(runner.build(&label, &target, &cargo_args)?);
+                        }
+                    }
+                    Some(file) => {
+                        let edit = Edit::new(file)?;
+                        for run in 0..args.runs {
+                            edit.apply(run + 1)?;
+                            let label = what(&format!(
+                                "{} (run {}/{})",
+                                scenario.name(),
+                                run + 1,
+                                args.runs
+                            ));
+                            runs_s.push(runner.build(&label, &target, &cargo_args)?);
+                        }
+                        edit.restore()?;
+                        drop(edit);
+                        // Back to the unedited, fully built state for the next scenario.
+                        let everything = build_args(
+                            layout,
+                            profile,
+                            Scenario::Noop,
+                            &plugins,
+                            &args.connector,
+                            &args.codec,
+                        );
+                        runner.build(&what("restore"), &target, &everything)?;
+                    }
+                }
+                results.push(Measurement {
+                    scenario: scenario.name(),
+                    profile: profile.name(),
+                    layout: layout.name(),
+                    runs_s,
+                    command: format!("cargo {}", cargo_args.join(" ")),
+                });
+            }
+        }
+    }
+
+    let report = report_json(&results, runner.sccache.as_deref())?;
+    std::fs::write(out_dir.join("report.json"), report)?;
+    std::fs::write(out_dir.join("chart.svg"), chart::svg(&results))?;
+    print!("{}", table(&results));
+    eprintln!(
+        "wrote {} and {}",
+        out_dir.join("report.json").display(),
+        out_dir.join("chart.svg").display()
+    );
+    Ok(())
+}
+
+/// The table: scenario x profile, monolith and plugins seconds, and their ratio.
+pub fn table(results: &[Measurement]) -> String {
+    let mut out = String::from(
+        "| scenario | profile | monolith s (min-max) | plugins s (min-max) | plugins / monolith |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    for m in results.iter().filter(|m| m.layout == "monolith") {
+        let Some(p) = results
+            .iter()
+            .find(|p| p.layout == "plugins" && p.scenario == m.scenario && p.profile == m.profile)
+        else {
+            continue;
+        };
+        let cell = |x: &Measurement| {
+            let (lo, hi) = x
+                .runs_s
+                .iter()
+                .fold((f64::INFINITY, 0.0_f64), |(lo, hi), &v| {
+                    (lo.min(v), hi.max(v))
+                });
+            if x.runs_s.len() > 1 {
+                format!("{:.2} ({lo:.2}-{hi:.2})", x.median())
+            } else {
+                format!("{:.2}", x.median())
+            }
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.2} |\n",
+            m.scenario,
+            m.profile,
+            cell(m),
+            cell(p),
+            p.median() / m.median()
+        ));
+    }
+    out
+}
+
+fn report_json(results: &[Measurement], sccache: Option<&str>) -> Result<String> {
+    let rustc = rustc_version::version()
+        .context("rustc version")?
+        .to_string();
+    let results: Vec<serde_json::Value> = results
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "scenario": m.scenario,
+                "profile": m.profile,
+                "layout": m.layout,
+                "runs_s": m.runs_s,
+                "median_s": m.median(),
+                "command": m.command,
+            })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "rustc": rustc,
+        "cores": crate::util::cores(),
+        "date": crate::util::utc_now(),
+        "sccache": sccache.is_some(),
+        "rustc_wrapper": sccache,
+        "results": results,
+    });
+    Ok(serde_json::to_string_pretty(&report)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert!((median(&[3.0, 1.0, 2.0]) - 2.0).abs() < 1e-9);
+        assert!((median(&[4.0, 1.0, 2.0, 3.0]) - 2.5).abs() < 1e-9);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn plugin_layout_rebuilds_only_what_changed() {
+        let plugins = discover(groups(false)).unwrap();
+        let args = build_args(
+            Layout::Plugins,
+            Profile::Release,
+            Scenario::EditConnector,
+            &plugins,
+            "file",
+            "json",
+        );
+        assert_eq!(args, ["build", "--release", "-p", "connector-file"]);
+        let args = build_args(
+            Layout::Plugins,
+            Profile::Dev,
+            Scenario::EditShim,
+            &plugins,
+            "file",
+            "json",
+        );
+        assert!(args.contains(&"temblor".to_owned()) && args.contains(&"codec-json".to_owned()));
+        let args = build_args(
+            Layout::Monolith,
+            Profile::Dev,
+            Scenario::EditCodec,
+            &plugins,
+            "file",
+            "json",
+        );
+        assert_eq!(args, ["build", "-p", "temblor", "--features", "monolith"]);
+    }
+
+    #[test]
+    fn an_edit_is_real_and_is_undone() {
+        let dir = std::env::temp_dir().join(format!("xtask-edit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lib.rs");
+        std::fs::write(&file, "pub fn a() {}\n").unwrap();
+        {
+            let edit = Edit::new(file.clone()).unwrap();
+            edit.apply(7).unwrap();
+            let edited = std::fs::read_to_string(&file).unwrap();
+            assert!(edited.starts_with("pub fn a() {}\n"));
+            assert!(edited.contains("pub fn compile_time_probe() -> usize {\n    7\n}"));
+        }
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "pub fn a() {}\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn table_pairs_layouts_and_gives_the_ratio() {
+        let m = |layout: &'static str, runs: Vec<f64>| Measurement {
+            scenario: "edit-connector",
+            profile: "release",
+            layout,
+            runs_s: runs,
+            command: String::new(),
+        };
+        let t = table(&[
+            m("monolith", vec![10.0, 12.0, 11.0]),
+            m("plugins", vec![2.0, 1.0, 3.0]),
+        ]);
+        assert!(
+            t.contains(
+                "| edit-connector | release | 11.00 (10.00-12.00) | 2.00 (1.00-3.00) | 0.18 |"
+            ),
+            "{t}"
+        );
+    }
+}

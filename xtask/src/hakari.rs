@@ -1,0 +1,51 @@
+//! `cargo xtask hakari`: keeps the `workspace-hack` crate current.
+//!
+//! The workspace-hack crate depends on every third-party crate the workspace uses, with the
+//! union of the features any member asks for, and every member depends on it. So building one
+//! plugin alone (`cargo xtask build-plugins --only file`) compiles shared dependencies with the
+//! same features as the full build, and reuses them instead of rebuilding them.
+//!
+//! Needs `cargo-hakari` (`cargo install cargo-hakari --locked`); `ci/test.sh` installs it.
+
+use anyhow::{Result, bail};
+
+use crate::util::{cargo, run as run_cmd};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Only check that the workspace-hack crate is current (what CI does); change nothing.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Whether `cargo hakari` can be run here.
+pub fn available() -> bool {
+    cargo()
+        .args(["hakari", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if !available() {
+        bail!("cargo-hakari is not installed: `cargo install cargo-hakari --locked`");
+    }
+    if args.check {
+        check()
+    } else {
+        run_cmd(cargo().args(["hakari", "generate"]))?;
+        run_cmd(cargo().args(["hakari", "manage-deps", "--yes"]))?;
+        run_cmd(cargo().args(["hakari", "verify"]))
+    }
+}
+
+/// Fails when `cargo xtask hakari` would change anything.
+pub fn check() -> Result<()> {
+    run_cmd(cargo().args(["hakari", "generate", "--diff"])).map_err(|e| {
+        e.context("the workspace-hack crate is out of date: run `cargo xtask hakari`")
+    })?;
+    run_cmd(cargo().args(["hakari", "manage-deps", "--dry-run"])).map_err(|e| {
+        e.context("a member does not depend on workspace-hack: run `cargo xtask hakari`")
+    })?;
+    run_cmd(cargo().args(["hakari", "verify"]))
+}
