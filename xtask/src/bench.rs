@@ -112,7 +112,7 @@ to = "out"
 "#,
             name = self.name(),
             codec = self.codec(),
-            data = self.data(),
+            data = project_root().join(self.data()).display(),
             operators = self.operators(),
         )
     }
@@ -243,7 +243,8 @@ fn engine_run(
     stats: &Path,
 ) -> Result<Run> {
     let mut cmd = Command::new(temblor);
-    cmd.current_dir(project_root())
+    // Run outside the repository so that its ./target/plugins is not loaded as well.
+    cmd.current_dir(target_dir().join("bench"))
         .args(["--log-level", "warn"]);
     if let Some(dir) = plugin_dir {
         cmd.arg("--plugin-dir").arg(dir);

@@ -446,14 +446,11 @@ pub fn run(args: &Args) -> Result<()> {
                     }
                     Some(file) => {
                         let edit = Edit::new(file)?;
-                        for run in 0..args.runs {
+                        let runs = runs_of(scenario);
+                        for run in 0..runs {
                             edit.apply(run + 1)?;
-                            let label = what(&format!(
-                                "{} (run {}/{})",
-                                scenario.name(),
-                                run + 1,
-                                args.runs
-                            ));
+                            let label =
+                                what(&format!("{} (run {}/{})", scenario.name(), run + 1, runs));
                             runs_s.push(runner.build(&label, &target, &cargo_args)?);
                         }
                         edit.restore()?;

@@ -155,6 +155,7 @@ fn run_target(target: &str, seconds: u64) -> Result<Outcome> {
         .arg(format!("-timeout={INPUT_TIMEOUT_S}"))
         .arg(format!("-malloc_limit_mb={MALLOC_LIMIT_MB}"))
         .arg("-print_final_stats=1")
+        .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     let status = cmd
