@@ -27,7 +27,13 @@ mod tests {
         std::hint::black_box(&block);
         let resident = status_kb("VmRSS:").expect("Linux reports VmRSS");
         let peak = peak_rss_kb().expect("Linux reports VmHWM");
-        assert!(resident >= 64 * 1024, "resident {resident} KiB with a 64 MiB block");
-        assert!(peak >= resident, "peak {peak} KiB below resident {resident} KiB");
+        assert!(
+            resident >= 64 * 1024,
+            "resident {resident} KiB with a 64 MiB block"
+        );
+        assert!(
+            peak >= resident,
+            "peak {peak} KiB below resident {resident} KiB"
+        );
     }
 }
