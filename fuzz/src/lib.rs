@@ -31,13 +31,13 @@ pub fn codec_round_trip_with(module: PluginModRef, config: &Value, data: &[u8]) 
         RResult::ROk(codec) => codec,
         RResult::RErr(e) => panic!("the codec refused its config {config}: {e}"),
     };
-    let Some(event) = decode_one(&mut codec, data, "the input") else {
+    let Ok(event) = decode_one(&mut codec, data, "the input") else {
         return;
     };
     let encoded = encode_one(&mut codec, &event);
-    let again = decode_one(&mut codec, &encoded, "a decoded event, encoded").unwrap_or_else(|| {
+    let again = decode_one(&mut codec, &encoded, "a decoded event, encoded").unwrap_or_else(|e| {
         panic!(
-            "{event:?} encoded to {:?}, which does not decode",
+            "{event:?} encoded to {:?}, which does not decode: {e}",
             String::from_utf8_lossy(&encoded)
         )
     });
@@ -72,7 +72,8 @@ pub fn codec_round_trip_with_header_row(
     let decode = |frames: &[&[u8]], what: &str| {
         let frames: Frames = frames.iter().copied().collect();
         let (mut events, mut errors) = (RVec::new(), RVec::new());
-        let ok = check_not_panic(new_codec().decode(&frames, &mut events, &mut errors), what);
+        let ok =
+            check_not_panic(new_codec().decode(&frames, &mut events, &mut errors), what).is_ok();
         assert!(
             !ok || events.len() + errors.len() <= frames.len(),
             "more events and errors than frames: {events:?} {errors:?}"
@@ -106,23 +107,21 @@ pub fn codec_round_trip_with_header_row(
 }
 
 /// Panics on a caught panic; other batch errors are allowed (the frame is refused).
-fn check_not_panic(result: RResult<(), PluginError>, what: &str) -> bool {
+fn check_not_panic(result: RResult<(), PluginError>, what: &str) -> Result<(), String> {
     match result {
-        RResult::ROk(()) => true,
+        RResult::ROk(()) => Ok(()),
         RResult::RErr(e) => {
             assert!(e.kind != ErrorKind::Panic, "{what}: {e}");
-            false
+            Err(e.to_string())
         }
     }
 }
 
-/// The event `frame` decodes to, or `None` when the codec refuses it (with a reason).
-fn decode_one(codec: &mut CodecBox, frame: &[u8], what: &str) -> Option<Value> {
+/// The event `frame` decodes to, or why the codec refuses it.
+fn decode_one(codec: &mut CodecBox, frame: &[u8], what: &str) -> Result<Value, String> {
     let frames: Frames = std::iter::once(frame).collect();
     let (mut events, mut errors) = (RVec::new(), RVec::new());
-    if !check_not_panic(codec.decode(&frames, &mut events, &mut errors), what) {
-        return None;
-    }
+    check_not_panic(codec.decode(&frames, &mut events, &mut errors), what)?;
     assert_eq!(
         events.len() + errors.len(),
         1,
@@ -130,9 +129,9 @@ fn decode_one(codec: &mut CodecBox, frame: &[u8], what: &str) -> Option<Value> {
     );
     if let Some(error) = errors.first() {
         assert_eq!(error.index, 0, "the error names the frame");
-        return None;
+        return Err(error.reason.to_string());
     }
-    events.pop()
+    Ok(events.pop().unwrap_or_default())
 }
 
 /// `event` encoded: exactly one frame. Encoding an event the codec decoded must not fail.

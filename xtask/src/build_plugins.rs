@@ -151,6 +151,7 @@ pub fn run(args: &Args) -> Result<Vec<PathBuf>> {
     };
     let out = args.out.clone().unwrap_or_else(|| target.join(default_out));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    remove_group_other_write(&out)?;
     let mut copied = Vec::new();
     for p in &selected {
         let file = library_file(&p.lib);
@@ -187,8 +188,30 @@ fn install(from: &Path, to: &Path) -> Result<()> {
     let tmp = to.with_extension("tmp");
     std::fs::copy(from, &tmp)
         .with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
+    // temblor refuses plugin files writable by group or others (a umask of 002 makes them so).
+    remove_group_other_write(&tmp)?;
     std::fs::rename(&tmp, to)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), to.display()))
+}
+
+/// Clears the group and other write bits of `path` (temblor refuses plugin files and
+/// directories that others can write).
+fn remove_group_other_write(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & !0o022))
+                .with_context(|| format!("cannot change the mode of {}", path.display()))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -206,6 +229,22 @@ mod tests {
         assert_eq!(file.lib, "connector_file");
         assert!(found.iter().any(|p| p.package == "codec-json"));
         assert!(!found.iter().any(|p| p.package.starts_with("test-plugin")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn installed_files_are_not_writable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xtask-install-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let from = dir.join("from.so");
+        std::fs::write(&from, b"x").unwrap();
+        std::fs::set_permissions(&from, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let to = dir.join("to.so");
+        install(&from, &to).unwrap();
+        let mode = std::fs::metadata(&to).unwrap().permissions().mode();
+        assert_eq!(mode & 0o022, 0, "mode {mode:o}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

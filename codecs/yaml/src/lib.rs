@@ -43,7 +43,8 @@
 //!   `/` and single inner spaces, starting with a letter or `_`, and not a word like `null`,
 //!   `true`, `no` or `off`); otherwise in double quotes, with `\"`, `\\`, `\n`, `\t`, `\r`,
 //!   `\0` and `\xNN` / `\uNNNN` for control and other non-printable characters. Keys follow
-//!   the same rule; a key longer than 1000 bytes is written as an explicit `? key` entry.
+//!   the same rule; a key longer than 1000 characters as written (escapes included) is written as an explicit
+//!   `? key` entry.
 //! - Integers in decimal; floats the shortest way that reads back exactly, always with a `.`
 //!   and a signed exponent if any (`1.0`, `1.0e+100`, `5.0e-324`, which YAML 1.1 readers take
 //!   for floats too); non-finite floats as `.inf`, `-.inf` and `.nan`; bytes as
@@ -550,13 +551,21 @@ fn write_map<B: ByteSink>(out: &mut B, object: &Object, indent: usize, inline_fi
         if i > 0 || !inline_first {
             newline(out, indent);
         }
-        if key.len() > 1000 {
-            // Implicit keys are limited to 1024 characters; an explicit one is not.
-            out.put(b"? ");
+        // Implicit keys are limited to 1024 characters as written (escapes included); an
+        // explicit `? key` is not. Escaping makes a byte at most 6 characters long, so only a
+        // key that could exceed the limit is rendered first to measure it.
+        if key.len() * 6 + 2 <= 1000 {
             write_string(out, key);
-            newline(out, indent);
         } else {
-            write_string(out, key);
+            let mut written = Vec::with_capacity(key.len() + 2);
+            write_string(&mut written, key);
+            if written.len() > 1000 {
+                out.put(b"? ");
+                out.put(&written);
+                newline(out, indent);
+            } else {
+                out.put(&written);
+            }
         }
         out.put_byte(b':');
         match value {
@@ -1230,5 +1239,19 @@ mod tests {
         };
         assert_eq!(e.kind, ErrorKind::Config);
         assert!(e.message.contains("indent"), "{e}");
+    }
+
+    #[test]
+    fn a_key_that_escaping_makes_long_round_trips() {
+        // Found by the fuzzer: 302 bytes that escape to 1,203 characters.
+        let key = format!("k{}", "\u{1}".repeat(300));
+        let object: Object = [(key.as_str(), Value::from(1))].into_iter().collect();
+        let mut codec = Yaml;
+        let mut out = RVec::new();
+        codec
+            .encode_one(&Value::Object(object.clone()), &mut out)
+            .unwrap();
+        let back = codec.decode_one(&out).unwrap();
+        assert_eq!(back, Value::Object(object));
     }
 }
