@@ -10,6 +10,34 @@ pub mod connector;
 
 use temblor_shim::{Object, Value};
 
+/// The non-empty lines of a data set shipped in `examples/data/` (e.g. `data.json.xz`),
+/// decompressed by the `xz` tool rather than by code under test.
+///
+/// # Panics
+/// When the file is missing or `xz` fails.
+#[must_use]
+pub fn data_lines(file: &str) -> Vec<Vec<u8>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/data")
+        .join(file);
+    let output = std::process::Command::new("xz")
+        .arg("-dc")
+        .arg(&path)
+        .output()
+        .expect("the xz tool runs");
+    assert!(
+        output.status.success(),
+        "xz -dc {} failed: {output:?}",
+        path.display()
+    );
+    output
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
 /// A config table from key/value pairs.
 #[must_use]
 pub fn config(pairs: &[(&str, Value)]) -> Value {

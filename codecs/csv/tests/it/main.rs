@@ -1,9 +1,10 @@
 //! Drives the `csv` codec through its ABI object, as the engine does.
 
+use temblor_harness::codec::{decode, encode};
 use temblor_shim::{
-    FrameError, Frames, RVec, Value,
+    Frames, Value,
     abi::{CodecBox, PluginKind},
-    abi_stable::std_types::{RResult, RSlice, RStr},
+    abi_stable::std_types::{RResult, RStr},
 };
 
 fn codec(config: &Value) -> CodecBox {
@@ -11,19 +12,6 @@ fn codec(config: &Value) -> CodecBox {
         RResult::ROk(codec) => codec,
         RResult::RErr(e) => panic!("{config}: {e}"),
     }
-}
-
-fn decode(codec: &mut CodecBox, frames: &Frames) -> (RVec<Value>, RVec<FrameError>) {
-    let mut out = RVec::new();
-    let mut errors = RVec::new();
-    codec.decode(frames, &mut out, &mut errors).unwrap();
-    (out, errors)
-}
-
-fn encode(codec: &mut CodecBox, events: &[Value]) -> Frames {
-    let mut frames = Frames::new();
-    codec.encode(RSlice::from(events), &mut frames).unwrap();
-    frames
 }
 
 fn strings(items: &[&str]) -> Value {

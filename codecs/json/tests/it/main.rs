@@ -1,49 +1,14 @@
 //! Drives the `json` codec through its ABI object, as the engine does.
 
-use std::process::Command;
-
+use temblor_harness::codec::{decode, encode};
 use temblor_shim::{
-    FrameError, Frames, Object, RVec, Value,
+    Frames, Object, Value,
     abi::{CodecBox, PluginKind},
-    abi_stable::std_types::{RSlice, RStr},
+    abi_stable::std_types::RStr,
 };
-
-/// The data set shipped with the repository: 100 lines of JSON, xz-compressed.
-const DATA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/data/data.json.xz"
-);
 
 fn codec() -> CodecBox {
     codec_json::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new())).unwrap()
-}
-
-fn decode(codec: &mut CodecBox, frames: &Frames) -> (RVec<Value>, RVec<FrameError>) {
-    let mut out = RVec::new();
-    let mut errors = RVec::new();
-    codec.decode(frames, &mut out, &mut errors).unwrap();
-    (out, errors)
-}
-
-fn encode(codec: &mut CodecBox, events: &[Value]) -> Frames {
-    let mut frames = Frames::new();
-    codec.encode(RSlice::from(events), &mut frames).unwrap();
-    frames
-}
-
-/// The lines of the data set, decompressed with the `xz` tool.
-fn data_lines() -> Vec<Vec<u8>> {
-    let output = Command::new("xz")
-        .args(["-dc", DATA])
-        .output()
-        .expect("the xz tool runs");
-    assert!(output.status.success(), "xz -dc {DATA} failed: {output:?}");
-    output
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
 }
 
 #[test]
@@ -103,7 +68,7 @@ fn never_panics_on_garbage() {
 
 #[test]
 fn the_data_set_decodes_and_round_trips() {
-    let lines = data_lines();
+    let lines = temblor_harness::data_lines("data.json.xz");
     assert_eq!(lines.len(), 100);
     let frames: Frames = lines.iter().map(Vec::as_slice).collect();
 

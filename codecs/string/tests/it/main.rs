@@ -1,27 +1,15 @@
 //! Drives the `string` codec through its ABI object, as the engine does.
 
+use temblor_harness::codec::{decode, encode};
 use temblor_shim::{
-    FrameError, Frames, Object, RVec, Value,
+    Frames, Object, Value,
     abi::{CodecBox, PluginKind},
-    abi_stable::std_types::{RSlice, RStr},
+    abi_stable::std_types::RStr,
 };
 
 fn codec() -> CodecBox {
     codec_string::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
         .unwrap()
-}
-
-fn decode(codec: &mut CodecBox, frames: &Frames) -> (RVec<Value>, RVec<FrameError>) {
-    let mut out = RVec::new();
-    let mut errors = RVec::new();
-    codec.decode(frames, &mut out, &mut errors).unwrap();
-    (out, errors)
-}
-
-fn encode(codec: &mut CodecBox, events: &[Value]) -> Frames {
-    let mut frames = Frames::new();
-    codec.encode(RSlice::from(events), &mut frames).unwrap();
-    frames
 }
 
 #[test]
