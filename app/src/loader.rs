@@ -11,6 +11,7 @@
 //! refused unless `--allow-insecure-plugins` is given. See `docs/security.md`.
 
 use std::{
+    collections::BTreeMap,
     fmt,
     path::{Path, PathBuf},
 };
@@ -24,6 +25,8 @@ use temblor_shim::{
     },
 };
 use tracing::{debug, level_filters::LevelFilter, warn};
+
+use crate::pinning::{self, Pins};
 
 /// The environment variable with more plugin directories, colon-separated.
 pub const PLUGIN_PATH_VAR: &str = "TEMBLOR_PLUGIN_PATH";
@@ -53,6 +56,9 @@ pub struct LoadReport {
     pub refused: Vec<Refused>,
     /// Loaded files with something to look at (another rustc).
     pub warnings: Vec<Refused>,
+    /// The SHA-256 of every registered plugin's file, by its path as the registry's `origin`
+    /// shows it.
+    pub sha256: BTreeMap<String, String>,
 }
 
 /// The directories to search, in order: `--plugin-dir`s, then `TEMBLOR_PLUGIN_PATH`, then
@@ -90,13 +96,28 @@ pub enum Permissions {
 }
 
 /// Loads every library in `dirs` into `registry`. The first plugin with a name keeps it.
+///
+/// Each file is hashed (SHA-256) before it is opened; with `pins`, a file named after a pinned
+/// plugin with another hash is refused before it is opened, and a plugin whose declared name is
+/// pinned is registered only when its file has the pinned hash (see [`crate::pinning`]).
 pub fn load_dirs(
     dirs: &[(PathBuf, bool)],
     registry: &mut Registry,
     permissions: Permissions,
+    pins: &Pins,
 ) -> LoadReport {
     let mut report = LoadReport::default();
+    let mut searched: Vec<PathBuf> = Vec::new();
     for (dir, explicit) in dirs {
+        // A directory given twice (say `--plugin-dir target/plugins` run from the project root,
+        // where it is also the default) is searched once.
+        if let Ok(canonical) = dir.canonicalize() {
+            if searched.contains(&canonical) {
+                debug!(dir = %dir.display(), "plugin directory already searched");
+                continue;
+            }
+            searched.push(canonical);
+        }
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if *explicit => {
@@ -118,6 +139,18 @@ pub fn load_dirs(
             .collect();
         files.sort();
         for path in files {
+            let sha256 = match pinning::sha256_file(&path) {
+                Ok(sha256) => sha256,
+                Err(e) => {
+                    let reason = format!("cannot read it: {e}");
+                    report.refused.push(Refused { path, reason });
+                    continue;
+                }
+            };
+            if let Err(reason) = pins.check_file(&path, &sha256) {
+                report.refused.push(Refused { path, reason });
+                continue;
+            }
             match load_file(&path, permissions) {
                 Err(reason) => report.refused.push(Refused { path, reason }),
                 Ok(loaded) => {
@@ -125,12 +158,19 @@ pub fn load_dirs(
                     if let Some(insecure) = &loaded.insecure {
                         warn!(path = %path.display(), reason = %insecure, "loading an insecure plugin file (--allow-insecure-plugins)");
                     }
-                    match registry.add(Plugin::new(module, path.display().to_string())) {
+                    let plugin = Plugin::new(module, path.display().to_string());
+                    if let Err(reason) = pins.check_loaded(&plugin.name, &sha256) {
+                        report.refused.push(Refused { path, reason });
+                        continue;
+                    }
+                    let origin = plugin.origin.clone();
+                    match registry.add(plugin) {
                         Err(dup) => report.refused.push(Refused {
                             path,
                             reason: dup.to_string(),
                         }),
                         Ok(()) => {
+                            report.sha256.insert(origin, sha256);
                             init_logging(module);
                             if let Some(warning) = loaded.warning {
                                 report.warnings.push(Refused {
@@ -314,13 +354,60 @@ fn describe(e: &LibraryError) -> String {
         LibraryError::InvalidAbiHeader(header) => format!(
             "built with an incompatible abi_stable ({header:?}); rebuild it against this temblor's shim"
         ),
-        LibraryError::AbiInstability(_) | LibraryError::IncompatibleVersionNumber { .. } => {
+        LibraryError::AbiInstability(details) => format!(
+            "layout mismatch: its root module is not this temblor's plugin interface (a library of \
+             another abi_stable program, or a plugin built against another temblor-shim); {}",
+            layout_summary(&details.to_string())
+        ),
+        LibraryError::IncompatibleVersionNumber { .. } => {
             format!(
                 "its plugin interface does not match this temblor's (built against another temblor-shim): {}",
                 one_line(&e.to_string())
             )
         }
         _ => one_line(&e.to_string()),
+    }
+}
+
+/// The longest part of an abi_stable message a report line quotes.
+const QUOTED_MAX: usize = 240;
+
+/// abi_stable's layout report (many lines: both layouts, then `Error:` / `Expected:` / `Found:`
+/// blocks) in a few words: the first difference, and how many there are.
+fn layout_summary(message: &str) -> String {
+    let lines: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let errors: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("Error:"))
+        .collect();
+    let Some(&first) = errors.first() else {
+        return shortened(&one_line(message));
+    };
+    let after = |label: &str| {
+        let at = lines[first..].iter().position(|l| *l == label)?;
+        lines.get(first + at + 1).copied()
+    };
+    let mut out = format!(
+        "first difference: {}",
+        lines[first].trim_start_matches("Error:").trim()
+    );
+    if let (Some(expected), Some(found)) = (after("Expected:"), after("Found:")) {
+        out.push_str(&format!(": expected {expected}, found {found}"));
+    }
+    if errors.len() > 1 {
+        out.push_str(&format!(" ({} differences in all)", errors.len()));
+    }
+    shortened(&out)
+}
+
+/// At most [`QUOTED_MAX`] characters, with `...` when cut.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_MAX) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}...", &text[..cut]),
     }
 }
 
@@ -337,7 +424,7 @@ fn one_line(message: &str) -> String {
 }
 
 /// Gives a dynamically loaded plugin the host's log callback.
-fn init_logging(module: PluginModRef) {
+pub fn init_logging(module: PluginModRef) {
     let max = match LevelFilter::current() {
         LevelFilter::TRACE => LogLevel::Trace,
         LevelFilter::DEBUG => LogLevel::Debug,
@@ -457,5 +544,20 @@ mod tests {
     #[test]
     fn messages_become_one_line() {
         assert_eq!(one_line("a\n  b\n\nc"), "a b c");
+    }
+
+    #[test]
+    fn layout_reports_come_down_to_their_first_difference() {
+        let report = "Compared <this>:\n    PluginMod\nTo <other>:\n    OtherMod\n\n1 error(s).\n\n\
+                      Error:mismatched type\nExpected:\n    PluginMod\nFound:\n    OtherMod\n\n\
+                      Error:too many fields\nExpected:\n    5\nFound:\n    2\n";
+        assert_eq!(
+            layout_summary(report),
+            "first difference: mismatched type: expected PluginMod, found OtherMod (2 differences in all)"
+        );
+        assert_eq!(layout_summary("odd\n  message"), "odd message");
+        let long = shortened(&"é".repeat(500));
+        assert_eq!(long.chars().count(), QUOTED_MAX + 3);
+        assert!(long.ends_with("..."));
     }
 }

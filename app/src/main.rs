@@ -3,7 +3,9 @@
 //! Plugins are loaded from plugin directories at start-up, or, in the monolith build
 //! (`--features monolith`), linked into this binary. Everything after loading is the same code.
 
+mod control;
 mod loader;
+mod pinning;
 
 use std::{
     io::{IsTerminal, Write as _},
@@ -22,6 +24,13 @@ use temblor_shim::{Object, Value, abi::PluginModRef};
 use tracing::{error, info, level_filters::LevelFilter, warn};
 
 use loader::LoadReport;
+
+/// The engine's allocator, the same as every plugin's (see `temblor_shim::alloc`). Not in the
+/// unit tests: they may link a plugin crate built with `export`, which declares it already.
+#[cfg(not(test))]
+#[global_allocator]
+static ALLOCATOR: temblor_shim::alloc::Allocator = temblor_shim::alloc::ALLOCATOR;
+use pinning::Pins;
 
 /// Exit code for bad input: an invalid deployment, a refused plugin under `--strict`.
 const EXIT_INVALID: u8 = 2;
@@ -89,6 +98,10 @@ enum Command {
         /// Writes per-connector and per-pipeline counts and the elapsed time here, as JSON.
         #[arg(long, value_name = "PATH")]
         stats_json: Option<PathBuf>,
+        /// Listens on this Unix socket for `temblor plugins reload NAME` (hot reload of a
+        /// plugin file without a restart).
+        #[arg(long, value_name = "SOCKET", env = "TEMBLOR_CONTROL")]
+        control: Option<PathBuf>,
     },
     /// Checks a deployment: syntax, ids, plugins, processors, links and ports.
     Validate {
@@ -102,7 +115,8 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum PluginsCommand {
-    /// Every loadable plugin (name, kind, version, rustc, path) and every refused file.
+    /// Every loadable plugin (name, kind, version, rustc, sha256 of its file, path) and every
+    /// refused file.
     List {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -112,6 +126,16 @@ enum PluginsCommand {
     Check {
         /// The library file.
         path: PathBuf,
+    },
+    /// Tells a running `temblor run --control SOCKET` to load a plugin's file again and swap
+    /// its instances at their next batch (the rest of the deployment keeps running). A file
+    /// that fails to load leaves the running version in place (exit code 1).
+    Reload {
+        /// The plugin's name (as `temblor plugins list` shows it).
+        name: String,
+        /// The running engine's control socket.
+        #[arg(long, value_name = "SOCKET", env = "TEMBLOR_CONTROL")]
+        control: PathBuf,
     },
 }
 
@@ -140,10 +164,19 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run { file, stats_json } => run(&cli.load, &file, stats_json.as_deref()),
+        Command::Run {
+            file,
+            stats_json,
+            control,
+        } => run(&cli.load, &file, stats_json.as_deref(), control.as_deref()),
         Command::Validate { file } => validate(&cli.load, &file),
         Command::Plugins(PluginsCommand::List { format }) => list(&cli.load, format),
         Command::Plugins(PluginsCommand::Check { path }) => Ok(check(&cli.load, &path)),
+        Command::Plugins(PluginsCommand::Reload { name, control }) => {
+            let answer = control::request(&control, &format!("reload {name}"))?;
+            println!("{answer}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -180,24 +213,33 @@ fn builtin_modules() -> Vec<PluginModRef> {
     }
 }
 
-/// Registers the built-in plugins, then loads the plugin directories.
-fn load(args: &LoadArgs) -> (Registry, LoadReport) {
+/// Registers the built-in plugins, then loads the plugin directories, enforcing `pins`.
+fn load(args: &LoadArgs, pins: &Pins) -> (Registry, LoadReport) {
     let mut registry = Registry::new();
     for module in builtin_modules() {
         // Built-in names are distinct by construction.
         let _ = registry.add(Plugin::new(module, "built-in"));
     }
+    for pin in pins.iter() {
+        if registry.get(&pin.name).is_some() {
+            warn!(
+                plugin = %pin.name,
+                pinned_at = %pins.place(pin),
+                "this plugin is built into this binary: its pin applies to plugin files and is not checked"
+            );
+        }
+    }
     let env = std::env::var(loader::PLUGIN_PATH_VAR).ok();
     // The monolith needs no plugin directory: it only searches the ones it is given.
     let default_dir = !cfg!(feature = "monolith");
     let dirs = loader::plugin_dirs(&args.plugin_dirs, env.as_deref(), default_dir);
-    let report = loader::load_dirs(&dirs, &mut registry, args.permissions());
+    let report = loader::load_dirs(&dirs, &mut registry, args.permissions(), pins);
     (registry, report)
 }
 
 /// Loads plugins and reports refused files; under `--strict` any refusal is fatal.
-fn load_checked(args: &LoadArgs) -> Result<Registry, ExitCode> {
-    let (registry, report) = load(args);
+fn load_checked(args: &LoadArgs, pins: &Pins) -> Result<Registry, ExitCode> {
+    let (registry, report) = load(args, pins);
     for r in &report.refused {
         warn!(path = %r.path.display(), reason = %r.reason, "plugin file refused");
     }
@@ -214,31 +256,58 @@ fn load_checked(args: &LoadArgs) -> Result<Registry, ExitCode> {
     Ok(registry)
 }
 
-fn read_deployment(
-    file: &Path,
-    registry: &Registry,
-) -> Result<Result<(Deployment, temblor_core::Plan), ExitCode>> {
+/// Reads and parses a deployment file (its shape and its `[[plugin]]` pins), before any plugin
+/// is loaded: the pins decide which plugin files may be. Errors are printed.
+fn parse_deployment(file: &Path) -> Result<Result<(Deployment, Pins), ExitCode>> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read deployment file {}", file.display()))?;
     let name = file.display().to_string();
-    let checked = Deployment::parse(&text, &name).and_then(|d| {
-        let plan = d.validate(registry, &name)?;
-        Ok((d, plan))
-    });
-    Ok(checked.map_err(|e| {
-        for line in e.to_string().lines() {
-            eprintln!("error: {line}");
+    Ok(match Deployment::parse(&text, &name) {
+        Ok(d) => {
+            let pins = Pins::new(&name, d.pins());
+            Ok((d, pins))
         }
-        ExitCode::from(EXIT_INVALID)
-    }))
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    })
 }
 
-fn run(args: &LoadArgs, file: &Path, stats_json: Option<&Path>) -> Result<ExitCode> {
-    let registry = match load_checked(args) {
-        Ok(r) => r,
-        Err(code) => return Ok(code),
+/// Parses a deployment, loads the plugins it allows, and checks it against them.
+fn read_deployment(
+    args: &LoadArgs,
+    file: &Path,
+) -> Result<Result<(Registry, Deployment, temblor_core::Plan), ExitCode>> {
+    let (deployment, pins) = match parse_deployment(file)? {
+        Ok(d) => d,
+        Err(code) => return Ok(Err(code)),
     };
-    let (deployment, plan) = match read_deployment(file, &registry)? {
+    let registry = match load_checked(args, &pins) {
+        Ok(r) => r,
+        Err(code) => return Ok(Err(code)),
+    };
+    let name = file.display().to_string();
+    Ok(match deployment.validate(&registry, &name) {
+        Ok(plan) => Ok((registry, deployment, plan)),
+        Err(e) => {
+            for line in e.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    })
+}
+
+fn run(
+    args: &LoadArgs,
+    file: &Path,
+    stats_json: Option<&Path>,
+    control: Option<&Path>,
+) -> Result<ExitCode> {
+    let (registry, deployment, plan) = match read_deployment(args, file)? {
         Ok(d) => d,
         Err(code) => return Ok(code),
     };
@@ -259,6 +328,13 @@ fn run(args: &LoadArgs, file: &Path, stats_json: Option<&Path>) -> Result<ExitCo
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
+    // Removed (socket file and reload copies) when `run` returns.
+    let _control = control
+        .map(|path| {
+            let pins = Pins::new(&file.display().to_string(), deployment.pins());
+            control::Server::start(path, engine.reloader(), args.permissions(), pins)
+        })
+        .transpose()?;
     let stats = engine.wait();
     let elapsed = stats.elapsed_s();
     info!(
@@ -296,17 +372,16 @@ fn run(args: &LoadArgs, file: &Path, stats_json: Option<&Path>) -> Result<ExitCo
 }
 
 fn validate(args: &LoadArgs, file: &Path) -> Result<ExitCode> {
-    let registry = match load_checked(args) {
+    let (d, pins) = match parse_deployment(file)? {
+        Ok(d) => d,
+        Err(code) => return Ok(code),
+    };
+    let registry = match load_checked(args, &pins) {
         Ok(r) => r,
         Err(code) => return Ok(code),
     };
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read deployment file {}", file.display()))?;
     let name = file.display().to_string();
-    let checked = Deployment::parse(&text, &name).and_then(|d| {
-        let plan = d.validate(&registry, &name)?;
-        Ok((d, plan))
-    });
+    let checked = d.validate(&registry, &name).map(|plan| (d, plan));
     // Errors, then warnings (valid, but likely mistakes: a pipeline nothing feeds, or whose
     // events go nowhere), each with its place in the file.
     Ok(match checked {
@@ -336,7 +411,9 @@ fn validate(args: &LoadArgs, file: &Path) -> Result<ExitCode> {
 }
 
 fn list(args: &LoadArgs, format: Format) -> Result<ExitCode> {
-    let (registry, report) = load(args);
+    let (registry, report) = load(args, &Pins::default());
+    // Built-in plugins have no file, so no hash.
+    let sha256 = |p: &Plugin| report.sha256.get(&p.origin).map(String::as_str);
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
@@ -350,6 +427,7 @@ fn list(args: &LoadArgs, format: Format) -> Result<ExitCode> {
                             ("version", p.version.as_str().into()),
                             ("rustc", p.rustc.as_str().into()),
                             ("path", p.origin.as_str().into()),
+                            ("sha256", sha256(p).map_or(Value::Null, Value::from)),
                         ]
                         .into_iter()
                         .collect(),
@@ -383,17 +461,18 @@ fn list(args: &LoadArgs, format: Format) -> Result<ExitCode> {
         Format::Text => {
             writeln!(
                 out,
-                "{:<12} {:<10} {:<8} {:<8} PATH",
-                "NAME", "KIND", "VERSION", "RUSTC"
+                "{:<12} {:<10} {:<8} {:<8} {:<64} PATH",
+                "NAME", "KIND", "VERSION", "RUSTC", "SHA256"
             )?;
             for p in registry.iter() {
                 writeln!(
                     out,
-                    "{:<12} {:<10} {:<8} {:<8} {}",
+                    "{:<12} {:<10} {:<8} {:<8} {:<64} {}",
                     p.name,
                     p.kind.as_str(),
                     p.version,
                     p.rustc,
+                    sha256(p).unwrap_or("-"),
                     p.origin
                 )?;
             }
@@ -414,11 +493,14 @@ fn list(args: &LoadArgs, format: Format) -> Result<ExitCode> {
 }
 
 fn check(args: &LoadArgs, path: &Path) -> ExitCode {
+    // Hashed before it is opened, as when a directory is loaded (a file that cannot be read
+    // is left to the loader to report).
+    let sha256 = pinning::sha256_file(path).unwrap_or_default();
     match loader::load_file(path, args.permissions()) {
         Ok(loaded) => {
             let p = Plugin::new(loaded.module, path.display().to_string());
             println!(
-                "{}: ok: {} plugin '{}' version {}, built by rustc {}",
+                "{}: ok: {} plugin '{}' version {}, built by rustc {}, sha256 {sha256}",
                 path.display(),
                 p.kind.as_str(),
                 p.name,

@@ -95,9 +95,39 @@ pub struct Deployment {
     /// `[[connect]]` tables.
     #[serde(default, rename = "connect")]
     pub links: Vec<LinkSpec>,
+    /// `[[plugin]]` tables: plugins pinned to the SHA-256 of their file (checked when parsing).
+    #[serde(default, rename = "plugin")]
+    pub pins: Vec<PinSpec>,
     #[serde(skip)]
     text: String,
 }
+
+/// A `[[plugin]]`: the plugin with this name may only be loaded from a file with this SHA-256.
+/// The `temblor` binary enforces it when it loads plugin files (see `docs/security.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinSpec {
+    /// The plugin's name, as connectors and codecs name it.
+    pub name: Spanned<String>,
+    /// The SHA-256 of the plugin file: 64 hexadecimal digits (`temblor plugins list` shows it).
+    pub sha256: Spanned<String>,
+}
+
+/// A checked `[[plugin]]` pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// The plugin's name.
+    pub name: String,
+    /// The SHA-256 of its file, 64 lower-case hexadecimal digits.
+    pub sha256: String,
+    /// Where its `[[plugin]]` table's `name` is: 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+/// The length of a SHA-256 in hexadecimal digits.
+const SHA256_HEX_LEN: usize = 64;
 
 /// A `[[connector]]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -118,7 +148,61 @@ pub struct ConnectorSpec {
     /// Handed to the plugin as it is.
     #[serde(default)]
     pub config: Option<Value>,
+    /// How a failed or panicked source or sink is restarted (defaults: [`RestartPolicy`]).
+    #[serde(default)]
+    pub restart: Option<Spanned<RestartPolicy>>,
+    /// Sink side: how often a batch whose write failed is tried again before it is given up
+    /// (default 3).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Sink side: a file that receives what could not be delivered after the retries, one frame
+    /// a line (a newline is added unless the frame ends with one; appended; created when
+    /// needed). Events the codec could not encode go there as JSON. Without it such events are
+    /// counted as `lost`.
+    #[serde(default)]
+    pub dead_letter: Option<String>,
 }
+
+/// How a failing source or sink is restarted: after a failed or panicked call the engine
+/// waits `backoff_ms`, doubling after each further failure up to `max_backoff_ms`; a
+/// successful call resets the wait. After `max_restarts` restarts in a row without a
+/// successful call in between, the connector is stopped (0: never restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestartPolicy {
+    /// The first wait, in milliseconds (default 100).
+    pub backoff_ms: u64,
+    /// The longest wait, in milliseconds (default 5000).
+    pub max_backoff_ms: u64,
+    /// Restarts in a row before giving up (default 10).
+    pub max_restarts: u32,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            backoff_ms: 100,
+            max_backoff_ms: 5000,
+            max_restarts: 10,
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The wait before restart number `attempt` (1 for the first).
+    #[must_use]
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        let factor = 1_u64 << attempt.saturating_sub(1).min(32);
+        std::time::Duration::from_millis(
+            self.backoff_ms
+                .saturating_mul(factor)
+                .min(self.max_backoff_ms.max(self.backoff_ms)),
+        )
+    }
+}
+
+/// The default number of retries of a sink's failed write.
+pub const DEFAULT_RETRIES: u32 = 3;
 
 /// A `[[pipeline]]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -258,6 +342,12 @@ pub struct ConnectorPlan {
     pub postprocessors: Vec<Named>,
     /// The plugin config (an empty object when none is given).
     pub config: Value,
+    /// How it is restarted after a failure.
+    pub restart: RestartPolicy,
+    /// Sink side: retries of a failed write.
+    pub retries: u32,
+    /// Sink side: where undeliverable frames go.
+    pub dead_letter: Option<std::path::PathBuf>,
 }
 
 /// A deployment whose every reference resolved: what the engine runs.
@@ -282,7 +372,16 @@ impl Deployment {
         match toml::from_str::<Self>(text) {
             Ok(mut deployment) => {
                 text.clone_into(&mut deployment.text);
-                Ok(deployment)
+                let diagnostics = deployment.check_pins();
+                if diagnostics.is_empty() {
+                    Ok(deployment)
+                } else {
+                    Err(DeployError {
+                        file: file.to_owned(),
+                        diagnostics,
+                        warnings: Vec::new(),
+                    })
+                }
             }
             Err(e) => {
                 let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
@@ -305,6 +404,78 @@ impl Deployment {
         self.connectors.iter().find(|c| c.id.get_ref() == id)
     }
 
+    /// The `[[plugin]]` pins, checked by [`Deployment::parse`]: known to be well formed.
+    #[must_use]
+    pub fn pins(&self) -> Vec<Pin> {
+        self.pins
+            .iter()
+            .map(|p| {
+                let (line, column) = line_col(&self.text, p.name.span().start);
+                Pin {
+                    name: p.name.get_ref().clone(),
+                    sha256: p.sha256.get_ref().to_ascii_lowercase(),
+                    line,
+                    column,
+                }
+            })
+            .collect()
+    }
+
+    /// Checks every `[[plugin]]`: a name, 64 hexadecimal digits, each name pinned once.
+    fn check_pins(&self) -> Vec<Diagnostic> {
+        let mut diagnostics = Vec::new();
+        let mut at = |span: Range<usize>, message: String| {
+            let (line, column) = line_col(&self.text, span.start);
+            diagnostics.push(Diagnostic {
+                line,
+                column,
+                message,
+            });
+        };
+        let mut seen: HashMap<&str, (usize, usize)> = HashMap::new();
+        for pin in &self.pins {
+            let name = pin.name.get_ref();
+            if name.is_empty() {
+                at(
+                    pin.name.span(),
+                    "[[plugin]]: `name` must not be empty".to_owned(),
+                );
+            } else if let Some((line, column)) = seen.get(name.as_str()) {
+                at(
+                    pin.name.span(),
+                    format!(
+                        "[[plugin]]: plugin '{name}' is pinned twice (first at {line}:{column})"
+                    ),
+                );
+            } else {
+                seen.insert(name, line_col(&self.text, pin.name.span().start));
+            }
+            let hash = pin.sha256.get_ref();
+            let bad = hash
+                .chars()
+                .enumerate()
+                .find(|(_, c)| !c.is_ascii_hexdigit());
+            let problem = match bad {
+                Some((i, c)) => Some(format!("found {c:?} at position {}", i + 1)),
+                None if hash.len() != SHA256_HEX_LEN => {
+                    Some(format!("found {} digits", hash.len()))
+                }
+                None => None,
+            };
+            if let Some(problem) = problem {
+                at(
+                    pin.sha256.span(),
+                    format!(
+                        "[[plugin]] '{name}': `sha256` must be {SHA256_HEX_LEN} hexadecimal digits \
+                         (the file's SHA-256, as `temblor plugins list` shows it); {problem}"
+                    ),
+                );
+            }
+        }
+        diagnostics.sort_by_key(|d| (d.line, d.column));
+        diagnostics
+    }
+
     /// Checks every reference against the registry: unique ids, known plugins of the right
     /// kind, known processors, operators and their expressions, links between existing
     /// components and ports. Reports all problems at once; pipelines that nothing feeds or
@@ -317,6 +488,7 @@ impl Deployment {
             text: &self.text,
             diagnostics: Vec::new(),
             warnings: Vec::new(),
+            pins: self.pins(),
         };
         let ids = v.ids(self);
         let connectors = self
@@ -361,9 +533,21 @@ struct Validator<'a> {
     text: &'a str,
     diagnostics: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
+    /// The `[[plugin]]` pins, to explain a pinned plugin that is not loaded.
+    pins: Vec<Pin>,
 }
 
 impl Validator<'_> {
+    /// For a plugin that is not loaded: why, when it is pinned.
+    fn pin_hint(&self, name: &str) -> Option<String> {
+        let pin = self.pins.iter().find(|p| p.name == name)?;
+        Some(format!(
+            " (it is pinned by the [[plugin]] at {}:{}, and no plugin file with sha256 {} was \
+             loaded: a file with another hash is refused, see the refused plugin files above)",
+            pin.line, pin.column, pin.sha256
+        ))
+    }
+
     fn at(&mut self, span: Range<usize>, message: String) {
         let (line, column) = line_col(self.text, span.start);
         self.diagnostics.push(Diagnostic {
@@ -468,7 +652,8 @@ impl Validator<'_> {
                 format!(
                     "connector '{id}': no plugin named '{}' is loaded{}",
                     c.plugin.get_ref(),
-                    registry.names_hint(PluginKind::Connector)
+                    self.pin_hint(c.plugin.get_ref())
+                        .unwrap_or_else(|| registry.names_hint(PluginKind::Connector))
                 ),
             ),
             Some(p) if p.kind != PluginKind::Connector => self.at(
@@ -503,7 +688,8 @@ impl Validator<'_> {
                         format!(
                             "connector '{id}': no codec named '{}' is loaded{}",
                             named.name,
-                            registry.names_hint(PluginKind::Codec)
+                            self.pin_hint(&named.name)
+                                .unwrap_or_else(|| registry.names_hint(PluginKind::Codec))
                         ),
                     ),
                 }),
@@ -539,7 +725,29 @@ impl Validator<'_> {
                 .config
                 .clone()
                 .unwrap_or_else(|| Value::Object(Object::new())),
+            restart: self.restart(c),
+            retries: c.retries.unwrap_or(DEFAULT_RETRIES),
+            dead_letter: c.dead_letter.as_ref().map(std::path::PathBuf::from),
         }
+    }
+
+    fn restart(&mut self, c: &ConnectorSpec) -> RestartPolicy {
+        let Some(spec) = &c.restart else {
+            return RestartPolicy::default();
+        };
+        let policy = *spec.get_ref();
+        if policy.backoff_ms == 0 || policy.max_backoff_ms < policy.backoff_ms {
+            self.at(
+                spec.span(),
+                format!(
+                    "connector '{}': restart needs 0 < backoff_ms <= max_backoff_ms (got {} and {})",
+                    c.id.get_ref(),
+                    policy.backoff_ms,
+                    policy.max_backoff_ms
+                ),
+            );
+        }
+        policy
     }
 
     fn link(
@@ -695,5 +903,71 @@ mod tests {
         .expect_err("unknown key");
         assert!(err.to_string().contains("codex"), "{err}");
         assert_eq!(err.diagnostics[0].line, 4);
+    }
+
+    const HASH: &str = "0123456789abcdef0123456789ABCDEF0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn plugin_pins_are_read_in_lower_case_with_their_place() {
+        let text = format!(
+            "[[plugin]]\nname = \"file\"\nsha256 = \"{HASH}\"\n\n[[plugin]]\nname = \"json\"\nsha256 = \"{}\"\n",
+            "f".repeat(64)
+        );
+        let d = Deployment::parse(&text, "d").expect("valid pins");
+        let pins = d.pins();
+        assert_eq!(pins.len(), 2);
+        assert_eq!(pins[0].name, "file");
+        assert_eq!(pins[0].sha256, HASH.to_ascii_lowercase());
+        assert_eq!((pins[0].line, pins[0].column), (2, 8));
+        assert_eq!((pins[1].name.as_str(), pins[1].line), ("json", 6));
+    }
+
+    #[test]
+    fn malformed_pins_are_reported_with_line_and_column() {
+        let text = format!(
+            "[[plugin]]\nname = \"file\"\nsha256 = \"{}\"\n\n[[plugin]]\nname = \"json\"\nsha256 = \"{}g\"\n\n[[plugin]]\nname = \"file\"\nsha256 = \"{HASH}\"\n",
+            &HASH[..63],
+            &HASH[..63],
+        );
+        let err = Deployment::parse(&text, "d.toml").expect_err("malformed pins");
+        let lines: Vec<String> = err.to_string().lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 3, "{err}");
+        assert!(
+            lines[0].starts_with(
+                "d.toml:3:10: [[plugin]] 'file': `sha256` must be 64 hexadecimal digits"
+            ) && lines[0].ends_with("found 63 digits"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("d.toml:7:10: [[plugin]] 'json'")
+                && lines[1].ends_with("found 'g' at position 64"),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(
+            lines[2],
+            "d.toml:10:8: [[plugin]]: plugin 'file' is pinned twice (first at 2:8)"
+        );
+        let err = Deployment::parse("[[plugin]]\nname = \"x\"\nsha = \"00\"\n", "d")
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("sha"), "{err}");
+        assert_eq!(err.diagnostics[0].line, 3);
+    }
+
+    #[test]
+    fn a_pinned_plugin_that_is_not_loaded_says_so() {
+        let text = format!(
+            "[[connector]]\nid = \"in\"\nplugin = \"file\"\n\n[[plugin]]\nname = \"file\"\nsha256 = \"{HASH}\"\n"
+        );
+        let d = Deployment::parse(&text, "d").unwrap();
+        let err = d.validate(&Registry::new(), "d").expect_err("not loaded");
+        assert!(
+            err.to_string().contains(&format!(
+                "d:3:10: connector 'in': no plugin named 'file' is loaded (it is pinned by the [[plugin]] at 6:8, and no plugin file with sha256 {} was loaded",
+                HASH.to_ascii_lowercase()
+            )),
+            "{err}"
+        );
     }
 }

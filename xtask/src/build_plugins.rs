@@ -184,7 +184,7 @@ pub fn run(args: &Args) -> Result<Vec<PathBuf>> {
 
 /// Copies to a temporary name and renames: a process that has the old file mapped keeps it
 /// intact, and nobody sees a half-written library.
-fn install(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn install(from: &Path, to: &Path) -> Result<()> {
     let tmp = to.with_extension("tmp");
     std::fs::copy(from, &tmp)
         .with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;

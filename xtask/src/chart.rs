@@ -15,8 +15,9 @@ pub fn svg(results: &[Measurement]) -> String {
     let groups: Vec<(&str, &str)> = {
         let mut g: Vec<(&str, &str)> = Vec::new();
         for m in results {
-            if !g.contains(&(m.scenario, m.profile)) {
-                g.push((m.scenario, m.profile));
+            let key = (m.scenario.as_str(), m.profile.as_str());
+            if !g.contains(&key) {
+                g.push(key);
             }
         }
         g
@@ -98,10 +99,10 @@ mod tests {
 
     #[test]
     fn one_bar_per_layout_and_group() {
-        let m = |scenario, layout, s: f64| Measurement {
-            scenario,
-            profile: "dev",
-            layout,
+        let m = |scenario: &str, layout: &str, s: f64| Measurement {
+            scenario: scenario.into(),
+            profile: "dev".into(),
+            layout: layout.into(),
             runs_s: vec![s, s * 1.1],
             command: String::new(),
         };

@@ -105,6 +105,20 @@ pub struct Args {
     /// The codec edited by `edit-codec` (a folder under codecs/).
     #[arg(long, default_value = "json")]
     pub codec: String,
+    /// Measure a variant of the build settings: its layouts build in
+    /// `target/layouts/<VARIANT>-<layout>` and its report goes to
+    /// `target/compile-times/<VARIANT>/`, so the main figures are left alone.
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
+    /// A cargo `--config KEY=VALUE` for every build of this run (repeatable), e.g.
+    /// `profile.dev.codegen-units=1` or `build.rustflags=["-Clink-arg=-fuse-ld=mold"]`.
+    /// Needs `--variant`, so its artefacts and figures never mix with the default ones.
+    #[arg(long = "config", value_name = "KEY=VALUE", requires = "variant")]
+    pub configs: Vec<String>,
+    /// Keep the cells of the existing report that this run does not measure (re-measure a
+    /// few cells without losing the rest of the table).
+    #[arg(long)]
+    pub merge: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,9 +154,9 @@ impl Profile {
 /// One measured cell: a scenario in a profile and layout.
 #[derive(Debug, Clone)]
 pub struct Measurement {
-    pub scenario: &'static str,
-    pub profile: &'static str,
-    pub layout: &'static str,
+    pub scenario: String,
+    pub profile: String,
+    pub layout: String,
     pub runs_s: Vec<f64>,
     /// What was built, as the cargo arguments.
     pub command: String,
@@ -167,20 +181,20 @@ pub fn median(values: &[f64]) -> f64 {
 }
 
 /// A source file with a probe function appended; restores the original when dropped.
-struct Edit {
+pub(crate) struct Edit {
     path: PathBuf,
     original: String,
 }
 
 impl Edit {
-    fn new(path: PathBuf) -> Result<Self> {
+    pub(crate) fn new(path: PathBuf) -> Result<Self> {
         let original = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         Ok(Self { path, original })
     }
 
     /// Writes the file with a function whose result is `value`: a real change of code.
-    fn apply(&self, value: usize) -> Result<()> {
+    pub(crate) fn apply(&self, value: usize) -> Result<()> {
         let text = format!(
             "{}\n/// Written by `cargo xtask compare-compile-times`; removed when it ends.\n\
              #[doc(hidden)]\npub fn compile_time_probe() -> usize {{\n    {value}\n}}\n",
@@ -190,7 +204,7 @@ impl Edit {
             .with_context(|| format!("cannot write {}", self.path.display()))
     }
 
-    fn restore(&self) -> Result<()> {
+    pub(crate) fn restore(&self) -> Result<()> {
         std::fs::write(&self.path, &self.original)
             .with_context(|| format!("cannot restore {}", self.path.display()))
     }
@@ -208,6 +222,8 @@ impl Drop for Edit {
 }
 
 struct Runner {
+    /// `--config` values passed to every cargo build.
+    configs: Vec<String>,
     interrupted: Arc<AtomicBool>,
     step: usize,
     steps: usize,
@@ -224,6 +240,9 @@ impl Runner {
         self.step += 1;
         let label = format!("[{}/{}] {what}", self.step, self.steps);
         let mut cmd = cargo();
+        for c in &self.configs {
+            cmd.arg("--config").arg(c);
+        }
         cmd.args(args)
             .env("CARGO_TARGET_DIR", target)
             .env("CARGO_TERM_COLOR", "never")
@@ -369,7 +388,19 @@ pub fn run(args: &Args) -> Result<()> {
             .filter(|s| args.scenario.contains(s))
             .collect()
     };
-    let out_dir = target_dir().join("compile-times");
+    let (out_dir, layout_prefix) = match &args.variant {
+        Some(v) => {
+            if v.is_empty()
+                || !v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!("--variant '{v}': use letters, digits, '-' and '_' only (it names folders)");
+            }
+            (target_dir().join("compile-times").join(v), format!("{v}-"))
+        }
+        None => (target_dir().join("compile-times"), String::new()),
+    };
     let layouts = target_dir().join("layouts");
     std::fs::create_dir_all(&out_dir)?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -377,17 +408,19 @@ pub fn run(args: &Args) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&interrupted))?;
 
     // Steps: a warm-up build when the scenarios start without `clean`, then per scenario its
-    // runs, and after each edit scenario one untimed build that restores the warm state.
+    // runs; each edit scenario also has an untimed build of its own command before its runs
+    // and one after them that restores the warm state.
     let per_layout: usize = usize::from(!scenarios.contains(&Scenario::Clean))
         + scenarios
             .iter()
             .map(|&s| match s {
                 Scenario::Clean => 1,
                 Scenario::Noop => args.runs,
-                _ => runs_of(s) + 1,
+                _ => runs_of(s) + 2,
             })
             .sum::<usize>();
     let mut runner = Runner {
+        configs: args.configs.clone(),
         interrupted,
         step: 0,
         steps: per_layout * 2 * profiles.len(),
@@ -404,7 +437,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut results = Vec::new();
     for &profile in &profiles {
         for layout in [Layout::Monolith, Layout::Plugins] {
-            let target = layouts.join(layout.name());
+            let target = layouts.join(format!("{layout_prefix}{}", layout.name()));
             let what = |s: &str| format!("{} {} {s}", profile.name(), layout.name());
             if !scenarios.contains(&Scenario::Clean) {
                 let args = build_args(
@@ -445,6 +478,11 @@ pub fn run(args: &Args) -> Result<()> {
                         }
                     }
                     Some(file) => {
+                        // The developer's steady state: this exact build has run before. (A
+                        // release `-p temblor` alone compiles the dependencies again once, for
+                        // bitcode only instead of object code and bitcode, so its first run
+                        // would be an outlier.)
+                        runner.build(&what("prime"), &target, &cargo_args)?;
                         let edit = Edit::new(file)?;
                         let runs = runs_of(scenario);
                         for run in 0..runs {
@@ -468,9 +506,9 @@ pub fn run(args: &Args) -> Result<()> {
                     }
                 }
                 results.push(Measurement {
-                    scenario: scenario.name(),
-                    profile: profile.name(),
-                    layout: layout.name(),
+                    scenario: scenario.name().to_owned(),
+                    profile: profile.name().to_owned(),
+                    layout: layout.name().to_owned(),
                     runs_s,
                     command: format!("cargo {}", cargo_args.join(" ")),
                 });
@@ -478,7 +516,10 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
 
-    let report = report_json(&results, runner.sccache.as_deref())?;
+    if args.merge {
+        results = merged(&out_dir.join("report.json"), results)?;
+    }
+    let report = report_json(&results, runner.sccache.as_deref(), &args.configs)?;
     std::fs::write(out_dir.join("report.json"), report)?;
     std::fs::write(out_dir.join("chart.svg"), chart::svg(&results))?;
     print!("{}", table(&results));
@@ -528,7 +569,57 @@ pub fn table(results: &[Measurement]) -> String {
     out
 }
 
-fn report_json(results: &[Measurement], sccache: Option<&str>) -> Result<String> {
+/// The cells of the report at `path` that `new` does not measure again, followed by `new`
+/// (in the order scenario x profile of the old report where a cell replaces an old one).
+fn merged(path: &Path, new: Vec<Measurement>) -> Result<Vec<Measurement>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(new),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let old: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let cells = old["results"]
+        .as_array()
+        .with_context(|| format!("{}: no \"results\" list", path.display()))?;
+    let mut out = Vec::new();
+    let mut new = new;
+    for cell in cells {
+        let field = |k: &str| {
+            cell[k]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("{}: a result without \"{k}\"", path.display()))
+        };
+        let (scenario, profile, layout) = (field("scenario")?, field("profile")?, field("layout")?);
+        if let Some(i) = new
+            .iter()
+            .position(|m| m.scenario == scenario && m.profile == profile && m.layout == layout)
+        {
+            out.push(new.remove(i));
+            continue;
+        }
+        let runs_s = cell["runs_s"]
+            .as_array()
+            .map(|r| r.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default();
+        out.push(Measurement {
+            scenario,
+            profile,
+            layout,
+            runs_s,
+            command: cell["command"].as_str().unwrap_or_default().to_owned(),
+        });
+    }
+    out.extend(new);
+    Ok(out)
+}
+
+fn report_json(
+    results: &[Measurement],
+    sccache: Option<&str>,
+    configs: &[String],
+) -> Result<String> {
     let rustc = rustc_version::version()
         .context("rustc version")?
         .to_string();
@@ -551,6 +642,7 @@ fn report_json(results: &[Measurement], sccache: Option<&str>) -> Result<String>
         "date": crate::util::utc_now(),
         "sccache": sccache.is_some(),
         "rustc_wrapper": sccache,
+        "cargo_config": configs,
         "results": results,
     });
     Ok(serde_json::to_string_pretty(&report)?)
@@ -617,11 +709,51 @@ mod tests {
     }
 
     #[test]
+    fn merge_replaces_remeasured_cells_and_keeps_the_rest() {
+        let dir = std::env::temp_dir().join(format!("xtask-merge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("report.json");
+        let cell = |scenario: &str, layout: &str, s: f64| Measurement {
+            scenario: scenario.into(),
+            profile: "release".into(),
+            layout: layout.into(),
+            runs_s: vec![s],
+            command: String::new(),
+        };
+        let old = [
+            cell("edit-connector", "monolith", 30.0),
+            cell("edit-shim", "monolith", 90.0),
+        ];
+        std::fs::write(&path, report_json(&old, None, &[]).unwrap()).unwrap();
+        let out = merged(
+            &path,
+            vec![
+                cell("edit-shim", "monolith", 60.0),
+                cell("edit-core", "monolith", 40.0),
+            ],
+        )
+        .unwrap();
+        let got: Vec<(&str, f64)> = out
+            .iter()
+            .map(|m| (m.scenario.as_str(), m.median()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("edit-connector", 30.0),
+                ("edit-shim", 60.0),
+                ("edit-core", 40.0)
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn table_pairs_layouts_and_gives_the_ratio() {
-        let m = |layout: &'static str, runs: Vec<f64>| Measurement {
-            scenario: "edit-connector",
-            profile: "release",
-            layout,
+        let m = |layout: &str, runs: Vec<f64>| Measurement {
+            scenario: "edit-connector".into(),
+            profile: "release".into(),
+            layout: layout.into(),
             runs_s: runs,
             command: String::new(),
         };

@@ -4,8 +4,10 @@ mod bench;
 mod build_plugins;
 mod chart;
 mod compare_compile_times;
+mod dev;
 mod fuzz;
 mod hakari;
+mod new_plugin;
 mod run;
 mod test;
 mod toolchain;
@@ -41,6 +43,13 @@ enum Command {
     Run(run::Args),
     /// Builds the fuzz targets (fuzz/, cargo-fuzz on nightly) and runs each for a while.
     Fuzz(fuzz::Args),
+    /// Creates a connector or codec plugin crate (a small working one, with tests), wires it
+    /// into the workspace and the monolith, and builds it into target/plugins.
+    NewPlugin(new_plugin::Args),
+    /// The plugin developer's loop: runs a deployment, watches one plugin's crate, and on
+    /// every save rebuilds that plugin and hot-reloads it into the running engine (prints the
+    /// time from save to running). `--edits N` benchmarks it and checks no event is lost.
+    Dev(dev::Args),
 }
 
 fn main() -> Result<()> {
@@ -51,6 +60,8 @@ fn main() -> Result<()> {
         Command::Test(args) => test::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
+        Command::NewPlugin(args) => new_plugin::run(&args),
+        Command::Dev(args) => dev::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Hakari(args) => hakari::run(&args),
         Command::CompareCompileTimes(args) => compare_compile_times::run(&args),

@@ -6,7 +6,10 @@
 //!    `target/test-plugins`: the integration tests load them from there;
 //! 3. `cargo test --workspace`: unit tests and every crate's integration tests, including the
 //!    `temblor` binary end to end with loaded plugins;
-//! 4. `cargo test -p temblor --features monolith`: the same end-to-end tests on the monolith.
+//! 4. `cargo test -p temblor --features monolith`: the same end-to-end tests on the monolith;
+//! 5. the developer's loop end to end: `cargo xtask dev json --edits 2` and
+//!    `cargo xtask dev metronome --edits 2` (real edits, rebuilds and hot reloads into a running
+//!    engine, checked for lost events).
 
 use anyhow::Result;
 
@@ -52,5 +55,13 @@ pub fn run(args: &Args) -> Result<()> {
     }
     run_cmd(cargo().args(["test", "--workspace"]))?;
     run_cmd(cargo().args(["test", "-p", "temblor", "--features", "monolith"]))?;
+    for plugin in ["json", "metronome"] {
+        crate::dev::run(&crate::dev::Args {
+            name: plugin.to_owned(),
+            deployment: None,
+            profile: Profile::Dev,
+            edits: Some(2),
+        })?;
+    }
     Ok(())
 }

@@ -326,14 +326,74 @@ fn a_plugin_built_against_another_shim_interface_is_refused() {
         .iter()
         .filter_map(|p| p.get("name")?.as_str())
         .collect();
-    assert_eq!(names, ["panicky"]);
-    let refused = doc.get("refused").and_then(|r| r.as_array()).unwrap();
-    assert_eq!(refused.len(), 1);
+    for name in ["panicky", "faulty"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    assert!(!names.contains(&"old-shim"), "{names:?}");
+    let refused = refused_files(&doc);
+    let old_shim = refused
+        .iter()
+        .find(|(file, _)| file == "libtest_plugin_old_shim.so")
+        .unwrap_or_else(|| panic!("old-shim not refused: {refused:?}"));
     assert!(
-        refused[0]
-            .get("path")
-            .and_then(|p| p.as_str())
-            .unwrap()
-            .ends_with("libtest_plugin_old_shim.so")
+        old_shim.1.contains("shim interface version 0"),
+        "{old_shim:?}"
     );
+}
+
+/// The refused files of a `plugins list --format json` document: (file name, reason).
+fn refused_files(doc: &temblor_shim::Value) -> Vec<(String, String)> {
+    doc.get("refused")
+        .and_then(|r| r.as_array())
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let path = r.get("path").and_then(|p| p.as_str()).unwrap();
+            let file = Path::new(path).file_name().unwrap().to_string_lossy();
+            let reason = r.get("reason").and_then(|p| p.as_str()).unwrap();
+            (file.into_owned(), reason.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_library_with_another_root_module_layout_is_refused_in_one_line() {
+    let fixture = plugin_dir("test-plugins").join("libtest_plugin_wrong_layout.so");
+    let (status, stdout, _) = output(temblor().args(["plugins", "check"]).arg(&fixture));
+    assert_eq!(status.status.code(), Some(2), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+    assert!(
+        stdout.starts_with(&format!(
+            "{}: refused: layout mismatch: its root module is not this temblor's plugin interface",
+            fixture.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("first difference: "), "{stdout}");
+    assert!(stdout.len() < 800, "short enough to read: {stdout}");
+
+    // Among good plugins: refused with the same reason, and every other file loads.
+    let dir = temp_dir("wrong-layout");
+    for entry in std::fs::read_dir(plugin_dir("plugins")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(&fixture, dir.join("libtest_plugin_wrong_layout.so")).unwrap();
+    let (code, doc) = list_json(&dir, false);
+    assert_eq!(code, Some(0));
+    let refused = refused_files(&doc);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].0, "libtest_plugin_wrong_layout.so");
+    assert!(refused[0].1.starts_with("layout mismatch: "), "{refused:?}");
+    let loaded = doc.get("plugins").and_then(|p| p.as_array()).unwrap().len();
+    let shipped = std::fs::read_dir(plugin_dir("plugins")).unwrap().count();
+    assert_eq!(loaded, shipped, "every shipped plugin still loads");
+    // And a deployment runs beside it.
+    let (status, _, stderr) = output(
+        temblor_only(&[&dir])
+            .args(["validate"])
+            .arg(crate::support::root().join("examples/passthrough.toml")),
+    );
+    assert!(status.status.success(), "{stderr}");
+    assert!(stderr.contains("layout mismatch"), "{stderr}");
 }

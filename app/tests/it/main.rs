@@ -6,9 +6,19 @@
 
 mod support;
 
+#[cfg(all(unix, not(feature = "monolith")))]
+mod faults;
 #[cfg(not(feature = "monolith"))]
 mod loading;
+#[cfg(all(unix, not(feature = "monolith")))]
+mod pinning;
 mod pipeline;
+#[cfg(all(unix, not(feature = "monolith")))]
+mod reload;
+#[cfg(not(feature = "monolith"))]
+mod restart;
 mod running;
 #[cfg(all(unix, not(feature = "monolith")))]
 mod security;
+#[cfg(unix)]
+mod shutdown;

@@ -323,3 +323,55 @@ fn the_monolith_has_every_plugin_built_in() {
         );
     }
 }
+
+#[cfg(feature = "monolith")]
+#[test]
+fn a_pinned_built_in_plugin_is_not_checked_and_says_so() {
+    let dir = temp_dir("pin-monolith");
+    let (input, out) = (dir.join("in.txt"), dir.join("out.txt"));
+    std::fs::write(&input, "a\nb\n").unwrap();
+    let deploy = deployment(
+        &dir,
+        &format!(
+            r#"
+[[plugin]]
+name = "file"
+sha256 = "{}"
+
+[[connector]]
+id = "in"
+plugin = "file"
+preprocessors = ["separate"]
+config = {{ path = "{}", mode = "read" }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[pipeline]]
+id = "main"
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+            "0".repeat(64),
+            input.display(),
+            out.display()
+        ),
+    );
+    let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
+    assert!(status.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("this plugin is built into this binary: its pin applies to plugin files and is not checked")
+            && stderr.contains("plugin=file"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nb\n");
+}

@@ -7,8 +7,11 @@
 //! **Answers and retries.** A `2xx` answer delivers the frame. A `5xx` answer, or a connection
 //! that fails (refused, reset, timed out, a malformed answer), is retried after `backoff_ms`,
 //! doubling up to `max_backoff_ms`, at most `max_retries` times. A frame that still fails makes
-//! the whole rest of the batch fail: the failure is logged and `push` returns an `Io` error
-//! (the engine counts the batch's events as lost), and the next batch starts over. Any other
+//! the whole rest of the batch fail: the failure is logged and `push` returns an `Io` error;
+//! the engine then retries the whole batch (the connector's `retries` in the deployment) and
+//! finally writes it to the connector's `dead_letter` file, or counts its events as `lost`
+//! (docs/reliability.md). Frames of the batch that were delivered before the failing one are
+//! sent again by such a retry (at least once, not exactly once). Any other
 //! answer (`4xx`, `3xx`) is not retried: the frame is dropped with a warning, the rest of the
 //! batch is still sent, and `push` then returns an `Io` error saying how many were refused.
 //! A frame retried after a timeout or a lost connection may reach the server twice.

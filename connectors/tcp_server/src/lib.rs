@@ -9,6 +9,18 @@
 //! `Idle`; the source never ends by itself. When it is dropped (the engine stops), the threads
 //! stop within about 100 ms, every client is closed and the listening socket is closed.
 //!
+//! **Acknowledged data.** A frame (a line, with `separator`) is *acknowledged* once `pull` has
+//! handed it to the engine: the engine counts it in this connector's `events_out` (see
+//! `temblor run --stats-json`), decodes it and, on a shutdown (SIGINT, SIGTERM, an `exit`
+//! connector), drains and flushes it through the pipelines into the sinks before the process
+//! exits. So after a shutdown the sinks hold exactly the acknowledged frames, in the order each
+//! client sent them, none twice. What is not acknowledged when the engine stops pulling is
+//! dropped when the source is dropped: frames the reader threads had read but not handed over
+//! (at most 64 batches ahead of `pull`), a partial last line, and whatever is still in the
+//! sockets. TCP carries no reply from this server, so a client cannot tell where that cut fell:
+//! a protocol that must not lose data on a restart needs acknowledgements of its own (or a
+//! client that resends from a point it learns otherwise).
+//!
 //! **Framing.** Without `separator`, every read from a client is one frame (a raw chunk of at
 //! most `max_frame` bytes). A frame never mixes two clients' bytes, but chunks of different
 //! clients interleave, and the engine's `separate` preprocessor keeps its partial line across

@@ -6,6 +6,9 @@
 
 use std::{path::PathBuf, time::Instant};
 
+// The global allocator is the engine's: codec-json is linked with its `export` feature, which
+// declares it (see perf/Cargo.toml and `temblor_shim::alloc`).
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut file = None;

@@ -29,12 +29,17 @@ use std::{
 use temblor_shim::{
     ErrorKind, FrameError, Frames, Object, PluginError, Pull, RVec, Value,
     abi::{CodecBox, SinkBox, SourceBox},
-    abi_stable::std_types::{RResult, RSlice, RStr},
+    abi_stable::std_types::{RResult, RSlice},
 };
 use tracing::{debug, error, info, warn};
 
+mod live;
+
+use live::{Cells, Instance, Live, sleep_unless_stopped};
+pub use live::{PluginCell, ReloadError, Reloaded, Reloader};
+
 use crate::{
-    deploy::{ConnectorPlan, Deployment, Link, Named, Plan},
+    deploy::{ConnectorPlan, Deployment, Link, Named, Plan, RestartPolicy},
     pipeline::{ERR, Events, OUT, Output, Pipeline, PipelineDef},
     processors::{self, Postprocessor, Preprocessor},
     registry::Registry,
@@ -74,6 +79,14 @@ pub struct ConnectorCounters {
     pub bytes_out: AtomicU64,
     /// Frames or events that failed, and failed calls.
     pub errors: AtomicU64,
+    /// Instances rebuilt after a failure or a panic (sources and sinks).
+    pub restarts: AtomicU64,
+    /// Writes tried again after a failure (sinks).
+    pub retries: AtomicU64,
+    /// Events written to the dead letter file after their retries (sinks).
+    pub dead_lettered: AtomicU64,
+    /// Events that could not be delivered and had nowhere else to go (sinks).
+    pub lost: AtomicU64,
 }
 
 /// What went through one pipeline.
@@ -142,6 +155,10 @@ impl Stats {
                     ("bytes_in", n(&c.bytes_in)),
                     ("bytes_out", n(&c.bytes_out)),
                     ("errors", n(&c.errors)),
+                    ("restarts", n(&c.restarts)),
+                    ("retries", n(&c.retries)),
+                    ("dead_lettered", n(&c.dead_lettered)),
+                    ("lost", n(&c.lost)),
                 ]
                 .into_iter()
                 .collect();
@@ -190,6 +207,7 @@ type Channel<T> = (SyncSender<T>, Receiver<T>);
 pub struct Engine {
     stats: Arc<Stats>,
     threads: Vec<JoinHandle<()>>,
+    reloader: Reloader,
 }
 
 impl Engine {
@@ -219,6 +237,7 @@ impl Engine {
         let mut b = Builder {
             deployment,
             registry,
+            cells: Cells::default(),
             problems: Vec::new(),
         };
 
@@ -323,7 +342,17 @@ impl Engine {
             pipelines = deployment.pipelines.len(),
             "deployment started"
         );
-        Ok(Self { stats, threads })
+        Ok(Self {
+            stats,
+            threads,
+            reloader: Reloader::new(b.cells),
+        })
+    }
+
+    /// A handle that swaps plugins of this running engine (hot reload).
+    #[must_use]
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The live counters.
@@ -354,40 +383,33 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
 struct Builder<'a> {
     deployment: &'a Deployment,
     registry: &'a Registry,
+    cells: Cells,
     problems: Vec<String>,
 }
 
 impl Builder<'_> {
-    fn build<T>(
+    /// Builds the first instance of a plugin for connector `id`, or records why it cannot.
+    fn live<T: Instance>(
         &mut self,
         what: &str,
         plugin: &str,
         id: &str,
-        result: impl FnOnce(&crate::registry::Plugin) -> RResult<T, PluginError>,
-    ) -> Option<T> {
+        config: &Value,
+    ) -> Option<Live<T>> {
         let Some(p) = self.registry.get(plugin) else {
             self.problems
                 .push(format!("{what} '{id}': plugin '{plugin}' is not loaded"));
             return None;
         };
-        match result(p) {
-            RResult::ROk(t) => Some(t),
-            RResult::RErr(e) => {
+        let cell = self.cells.get_or_add(p);
+        match Live::new(id, plugin, config, cell) {
+            Ok(live) => Some(live),
+            Err(e) => {
                 self.problems
                     .push(format!("{what} '{id}' (plugin '{plugin}'): {e}"));
                 None
             }
         }
-    }
-
-    fn codec(&mut self, id: &str, codec: &Named) -> Option<LiveCodec> {
-        let factory = CodecFactory {
-            id: id.to_owned(),
-            named: codec.clone(),
-            plugin: self.registry.get(&codec.name).cloned(),
-        };
-        let codec = self.build("codec of connector", &codec.name, id, |_| factory.make())?;
-        Some(LiveCodec { factory, codec })
     }
 
     fn processors<T>(
@@ -408,11 +430,13 @@ impl Builder<'_> {
     fn source(&mut self, i: usize, plan: &ConnectorPlan) -> Option<SourceTask> {
         let spec = &self.deployment.connectors[i];
         let id = spec.id.get_ref().clone();
-        let plugin = spec.plugin.get_ref();
-        let source = self.build("source", plugin, &id, |p| {
-            p.module.new_source()(RStr::from_str(&id), &plan.config)
-        });
-        let codec = self.codec(&id, &plan.codec);
+        let source = self.live("source", spec.plugin.get_ref(), &id, &plan.config);
+        let codec = self.live(
+            "codec of connector",
+            &plan.codec.name,
+            &id,
+            &plan.codec.config,
+        );
         let pre = self.processors(&id, &plan.preprocessors, Preprocessor::new);
         Some(SourceTask {
             decoder: codec?,
@@ -420,67 +444,107 @@ impl Builder<'_> {
             pre,
             id,
             home: sync_channel(CHANNEL_BATCHES * 4),
+            restart: plan.restart,
+            failures: 0,
         })
     }
 
     fn sink(&mut self, i: usize, plan: &ConnectorPlan) -> Option<SinkTask> {
         let spec = &self.deployment.connectors[i];
         let id = spec.id.get_ref().clone();
-        let plugin = spec.plugin.get_ref();
-        let sink = self.build("sink", plugin, &id, |p| {
-            p.module.new_sink()(RStr::from_str(&id), &plan.config)
-        });
-        let codec = self.codec(&id, &plan.codec);
+        let sink = self.live("sink", spec.plugin.get_ref(), &id, &plan.config);
+        let codec = self.live(
+            "codec of connector",
+            &plan.codec.name,
+            &id,
+            &plan.codec.config,
+        );
         let post = self.processors(&id, &plan.postprocessors, Postprocessor::new);
         Some(SinkTask {
             encoder: codec?,
             sink: sink?,
             post,
             id,
+            restart: plan.restart,
+            retries: plan.retries,
+            failures: 0,
+            dead: false,
+            dead_letter: plan.dead_letter.clone().map(DeadLetter::new),
         })
     }
 }
 
-/// Builds codec instances for one connector, again after a panic.
-struct CodecFactory {
-    id: String,
-    named: Named,
-    plugin: Option<crate::registry::Plugin>,
-}
-
-impl CodecFactory {
-    fn make(&self) -> RResult<CodecBox, PluginError> {
-        match &self.plugin {
-            Some(p) => p.module.new_codec()(RStr::from_str(&self.id), &self.named.config),
-            None => RResult::RErr(PluginError::config(format_args!(
-                "codec '{}' is not loaded",
-                self.named.name
-            ))),
+/// After a failed decode or encode: a panicked codec may be broken, so build a fresh one.
+/// False when that failed (the connector cannot go on).
+fn recover_codec(codec: &mut Live<CodecBox>, e: &PluginError) -> bool {
+    if e.kind != ErrorKind::Panic {
+        return true;
+    }
+    match codec.rebuild() {
+        Ok(()) => {
+            warn!(connector = %codec.id, codec = %codec.plugin, "codec rebuilt after a panic");
+            true
+        }
+        Err(e) => {
+            error!(connector = %codec.id, codec = %codec.plugin, error = %e, "codec could not be rebuilt after a panic");
+            false
         }
     }
 }
 
-/// A codec instance that is rebuilt when it panics.
-struct LiveCodec {
-    factory: CodecFactory,
-    codec: CodecBox,
+/// Calls `f` on the instance, or fails when there is none (a rebuild failed).
+fn call<T, R>(
+    live: &mut Live<T>,
+    f: impl FnOnce(&mut T) -> RResult<R, PluginError>,
+) -> Result<R, PluginError> {
+    match live.instance.as_mut() {
+        Some(instance) => f(instance).into_result(),
+        None => Err(PluginError::new(
+            ErrorKind::Other,
+            "no instance: the last rebuild failed",
+        )),
+    }
 }
 
-impl LiveCodec {
-    /// After a failed call: a panicked instance may be broken, so build a fresh one.
-    fn recover(&mut self, e: &PluginError) -> bool {
-        if e.kind != ErrorKind::Panic {
-            return true;
+/// Restarts a failed source or sink: waits (exponential backoff, cut short by `stop`) and
+/// builds a new instance, until one is built or `max_restarts` restarts in a row failed.
+/// `failures` counts restarts since the last successful call. False when it gave up.
+fn restart<T: Instance>(
+    live: &mut Live<T>,
+    policy: &RestartPolicy,
+    failures: &mut u32,
+    stop: Option<&AtomicBool>,
+    counters: &ConnectorCounters,
+) -> bool {
+    loop {
+        *failures += 1;
+        if *failures > policy.max_restarts {
+            error!(connector = %live.id, plugin = %live.plugin, restarts = *failures - 1, "giving up: the {} failed again after its last restart", T::WHAT);
+            return false;
         }
-        match self.factory.make() {
-            RResult::ROk(codec) => {
-                warn!(connector = %self.factory.id, codec = %self.factory.named.name, "codec rebuilt after a panic");
-                self.codec = codec;
+        // Drop the failed instance first: it may hold what the new one needs (a port, a file).
+        live.instance = None;
+        let wait = policy.backoff(*failures);
+        warn!(connector = %live.id, plugin = %live.plugin, restart = *failures, wait_ms = wait.as_millis() as u64, "restarting the {}", T::WHAT);
+        let waited = match stop {
+            Some(stop) => sleep_unless_stopped(stop, wait),
+            None => {
+                std::thread::sleep(wait);
                 true
             }
-            RResult::RErr(e) => {
-                error!(connector = %self.factory.id, codec = %self.factory.named.name, error = %e, "codec could not be rebuilt after a panic");
-                false
+        };
+        if !waited {
+            return false;
+        }
+        add(&counters.restarts, 1);
+        match live.rebuild() {
+            Ok(()) => {
+                info!(connector = %live.id, plugin = %live.plugin, restart = *failures, "{} restarted", T::WHAT);
+                return true;
+            }
+            Err(e) => {
+                add(&counters.errors, 1);
+                error!(connector = %live.id, plugin = %live.plugin, error = %e, "the {} could not be rebuilt", T::WHAT);
             }
         }
     }
@@ -488,11 +552,14 @@ impl LiveCodec {
 
 struct SourceTask {
     id: String,
-    source: SourceBox,
-    decoder: LiveCodec,
+    source: Live<SourceBox>,
+    decoder: Live<CodecBox>,
     pre: Vec<Preprocessor>,
     /// Where sent batches come back to be freed on this thread.
     home: Channel<RVec<Value>>,
+    restart: RestartPolicy,
+    /// Restarts since the last successful pull.
+    failures: u32,
 }
 
 /// An error event: why, from where, and the start of the offending bytes.
@@ -529,6 +596,48 @@ impl SourceTask {
         values
     }
 
+    /// One pull; on a failure the source is restarted. True when the source is done.
+    fn pull(
+        &mut self,
+        frames: &mut Frames,
+        stop: &AtomicBool,
+        counters: &ConnectorCounters,
+    ) -> bool {
+        if stop.load(Ordering::Relaxed) {
+            info!(connector = %self.id, "source stopping on request");
+            return true;
+        }
+        // A reload is adopted here, between batches. A source is dropped before its new
+        // version is built: it may hold a port the new one binds.
+        if self.source.stale() {
+            self.source.adopt_reload(true);
+        }
+        if self.decoder.stale() {
+            self.decoder.adopt_reload(false);
+        }
+        let pulled = call(&mut self.source, |s| s.pull(frames));
+        add(&counters.bytes_in, frames.byte_len());
+        match pulled {
+            Ok(Pull::Ready | Pull::Idle) => {
+                self.failures = 0;
+                false
+            }
+            Ok(Pull::Exhausted) => true,
+            Err(e) => {
+                // What the failed pull had produced still goes on.
+                add(&counters.errors, 1);
+                error!(connector = %self.id, plugin = %self.source.plugin, error = %e, "source failed");
+                !restart(
+                    &mut self.source,
+                    &self.restart,
+                    &mut self.failures,
+                    Some(stop),
+                    counters,
+                )
+            }
+        }
+    }
+
     fn run(
         mut self,
         targets: &[SyncSender<Batch>],
@@ -542,22 +651,7 @@ impl SourceTask {
         debug!(connector = %self.id, "source started");
         loop {
             frames.clear();
-            let done = if stop.load(Ordering::Relaxed) {
-                info!(connector = %self.id, "source stopping on request");
-                true
-            } else {
-                let pulled = self.source.pull(&mut frames);
-                add(&counters.bytes_in, frames.byte_len());
-                match pulled {
-                    RResult::ROk(Pull::Ready | Pull::Idle) => false,
-                    RResult::ROk(Pull::Exhausted) => true,
-                    RResult::RErr(e) => {
-                        add(&counters.errors, 1);
-                        error!(connector = %self.id, error = %e, "source failed; stopping it");
-                        true
-                    }
-                }
-            };
+            let done = self.pull(&mut frames, stop, counters);
             processors::preprocess(&mut self.pre, &mut frames, &mut scratch, &mut pre_errors);
             let sent = self.emit(
                 &frames,
@@ -605,12 +699,10 @@ impl SourceTask {
             errors: Events::local(RVec::new()),
         };
         let mut frame_errors: RVec<FrameError> = RVec::new();
-        if let RResult::RErr(e) =
-            self.decoder
-                .codec
-                .decode(frames, &mut batch.events.values, &mut frame_errors)
-        {
-            error!(connector = %self.id, codec = %self.decoder.factory.named.name, error = %e, frames = frames.len(), "decoding a batch failed; its frames go to the error port");
+        if let Err(e) = call(&mut self.decoder, |c| {
+            c.decode(frames, &mut batch.events.values, &mut frame_errors)
+        }) {
+            error!(connector = %self.id, codec = %self.decoder.plugin, error = %e, frames = frames.len(), "decoding a batch failed; its frames go to the error port");
             batch.events.values.clear();
             frame_errors = (0..frames.len())
                 .map(|index| FrameError {
@@ -618,7 +710,7 @@ impl SourceTask {
                     reason: e.to_string().into(),
                 })
                 .collect();
-            if !self.decoder.recover(&e) {
+            if !recover_codec(&mut self.decoder, &e) {
                 return false;
             }
         }
@@ -723,11 +815,52 @@ fn run_pipeline(
     debug!(pipeline = id, "pipeline finished");
 }
 
+/// Where a sink writes what it could not deliver: one frame a line (a newline is added unless
+/// the frame ends with one), appended.
+struct DeadLetter {
+    path: std::path::PathBuf,
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl DeadLetter {
+    fn new(path: std::path::PathBuf) -> Self {
+        Self { path, file: None }
+    }
+
+    fn write<'a>(&mut self, lines: impl Iterator<Item = &'a [u8]>) -> std::io::Result<()> {
+        use std::io::Write as _;
+        if self.file.is_none() {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            self.file = Some(std::io::BufWriter::new(file));
+        }
+        let Some(out) = self.file.as_mut() else {
+            return Ok(());
+        };
+        for line in lines {
+            out.write_all(line)?;
+            if !line.ends_with(b"\n") {
+                out.write_all(b"\n")?;
+            }
+        }
+        out.flush()
+    }
+}
+
 struct SinkTask {
     id: String,
-    sink: SinkBox,
-    encoder: LiveCodec,
+    sink: Live<SinkBox>,
+    encoder: Live<CodecBox>,
     post: Vec<Postprocessor>,
+    restart: RestartPolicy,
+    retries: u32,
+    /// Restarts since the last successful write.
+    failures: u32,
+    /// Gave up restarting: every batch goes to the dead letter file (or is counted lost).
+    dead: bool,
+    dead_letter: Option<DeadLetter>,
 }
 
 impl SinkTask {
@@ -751,28 +884,37 @@ impl SinkTask {
                 Err(TryRecvError::Disconnected) => break,
             };
             add(&counters.events_in, events.values.len());
+            // A reload is adopted here, between batches: the old sink is flushed and dropped
+            // before the new one is built.
+            if self.encoder.stale() {
+                self.encoder.adopt_reload(false);
+            }
+            if self.sink.stale() && !self.dead {
+                if dirty {
+                    self.flush(counters);
+                    dirty = false;
+                }
+                self.sink.adopt_reload(true);
+            }
             frames.clear();
-            if let RResult::RErr(e) = self
-                .encoder
-                .codec
-                .encode(RSlice::from_slice(&events.values), &mut frames)
-            {
+            if let Err(e) = call(&mut self.encoder, |c| {
+                c.encode(RSlice::from_slice(&events.values), &mut frames)
+            }) {
                 add(&counters.errors, events.values.len());
-                error!(connector = %self.id, error = %e, events = events.values.len(), "encoding a batch failed; its events are lost");
-                if !self.encoder.recover(&e) {
+                error!(connector = %self.id, error = %e, events = events.values.len(), "encoding a batch failed");
+                let json: Vec<String> = events.values.iter().map(Value::to_json).collect();
+                self.give_up(json.iter().map(String::as_bytes), json.len(), counters);
+                if !recover_codec(&mut self.encoder, &e) {
                     break;
                 }
                 continue;
             }
             processors::postprocess(&mut self.post, &mut frames, &mut scratch);
-            match self.sink.push(&frames) {
-                RResult::ROk(()) => add(&counters.bytes_out, frames.byte_len()),
-                RResult::RErr(e) => {
-                    add(&counters.errors, events.values.len());
-                    error!(connector = %self.id, error = %e, events = events.values.len(), "writing a batch failed; its events are lost");
-                }
-            }
-            if self.sink.stop_requested() && !stop.swap(true, Ordering::Relaxed) {
+            self.deliver(&frames, events.values.len(), counters);
+            if let Some(sink) = self.sink.instance.as_mut()
+                && sink.stop_requested()
+                && !stop.swap(true, Ordering::Relaxed)
+            {
                 info!(connector = %self.id, "sink asked the engine to stop");
             }
             dirty = true;
@@ -781,8 +923,70 @@ impl SinkTask {
         debug!(connector = %self.id, "sink finished");
     }
 
+    /// Writes `frames` (the encoding of `events` events): on a failure it retries (after a
+    /// restart when the sink panicked), and gives the batch up after `retries` retries.
+    fn deliver(&mut self, frames: &Frames, events: usize, counters: &ConnectorCounters) {
+        let mut attempt = 0;
+        while !self.dead {
+            let e = match call(&mut self.sink, |s| s.push(frames)) {
+                Ok(()) => {
+                    self.failures = 0;
+                    add(&counters.bytes_out, frames.byte_len());
+                    return;
+                }
+                Err(e) => e,
+            };
+            add(&counters.errors, 1);
+            if attempt >= self.retries {
+                error!(connector = %self.id, error = %e, events, retries = attempt, "writing a batch failed after its retries");
+                break;
+            }
+            attempt += 1;
+            add(&counters.retries, 1);
+            if e.kind == ErrorKind::Panic || self.sink.instance.is_none() {
+                error!(connector = %self.id, error = %e, "the sink panicked or is gone");
+                if !restart(
+                    &mut self.sink,
+                    &self.restart,
+                    &mut self.failures,
+                    None,
+                    counters,
+                ) {
+                    self.dead = true;
+                }
+            } else {
+                let wait = self.restart.backoff(attempt);
+                warn!(connector = %self.id, error = %e, retry = attempt, wait_ms = wait.as_millis() as u64, "writing a batch failed; retrying");
+                std::thread::sleep(wait);
+            }
+        }
+        self.give_up(frames.iter(), events, counters);
+    }
+
+    /// What could not be delivered goes to the dead letter file, or is counted lost.
+    fn give_up<'a>(
+        &mut self,
+        lines: impl Iterator<Item = &'a [u8]>,
+        events: usize,
+        counters: &ConnectorCounters,
+    ) {
+        match &mut self.dead_letter {
+            Some(dl) => match dl.write(lines) {
+                Ok(()) => add(&counters.dead_lettered, events),
+                Err(e) => {
+                    add(&counters.lost, events);
+                    error!(connector = %self.id, file = %dl.path.display(), error = %e, events, "cannot write to the dead letter file; the events are lost");
+                }
+            },
+            None => {
+                add(&counters.lost, events);
+                warn!(connector = %self.id, events, "undeliverable events dropped (no dead_letter file is configured)");
+            }
+        }
+    }
+
     fn flush(&mut self, counters: &ConnectorCounters) {
-        if let RResult::RErr(e) = self.sink.flush() {
+        if let Some(Err(e)) = self.sink.instance.as_mut().map(|s| s.flush().into_result()) {
             add(&counters.errors, 1);
             error!(connector = %self.id, error = %e, "flushing failed");
         }

@@ -1,0 +1,355 @@
+//! Failing and panicking sources and sinks (the `faulty` fixture in test-plugins/): restarts
+//! with backoff, retries, the dead letter file, and what is counted.
+
+use std::{collections::BTreeMap, path::Path, process::Command};
+
+use crate::support::{deployment, output, plugin_dir, temp_dir};
+
+fn temblor() -> Command {
+    let mut cmd = crate::support::temblor();
+    cmd.arg("--plugin-dir").arg(plugin_dir("test-plugins"));
+    cmd
+}
+
+/// `faulty` numbered lines (1..=lines) → passthrough → a sink, with the given extra config.
+fn deploy(dir: &Path, source: &str, sink_plugin: &str, sink: &str, sink_extra: &str) -> String {
+    let out = dir.join("out.txt");
+    // The faulty sink adds a newline to each frame itself; the file sink needs `separate`.
+    let sink_config = if sink_plugin == "faulty" {
+        format!("config = {{ path = \"{}\"{sink} }}", out.display())
+    } else {
+        format!(
+            "postprocessors = [\"separate\"]\nconfig = {{ path = \"{}\", mode = \"write\" }}",
+            out.display()
+        )
+    };
+    format!(
+        r#"
+[[connector]]
+id = "src"
+plugin = "faulty"
+codec = "string"
+config = {{ lines = 1000, batch = 100{source} }}
+restart = {{ backoff_ms = 10, max_backoff_ms = 40 }}
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connector]]
+id = "dst"
+plugin = "{sink_plugin}"
+codec = "string"
+{sink_config}
+{sink_extra}
+
+[[connect]]
+from = "src"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "dst"
+"#
+    )
+}
+
+fn run(dir: &Path, text: &str) -> (bool, String, String) {
+    let file = deployment(dir, text);
+    let stats = dir.join("stats.json");
+    let (out, _, log) = output(
+        temblor()
+            .arg("run")
+            .arg(&file)
+            .arg("--stats-json")
+            .arg(&stats),
+    );
+    let stats = std::fs::read_to_string(&stats).unwrap_or_default();
+    (out.status.success(), log, stats)
+}
+
+/// How often each line occurs in `files` together.
+fn counts(files: &[&Path]) -> BTreeMap<u64, usize> {
+    let mut counts = BTreeMap::new();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for line in text.lines() {
+            *counts.entry(line.parse::<u64>().unwrap()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+fn assert_each_once(counts: &BTreeMap<u64, usize>, n: u64) {
+    assert_eq!(counts.len() as u64, n, "lines missing");
+    assert!(
+        counts.iter().all(|(_, &c)| c == 1),
+        "lines repeated: {:?}",
+        counts
+            .iter()
+            .filter(|(_, c)| **c > 1)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(counts.keys().next(), Some(&1));
+    assert_eq!(counts.keys().last(), Some(&n));
+}
+
+/// `"<id>":{..."<field>":N...}` in the stats JSON.
+fn stat(stats: &str, id: &str, field: &str) -> u64 {
+    let at = stats.find(&format!("\"{id}\":{{")).expect(stats);
+    let section = &stats[at..at + stats[at..].find('}').unwrap()];
+    let key = format!("\"{field}\":");
+    let from = section.find(&key).expect(stats) + key.len();
+    section[from..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_panicking_source_is_restarted_and_loses_nothing() {
+    let dir = temp_dir("restart-source-panic");
+    let text = deploy(
+        &dir,
+        ", panic_pull_at = 450, panic_pull_times = 2",
+        "file",
+        "",
+        "",
+    );
+    let (ok, log, stats) = run(&dir, &text);
+    assert!(ok, "{log}");
+    assert_each_once(&counts(&[&dir.join("out.txt")]), 1000);
+    assert_eq!(stat(&stats, "src", "restarts"), 2, "{stats}");
+    assert!(log.contains("restarting the source"), "{log}");
+    assert!(log.contains("source restarted"), "{log}");
+    // The panic's own message reaches the host's log.
+    assert!(log.contains("panic"), "{log}");
+}
+
+#[test]
+fn a_failing_source_backs_off_exponentially() {
+    let dir = temp_dir("restart-source-fail");
+    let text = deploy(
+        &dir,
+        ", fail_pull_at = 1, fail_pull_times = 3",
+        "file",
+        "",
+        "",
+    );
+    let (ok, log, stats) = run(&dir, &text);
+    assert!(ok, "{log}");
+    assert_each_once(&counts(&[&dir.join("out.txt")]), 1000);
+    assert_eq!(stat(&stats, "src", "restarts"), 3, "{stats}");
+    // 10 ms, 20 ms, then 40 ms (the maximum), in the log's structured fields.
+    for wait in ["wait_ms=10", "wait_ms=20", "wait_ms=40"] {
+        assert!(log.contains(wait), "{wait} missing in {log}");
+    }
+}
+
+#[test]
+fn a_source_that_keeps_failing_is_given_up_after_max_restarts() {
+    let dir = temp_dir("restart-source-give-up");
+    let text = deploy(
+        &dir,
+        ", panic_pull_at = 301, panic_pull_times = 100",
+        "file",
+        "",
+        "",
+    )
+    .replace(
+        "restart = { backoff_ms = 10, max_backoff_ms = 40 }",
+        "restart = { backoff_ms = 1, max_backoff_ms = 2, max_restarts = 3 }",
+    );
+    let (ok, log, stats) = run(&dir, &text);
+    // The engine ends (the source gave up), having delivered what came before the fault.
+    assert!(ok, "{log}");
+    assert_eq!(stat(&stats, "src", "restarts"), 3, "{stats}");
+    assert!(log.contains("giving up"), "{log}");
+    assert_each_once(&counts(&[&dir.join("out.txt")]), 300);
+}
+
+#[test]
+fn a_panicking_sink_is_restarted_and_its_batch_written_once() {
+    let dir = temp_dir("restart-sink-panic");
+    let text = deploy(&dir, "", "faulty", ", panic_push_times = 2", "");
+    let (ok, log, stats) = run(&dir, &text);
+    assert!(ok, "{log}");
+    assert_each_once(&counts(&[&dir.join("out.txt")]), 1000);
+    assert_eq!(stat(&stats, "dst", "restarts"), 2, "{stats}");
+    assert_eq!(stat(&stats, "dst", "retries"), 2, "{stats}");
+    assert_eq!(stat(&stats, "dst", "lost"), 0, "{stats}");
+    assert!(log.contains("restarting the sink"), "{log}");
+}
+
+#[test]
+fn what_a_failing_sink_cannot_write_goes_to_the_dead_letter_file() {
+    let dir = temp_dir("restart-sink-dead-letter");
+    let dead = dir.join("dead.txt");
+    // 5 failures with 2 retries a batch: the first batch fails 3 times and is given up, the
+    // second fails twice more and then goes through.
+    let text = deploy(
+        &dir,
+        "",
+        "faulty",
+        ", fail_push_times = 5",
+        &format!("retries = 2\ndead_letter = \"{}\"", dead.display()),
+    );
+    let (ok, log, stats) = run(&dir, &text);
+    assert!(ok, "{log}");
+    let out = dir.join("out.txt");
+    assert_each_once(&counts(&[&out, &dead]), 1000);
+    let dead_lines = counts(&[&dead]).len() as u64;
+    assert!(dead_lines > 0, "{log}");
+    assert_eq!(stat(&stats, "dst", "dead_lettered"), dead_lines, "{stats}");
+    assert_eq!(stat(&stats, "dst", "retries"), 4, "{stats}");
+    assert_eq!(stat(&stats, "dst", "lost"), 0, "{stats}");
+    assert!(log.contains("failed after its retries"), "{log}");
+}
+
+#[test]
+fn without_a_dead_letter_file_undeliverable_events_are_counted_lost() {
+    let dir = temp_dir("restart-sink-lost");
+    let text = deploy(&dir, "", "faulty", ", fail_push_times = 1", "retries = 0");
+    let (ok, log, stats) = run(&dir, &text);
+    assert!(ok, "{log}");
+    let written = counts(&[&dir.join("out.txt")]).len() as u64;
+    let lost = stat(&stats, "dst", "lost");
+    assert!(lost > 0, "{stats}");
+    assert_eq!(written + lost, 1000, "{stats}");
+    assert!(log.contains("no dead_letter file is configured"), "{log}");
+}
+
+#[test]
+fn a_bad_restart_policy_is_a_deployment_error() {
+    let dir = temp_dir("restart-bad-policy");
+    let text = deploy(&dir, "", "file", "", "").replace(
+        "restart = { backoff_ms = 10, max_backoff_ms = 40 }",
+        "restart = { backoff_ms = 100, max_backoff_ms = 10 }",
+    );
+    let (ok, log, _) = run(&dir, &text);
+    assert!(!ok);
+    assert!(
+        log.contains("restart needs 0 < backoff_ms <= max_backoff_ms") && log.contains(":7:"),
+        "{log}"
+    );
+}
+
+/// An HTTP server on loopback that answers every request with 500, counting the requests.
+fn http_500_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let counted = std::sync::Arc::clone(&counted);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let answer = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n";
+                    if stream.write_all(answer).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, requests)
+}
+
+/// `faulty` lines → `http_client` at `url`, retried once by the engine, then dead-lettered.
+fn http_deployment(url: &str, dead: &Path) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "src"
+plugin = "faulty"
+codec = "string"
+config = {{ lines = 50, batch = 10 }}
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connector]]
+id = "dst"
+plugin = "http_client"
+codec = "string"
+config = {{ url = "{url}", max_retries = 1, backoff_ms = 1, max_backoff_ms = 2, timeout_ms = 2000 }}
+restart = {{ backoff_ms = 1, max_backoff_ms = 2 }}
+retries = 1
+dead_letter = "{}"
+
+[[connect]]
+from = "src"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "dst"
+"#,
+        dead.display()
+    )
+}
+
+#[test]
+fn http_client_answered_with_500s_retries_then_dead_letters_every_event() {
+    let dir = temp_dir("restart-http-500");
+    let (port, requests) = http_500_server();
+    let dead = dir.join("dead.txt");
+    let text = http_deployment(&format!("http://127.0.0.1:{port}/ingest"), &dead);
+    let (ok, log, stats) = run(&dir, &text);
+    assert!(ok, "{log}");
+    assert_each_once(&counts(&[&dead]), 50);
+    assert_eq!(stat(&stats, "dst", "dead_lettered"), 50, "{stats}");
+    assert_eq!(stat(&stats, "dst", "retries"), 5, "{stats}");
+    assert_eq!(stat(&stats, "dst", "lost"), 0, "{stats}");
+    // Each batch: its first frame is tried twice by the connector, in each of the engine's two
+    // attempts.
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::Relaxed),
+        5 * 2 * 2
+    );
+}
+
+#[test]
+fn http_client_to_a_server_that_is_down_dead_letters_every_event() {
+    let dir = temp_dir("restart-http-down");
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = dir.join("dead.txt");
+    let text = http_deployment(&format!("http://127.0.0.1:{port}/"), &dead);
+    let (ok, log, stats) = run(&dir, &text);
+    assert!(ok, "{log}");
+    assert_each_once(&counts(&[&dead]), 50);
+    assert_eq!(stat(&stats, "dst", "dead_lettered"), 50, "{stats}");
+    assert_eq!(stat(&stats, "dst", "lost"), 0, "{stats}");
+}
