@@ -25,11 +25,15 @@ use tracing::{error, info, level_filters::LevelFilter, warn};
 
 use loader::LoadReport;
 
-/// The engine's allocator, the same as every plugin's (see `temblor_shim::alloc`). Not in the
-/// unit tests: they may link a plugin crate built with `export`, which declares it already.
-#[cfg(not(test))]
+/// The allocator of the whole process. mimalloc is built with `override`: it defines `malloc`,
+/// `free` and the rest, and `build.rs` exports them from the executable, so the plugins (which
+/// allocate with the system allocator, i.e. `malloc`) resolve to this one allocator too. One
+/// heap for all: the values a codec plugin allocates while decoding are freed by the engine's
+/// threads into the same allocator. glibc's malloc spent a third of the decode thread's time on
+/// that pattern (docs/performance.md); a copy of mimalloc in every plugin instead would need
+/// dynamic TLS in each library, which costs more than it saves.
 #[global_allocator]
-static ALLOCATOR: temblor_shim::alloc::Allocator = temblor_shim::alloc::ALLOCATOR;
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use pinning::Pins;
 
 /// Exit code for bad input: an invalid deployment, a refused plugin under `--strict`.

@@ -71,7 +71,6 @@ pub mod __private {
         CodecBox, HostLog, LogLevel, Manifest, PluginKind, PluginMod, PluginModRef, RUSTC_VERSION,
         SHIM_INTERFACE_VERSION, SinkBox, SourceBox,
     };
-    pub use crate::alloc::{ALLOCATOR, Allocator};
     pub use crate::log::init as init_log;
     pub use crate::plugin::{codec_object, construct, sink_object, source_object, unsupported};
     pub use crate::{PluginError, Value};
@@ -81,31 +80,4 @@ pub mod __private {
     };
     pub use abi_stable::prefix_type::WithMetadata;
     pub use abi_stable::std_types::{RResult, RStr};
-}
-
-/// The allocator of the engine's libraries: the host binary and every plugin `cdylib` declare
-/// it as their `#[global_allocator]` (plugins through [`export_plugin!`], only in the exported
-/// library, not in their unit tests). With the `mimalloc` feature (on in the workspace) it is
-/// mimalloc, else the system allocator.
-///
-/// Each library has its own copy, and that is safe: a value is freed by the library that
-/// allocated it (abi_stable's `RVec` and `RString` carry their allocator's functions). Why
-/// mimalloc: glibc's malloc spent a third of the decode thread's time on the engine's pattern,
-/// whole batches of small strings allocated on one thread and freed in bulk later (see
-/// docs/performance.md). It is built with `local_dynamic_tls`: with the default initial-exec
-/// thread-locals, glibc refuses to `dlopen` more than a handful of such libraries ("cannot
-/// allocate memory in static TLS block"). A plugin must not declare a global allocator itself.
-pub mod alloc {
-    /// The allocator type.
-    #[cfg(feature = "mimalloc")]
-    pub type Allocator = mimalloc::MiMalloc;
-    /// The allocator.
-    #[cfg(feature = "mimalloc")]
-    pub const ALLOCATOR: Allocator = mimalloc::MiMalloc;
-    /// The allocator type.
-    #[cfg(not(feature = "mimalloc"))]
-    pub type Allocator = std::alloc::System;
-    /// The allocator.
-    #[cfg(not(feature = "mimalloc"))]
-    pub const ALLOCATOR: Allocator = std::alloc::System;
 }

@@ -263,7 +263,7 @@ macro_rules! __interface_version {
 ///
 /// It defines `pub fn plugin_module() -> PluginModRef` (how the monolith build registers the
 /// plugin) and, when the crate's `export` feature is on (the default), the library header that
-/// makes the `cdylib` loadable and the library's global allocator ([`crate::alloc`]). The monolith turns `export` off so that many plugins can be
+/// makes the `cdylib` loadable. The monolith turns `export` off so that many plugins can be
 /// linked into one binary without their headers clashing.
 #[macro_export]
 macro_rules! export_plugin {
@@ -311,14 +311,6 @@ macro_rules! export_plugin {
             });
             PluginModRef(MODULE.static_as_prefix())
         }
-
-        /// The exported library's allocator (see `temblor_shim::alloc`); not in unit tests,
-        /// which may count allocations with their own, nor in fuzzing builds, whose sanitizers
-        /// must see every allocation.
-        #[cfg(all(feature = "export", not(test), not(fuzzing)))]
-        #[global_allocator]
-        static TEMBLOR_PLUGIN_ALLOCATOR: $crate::__private::Allocator =
-            $crate::__private::ALLOCATOR;
 
         /// The header abi_stable looks for when it loads this library.
         #[cfg(feature = "export")]

@@ -6,8 +6,9 @@
 
 use std::{path::PathBuf, time::Instant};
 
-// The global allocator is the engine's: codec-json is linked with its `export` feature, which
-// declares it (see perf/Cargo.toml and `temblor_shim::alloc`).
+/// The engine's allocator (see app/src/main.rs), so that the baseline allocates alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let mut args = std::env::args().skip(1);
