@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::{
-    build_plugins::{discover, groups, library_file},
+    build_plugins::{Profile, discover, groups, library_file, plugin_build_invocations},
     util::{cargo, cores, project_root, run as run_cmd, target_dir, utc_now},
 };
 
@@ -207,19 +207,19 @@ fn build() -> Result<(PathBuf, PathBuf, PathBuf, PathBuf)> {
             ]),
     )?;
     let plugins = discover(groups(false))?;
-    let mut cmd = cargo();
-    cmd.env("CARGO_TARGET_DIR", layouts.join("plugins")).args([
-        "build",
-        "--release",
-        "-p",
-        "temblor",
-        "-p",
-        "temblor-perf",
-    ]);
-    for p in &plugins {
-        cmd.args(["-p", &p.package]);
+    run_cmd(
+        cargo()
+            .env("CARGO_TARGET_DIR", layouts.join("plugins"))
+            .args(["build", "--release", "-p", "temblor-perf"]),
+    )?;
+    let packages: Vec<&str> = plugins.iter().map(|p| p.package.as_str()).collect();
+    for invocation in plugin_build_invocations(Profile::Release, true, &packages) {
+        run_cmd(
+            cargo()
+                .env("CARGO_TARGET_DIR", layouts.join("plugins"))
+                .args(&invocation),
+        )?;
     }
-    run_cmd(&mut cmd)?;
     let built = layouts.join("plugins").join("release");
     let plugin_dir = built.join("plugin-dir");
     std::fs::create_dir_all(&plugin_dir)?;

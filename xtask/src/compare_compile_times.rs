@@ -29,7 +29,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    build_plugins::{PluginCrate, discover, groups},
+    build_plugins::{self, PluginCrate, discover, groups, plugin_build_invocations},
     chart,
     util::{cargo, project_root, target_dir},
 };
@@ -232,12 +232,30 @@ struct Runner {
 }
 
 impl Runner {
+    /// Runs the cargo `invocations` one after the other in `target`; returns their total
+    /// wall-clock seconds.
+    fn build(&mut self, what: &str, target: &Path, invocations: &[Vec<String>]) -> Result<f64> {
+        self.step += 1;
+        let mut total = 0.0;
+        for (i, args) in invocations.iter().enumerate() {
+            let label = if invocations.len() > 1 {
+                format!("{what} ({}/{})", i + 1, invocations.len())
+            } else {
+                what.to_owned()
+            };
+            total += self.build_one(&label, target, args)?;
+        }
+        if invocations.len() > 1 {
+            eprintln!("[{}/{}] {what}: {total:.2} s", self.step, self.steps);
+        }
+        Ok(total)
+    }
+
     /// Runs cargo with `args` in `target`, showing a status line; returns the wall-clock seconds.
-    fn build(&mut self, what: &str, target: &Path, args: &[String]) -> Result<f64> {
+    fn build_one(&mut self, what: &str, target: &Path, args: &[String]) -> Result<f64> {
         if self.interrupted.load(Ordering::Relaxed) {
             bail!("interrupted");
         }
-        self.step += 1;
         let label = format!("[{}/{}] {what}", self.step, self.steps);
         let mut cmd = cargo();
         for c in &self.configs {
@@ -278,22 +296,9 @@ impl Runner {
     }
 }
 
-fn profile_args(profile: Profile) -> Vec<String> {
-    match profile {
-        Profile::Dev => vec!["build".into()],
-        Profile::Release => vec!["build".into(), "--release".into()],
-    }
-}
-
-fn with_packages(mut args: Vec<String>, packages: &[&str]) -> Vec<String> {
-    for p in packages {
-        args.push("-p".into());
-        args.push((*p).to_owned());
-    }
-    args
-}
-
-/// The cargo arguments that build what `layout` needs after `scenario`.
+/// The cargo invocations that build what `layout` needs after `scenario` (the plugin layout
+/// builds release plugins one `cargo rustc --crate-type cdylib` each, so that they get LTO; see
+/// `build_plugins::plugin_build_invocations`).
 fn build_args(
     layout: Layout,
     profile: Profile,
@@ -301,32 +306,43 @@ fn build_args(
     plugins: &[PluginCrate],
     connector: &str,
     codec: &str,
-) -> Vec<String> {
-    let base = profile_args(profile);
+) -> Vec<Vec<String>> {
     match layout {
         Layout::Monolith => {
-            let mut args = with_packages(base, &["temblor"]);
-            args.extend(["--features".into(), "monolith".into()]);
-            args
+            let mut args = vec!["build".to_owned()];
+            if profile == Profile::Release {
+                args.push("--release".into());
+            }
+            args.extend(["-p", "temblor", "--features", "monolith"].map(str::to_owned));
+            vec![args]
         }
         Layout::Plugins => {
-            let everything = || {
-                let mut packages = vec!["temblor"];
-                packages.extend(plugins.iter().map(|p| p.package.as_str()));
-                packages
+            let profile = match profile {
+                Profile::Dev => build_plugins::Profile::Dev,
+                Profile::Release => build_plugins::Profile::Release,
             };
+            let connector = format!("connector-{connector}");
+            let codec = format!("codec-{codec}");
+            let all: Vec<&str> = plugins.iter().map(|p| p.package.as_str()).collect();
             match scenario {
                 Scenario::Clean | Scenario::Noop | Scenario::EditShim => {
-                    with_packages(base, &everything())
+                    plugin_build_invocations(profile, true, &all)
                 }
-                Scenario::EditConnector => {
-                    with_packages(base, &[&format!("connector-{connector}")])
-                }
-                Scenario::EditCodec => with_packages(base, &[&format!("codec-{codec}")]),
-                Scenario::EditCore => with_packages(base, &["temblor"]),
+                Scenario::EditConnector => plugin_build_invocations(profile, false, &[&connector]),
+                Scenario::EditCodec => plugin_build_invocations(profile, false, &[&codec]),
+                Scenario::EditCore => plugin_build_invocations(profile, true, &[]),
             }
         }
     }
+}
+
+/// How a measured build is shown in the report.
+fn describe(invocations: &[Vec<String>]) -> String {
+    invocations
+        .iter()
+        .map(|args| format!("cargo {}", args.join(" ")))
+        .collect::<Vec<_>>()
+        .join(" && ")
 }
 
 fn edited_file(scenario: Scenario, connector: &str, codec: &str) -> Option<PathBuf> {
@@ -510,7 +526,7 @@ pub fn run(args: &Args) -> Result<()> {
                     profile: profile.name().to_owned(),
                     layout: layout.name().to_owned(),
                     runs_s,
-                    command: format!("cargo {}", cargo_args.join(" ")),
+                    command: describe(&cargo_args),
                 });
             }
         }
@@ -670,7 +686,17 @@ mod tests {
             "file",
             "json",
         );
-        assert_eq!(args, ["build", "--release", "-p", "connector-file"]);
+        assert_eq!(
+            args,
+            [[
+                "rustc",
+                "--release",
+                "-p",
+                "connector-file",
+                "--crate-type",
+                "cdylib"
+            ]]
+        );
         let args = build_args(
             Layout::Plugins,
             Profile::Dev,
@@ -679,7 +705,10 @@ mod tests {
             "file",
             "json",
         );
-        assert!(args.contains(&"temblor".to_owned()) && args.contains(&"codec-json".to_owned()));
+        assert_eq!(args.len(), 1);
+        assert!(
+            args[0].contains(&"temblor".to_owned()) && args[0].contains(&"codec-json".to_owned())
+        );
         let args = build_args(
             Layout::Monolith,
             Profile::Dev,
@@ -688,7 +717,16 @@ mod tests {
             "file",
             "json",
         );
-        assert_eq!(args, ["build", "-p", "temblor", "--features", "monolith"]);
+        assert_eq!(args, [["build", "-p", "temblor", "--features", "monolith"]]);
+        let args = build_args(
+            Layout::Plugins,
+            Profile::Release,
+            Scenario::EditShim,
+            &plugins,
+            "file",
+            "json",
+        );
+        assert_eq!(args.len(), 1 + plugins.len(), "the host, then each plugin");
     }
 
     #[test]

@@ -436,18 +436,22 @@ impl Session {
     /// `cargo build -p PLUGIN` and copies the library to target/plugins. Prints the
     /// compiler's output when it fails; true when it built.
     fn build(&self) -> Result<bool> {
-        let output = cargo()
-            .args(["build", self.profile.flag(), "-p", &self.plugin.package])
-            .env("CARGO_TERM_COLOR", "always")
-            .output()
-            .context("cannot start cargo")?;
-        if !output.status.success() {
-            eprintln!("{}", String::from_utf8_lossy(&output.stderr).trim_end());
-            eprintln!(
-                "dev: the build failed; {} keeps running the previous version",
-                self.plugin.name
-            );
-            return Ok(false);
+        for invocation in
+            build_plugins::plugin_build_invocations(self.profile, false, &[&self.plugin.package])
+        {
+            let output = cargo()
+                .args(&invocation)
+                .env("CARGO_TERM_COLOR", "always")
+                .output()
+                .context("cannot start cargo")?;
+            if !output.status.success() {
+                eprintln!("{}", String::from_utf8_lossy(&output.stderr).trim_end());
+                eprintln!(
+                    "dev: the build failed; {} keeps running the previous version",
+                    self.plugin.name
+                );
+                return Ok(false);
+            }
         }
         let file = library_file(&self.plugin.lib);
         build_plugins::install(

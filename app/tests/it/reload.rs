@@ -65,7 +65,8 @@ to = "out"
 }
 
 struct Running {
-    child: Child,
+    /// Taken by `stop`; killed on drop otherwise (a failed test leaves no engine behind).
+    child: Option<Child>,
     socket: PathBuf,
     dir: PathBuf,
 }
@@ -95,7 +96,7 @@ impl Running {
             std::thread::sleep(Duration::from_millis(10));
         }
         Self {
-            child,
+            child: Some(child),
             socket,
             dir: dir.to_owned(),
         }
@@ -131,18 +132,28 @@ impl Running {
     }
 
     /// SIGTERM, then the exit status, the log and the stats.
-    fn stop(self) -> (std::process::ExitStatus, String, serde_like::Stats) {
+    fn stop(mut self) -> (std::process::ExitStatus, String, serde_like::Stats) {
+        let child = self.child.take().unwrap();
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let out = self.child.wait_with_output().unwrap();
+        let out = child.wait_with_output().unwrap();
         let log = String::from_utf8_lossy(&out.stderr).into_owned();
         let stats = serde_like::Stats(
             std::fs::read_to_string(self.dir.join("stats.json")).unwrap_or_default(),
         );
         (out.status, log, stats)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
