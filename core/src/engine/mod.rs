@@ -443,7 +443,7 @@ impl Builder<'_> {
             source: source?,
             pre,
             id,
-            home: sync_channel(CHANNEL_BATCHES * 4),
+            home: std::sync::mpsc::channel(),
             restart: plan.restart,
             failures: 0,
         })
@@ -556,7 +556,7 @@ struct SourceTask {
     decoder: Live<CodecBox>,
     pre: Vec<Preprocessor>,
     /// Where sent batches come back to be freed on this thread.
-    home: Channel<RVec<Value>>,
+    home: (std::sync::mpsc::Sender<RVec<Value>>, Receiver<RVec<Value>>),
     restart: RestartPolicy,
     /// Restarts since the last successful pull.
     failures: u32,
