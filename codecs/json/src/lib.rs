@@ -10,7 +10,8 @@
 //!   float outside the `f64` range (`1e400`).
 //! - Object fields keep their order. Duplicate keys are kept as they are (both fields are in the
 //!   event and are written back; lookups find the first).
-//! - Nesting is limited to [`MAX_DEPTH`] (128) arrays and objects; deeper input is an error.
+//! - Nesting is limited to `max_depth` arrays and objects (default [`MAX_DEPTH`], 128); deeper
+//!   input is an error. A frame longer than `max_frame` bytes is an error without being parsed.
 //! - A frame that is not exactly one JSON value (empty, truncated, a bad escape or `\u` code
 //!   point, invalid UTF-8, trailing data) is a per-frame error carrying simd-json's message
 //!   (`<what> at character <offset>`, e.g. `Eof at character 0` for an empty frame); the other
@@ -24,7 +25,11 @@
 //!
 //! # Config
 //!
-//! None: the codec takes no `config` keys, and refuses unknown ones.
+//! - `max_depth` (integer, 1 to 1024, default 128): the deepest nesting of arrays and objects
+//!   accepted.
+//! - `max_frame` (integer ≥ 1, default 16777216): the longest frame accepted, in bytes.
+//!
+//! Unknown keys are refused.
 //!
 //! # Example
 //!
@@ -53,10 +58,30 @@ use temblor_shim::{Codec, Object, PluginError, RString, RVec, Setup, Value};
 /// The deepest nesting of arrays and objects a frame may have.
 pub const MAX_DEPTH: usize = 128;
 
-/// The codec's configuration: it has no keys.
-#[derive(temblor_shim::serde::Deserialize, Debug, Default)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
-pub struct Config {}
+/// The most `max_depth` may be (decoding recurses once per level).
+pub const DEPTH_CEILING: usize = 1024;
+
+/// The default `max_frame`: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// The codec's configuration.
+#[derive(temblor_shim::serde::Deserialize, Debug)]
+#[serde(crate = "temblor_shim::serde", deny_unknown_fields, default)]
+pub struct Config {
+    /// The deepest nesting accepted.
+    pub max_depth: usize,
+    /// The longest frame accepted, in bytes.
+    pub max_frame: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_depth: MAX_DEPTH,
+            max_frame: DEFAULT_MAX_FRAME,
+        }
+    }
+}
 
 /// The JSON codec, with the parser state it reuses from frame to frame.
 pub struct Json {
@@ -66,6 +91,8 @@ pub struct Json {
     buffers: Buffers,
     /// The tape, kept empty between frames (hence `'static`) so that its allocation is reused.
     tape: Tape<'static>,
+    max_depth: usize,
+    max_frame: usize,
 }
 
 impl Default for Json {
@@ -78,10 +105,19 @@ impl Json {
     /// A codec with empty buffers; they grow to the largest frame seen.
     #[must_use]
     pub fn new() -> Self {
+        Self::with_limits(MAX_DEPTH, DEFAULT_MAX_FRAME)
+    }
+
+    /// A codec that refuses nesting deeper than `max_depth` and frames longer than `max_frame`
+    /// bytes.
+    #[must_use]
+    pub fn with_limits(max_depth: usize, max_frame: usize) -> Self {
         Self {
             input: Vec::new(),
-            buffers: Buffers::with_max_depth(0, MAX_DEPTH),
+            buffers: Buffers::with_max_depth(0, max_depth),
             tape: Tape(Vec::new()),
+            max_depth,
+            max_frame,
         }
     }
 
@@ -91,6 +127,12 @@ impl Json {
     /// simd-json's message when the frame is not exactly one JSON value.
     pub fn decode_frame(&mut self, frame: &[u8]) -> Result<Value, String> {
         let len = frame.len();
+        if len > self.max_frame {
+            return Err(format!(
+                "frame of {len} bytes is longer than max_frame ({} bytes)",
+                self.max_frame
+            ));
+        }
         self.input.clear();
         self.input.reserve(len + INPUT_PADDING);
         self.input.extend_from_slice(frame);
@@ -101,7 +143,7 @@ impl Json {
         // (emptied again) afterwards, keeping its allocation.
         let mut tape = std::mem::replace(&mut self.tape, Tape(Vec::new())).reset();
         let result = match fill_tape_padded(&mut self.input, len, &mut self.buffers, &mut tape) {
-            Ok(()) => from_tape(&tape.0).map_err(String::from),
+            Ok(()) => from_tape(&tape.0, self.max_depth).map_err(String::from),
             Err(e) => Err(e.to_string()),
         };
         self.tape = tape.reset();
@@ -121,9 +163,9 @@ pub fn decode_slice(bytes: &[u8]) -> Result<Value, String> {
 const BAD_TAPE: &str = "internal error: malformed simd-json tape";
 
 /// Builds the value of a whole tape (simd-json has already rejected trailing data).
-fn from_tape(nodes: &[Node<'_>]) -> Result<Value, &'static str> {
+fn from_tape(nodes: &[Node<'_>], max_depth: usize) -> Result<Value, &'static str> {
     let mut nodes = nodes.iter();
-    let value = next_value(&mut nodes, 0)?;
+    let value = next_value(&mut nodes, 0, max_depth)?;
     if nodes.next().is_some() {
         return Err(BAD_TAPE);
     }
@@ -132,31 +174,32 @@ fn from_tape(nodes: &[Node<'_>]) -> Result<Value, &'static str> {
 
 /// Builds the value starting at the next node, consuming its nested nodes.
 ///
-/// Recursion is bounded: simd-json refuses documents nested deeper than [`MAX_DEPTH`], and the
+/// Recursion is bounded: simd-json refuses documents nested deeper than `max_depth`, and the
 /// depth is checked here again so that a bad tape cannot overflow the stack either.
 fn next_value(
     nodes: &mut std::slice::Iter<'_, Node<'_>>,
     depth: usize,
+    max_depth: usize,
 ) -> Result<Value, &'static str> {
     Ok(match *nodes.next().ok_or(BAD_TAPE)? {
         Node::String(s) => Value::String(RString::from(s)),
         Node::Static(s) => static_value(s),
         Node::Array { len, .. } => {
-            let depth = nested(depth)?;
+            let depth = nested(depth, max_depth)?;
             let mut items = RVec::with_capacity(len);
             for _ in 0..len {
-                items.push(next_value(nodes, depth)?);
+                items.push(next_value(nodes, depth, max_depth)?);
             }
             Value::Array(items)
         }
         Node::Object { len, .. } => {
-            let depth = nested(depth)?;
+            let depth = nested(depth, max_depth)?;
             let mut object = Object::with_capacity(len);
             for _ in 0..len {
                 let Some(Node::String(key)) = nodes.next() else {
                     return Err(BAD_TAPE);
                 };
-                let value = next_value(nodes, depth)?;
+                let value = next_value(nodes, depth, max_depth)?;
                 // No lookup for an earlier field with this key: a repeated key is kept as is.
                 object.push(RString::from(*key), value);
             }
@@ -166,8 +209,8 @@ fn next_value(
 }
 
 /// The depth inside one more array or object.
-fn nested(depth: usize) -> Result<usize, &'static str> {
-    if depth < MAX_DEPTH {
+fn nested(depth: usize, max_depth: usize) -> Result<usize, &'static str> {
+    if depth < max_depth {
         Ok(depth + 1)
     } else {
         Err(BAD_TAPE)
@@ -199,10 +242,21 @@ impl Codec for Json {
 /// The constructor the engine calls.
 ///
 /// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
+/// A `Config` error for an unknown key or a limit out of range.
 pub fn new(setup: &Setup<'_>) -> Result<Json, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Json::new())
+    let Config {
+        max_depth,
+        max_frame,
+    } = setup.config::<Config>()?;
+    if !(1..=DEPTH_CEILING).contains(&max_depth) {
+        return Err(PluginError::config(format_args!(
+            "max_depth must be 1 to {DEPTH_CEILING}, not {max_depth}"
+        )));
+    }
+    if max_frame == 0 {
+        return Err(PluginError::config("max_frame must be at least 1"));
+    }
+    Ok(Json::with_limits(max_depth, max_frame))
 }
 
 temblor_shim::export_plugin! { name: "json", kind: Codec, codec: new }
@@ -551,7 +605,38 @@ mod tests {
     }
 
     #[test]
-    fn config_takes_no_keys() {
+    fn depth_and_frame_limits_are_configurable() {
+        let mut shallow = Json::with_limits(2, 16);
+        assert!(shallow.decode_frame(b"[[1]]").is_ok());
+        assert!(shallow.decode_frame(b"[[[1]]]").is_err());
+        let e = shallow.decode_frame(b"\"seventeen bytes\"").unwrap_err();
+        assert_eq!(e, "frame of 17 bytes is longer than max_frame (16 bytes)");
+        assert!(shallow.decode_frame(b"\"sixteen bytes!\"").is_ok());
+
+        let module = plugin_module();
+        let name = RStr::from("t");
+        let codec = |config: &[(&str, Value)]| {
+            let config: Object = config.iter().cloned().collect();
+            module.new_codec()(name, &Value::Object(config)).into_result()
+        };
+        let Ok(mut c) = codec(&[("max_depth", 1_i64.into()), ("max_frame", 100_i64.into())]) else {
+            panic!("valid limits were refused");
+        };
+        let frames: Frames = [&b"[1]"[..], b"[[1]]"].into_iter().collect();
+        let (mut out, mut errors) = (RVec::new(), RVec::new());
+        c.decode(&frames, &mut out, &mut errors).unwrap();
+        assert_eq!((out.len(), errors.len()), (1, 1));
+        for bad in [("max_depth", 0_i64), ("max_depth", 1025), ("max_frame", 0)] {
+            let Err(e) = codec(&[(bad.0, bad.1.into())]) else {
+                panic!("{bad:?} was accepted");
+            };
+            assert_eq!(e.kind, ErrorKind::Config);
+            assert!(e.message.contains(bad.0), "{e}");
+        }
+    }
+
+    #[test]
+    fn config_refuses_unknown_keys() {
         let module = plugin_module();
         let name = RStr::from("t");
         assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());

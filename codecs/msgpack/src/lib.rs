@@ -28,8 +28,8 @@
 //! - A frame that is not exactly one value is an error: empty, cut short
 //!   (`unexpected end of frame at byte <n>`), the never-used marker `0xc1`, a str that is not
 //!   UTF-8, or bytes after the value (`<n> bytes of trailing data after the value`).
-//! - Nesting is limited to [`MAX_DEPTH`] (128) arrays and maps; deeper input is an error, so no
-//!   frame can overflow the stack. Claimed lengths are never trusted for allocation beyond what
+//! - Nesting is limited to `max_depth` arrays and maps (default [`MAX_DEPTH`], 128); deeper
+//!   input is an error, so no frame can overflow the stack. Claimed lengths are never trusted for allocation beyond what
 //!   the frame can hold.
 //!
 //! Encoding never fails for events the codec decoded. It fails (the batch fails) only for
@@ -39,7 +39,10 @@
 //!
 //! # Config
 //!
-//! None: the codec takes no `config` keys, and refuses unknown ones.
+//! - `max_depth` (integer, 1 to 1024, default 128): the deepest nesting of arrays and maps
+//!   accepted.
+//!
+//! Unknown keys are refused.
 //!
 //! # Example
 //!
@@ -68,23 +71,53 @@ use temblor_shim::{Codec, Object, PluginError, RString, RVec, Setup, Value};
 /// The deepest nesting of arrays and maps a frame may have.
 pub const MAX_DEPTH: usize = 128;
 
-/// The codec's configuration: it has no keys.
-#[derive(temblor_shim::serde::Deserialize, Debug, Default)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
-pub struct Config {}
+/// The most `max_depth` may be (decoding recurses once per level).
+pub const DEPTH_CEILING: usize = 1024;
+
+/// The codec's configuration.
+#[derive(temblor_shim::serde::Deserialize, Debug)]
+#[serde(crate = "temblor_shim::serde", deny_unknown_fields, default)]
+pub struct Config {
+    /// The deepest nesting accepted.
+    pub max_depth: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_depth: MAX_DEPTH,
+        }
+    }
+}
 
 /// The MessagePack codec, with the encoding buffer it reuses from event to event.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Msgpack {
     /// What rmp writes into; copied to the frame with one memcpy, then cleared.
     scratch: ByteBuf,
+    max_depth: usize,
+}
+
+impl Default for Msgpack {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Msgpack {
     /// A codec with an empty buffer.
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self::with_max_depth(MAX_DEPTH)
+    }
+
+    /// A codec that refuses nesting deeper than `max_depth`.
+    #[must_use]
+    pub fn with_max_depth(max_depth: usize) -> Self {
+        Self {
+            scratch: ByteBuf::new(),
+            max_depth,
+        }
     }
 }
 
@@ -93,9 +126,18 @@ impl Msgpack {
 /// # Errors
 /// Why the frame is not exactly one value this codec accepts (see the crate docs).
 pub fn decode_slice(frame: &[u8]) -> Result<Value, String> {
+    decode_with_max_depth(frame, MAX_DEPTH)
+}
+
+/// [`decode_slice`] with another nesting limit.
+///
+/// # Errors
+/// As [`decode_slice`].
+pub fn decode_with_max_depth(frame: &[u8], max_depth: usize) -> Result<Value, String> {
     let mut reader = Reader {
         bytes: frame,
         at: 0,
+        max_depth,
     };
     let value = reader.value(0)?;
     let rest = frame.len() - reader.at;
@@ -119,6 +161,7 @@ pub fn encode_to_vec(value: &Value) -> Result<Vec<u8>, String> {
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
+    max_depth: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -279,7 +322,7 @@ impl<'a> Reader<'a> {
     }
 
     fn array_items(&mut self, len: usize, depth: usize) -> Result<Value, String> {
-        let depth = nested(depth, self.at)?;
+        let depth = nested(depth, self.at, self.max_depth)?;
         // Every value takes at least one byte: a lying length cannot allocate more than that.
         let mut items = RVec::with_capacity(len.min(self.left()));
         for _ in 0..len {
@@ -289,7 +332,7 @@ impl<'a> Reader<'a> {
     }
 
     fn map_fields(&mut self, len: usize, depth: usize) -> Result<Value, String> {
-        let depth = nested(depth, self.at)?;
+        let depth = nested(depth, self.at, self.max_depth)?;
         let mut object = Object::with_capacity(len.min(self.left() / 2));
         for _ in 0..len {
             let key = self.key()?;
@@ -338,12 +381,12 @@ impl<'a> Reader<'a> {
 }
 
 /// The depth inside one more array or map, or the error when that is too deep.
-fn nested(depth: usize, at: usize) -> Result<usize, String> {
-    if depth < MAX_DEPTH {
+fn nested(depth: usize, at: usize, max_depth: usize) -> Result<usize, String> {
+    if depth < max_depth {
         Ok(depth + 1)
     } else {
         Err(format!(
-            "nesting deeper than {MAX_DEPTH} arrays and maps at byte {at}"
+            "nesting deeper than {max_depth} arrays and maps at byte {at}"
         ))
     }
 }
@@ -423,7 +466,7 @@ fn write_str(buf: &mut ByteBuf, s: &str) -> Result<(), String> {
 
 impl Codec for Msgpack {
     fn decode_one(&mut self, frame: &[u8]) -> Result<Value, String> {
-        decode_slice(frame)
+        decode_with_max_depth(frame, self.max_depth)
     }
 
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
@@ -437,10 +480,15 @@ impl Codec for Msgpack {
 /// The constructor the engine calls.
 ///
 /// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
+/// A `Config` error for an unknown key or a `max_depth` out of range.
 pub fn new(setup: &Setup<'_>) -> Result<Msgpack, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Msgpack::new())
+    let Config { max_depth } = setup.config::<Config>()?;
+    if !(1..=DEPTH_CEILING).contains(&max_depth) {
+        return Err(PluginError::config(format_args!(
+            "max_depth must be 1 to {DEPTH_CEILING}, not {max_depth}"
+        )));
+    }
+    Ok(Msgpack::with_max_depth(max_depth))
 }
 
 temblor_shim::export_plugin! { name: "msgpack", kind: Codec, codec: new }
@@ -685,6 +733,42 @@ mod tests {
         assert!(err(&maps).starts_with("nesting deeper than"));
         assert!(err(&vec![0x91; 1_000_000]).starts_with("nesting deeper than"));
         assert!(err(&b"\x81\xa0".repeat(1_000_000)).starts_with("nesting deeper than"));
+    }
+
+    #[test]
+    fn max_depth_is_configurable() {
+        // `n` arrays, one inside the other.
+        let nested = |n: usize| {
+            let mut frame = vec![0x91; n - 1];
+            frame.push(0x90);
+            frame
+        };
+        assert!(decode_with_max_depth(&nested(2), 2).is_ok());
+        assert!(
+            decode_with_max_depth(&nested(3), 2)
+                .unwrap_err()
+                .starts_with("nesting deeper than 2 arrays and maps at byte")
+        );
+        let module = plugin_module();
+        let name = RStr::from("t");
+        let codec = |depth: i64| {
+            let config: Object = [("max_depth", Value::from(depth))].into_iter().collect();
+            module.new_codec()(name, &Value::Object(config)).into_result()
+        };
+        let Ok(mut c) = codec(1) else {
+            panic!("max_depth = 1 was refused");
+        };
+        let frames: Frames = [nested(1), nested(2)].iter().map(Vec::as_slice).collect();
+        let (mut out, mut errors) = (RVec::new(), RVec::new());
+        c.decode(&frames, &mut out, &mut errors).unwrap();
+        assert_eq!((out.len(), errors.len()), (1, 1));
+        for bad in [0, 1025] {
+            let Err(e) = codec(bad) else {
+                panic!("max_depth = {bad} was accepted");
+            };
+            assert_eq!(e.kind, ErrorKind::Config);
+            assert!(e.message.contains("max_depth"), "{e}");
+        }
     }
 
     #[test]
