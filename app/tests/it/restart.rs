@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
-use crate::support::{deployment, output, plugin_dir, temp_dir};
+use crate::support::{connector_stat as stat, deployment, output, plugin_dir, temp_dir};
 
 fn temblor() -> Command {
     let mut cmd = crate::support::temblor();
@@ -95,20 +95,6 @@ fn assert_each_once(counts: &BTreeMap<u64, usize>, n: u64) {
     );
     assert_eq!(counts.keys().next(), Some(&1));
     assert_eq!(counts.keys().last(), Some(&n));
-}
-
-/// `"<id>":{..."<field>":N...}` in the stats JSON.
-fn stat(stats: &str, id: &str, field: &str) -> u64 {
-    let at = stats.find(&format!("\"{id}\":{{")).expect(stats);
-    let section = &stats[at..at + stats[at..].find('}').unwrap()];
-    let key = format!("\"{field}\":");
-    let from = section.find(&key).expect(stats) + key.len();
-    section[from..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
 }
 
 #[test]

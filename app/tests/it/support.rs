@@ -83,3 +83,17 @@ pub fn deployment(dir: &Path, text: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// `connectors.<id>.<field>` of a `--stats-json` text (parsed by codec-json, not by the code
+/// under test's own writer).
+#[cfg_attr(feature = "monolith", allow(dead_code))]
+pub fn connector_stat(stats: &str, id: &str, field: &str) -> u64 {
+    let value = codec_json::decode_slice(stats.trim().as_bytes())
+        .unwrap_or_else(|e| panic!("stats are not JSON ({e}): {stats}"));
+    value
+        .get("connectors")
+        .and_then(|c| c.get(id))
+        .and_then(|c| c.get(field))
+        .and_then(temblor_shim::Value::as_u64)
+        .unwrap_or_else(|| panic!("stats lack connectors.{id}.{field}: {stats}"))
+}
