@@ -336,3 +336,21 @@ mod compliance {
         );
     }
 }
+
+#[test]
+fn paths_are_used_as_given_without_shell_expansion() {
+    let dir = TempDir::new("no-expansion");
+    // `$HOME`, `~` and `*` are file name characters here, not shell syntax.
+    let literal = dir.path("$HOME ~ *.txt");
+    write_frames(&literal, "write", &lines(2));
+    let names: Vec<String> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["$HOME ~ *.txt"]);
+    // A leading `~` is not the home folder either.
+    let tilde = Path::new("~/temblor-no-such-file.json");
+    let err = source(&config(tilde, None)).err().expect("no such file");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains("~/temblor-no-such-file.json"), "{err}");
+}
