@@ -1,24 +1,11 @@
 #!/usr/bin/env bash
-# What CI runs: installs the few system tools the tests call, then the project's test command.
+# What CI runs: the project's test command (which installs the system tools the tests call),
+# then a short fuzzing run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need=()
-command -v xz >/dev/null || need+=(xz-utils)
-command -v cc >/dev/null || need+=(gcc)
-command -v pkg-config >/dev/null || need+=(pkg-config)
-[ -e /usr/include/lzma.h ] || need+=(liblzma-dev)
-# The network connectors' tests use real peers: curl, netcat-openbsd (nc -N), socat, python3.
-command -v curl >/dev/null || need+=(curl)
-command -v nc.openbsd >/dev/null || need+=(netcat-openbsd)
-command -v socat >/dev/null || need+=(socat)
-command -v python3 >/dev/null || need+=(python3)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing: ${need[*]}"
-    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}"
-fi
+# `cargo xtask test` installs the system tools the tests call (xz, curl, nc, socat, python3,
+# liblzma's headers) when they are missing.
 
 # cargo xtask test checks that the workspace-hack crate is current when cargo-hakari is here
 # (about 3 minutes to install on 2 cores).

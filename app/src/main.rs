@@ -24,6 +24,7 @@ use temblor_shim::{Object, Value, abi::PluginModRef};
 use tracing::{error, info, level_filters::LevelFilter, warn};
 
 use loader::LoadReport;
+use pinning::Pins;
 
 /// The allocator of the whole process. mimalloc is built with `override`: it defines `malloc`,
 /// `free` and the rest, and `build.rs` exports them from the executable, so the plugins (which
@@ -34,7 +35,6 @@ use loader::LoadReport;
 /// dynamic TLS in each library, which costs more than it saves.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use pinning::Pins;
 
 /// Exit code for bad input: an invalid deployment, a refused plugin under `--strict`.
 const EXIT_INVALID: u8 = 2;
@@ -280,11 +280,16 @@ fn parse_deployment(file: &Path) -> Result<Result<(Deployment, Pins), ExitCode>>
     })
 }
 
+/// What `run` needs of a deployment file.
+struct Loaded {
+    registry: Registry,
+    deployment: Deployment,
+    plan: temblor_core::Plan,
+    pins: Pins,
+}
+
 /// Parses a deployment, loads the plugins it allows, and checks it against them.
-fn read_deployment(
-    args: &LoadArgs,
-    file: &Path,
-) -> Result<Result<(Registry, Deployment, temblor_core::Plan), ExitCode>> {
+fn read_deployment(args: &LoadArgs, file: &Path) -> Result<Result<Loaded, ExitCode>> {
     let (deployment, pins) = match parse_deployment(file)? {
         Ok(d) => d,
         Err(code) => return Ok(Err(code)),
@@ -295,7 +300,12 @@ fn read_deployment(
     };
     let name = file.display().to_string();
     Ok(match deployment.validate(&registry, &name) {
-        Ok(plan) => Ok((registry, deployment, plan)),
+        Ok(plan) => Ok(Loaded {
+            registry,
+            deployment,
+            plan,
+            pins,
+        }),
         Err(e) => {
             for line in e.to_string().lines() {
                 eprintln!("error: {line}");
@@ -311,7 +321,12 @@ fn run(
     stats_json: Option<&Path>,
     control: Option<&Path>,
 ) -> Result<ExitCode> {
-    let (registry, deployment, plan) = match read_deployment(args, file)? {
+    let Loaded {
+        registry,
+        deployment,
+        plan,
+        pins,
+    } = match read_deployment(args, file)? {
         Ok(d) => d,
         Err(code) => return Ok(code),
     };
@@ -334,10 +349,7 @@ fn run(
     };
     // Removed (socket file and reload copies) when `run` returns.
     let _control = control
-        .map(|path| {
-            let pins = Pins::new(&file.display().to_string(), deployment.pins());
-            control::Server::start(path, engine.reloader(), args.permissions(), pins)
-        })
+        .map(|path| control::Server::start(path, engine.reloader(), args.permissions(), pins))
         .transpose()?;
     let stats = engine.wait();
     let elapsed = stats.elapsed_s();

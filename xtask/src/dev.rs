@@ -18,8 +18,6 @@
 //! `target/dev-loop/report.json`.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -267,6 +265,13 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+/// The `temblor` binary built in `profile`.
+fn temblor_exe(profile: Profile) -> PathBuf {
+    target_dir()
+        .join(profile.dir())
+        .join(format!("temblor{}", std::env::consts::EXE_SUFFIX))
+}
+
 /// The running `temblor run`.
 struct Engine {
     child: Option<Child>,
@@ -280,9 +285,7 @@ impl Engine {
         socket: &Path,
         stats: &Path,
     ) -> Result<Self> {
-        let temblor = target_dir()
-            .join(profile.dir())
-            .join(format!("temblor{}", std::env::consts::EXE_SUFFIX));
+        let temblor = temblor_exe(profile);
         let _ = std::fs::remove_file(socket);
         let child = Command::new(&temblor)
             .current_dir(root)
@@ -471,7 +474,7 @@ impl Session {
         }
         let build_s = build_started.elapsed().as_secs_f64();
         let reload_started = Instant::now();
-        match request(&self.socket, &format!("reload {}", self.plugin.name)) {
+        match reload(self.profile, &self.socket, &self.plugin.name) {
             Ok(answer) => {
                 let reload_s = reload_started.elapsed().as_secs_f64();
                 let save_to_running_s = SystemTime::now()
@@ -493,19 +496,19 @@ impl Session {
     }
 }
 
-/// Sends one control request to the engine (see app/src/control.rs) and returns its answer.
-fn request(socket: &Path, request: &str) -> Result<String> {
-    let mut stream = UnixStream::connect(socket)
-        .with_context(|| format!("cannot connect to {}", socket.display()))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    writeln!(stream, "{request}")?;
-    let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer)?;
-    match answer.trim_end().split_once(' ') {
-        Some(("ok", rest)) => Ok(rest.to_owned()),
-        Some(("error", rest)) => bail!("{rest}"),
-        _ => bail!("unexpected answer: '{}'", answer.trim_end()),
+/// Asks the running engine to reload `name`, through `temblor plugins reload` (the client of
+/// its control socket); returns the engine's answer.
+fn reload(profile: Profile, socket: &Path, name: &str) -> Result<String> {
+    let output = Command::new(temblor_exe(profile))
+        .args(["plugins", "reload", name, "--control"])
+        .arg(socket)
+        .env("TEMBLOR_LOG", "error")
+        .output()
+        .context("cannot run temblor plugins reload")?;
+    if !output.status.success() {
+        bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
     }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// Makes `n` edits, each picked up by the same watch loop as a save by hand would be.

@@ -1,5 +1,8 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 //!
+//! 0. the system tools the tests call (xz, curl, nc, socat, python3) and the C pieces some
+//!    crates build with (a C compiler, pkg-config, liblzma's headers), installed with apt-get
+//!    when missing (as root, or through sudo), so that this command works on a fresh machine;
 //! 1. `cargo fmt --check`, the workspace-hack check (when cargo-hakari is installed) and
 //!    `cargo clippy -D warnings` (skipped with `--quick`);
 //! 2. the plugins (dev profile) into `target/plugins`, the test fixture plugins into
@@ -26,7 +29,58 @@ pub struct Args {
     pub quick: bool,
 }
 
+/// What the tests and the build need from the system: (how to tell it is there, Debian package).
+const SYSTEM_NEEDS: [(&str, &str); 8] = [
+    ("command -v xz", "xz-utils"),
+    ("command -v cc", "gcc"),
+    ("command -v pkg-config", "pkg-config"),
+    ("test -e /usr/include/lzma.h", "liblzma-dev"),
+    // The network connectors' tests use real peers.
+    ("command -v curl", "curl"),
+    ("command -v nc.openbsd", "netcat-openbsd"),
+    ("command -v socat", "socat"),
+    ("command -v python3", "python3"),
+];
+
+/// Installs the missing [`SYSTEM_NEEDS`] with apt-get.
+fn ensure_system_tools() -> Result<()> {
+    let missing: Vec<&str> = SYSTEM_NEEDS
+        .iter()
+        .filter(|(check, _)| {
+            !std::process::Command::new("sh")
+                .args(["-c", check])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing what the tests need: {}", missing.join(" "));
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            std::process::Command::new("apt-get")
+        } else {
+            let mut sudo = std::process::Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run_cmd(&mut cmd)
+    };
+    apt(&["update", "-qq"])?;
+    let mut install = vec!["install", "-y", "-qq"];
+    install.extend(&missing);
+    apt(&install)
+}
+
 pub fn run(args: &Args) -> Result<()> {
+    ensure_system_tools()?;
     if !args.quick {
         run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
         if hakari::available() {

@@ -30,7 +30,7 @@ use temblor_shim::{
 use crate::registry::Plugin;
 
 /// The current version of one plugin, shared by every task that builds instances from it.
-pub struct PluginCell {
+pub(crate) struct PluginCell {
     generation: AtomicU64,
     current: Mutex<Plugin>,
     /// The generation each live instance was built from.

@@ -36,7 +36,7 @@ use tracing::{debug, error, info, warn};
 mod live;
 
 use live::{Cells, Instance, Live, sleep_unless_stopped};
-pub use live::{PluginCell, ReloadError, Reloaded, Reloader};
+pub use live::{ReloadError, Reloaded, Reloader};
 
 use crate::{
     deploy::{ConnectorPlan, Deployment, Link, Named, Plan, RestartPolicy},
@@ -902,8 +902,18 @@ impl SinkTask {
             }) {
                 add(&counters.errors, events.values.len());
                 error!(connector = %self.id, error = %e, events = events.values.len(), "encoding a batch failed");
-                let json: Vec<String> = events.values.iter().map(Value::to_json).collect();
-                self.give_up(json.iter().map(String::as_bytes), json.len(), counters);
+                // The events as JSON, for the dead letter file (if there is none, they are only
+                // counted).
+                let json: Vec<String> = if self.dead_letter.is_some() {
+                    events.values.iter().map(Value::to_json).collect()
+                } else {
+                    Vec::new()
+                };
+                self.give_up(
+                    json.iter().map(String::as_bytes),
+                    events.values.len(),
+                    counters,
+                );
                 if !recover_codec(&mut self.encoder, &e) {
                     break;
                 }
