@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::{
-    build_plugins::{Profile, discover, groups, library_file, plugin_build_invocations},
+    build_plugins::{Profile, built_library, discover, groups, library_file, plugin_build_args},
     util::{cargo, cores, project_root, run as run_cmd, target_dir, utc_now},
 };
 
@@ -213,20 +213,20 @@ fn build() -> Result<(PathBuf, PathBuf, PathBuf, PathBuf)> {
             .args(["build", "--release", "-p", "temblor-perf"]),
     )?;
     let packages: Vec<&str> = plugins.iter().map(|p| p.package.as_str()).collect();
-    for invocation in plugin_build_invocations(Profile::Release, true, &packages) {
+    if let Some(build) = plugin_build_args(Profile::Release, true, &packages) {
         run_cmd(
             cargo()
                 .env("CARGO_TARGET_DIR", layouts.join("plugins"))
-                .args(&invocation),
+                .args(&build),
         )?;
     }
-    let built = layouts.join("plugins").join("release");
-    let plugin_dir = built.join("plugin-dir");
+    let target = layouts.join("plugins");
+    let plugin_dir = target.join("release").join("plugin-dir");
     std::fs::create_dir_all(&plugin_dir)?;
     for p in &plugins {
-        let file = library_file(&p.lib);
-        std::fs::copy(built.join(&file), plugin_dir.join(&file))
-            .with_context(|| format!("cannot copy {file}"))?;
+        let from = built_library(&target, Profile::Release, &p.lib);
+        std::fs::copy(&from, plugin_dir.join(library_file(&p.lib)))
+            .with_context(|| format!("cannot copy {}", from.display()))?;
     }
     Ok((
         exe("plugins", "temblor"),

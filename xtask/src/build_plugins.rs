@@ -66,6 +66,8 @@ pub struct PluginCrate {
     pub package: String,
     /// The library (`connector_file`).
     pub lib: String,
+    /// The crate's folder.
+    pub dir: PathBuf,
 }
 
 /// Every plugin crate in `groups` (folder, package prefix) pairs.
@@ -87,7 +89,12 @@ pub fn discover(groups: &[(&str, &str)]) -> Result<Vec<PluginCrate>> {
                 .to_owned();
             let package = format!("{prefix}-{name}");
             let lib = package.replace('-', "_");
-            found.push(PluginCrate { name, package, lib });
+            found.push(PluginCrate {
+                name,
+                package,
+                lib,
+                dir: path,
+            });
         }
     }
     found.sort_by(|a, b| a.package.cmp(&b.package));
@@ -103,52 +110,46 @@ pub fn groups(test_plugins: bool) -> &'static [(&'static str, &'static str)] {
     }
 }
 
-/// The cargo invocations (arguments after `cargo`) that build the host `temblor` (when `host`)
-/// and the plugin `packages` as loadable libraries in `profile`.
+/// The cargo invocation (arguments after `cargo`) that builds the host `temblor` (when `host`)
+/// and the plugin `packages` as loadable libraries in `profile`; `None` when there is nothing
+/// to build.
 ///
-/// In release every plugin is its own `cargo rustc --crate-type cdylib`: a plugin crate is
-/// `crate-type = ["cdylib", "rlib"]` (the rlib is what the monolith links), and cargo applies no
-/// LTO at all to a crate that also builds an rlib, so `cargo build --release` would give
-/// plugins without the release profile's thin LTO (measured: 450 against 545 MB/s on
-/// passthrough-json, docs/performance.md). In dev there is no LTO: one `cargo build`.
-pub fn plugin_build_invocations(
-    profile: Profile,
-    host: bool,
-    packages: &[&str],
-) -> Vec<Vec<String>> {
-    let s = |x: &str| x.to_owned();
+/// A plugin crate is `crate-type = ["cdylib", "rlib"]` (the rlib is what the monolith links),
+/// and cargo applies no LTO at all to a crate that also builds an rlib: its own cdylib would
+/// ship without the release profile's thin LTO (measured: 450 against 545 MB/s on
+/// passthrough-json, docs/performance.md). So in release the library comes from the crate's
+/// `<lib>_lto` example, a cdylib that only links the crate, which cargo does give LTO; one
+/// `cargo build --examples` builds them all. In dev there is no LTO: the crate's own cdylib.
+pub fn plugin_build_args(profile: Profile, host: bool, packages: &[&str]) -> Option<Vec<String>> {
+    if !host && packages.is_empty() {
+        return None;
+    }
+    let mut args = vec!["build".to_owned(), profile.flag().to_owned()];
+    if host {
+        args.extend(["-p".to_owned(), "temblor".to_owned()]);
+    }
+    for p in packages {
+        args.extend(["-p".to_owned(), (*p).to_owned()]);
+    }
+    if profile == Profile::Release && !packages.is_empty() {
+        if host {
+            // A target filter builds only what it names: the host's binary too.
+            args.push("--bins".to_owned());
+        }
+        args.push("--examples".to_owned());
+    }
+    Some(args)
+}
+
+/// Where cargo puts plugin library `lib` built by [`plugin_build_args`] under the target
+/// directory `target`.
+pub fn built_library(target: &Path, profile: Profile, lib: &str) -> PathBuf {
     match profile {
-        Profile::Dev => {
-            let mut args = vec![s("build"), s(profile.flag())];
-            if host {
-                args.extend([s("-p"), s("temblor")]);
-            }
-            for p in packages {
-                args.extend([s("-p"), s(p)]);
-            }
-            if args.len() == 2 {
-                Vec::new()
-            } else {
-                vec![args]
-            }
-        }
-        Profile::Release => {
-            let mut all = Vec::new();
-            if host {
-                all.push(vec![s("build"), s(profile.flag()), s("-p"), s("temblor")]);
-            }
-            for p in packages {
-                all.push(vec![
-                    s("rustc"),
-                    s(profile.flag()),
-                    s("-p"),
-                    s(p),
-                    s("--crate-type"),
-                    s("cdylib"),
-                ]);
-            }
-            all
-        }
+        Profile::Dev => target.join(profile.dir()).join(library_file(lib)),
+        Profile::Release => target
+            .join(profile.dir())
+            .join("examples")
+            .join(library_file(&format!("{lib}_lto"))),
     }
 }
 
@@ -185,8 +186,8 @@ pub fn run(args: &Args) -> Result<Vec<PathBuf>> {
         selected
     };
     let packages: Vec<&str> = selected.iter().map(|p| p.package.as_str()).collect();
-    for invocation in plugin_build_invocations(args.profile, true, &packages) {
-        run_cmd(cargo().args(&invocation))?;
+    if let Some(build) = plugin_build_args(args.profile, true, &packages) {
+        run_cmd(cargo().args(&build))?;
     }
 
     let target = target_dir();
@@ -201,10 +202,8 @@ pub fn run(args: &Args) -> Result<Vec<PathBuf>> {
     remove_group_other_write(&out)?;
     let mut copied = Vec::new();
     for p in &selected {
-        let file = library_file(&p.lib);
-        let from = built.join(&file);
-        let to = out.join(&file);
-        install(&from, &to)?;
+        let to = out.join(library_file(&p.lib));
+        install(&built_library(&target, args.profile, &p.lib), &to)?;
         copied.push(to);
     }
     eprintln!("copied {} plugin(s) to {}", copied.len(), out.display());
@@ -295,35 +294,76 @@ mod tests {
     }
 
     #[test]
-    fn release_plugins_are_built_alone_as_cdylibs_so_that_they_get_lto() {
+    fn release_plugins_are_built_as_lto_examples_in_one_invocation() {
         let release =
-            plugin_build_invocations(Profile::Release, true, &["codec-json", "connector-file"]);
-        assert_eq!(release[0], ["build", "--release", "-p", "temblor"]);
+            plugin_build_args(Profile::Release, true, &["codec-json", "connector-file"]).unwrap();
         assert_eq!(
-            release[1],
+            release,
             [
-                "rustc",
+                "build",
                 "--release",
                 "-p",
+                "temblor",
+                "-p",
                 "codec-json",
-                "--crate-type",
-                "cdylib"
+                "-p",
+                "connector-file",
+                "--bins",
+                "--examples"
             ]
         );
-        assert_eq!(release.len(), 3);
-        let dev = plugin_build_invocations(Profile::Dev, true, &["codec-json"]);
+        let one = plugin_build_args(Profile::Release, false, &["codec-json"]).unwrap();
+        assert_eq!(
+            one,
+            ["build", "--release", "-p", "codec-json", "--examples"]
+        );
+        let host = plugin_build_args(Profile::Release, true, &[]).unwrap();
+        assert_eq!(host, ["build", "--release", "-p", "temblor"]);
+        let dev = plugin_build_args(Profile::Dev, true, &["codec-json"]).unwrap();
         assert_eq!(
             dev,
-            [[
+            [
                 "build",
                 "--profile=dev",
                 "-p",
                 "temblor",
                 "-p",
                 "codec-json"
-            ]]
+            ]
         );
-        assert!(plugin_build_invocations(Profile::Dev, false, &[]).is_empty());
+        assert!(plugin_build_args(Profile::Dev, false, &[]).is_none());
+        let target = Path::new("t");
+        assert_eq!(
+            built_library(target, Profile::Release, "codec_json"),
+            target
+                .join("release/examples")
+                .join(library_file("codec_json_lto"))
+        );
+        assert_eq!(
+            built_library(target, Profile::Dev, "codec_json"),
+            target.join("debug").join(library_file("codec_json"))
+        );
+    }
+
+    /// Every plugin crate declares the `<lib>_lto` cdylib example release builds ship.
+    #[test]
+    fn every_plugin_crate_declares_its_lto_example() {
+        for group in [groups(false), groups(true)] {
+            for p in discover(group).unwrap() {
+                let manifest = std::fs::read_to_string(p.dir.join("Cargo.toml")).unwrap();
+                let block = format!(
+                    "[[example]]\nname = \"{}_lto\"\npath = \"examples/lto.rs\"\ncrate-type = [\"cdylib\"]\n",
+                    p.lib
+                );
+                assert!(manifest.contains(&block), "{}: no {block}", p.package);
+                let example = std::fs::read_to_string(p.dir.join("examples/lto.rs")).unwrap();
+                assert!(
+                    example.contains(&format!("use {} as _;", p.lib)),
+                    "{}: {example}",
+                    p.package
+                );
+            }
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use crate::{
-    build_plugins::{self, PluginCrate, discover, groups, plugin_build_invocations},
+    build_plugins::{self, PluginCrate, discover, groups, plugin_build_args},
     chart,
     util::{cargo, project_root, target_dir},
 };
@@ -297,8 +297,7 @@ impl Runner {
 }
 
 /// The cargo invocations that build what `layout` needs after `scenario` (the plugin layout
-/// builds release plugins one `cargo rustc --crate-type cdylib` each, so that they get LTO; see
-/// `build_plugins::plugin_build_invocations`).
+/// builds release plugins as their LTO examples; see `build_plugins::plugin_build_args`).
 fn build_args(
     layout: Layout,
     profile: Profile,
@@ -324,14 +323,15 @@ fn build_args(
             let connector = format!("connector-{connector}");
             let codec = format!("codec-{codec}");
             let all: Vec<&str> = plugins.iter().map(|p| p.package.as_str()).collect();
-            match scenario {
+            let build = match scenario {
                 Scenario::Clean | Scenario::Noop | Scenario::EditShim => {
-                    plugin_build_invocations(profile, true, &all)
+                    plugin_build_args(profile, true, &all)
                 }
-                Scenario::EditConnector => plugin_build_invocations(profile, false, &[&connector]),
-                Scenario::EditCodec => plugin_build_invocations(profile, false, &[&codec]),
-                Scenario::EditCore => plugin_build_invocations(profile, true, &[]),
-            }
+                Scenario::EditConnector => plugin_build_args(profile, false, &[&connector]),
+                Scenario::EditCodec => plugin_build_args(profile, false, &[&codec]),
+                Scenario::EditCore => plugin_build_args(profile, true, &[]),
+            };
+            build.into_iter().collect()
         }
     }
 }
@@ -688,14 +688,7 @@ mod tests {
         );
         assert_eq!(
             args,
-            [[
-                "rustc",
-                "--release",
-                "-p",
-                "connector-file",
-                "--crate-type",
-                "cdylib"
-            ]]
+            [["build", "--release", "-p", "connector-file", "--examples"]]
         );
         let args = build_args(
             Layout::Plugins,
@@ -726,7 +719,11 @@ mod tests {
             "file",
             "json",
         );
-        assert_eq!(args.len(), 1 + plugins.len(), "the host, then each plugin");
+        assert_eq!(args.len(), 1, "one cargo invocation: {args:?}");
+        assert!(args[0].ends_with(&["--bins".to_owned(), "--examples".to_owned()]));
+        for p in &plugins {
+            assert!(args[0].contains(&p.package), "{} missing", p.package);
+        }
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("--edits must be at least 1");
     }
     let root = project_root();
-    let crate_dir = plugin_dir(&plugin);
+    let crate_dir = plugin.dir.clone();
     let dev_dir = target_dir().join("dev");
     std::fs::create_dir_all(&dev_dir)?;
     let (deployment, generated) = match &args.deployment {
@@ -155,15 +155,6 @@ pub fn run(args: &Args) -> Result<()> {
             report(&session, &times, &check, ids)
         }
     }
-}
-
-fn plugin_dir(p: &PluginCrate) -> PathBuf {
-    let folder = if p.package.starts_with("codec-") {
-        "codecs"
-    } else {
-        "connectors"
-    };
-    project_root().join(folder).join(&p.name)
 }
 
 /// A deployment that exercises the plugin (see the module doc).
@@ -439,11 +430,11 @@ impl Session {
     /// `cargo build -p PLUGIN` and copies the library to target/plugins. Prints the
     /// compiler's output when it fails; true when it built.
     fn build(&self) -> Result<bool> {
-        for invocation in
-            build_plugins::plugin_build_invocations(self.profile, false, &[&self.plugin.package])
+        if let Some(build) =
+            build_plugins::plugin_build_args(self.profile, false, &[&self.plugin.package])
         {
             let output = cargo()
-                .args(&invocation)
+                .args(&build)
                 .env("CARGO_TERM_COLOR", "always")
                 .output()
                 .context("cannot start cargo")?;
@@ -456,10 +447,11 @@ impl Session {
                 return Ok(false);
             }
         }
-        let file = library_file(&self.plugin.lib);
         build_plugins::install(
-            &target_dir().join(self.profile.dir()).join(&file),
-            &target_dir().join("plugins").join(&file),
+            &build_plugins::built_library(&target_dir(), self.profile, &self.plugin.lib),
+            &target_dir()
+                .join("plugins")
+                .join(library_file(&self.plugin.lib)),
         )?;
         Ok(true)
     }

@@ -161,6 +161,7 @@ const CARGO_TOML: &str = include_str!("../templates/Cargo.toml.tmpl");
 const CONNECTOR_LIB: &str = include_str!("../templates/connector/lib.rs.tmpl");
 const CONNECTOR_IT: &str = include_str!("../templates/connector/it.rs.tmpl");
 const CONNECTOR_DEV: &str = include_str!("../templates/connector/dev.toml.tmpl");
+const LTO_EXAMPLE: &str = include_str!("../templates/lto.rs.tmpl");
 const CODEC_LIB: &str = include_str!("../templates/codec/lib.rs.tmpl");
 const CODEC_IT: &str = include_str!("../templates/codec/it.rs.tmpl");
 
@@ -197,6 +198,7 @@ pub fn crate_files(c: &NewCrate) -> Vec<(PathBuf, String)> {
         (c.dir.join("Cargo.toml"), render(CARGO_TOML, &vars)),
         (c.dir.join("src/lib.rs"), render(lib, &vars)),
         (c.dir.join("tests/it/main.rs"), render(it, &vars)),
+        (c.dir.join("examples/lto.rs"), render(LTO_EXAMPLE, &vars)),
     ];
     if c.kind == Kind::Connector {
         // The deployment `cargo xtask dev NAME` runs (for a codec it writes its own).
@@ -682,8 +684,10 @@ mod tests {
         assert!(files[1].1.contains("pub struct MySourceSource"));
         assert!(files[1].1.contains("name: \"my_source\""));
         assert!(files[2].1.contains("connector_my_source::plugin_module()"));
-        assert!(files[3].1.contains("plugin = \"my_source\""));
-        assert_eq!(crate_files(&codec("upper")).len(), 3);
+        assert!(files[3].1.contains("use connector_my_source as _;"));
+        assert!(files[0].1.contains("name = \"connector_my_source_lto\""));
+        assert!(files[4].1.contains("plugin = \"my_source\""));
+        assert_eq!(crate_files(&codec("upper")).len(), 4);
     }
 
     const WORKSPACE: &str = r#"[workspace]
