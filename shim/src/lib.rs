@@ -10,8 +10,9 @@
 //! - for plugin authors: the [`Codec`], [`Source`] and [`Sink`] traits, [`Setup`] and
 //!   [`export_plugin!`], which hide abi_stable, catch panics and forward logs to the host.
 //!
-//! A plugin is written like this (a crate with `crate-type = ["cdylib", "rlib"]` and a default
-//! feature `export`):
+//! A plugin is written like this (a crate with `crate-type = ["cdylib", "rlib"]`, a default
+//! feature `export`, and for release builds a `<lib>_lto` cdylib example that only says
+//! `use <lib> as _;`; `cargo xtask new-plugin` writes all of it):
 //! ```
 //! use temblor_shim::{Codec, PluginError, RVec, Setup, Value};
 //!

@@ -263,8 +263,9 @@ macro_rules! __interface_version {
 ///
 /// It defines `pub fn plugin_module() -> PluginModRef` (how the monolith build registers the
 /// plugin) and, when the crate's `export` feature is on (the default), the library header that
-/// makes the `cdylib` loadable. The monolith turns `export` off so that many plugins can be
-/// linked into one binary without their headers clashing.
+/// makes the `cdylib` loadable (the crate's own, and the `<lib>_lto` example's, which links the
+/// crate and so exports the header too). The monolith turns `export` off so that many plugins
+/// can be linked into one binary without their headers clashing.
 #[macro_export]
 macro_rules! export_plugin {
     (
