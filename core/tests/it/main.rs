@@ -136,6 +136,22 @@ fn everything_drains_through_bounded_channels() {
 }
 
 #[test]
+fn elapsed_time_starts_when_every_connector_is_built() {
+    // A source that takes 800 ms to build (as `bench` loading its data set) and then emits 10
+    // lines: the time it took to build is not part of the run that throughput is measured on.
+    let built = std::time::Instant::now();
+    let stats = run(&deployment(
+        r#"{ count = 10, new_delay_ms = 800 }"#,
+        "slow-new-out",
+        "slow-new-err",
+    ));
+    assert!(built.elapsed().as_secs_f64() >= 0.8);
+    assert_eq!(plugins::collected("slow-new-out").len(), 10);
+    let elapsed = stats.elapsed_s();
+    assert!(elapsed < 0.8, "elapsed {elapsed} s includes building");
+}
+
+#[test]
 fn a_panicking_codec_sends_its_batch_to_err_and_is_rebuilt() {
     let stats = run(&deployment(
         r#"{ chunks = ["1\n2\n", "panic\n3\n", "4\n"] }"#,

@@ -46,6 +46,9 @@ pub mod lines {
         count: usize,
         #[serde(default = "one")]
         per_pull: usize,
+        /// The constructor sleeps this long first (a source that loads its data).
+        #[serde(default)]
+        new_delay_ms: u64,
     }
 
     fn one() -> usize {
@@ -82,6 +85,7 @@ pub mod lines {
 
     fn new(setup: &Setup<'_>) -> Result<Lines, PluginError> {
         let c: Config = setup.config()?;
+        std::thread::sleep(std::time::Duration::from_millis(c.new_delay_ms));
         Ok(Lines {
             chunks: c.chunks.into_iter(),
             next: 0,

@@ -174,7 +174,12 @@ fn new_plugins_build_pass_their_tests_and_run_in_the_monolith() {
     let conn_dir = workspace.join("connectors").join(CONNECTOR);
     let codec_dir = workspace.join("codecs").join(CODEC);
     assert!(conn_dir.join("dev.toml").is_file());
-    for file in ["Cargo.toml", "src/lib.rs", "tests/it/main.rs"] {
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "tests/it/main.rs",
+        "examples/lto.rs",
+    ] {
         assert!(conn_dir.join(file).is_file(), "{file}");
         assert!(codec_dir.join(file).is_file(), "{file}");
     }
@@ -217,6 +222,8 @@ fn new_plugins_build_pass_their_tests_and_run_in_the_monolith() {
             conn_dir.join("tests/it/main.rs"),
             codec_dir.join("src/lib.rs"),
             codec_dir.join("tests/it/main.rs"),
+            conn_dir.join("examples/lto.rs"),
+            codec_dir.join("examples/lto.rs"),
         ]));
 
     // Their own tests: unit tests, and the compliance harness through the ABI.
@@ -272,6 +279,12 @@ fn new_plugins_build_pass_their_tests_and_run_in_the_monolith() {
         let file = dylib(&lib);
         let to = plugins.join(&file);
         std::fs::copy(target.join("debug/deps").join(&file), &to)
+            .unwrap_or_else(|e| panic!("{file} was built by cargo test: {e}"));
+        libraries.push(to);
+        // The `<lib>_lto` example release builds ship (cargo test builds examples too).
+        let file = dylib(&format!("{lib}_lto"));
+        let to = plugins.join(&file);
+        std::fs::copy(target.join("debug/examples").join(&file), &to)
             .unwrap_or_else(|e| panic!("{file} was built by cargo test: {e}"));
         libraries.push(to);
     }
