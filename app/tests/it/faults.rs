@@ -12,7 +12,7 @@ use temblor_shim::Value;
 
 use crate::{
     loading::temblor_only,
-    support::{deployment, output, plugin_dir, temblor, temp_dir},
+    support::{deployment, file_to_file, output, plugin_dir, temblor, temp_dir},
 };
 
 /// `temblor` with the shipped plugins and the test fixtures.
@@ -257,51 +257,7 @@ fn each_codec_sends_a_frame_it_cannot_decode_to_the_error_port() {
         }
         std::fs::write(&input, &data).unwrap();
         let (out, err, stats) = (dir.join("out"), dir.join("err"), dir.join("stats.json"));
-        let deploy = deployment(
-            &dir,
-            &format!(
-                r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "{codec}"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[connector]]
-id = "errors"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-
-[[connect]]
-from = "main/err"
-to = "errors"
-"#,
-                input.display(),
-                out.display(),
-                err.display()
-            ),
-        );
+        let deploy = deployment(&dir, &file_to_file(codec, &input, &out, &err));
         let (status, _, stderr) = output(
             temblor()
                 .arg("run")

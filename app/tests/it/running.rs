@@ -1,56 +1,10 @@
 //! `temblor run` and `temblor validate`, in both builds.
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
 use codec_json::decode_slice;
 
-use crate::support::{deployment, output, root, temblor, temp_dir, xz_lines};
-
-fn file_to_file(input: &Path, out: &Path, errors: &Path) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[connector]]
-id = "errors"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-
-[[connect]]
-from = "main/err"
-to = "errors"
-"#,
-        input.display(),
-        out.display(),
-        errors.display()
-    )
-}
+use crate::support::{deployment, file_to_file, output, root, temblor, temp_dir, xz_lines};
 
 #[test]
 fn file_json_passthrough_file_keeps_every_value() {
@@ -61,7 +15,7 @@ fn file_json_passthrough_file_keeps_every_value() {
         dir.join("err.json"),
         dir.join("stats.json"),
     );
-    let deploy = deployment(&dir, &file_to_file(&input, &out, &errors));
+    let deploy = deployment(&dir, &file_to_file("json", &input, &out, &errors));
     let (status, _, stderr) = output(
         temblor()
             .arg("run")
@@ -114,7 +68,7 @@ fn invalid_json_goes_to_the_error_port_and_the_rest_goes_on() {
     let input = dir.join("in.json");
     std::fs::write(&input, "{\"a\":1}\n{\"a\":\n[1,2]\n\"\\x\"\n{\"b\":true}").unwrap();
     let (out, errors) = (dir.join("out.json"), dir.join("err.json"));
-    let deploy = deployment(&dir, &file_to_file(&input, &out, &errors));
+    let deploy = deployment(&dir, &file_to_file("json", &input, &out, &errors));
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
     let good: Vec<_> = std::fs::read_to_string(&out)

@@ -97,3 +97,51 @@ pub fn connector_stat(stats: &str, id: &str, field: &str) -> u64 {
         .and_then(temblor_shim::Value::as_u64)
         .unwrap_or_else(|| panic!("stats lack connectors.{id}.{field}: {stats}"))
 }
+
+/// `in` (a file read with `codec`, newline-separated) → `main` (no operators) → `out` (a JSON
+/// file), and `main/err` → `errors` (a JSON file).
+pub fn file_to_file(codec: &str, input: &Path, out: &Path, errors: &Path) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "in"
+plugin = "file"
+codec = "{codec}"
+preprocessors = ["separate"]
+config = {{ path = "{}", mode = "read" }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[connector]]
+id = "errors"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+
+[[connect]]
+from = "main/err"
+to = "errors"
+"#,
+        input.display(),
+        out.display(),
+        errors.display()
+    )
+}
