@@ -3,9 +3,9 @@
 use std::time::{Duration, Instant};
 
 use temblor_shim::{
-    ErrorKind, Frames, PluginError, Pull, Value,
+    ErrorKind, Frames, PluginError, Pull, RVec, SourceBatch, Value,
     abi::{PluginKind, PluginModRef, SHIM_INTERFACE_VERSION, SinkBox, SourceBox},
-    abi_stable::std_types::{RResult, RStr},
+    abi_stable::std_types::{RResult, RSlice, RStr},
 };
 
 use crate::with_unknown_key;
@@ -50,11 +50,11 @@ pub fn sink(module: PluginModRef, config: &Value) -> Result<SinkBox, PluginError
 pub fn pull_frames(source: &mut SourceBox, want: usize, timeout: Duration) -> (Vec<Vec<u8>>, bool) {
     let started = Instant::now();
     let mut got = Vec::new();
-    let mut frames = Frames::new();
+    let mut frames = SourceBatch::new();
     while got.len() < want && started.elapsed() < timeout {
-        frames.clear();
+        frames.reset(0);
         let pull_started = Instant::now();
-        let pulled = source.pull(&mut frames);
+        let pulled = source.pull_batch(&mut frames);
         assert!(
             pull_started.elapsed() < Duration::from_secs(2),
             "a pull blocked for {:?}",
@@ -103,7 +103,7 @@ pub fn sink_accepts(module: PluginModRef, config: &Value, frames: &[&[u8]]) {
     let mut sink =
         sink(module, config).unwrap_or_else(|e| panic!("the sink refused {config}: {e}"));
     let batch: Frames = frames.iter().copied().collect();
-    if let RResult::RErr(e) = sink.push(&batch) {
+    if let RResult::RErr(e) = sink.push_batch(&batch, RSlice::from_slice(&[]), &mut RVec::new()) {
         panic!("push failed: {e}");
     }
     if let RResult::RErr(e) = sink.flush() {

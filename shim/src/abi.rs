@@ -15,10 +15,22 @@ use abi_stable::{
     std_types::{RBox, RResult, RSlice, RStr, RString, RVec},
 };
 
-use crate::{Frames, PluginError, Value};
+use crate::{Frames, PluginError, SourceBatch, Value};
 
-/// The version of this interface. A plugin built against another version is refused.
-pub const SHIM_INTERFACE_VERSION: u32 = 1;
+/// The version of this interface.
+///
+/// - 1: batches of frames, fire and forget.
+/// - 2: streams, metadata and values in a source's batch ([`SourceFfi::pull_batch`]),
+///   acknowledgements ([`SourceFfi::ack`], [`SourceFfi::fail`]), metadata and partial writes in
+///   a sink's push ([`SinkFfi::push_batch`]), and the root module's `shutdown`.
+///
+/// Every field and method added by 2 comes after its type's `last_prefix_field` and has a
+/// default, so a plugin built against interface 1 still loads and works (without streams,
+/// metadata or acknowledgements). Anything older or newer is refused.
+pub const SHIM_INTERFACE_VERSION: u32 = 2;
+
+/// The oldest interface version this shim still drives.
+pub const MIN_SHIM_INTERFACE_VERSION: u32 = 1;
 
 /// The rustc version this crate (and so the plugin linking it) was built with.
 pub const RUSTC_VERSION: &str = env!("TEMBLOR_RUSTC_VERSION");
@@ -127,11 +139,41 @@ pub trait CodecFfi: Send {
 }
 
 /// A source instance across the boundary. Built by [`PluginMod::new_source`].
+///
+/// The methods after `pull` came with interface 2; on a source built against interface 1 their
+/// default bodies run in the host: `pull_batch` calls `pull`, and there are no acknowledgements.
 #[sabi_trait]
 pub trait SourceFfi: Send {
-    /// Appends the frames available now to `out`, waiting at most about 100 ms for some.
+    /// Interface 1: appends the frames available now to `out` (stream 0), waiting at most
+    /// about 100 ms for some. The engine calls `pull_batch`.
     #[sabi(last_prefix_field)]
     fn pull(&mut self, out: &mut Frames) -> RResult<Pull, PluginError>;
+
+    /// Hands over what is available now, waiting at most about 100 ms for some: frames by
+    /// stream, stream starts (with metadata) and ends, and values. Everything it adds is
+    /// covered by `out.token()`.
+    fn pull_batch(&mut self, out: &mut SourceBatch) -> RResult<Pull, PluginError> {
+        self.pull(out)
+    }
+
+    /// Whether this instance wants `ack` and `fail` for its batches. Asked once, after it is
+    /// built.
+    fn wants_acks(&self) -> bool {
+        false
+    }
+
+    /// Everything of the batch with this token was delivered (written and flushed by every
+    /// sink it reached, dropped by a filter, or written to a dead letter file).
+    fn ack(&mut self, token: u64) -> RResult<(), PluginError> {
+        let _ = token;
+        RResult::ROk(())
+    }
+
+    /// Some of the batch with this token could not be delivered (`reason` says why).
+    fn fail(&mut self, token: u64, reason: RStr<'_>) -> RResult<(), PluginError> {
+        let _ = (token, reason);
+        RResult::ROk(())
+    }
 }
 
 /// A sink instance across the boundary. Built by [`PluginMod::new_sink`].
@@ -145,6 +187,20 @@ pub trait SinkFfi: Send {
     /// event). Asked after every push.
     #[sabi(last_prefix_field)]
     fn stop_requested(&mut self) -> bool;
+
+    /// Interface 2: writes every frame, with the events' metadata: `meta` is empty (none), one
+    /// value (the same for every frame) or one value per frame. On an error, `delivered` lists
+    /// the indices of the frames that were written all the same, in order; the engine retries
+    /// only the others. On a sink built against interface 1 this calls `push`.
+    fn push_batch(
+        &mut self,
+        frames: &Frames,
+        meta: RSlice<'_, Value>,
+        delivered: &mut RVec<u32>,
+    ) -> RResult<(), PluginError> {
+        let _ = (meta, delivered);
+        self.push(frames)
+    }
 }
 
 /// An owned codec instance.
@@ -173,6 +229,11 @@ pub struct PluginMod {
     /// Builds a sink (connector plugins that can write).
     #[sabi(last_prefix_field)]
     pub new_sink: extern "C" fn(RStr<'_>, &Value) -> RResult<SinkBox, PluginError>,
+    /// Interface 2: the host will build nothing more from this library (it was replaced by a
+    /// reload, or the engine is exiting) and every instance built from it was dropped: stop
+    /// what the library runs on its own (threads, runtimes). Missing in interface 1 plugins.
+    #[sabi(missing_field(option))]
+    pub shutdown: extern "C" fn(),
 }
 
 impl RootModule for PluginModRef {

@@ -3,7 +3,8 @@
 //! This is the only crate a connector or codec plugin depends on. It defines:
 //! - [`Value`], the event type of the whole engine, ABI-stable itself, so events cross a plugin
 //!   boundary as they are, in batches, never converted;
-//! - [`Frames`], a batch of byte strings in one buffer;
+//! - [`Frames`], a batch of byte strings in one buffer, and [`SourceBatch`], what a source
+//!   hands over: frames by stream, stream metadata, and values that need no codec;
 //! - the root module each plugin library exports ([`abi::PluginMod`]) with its [`abi::Manifest`],
 //!   and the codec, source and sink objects its constructors return;
 //! - [`PluginError`], the error that crosses the boundary;
@@ -42,6 +43,7 @@
 //! ```
 
 pub mod abi;
+mod batch;
 mod error;
 mod frames;
 pub mod log;
@@ -49,10 +51,13 @@ mod plugin;
 mod value;
 
 pub use abi::{FrameError, Pull};
+pub use batch::{DEFAULT_STREAM, NO_OFFSET, SourceBatch, StreamRun};
 pub use abi_stable::std_types::{RString, RVec};
 pub use error::{ErrorKind, PluginError};
 pub use frames::Frames;
-pub use plugin::{Codec, Setup, Sink, Source, codec_object, sink_object, source_object};
+pub use plugin::{
+    Codec, Setup, Sink, Source, codec_object, meta_of, sink_object, source_object,
+};
 pub use value::{ByteSink, Field, FromValueError, Object, Value, from_value};
 
 /// Re-exported so plugins log through the shim's `tracing` without depending on it themselves.

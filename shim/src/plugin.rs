@@ -4,7 +4,10 @@
 //! The adapters here wrap every call in `catch_unwind`: a panic inside a plugin becomes a
 //! [`PluginError`] of kind `Panic` and never unwinds into the host (where it would abort).
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::{
+    mem::ManuallyDrop,
+    panic::{AssertUnwindSafe, catch_unwind},
+};
 
 use abi_stable::{
     sabi_trait::TD_Opaque,
@@ -13,7 +16,7 @@ use abi_stable::{
 use serde::Deserialize;
 
 use crate::{
-    Frames, PluginError, Value,
+    Frames, PluginError, SourceBatch, Value,
     abi::{
         CodecBox, CodecFfi, CodecFfi_TO, FrameError, Pull, SinkBox, SinkFfi, SinkFfi_TO, SourceBox,
         SourceFfi, SourceFfi_TO,
@@ -91,13 +94,38 @@ pub trait Codec: Send + 'static {
     }
 }
 
-/// A source: produces frames.
+/// A source: produces frames (by stream) and values.
 pub trait Source: Send + 'static {
-    /// Appends what is available now to `out`, waiting at most about 100 ms.
+    /// Appends what is available now to `out`, waiting at most about 100 ms: `out.push(bytes)`
+    /// for stream 0, or `start_stream`, `push_stream`, `end_stream` and `push_value`.
     ///
     /// # Errors
-    /// When reading fails; the engine reports it and stops this source.
-    fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError>;
+    /// When reading fails; the engine reports it and restarts this source.
+    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError>;
+
+    /// Whether this source wants [`Source::ack`] and [`Source::fail`] for its batches (asked
+    /// once, after it is built). The default: no.
+    fn wants_acks(&self) -> bool {
+        false
+    }
+
+    /// Everything pulled under `token` (see [`SourceBatch::token`]) was delivered.
+    ///
+    /// # Errors
+    /// When recording it fails (a checkpoint file cannot be written): logged, and counted.
+    fn ack(&mut self, token: u64) -> Result<(), PluginError> {
+        let _ = token;
+        Ok(())
+    }
+
+    /// Some of what was pulled under `token` could not be delivered.
+    ///
+    /// # Errors
+    /// As for [`Source::ack`].
+    fn fail(&mut self, token: u64, reason: &str) -> Result<(), PluginError> {
+        let _ = (token, reason);
+        Ok(())
+    }
 }
 
 /// A sink: consumes frames.
@@ -119,6 +147,35 @@ pub trait Sink: Send + 'static {
     fn stop_requested(&mut self) -> bool {
         false
     }
+
+    /// Writes every frame, with the events' metadata (`meta`: empty, one value for all frames,
+    /// or one per frame). A sink that writes frame by frame and fails half-way puts the
+    /// indices of the frames it did write into `delivered`, so that only the others are
+    /// retried. The default ignores the metadata and calls [`Sink::push`].
+    ///
+    /// # Errors
+    /// When writing (some of the frames) fails.
+    fn push_batch(
+        &mut self,
+        frames: &Frames,
+        meta: &[Value],
+        delivered: &mut RVec<u32>,
+    ) -> Result<(), PluginError> {
+        let _ = (meta, delivered);
+        self.push(frames)
+    }
+}
+
+/// The metadata of frame `index` of a batch given to [`Sink::push_batch`]: its own, the one
+/// shared by every frame, or none (null).
+#[must_use]
+pub fn meta_of(meta: &[Value], index: usize) -> &Value {
+    static NULL: Value = Value::Null;
+    match meta {
+        [] => &NULL,
+        [all] => all,
+        each => each.get(index).unwrap_or(&NULL),
+    }
 }
 
 /// Runs `f`, turning a panic into a `Panic` error.
@@ -132,7 +189,24 @@ pub(crate) fn guard<T>(
     }
 }
 
-struct CodecAdapter<C>(C);
+/// Drops a plugin's value inside the plugin, catching a panic of its `Drop` (which would
+/// otherwise unwind into the host and abort it) and logging it.
+fn drop_guarded<T>(what: &str, value: &mut ManuallyDrop<T>) {
+    // SAFETY: called once, from the adapter's own `Drop`; the value is not used afterwards.
+    let result = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(value) }));
+    if let Err(payload) = result {
+        let e = PluginError::from_panic(what, payload.as_ref());
+        tracing::error!(error = %e, "a plugin panicked while it was dropped; the panic was caught");
+    }
+}
+
+struct CodecAdapter<C>(ManuallyDrop<C>);
+
+impl<C> Drop for CodecAdapter<C> {
+    fn drop(&mut self) {
+        drop_guarded("dropping a codec", &mut self.0);
+    }
+}
 
 impl<C: Codec> CodecFfi for CodecAdapter<C> {
     fn decode(
@@ -149,17 +223,69 @@ impl<C: Codec> CodecFfi for CodecAdapter<C> {
     }
 }
 
-struct SourceAdapter<S>(S);
+struct SourceAdapter<S> {
+    source: ManuallyDrop<S>,
+    /// For interface 1 hosts, which call `pull`: the batch pulled into, whose frames are
+    /// handed over.
+    scratch: SourceBatch,
+}
 
-impl<S: Source> SourceFfi for SourceAdapter<S> {
-    fn pull(&mut self, out: &mut Frames) -> RResult<Pull, PluginError> {
-        guard("pull", || self.0.pull(out))
+impl<S> Drop for SourceAdapter<S> {
+    fn drop(&mut self) {
+        drop_guarded("dropping a source", &mut self.source);
     }
 }
 
-struct SinkAdapter<S>(S);
+impl<S: Source> SourceFfi for SourceAdapter<S> {
+    fn pull(&mut self, out: &mut Frames) -> RResult<Pull, PluginError> {
+        let Self { source, scratch } = self;
+        guard("pull", || {
+            scratch.reset(0);
+            let pulled = source.pull(scratch)?;
+            for frame in scratch.frames().iter() {
+                out.push(frame);
+            }
+            Ok(pulled)
+        })
+    }
+
+    fn pull_batch(&mut self, out: &mut SourceBatch) -> RResult<Pull, PluginError> {
+        guard("pull", || self.source.pull(out))
+    }
+
+    fn wants_acks(&self) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.source.wants_acks())).unwrap_or(false)
+    }
+
+    fn ack(&mut self, token: u64) -> RResult<(), PluginError> {
+        guard("ack", || self.source.ack(token))
+    }
+
+    fn fail(&mut self, token: u64, reason: RStr<'_>) -> RResult<(), PluginError> {
+        guard("fail", || self.source.fail(token, reason.as_str()))
+    }
+}
+
+struct SinkAdapter<S>(ManuallyDrop<S>);
+
+impl<S> Drop for SinkAdapter<S> {
+    fn drop(&mut self) {
+        drop_guarded("dropping a sink", &mut self.0);
+    }
+}
 
 impl<S: Sink> SinkFfi for SinkAdapter<S> {
+    fn push_batch(
+        &mut self,
+        frames: &Frames,
+        meta: RSlice<'_, Value>,
+        delivered: &mut RVec<u32>,
+    ) -> RResult<(), PluginError> {
+        guard("push", || {
+            self.0.push_batch(frames, meta.as_slice(), delivered)
+        })
+    }
+
     fn push(&mut self, frames: &Frames) -> RResult<(), PluginError> {
         guard("push", || self.0.push(frames))
     }
@@ -177,17 +303,23 @@ impl<S: Sink> SinkFfi for SinkAdapter<S> {
 /// Wraps a plain codec into the ABI-stable object the engine drives (used by the export macro,
 /// and by tests that drive a codec without loading a library).
 pub fn codec_object<C: Codec>(codec: C) -> CodecBox {
-    CodecFfi_TO::from_value(CodecAdapter(codec), TD_Opaque)
+    CodecFfi_TO::from_value(CodecAdapter(ManuallyDrop::new(codec)), TD_Opaque)
 }
 
 /// Wraps a plain source into the ABI-stable object the engine drives.
 pub fn source_object<S: Source>(source: S) -> SourceBox {
-    SourceFfi_TO::from_value(SourceAdapter(source), TD_Opaque)
+    SourceFfi_TO::from_value(
+        SourceAdapter {
+            source: ManuallyDrop::new(source),
+            scratch: SourceBatch::new(),
+        },
+        TD_Opaque,
+    )
 }
 
 /// Wraps a plain sink into the ABI-stable object the engine drives.
 pub fn sink_object<S: Sink>(sink: S) -> SinkBox {
-    SinkFfi_TO::from_value(SinkAdapter(sink), TD_Opaque)
+    SinkFfi_TO::from_value(SinkAdapter(ManuallyDrop::new(sink)), TD_Opaque)
 }
 
 /// Runs a constructor behind the boundary: panics caught, the result wrapped.
@@ -257,7 +389,9 @@ macro_rules! __interface_version {
 /// }
 /// ```
 /// (The crate docs have a complete, tested example.)
-/// Constructors are `fn(&Setup<'_>) -> Result<impl Codec | Source | Sink, PluginError>`.
+/// Constructors are `fn(&Setup<'_>) -> Result<impl Codec | Source | Sink, PluginError>`;
+/// `shutdown: fn()` (optional) stops what the library runs on its own once the host builds
+/// nothing more from it.
 /// (`shim_interface: N` after them makes a plugin claim another interface version: only for
 /// the loader's tests.)
 ///
@@ -274,6 +408,7 @@ macro_rules! export_plugin {
         $(, codec: $codec:expr)?
         $(, source: $source:expr)?
         $(, sink: $sink:expr)?
+        $(, shutdown: $shutdown:expr)?
         $(, shim_interface: $interface:expr)?
         $(,)?
     ) => {
@@ -303,12 +438,22 @@ macro_rules! export_plugin {
             extern "C" fn new_sink(id: RStr<'_>, config: &Value) -> RResult<SinkBox, PluginError> {
                 $crate::__constructor!("sink", $name, id, config, sink_object, $($sink)?)
             }
+            extern "C" fn shutdown() {
+                $(
+                    let f: fn() = $shutdown;
+                    if let Err(payload) = ::std::panic::catch_unwind(f) {
+                        let e = PluginError::from_panic("shutdown", payload.as_ref());
+                        $crate::tracing::error!(error = %e, "shutdown panicked; the panic was caught");
+                    }
+                )?
+            }
             const MODULE: &WithMetadata<PluginMod> = &WithMetadata::new(PluginMod {
                 manifest,
                 init_logging,
                 new_codec,
                 new_source,
                 new_sink,
+                shutdown,
             });
             PluginModRef(MODULE.static_as_prefix())
         }

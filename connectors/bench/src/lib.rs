@@ -34,7 +34,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use temblor_shim::{Frames, PluginError, Pull, Setup, Source, serde::Deserialize, tracing};
+use temblor_shim::{PluginError, Pull, SourceBatch, Setup, Source, serde::Deserialize, tracing};
 
 /// How many frames one `pull` appends at most.
 pub const BATCH: usize = 1024;
@@ -187,7 +187,7 @@ impl BenchSource {
 }
 
 impl Source for BenchSource {
-    fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         if self.done {
             return Ok(Pull::Exhausted);
         }
@@ -229,6 +229,7 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use temblor_shim::Frames;
 
     fn lines_of(data: &[u8]) -> Vec<&[u8]> {
         split_lines(data).into_iter().map(|r| &data[r]).collect()
@@ -269,12 +270,12 @@ mod tests {
         // 3 lines x 700 passes = 2100 frames = 1024 + 1024 + 52.
         let mut s = source(&["a", "bb", "ccc"], Until::Iterations(700));
         let mut sizes = Vec::new();
-        let mut total = Frames::new();
+        let mut total = temblor_shim::Frames::new();
         loop {
-            let mut frames = Frames::new();
+            let mut frames = SourceBatch::new();
             let pull = s.pull(&mut frames).expect("pull");
             sizes.push(frames.len());
-            total.extend_from(&frames);
+            total.extend_from(frames.frames());
             if pull == Pull::Exhausted {
                 break;
             }
@@ -291,7 +292,7 @@ mod tests {
     #[test]
     fn elapsed_replays_until_time_is_up() {
         let mut s = source(&["x"], Until::Elapsed(Duration::from_millis(30)));
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         let begin = Instant::now();
         let mut pulls = 0;
         while s.pull(&mut frames).expect("pull") == Pull::Ready {

@@ -39,7 +39,7 @@ use std::{
     path::PathBuf,
 };
 
-use temblor_shim::{Frames, PluginError, Pull, Setup, Sink, Source, serde::Deserialize, tracing};
+use temblor_shim::{Frames, PluginError, Pull, SourceBatch, Setup, Sink, Source, serde::Deserialize, tracing};
 
 /// The size of the chunks read (one frame each).
 pub const CHUNK: usize = 64 * 1024;
@@ -146,7 +146,7 @@ impl FileSource {
 }
 
 impl Source for FileSource {
-    fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         if self.done {
             return Ok(Pull::Exhausted);
         }
@@ -347,7 +347,7 @@ mod tests {
             config: &cfg,
         })
         .expect("source");
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         assert_eq!(source.pull(&mut frames).expect("pull"), Pull::Ready);
         assert_eq!(frames.len(), CHUNKS_PER_PULL);
         assert!(frames.iter().all(|f| f.len() == CHUNK));

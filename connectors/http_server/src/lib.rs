@@ -55,7 +55,7 @@ use std::{
 };
 
 use temblor_shim::{
-    ErrorKind, Frames, PluginError, Pull, Setup, Source, serde::Deserialize, tracing,
+    ErrorKind, PluginError, Pull, SourceBatch, Setup, Source, serde::Deserialize, tracing,
 };
 
 /// How long `pull` waits for a request before it says `Idle`; also how often the threads look
@@ -257,7 +257,7 @@ impl HttpServer {
 }
 
 impl Source for HttpServer {
-    fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         let Some(requests) = &self.requests else {
             return Err(self.acceptor_lost());
         };
@@ -862,7 +862,7 @@ mod tests {
             .expect("timeout");
         client.write_all(request).expect("write");
         let mut answer = Vec::new();
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut buf = [0; 4096];
         while Instant::now() < deadline {

@@ -40,7 +40,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use temblor_shim::{Frames, PluginError, Pull, Setup, Source, serde::Deserialize};
+use temblor_shim::{Frames, PluginError, Pull, SourceBatch, Setup, Source, serde::Deserialize};
 
 /// The longest a `pull` sleeps before it returns `Idle`.
 pub const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -155,7 +155,7 @@ impl Metronome {
 }
 
 impl Source for Metronome {
-    fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         if let Step::Wait(wait) = self.schedule.step(Instant::now()) {
             if wait > MAX_WAIT {
                 thread::sleep(MAX_WAIT);
@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn ticks_are_tremor_shaped_json_with_consecutive_ids() {
         let mut m = metronome(&[("interval_ms", Value::from(1))]).expect("metronome");
-        let mut out = Frames::new();
+        let mut out = SourceBatch::new();
         let started = Instant::now();
         for _ in 0..3 {
             assert_eq!(m.pull(&mut out).expect("pull"), Pull::Ready);
@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn a_far_tick_makes_pull_idle_within_100_ms() {
         let mut m = metronome(&[("interval_ms", Value::from(60_000))]).expect("metronome");
-        let mut out = Frames::new();
+        let mut out = SourceBatch::new();
         let started = Instant::now();
         assert_eq!(m.pull(&mut out).expect("pull"), Pull::Idle);
         let took = started.elapsed();

@@ -35,7 +35,7 @@ use std::{
 };
 
 use temblor_shim::{
-    ErrorKind, Frames, PluginError, Pull, Setup, Sink, Source, serde::Deserialize, tracing,
+    ErrorKind, Frames, PluginError, Pull, SourceBatch, Setup, Sink, Source, serde::Deserialize, tracing,
 };
 
 /// The largest chunk the source reads at once (one frame each).
@@ -169,7 +169,7 @@ impl StreamSource {
 }
 
 impl Source for StreamSource {
-    fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         if self.done {
             return Ok(Pull::Exhausted);
         }
@@ -322,7 +322,7 @@ mod tests {
 
     /// Pulls until `Exhausted` (at most `limit` pulls); returns the frames and the pull results.
     fn drain(source: &mut StreamSource, limit: usize) -> (Frames, Vec<Pull>) {
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         let mut pulls = Vec::new();
         for _ in 0..limit {
             let pull = source.pull(&mut frames).expect("pull");
@@ -331,7 +331,7 @@ mod tests {
                 break;
             }
         }
-        (frames, pulls)
+        (frames.frames().clone(), pulls)
     }
 
     fn sample(len: usize) -> Vec<u8> {
@@ -350,7 +350,7 @@ mod tests {
         let joined: Vec<u8> = frames.iter().flatten().copied().collect();
         assert_eq!(joined, data);
         // Exhausted for good.
-        let mut more = Frames::new();
+        let mut more = SourceBatch::new();
         assert_eq!(source.pull(&mut more).expect("pull"), Pull::Exhausted);
         assert!(more.is_empty());
     }
@@ -367,7 +367,7 @@ mod tests {
     fn quiet_input_makes_pull_idle_and_what_arrives_comes_through() {
         let (reader, mut writer) = io::pipe().expect("pipe");
         let mut source = StreamSource::spawn("t", "pipe", reader).expect("spawn");
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
 
         let begin = Instant::now();
         assert_eq!(source.pull(&mut frames).expect("pull"), Pull::Idle);
@@ -423,7 +423,7 @@ mod tests {
             interrupted: false,
         };
         let mut source = StreamSource::spawn("src", "flaky", reader).expect("spawn");
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         let err = loop {
             match source.pull(&mut frames) {
                 Ok(pull) => assert_ne!(pull, Pull::Exhausted),
@@ -453,7 +453,7 @@ mod tests {
             }
         }
         let mut source = StreamSource::spawn("t", "boom", Boom).expect("spawn");
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         let err = loop {
             match source.pull(&mut frames) {
                 Ok(pull) => assert_eq!(pull, Pull::Idle),

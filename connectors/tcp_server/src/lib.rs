@@ -67,7 +67,7 @@ use std::{
 
 use memchr::memmem;
 use temblor_shim::{
-    ErrorKind, Frames, PluginError, Pull, Setup, Source, serde::Deserialize, tracing,
+    ErrorKind, Frames, PluginError, Pull, SourceBatch, Setup, Source, serde::Deserialize, tracing,
 };
 
 /// How long `pull` waits for frames before it says `Idle`; also how often the threads look
@@ -335,7 +335,7 @@ impl TcpServer {
 }
 
 impl Source for TcpServer {
-    fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         let Some(from_readers) = &self.from_readers else {
             return Err(self.readers_lost());
         };
@@ -566,7 +566,7 @@ mod tests {
 
     fn split_all(separator: &str, max: usize, pieces: &[&[u8]]) -> (Vec<Vec<u8>>, u64) {
         let mut splitter = Splitter::new(separator.as_bytes(), max);
-        let mut out = Frames::new();
+        let mut out = SourceBatch::new();
         for piece in pieces {
             splitter.feed(piece, &mut out);
         }
@@ -642,7 +642,7 @@ mod tests {
         assert_eq!(dropped, 1);
         // Spread over reads: memory stays bounded while the line is skipped.
         let mut splitter = Splitter::new(b"\n", 4);
-        let mut out = Frames::new();
+        let mut out = SourceBatch::new();
         splitter.feed(b"abcdefgh", &mut out);
         assert!(splitter.partial.len() <= 4);
         splitter.feed(&[b'x'; 10_000], &mut out);
@@ -664,7 +664,7 @@ mod tests {
     #[test]
     fn idle_pull_returns_within_about_100_ms() {
         let mut server = server(&[]);
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         let begin = Instant::now();
         assert_eq!(server.pull(&mut frames).expect("pull"), Pull::Idle);
         assert!(begin.elapsed() >= Duration::from_millis(90));
@@ -680,7 +680,7 @@ mod tests {
         client.write_all(&data).expect("write");
         drop(client);
         let mut got: Vec<u8> = Vec::new();
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         let deadline = Instant::now() + Duration::from_secs(10);
         while got.len() < data.len() && Instant::now() < deadline {
             frames.clear();

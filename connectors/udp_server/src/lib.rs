@@ -30,7 +30,7 @@ use std::{
     time::Duration,
 };
 
-use temblor_shim::{Frames, PluginError, Pull, Setup, Source, serde::Deserialize, tracing};
+use temblor_shim::{Frames, PluginError, Pull, SourceBatch, Setup, Source, serde::Deserialize, tracing};
 
 /// How long `pull` waits for a first datagram before it says `Idle`.
 const WAIT: Duration = Duration::from_millis(100);
@@ -192,7 +192,7 @@ impl UdpServer {
 }
 
 impl Source for UdpServer {
-    fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         self.set_nonblocking(false)?;
         if !self.receive(out)? {
             return Ok(Pull::Idle);
@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn idle_pull_returns_within_about_100_ms() {
         let mut server = server(100);
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         let begin = Instant::now();
         assert_eq!(server.pull(&mut frames).expect("pull"), Pull::Idle);
         assert!(begin.elapsed() >= Duration::from_millis(90));
@@ -290,7 +290,7 @@ mod tests {
         for datagram in [&b"one"[..], b"", b"too large!", b"12345678"] {
             client.send_to(datagram, server.local_addr()).expect("send");
         }
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         let deadline = Instant::now() + Duration::from_secs(5);
         while frames.len() < 3 && Instant::now() < deadline {
             server.pull(&mut frames).expect("pull");

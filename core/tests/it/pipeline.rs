@@ -10,7 +10,7 @@ use std::{
 };
 
 use temblor_core::{Deployment, Engine, Plugin, Registry};
-use temblor_shim::{Frames, PluginError, Pull, Setup, Source, serde};
+use temblor_shim::{PluginError, Pull, SourceBatch, Setup, Source, serde};
 
 use crate::plugins::collected;
 
@@ -27,7 +27,7 @@ mod idle {
     struct Idle(std::vec::IntoIter<String>);
 
     impl Source for Idle {
-        fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+        fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
             if let Some(chunk) = self.0.next() {
                 out.push(chunk.as_bytes());
                 return Ok(Pull::Ready);

@@ -5,7 +5,7 @@ use std::{
     sync::{Mutex, OnceLock},
 };
 
-use temblor_shim::{Frames, PluginError, Pull, RVec, Setup, Sink, Source, Value, serde};
+use temblor_shim::{Frames, PluginError, Pull, SourceBatch, RVec, Setup, Sink, Source, Value, serde};
 
 #[derive(Default)]
 struct Collected {
@@ -63,7 +63,7 @@ pub mod lines {
     }
 
     impl Source for Lines {
-        fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+        fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
             if let Some(chunk) = self.chunks.next() {
                 out.push(chunk.as_bytes());
                 return Ok(Pull::Ready);
@@ -104,7 +104,7 @@ pub mod endless {
     struct Endless(u64);
 
     impl Source for Endless {
-        fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+        fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
             for _ in 0..64 {
                 out.push(format!("{}\n", self.0).as_bytes());
                 self.0 += 1;

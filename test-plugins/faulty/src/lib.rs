@@ -62,7 +62,7 @@ use std::{
 };
 
 use temblor_shim::{
-    ErrorKind, Frames, PluginError, Pull, Setup, Sink, Source, serde::Deserialize, tracing,
+    ErrorKind, Frames, PluginError, Pull, SourceBatch, Setup, Sink, Source, serde::Deserialize, tracing,
 };
 
 /// What the constructors do instead of building.
@@ -228,7 +228,7 @@ fn fails_now(at: Option<u64>, times: Option<u64>, lines: (u64, u64), done: &mut 
 }
 
 impl Source for FaultySource {
-    fn pull(&mut self, out: &mut Frames) -> Result<Pull, PluginError> {
+    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         let c = &self.config;
         let first = counters(&self.id).emitted + 1;
         if first > c.lines {
@@ -436,7 +436,7 @@ mod tests {
         let mut got = Vec::new();
         let mut last = None;
         for _ in 0..max {
-            let mut frames = Frames::new();
+            let mut frames = SourceBatch::new();
             let pull = source.pull(&mut frames).expect("pull");
             got.extend(
                 frames
@@ -471,7 +471,7 @@ mod tests {
             &[("lines", Value::from(250_u64)), ("batch", 100_u64.into())],
         )
         .unwrap();
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         assert_eq!(s.pull(&mut frames).unwrap(), Pull::Ready);
         assert_eq!(frames.len(), 100);
         assert_eq!(frames.get(0), Some(&b"1"[..]));
@@ -501,7 +501,7 @@ mod tests {
         'instances: for _ in 0..5 {
             let mut s = module.new_source()(RStr::from("panics"), &cfg).unwrap();
             loop {
-                let mut frames = Frames::new();
+                let mut frames = SourceBatch::new();
                 match s.pull(&mut frames).into_result() {
                     Ok(pull) => {
                         got.extend(
@@ -546,10 +546,10 @@ mod tests {
             ],
         )
         .unwrap();
-        let mut frames = Frames::new();
+        let mut frames = SourceBatch::new();
         s.pull(&mut frames).unwrap();
         for n in 1..=3 {
-            let mut none = Frames::new();
+            let mut none = SourceBatch::new();
             let e = s.pull(&mut none).unwrap_err();
             assert_eq!(e.kind, ErrorKind::Io);
             assert!(e.message.contains(&format!("({n} of 3)")), "{e}");
