@@ -290,8 +290,7 @@ mod tests {
             runs(&b),
             [
                 (0..1, 0, 0),
-                (1..1, 1, StreamRun::START),
-                (1..3, 1, 0),
+                (1..3, 1, StreamRun::START),
                 (3..4, 2, 0),
                 (4..4, 1, StreamRun::END),
                 (4..5, 2, StreamRun::END),
