@@ -12,7 +12,8 @@
 //! out.push(b"stream 0"); // frames pushed without a stream belong to stream 0
 //! out.push_value(Value::from(42_u64), Value::Null);
 //! assert_eq!(out.frames().len(), 3);
-//! assert_eq!(out.runs().len(), 2);
+//! assert_eq!(out.runs().len(), 1); // stream 7, started and ended
+//! assert_eq!(out.all_runs().count(), 2); // and the frame of stream 0 after it
 //! ```
 
 use std::ops::{Deref, DerefMut};
