@@ -18,7 +18,10 @@ use std::{
 
 use temblor_core::{Plugin, Registry};
 use temblor_shim::{
-    abi::{HostLog, LogLevel, PluginModRef, RUSTC_VERSION, SHIM_INTERFACE_VERSION},
+    abi::{
+        HostLog, LogLevel, MIN_SHIM_INTERFACE_VERSION, PluginModRef, RUSTC_VERSION,
+        SHIM_INTERFACE_VERSION,
+    },
     abi_stable::{
         library::{LibraryError, lib_header_from_path},
         std_types::RStr,
@@ -217,22 +220,36 @@ pub fn load_file(path: &Path, permissions: Permissions) -> Result<Loaded, String
         }
     };
     let header = lib_header_from_path(path).map_err(|e| describe(&e))?;
-    let module = header
-        .init_root_module::<PluginModRef>()
-        .map_err(|e| describe(&e))?;
+    let module = match header.init_root_module::<PluginModRef>() {
+        Ok(module) => module,
+        Err(e @ LibraryError::AbiInstability(_))
+            if header.root_mod_consts().base_name().as_str() == <PluginModRef as temblor_shim::abi_stable::library::RootModule>::BASE_NAME =>
+        {
+            older_interface(&header, &e)?
+        }
+        Err(e) => return Err(describe(&e)),
+    };
     let manifest = module.manifest()();
-    if manifest.shim_interface != SHIM_INTERFACE_VERSION {
+    if !(MIN_SHIM_INTERFACE_VERSION..=SHIM_INTERFACE_VERSION).contains(&manifest.shim_interface) {
         return Err(format!(
-            "plugin '{}' was built against shim interface version {}, this temblor speaks version {}: rebuild it",
+            "plugin '{}' was built against shim interface version {}, this temblor speaks versions {} to {}: rebuild it",
+            manifest.name, manifest.shim_interface, MIN_SHIM_INTERFACE_VERSION, SHIM_INTERFACE_VERSION
+        ));
+    }
+    let mut warnings = Vec::new();
+    if manifest.shim_interface < SHIM_INTERFACE_VERSION {
+        warnings.push(format!(
+            "plugin '{}' was built against shim interface version {}, this temblor speaks version {}: it works without streams, metadata or acknowledgements (rebuild it for them)",
             manifest.name, manifest.shim_interface, SHIM_INTERFACE_VERSION
         ));
     }
-    let warning = (manifest.rustc.as_str() != RUSTC_VERSION).then(|| {
-        format!(
+    if manifest.rustc.as_str() != RUSTC_VERSION {
+        warnings.push(format!(
             "plugin '{}' was built by rustc {}, this temblor by rustc {}",
             manifest.name, manifest.rustc, RUSTC_VERSION
-        )
-    });
+        ));
+    }
+    let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
     Ok(Loaded {
         module,
         warning,
@@ -338,6 +355,36 @@ mod unix {
     }
 }
 
+/// A temblor plugin whose root module did not pass the layout check: one built against shim
+/// interface 1 is used as it is; any other is refused, naming its version.
+///
+/// abi_stable's checker refuses a library whose prefix types have fewer fields than the
+/// host's, but interface 2 only appended fields and methods (with defaults) after interface
+/// 1's, and the prefix metadata each library carries tells its accessors which fields it has:
+/// an interface 1 plugin's missing methods run their default bodies in the host.
+fn older_interface(
+    header: &temblor_shim::abi_stable::library::LibHeader,
+    e: &LibraryError,
+) -> Result<PluginModRef, String> {
+    // SAFETY: the library is a temblor plugin (its root module's base name says so), and the
+    // first field of every version's root module is `manifest`, unchanged since interface 1:
+    // reading it is sound whatever the rest of the layout. The module is used beyond that only
+    // when the manifest says interface 1, whose layout is a prefix of this one.
+    let module = unsafe { header.unchecked_layout::<PluginModRef>() }.map_err(|_| describe(e))?;
+    let manifest = module.manifest()();
+    if manifest.shim_interface == 1 {
+        return Ok(module);
+    }
+    Err(format!(
+        "plugin '{}' was built against shim interface version {}, this temblor speaks versions {} to {}: rebuild it ({})",
+        manifest.name,
+        manifest.shim_interface,
+        MIN_SHIM_INTERFACE_VERSION,
+        SHIM_INTERFACE_VERSION,
+        describe(e)
+    ))
+}
+
 /// Says in one line why a library is not a usable plugin.
 fn describe(e: &LibraryError) -> String {
     match e {
@@ -354,11 +401,14 @@ fn describe(e: &LibraryError) -> String {
         LibraryError::InvalidAbiHeader(header) => format!(
             "built with an incompatible abi_stable ({header:?}); rebuild it against this temblor's shim"
         ),
-        LibraryError::AbiInstability(details) => format!(
+        LibraryError::AbiInstability(details) => {
+            tracing::debug!(details = %details, "layout mismatch in full");
+            format!(
             "layout mismatch: its root module is not this temblor's plugin interface (a library of \
              another abi_stable program, or a plugin built against another temblor-shim); {}",
             layout_summary(&details.to_string())
-        ),
+        )
+        }
         LibraryError::IncompatibleVersionNumber { .. } => {
             format!(
                 "its plugin interface does not match this temblor's (built against another temblor-shim): {}",

@@ -523,6 +523,7 @@ fn check(args: &LoadArgs, path: &Path) -> ExitCode {
                 p.version,
                 p.rustc
             );
+            let warned = loaded.warning.is_some();
             if let Some(w) = loaded.warning {
                 println!("{}: warning: {w}", path.display());
             }
@@ -531,6 +532,10 @@ fn check(args: &LoadArgs, path: &Path) -> ExitCode {
                     "{}: warning: {insecure} (loaded because of --allow-insecure-plugins)",
                     path.display()
                 );
+            }
+            if warned && args.strict {
+                println!("{}: refused under --strict", path.display());
+                return ExitCode::from(EXIT_INVALID);
             }
             ExitCode::SUCCESS
         }

@@ -9,6 +9,7 @@
 //! **Architecture Invariant:** this crate opens no library and knows nothing of `dlopen`: it
 //! only sees plugins' root modules, handed to it by the `temblor` binary.
 
+pub(crate) mod delivery;
 pub mod deploy;
 pub mod engine;
 pub mod pipeline;

@@ -7,6 +7,8 @@
 mod support;
 
 #[cfg(all(unix, not(feature = "monolith")))]
+mod abi_v1;
+#[cfg(all(unix, not(feature = "monolith")))]
 mod faults;
 #[cfg(not(feature = "monolith"))]
 mod loading;

@@ -1,48 +1,60 @@
-//! The `tcp_server` connector: listens on a TCP address and turns what clients send into frames.
+//! The `tcp_server` connector: listens on a TCP address; each client connection is a stream of
+//! its own.
 //!
 //! Source only (asking for a sink is an `Unsupported` error). The constructor binds the address,
 //! so a port in use is reported when the engine starts. An acceptor thread takes in clients,
 //! up to `max_connections` at once: a client beyond that is closed at once, with a warning in
-//! the log. Each client gets a reader thread of its own, which hands its frames to `pull`
-//! through a bounded channel: when the engine is slower than the clients, the readers stop
-//! reading and TCP slows the clients down. `pull` waits at most 100 ms for frames, then says
-//! `Idle`; the source never ends by itself. When it is dropped (the engine stops), the threads
-//! stop within about 100 ms, every client is closed and the listening socket is closed.
+//! the log (it starts no stream). Each client gets a reader thread of its own, which hands what
+//! it reads to `pull` through a bounded channel: when the engine is slower than the clients, the
+//! readers stop reading and TCP slows the clients down. `pull` waits at most 100 ms for input,
+//! then says `Idle`; the source never ends by itself. When it is dropped (the engine stops), the
+//! threads stop within about 100 ms, every client is closed and the listening socket is closed.
 //!
-//! **Acknowledged data.** A frame (a line, with `separator`) is *acknowledged* once `pull` has
-//! handed it to the engine: the engine counts it in this connector's `events_out` (see
-//! `temblor run --stats-json`), decodes it and, on a shutdown (SIGINT, SIGTERM, an `exit`
-//! connector), drains and flushes it through the pipelines into the sinks before the process
-//! exits. So after a shutdown the sinks hold exactly the acknowledged frames, in the order each
-//! client sent them, none twice. What is not acknowledged when the engine stops pulling is
-//! dropped when the source is dropped: frames the reader threads had read but not handed over
-//! (at most 64 batches ahead of `pull`), a partial last line, and whatever is still in the
-//! sockets. TCP carries no reply from this server, so a client cannot tell where that cut fell:
-//! a protocol that must not lose data on a restart needs acknowledgements of its own (or a
-//! client that resends from a point it learns otherwise).
+//! **Streams.** Each accepted connection gets a fresh stream id (1, 2, 3, ... for the life of
+//! the source) and is handed over as a stream (see `docs/delivery.md`): `start_stream` with its
+//! metadata when it is accepted, every read from it (a raw chunk of at most `max_frame` bytes,
+//! cut wherever the read fell) as a chunk of that stream, and `end_stream` when the client
+//! closes or reading it fails. The server does not split anything: framing is the connector's
+//! `preprocessors`, which the engine runs **per connection**, so a `separate` preprocessor
+//! keeps a partial line per client, lines of clients sending at the same time never mix, and a
+//! client's last line without a separator is one last frame when it closes. Without
+//! preprocessors, each chunk is one frame (a chunk never mixes two clients' bytes).
 //!
-//! **Framing.** Without `separator`, every read from a client is one frame (a raw chunk of at
-//! most `max_frame` bytes). A frame never mixes two clients' bytes, but chunks of different
-//! clients interleave, and the engine's `separate` preprocessor keeps its partial line across
-//! frames, not per client: with one client at a time that is right, but with several it can
-//! glue the end of one client's line to the start of another's. So with several clients and a
-//! line protocol, set `separator` instead (and no `separate` preprocessor): each client's
-//! stream is then split into frames by the server itself, with a partial line kept per client,
-//! and every frame is one whole line without its separator. Empty lines are skipped; a line
-//! longer than `max_frame` is dropped (up to its separator) with a warning, and the lines after
-//! it come through; what a client sends after its last separator before it closes is one last
-//! frame. Nothing tells frames of different clients apart downstream.
+//! **Acknowledged data.** A chunk is *acknowledged* once `pull` has handed it to the engine: the
+//! engine splits it into frames, counts the events in this connector's `events_out` (see
+//! `temblor run --stats-json`), decodes them and, on a shutdown (SIGINT, SIGTERM, an `exit`
+//! connector), drains and flushes them through the pipelines into the sinks before the process
+//! exits. So after a shutdown the sinks hold exactly what was acknowledged, in the order each
+//! client sent it, none twice. (A connection still open then was never ended: the engine
+//! flushes its partial last frame when the source is done, as for any stream that is not
+//! ended.) What is not acknowledged when the engine stops pulling is dropped when the source is
+//! dropped: chunks the reader threads had read but not handed over (at most 64 ahead of
+//! `pull`), and whatever is still in the sockets. TCP carries no reply from this server, so a
+//! client cannot tell where that cut fell: a protocol that must not lose data on a restart
+//! needs acknowledgements of its own (or a client that resends from a point it learns
+//! otherwise).
 //!
 //! ## Config
 //! - `url` (string, default `"127.0.0.1:4242"`): the `host:port` to listen on. The default
 //!   listens on loopback only; `"0.0.0.0:4242"` listens on every interface. Port 0 picks a free
 //!   port (the log says which).
 //! - `max_connections` (integer, default 64, at least 1): clients served at once.
-//! - `max_frame` (integer, default 65536, 1 to 16777216): without `separator`, the most bytes
-//!   read at once (the largest frame); with it, the longest line kept. Memory per client is
-//!   about this much (twice with `separator`).
-//! - `separator` (string, optional, 1 to 8 bytes, e.g. `"\n"` or `"\r\n"`): split each
-//!   client's stream into lines at this separator.
+//! - `max_frame` (integer, default 65536, 1 to 16777216): the most bytes read from a client at
+//!   once, so the largest chunk handed over. Memory per client is about this much (plus what
+//!   the engine's preprocessors keep: `separate` keeps a partial line of at most its
+//!   `max_length`).
+//!
+//! There is no `separator` any more (it was removed with interface 2): give the connector
+//! `preprocessors = [{ name = "separate", separator = "\r\n" }]` instead (the default
+//! separator is `"\n"`). A config that still has it is refused with a config error that says so.
+//!
+//! ## Metadata
+//! Every event from a connection has:
+//! - `meta.peer` (string): the client's address, `"ip:port"` (e.g. `"127.0.0.1:50312"`,
+//!   `"[::1]:50312"`), set by this connector;
+//! - `meta.connector` (this connector's id) and `meta.stream` (the connection's stream id, an
+//!   integer: the same for every event of one connection, different for each connection), set
+//!   by the engine.
 //!
 //! ## Example
 //! ```toml
@@ -50,7 +62,12 @@
 //! id = "lines"
 //! plugin = "tcp_server"
 //! codec = "json"
-//! config = { url = "127.0.0.1:4242", separator = "\n", max_connections = 16 }
+//! preprocessors = [{ name = "separate", separator = "\n", max_length = 65536 }]
+//! config = { url = "127.0.0.1:4242", max_connections = 16 }
+//!
+//! [[pipeline]]
+//! id = "main"
+//! operators = [{ set = { "event.client" = 'meta.peer' } }]
 //! ```
 
 use std::{
@@ -65,32 +82,27 @@ use std::{
     time::Duration,
 };
 
-use memchr::memmem;
 use temblor_shim::{
-    ErrorKind, Frames, PluginError, Pull, SourceBatch, Setup, Source, serde::Deserialize, tracing,
+    ErrorKind, Object, PluginError, Pull, Setup, Source, SourceBatch, Value, serde::Deserialize,
+    tracing,
 };
 
-/// How long `pull` waits for frames before it says `Idle`; also how often the threads look
+/// How long `pull` waits for input before it says `Idle`; also how often the threads look
 /// whether they should stop.
 const WAIT: Duration = Duration::from_millis(100);
 
 /// How long the acceptor sleeps when no client is waiting.
 const ACCEPT_POLL: Duration = Duration::from_millis(20);
 
-/// How many batches the reader threads, together, may read ahead of `pull`.
+/// How many messages (chunks, stream starts and ends) the reader threads, together, may send
+/// ahead of `pull`.
 const READ_AHEAD: usize = 64;
 
-/// The most bytes one `pull` appends (it stops after the batch that crosses this).
+/// The most bytes one `pull` appends (it stops after the chunk that crosses this).
 const PULL_BYTES: usize = 1024 * 1024;
-
-/// The read size with `separator` (without it, `max_frame`).
-const LINE_READ: usize = 64 * 1024;
 
 /// The largest `max_frame` accepted.
 pub const MAX_FRAME_LIMIT: usize = 16 * 1024 * 1024;
-
-/// The longest `separator` accepted.
-pub const MAX_SEPARATOR: usize = 8;
 
 /// The connector's `config`.
 #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -102,12 +114,9 @@ pub struct Config {
     /// Clients served at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// The largest chunk read, or the longest line kept.
+    /// The largest chunk read.
     #[serde(default = "default_max_frame")]
     pub max_frame: usize,
-    /// Split each client's stream into lines at this separator.
-    #[serde(default)]
-    pub separator: Option<String>,
 }
 
 fn default_url() -> String {
@@ -122,7 +131,25 @@ fn default_max_frame() -> usize {
     64 * 1024
 }
 
+/// The error for a config that still has the `separator` of interface 1.
+fn separator_removed(id: &str) -> PluginError {
+    PluginError::config(format_args!(
+        "'{id}': unknown field `separator`: tcp_server no longer splits lines; the engine now \
+         runs the connector's preprocessors per connection, so use the `separate` preprocessor \
+         instead, e.g. preprocessors = [{{ name = \"separate\", separator = \"\\n\" }}] \
+         (and remove `separator` from `config`)"
+    ))
+}
+
 impl Config {
+    /// Reads the config, with a clear word for the removed `separator`.
+    fn read(setup: &Setup<'_>) -> Result<Self, PluginError> {
+        if setup.config.get("separator").is_some() {
+            return Err(separator_removed(setup.id));
+        }
+        setup.config()
+    }
+
     /// Checks the values serde cannot; returns the address to listen on.
     fn validate(&self, id: &str) -> Result<Vec<SocketAddr>, PluginError> {
         if self.max_connections == 0 {
@@ -134,13 +161,6 @@ impl Config {
             return Err(PluginError::config(format_args!(
                 "'{id}': `max_frame` must be between 1 and {MAX_FRAME_LIMIT}, found {}",
                 self.max_frame
-            )));
-        }
-        if let Some(separator) = &self.separator
-            && !(1..=MAX_SEPARATOR).contains(&separator.len())
-        {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `separator` must be 1 to {MAX_SEPARATOR} bytes, found {separator:?}"
             )));
         }
         let addrs: Vec<SocketAddr> = self
@@ -163,87 +183,22 @@ impl Config {
     }
 }
 
-/// Splits one client's stream into lines, keeping the partial last line between reads.
+/// What a reader thread tells the source, in the order of its connection.
 #[derive(Debug)]
-pub struct Splitter {
-    finder: memmem::Finder<'static>,
-    max: usize,
-    partial: Vec<u8>,
-    /// Dropping an over-long line until its separator.
-    skipping: bool,
-    dropped: u64,
+enum Message {
+    /// A connection was accepted.
+    Start { stream: u64, peer: SocketAddr },
+    /// Bytes read from it.
+    Chunk { stream: u64, bytes: Vec<u8> },
+    /// It closed (or reading it failed).
+    End { stream: u64 },
 }
 
-impl Splitter {
-    /// Splits at `separator` (not empty), keeping lines of at most `max` bytes.
-    #[must_use]
-    pub fn new(separator: &[u8], max: usize) -> Self {
-        Self {
-            finder: memmem::Finder::new(separator).into_owned(),
-            max,
-            partial: Vec::new(),
-            skipping: false,
-            dropped: 0,
-        }
-    }
-
-    /// How many over-long lines were dropped so far.
-    #[must_use]
-    pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    fn sep_len(&self) -> usize {
-        self.finder.needle().len()
-    }
-
-    /// Appends the complete lines in `data` (with what came before) to `out`.
-    pub fn feed(&mut self, data: &[u8], out: &mut Frames) {
-        let sep_len = self.sep_len();
-        // A separator may have started at the end of the previous read.
-        let mut search = self.partial.len().saturating_sub(sep_len - 1);
-        self.partial.extend_from_slice(data);
-        let mut line_start = 0;
-        while let Some(found) = self.finder.find(&self.partial[search..]) {
-            let end = search + found;
-            if self.skipping {
-                self.skipping = false;
-            } else {
-                let line = &self.partial[line_start..end];
-                if line.len() > self.max {
-                    self.dropped += 1;
-                } else if !line.is_empty() {
-                    out.push(line);
-                }
-            }
-            line_start = end + sep_len;
-            search = line_start;
-        }
-        self.partial.drain(..line_start);
-        // The rest holds no separator but may end with the start of one.
-        let keep = sep_len - 1;
-        if self.skipping {
-            self.partial
-                .drain(..self.partial.len().saturating_sub(keep));
-        } else if self.partial.len() > self.max + keep {
-            self.dropped += 1;
-            self.skipping = true;
-            self.partial.drain(..self.partial.len() - keep);
-        }
-    }
-
-    /// The end of the stream: what is left is one last line.
-    pub fn finish(&mut self, out: &mut Frames) {
-        if !self.skipping && !self.partial.is_empty() {
-            if self.partial.len() > self.max {
-                self.dropped += 1;
-            } else {
-                out.push(&self.partial);
-            }
-        }
-        self.partial.clear();
-        self.skipping = false;
-    }
+/// A stream's metadata: `{"peer": "ip:port"}`.
+fn peer_meta(peer: SocketAddr) -> Value {
+    let mut meta = Object::with_capacity(1);
+    meta.insert("peer", Value::from(peer.to_string()));
+    Value::Object(meta)
 }
 
 /// What the threads share with the source.
@@ -252,7 +207,6 @@ struct Shared {
     stop: AtomicBool,
     max_connections: usize,
     max_frame: usize,
-    separator: Option<Vec<u8>>,
 }
 
 /// The `tcp_server` source.
@@ -261,7 +215,7 @@ pub struct TcpServer {
     local: SocketAddr,
     shared: Arc<Shared>,
     /// Taken out first when dropped, so that readers blocked on a full channel wake up.
-    from_readers: Option<Receiver<Frames>>,
+    from_readers: Option<Receiver<Message>>,
     acceptor: Option<JoinHandle<()>>,
     /// Bytes handed to the engine, for the log.
     bytes: u64,
@@ -274,7 +228,7 @@ impl TcpServer {
     /// A `Config` error for a bad config; an `Io` error when the address cannot be bound or the
     /// acceptor thread cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
-        let config: Config = setup.config()?;
+        let config = Config::read(setup)?;
         let id = setup.id;
         let addrs = config.validate(id)?;
         let listener = TcpListener::bind(&addrs[..]).map_err(|e| {
@@ -292,7 +246,6 @@ impl TcpServer {
             stop: AtomicBool::new(false),
             max_connections: config.max_connections,
             max_frame: config.max_frame,
-            separator: config.separator.map(String::into_bytes),
         });
         let (to_source, from_readers) = mpsc::sync_channel(READ_AHEAD);
         let acceptor = {
@@ -332,6 +285,18 @@ impl TcpServer {
             format_args!("'{}': the tcp acceptor stopped unexpectedly", self.id),
         )
     }
+
+    /// Puts one reader's message into the batch.
+    fn hand_over(&mut self, message: Message, out: &mut SourceBatch) {
+        match message {
+            Message::Start { stream, peer } => out.start_stream(stream, peer_meta(peer)),
+            Message::Chunk { stream, bytes } => {
+                self.bytes += bytes.len() as u64;
+                out.push_stream(stream, &bytes);
+            }
+            Message::End { stream } => out.end_stream(stream),
+        }
+    }
 }
 
 impl Source for TcpServer {
@@ -339,21 +304,21 @@ impl Source for TcpServer {
         let Some(from_readers) = &self.from_readers else {
             return Err(self.readers_lost());
         };
-        let mut batch = match from_readers.recv_timeout(WAIT) {
-            Ok(batch) => batch,
+        let mut message = match from_readers.recv_timeout(WAIT) {
+            Ok(message) => message,
             Err(RecvTimeoutError::Timeout) => return Ok(Pull::Idle),
             Err(RecvTimeoutError::Disconnected) => return Err(self.readers_lost()),
         };
         loop {
-            for frame in batch.iter() {
-                out.push(frame);
-            }
-            self.bytes += batch.byte_len() as u64;
+            self.hand_over(message, out);
             if out.byte_len() >= PULL_BYTES {
                 return Ok(Pull::Ready);
             }
-            batch = match from_readers.try_recv() {
-                Ok(batch) => batch,
+            let Some(from_readers) = &self.from_readers else {
+                return Ok(Pull::Ready);
+            };
+            message = match from_readers.try_recv() {
+                Ok(message) => message,
                 // A lost acceptor shows in the next pull.
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(Pull::Ready),
             };
@@ -376,8 +341,10 @@ impl Drop for TcpServer {
 }
 
 /// Accepts clients until told to stop, then closes the listener and waits for the readers.
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, to_source: &SyncSender<Frames>) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, to_source: &SyncSender<Message>) {
     let mut clients: Vec<JoinHandle<()>> = Vec::new();
+    // Stream 0 is the stream of frames pushed without one: connections count from 1.
+    let mut next_stream = 1_u64;
     while !shared.stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, peer)) => {
@@ -392,12 +359,14 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, to_source: &SyncSen
                     drop(stream);
                     continue;
                 }
+                let id = next_stream;
+                next_stream += 1;
                 let reader = {
                     let shared = Arc::clone(shared);
                     let to_source = to_source.clone();
                     thread::Builder::new()
                         .name(format!("tcp-read-{}", shared.id))
-                        .spawn(move || serve_client(stream, peer, &shared, &to_source))
+                        .spawn(move || serve_client(stream, id, peer, &shared, &to_source))
                 };
                 match reader {
                     Ok(handle) => {
@@ -405,6 +374,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, to_source: &SyncSen
                         tracing::debug!(
                             id = %shared.id,
                             peer = %peer,
+                            stream = id,
                             clients = clients.len(),
                             "client connected"
                         );
@@ -435,78 +405,42 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, to_source: &SyncSen
     }
 }
 
-/// Reads one client until it closes, an error, or the source stops.
+/// Reads one client until it closes, an error, or the source stops: its stream's start, its
+/// chunks and (unless the source stopped) its end.
 fn serve_client(
-    mut stream: TcpStream,
+    mut socket: TcpStream,
+    stream: u64,
     peer: SocketAddr,
     shared: &Shared,
-    to_source: &SyncSender<Frames>,
+    to_source: &SyncSender<Message>,
 ) {
-    let setup = stream
+    let setup = socket
         .set_nonblocking(false)
-        .and_then(|()| stream.set_read_timeout(Some(WAIT)));
+        .and_then(|()| socket.set_read_timeout(Some(WAIT)));
     if let Err(e) = setup {
         tracing::warn!(id = %shared.id, peer = %peer, error = %e, "cannot set up a client");
         return;
     }
-    let mut splitter = shared
-        .separator
-        .as_deref()
-        .map(|separator| Splitter::new(separator, shared.max_frame));
-    let mut buf = vec![
-        0;
-        if splitter.is_some() {
-            LINE_READ
-        } else {
-            shared.max_frame
-        }
-    ];
+    if to_source.send(Message::Start { stream, peer }).is_err() {
+        return;
+    }
+    let mut buf = vec![0; shared.max_frame];
     let mut bytes = 0_u64;
-    let mut batch = Frames::new();
-    let mut dropped = 0;
-    let ended = loop {
+    // Why it ended, and whether the stream ends (a stopped source needs no end).
+    let (ended, ends) = loop {
         if shared.stop.load(Ordering::Relaxed) {
-            break "the server stopped";
+            break ("the server stopped", false);
         }
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                if let Some(splitter) = &mut splitter {
-                    splitter.finish(&mut batch);
-                    if splitter.dropped() > dropped {
-                        tracing::warn!(
-                            id = %shared.id,
-                            peer = %peer,
-                            max_frame = shared.max_frame,
-                            dropped_lines = splitter.dropped(),
-                            "dropped a last line longer than max_frame"
-                        );
-                    }
-                }
-                if !batch.is_empty() {
-                    let _ = to_source.send(std::mem::take(&mut batch));
-                }
-                break "the client closed";
-            }
+        match socket.read(&mut buf) {
+            Ok(0) => break ("the client closed", true),
             Ok(n) => {
                 bytes += n as u64;
-                match &mut splitter {
-                    Some(splitter) => {
-                        splitter.feed(&buf[..n], &mut batch);
-                        if splitter.dropped() > dropped {
-                            dropped = splitter.dropped();
-                            tracing::warn!(
-                                id = %shared.id,
-                                peer = %peer,
-                                max_frame = shared.max_frame,
-                                dropped_lines = dropped,
-                                "dropped a line longer than max_frame"
-                            );
-                        }
-                    }
-                    None => batch.push(&buf[..n]),
-                }
-                if !batch.is_empty() && to_source.send(std::mem::take(&mut batch)).is_err() {
-                    break "the server stopped";
+                let chunk = Message::Chunk {
+                    stream,
+                    bytes: buf[..n].to_vec(),
+                };
+                if to_source.send(chunk).is_err() {
+                    break ("the server stopped", false);
                 }
             }
             Err(e)
@@ -518,15 +452,19 @@ fn serve_client(
                 ) => {}
             Err(e) => {
                 tracing::debug!(id = %shared.id, peer = %peer, error = %e, "reading a client failed");
-                break "reading failed";
+                break ("reading failed", true);
             }
         }
     };
+    if ends {
+        // The source may be gone meanwhile: then nobody needs the end.
+        let _ = to_source.send(Message::End { stream });
+    }
     tracing::debug!(
         id = %shared.id,
         peer = %peer,
+        stream,
         bytes,
-        dropped_lines = splitter.as_ref().map_or(0, Splitter::dropped),
         why = ended,
         "client disconnected"
     );
@@ -542,10 +480,10 @@ temblor_shim::export_plugin! {
 mod tests {
     use super::*;
     use std::{
+        collections::BTreeMap,
         io::Write,
         time::{Duration, Instant},
     };
-    use temblor_shim::Value;
 
     fn config(fields: &[(&str, Value)]) -> Value {
         Value::Object(fields.iter().cloned().collect())
@@ -564,21 +502,71 @@ mod tests {
         .expect("server")
     }
 
-    fn split_all(separator: &str, max: usize, pieces: &[&[u8]]) -> (Vec<Vec<u8>>, u64) {
-        let mut splitter = Splitter::new(separator.as_bytes(), max);
-        let mut out = SourceBatch::new();
-        for piece in pieces {
-            splitter.feed(piece, &mut out);
-        }
-        splitter.finish(&mut out);
-        (out.iter().map(<[u8]>::to_vec).collect(), splitter.dropped())
+    /// What the source handed over, by stream.
+    #[derive(Default, Debug)]
+    struct Streams {
+        /// The meta of each stream started, in the order started.
+        started: Vec<(u64, Value)>,
+        bytes: BTreeMap<u64, Vec<u8>>,
+        ended: Vec<u64>,
+        /// The most bytes in one chunk.
+        largest: usize,
     }
 
-    fn strings(frames: &[Vec<u8>]) -> Vec<&str> {
-        frames
-            .iter()
-            .map(|f| std::str::from_utf8(f).expect("utf-8"))
-            .collect()
+    impl Streams {
+        fn take(&mut self, batch: &SourceBatch) {
+            for (range, run) in batch.all_runs() {
+                if run.starts() {
+                    assert!(
+                        !self.started.iter().any(|(s, _)| *s == run.stream),
+                        "stream {} started twice",
+                        run.stream
+                    );
+                    self.started.push((run.stream, run.meta.clone()));
+                }
+                for i in range {
+                    let chunk = batch.frames().get(i).expect("frame");
+                    assert!(!chunk.is_empty(), "no empty chunks");
+                    assert!(
+                        self.started.iter().any(|(s, _)| *s == run.stream),
+                        "bytes of stream {} before its start",
+                        run.stream
+                    );
+                    assert!(!self.ended.contains(&run.stream), "bytes after the end");
+                    self.largest = self.largest.max(chunk.len());
+                    self.bytes
+                        .entry(run.stream)
+                        .or_default()
+                        .extend_from_slice(chunk);
+                }
+                if run.ends() {
+                    assert!(!self.ended.contains(&run.stream), "ended twice");
+                    self.ended.push(run.stream);
+                }
+            }
+        }
+
+        /// Pulls until `done` says so, or 10 s passed.
+        fn pull_until(&mut self, server: &mut TcpServer, done: impl Fn(&Self) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut batch = SourceBatch::new();
+            while !done(self) {
+                assert!(Instant::now() < deadline, "timed out: {self:?}");
+                batch.reset(0);
+                server.pull(&mut batch).expect("pull");
+                self.take(&batch);
+            }
+        }
+
+        fn peer(&self, stream: u64) -> &str {
+            let meta = &self
+                .started
+                .iter()
+                .find(|(s, _)| *s == stream)
+                .expect("started")
+                .1;
+            meta.get("peer").and_then(Value::as_str).expect("meta.peer")
+        }
     }
 
     #[test]
@@ -587,7 +575,6 @@ mod tests {
         assert_eq!(c.url, "127.0.0.1:4242");
         assert_eq!(c.max_connections, 64);
         assert_eq!(c.max_frame, 65536);
-        assert_eq!(c.separator, None);
     }
 
     #[test]
@@ -602,8 +589,6 @@ mod tests {
                 vec![("max_frame", Value::from(MAX_FRAME_LIMIT as u64 + 1))],
                 "max_frame",
             ),
-            (vec![("separator", Value::from(""))], "separator"),
-            (vec![("separator", Value::from("123456789"))], "separator"),
             (vec![("url", Value::from("no port"))], "url"),
         ] {
             let cfg = config(&fields);
@@ -620,45 +605,28 @@ mod tests {
     }
 
     #[test]
-    fn splitter_keeps_partial_lines_across_reads() {
-        let (lines, dropped) = split_all("\n", 100, &[b"on", b"e\ntw", b"o\n\nthr", b"ee"]);
-        assert_eq!(strings(&lines), ["one", "two", "three"]);
-        assert_eq!(dropped, 0);
-    }
-
-    #[test]
-    fn splitter_finds_multi_byte_separators_split_across_reads() {
-        let (lines, _) = split_all("\r\n", 100, &[b"a\r", b"\nb\r\n", b"c\r", b"\r\n"]);
-        assert_eq!(strings(&lines), ["a", "b", "c\r"]);
-        let (lines, _) = split_all("<|>", 100, &[b"x<", b"|", b">y<|", b">"]);
-        assert_eq!(strings(&lines), ["x", "y"]);
-    }
-
-    #[test]
-    fn splitter_drops_over_long_lines_and_goes_on() {
-        // Complete in one read.
-        let (lines, dropped) = split_all("\n", 4, &[b"ok\ntoolong\nfine\n"]);
-        assert_eq!(strings(&lines), ["ok", "fine"]);
-        assert_eq!(dropped, 1);
-        // Spread over reads: memory stays bounded while the line is skipped.
-        let mut splitter = Splitter::new(b"\n", 4);
-        let mut out = SourceBatch::new();
-        splitter.feed(b"abcdefgh", &mut out);
-        assert!(splitter.partial.len() <= 4);
-        splitter.feed(&[b'x'; 10_000], &mut out);
-        assert!(splitter.partial.is_empty());
-        splitter.feed(b"yy\nnext\nlast", &mut out);
-        splitter.finish(&mut out);
-        let lines: Vec<Vec<u8>> = out.iter().map(<[u8]>::to_vec).collect();
-        assert_eq!(strings(&lines), ["next", "last"]);
-        assert_eq!(splitter.dropped(), 1);
-        // A line of exactly `max` bytes is kept, also as the last one.
-        let (lines, dropped) = split_all("\n", 4, &[b"abcd\nefgh"]);
-        assert_eq!(strings(&lines), ["abcd", "efgh"]);
-        assert_eq!(dropped, 0);
-        let (lines, dropped) = split_all("\n", 4, &[b"abcd\nefghi"]);
-        assert_eq!(strings(&lines), ["abcd"]);
-        assert_eq!(dropped, 1);
+    fn the_removed_separator_points_to_the_separate_preprocessor() {
+        for separator in ["\n", "\r\n", ""] {
+            let cfg = config(&[
+                ("url", Value::from("127.0.0.1:0")),
+                ("separator", Value::from(separator)),
+            ]);
+            let err = TcpServer::new(&Setup {
+                id: "old",
+                config: &cfg,
+            })
+            .err()
+            .expect("refused");
+            assert_eq!(err.kind, ErrorKind::Config, "{err}");
+            for needle in [
+                "'old'",
+                "`separator`",
+                "`separate` preprocessor",
+                "preprocessors = [",
+            ] {
+                assert!(err.message.contains(needle), "{needle}: {err}");
+            }
+        }
     }
 
     #[test]
@@ -673,22 +641,57 @@ mod tests {
     }
 
     #[test]
-    fn raw_chunks_are_at_most_max_frame_bytes() {
+    fn a_connection_is_a_stream_with_its_peer_and_chunks_of_at_most_max_frame() {
         let mut server = server(&[("max_frame", Value::from(10_u64))]);
         let mut client = TcpStream::connect(server.local_addr()).expect("connect");
+        let me = client.local_addr().expect("local addr").to_string();
         let data: Vec<u8> = (0..1000_u32).map(|i| b'a' + (i % 26) as u8).collect();
         client.write_all(&data).expect("write");
         drop(client);
-        let mut got: Vec<u8> = Vec::new();
-        let mut frames = SourceBatch::new();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while got.len() < data.len() && Instant::now() < deadline {
-            frames.clear();
-            server.pull(&mut frames).expect("pull");
-            assert!(frames.iter().all(|f| !f.is_empty() && f.len() <= 10));
-            got.extend(frames.iter().flatten());
+        let mut got = Streams::default();
+        got.pull_until(&mut server, |s| !s.ended.is_empty());
+        assert_eq!(got.started.len(), 1, "{got:?}");
+        let stream = got.started[0].0;
+        assert_ne!(stream, temblor_shim::DEFAULT_STREAM);
+        assert_eq!(got.peer(stream), me);
+        assert_eq!(got.started[0].1.as_object().map(Object::len), Some(1));
+        assert_eq!(got.bytes[&stream], data);
+        assert_eq!(got.ended, [stream]);
+        assert!(got.largest <= 10, "{}", got.largest);
+    }
+
+    #[test]
+    fn each_connection_gets_a_fresh_stream() {
+        let mut server = server(&[]);
+        let addr = server.local_addr();
+        let mut got = Streams::default();
+        let mut peers = Vec::new();
+        for k in 0..3_u8 {
+            let mut client = TcpStream::connect(addr).expect("connect");
+            peers.push(client.local_addr().expect("addr").to_string());
+            client.write_all(&[b'0' + k; 3]).expect("write");
+            drop(client);
+            got.pull_until(&mut server, |s| s.ended.len() == usize::from(k) + 1);
         }
-        assert_eq!(got, data);
+        let streams: Vec<u64> = got.started.iter().map(|(s, _)| *s).collect();
+        assert_eq!(streams, [1, 2, 3]);
+        assert_eq!(got.ended, streams);
+        for (k, stream) in streams.iter().enumerate() {
+            assert_eq!(got.peer(*stream), peers[k]);
+            assert_eq!(got.bytes[stream], [b'0' + k as u8; 3]);
+        }
+    }
+
+    #[test]
+    fn a_connection_that_sends_nothing_starts_and_ends_its_stream() {
+        let mut server = server(&[]);
+        let client = TcpStream::connect(server.local_addr()).expect("connect");
+        let mut got = Streams::default();
+        got.pull_until(&mut server, |s| !s.started.is_empty());
+        assert!(got.ended.is_empty());
+        drop(client);
+        got.pull_until(&mut server, |s| !s.ended.is_empty());
+        assert!(got.bytes.is_empty());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The `udp_server` connector: receives UDP datagrams on an address, one frame per datagram.
+//! The `udp_server` connector: receives UDP datagrams on an address; each datagram is a stream
+//! of its own.
 //!
 //! Source only (asking for a sink is an `Unsupported` error). The constructor binds the address,
 //! so a port in use is reported when the engine starts. `pull` waits at most 100 ms for a first
@@ -6,8 +7,16 @@
 //! 1 MiB: the source needs no thread, and the kernel's socket buffer holds what arrives between
 //! pulls. UDP does not slow senders down: when the engine falls behind and that buffer fills,
 //! the kernel drops datagrams (as for any UDP receiver). A datagram larger than `max_frame` is
-//! dropped, counted and logged, never cut short. Empty datagrams are empty frames. The source
-//! never ends by itself; dropping it closes the socket.
+//! dropped, counted and logged, never cut short. The source never ends by itself; dropping it
+//! closes the socket.
+//!
+//! **Streams.** Each datagram is handed over as a stream of its own (see `docs/delivery.md`),
+//! with a fresh stream id (1, 2, 3, ... for the life of the source): `start_stream` with its
+//! metadata, the datagram as the stream's one chunk, and `end_stream`. So the connector's
+//! `preprocessors` run on each datagram alone (with `separate`, a datagram of several lines
+//! gives one frame per line, and a last line without a separator is one frame too; nothing is
+//! carried over to the next datagram), and every event knows the datagram's sender. Without
+//! preprocessors, each datagram is one frame; an empty datagram is an empty frame.
 //!
 //! ## Config
 //! - `url` (string, default `"127.0.0.1:4243"`): the `host:port` to listen on. The default
@@ -15,13 +24,26 @@
 //!   port (the log says which).
 //! - `max_frame` (integer, default 65535, 1 to 65535): the largest datagram kept.
 //!
+//! ## Metadata
+//! Every event from a datagram has:
+//! - `meta.peer` (string): the sender's address, `"ip:port"` (e.g. `"127.0.0.1:50312"`,
+//!   `"[::1]:50312"`), set by this connector;
+//! - `meta.connector` (this connector's id) and `meta.stream` (the datagram's stream id, an
+//!   integer: the same for the events of one datagram, different for each datagram), set by
+//!   the engine.
+//!
 //! ## Example
 //! ```toml
 //! [[connector]]
 //! id = "metrics"
 //! plugin = "udp_server"
 //! codec = "json"
+//! preprocessors = ["separate"] # several JSON lines in one datagram
 //! config = { url = "127.0.0.1:4243", max_frame = 8192 }
+//!
+//! [[pipeline]]
+//! id = "main"
+//! operators = [{ set = { "event.sender" = 'meta.peer' } }]
 //! ```
 
 use std::{
@@ -30,7 +52,9 @@ use std::{
     time::Duration,
 };
 
-use temblor_shim::{Frames, PluginError, Pull, SourceBatch, Setup, Source, serde::Deserialize, tracing};
+use temblor_shim::{
+    Object, PluginError, Pull, Setup, Source, SourceBatch, Value, serde::Deserialize, tracing,
+};
 
 /// How long `pull` waits for a first datagram before it says `Idle`.
 const WAIT: Duration = Duration::from_millis(100);
@@ -76,6 +100,10 @@ pub struct UdpServer {
     nonblocking: bool,
     received: u64,
     dropped: u64,
+    /// The id of the next datagram's stream.
+    next_stream: u64,
+    /// The last sender and its `meta`, reused while datagrams come from it.
+    last_peer: Option<(SocketAddr, Value)>,
 }
 
 impl UdpServer {
@@ -121,6 +149,9 @@ impl UdpServer {
             nonblocking: false,
             received: 0,
             dropped: 0,
+            // Stream 0 is the stream of frames pushed without one: datagrams count from 1.
+            next_stream: 1,
+            last_peer: None,
         })
     }
 
@@ -146,8 +177,23 @@ impl UdpServer {
         Ok(())
     }
 
-    /// Receives one datagram into `out`; false when none is waiting (or a read timed out).
-    fn receive(&mut self, out: &mut Frames) -> Result<bool, PluginError> {
+    /// The metadata of a datagram from `peer`: `{"peer": "ip:port"}`.
+    fn meta(&mut self, peer: SocketAddr) -> Value {
+        match &self.last_peer {
+            Some((last, meta)) if *last == peer => meta.clone(),
+            _ => {
+                let mut meta = Object::with_capacity(1);
+                meta.insert("peer", Value::from(peer.to_string()));
+                let meta = Value::Object(meta);
+                self.last_peer = Some((peer, meta.clone()));
+                meta
+            }
+        }
+    }
+
+    /// Receives one datagram into `out`, as a stream of its own; false when none is waiting
+    /// (or a read timed out).
+    fn receive(&mut self, out: &mut SourceBatch) -> Result<bool, PluginError> {
         loop {
             match self.socket.recv_from(&mut self.buf) {
                 Ok((n, peer)) if n > self.max_frame => {
@@ -161,8 +207,13 @@ impl UdpServer {
                     );
                     return Ok(true);
                 }
-                Ok((n, _)) => {
-                    out.push(&self.buf[..n]);
+                Ok((n, peer)) => {
+                    let stream = self.next_stream;
+                    self.next_stream += 1;
+                    let meta = self.meta(peer);
+                    out.start_stream(stream, meta);
+                    out.push_stream(stream, &self.buf[..n]);
+                    out.end_stream(stream);
                     self.received += 1;
                     return Ok(true);
                 }
@@ -283,6 +334,56 @@ mod tests {
         assert!(begin.elapsed() < Duration::from_secs(1));
     }
 
+    /// (stream, meta.peer, datagram) for each stream in `batch`, checking that each is one
+    /// run that starts and ends it.
+    fn datagrams(batch: &SourceBatch) -> Vec<(u64, String, Vec<u8>)> {
+        assert_eq!(batch.runs().len(), batch.len(), "one run per datagram");
+        batch
+            .all_runs()
+            .map(|(range, run)| {
+                assert!(run.starts() && run.ends(), "{run:?}");
+                assert_eq!(range.len(), 1, "one chunk per datagram");
+                let peer = run
+                    .meta
+                    .get("peer")
+                    .and_then(Value::as_str)
+                    .expect("meta.peer")
+                    .to_owned();
+                assert_eq!(run.meta.as_object().map(Object::len), Some(1));
+                let bytes = batch.frames().get(range.start).expect("frame").to_vec();
+                (run.stream, peer, bytes)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_datagram_is_a_stream_with_its_peer() {
+        let mut server = server(100);
+        let a = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let b = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        a.send_to(b"from a", server.local_addr()).expect("send");
+        b.send_to(b"from b\nand more", server.local_addr())
+            .expect("send");
+        a.send_to(b"a again", server.local_addr()).expect("send");
+        let mut batch = SourceBatch::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while batch.len() < 3 && Instant::now() < deadline {
+            server.pull(&mut batch).expect("pull");
+        }
+        let (pa, pb) = (
+            a.local_addr().expect("addr").to_string(),
+            b.local_addr().expect("addr").to_string(),
+        );
+        assert_eq!(
+            datagrams(&batch),
+            [
+                (1, pa.clone(), b"from a".to_vec()),
+                (2, pb, b"from b\nand more".to_vec()),
+                (3, pa, b"a again".to_vec()),
+            ]
+        );
+    }
+
     #[test]
     fn datagrams_become_frames_and_larger_ones_are_dropped() {
         let mut server = server(8);
@@ -298,5 +399,8 @@ mod tests {
         let got: Vec<&[u8]> = frames.iter().collect();
         assert_eq!(got, [&b"one"[..], b"", b"12345678"]);
         assert_eq!(server.dropped(), 1);
+        // The dropped datagram took no stream id.
+        let streams: Vec<u64> = datagrams(&frames).iter().map(|d| d.0).collect();
+        assert_eq!(streams, [1, 2, 3]);
     }
 }

@@ -121,6 +121,9 @@ pub struct Reloaded {
     pub swapped: usize,
     /// From the reload call until the last instance was swapped (or the wait ended).
     pub elapsed: Duration,
+    /// Whether the replaced library was told to shut down (every instance had moved to the
+    /// new one within the wait).
+    pub shut_down: bool,
 }
 
 /// Swaps plugins of a running engine. Cheap to clone; usable from any thread.
@@ -169,9 +172,10 @@ impl Reloader {
                     new: plugin.kind.as_str(),
                 });
             }
-            *current = plugin;
-            cell.generation.fetch_add(1, Ordering::AcqRel) + 1
+            let previous = std::mem::replace(&mut *current, plugin);
+            (cell.generation.fetch_add(1, Ordering::AcqRel) + 1, previous)
         };
+        let (generation, previous) = generation;
         let live = || -> Vec<Arc<AtomicU64>> {
             let mut instances = cell.instances.lock().unwrap_or_else(|e| e.into_inner());
             instances.retain(|w| w.strong_count() > 0);
@@ -184,10 +188,17 @@ impl Reloader {
                 .filter(|g| g.load(Ordering::Acquire) < generation)
                 .count();
             if behind == 0 || started.elapsed() >= wait {
+                // Nothing runs on the old library any more: it may stop what it runs on its
+                // own. (A built-in module shares the executable with the others: left alone.)
+                let shut_down = behind == 0 && previous.origin != "built-in";
+                if shut_down && let Some(shutdown) = previous.module.shutdown() {
+                    shutdown();
+                }
                 return Ok(Reloaded {
                     instances: total,
                     swapped: total.saturating_sub(behind),
                     elapsed: started.elapsed(),
+                    shut_down,
                 });
             }
             std::thread::sleep(Duration::from_millis(2));

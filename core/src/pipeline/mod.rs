@@ -20,9 +20,14 @@
 //! names its `route` operators use, in order of appearance. Events routed to `out` continue
 //! through the operators after the route; events routed elsewhere leave the pipeline there.
 //!
-//! **Meta:** each event has a metadata value, `null` until an operator sets it. It lives in a
-//! vector beside the events, allocated only when an operator writes meta, and stays in the
-//! pipeline: codecs and sinks see the events only.
+//! **Meta:** each event has a metadata value: what its source set (`meta.connector`,
+//! `meta.stream`, and the source's own fields such as `meta.peer`), or `null`. A batch holds one
+//! value shared by all its events until an operator writes meta, then one per event; it goes on
+//! to the sinks beside the encoded frames (never into them).
+//!
+//! **Delivery tokens** ([`crate::delivery`]) travel with the events: a `route` gives every part
+//! the batch's tokens, error events carry the tokens of their batch, and `batch` and `count`
+//! keep the tokens of what they hold until they emit it.
 
 mod expr;
 mod ops;
@@ -34,6 +39,8 @@ mod tests;
 use std::{sync::mpsc::Sender, time::Instant};
 
 use temblor_shim::{RVec, Value};
+
+use crate::delivery::Tokens;
 
 /// The index of the `out` port.
 pub const OUT: usize = 0;
@@ -134,8 +141,8 @@ impl PipelineDef {
     }
 }
 
-/// A batch of events, with their metadata, that goes back to the thread that decoded it when
-/// it is dropped.
+/// A batch of events, with their metadata and delivery tokens, that goes back to the thread
+/// that decoded it when it is dropped.
 ///
 /// The values were allocated by the source's thread; freeing them in the sink's thread would
 /// make every `free` cross allocator arenas and contend on their locks. Returned batches are
@@ -143,8 +150,12 @@ impl PipelineDef {
 #[derive(Debug)]
 pub(crate) struct Events {
     pub(crate) values: RVec<Value>,
-    /// Empty (every meta is `null`), or one value per event.
-    pub(crate) meta: Vec<Value>,
+    /// Empty (every event's meta is `base`), or one value per event.
+    pub(crate) meta: RVec<Value>,
+    /// The meta of every event while `meta` is empty.
+    pub(crate) base: Value,
+    /// The deliveries these events belong to (none when their source takes no acks).
+    pub(crate) tokens: Tokens,
     home: Option<Sender<RVec<Value>>>,
 }
 
@@ -153,27 +164,34 @@ impl Events {
     pub(crate) fn local(values: RVec<Value>) -> Self {
         Self {
             values,
-            meta: Vec::new(),
+            meta: RVec::new(),
+            base: Value::Null,
+            tokens: Tokens::default(),
             home: None,
         }
     }
 
     /// Events that go back to `home` to be freed.
     pub(crate) fn homed(values: RVec<Value>, home: Sender<RVec<Value>>) -> Self {
-        Self {
-            values,
-            meta: Vec::new(),
-            home: Some(home),
-        }
+        let mut events = Self::local(values);
+        events.home = Some(home);
+        events
     }
 
-    /// An empty batch with the same home.
+    /// An empty batch with the same home, shared meta and tokens.
     pub(crate) fn sibling(&self) -> Self {
         Self {
             values: RVec::new(),
-            meta: Vec::new(),
+            meta: RVec::new(),
+            base: self.base.clone(),
+            tokens: self.tokens.clone(),
             home: self.home.clone(),
         }
+    }
+
+    /// The meta of event `i`.
+    pub(crate) fn meta_of(&self, i: usize) -> &Value {
+        self.meta.get(i).unwrap_or(&self.base)
     }
 
     /// Drops the events from index `at` on. Their values go home to be freed there, in one
@@ -186,29 +204,34 @@ impl Events {
         if self.home.is_some() {
             let mut dead = RVec::with_capacity(self.values.len() - at);
             dead.extend(self.values.drain(at..));
-            drop(Self {
-                values: dead,
-                meta: Vec::new(),
-                home: self.home.clone(),
-            });
+            let mut dead = Self::local(dead);
+            dead.home.clone_from(&self.home);
+            drop(dead);
         } else {
             self.values.truncate(at);
         }
         self.meta.truncate(at);
     }
 
-    /// Gives every event a meta value (`null`), so that operators can write it.
+    /// Gives every event a meta value of its own (a copy of `base`), so that operators can
+    /// write it.
     pub(crate) fn ensure_meta(&mut self) {
-        self.meta.resize(self.values.len(), Value::Null);
+        if self.meta.len() < self.values.len() {
+            let base = self.base.clone();
+            self.meta.resize(self.values.len(), base);
+        }
     }
 }
 
 impl Clone for Events {
-    /// A copy (for fan-out to several targets) is freed where it ends.
+    /// A copy (for fan-out to several targets) is freed where it ends; it carries the same
+    /// tokens, so the batch counts as delivered only when every copy is.
     fn clone(&self) -> Self {
         Self {
             values: self.values.clone(),
             meta: self.meta.clone(),
+            base: self.base.clone(),
+            tokens: self.tokens.clone(),
             home: None,
         }
     }
@@ -238,18 +261,25 @@ pub(crate) struct Output {
     pub(crate) ports: Vec<(usize, Events)>,
     /// Error events of operators, for `err`.
     pub(crate) errors: RVec<Value>,
+    /// The tokens of the batches the error events came from.
+    pub(crate) error_tokens: Tokens,
 }
 
 impl Output {
     /// Everything produced so far, error events last.
     pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, (usize, Events)> {
         if !self.errors.is_empty() {
-            let errors = std::mem::take(&mut self.errors);
-            self.ports.push((ERR, Events::local(errors)));
+            let mut errors = Events::local(std::mem::take(&mut self.errors));
+            errors.tokens = std::mem::take(&mut self.error_tokens);
+            self.ports.push((ERR, errors));
         }
         self.ports.drain(..)
     }
 }
+
+/// What an operator emits on its own (a `batch` timeout, a `count` window): the events and the
+/// tokens of the events they were made from.
+pub(crate) type Held = (RVec<Value>, Tokens);
 
 /// A running pipeline: the operators with their state.
 #[derive(Debug)]
@@ -281,7 +311,11 @@ impl Pipeline {
             if events.values.is_empty() {
                 return;
             }
+            let errors = out.errors.len();
             op.apply(&self.id, i, &mut events, now, out);
+            if out.errors.len() > errors {
+                out.error_tokens.merge(&events.tokens);
+            }
         }
         if !events.values.is_empty() {
             out.ports.push((OUT, events));
@@ -296,8 +330,8 @@ impl Pipeline {
     /// Lets operators whose deadline has passed emit (a batch timeout, a window's end).
     pub(crate) fn tick(&mut self, now: Instant, out: &mut Output) {
         for i in 0..self.ops.len() {
-            if let Some(values) = self.ops[i].tick(now) {
-                self.run_from(i + 1, Events::local(values), now, out);
+            if let Some(held) = self.ops[i].tick(now) {
+                self.run_from(i + 1, held_events(held), now, out);
             }
         }
     }
@@ -306,9 +340,15 @@ impl Pipeline {
     /// first one flushes still goes through the others.
     pub(crate) fn finish(&mut self, now: Instant, out: &mut Output) {
         for i in 0..self.ops.len() {
-            if let Some(values) = self.ops[i].flush() {
-                self.run_from(i + 1, Events::local(values), now, out);
+            if let Some(held) = self.ops[i].flush() {
+                self.run_from(i + 1, held_events(held), now, out);
             }
         }
     }
+}
+
+fn held_events((values, tokens): Held) -> Events {
+    let mut events = Events::local(values);
+    events.tokens = tokens;
+    events
 }

@@ -13,8 +13,10 @@ use std::{
 
 use temblor_shim::{Object, RVec, Value};
 
+use crate::delivery::Tokens;
+
 use super::{
-    Events, OUT, Output,
+    Events, Held, OUT, Output,
     expr::{Expr, NULL, Path, Root},
     parse::{parse_expr, parse_path},
 };
@@ -41,6 +43,8 @@ pub(crate) enum Op {
         size: usize,
         timeout: Option<Duration>,
         held: RVec<Value>,
+        /// The tokens of the held events (and maybe of some already emitted).
+        held_tokens: Tokens,
         since: Option<Instant>,
     },
     Count(Counter),
@@ -282,6 +286,7 @@ fn batch(arg: &Value) -> Result<Op, String> {
         size,
         timeout,
         held: RVec::new(),
+        held_tokens: Tokens::default(),
         since: None,
     })
 }
@@ -318,6 +323,7 @@ fn count(arg: &Value) -> Result<Op, String> {
         anchor: None,
         keys: Vec::new(),
         index: HashMap::new(),
+        tokens: Tokens::default(),
     }))
 }
 
@@ -349,11 +355,14 @@ fn each(
     mut f: impl FnMut(&mut Value, &mut Value) -> Result<bool, String>,
 ) {
     let with_meta = !events.meta.is_empty();
-    let Events { values, meta, .. } = &mut *events;
-    let mut null = Value::Null;
+    let Events {
+        values, meta, base, ..
+    } = &mut *events;
+    // Operators that write meta gave every event its own first: this copy is only read.
+    let mut shared = base.clone();
     let mut kept = 0;
     for i in 0..values.len() {
-        let m = if with_meta { &mut meta[i] } else { &mut null };
+        let m = if with_meta { &mut meta[i] } else { &mut shared };
         match f(&mut values[i], m) {
             Ok(true) => {
                 if kept != i {
@@ -370,7 +379,7 @@ fn each(
                 let m = if with_meta {
                     std::mem::take(&mut meta[i])
                 } else {
-                    std::mem::take(&mut null)
+                    shared.clone()
                 };
                 fail(reason, event, m);
             }
@@ -414,12 +423,17 @@ impl Op {
                     Ok(true)
                 });
             }
-            Self::Remove(paths) => each(events, &mut fail, |e, m| {
-                for p in paths.iter() {
-                    p.remove(e, m);
+            Self::Remove(paths) => {
+                if paths.iter().any(|p| p.root == Root::Meta) {
+                    events.ensure_meta();
                 }
-                Ok(true)
-            }),
+                each(events, &mut fail, |e, m| {
+                    for p in paths.iter() {
+                        p.remove(e, m);
+                    }
+                    Ok(true)
+                });
+            }
             Self::Rename(pairs) => {
                 if pairs.iter().any(|(_, to)| to.root == Root::Meta) {
                     events.ensure_meta();
@@ -444,10 +458,13 @@ impl Op {
                 size,
                 timeout: _,
                 held,
+                held_tokens,
                 since,
             } => {
                 let mut full = RVec::new();
                 events.meta.clear();
+                events.base = Value::Null;
+                held_tokens.absorb(std::mem::take(&mut events.tokens));
                 for v in events.values.drain(..) {
                     if held.is_empty() {
                         *since = Some(now);
@@ -458,14 +475,26 @@ impl Op {
                         *since = None;
                     }
                 }
+                if !full.is_empty() {
+                    // The emitted arrays carry every token seen; while events are still held,
+                    // their tokens stay here too.
+                    events.tokens = if held.is_empty() {
+                        std::mem::take(held_tokens)
+                    } else {
+                        held_tokens.clone()
+                    };
+                }
                 events.values.extend(full);
             }
             Self::Count(counter) => {
-                let mut emitted = counter.roll(now).unwrap_or_default();
+                let (mut emitted, tokens) = counter.roll(now).unwrap_or_default();
                 counter.add(events);
+                counter.tokens.absorb(std::mem::take(&mut events.tokens));
                 emitted.shrink_to_fit();
                 // The counted events go back to where they were decoded, to be freed there.
-                drop(std::mem::replace(events, Events::local(emitted)));
+                let mut counts = Events::local(emitted);
+                counts.tokens = tokens;
+                drop(std::mem::replace(events, counts));
             }
         }
     }
@@ -484,7 +513,7 @@ impl Op {
     }
 
     /// What the operator emits because its deadline passed.
-    pub(crate) fn tick(&mut self, now: Instant) -> Option<RVec<Value>> {
+    pub(crate) fn tick(&mut self, now: Instant) -> Option<Held> {
         if self.deadline().is_none_or(|d| d > now) {
             return None;
         }
@@ -495,13 +524,18 @@ impl Op {
     }
 
     /// Everything the operator holds, at the end of the input.
-    pub(crate) fn flush(&mut self) -> Option<RVec<Value>> {
+    pub(crate) fn flush(&mut self) -> Option<Held> {
         match self {
-            Self::Batch { held, since, .. } if !held.is_empty() => {
+            Self::Batch {
+                held,
+                held_tokens,
+                since,
+                ..
+            } if !held.is_empty() => {
                 *since = None;
                 let mut out = RVec::with_capacity(1);
                 out.push(Value::Array(std::mem::take(held)));
-                Some(out)
+                Some((out, std::mem::take(held_tokens)))
             }
             Self::Count(c) => c.emit(),
             _ => None,
@@ -535,11 +569,13 @@ fn route_batch(
 ) {
     let first_new = ports.len();
     let proto = events.sibling();
-    let Events { values, meta, .. } = events;
+    let Events {
+        values, meta, base, ..
+    } = events;
     let with_meta = !meta.is_empty();
     let mut kept = 0;
     for i in 0..values.len() {
-        let m = if with_meta { &meta[i] } else { &NULL };
+        let m = if with_meta { &meta[i] } else { &*base };
         let mut target = Ok(default);
         for b in branches {
             match b.cond.eval_bool(&values[i], m) {
@@ -581,7 +617,7 @@ fn route_batch(
                 let m = if with_meta {
                     std::mem::take(&mut meta[i])
                 } else {
-                    Value::Null
+                    base.clone()
                 };
                 fail(reason, std::mem::take(&mut values[i]), m);
             }
@@ -608,12 +644,14 @@ pub(crate) struct Counter {
     keys: Vec<(Value, u64)>,
     /// Hash of a value to its indexes in `keys`.
     index: HashMap<u64, Vec<usize>>,
+    /// The tokens of the events counted in this window.
+    tokens: Tokens,
 }
 
 impl Counter {
     fn add(&mut self, events: &Events) {
         for (i, event) in events.values.iter().enumerate() {
-            let meta = events.meta.get(i).unwrap_or(&NULL);
+            let meta = events.meta_of(i);
             let key = match &self.by {
                 Some(p) => p.get(event, meta).unwrap_or(&NULL),
                 None => &NULL,
@@ -630,7 +668,7 @@ impl Counter {
     }
 
     /// Ends the window if `now` is past it: its counts, and a new window around `now`.
-    fn roll(&mut self, now: Instant) -> Option<RVec<Value>> {
+    fn roll(&mut self, now: Instant) -> Option<Held> {
         let start = *self.start.get_or_insert(now);
         if now < start + self.window {
             return None;
@@ -641,11 +679,13 @@ impl Counter {
         emitted
     }
 
-    /// The counts so far, one event per value, and a fresh count.
-    fn emit(&mut self) -> Option<RVec<Value>> {
+    /// The counts so far, one event per value (with the tokens of the counted events), and a
+    /// fresh count.
+    fn emit(&mut self) -> Option<Held> {
         if self.keys.is_empty() {
             return None;
         }
+        let tokens = std::mem::take(&mut self.tokens);
         self.index.clear();
         let start_ms = match (self.anchor, self.start) {
             (Some((at, wall)), Some(start)) => {
@@ -662,7 +702,7 @@ impl Counter {
         let Self {
             by, keys, window_s, ..
         } = self;
-        Some(
+        Some((
             keys.drain(..)
                 .map(|(value, n)| {
                     let mut o = Object::with_capacity(5);
@@ -676,7 +716,8 @@ impl Counter {
                     Value::Object(o)
                 })
                 .collect(),
-        )
+            tokens,
+        ))
     }
 }
 

@@ -607,7 +607,7 @@ fn route_default_can_name_a_port_and_meta_travels_with_events() {
     );
     let got: Vec<(usize, Vec<Value>, Vec<Value>)> = out
         .drain()
-        .map(|(port, e)| (port, e.values.to_vec(), e.meta.clone()))
+        .map(|(port, e)| (port, e.values.to_vec(), e.meta.to_vec()))
         .collect();
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(

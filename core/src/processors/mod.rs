@@ -5,7 +5,7 @@
 //!
 //! | name | pre | post | config (defaults) |
 //! | --- | --- | --- | --- |
-//! | `separate` | splits a byte stream at a separator; a last piece without one is kept | appends the separator to each frame | `separator = "\n"` (one byte), `max_length = 8388608` (pre: longer frames are dropped and reported), `keep_empty = false` (pre: empty frames are dropped) |
+//! | `separate` | splits a byte stream at a separator, which may be cut anywhere across frames; a last piece without one is kept (and emitted when the stream ends) | appends the separator to each frame | `separator = "\n"` (1 to 8 bytes, e.g. `"\r\n"`), `max_length = 8388608` (pre: longer frames are dropped and reported), `keep_empty = false` (pre: empty frames are dropped) |
 //! | `length-prefixed` | splits a byte stream of records, each a big-endian length then that many bytes, into one frame per record; records may be cut anywhere across frames; a record of length 0 is an empty frame; a record longer than `max_length` is reported and skipped (its bytes are discarded as they pass, never buffered), and the records after it are read as usual; a record the stream ends inside is reported and dropped | prefixes each frame with its length | `length = "u32"` (4 bytes) or `"u64"` (8 bytes), `max_length = 8388608` (pre) |
 //! | `base64` | decodes each frame: standard alphabet (`+`, `/`), `=` padding optional, no whitespace or line breaks; a frame that is not base64 is dropped and reported | encodes each frame: standard alphabet, with padding | none |
 //! | `gzip` | decompresses each frame: one gzip member or several concatenated; the CRC32 and length of each are checked | compresses each frame into one gzip member (no file name, time 0) | `max_length = 67108864` (pre: the most bytes one frame may decompress to), `level = 6` (post: 0 to 9) |
@@ -170,6 +170,26 @@ impl Preprocessor {
         }
     }
 
+    /// Turns on the tracking of frame starts (see [`Preprocessor::take_starts`]). Only
+    /// `separate` tracks them; for the other preprocessors this does nothing.
+    pub fn track_starts(&mut self) {
+        if let Pre::Separate(s) = &mut self.0 {
+            s.track_starts();
+        }
+    }
+
+    /// Moves into `out`, in order, the start of each frame emitted since the last call (with
+    /// tracking on: one per emitted frame, including those [`Preprocessor::finish`] emits):
+    /// the position, in this preprocessor's input from its first byte (0), of the frame's
+    /// first byte. The input is counted since the preprocessor was built, across `finish`.
+    /// Frames dropped (too long, empty) have none. Appends nothing for preprocessors other
+    /// than `separate`, and nothing while tracking is off.
+    pub fn take_starts(&mut self, out: &mut Vec<u64>) {
+        if let Pre::Separate(s) = &mut self.0 {
+            s.take_starts(out);
+        }
+    }
+
     /// The stream ended: emits what is still buffered. (What cannot be emitted, such as a
     /// record the stream ended inside, is logged; [`finish_preprocess`] reports it as an error
     /// string instead.)
@@ -183,7 +203,7 @@ impl Preprocessor {
 
     fn finish_reporting(&mut self, out: &mut Frames, errors: &mut Vec<String>) {
         match &mut self.0 {
-            Pre::Separate(s) => s.finish(out),
+            Pre::Separate(s) => s.finish(out, errors),
             Pre::LengthPrefixed(s) => s.finish(errors),
             Pre::Base64(_) | Pre::Decompress(_) | Pre::IngestNs | Pre::RemoveEmpty => {}
         }
@@ -196,7 +216,7 @@ pub struct Postprocessor(Post);
 
 #[derive(Debug)]
 enum Post {
-    Separate(u8),
+    Separate(separate::Separator),
     LengthPrefixed(length_prefixed::Width),
     Base64,
     Compress(Box<compression::Compressor>),
@@ -214,7 +234,7 @@ impl Postprocessor {
         let post = match named.name.as_str() {
             "separate" => {
                 let c: separate::Config = config(KIND, named)?;
-                Post::Separate(c.separator_byte(KIND)?)
+                Post::Separate(c.separator(KIND)?)
             }
             "length-prefixed" => {
                 let c: length_prefixed::Config = config(KIND, named)?;

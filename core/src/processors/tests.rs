@@ -108,6 +108,315 @@ fn separate_postprocessor_appends_separator() {
     assert_eq!(collect(&f), [b"a\n".to_vec(), b"b\n".to_vec()]);
 }
 
+/// `separate` with `separator`, `max_length` and `keep_empty`, tracking starts.
+fn splitter(separator: &[u8], max_length: usize, keep_empty: bool) -> Preprocessor {
+    let named = with(
+        "separate",
+        &[
+            (
+                "separator",
+                Value::from(std::str::from_utf8(separator).unwrap()),
+            ),
+            ("max_length", Value::from(max_length as u64)),
+            ("keep_empty", Value::from(keep_empty)),
+        ],
+    );
+    let mut pre = pre(&named);
+    pre.track_starts();
+    pre
+}
+
+/// Feeds `chunks`, one batch each, then finishes: the frames, their starts and the errors.
+fn split_chunks(pre: &mut Preprocessor, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Vec<u64>, Vec<String>) {
+    let chain = std::slice::from_mut(pre);
+    let (mut got, mut starts, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+    let mut scratch = Frames::new();
+    for chunk in chunks {
+        let mut f = frames(&[chunk]);
+        preprocess(chain, &mut f, &mut scratch, &mut errors);
+        got.extend(collect(&f));
+        chain[0].take_starts(&mut starts);
+        assert_eq!(got.len(), starts.len(), "one start per frame");
+    }
+    let mut f = Frames::new();
+    finish_preprocess(chain, &mut f, &mut scratch, &mut errors);
+    got.extend(collect(&f));
+    chain[0].take_starts(&mut starts);
+    assert_eq!(got.len(), starts.len(), "one start per frame");
+    (got, starts, errors)
+}
+
+/// What `separate` must give for `data` as a whole: the frames, their starts and how many
+/// were dropped for being too long. (A plain, slow search, independent of the splitter's.)
+fn split_reference(
+    data: &[u8],
+    sep: &[u8],
+    max_length: usize,
+    keep_empty: bool,
+) -> (Vec<Vec<u8>>, Vec<u64>, usize) {
+    let (mut got, mut starts, mut dropped) = (Vec::new(), Vec::new(), 0);
+    let mut take = |piece: &[u8], start: usize, last: bool| {
+        if last && piece.is_empty() {
+        } else if piece.len() > max_length {
+            dropped += 1;
+        } else if keep_empty || !piece.is_empty() {
+            got.push(piece.to_vec());
+            starts.push(start as u64);
+        }
+    };
+    let (mut start, mut i) = (0, 0);
+    while i + sep.len() <= data.len() {
+        if &data[i..i + sep.len()] == sep {
+            take(&data[start..i], start, false);
+            i += sep.len();
+            start = i;
+        } else {
+            i += 1;
+        }
+    }
+    take(&data[start..], start, true);
+    (got, starts, dropped)
+}
+
+#[test]
+fn separate_multi_byte_separators_cut_at_every_position_across_two_chunks() {
+    for sep in [&b"\r\n"[..], b"<|>", b"abab", b"12345678", b"aa"] {
+        let s = String::from_utf8(sep.to_vec()).unwrap();
+        let text = format!("one{s}{s}tw{s}o{s}a{s}three{}x{s}", &s[..s.len() - 1]);
+        let data = text.as_bytes();
+        let want = split_reference(data, sep, 1000, false);
+        assert_eq!(want.2, 0);
+        for cut in 0..=data.len() {
+            let mut pre = splitter(sep, 1000, false);
+            let (got, starts, errors) = split_chunks(&mut pre, &[&data[..cut], &data[cut..]]);
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!((&got, &starts), (&want.0, &want.1), "{s:?} cut at {cut}");
+        }
+        // And one byte at a time: a separator over as many chunks as it has bytes.
+        let bytes: Vec<&[u8]> = data.chunks(1).collect();
+        let (got, starts, _) = split_chunks(&mut splitter(sep, 1000, false), &bytes);
+        assert_eq!((&got, &starts), (&want.0, &want.1), "{s:?} byte by byte");
+    }
+}
+
+#[test]
+fn separate_crlf() {
+    let mut pre = splitter(b"\r\n", 100, false);
+    let (got, starts, errors) =
+        split_chunks(&mut pre, &[b"GET /\r", b"\nHost: x\ry\r\n\r\n", b"tail\r"]);
+    assert!(errors.is_empty());
+    assert_eq!(
+        got,
+        [
+            b"GET /".to_vec(),
+            b"Host: x\ry".to_vec(),
+            b"tail\r".to_vec()
+        ]
+    );
+    assert_eq!(starts, [0, 7, 20]);
+    // With empty frames kept, the blank line is one.
+    let (got, _, _) = split_chunks(&mut splitter(b"\r\n", 100, true), &[b"a\r\n\r", b"\nb"]);
+    assert_eq!(got, [b"a".to_vec(), Vec::new(), b"b".to_vec()]);
+}
+
+#[test]
+fn separate_eight_byte_separator() {
+    let sep = b"--8<--\r\n";
+    let data = b"first--8<--\r\nsecond --8<-- not yet--8<--\r\n--8<--\r\nthird";
+    let want = split_reference(data, sep, 100, false);
+    assert_eq!(
+        want.0,
+        [
+            b"first".to_vec(),
+            b"second --8<-- not yet".to_vec(),
+            b"third".to_vec()
+        ]
+    );
+    for size in 1..=data.len() {
+        let chunks: Vec<&[u8]> = data.chunks(size).collect();
+        let (got, starts, errors) = split_chunks(&mut splitter(sep, 100, false), &chunks);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((&got, &starts), (&want.0, &want.1), "chunks of {size}");
+    }
+}
+
+#[test]
+fn separate_refuses_nine_byte_and_empty_separators() {
+    for bad in ["123456789", ""] {
+        let named = with("separate", &[("separator", Value::from(bad))]);
+        let err = Preprocessor::new(&named).unwrap_err().to_string();
+        assert!(err.contains("preprocessor 'separate'"), "{err}");
+        assert!(err.contains("`separator`"), "{err}");
+        assert!(err.contains("1 to 8 bytes"), "{err}");
+        let err = Postprocessor::new(&named).unwrap_err().to_string();
+        assert!(err.contains("postprocessor 'separate'"), "{err}");
+        assert!(err.contains("`separator`"), "{err}");
+    }
+    // Eight bytes are fine, also of multi-byte characters.
+    for good in ["12345678", "éé", "€\n"] {
+        let named = with("separate", &[("separator", Value::from(good))]);
+        Preprocessor::new(&named).unwrap();
+        Postprocessor::new(&named).unwrap();
+    }
+}
+
+#[test]
+fn separate_starts_skip_dropped_empty_and_over_long_frames() {
+    // Frames start at 0 (abcd), 6 (ok), 9 (toolongline, dropped), 21 (xyz), 26 (last).
+    let data = b"abcd\n\nok\ntoolongline\nxyz\n\nlast";
+    for sep_data in [
+        data.to_vec(),
+        String::from_utf8(data.to_vec())
+            .unwrap()
+            .replace('\n', "\r\n")
+            .into_bytes(),
+    ] {
+        let sep: &[u8] = if sep_data.len() == data.len() {
+            b"\n"
+        } else {
+            b"\r\n"
+        };
+        let want = split_reference(&sep_data, sep, 4, false);
+        assert_eq!(
+            want.0,
+            [
+                b"abcd".to_vec(),
+                b"ok".to_vec(),
+                b"xyz".to_vec(),
+                b"last".to_vec()
+            ]
+        );
+        assert_eq!(want.2, 1);
+        for size in 1..=sep_data.len() {
+            let chunks: Vec<&[u8]> = sep_data.chunks(size).collect();
+            let (got, starts, errors) = split_chunks(&mut splitter(sep, 4, false), &chunks);
+            assert_eq!(
+                (&got, &starts),
+                (&want.0, &want.1),
+                "{sep:?}, chunks of {size}"
+            );
+            assert_eq!(errors.len(), 1, "{errors:?}");
+        }
+    }
+    let (_, starts, _) = split_reference(data, b"\n", 4, false);
+    assert_eq!(starts, [0, 6, 21, 26]);
+    // Kept empty frames have their starts; a too-long last piece is dropped.
+    let (got, starts, errors) =
+        split_chunks(&mut splitter(b"\n", 4, true), &[b"\n\nab\n", b"\ntoo long"]);
+    assert_eq!(got, [Vec::new(), Vec::new(), b"ab".to_vec(), Vec::new()]);
+    assert_eq!(starts, [0, 1, 2, 5]);
+    assert_eq!(errors.len(), 1);
+}
+
+#[test]
+fn separate_starts_count_from_the_first_byte_across_batches_and_finish() {
+    let mut split = splitter(b"||", 100, false);
+    let (got, starts, _) = split_chunks(&mut split, &[b"ab|", b"|cd||e"]);
+    assert_eq!(got, [b"ab".to_vec(), b"cd".to_vec(), b"e".to_vec()]);
+    assert_eq!(starts, [0, 4, 8]);
+    // The count goes on after `finish`: the same splitter, a next stream.
+    let (got, starts, _) = split_chunks(&mut split, &[b"f||g"]);
+    assert_eq!(got, [b"f".to_vec(), b"g".to_vec()]);
+    assert_eq!(starts, [9, 12]);
+    // Without tracking, nothing is recorded; other preprocessors record nothing.
+    let mut quiet = pre(&named("separate"));
+    let mut f = frames(&[b"a\nb\n"]);
+    preprocess(
+        std::slice::from_mut(&mut quiet),
+        &mut f,
+        &mut Frames::new(),
+        &mut Vec::new(),
+    );
+    let mut starts = Vec::new();
+    quiet.take_starts(&mut starts);
+    assert!(starts.is_empty());
+    let mut other = pre(&named("base64"));
+    other.track_starts();
+    other.take_starts(&mut starts);
+    assert!(starts.is_empty());
+}
+
+#[test]
+fn separate_matches_a_plain_split_for_many_inputs() {
+    // Small alphabets make separators (and near misses) frequent.
+    for (k, sep) in [&b"a"[..], b"ab", b"aab", b"aba", b"abcabcab"]
+        .into_iter()
+        .enumerate()
+    {
+        for seed in 1..40_u64 {
+            let data: Vec<u8> = noise(300, seed * 31 + k as u64)
+                .into_iter()
+                .map(|b| b"abc"[usize::from(b % 3)])
+                .collect();
+            let max_length = usize::try_from(seed % 9).unwrap();
+            let keep_empty = seed % 2 == 0;
+            let want = split_reference(&data, sep, max_length, keep_empty);
+            let sizes = noise(300, seed);
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            for size in sizes {
+                if at >= data.len() {
+                    break;
+                }
+                let end = (at + usize::from(size % 11)).min(data.len());
+                chunks.push(&data[at..end]);
+                at = end;
+            }
+            let mut pre = splitter(sep, max_length, keep_empty);
+            let (got, starts, errors) = split_chunks(&mut pre, &chunks);
+            let what = format!("{sep:?} seed {seed} max {max_length} keep_empty {keep_empty}");
+            assert_eq!(got, want.0, "{what}");
+            assert_eq!(starts, want.1, "{what}");
+            assert_eq!(errors.len(), want.2, "{what}");
+        }
+    }
+}
+
+#[test]
+fn separate_max_length_counts_the_frame_not_a_separator_cut_after_it() {
+    // "abcd" is exactly max_length; the first half of the separator must not make it too long.
+    let (got, _, errors) = split_chunks(
+        &mut splitter(b"\r\n", 4, false),
+        &[b"abcd\r", b"\nefgh\r", b"\n"],
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(got, [b"abcd".to_vec(), b"efgh".to_vec()]);
+    // While an over-long frame is skipped, memory stays bounded and the next frame comes.
+    let mut pre = splitter(b"<=>", 4, false);
+    let chain = std::slice::from_mut(&mut pre);
+    let mut errors = Vec::new();
+    let mut scratch = Frames::new();
+    let mut f = frames(&[&[b'x'; 100_000], b"yy<", b"=", b">next<=>"]);
+    preprocess(chain, &mut f, &mut scratch, &mut errors);
+    assert_eq!(collect(&f), [b"next".to_vec()]);
+    assert_eq!(errors.len(), 1);
+    let mut starts = Vec::new();
+    chain[0].take_starts(&mut starts);
+    assert_eq!(starts, [100_005]);
+    finish_preprocess(chain, &mut f, &mut scratch, &mut errors);
+    assert!(f.is_empty());
+}
+
+#[test]
+fn separate_postprocessor_appends_multi_byte_separators() {
+    for sep in ["\r\n", "12345678", "|"] {
+        let mut post = [post(&with("separate", &[("separator", Value::from(sep))]))];
+        let got = run_post(&mut post, &[b"a", b"", b"bc"]);
+        assert_eq!(
+            got,
+            [
+                format!("a{sep}").into_bytes(),
+                sep.as_bytes().to_vec(),
+                format!("bc{sep}").into_bytes()
+            ]
+        );
+        // And the preprocessor reads it back.
+        let wire = got.concat();
+        let (back, _, _) = split_chunks(&mut splitter(sep.as_bytes(), 100, true), &[&wire]);
+        assert_eq!(back, [b"a".to_vec(), Vec::new(), b"bc".to_vec()]);
+    }
+}
+
 #[test]
 fn unknown_names_and_bad_config_are_reported() {
     let err = Preprocessor::new(&named("nope")).unwrap_err();
@@ -115,9 +424,9 @@ fn unknown_names_and_bad_config_are_reported() {
     assert!(err.to_string().contains("length-prefixed"), "{err}");
     let err = Postprocessor::new(&named("nope")).unwrap_err();
     assert!(err.to_string().contains("unknown postprocessor 'nope'"));
-    let bad = with("separate", &[("separator", Value::from("ab"))]);
+    let bad = with("separate", &[("separator", Value::from("123456789"))]);
     let err = Postprocessor::new(&bad).unwrap_err();
-    assert!(err.to_string().contains("exactly one byte"), "{err}");
+    assert!(err.to_string().contains("1 to 8 bytes"), "{err}");
     let bad = with("separate", &[("sep", Value::from("|"))]);
     let err = Preprocessor::new(&bad).unwrap_err();
     assert!(err.to_string().contains("unknown field `sep`"), "{err}");

@@ -354,3 +354,132 @@ fn paths_are_used_as_given_without_shell_expansion() {
     assert_eq!(err.kind, ErrorKind::Io, "{err}");
     assert!(err.message.contains("~/temblor-no-such-file.json"), "{err}");
 }
+
+/// Checkpoints through the ABI: acks, fails, resuming in a new instance.
+mod checkpoint {
+    use std::path::Path;
+
+    use temblor_shim::{ErrorKind, Pull, SourceBatch, Value, abi::SourceBox};
+
+    use super::{TempDir, lines, source, write_frames};
+
+    fn config(path: &Path, checkpoint: &Path) -> Value {
+        Value::Object(
+            [
+                ("path", Value::from(path.to_str().expect("utf-8 path"))),
+                (
+                    "checkpoint",
+                    Value::from(checkpoint.to_str().expect("utf-8 path")),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        )
+    }
+
+    fn stored(checkpoint: &Path) -> u64 {
+        std::fs::read_to_string(checkpoint)
+            .expect("a checkpoint file")
+            .trim()
+            .parse()
+            .expect("an offset")
+    }
+
+    /// Pulls once under `token`; returns the pull and the bytes handed over.
+    fn pull(source: &mut SourceBox, token: u64) -> (Pull, Vec<u8>) {
+        let mut batch = SourceBatch::new();
+        batch.reset(token);
+        let pulled = source.pull_batch(&mut batch).into_result().expect("pull");
+        (pulled, batch.iter().flatten().copied().collect())
+    }
+
+    fn input(dir: &TempDir, name: &str) -> (std::path::PathBuf, Vec<u8>) {
+        let path = dir.path(name);
+        let frames = lines(20_000);
+        write_frames(&path, "write", &frames);
+        (path, frames.iter().flatten().copied().collect())
+    }
+
+    #[test]
+    fn a_new_instance_resumes_after_the_last_acked_line() {
+        for name in ["in.json", "in.json.gz", "in.json.xz"] {
+            let dir = TempDir::new(&format!("cp-resume-{name}"));
+            let (path, data) = input(&dir, name);
+            let cp = dir.path("cp");
+            let mut first = source(&config(&path, &cp)).expect("source");
+            assert!(first.wants_acks(), "{name}");
+            let (p1, a) = pull(&mut first, 1);
+            assert_eq!(p1, Pull::Ready, "{name}");
+            // Held back until 1 is acked.
+            assert_eq!(pull(&mut first, 2), (Pull::Idle, Vec::new()), "{name}");
+            first.ack(1).into_result().expect("ack");
+            assert_eq!(stored(&cp), a.len() as u64, "{name}");
+            // Pulled, not acked: read again by the next instance.
+            let (_, b) = pull(&mut first, 3);
+            assert!(!b.is_empty());
+            drop(first);
+
+            let mut second = source(&config(&path, &cp)).expect("source");
+            let mut rest = Vec::new();
+            for token in 10.. {
+                let (pulled, bytes) = pull(&mut second, token);
+                rest.extend(bytes);
+                second.ack(token).into_result().expect("ack");
+                if pulled == Pull::Exhausted {
+                    break;
+                }
+            }
+            assert!(rest.starts_with(&b), "{name}: the unacked pull comes again");
+            assert!(
+                [a, rest].concat() == data,
+                "{name}: the rest of the file, once"
+            );
+            assert_eq!(stored(&cp), data.len() as u64, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_failed_pull_is_read_again_on_the_next_start() {
+        let dir = TempDir::new("cp-fail");
+        let (path, data) = input(&dir, "in.json");
+        let cp = dir.path("cp");
+        let mut first = source(&config(&path, &cp)).expect("source");
+        let (_, a) = pull(&mut first, 1);
+        first.ack(1).into_result().expect("ack");
+        let (_, b) = pull(&mut first, 2);
+        first
+            .fail(2, "the sink gave up".into())
+            .into_result()
+            .expect("fail");
+        // Reading goes on (the failed pull is not outstanding), the checkpoint does not.
+        let (pulled, c) = pull(&mut first, 3);
+        assert_eq!(pulled, Pull::Ready);
+        assert!(!c.is_empty());
+        first.ack(3).into_result().expect("ack");
+        assert_eq!(stored(&cp), a.len() as u64);
+        drop(first);
+        let mut second = source(&config(&path, &cp)).expect("source");
+        let (_, again) = pull(&mut second, 1);
+        assert!(again.starts_with(&b));
+        assert!(data[a.len()..].starts_with(&again));
+    }
+
+    #[test]
+    fn an_unparsable_checkpoint_is_a_config_error_naming_it() {
+        let dir = TempDir::new("cp-garbage");
+        let (path, _) = input(&dir, "in.json");
+        let cp = dir.path("cp");
+        std::fs::write(&cp, b"{\"offset\": 3}").expect("write");
+        let err = source(&config(&path, &cp)).err().expect("refused");
+        assert_eq!(err.kind, ErrorKind::Config, "{err}");
+        assert!(err.message.contains(cp.to_str().expect("utf-8")), "{err}");
+    }
+
+    #[test]
+    fn without_a_checkpoint_no_acks_are_wanted() {
+        let dir = TempDir::new("cp-none");
+        let (path, _) = input(&dir, "in.json");
+        let source = source(&super::config(&path, None)).expect("source");
+        assert!(!source.wants_acks());
+    }
+}

@@ -10,10 +10,11 @@ use std::{
 };
 
 use temblor_harness::connector;
-use temblor_shim::{ErrorKind, Frames, PluginError, Value, abi::SinkBox};
+use temblor_shim::{ErrorKind, Frames, PluginError, RVec, Value, abi::SinkBox};
 
-/// The Python server: `mode` is `ok`, `fail:N` (the first N requests get 500), `status:C` (every
-/// request gets C) or `slow:MS` (answers after MS milliseconds). Each request is appended to the
+/// The Python server: `mode` is `ok`, `fail:N` (the first N requests get 500), `nth:N` (request N,
+/// counted from 1, gets 500), `status:C` (every request gets C) or `slow:MS` (answers after MS
+/// milliseconds). Each request is appended to the
 /// record file as `METHOD PATH content-type=.. x-token=.. BODY-IN-HEX` before it is answered.
 const SERVER: &str = r#"
 import http.server, sys, time
@@ -29,6 +30,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.headers.get('Content-Type'), self.headers.get('X-Token'), body.hex()))
         code = 200
         if mode.startswith('fail:') and seen[0] <= int(mode[5:]):
+            code = 500
+        elif mode.startswith('nth:') and seen[0] == int(mode[4:]):
             code = 500
         elif mode.startswith('status:'):
             code = int(mode[7:])
@@ -204,9 +207,13 @@ fn after_max_retries_the_batch_is_an_io_error() {
         .into_result()
         .expect_err("always 500");
     assert_eq!(err.kind, ErrorKind::Io, "{err}");
-    assert!(err.message.contains("2 of 2 frames not sent"), "{err}");
+    assert!(err.message.contains("2 of 2 frames not delivered"), "{err}");
     assert!(err.message.contains("500"), "{err}");
-    assert_eq!(server.requests().len(), 3, "one attempt and two retries");
+    assert_eq!(
+        server.requests().len(),
+        4,
+        "x: one attempt and two retries; y: one attempt, then the batch is given up"
+    );
 }
 
 #[test]
@@ -263,4 +270,102 @@ fn a_slow_server_times_out() {
     );
     assert_eq!(err.kind, ErrorKind::Io, "{err}");
     assert!(err.message.contains("after 1 attempt)"), "{err}");
+}
+
+/// The body of each recorded request, as text.
+fn bodies(server: &Server) -> Vec<String> {
+    server
+        .requests()
+        .iter()
+        .map(|r| {
+            let hex = r.rsplit(' ').next().expect("body");
+            let bytes: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect();
+            String::from_utf8(bytes).expect("utf-8")
+        })
+        .collect()
+}
+
+#[test]
+fn push_batch_lists_the_frames_delivered_before_and_after_a_failed_one() {
+    let server = Server::start("partial", "nth:3");
+    let mut sink = sink(&config(&[
+        ("url", Value::from(server.url.clone())),
+        ("max_retries", Value::from(0_u64)),
+    ]))
+    .expect("sink");
+    let frames = batch(&["f0", "f1", "f2", "f3", "f4"]);
+    let mut delivered = RVec::new();
+    let err = sink
+        .push_batch(&frames, [].as_slice().into(), &mut delivered)
+        .into_result()
+        .expect_err("the third request got 500");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains("1 of 5 frames not delivered"), "{err}");
+    assert_eq!(delivered.as_slice(), [0, 1, 3, 4]);
+    // What the engine's retry sends: only the frame not delivered, which now goes through.
+    let mut again = RVec::new();
+    assert_eq!(
+        sink.push_batch(&batch(&["f2"]), [].as_slice().into(), &mut again)
+            .into_result(),
+        Ok(())
+    );
+    assert_eq!(bodies(&server), ["f0", "f1", "f2", "f3", "f4", "f2"]);
+}
+
+/// Meta with `headers = { x-token = token }`.
+fn token_meta(token: &str) -> Value {
+    Value::Object(
+        [(
+            "headers",
+            Value::Object([("x-token", Value::from(token))].into_iter().collect()),
+        )]
+        .into_iter()
+        .collect(),
+    )
+}
+
+#[test]
+fn headers_from_meta_reach_python_and_are_off_by_default() {
+    let server = Server::start("meta-headers", "ok");
+    let meta = [token_meta("t-1"), token_meta("t-2")];
+    let mut sink_on = sink(&config(&[
+        ("url", Value::from(server.url.clone())),
+        ("headers_from_meta", Value::from(true)),
+    ]))
+    .expect("sink");
+    assert_eq!(
+        sink_on
+            .push_batch(
+                &batch(&["a", "b"]),
+                meta.as_slice().into(),
+                &mut RVec::new()
+            )
+            .into_result(),
+        Ok(())
+    );
+    // The Python server serves one connection at a time: close the first sink's.
+    drop(sink_on);
+    let mut sink_off = sink(&config(&[("url", Value::from(server.url.clone()))])).expect("sink");
+    assert_eq!(
+        sink_off
+            .push_batch(
+                &batch(&["c", "d"]),
+                meta.as_slice().into(),
+                &mut RVec::new()
+            )
+            .into_result(),
+        Ok(())
+    );
+    assert_eq!(
+        server.requests(),
+        [
+            "POST /in?q=1 content-type=None x-token=t-1 61",
+            "POST /in?q=1 content-type=None x-token=t-2 62",
+            "POST /in?q=1 content-type=None x-token=None 63",
+            "POST /in?q=1 content-type=None x-token=None 64",
+        ]
+    );
 }

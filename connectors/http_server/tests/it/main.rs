@@ -12,7 +12,7 @@ use std::{
 
 use connector_http_server::HttpServer;
 use temblor_harness::connector;
-use temblor_shim::{Frames, Setup, Value, abi::SourceBox, source_object};
+use temblor_shim::{Frames, Setup, SourceBatch, Value, abi::SourceBox, source_object};
 
 /// A running `curl`, killed and reaped when dropped.
 struct Curl(Child);
@@ -322,4 +322,85 @@ fn dropping_the_source_closes_the_port() {
         .status()
         .expect("curl");
     assert_eq!(status.code(), Some(7), "curl could not connect");
+}
+
+/// Runs curl with `args` while pulling batches under tokens 1, 2, ...; when a batch brings a
+/// request, calls `outcome` with its token (to ack or fail it through the ABI). Returns curl's
+/// output lines and the meta of each stream handed over.
+fn curl_delivered(
+    source: &mut SourceBox,
+    args: &[&str],
+    mut outcome: impl FnMut(&mut SourceBox, u64),
+) -> (Vec<String>, Vec<Value>) {
+    assert!(source.wants_acks());
+    let mut curl = Curl::start(args);
+    let mut meta = Vec::new();
+    let mut batch = SourceBatch::new();
+    let mut token = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !curl.done() {
+        assert!(Instant::now() < deadline, "curl did not finish");
+        token += 1;
+        batch.reset(token);
+        source.pull_batch(&mut batch).into_result().expect("pull");
+        if !batch.frames().is_empty() {
+            meta.extend(batch.runs().iter().map(|r| r.meta.clone()));
+            outcome(source, token);
+        }
+    }
+    (curl.finish(), meta)
+}
+
+#[test]
+fn delivered_curl_gets_200_after_the_ack_and_503_after_a_fail() {
+    let (mut source, url) = server(&[("response", Value::from("delivered"))]);
+    let (out, meta) = curl_delivered(
+        &mut source,
+        &[
+            "-H",
+            "Idempotency-Key: k1",
+            "--data-binary",
+            "{\"n\":1}",
+            &url,
+        ],
+        |source, token| source.ack(token).into_result().expect("ack"),
+    );
+    assert_eq!(statuses(&out), ["200"]);
+    assert_eq!(meta.len(), 1);
+    assert_eq!(meta[0].get("method"), Some(&Value::from("POST")));
+    assert_eq!(meta[0].get("path"), Some(&Value::from("/ingest")));
+    let headers = meta[0].get("headers").expect("headers");
+    assert_eq!(headers.get("idempotency-key"), Some(&Value::from("k1")));
+    assert!(
+        headers
+            .get("user-agent")
+            .and_then(Value::as_str)
+            .is_some_and(|ua| ua.starts_with("curl/")),
+        "{headers}"
+    );
+
+    let (out, _) = curl_delivered(
+        &mut source,
+        &["--data-binary", "{\"n\":2}", &url],
+        |source, token| {
+            source
+                .fail(token, "the sink gave up".into())
+                .into_result()
+                .expect("fail");
+        },
+    );
+    assert_eq!(statuses(&out), ["503"]);
+}
+
+#[test]
+fn delivered_curl_gets_503_when_nothing_is_acked_in_time() {
+    let (mut source, url) = server(&[
+        ("response", Value::from("delivered")),
+        ("timeout_ms", Value::from(300_u64)),
+    ]);
+    let begin = Instant::now();
+    let (out, meta) = curl_delivered(&mut source, &["-d", "x", &url], |_, _| {});
+    assert_eq!(statuses(&out), ["503"]);
+    assert_eq!(meta.len(), 1, "handed over, never acked");
+    assert!(begin.elapsed() >= Duration::from_millis(300));
 }

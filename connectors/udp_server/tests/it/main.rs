@@ -1,5 +1,6 @@
 //! Drives the udp_server connector through its ABI objects, as the engine does, with `socat`,
-//! `nc` (netcat-openbsd) and Python as the senders.
+//! `nc` (netcat-openbsd) and Python as the senders. Each datagram is a stream of its own, with
+//! the sender in its `meta.peer`.
 
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -15,7 +16,7 @@ use std::{
 
 use connector_udp_server::UdpServer;
 use temblor_harness::connector;
-use temblor_shim::{Frames, Setup, Value, abi::SourceBox, source_object};
+use temblor_shim::{Setup, SourceBatch, Value, abi::SourceBox, source_object};
 
 /// A child process, killed and reaped when dropped.
 struct Peer(Child);
@@ -83,19 +84,60 @@ fn server(fields: &[(&str, Value)]) -> (SourceBox, SocketAddr) {
     (source_object(server), addr)
 }
 
-/// Pulls until `want` frames arrived or `timeout` passed.
-fn pull_until(source: &mut SourceBox, want: usize, timeout: Duration) -> Vec<Vec<u8>> {
+/// One datagram as the source handed it over: its stream, `meta.peer` and bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Datagram {
+    stream: u64,
+    peer: String,
+    bytes: Vec<u8>,
+}
+
+/// Pulls until `want` datagrams arrived or `timeout` passed; checks that each is a stream of
+/// its own (started with `meta.peer`, one chunk, ended) with a fresh id.
+fn pull_until(source: &mut SourceBox, want: usize, timeout: Duration) -> Vec<Datagram> {
     let deadline = Instant::now() + timeout;
-    let mut got = Vec::new();
-    let mut frames = Frames::new();
+    let mut got: Vec<Datagram> = Vec::new();
+    let mut batch = SourceBatch::new();
     while got.len() < want && Instant::now() < deadline {
-        frames.clear();
+        batch.reset(0);
         let pull_started = Instant::now();
-        source.pull(&mut frames).into_result().expect("pull");
+        source.pull_batch(&mut batch).into_result().expect("pull");
         assert!(pull_started.elapsed() < Duration::from_secs(1));
-        got.extend(frames.iter().map(<[u8]>::to_vec));
+        for (range, run) in batch.all_runs() {
+            assert!(
+                run.starts() && run.ends(),
+                "a datagram is a whole stream: {run:?}"
+            );
+            assert_eq!(range.len(), 1, "one chunk per datagram");
+            assert!(
+                got.last().is_none_or(|d| d.stream < run.stream),
+                "a fresh stream per datagram"
+            );
+            let peer = run
+                .meta
+                .get("peer")
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| panic!("no meta.peer: {}", run.meta))
+                .to_owned();
+            got.push(Datagram {
+                stream: run.stream,
+                peer,
+                bytes: batch.frames().get(range.start).expect("frame").to_vec(),
+            });
+        }
     }
     got
+}
+
+fn bytes(datagrams: &[Datagram]) -> Vec<Vec<u8>> {
+    datagrams.iter().map(|d| d.bytes.clone()).collect()
+}
+
+/// `127.0.0.1:PORT`.
+fn is_loopback_peer(peer: &str) -> bool {
+    peer.strip_prefix("127.0.0.1:")
+        .and_then(|port| port.parse::<u16>().ok())
+        .is_some_and(|port| port > 0)
 }
 
 #[test]
@@ -160,10 +202,20 @@ fn each_datagram_from_socat_is_one_frame() {
         format!("UDP-SENDTO:{addr}"),
     ]));
     assert!(peer.wait(Duration::from_secs(10)), "socat failed");
-    let frames = pull_until(&mut source, 40, Duration::from_secs(10));
-    assert_eq!(frames.len(), 40);
-    assert!(frames.iter().all(|f| f.len() == 1000));
-    assert!(frames.concat() == data, "datagrams arrive whole, in order");
+    let datagrams = pull_until(&mut source, 40, Duration::from_secs(10));
+    assert_eq!(datagrams.len(), 40);
+    assert!(datagrams.iter().all(|d| d.bytes.len() == 1000));
+    assert!(
+        bytes(&datagrams).concat() == data,
+        "datagrams arrive whole, in order"
+    );
+    // One socket sent them all: one peer, on loopback.
+    assert!(
+        is_loopback_peer(&datagrams[0].peer),
+        "{}",
+        datagrams[0].peer
+    );
+    assert!(datagrams.iter().all(|d| d.peer == datagrams[0].peer));
 }
 
 #[test]
@@ -176,8 +228,13 @@ fn nc_sends_one_datagram() {
             .stdin(std::fs::File::open(&file.0).expect("open"))
             .stdout(Stdio::null()),
     );
-    let frames = pull_until(&mut source, 1, Duration::from_secs(10));
-    assert_eq!(frames, [b"hello from nc".to_vec()]);
+    let datagrams = pull_until(&mut source, 1, Duration::from_secs(10));
+    assert_eq!(bytes(&datagrams), [b"hello from nc".to_vec()]);
+    assert!(
+        is_loopback_peer(&datagrams[0].peer),
+        "{}",
+        datagrams[0].peer
+    );
     assert!(peer.wait(Duration::from_secs(10)), "nc failed");
 }
 
@@ -194,12 +251,39 @@ fn datagrams_larger_than_max_frame_are_dropped_and_the_rest_arrive() {
     let mut peer =
         Peer::spawn(Command::new("python3").args(["-c", script, &addr.port().to_string()]));
     assert!(peer.wait(Duration::from_secs(10)), "python failed");
-    let frames = pull_until(&mut source, 102, Duration::from_secs(10));
+    let datagrams = pull_until(&mut source, 102, Duration::from_secs(10));
     let mut expected: Vec<Vec<u8>> = (0..100).map(|i| format!("msg-{i}").into_bytes()).collect();
     expected.push(vec![b'y'; 1000]);
     expected.push(b"end".to_vec());
-    assert_eq!(frames, expected);
+    assert_eq!(bytes(&datagrams), expected);
+    // The dropped one took no stream id.
+    let streams: Vec<u64> = datagrams.iter().map(|d| d.stream).collect();
+    assert_eq!(streams, (1..=102).collect::<Vec<u64>>());
     assert!(pull_until(&mut source, 1, Duration::from_millis(300)).is_empty());
+}
+
+#[test]
+fn each_datagram_carries_its_own_sender() {
+    let (mut source, addr) = server(&[]);
+    let senders: Vec<UdpSocket> = (0..3)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    for round in 0..5 {
+        for (k, sender) in senders.iter().enumerate() {
+            sender
+                .send_to(format!("{k}/{round}\n").as_bytes(), addr)
+                .expect("send");
+        }
+    }
+    let datagrams = pull_until(&mut source, 15, Duration::from_secs(10));
+    assert_eq!(datagrams.len(), 15);
+    for d in &datagrams {
+        let k: usize = std::str::from_utf8(&d.bytes).expect("utf-8")[..1]
+            .parse()
+            .expect("sender number");
+        let from = senders[k].local_addr().expect("addr").to_string();
+        assert_eq!(d.peer, from, "{d:?}");
+    }
 }
 
 #[test]
