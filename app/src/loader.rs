@@ -223,7 +223,8 @@ pub fn load_file(path: &Path, permissions: Permissions) -> Result<Loaded, String
     let module = match header.init_root_module::<PluginModRef>() {
         Ok(module) => module,
         Err(e @ LibraryError::AbiInstability(_))
-            if header.root_mod_consts().base_name().as_str() == <PluginModRef as temblor_shim::abi_stable::library::RootModule>::BASE_NAME =>
+            if header.root_mod_consts().base_name().as_str()
+                == <PluginModRef as temblor_shim::abi_stable::library::RootModule>::BASE_NAME =>
         {
             older_interface(&header, &e)?
         }
@@ -233,7 +234,10 @@ pub fn load_file(path: &Path, permissions: Permissions) -> Result<Loaded, String
     if !(MIN_SHIM_INTERFACE_VERSION..=SHIM_INTERFACE_VERSION).contains(&manifest.shim_interface) {
         return Err(format!(
             "plugin '{}' was built against shim interface version {}, this temblor speaks versions {} to {}: rebuild it",
-            manifest.name, manifest.shim_interface, MIN_SHIM_INTERFACE_VERSION, SHIM_INTERFACE_VERSION
+            manifest.name,
+            manifest.shim_interface,
+            MIN_SHIM_INTERFACE_VERSION,
+            SHIM_INTERFACE_VERSION
         ));
     }
     let mut warnings = Vec::new();
@@ -404,10 +408,10 @@ fn describe(e: &LibraryError) -> String {
         LibraryError::AbiInstability(details) => {
             tracing::debug!(details = %details, "layout mismatch in full");
             format!(
-            "layout mismatch: its root module is not this temblor's plugin interface (a library of \
+                "layout mismatch: its root module is not this temblor's plugin interface (a library of \
              another abi_stable program, or a plugin built against another temblor-shim); {}",
-            layout_summary(&details.to_string())
-        )
+                layout_summary(&details.to_string())
+            )
         }
         LibraryError::IncompatibleVersionNumber { .. } => {
             format!(

@@ -476,3 +476,88 @@ macro_rules! export_plugin {
         };
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Panics when dropped, after counting the drop.
+    struct PanicsOnDrop(&'static AtomicUsize);
+
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            panic!("dropped");
+        }
+    }
+
+    impl Codec for PanicsOnDrop {
+        fn decode_one(&mut self, _: &[u8]) -> Result<Value, String> {
+            Ok(Value::Null)
+        }
+        fn encode_one(&mut self, _: &Value, _: &mut RVec<u8>) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+
+    impl Source for PanicsOnDrop {
+        fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
+            out.start_stream(3, Value::Null);
+            out.push_stream(3, b"x");
+            Ok(Pull::Exhausted)
+        }
+    }
+
+    impl Sink for PanicsOnDrop {
+        fn push(&mut self, _: &Frames) -> Result<(), PluginError> {
+            Err(PluginError::data("push"))
+        }
+        fn flush(&mut self) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_in_drop_is_caught_inside_the_plugin() {
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        // Were the panic to leave the adapter's `Drop`, it would unwind through abi_stable's
+        // `extern "C"` drop function and abort this test binary.
+        drop(codec_object(PanicsOnDrop(&DROPS)));
+        drop(source_object(PanicsOnDrop(&DROPS)));
+        drop(sink_object(PanicsOnDrop(&DROPS)));
+        assert_eq!(DROPS.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn interface_2_objects_serve_interface_1_calls() {
+        static DROPS: AtomicUsize = AtomicUsize::new(0);
+        let mut source = source_object(PanicsOnDrop(&DROPS));
+        let mut frames = Frames::new();
+        // `pull` (interface 1) hands over the frames of every stream.
+        assert_eq!(source.pull(&mut frames).into_result(), Ok(Pull::Exhausted));
+        assert_eq!(frames.iter().collect::<Vec<_>>(), [&b"x"[..]]);
+        assert!(!source.wants_acks());
+        assert_eq!(source.ack(1).into_result(), Ok(()));
+        let mut sink = sink_object(PanicsOnDrop(&DROPS));
+        let mut delivered = RVec::new();
+        // The default `push_batch` calls `push`.
+        let pushed = sink.push_batch(&frames, RSlice::from_slice(&[]), &mut delivered);
+        assert_eq!(
+            pushed.into_result().map_err(|e| e.kind),
+            Err(ErrorKind::Data)
+        );
+        assert!(delivered.is_empty());
+    }
+
+    #[test]
+    fn meta_of_reads_none_shared_or_per_frame() {
+        let shared = [Value::from("all")];
+        let each = [Value::from(1_u64), Value::from(2_u64)];
+        assert_eq!(meta_of(&[], 5), &Value::Null);
+        assert_eq!(meta_of(&shared, 7), &Value::from("all"));
+        assert_eq!(meta_of(&each, 1), &Value::from(2_u64));
+        assert_eq!(meta_of(&each, 2), &Value::Null);
+    }
+}

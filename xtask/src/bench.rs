@@ -33,11 +33,15 @@ pub enum Scenario {
     LargeJson,
     /// data.json: json, a filter and a field set in the pipeline, json.
     FilterJson,
+    /// passthrough-json with acknowledgements on: every batch's token is followed to the
+    /// blackhole's flush and acked back to the source.
+    PassthroughJsonAcks,
 }
 
 impl Scenario {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 5] = [
         Self::PassthroughJson,
+        Self::PassthroughJsonAcks,
         Self::PassthroughBinary,
         Self::LargeJson,
         Self::FilterJson,
@@ -49,6 +53,7 @@ impl Scenario {
             Self::PassthroughBinary => "passthrough-binary",
             Self::LargeJson => "large-json",
             Self::FilterJson => "filter-json",
+            Self::PassthroughJsonAcks => "passthrough-json-acks",
         }
     }
 
@@ -83,6 +88,10 @@ impl Scenario {
         self.codec() == "json"
     }
 
+    fn acks(self) -> bool {
+        self == Self::PassthroughJsonAcks
+    }
+
     fn deployment(self, seconds: f64) -> String {
         format!(
             r#"# Written by `cargo xtask bench` for the {name} scenario.
@@ -90,7 +99,7 @@ impl Scenario {
 id = "in"
 plugin = "bench"
 codec = "{codec}"
-config = {{ path = "{data}", duration_s = {seconds} }}
+config = {{ path = "{data}", duration_s = {seconds}, acks = {acks} }}
 
 [[connector]]
 id = "out"
@@ -114,6 +123,7 @@ to = "out"
             codec = self.codec(),
             data = project_root().join(self.data()).display(),
             operators = self.operators(),
+            acks = self.acks(),
         )
     }
 }
@@ -137,6 +147,8 @@ struct Run {
     mb_s: f64,
     events_s: f64,
     peak_rss_kb: Option<u64>,
+    /// Batches the engine acked to the source (acks scenarios).
+    acked: u64,
 }
 
 /// The runs of one scenario in one layout.
@@ -189,6 +201,8 @@ struct EngineStats {
 struct ConnectorStats {
     bytes_in: u64,
     events_out: u64,
+    #[serde(default)]
+    acked: u64,
 }
 
 #[derive(Deserialize)]
@@ -289,6 +303,7 @@ fn engine_run(
         mb_s: source.bytes_in as f64 / 1e6 / s.elapsed_s,
         events_s: source.events_out as f64 / s.elapsed_s,
         peak_rss_kb: s.peak_rss_kb,
+        acked: source.acked,
     })
 }
 
@@ -310,6 +325,7 @@ fn raw_run(raw: &Path, data: &str, seconds: f64) -> Result<Run> {
         mb_s: s.bytes as f64 / 1e6 / s.elapsed_s,
         events_s: s.events as f64 / s.elapsed_s,
         peak_rss_kb: s.peak_rss_kb,
+        acked: 0,
     })
 }
 
@@ -364,6 +380,19 @@ pub fn run(args: &Args) -> Result<()> {
             monolith
                 .runs
                 .push(engine_run(&monolith_bin, None, &deployment, &stats)?);
+            if scenario.acks()
+                && let Some(r) = plugins
+                    .runs
+                    .iter()
+                    .chain(&monolith.runs)
+                    .find(|r| r.acked == 0)
+            {
+                bail!(
+                    "{}: a run acked no batch ({:.1} MB/s): acknowledgements are not working",
+                    scenario.name(),
+                    r.mb_s
+                );
+            }
             if scenario.has_raw_baseline() {
                 raw.runs
                     .push(raw_run(&raw_bin, scenario.data(), args.seconds)?);
@@ -378,6 +407,12 @@ pub fn run(args: &Args) -> Result<()> {
     let report = report(&cells, args)?;
     std::fs::write(out_dir.join("report.json"), report)?;
     print!("{}", table(&cells));
+    for (layout, on, off) in acks_cost(&cells) {
+        println!(
+            "acks on / acks off, {layout}: {on:.1} / {off:.1} MB/s = {:.3}",
+            on / off
+        );
+    }
     eprintln!("wrote {}", out_dir.join("report.json").display());
     Ok(())
 }
@@ -407,7 +442,14 @@ fn report(cells: &[Cell], args: &Args) -> Result<String> {
             result
         })
         .collect();
+    let acks: Vec<serde_json::Value> = acks_cost(cells)
+        .into_iter()
+        .map(|(layout, on, off)| {
+            serde_json::json!({"layout": layout, "acks_on_mb_s": on, "acks_off_mb_s": off, "ratio": on / off})
+        })
+        .collect();
     let report = serde_json::json!({
+        "acks_on_over_off": acks,
         "rustc": rustc_version::version().context("rustc version")?.to_string(),
         "cores": cores(),
         "date": utc_now(),
@@ -416,6 +458,24 @@ fn report(cells: &[Cell], args: &Args) -> Result<String> {
         "results": results,
     });
     Ok(serde_json::to_string_pretty(&report)?)
+}
+
+/// Per layout: the median MB/s of passthrough-json with acks on, and with them off.
+fn acks_cost(cells: &[Cell]) -> Vec<(&'static str, f64, f64)> {
+    let median = |scenario: Scenario, layout: &str| {
+        cells
+            .iter()
+            .find(|c| c.scenario == scenario.name() && c.layout == layout)
+            .map(Cell::median_mb_s)
+    };
+    ["plugins", "monolith"]
+        .into_iter()
+        .filter_map(|layout| {
+            let on = median(Scenario::PassthroughJsonAcks, layout)?;
+            let off = median(Scenario::PassthroughJson, layout)?;
+            Some((layout, on, off))
+        })
+        .collect()
 }
 
 fn table(cells: &[Cell]) -> String {
@@ -472,6 +532,7 @@ mod tests {
                     mb_s,
                     events_s: mb_s,
                     peak_rss_kb: None,
+                    acked: 0,
                 })
                 .collect(),
         };
@@ -509,6 +570,7 @@ mod tests {
                 mb_s,
                 events_s: mb_s * 1000.0,
                 peak_rss_kb: Some(2048),
+                acked: 0,
             }],
         };
         let t = table(&[

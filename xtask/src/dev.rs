@@ -196,7 +196,6 @@ fn codec_deployment(name: &str, port: u16) -> String {
 [[connector]]
 id = "tick"
 plugin = "metronome"
-codec = "json"
 config = {{ interval_ms = 5 }}
 
 [[pipeline]]

@@ -79,7 +79,10 @@ fn an_interface_1_plugin_loads_with_a_warning_naming_both_versions() {
         all.contains("built against shim interface version 1, this temblor speaks version 2"),
         "{all}"
     );
-    assert!(all.contains("without streams, metadata or acknowledgements"), "{all}");
+    assert!(
+        all.contains("without streams, metadata or acknowledgements"),
+        "{all}"
+    );
     // `--strict` refuses what works only in part.
     let (status, _, _) = output(
         Command::new(env!("CARGO_BIN_EXE_temblor"))

@@ -8,8 +8,12 @@ mod support;
 
 #[cfg(all(unix, not(feature = "monolith")))]
 mod abi_v1;
+#[cfg(unix)]
+mod checkpoint;
 #[cfg(all(unix, not(feature = "monolith")))]
 mod faults;
+#[cfg(not(feature = "monolith"))]
+mod http_delivery;
 #[cfg(not(feature = "monolith"))]
 mod loading;
 #[cfg(all(unix, not(feature = "monolith")))]
@@ -24,3 +28,5 @@ mod running;
 mod security;
 #[cfg(unix)]
 mod shutdown;
+#[cfg(unix)]
+mod streams;

@@ -314,11 +314,11 @@ fn http_client_answered_with_500s_retries_then_dead_letters_every_event() {
     assert_eq!(stat(&stats, "dst", "dead_lettered"), 50, "{stats}");
     assert_eq!(stat(&stats, "dst", "retries"), 5, "{stats}");
     assert_eq!(stat(&stats, "dst", "lost"), 0, "{stats}");
-    // Each batch: its first frame is tried twice by the connector, in each of the engine's two
-    // attempts.
+    // Each batch, in each of the engine's two attempts: its first frame is tried twice by the
+    // connector (its own retry), the next once (a second failure ends the attempt).
     assert_eq!(
         requests.load(std::sync::atomic::Ordering::Relaxed),
-        5 * 2 * 2
+        5 * 3 * 2
     );
 }
 

@@ -31,7 +31,8 @@ fn tcp_to_file(out: &Path) -> String {
 id = "in"
 plugin = "tcp_server"
 codec = "binary"
-config = {{ url = "127.0.0.1:0", separator = "\n" }}
+preprocessors = ["separate"]
+config = {{ url = "127.0.0.1:0" }}
 
 [[connector]]
 id = "out"

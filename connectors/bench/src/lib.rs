@@ -9,14 +9,26 @@
 //!
 //! When it ends, the source logs how many frames and bytes it emitted, and how fast.
 //!
+//! With `acks = true` the source takes acknowledgements (see docs/delivery.md): it counts the
+//! batches (pulls that handed over frames) it handed out, and how many of them the engine
+//! acknowledged (delivered by every sink they reached) or failed, and logs the three counts at
+//! info level when it is dropped. It replays as fast as without acks (it does not wait for
+//! them): it measures what tracking deliveries costs the engine (`cargo xtask bench`'s
+//! scenario with acks on).
+//!
 //! ## Config
 //! - `path` (string, required): the file to replay; it must have at least one line.
 //! - `iters` (integer ≥ 1, optional): replay every line this many times.
 //! - `duration_s` (number ≥ 0, optional): replay over and over until this many seconds have
 //!   passed since the first pull (checked once per pull, so every 1024 frames).
+//! - `acks` (boolean, default `false`): take acknowledgements and count them.
 //!
 //! At most one of `iters` and `duration_s` may be given; with neither, the lines are replayed
 //! once.
+//!
+//! ## Metadata
+//! The connector sets none of its own; the engine gives each event `meta.connector` (the
+//! connector's id) and `meta.stream` (0).
 //!
 //! ## Example
 //! ```toml
@@ -34,7 +46,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use temblor_shim::{PluginError, Pull, SourceBatch, Setup, Source, serde::Deserialize, tracing};
+use temblor_shim::{PluginError, Pull, Setup, Source, SourceBatch, serde::Deserialize, tracing};
 
 /// How many frames one `pull` appends at most.
 pub const BATCH: usize = 1024;
@@ -49,6 +61,9 @@ pub struct Config {
     pub iters: Option<u64>,
     /// For how long to replay it, in seconds.
     pub duration_s: Option<f64>,
+    /// Whether to take acknowledgements (and count them).
+    #[serde(default)]
+    pub acks: bool,
 }
 
 /// When the replay ends.
@@ -75,6 +90,27 @@ pub struct BenchSource {
     bytes: u64,
     started: Option<Instant>,
     done: bool,
+    /// With `acks`: the batches handed out, acknowledged and failed.
+    acks: Option<AckCounts>,
+}
+
+/// The batches a source taking acknowledgements handed out, and what became of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckCounts {
+    /// Pulls that handed over frames.
+    pub handed_out: u64,
+    /// Batches the engine acknowledged.
+    pub acked: u64,
+    /// Batches the engine failed.
+    pub failed: u64,
+}
+
+impl AckCounts {
+    /// Batches handed out and neither acknowledged nor failed (yet).
+    #[must_use]
+    pub fn outstanding(&self) -> u64 {
+        self.handed_out.saturating_sub(self.acked + self.failed)
+    }
 }
 
 /// Where each line of `data` is: split at `\n`, a `\r` before it dropped, and no empty line
@@ -156,7 +192,14 @@ impl BenchSource {
             bytes: 0,
             started: None,
             done: false,
+            acks: config.acks.then(AckCounts::default),
         })
+    }
+
+    /// With `acks`: the batches handed out, acknowledged and failed so far.
+    #[must_use]
+    pub fn ack_counts(&self) -> Option<AckCounts> {
+        self.acks
     }
 
     fn finish(&mut self) -> Pull {
@@ -213,10 +256,47 @@ impl Source for BenchSource {
             }
         }
         self.bytes += (out.byte_len() - bytes_before) as u64;
+        if let Some(acks) = &mut self.acks {
+            acks.handed_out += 1;
+        }
         if result == Pull::Exhausted {
             return Ok(self.finish());
         }
         Ok(result)
+    }
+
+    fn wants_acks(&self) -> bool {
+        self.acks.is_some()
+    }
+
+    fn ack(&mut self, _token: u64) -> Result<(), PluginError> {
+        if let Some(acks) = &mut self.acks {
+            acks.acked += 1;
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, token: u64, reason: &str) -> Result<(), PluginError> {
+        if let Some(acks) = &mut self.acks {
+            acks.failed += 1;
+            tracing::debug!(id = %self.id, token, reason, "bench batch failed");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BenchSource {
+    fn drop(&mut self) {
+        if let Some(acks) = self.acks {
+            tracing::info!(
+                id = %self.id,
+                handed_out = acks.handed_out,
+                acked = acks.acked,
+                failed = acks.failed,
+                outstanding = acks.outstanding(),
+                "bench source acknowledgements"
+            );
+        }
     }
 }
 
@@ -262,6 +342,7 @@ mod tests {
             bytes: 0,
             started: None,
             done: false,
+            acks: None,
         }
     }
 
@@ -317,5 +398,42 @@ mod tests {
                 self.push(f);
             }
         }
+    }
+
+    #[test]
+    fn acks_are_counted_per_batch() {
+        let mut s = source(&["a", "b"], Until::Iterations(2000));
+        assert!(!s.wants_acks());
+        s.ack(1).expect("ack");
+        assert_eq!(s.ack_counts(), None, "without `acks` nothing is counted");
+        s.acks = Some(AckCounts::default());
+        assert!(s.wants_acks());
+        let mut frames = SourceBatch::new();
+        for token in 1..=2 {
+            frames.reset(token);
+            assert_eq!(s.pull(&mut frames).expect("pull"), Pull::Ready);
+        }
+        s.ack(2).expect("ack");
+        s.fail(1, "lost").expect("fail");
+        frames.reset(3);
+        s.pull(&mut frames).expect("pull");
+        let counts = s.ack_counts().expect("counted");
+        assert_eq!(
+            counts,
+            AckCounts {
+                handed_out: 3,
+                acked: 1,
+                failed: 1
+            }
+        );
+        assert_eq!(counts.outstanding(), 1);
+        // A pull after the end hands nothing over and is not counted.
+        while s.pull(&mut frames).expect("pull") != Pull::Exhausted {
+            frames.reset(0);
+        }
+        let handed = s.ack_counts().expect("counted").handed_out;
+        frames.reset(9);
+        assert_eq!(s.pull(&mut frames).expect("pull"), Pull::Exhausted);
+        assert_eq!(s.ack_counts().expect("counted").handed_out, handed);
     }
 }

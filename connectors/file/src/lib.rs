@@ -422,6 +422,45 @@ impl FileSource {
         }
     }
 
+    /// Reads up to `CHUNKS_PER_PULL` chunks into `out`; ends the stream at the end of the file.
+    fn read_into(&mut self, out: &mut SourceBatch) -> Result<(), PluginError> {
+        let lines = self.checkpoint.is_some();
+        for _ in 0..CHUNKS_PER_PULL {
+            let (n, eof) = if lines {
+                let (cut, len, eof) = self.read_lines()?;
+                if cut > 0 {
+                    out.push_stream(STREAM, &self.chunk[..cut]);
+                }
+                self.chunk.copy_within(cut..len, 0);
+                self.held = len - cut;
+                if self.chunk.len() > CHUNK && self.held < CHUNK {
+                    // Back to the usual size after a long line.
+                    self.chunk.truncate(CHUNK);
+                }
+                (cut, eof)
+            } else {
+                let (n, eof) = self.fill(0)?;
+                if n > 0 {
+                    out.push_stream(STREAM, &self.chunk[..n]);
+                }
+                (n, eof)
+            };
+            self.offset += n as u64;
+            if eof {
+                self.done = true;
+                out.end_stream(STREAM);
+                tracing::info!(
+                    id = %self.id,
+                    path = %self.path.display(),
+                    bytes = self.offset - self.start,
+                    "file source reached the end of the file"
+                );
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn meta(&self) -> Value {
         let meta: Object = [("path", Value::from(self.path.to_string_lossy().as_ref()))]
             .into_iter()
@@ -511,44 +550,13 @@ impl Source for FileSource {
             out.start_stream_at(STREAM, self.start, self.meta());
             self.started = true;
         }
-        let before = self.offset;
-        let lines = self.checkpoint.is_some();
-        for _ in 0..CHUNKS_PER_PULL {
-            let (n, eof) = if lines {
-                let (cut, len, eof) = self.read_lines()?;
-                if cut > 0 {
-                    out.push_stream(STREAM, &self.chunk[..cut]);
-                }
-                self.chunk.copy_within(cut..len, 0);
-                self.held = len - cut;
-                if self.chunk.len() > CHUNK && self.held < CHUNK {
-                    // Back to the usual size after a long line.
-                    self.chunk.truncate(CHUNK);
-                }
-                (cut, eof)
-            } else {
-                let (n, eof) = self.fill(0)?;
-                if n > 0 {
-                    out.push_stream(STREAM, &self.chunk[..n]);
-                }
-                (n, eof)
-            };
-            self.offset += n as u64;
-            if eof {
-                self.done = true;
-                out.end_stream(STREAM);
-                tracing::info!(
-                    id = %self.id,
-                    path = %self.path.display(),
-                    bytes = self.offset - self.start,
-                    "file source reached the end of the file"
-                );
-                break;
-            }
-        }
+        // What was read before an error is handed over, under this batch's token too.
+        let read = self.read_into(out);
+        // The engine gives every batch that is not empty an outcome (one with only a stream
+        // start or end is delivered at once).
         let token = out.token();
         if let Some(cp) = &mut self.checkpoint
-            && self.offset > before
+            && !out.is_empty()
         {
             if token == 0 {
                 if !cp.warned_untracked {
@@ -562,6 +570,7 @@ impl Source for FileSource {
                 cp.handed_out(token, self.offset);
             }
         }
+        read?;
         Ok(if self.done {
             Pull::Exhausted
         } else {

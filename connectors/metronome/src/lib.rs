@@ -1,10 +1,10 @@
 //! The `metronome` connector: a source that emits a tick at a fixed interval, like Tremor's
 //! metronome.
 //!
-//! Each tick is one frame holding a JSON object, so the connector is paired with
-//! `codec = "json"`:
+//! Each tick is an event handed over as a value (no codec decodes it, so the connector needs
+//! no `codec`; one given is not used):
 //! ```json
-//! {"onramp":"metronome","ingest_ns":1700000000000000000,"id":0}
+//! {"id":0,"ingest_ns":1700000000000000000}
 //! ```
 //! `ingest_ns` is the wall-clock time the tick was emitted, in nanoseconds since the Unix epoch;
 //! `id` counts the ticks emitted, from 0, with no gaps.
@@ -25,22 +25,45 @@
 //! ## Config
 //! - `interval_ms` (integer > 0, required): the time between ticks, in milliseconds.
 //!
+//! ## Metadata
+//! The connector sets none of its own; the engine gives each tick `meta.connector` (the
+//! connector's id) and `meta.stream` (0).
+//!
 //! ## Example
+//! Ticks every second, written as JSON lines (the sink's codec encodes them):
 //! ```toml
 //! [[connector]]
 //! id = "tick"
 //! plugin = "metronome"
-//! codec = "json"
 //! config = { interval_ms = 1000 }
+//!
+//! [[pipeline]]
+//! id = "main"
+//!
+//! [[connector]]
+//! id = "out"
+//! plugin = "file"
+//! codec = "json"
+//! postprocessors = ["separate"]
+//! config = { path = "ticks.json", mode = "write" }
+//!
+//! [[connect]]
+//! from = "tick"
+//! to = "main"
+//!
+//! [[connect]]
+//! from = "main"
+//! to = "out"
 //! ```
 
 use std::{
-    io::Write,
     thread,
     time::{Duration, Instant, SystemTime},
 };
 
-use temblor_shim::{Frames, PluginError, Pull, SourceBatch, Setup, Source, serde::Deserialize};
+use temblor_shim::{
+    Object, PluginError, Pull, Setup, Source, SourceBatch, Value, serde::Deserialize,
+};
 
 /// The longest a `pull` sleeps before it returns `Idle`.
 pub const MAX_WAIT: Duration = Duration::from_millis(100);
@@ -113,8 +136,6 @@ pub struct Metronome {
     schedule: Schedule,
     /// The id of the next tick.
     id: u64,
-    /// The tick being written (reused).
-    buf: Vec<u8>,
 }
 
 impl Metronome {
@@ -133,23 +154,21 @@ impl Metronome {
         Ok(Self {
             schedule: Schedule::new(Duration::from_millis(config.interval_ms)),
             id: 0,
-            buf: Vec::with_capacity(80),
         })
     }
 
-    /// Appends tick `self.id`, stamped with the current time, to `out`.
-    fn tick(&mut self, out: &mut Frames) {
+    /// Hands over tick `self.id`, stamped with the current time.
+    fn tick(&mut self, out: &mut SourceBatch) {
         let ingest_ns = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        self.buf.clear();
-        // Writing to a Vec cannot fail.
-        let _ = write!(
-            self.buf,
-            "{{\"onramp\":\"metronome\",\"ingest_ns\":{ingest_ns},\"id\":{}}}",
-            self.id
-        );
-        out.push(&self.buf);
+        let tick: Object = [
+            ("id", Value::from(self.id)),
+            ("ingest_ns", Value::from(ingest_ns)),
+        ]
+        .into_iter()
+        .collect();
+        out.push_value(Value::Object(tick), Value::Null);
         self.id += 1;
     }
 }
@@ -228,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn ticks_are_tremor_shaped_json_with_consecutive_ids() {
+    fn ticks_are_values_with_consecutive_ids() {
         let mut m = metronome(&[("interval_ms", Value::from(1))]).expect("metronome");
         let mut out = SourceBatch::new();
         let started = Instant::now();
@@ -236,21 +255,31 @@ mod tests {
             assert_eq!(m.pull(&mut out).expect("pull"), Pull::Ready);
         }
         assert!(started.elapsed() >= 3 * MS);
+        assert!(out.frames().is_empty(), "no frames: nothing for a codec");
+        let (ticks, meta) = out.values();
+        assert_eq!(ticks.len(), 3);
+        assert!(meta.iter().all(|m| *m == Value::Null));
         let mut last_ns = 0;
-        for (i, frame) in out.iter().enumerate() {
-            let text = std::str::from_utf8(frame).expect("utf-8");
-            let rest = text
-                .strip_prefix("{\"onramp\":\"metronome\",\"ingest_ns\":")
-                .unwrap_or_else(|| panic!("{text}"));
-            let (ns, id) = rest
-                .strip_suffix('}')
-                .and_then(|r| r.split_once(",\"id\":"))
-                .unwrap_or_else(|| panic!("{text}"));
-            assert_eq!(id, i.to_string(), "{text}");
-            let ns: u64 = ns.parse().expect("ingest_ns is an integer");
-            assert!(ns >= last_ns && ns > 1_600_000_000_000_000_000, "{text}");
+        for (i, tick) in ticks.iter().enumerate() {
+            let fields = tick.as_object().unwrap_or_else(|| panic!("{tick}"));
+            assert_eq!(fields.len(), 2, "{tick}");
+            assert_eq!(
+                tick.get("id").and_then(Value::as_u64),
+                Some(i as u64),
+                "{tick}"
+            );
+            let ns = tick
+                .get("ingest_ns")
+                .and_then(Value::as_u64)
+                .unwrap_or_else(|| panic!("{tick}"));
+            assert!(ns >= last_ns && ns > 1_600_000_000_000_000_000, "{tick}");
             last_ns = ns;
         }
+        assert!(
+            ticks[0].to_json().starts_with("{\"id\":0,\"ingest_ns\":"),
+            "{}",
+            ticks[0]
+        );
     }
 
     #[test]

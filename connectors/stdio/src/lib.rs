@@ -35,7 +35,8 @@ use std::{
 };
 
 use temblor_shim::{
-    ErrorKind, Frames, PluginError, Pull, SourceBatch, Setup, Sink, Source, serde::Deserialize, tracing,
+    ErrorKind, Frames, PluginError, Pull, Setup, Sink, Source, SourceBatch, serde::Deserialize,
+    tracing,
 };
 
 /// The largest chunk the source reads at once (one frame each).

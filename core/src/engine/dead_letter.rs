@@ -19,7 +19,10 @@ impl DeadLetter {
     }
 
     /// Appends every line and flushes.
-    pub(crate) fn write<'a>(&mut self, lines: impl Iterator<Item = &'a [u8]>) -> std::io::Result<()> {
+    pub(crate) fn write<'a>(
+        &mut self,
+        lines: impl Iterator<Item = &'a [u8]>,
+    ) -> std::io::Result<()> {
         let out = match &mut self.file {
             Some(out) => out,
             None => {
@@ -54,7 +57,10 @@ mod tests {
         let mut dl = DeadLetter::new(path.clone());
         dl.write([&b"a"[..], b"b\n"].into_iter()).expect("write");
         dl.write(std::iter::once(&b""[..])).expect("write");
-        assert_eq!(std::fs::read_to_string(&path).expect("read"), "old\na\nb\n\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            "old\na\nb\n\n"
+        );
         let mut bad = DeadLetter::new(dir.join("no/such/dir/x"));
         assert!(bad.write(std::iter::once(&b"x"[..])).is_err());
         let _ = std::fs::remove_dir_all(&dir);

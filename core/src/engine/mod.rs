@@ -32,11 +32,7 @@ use std::{
     time::Instant,
 };
 
-use temblor_shim::{
-    ErrorKind, PluginError, Value,
-    abi::CodecBox,
-    abi_stable::std_types::RResult,
-};
+use temblor_shim::{ErrorKind, PluginError, Value, abi::CodecBox, abi_stable::std_types::RResult};
 use tracing::{error, info, warn};
 
 mod dead_letter;
@@ -383,6 +379,7 @@ impl Builder<'_> {
             wants_acks: false,
             gate,
             reset: false,
+            stopping: false,
         })
     }
 
@@ -501,4 +498,3 @@ fn send_all<T: Clone>(targets: &[SyncSender<T>], item: T) -> bool {
     }
     any | last.send(item).is_ok()
 }
-

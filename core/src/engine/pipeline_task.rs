@@ -124,11 +124,19 @@ mod tests {
         assert_eq!(forwarded.values.len(), 5);
         let mut outcomes = Vec::new();
         acks.collect(std::time::Duration::ZERO, &mut outcomes);
-        assert!(outcomes.is_empty(), "the forwarded batch still holds the token");
+        assert!(
+            outcomes.is_empty(),
+            "the forwarded batch still holds the token"
+        );
         drop(forwarded);
         acks.collect(std::time::Duration::ZERO, &mut outcomes);
         assert_eq!(outcomes, [Outcome::Ack(1)]);
-        assert_eq!(counters.events_in.load(std::sync::atomic::Ordering::Relaxed), 10);
+        assert_eq!(
+            counters
+                .events_in
+                .load(std::sync::atomic::Ordering::Relaxed),
+            10
+        );
     }
 
     #[test]

@@ -71,7 +71,12 @@ fn meta_for<'a>(events: &'a Events, frames: &Frames) -> &'a [Value] {
 }
 
 impl SinkTask {
-    pub(crate) fn run(mut self, rx: Receiver<Events>, stop: &AtomicBool, counters: &ConnectorCounters) {
+    pub(crate) fn run(
+        mut self,
+        rx: Receiver<Events>,
+        stop: &AtomicBool,
+        counters: &ConnectorCounters,
+    ) {
         let mut frames = Frames::new();
         let mut scratch = Frames::new();
         let mut dirty = false;
@@ -130,7 +135,12 @@ impl SinkTask {
                 continue;
             }
             crate::processors::postprocess(&mut self.post, &mut frames, &mut scratch);
-            let fate = self.deliver(&frames, meta_for(&events, &frames), events.values.len(), counters);
+            let fate = self.deliver(
+                &frames,
+                meta_for(&events, &frames),
+                events.values.len(),
+                counters,
+            );
             if fate == Fate::Written {
                 dirty = true;
                 if !tokens.is_empty() {
@@ -184,7 +194,13 @@ impl SinkTask {
     /// Writes `frames` (the encoding of `events` events): on a failure it retries what the
     /// sink did not write (after a restart when the sink panicked), and gives the rest up
     /// after `retries` retries.
-    fn deliver(&mut self, frames: &Frames, meta: &[Value], events: usize, counters: &ConnectorCounters) -> Fate {
+    fn deliver(
+        &mut self,
+        frames: &Frames,
+        meta: &[Value],
+        events: usize,
+        counters: &ConnectorCounters,
+    ) -> Fate {
         let mut attempt = 0;
         let mut delivered: RVec<u32> = RVec::new();
         // What is left to write after a partial write.
@@ -221,7 +237,13 @@ impl SinkTask {
             add(&counters.retries, 1);
             if e.kind == ErrorKind::Panic || self.sink.instance.is_none() {
                 error!(connector = %self.id, error = %e, "the sink panicked or is gone");
-                if !restart(&mut self.sink, &self.restart, &mut self.failures, None, counters) {
+                if !restart(
+                    &mut self.sink,
+                    &self.restart,
+                    &mut self.failures,
+                    None,
+                    counters,
+                ) {
                     self.dead = true;
                 }
             } else {
@@ -257,7 +279,10 @@ impl SinkTask {
                 Err(e) => {
                     add(&counters.lost, events);
                     error!(connector = %self.id, file = %dl.path.display(), error = %e, events, "cannot write to the dead letter file; the events are lost");
-                    Fate::Lost(format!("sink '{}': {why}, and the dead letter file failed: {e}", self.id))
+                    Fate::Lost(format!(
+                        "sink '{}': {why}, and the dead letter file failed: {e}",
+                        self.id
+                    ))
                 }
             },
             None => {
@@ -297,7 +322,10 @@ fn remaining(frames: &Frames, meta: &[Value], delivered: &[u32]) -> (Frames, Vec
     let mut left_meta = Vec::new();
     let per_frame = meta.len() == frames.len() && meta.len() > 1;
     for (i, frame) in frames.iter().enumerate() {
-        if delivered.binary_search(&u32::try_from(i).unwrap_or(u32::MAX)).is_ok() {
+        if delivered
+            .binary_search(&u32::try_from(i).unwrap_or(u32::MAX))
+            .is_ok()
+        {
             continue;
         }
         left.push(frame);

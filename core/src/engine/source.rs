@@ -22,7 +22,8 @@ use std::{
 };
 
 use temblor_shim::{
-    DEFAULT_STREAM, FrameError, Frames, NO_OFFSET, Object, Pull, RVec, SourceBatch, StreamRun, Value,
+    DEFAULT_STREAM, FrameError, Frames, NO_OFFSET, Object, Pull, RVec, SourceBatch, StreamRun,
+    Value,
     abi::{CodecBox, SourceBox},
     abi_stable::std_types::RStr,
 };
@@ -98,6 +99,8 @@ pub(crate) struct SourceTask {
     pub(crate) gate: Arc<Gate>,
     /// The instance was replaced: its streams end before the next batch.
     pub(crate) reset: bool,
+    /// The engine asked it to stop.
+    pub(crate) stopping: bool,
 }
 
 /// Work buffers of one source thread, kept between batches.
@@ -207,11 +210,20 @@ impl SourceTask {
     fn adopted(&mut self) {
         self.acks.new_instance();
         self.reset = !self.streams.is_empty();
-        self.wants_acks = self.source.instance.as_ref().is_some_and(|s| s.wants_acks());
+        self.wants_acks = self
+            .source
+            .instance
+            .as_ref()
+            .is_some_and(|s| s.wants_acks());
     }
 
     /// Passes the outcomes that arrived (waiting up to `wait` for one) to the plugin.
-    fn deliver_outcomes(&mut self, wait: Duration, outcomes: &mut Vec<Outcome>, counters: &ConnectorCounters) {
+    fn deliver_outcomes(
+        &mut self,
+        wait: Duration,
+        outcomes: &mut Vec<Outcome>,
+        counters: &ConnectorCounters,
+    ) {
         if self.acks.outstanding() == 0 {
             return;
         }
@@ -245,8 +257,10 @@ impl SourceTask {
         stop: &AtomicBool,
         counters: &ConnectorCounters,
     ) -> (bool, bool) {
+        batch.reset(0);
         if stop.load(Ordering::Relaxed) {
             info!(connector = %self.id, "source stopping on request");
+            self.stopping = true;
             return (true, false);
         }
         // A reload is adopted here, between batches. A source is dropped before its new
@@ -308,7 +322,14 @@ impl SourceTask {
                 self.wait_while_paused(stop, &mut outcomes, counters);
             }
             let (done, idle) = self.pull(&mut batch, stop, counters);
-            let sent = self.emit(&mut batch, done, &mut scratch, &targets, counters, &mut logged_error);
+            let sent = self.emit(
+                &mut batch,
+                done,
+                &mut scratch,
+                &targets,
+                counters,
+                &mut logged_error,
+            );
             if done || !sent {
                 if !sent {
                     debug!(connector = %self.id, "every pipeline this source feeds is gone");
@@ -326,7 +347,12 @@ impl SourceTask {
         debug!(connector = %self.id, "source finished");
     }
 
-    fn wait_while_paused(&mut self, stop: &AtomicBool, outcomes: &mut Vec<Outcome>, counters: &ConnectorCounters) {
+    fn wait_while_paused(
+        &mut self,
+        stop: &AtomicBool,
+        outcomes: &mut Vec<Outcome>,
+        counters: &ConnectorCounters,
+    ) {
         let since = Instant::now();
         debug!(connector = %self.id, "source paused by a sink that cannot write");
         while self.gate.is_closed() && !stop.load(Ordering::Relaxed) {
@@ -356,10 +382,10 @@ impl SourceTask {
         if let Some(&i) = s.meta_index.get(&id) {
             return i;
         }
-        let meta = self
-            .streams
-            .get(&id)
-            .map_or_else(|| stream_meta(&self.id, id, &Value::Null), |st| st.meta.clone());
+        let meta = self.streams.get(&id).map_or_else(
+            || stream_meta(&self.id, id, &Value::Null),
+            |st| st.meta.clone(),
+        );
         let i = u32::try_from(s.metas.len()).unwrap_or(u32::MAX);
         s.metas.push(meta);
         s.meta_index.insert(id, i);
@@ -376,7 +402,11 @@ impl SourceTask {
             self.finish_stream(run.stream, old, s);
         }
         if !self.streams.contains_key(&run.stream) {
-            let own = if run.starts() { &run.meta } else { &Value::Null };
+            let own = if run.starts() {
+                &run.meta
+            } else {
+                &Value::Null
+            };
             let offset = if run.starts() { run.offset } else { NO_OFFSET };
             let stream = self.new_stream(run.stream, own, offset);
             self.streams.insert(run.stream, stream);
@@ -390,7 +420,12 @@ impl SourceTask {
             }
             let chunk_at = stream.seen;
             stream.seen += input.byte_len() as u64;
-            processors::preprocess(&mut stream.chain, &mut s.work, &mut s.tmp, &mut s.pre_errors);
+            processors::preprocess(
+                &mut stream.chain,
+                &mut s.work,
+                &mut s.tmp,
+                &mut s.pre_errors,
+            );
             append(stream, meta, chunk_at, input, s);
         }
         if run.ends()
@@ -410,9 +445,33 @@ impl SourceTask {
                 i
             }
         };
-        processors::finish_preprocess(&mut stream.chain, &mut s.work, &mut s.tmp, &mut s.pre_errors);
+        processors::finish_preprocess(
+            &mut stream.chain,
+            &mut s.work,
+            &mut s.tmp,
+            &mut s.pre_errors,
+        );
         let seen = stream.seen;
         append(&mut stream, meta, seen, &Frames::new(), s);
+    }
+
+    /// Stopped on request: a frame a stream had not finished (a line whose end had not come)
+    /// is not handed on cut short. Its bytes are dropped and logged.
+    fn drop_unfinished(&mut self) {
+        let mut s = Scratch::default();
+        let mut dropped = 0;
+        for (_, mut stream) in self.streams.drain() {
+            processors::finish_preprocess(
+                &mut stream.chain,
+                &mut s.work,
+                &mut s.tmp,
+                &mut s.pre_errors,
+            );
+            dropped += s.work.byte_len();
+        }
+        if dropped > 0 {
+            warn!(connector = %self.id, bytes = dropped, "stopped with unfinished frames (partial lines of open streams); they are dropped, not cut short");
+        }
     }
 
     /// Every stream ends (the source is done, or was replaced by a new instance).
@@ -487,7 +546,9 @@ impl SourceTask {
             }
         }
         let uniform = fast && !done;
-        if done {
+        if done && self.stopping {
+            self.drop_unfinished();
+        } else if done {
             self.finish_all(s);
         }
         let (values, value_meta) = batch.take_values();
@@ -504,7 +565,10 @@ impl SourceTask {
         } else {
             Tokens::default()
         };
-        let mut events = Events::homed(self.recycled(frames.len() + values.len()), self.home.0.clone());
+        let mut events = Events::homed(
+            self.recycled(frames.len() + values.len()),
+            self.home.0.clone(),
+        );
         let mut frame_errors: RVec<FrameError> = RVec::new();
         if !frames.is_empty()
             && let Err(e) = call(&mut self.decoder, |c| {
@@ -563,7 +627,10 @@ impl SourceTask {
             // The fast path keeps no origins (every frame is of stream 0); and a codec may
             // decode fewer events than frames without saying why.
             let pad = if uniform {
-                s.metas.first().cloned().unwrap_or_else(|| default_meta.clone())
+                s.metas
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| default_meta.clone())
             } else {
                 default_meta.clone()
             };

@@ -164,10 +164,24 @@ mod tests {
         let v = stats.to_value();
         let json = v.to_json();
         for key in [
-            "events_in", "events_out", "bytes_in", "bytes_out", "errors", "restarts", "retries",
-            "dead_lettered", "lost", "acked", "failed", "paused", "resumed",
+            "events_in",
+            "events_out",
+            "bytes_in",
+            "bytes_out",
+            "errors",
+            "restarts",
+            "retries",
+            "dead_lettered",
+            "lost",
+            "acked",
+            "failed",
+            "paused",
+            "resumed",
         ] {
-            assert!(json.contains(&format!("\"{key}\"")), "{key} missing in {json}");
+            assert!(
+                json.contains(&format!("\"{key}\"")),
+                "{key} missing in {json}"
+            );
         }
         let acked = v
             .get("connectors")

@@ -10,7 +10,7 @@ use std::{
 };
 
 use temblor_core::{Deployment, Engine, Plugin, Registry};
-use temblor_shim::{PluginError, Pull, SourceBatch, Setup, Source, serde};
+use temblor_shim::{PluginError, Pull, Setup, Source, SourceBatch, serde};
 
 use crate::plugins::collected;
 

@@ -5,7 +5,9 @@ use std::{
     sync::{Mutex, OnceLock},
 };
 
-use temblor_shim::{Frames, PluginError, Pull, SourceBatch, RVec, Setup, Sink, Source, Value, serde};
+use temblor_shim::{
+    Frames, PluginError, Pull, RVec, Setup, Sink, Source, SourceBatch, Value, serde,
+};
 
 #[derive(Default)]
 struct Collected {

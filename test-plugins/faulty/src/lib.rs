@@ -62,7 +62,8 @@ use std::{
 };
 
 use temblor_shim::{
-    ErrorKind, Frames, PluginError, Pull, SourceBatch, Setup, Sink, Source, serde::Deserialize, tracing,
+    ErrorKind, Frames, PluginError, Pull, Setup, Sink, Source, SourceBatch, serde::Deserialize,
+    tracing,
 };
 
 /// What the constructors do instead of building.

@@ -216,6 +216,28 @@ fn bench_has_no_sink() {
     assert_eq!(manifest.name.as_str(), "bench");
 }
 
+#[test]
+fn acks_are_off_by_default_and_taken_when_asked() {
+    let dir = TempDir::new("acks");
+    let path = dir.file("lines.txt", b"a\nb\n");
+    assert!(!source(&config(&path, &[])).expect("source").wants_acks());
+    let mut source = source(&config(&path, &[("acks", Value::from(true))])).expect("source");
+    assert!(source.wants_acks());
+    let mut batch = temblor_shim::SourceBatch::new();
+    batch.reset(1);
+    let pull = source.pull_batch(&mut batch).into_result().expect("pull");
+    assert_eq!(pull, Pull::Exhausted);
+    assert_eq!(batch.len(), 2);
+    source.ack(1).into_result().expect("ack");
+    source.fail(2, "lost".into()).into_result().expect("fail");
+    // Dropping logs the counts.
+    drop(source);
+    let err = self::source(&config(&path, &[("acks", Value::from("yes"))]))
+        .err()
+        .expect("not a boolean");
+    assert_eq!(err.kind, ErrorKind::Config, "{err}");
+}
+
 /// The shared compliance checks.
 mod compliance {
     use std::time::Duration;
