@@ -226,7 +226,7 @@ pub fn load_file(path: &Path, permissions: Permissions) -> Result<Loaded, String
             if header.root_mod_consts().base_name().as_str()
                 == <PluginModRef as temblor_shim::abi_stable::library::RootModule>::BASE_NAME =>
         {
-            older_interface(&header, &e)?
+            older_interface(header, &e)?
         }
         Err(e) => return Err(describe(&e)),
     };

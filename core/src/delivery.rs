@@ -13,7 +13,7 @@
 
 use std::sync::{
     Arc, Mutex,
-    mpsc::{Receiver, RecvTimeoutError, Sender, channel},
+    mpsc::{Receiver, Sender, channel},
 };
 use std::time::Duration;
 
@@ -160,10 +160,7 @@ impl Acks {
         let first = if wait.is_zero() {
             self.rx.try_recv().ok()
         } else {
-            match self.rx.recv_timeout(wait) {
-                Ok(o) => Some(o),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-            }
+            self.rx.recv_timeout(wait).ok()
         };
         let Some(first) = first else { return };
         for o in std::iter::once(first).chain(std::iter::from_fn(|| self.rx.try_recv().ok())) {

@@ -198,6 +198,87 @@ fn what_a_failing_sink_cannot_write_goes_to_the_dead_letter_file() {
 }
 
 #[test]
+fn a_sink_that_cannot_write_pauses_its_source_until_it_can() {
+    let dir = temp_dir("restart-breaker");
+    let out = dir.join("out.json");
+    // A tick every 5 ms into a sink whose first three writes fail (50 ms apart): the source is
+    // paused meanwhile instead of ticking into full channels, and resumes after.
+    let text = format!(
+        r#"
+[[connector]]
+id = "src"
+plugin = "metronome"
+config = {{ interval_ms = 5 }}
+
+[[pipeline]]
+id = "main"
+
+[[connector]]
+id = "dst"
+plugin = "faulty"
+codec = "json"
+config = {{ path = "{}", fail_push_times = 3 }}
+retries = 5
+restart = {{ backoff_ms = 50, max_backoff_ms = 50 }}
+
+[[connect]]
+from = "src"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "dst"
+"#,
+        out.display()
+    );
+    let file = deployment(&dir, &text);
+    let stats = dir.join("stats.json");
+    let child = temblor()
+        .arg("run")
+        .arg(&file)
+        .arg("--stats-json")
+        .arg(&stats)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let done = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{log}");
+    let stats = std::fs::read_to_string(&stats).unwrap();
+    assert_eq!(stat(&stats, "dst", "paused"), 1, "{stats}");
+    assert_eq!(stat(&stats, "dst", "resumed"), 1, "{stats}");
+    assert_eq!(stat(&stats, "dst", "retries"), 3, "{stats}");
+    assert!(log.contains("pausing the sources that feed it"), "{log}");
+    assert!(
+        log.contains("source paused by a sink that cannot write"),
+        "{log}"
+    );
+    assert!(log.contains("resuming its sources"), "{log}");
+    // Every tick emitted was written, once, in order.
+    let ids: Vec<u64> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v = codec_json::decode_slice(l.as_bytes()).unwrap();
+            v.get("id").and_then(temblor_shim::Value::as_u64).unwrap()
+        })
+        .collect();
+    assert!(ids.len() >= 10, "{} ticks: {log}", ids.len());
+    assert!(ids.iter().copied().eq(0..ids.len() as u64), "{ids:?}");
+    assert_eq!(
+        stat(&stats, "src", "events_out"),
+        ids.len() as u64,
+        "{stats}"
+    );
+}
+
+#[test]
 fn without_a_dead_letter_file_undeliverable_events_are_counted_lost() {
     let dir = temp_dir("restart-sink-lost");
     let text = deploy(&dir, "", "faulty", ", fail_push_times = 1", "retries = 0");
@@ -338,4 +419,8 @@ fn http_client_to_a_server_that_is_down_dead_letters_every_event() {
     assert_each_once(&counts(&[&dead]), 50);
     assert_eq!(stat(&stats, "dst", "dead_lettered"), 50, "{stats}");
     assert_eq!(stat(&stats, "dst", "lost"), 0, "{stats}");
+    // Each failing batch opened the circuit breaker, and giving it up closed it.
+    let paused = stat(&stats, "dst", "paused");
+    assert!(paused >= 1, "{stats}");
+    assert_eq!(stat(&stats, "dst", "resumed"), paused, "{stats}");
 }

@@ -354,7 +354,7 @@ impl SourceTask {
         counters: &ConnectorCounters,
     ) {
         let since = Instant::now();
-        debug!(connector = %self.id, "source paused by a sink that cannot write");
+        info!(connector = %self.id, "source paused by a sink that cannot write");
         while self.gate.is_closed() && !stop.load(Ordering::Relaxed) {
             if self.acks.outstanding() > 0 {
                 self.deliver_outcomes(ACK_WAIT, outcomes, counters);
@@ -362,7 +362,7 @@ impl SourceTask {
                 std::thread::sleep(ACK_WAIT);
             }
         }
-        debug!(connector = %self.id, paused_ms = since.elapsed().as_millis() as u64, "source resumed");
+        info!(connector = %self.id, paused_ms = since.elapsed().as_millis() as u64, "source resumed");
     }
 
     fn wait_for_outcomes(&mut self, outcomes: &mut Vec<Outcome>, counters: &ConnectorCounters) {
