@@ -308,6 +308,7 @@ fn interleaved_partial_lines_of_two_clients_stay_in_their_streams() {
     let (mut source, addr) = server(&[]);
     let mut a = TcpStream::connect(addr).expect("connect");
     let mut b = TcpStream::connect(addr).expect("connect");
+    let a_addr = a.local_addr().expect("a's address").to_string();
     let mut got = Streams::default();
     got.pull_until(&mut source, Duration::from_secs(10), |s| {
         s.started.len() == 2
@@ -330,7 +331,11 @@ fn interleaved_partial_lines_of_two_clients_stay_in_their_streams() {
     }
     drop((a, b));
     got.pull_until(&mut source, Duration::from_secs(10), |s| s.ended.len() == 2);
-    let (sa, sb) = (got.started[0].0, got.started[1].0);
+    // The two connections' streams may start in either order: A's is the one with its address.
+    let (mut sa, mut sb) = (got.started[0].0, got.started[1].0);
+    if got.peer(sa) != a_addr {
+        std::mem::swap(&mut sa, &mut sb);
+    }
     assert_ne!(sa, sb);
     assert_ne!(got.peer(sa), got.peer(sb));
     let of = |stream: u64| -> Vec<String> {
