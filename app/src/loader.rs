@@ -243,8 +243,11 @@ pub fn load_file(path: &Path, permissions: Permissions) -> Result<Loaded, String
     let mut warnings = Vec::new();
     if manifest.shim_interface < SHIM_INTERFACE_VERSION {
         warnings.push(format!(
-            "plugin '{}' was built against shim interface version {}, this temblor speaks version {}: it works without streams, metadata or acknowledgements (rebuild it for them)",
-            manifest.name, manifest.shim_interface, SHIM_INTERFACE_VERSION
+            "plugin '{}' was built against shim interface version {}, this temblor speaks version {}: it works without {} (rebuild it for them)",
+            manifest.name,
+            manifest.shim_interface,
+            SHIM_INTERFACE_VERSION,
+            missing_since(manifest.shim_interface)
         ));
     }
     if manifest.rustc.as_str() != RUSTC_VERSION {
@@ -359,13 +362,14 @@ mod unix {
     }
 }
 
-/// A temblor plugin whose root module did not pass the layout check: one built against shim
-/// interface 1 is used as it is; any other is refused, naming its version.
+/// A temblor plugin whose root module did not pass the layout check: one built against an
+/// older shim interface this one still drives is used as it is; any other is refused, naming
+/// its version.
 ///
 /// abi_stable's checker refuses a library whose prefix types have fewer fields than the
-/// host's, but interface 2 only appended fields and methods (with defaults) after interface
-/// 1's, and the prefix metadata each library carries tells its accessors which fields it has:
-/// an interface 1 plugin's missing methods run their default bodies in the host.
+/// host's, but every interface after 1 only appended fields and methods (with defaults) after
+/// the older ones, and the prefix metadata each library carries tells its accessors which
+/// fields it has: an older plugin's missing methods run their default bodies in the host.
 fn older_interface(
     header: &temblor_shim::abi_stable::library::LibHeader,
     e: &LibraryError,
@@ -373,10 +377,11 @@ fn older_interface(
     // SAFETY: the library is a temblor plugin (its root module's base name says so), and the
     // first field of every version's root module is `manifest`, unchanged since interface 1:
     // reading it is sound whatever the rest of the layout. The module is used beyond that only
-    // when the manifest says interface 1, whose layout is a prefix of this one.
+    // when the manifest names an older interface still driven, whose layout is a prefix of
+    // this one.
     let module = unsafe { header.unchecked_layout::<PluginModRef>() }.map_err(|_| describe(e))?;
     let manifest = module.manifest()();
-    if manifest.shim_interface == 1 {
+    if (MIN_SHIM_INTERFACE_VERSION..SHIM_INTERFACE_VERSION).contains(&manifest.shim_interface) {
         return Ok(module);
     }
     Err(format!(
@@ -387,6 +392,14 @@ fn older_interface(
         SHIM_INTERFACE_VERSION,
         describe(e)
     ))
+}
+
+/// What a plugin built against interface `version` (older than this one) goes without.
+fn missing_since(version: u32) -> &'static str {
+    match version {
+        1 => "streams, metadata, acknowledgements or wake-ups",
+        _ => "wake-ups (its sources poll)",
+    }
 }
 
 /// Says in one line why a library is not a usable plugin.

@@ -338,6 +338,11 @@ fn run(
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("cannot install signal handlers")?;
     }
+    // The handlers above set the flag; this thread also wakes the sources that wait for data
+    // (without it they would notice the stop only when data came).
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+            .context("cannot install signal handlers")?;
     let engine = match Engine::start(&deployment, &plan, &registry, stop) {
         Ok(engine) => engine,
         Err(e) => {
@@ -347,6 +352,16 @@ fn run(
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
+    let stopper = engine.stopper();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                info!(signal, "stopping on a signal");
+                stopper.request();
+            }
+        })
+        .context("cannot start the signal thread")?;
     // Removed (socket file and reload copies) when `run` returns.
     let _control = control
         .map(|path| control::Server::start(path, engine.reloader(), args.permissions(), pins))

@@ -17,6 +17,8 @@ use std::sync::{
 };
 use std::time::Duration;
 
+use crate::wakeup::Wakeup;
+
 /// What became of a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -32,6 +34,8 @@ pub(crate) struct Delivery {
     token: u64,
     failed: Mutex<Option<String>>,
     home: Sender<Outcome>,
+    /// The source's thread, woken when the outcome is sent.
+    wakeup: Option<Arc<Wakeup>>,
 }
 
 impl Delivery {
@@ -53,6 +57,9 @@ impl Drop for Delivery {
         };
         // The source is gone when this fails: nobody is left to tell.
         let _ = self.home.send(outcome);
+        if let Some(w) = &self.wakeup {
+            w.wake();
+        }
     }
 }
 
@@ -111,6 +118,7 @@ pub(crate) struct Acks {
     first_current: u64,
     tx: Sender<Outcome>,
     rx: Receiver<Outcome>,
+    wakeup: Option<Arc<Wakeup>>,
 }
 
 impl Default for Acks {
@@ -122,11 +130,20 @@ impl Default for Acks {
             first_current: 1,
             tx,
             rx,
+            wakeup: None,
         }
     }
 }
 
 impl Acks {
+    /// Acks whose outcomes wake `wakeup` (the source's thread) as they arrive.
+    pub(crate) fn waking(wakeup: Arc<Wakeup>) -> Self {
+        Self {
+            wakeup: Some(wakeup),
+            ..Self::default()
+        }
+    }
+
     /// The token the next batch will carry if it is handed over.
     pub(crate) fn peek(&self) -> u64 {
         self.next
@@ -138,6 +155,7 @@ impl Acks {
             token: self.next,
             failed: Mutex::new(None),
             home: self.tx.clone(),
+            wakeup: self.wakeup.clone(),
         };
         self.next += 1;
         self.outstanding += 1;

@@ -16,7 +16,9 @@ pub mod pipeline;
 pub mod processors;
 pub mod registry;
 pub mod sys;
+pub(crate) mod wakeup;
 
 pub use deploy::{DeployError, Deployment, Plan};
 pub use engine::{Engine, StartError, Stats};
+pub use wakeup::Stop;
 pub use registry::{Plugin, Registry};

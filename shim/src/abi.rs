@@ -15,7 +15,7 @@ use abi_stable::{
     std_types::{RBox, RResult, RSlice, RStr, RString, RVec},
 };
 
-use crate::{Frames, PluginError, SourceBatch, Value};
+use crate::{Frames, Notify, PluginError, SourceBatch, Value};
 
 /// The version of this interface.
 ///
@@ -23,11 +23,13 @@ use crate::{Frames, PluginError, SourceBatch, Value};
 /// - 2: streams, metadata and values in a source's batch ([`SourceFfi::pull_batch`]),
 ///   acknowledgements ([`SourceFfi::ack`], [`SourceFfi::fail`]), metadata and partial writes in
 ///   a sink's push ([`SinkFfi::push_batch`]), and the root module's `shutdown`.
+/// - 3: wake-ups ([`SourceFfi::set_notify`]): a source that takes a [`Notify`] returns from a
+///   pull at once when it has nothing, and wakes the engine when it has.
 ///
-/// Every field and method added by 2 comes after its type's `last_prefix_field` and has a
-/// default, so a plugin built against interface 1 still loads and works (without streams,
-/// metadata or acknowledgements). Anything older or newer is refused.
-pub const SHIM_INTERFACE_VERSION: u32 = 2;
+/// Every field and method added after 1 comes after its type's `last_prefix_field` and has a
+/// default, so a plugin built against an older interface still loads and works (without what
+/// came later). Anything older than [`MIN_SHIM_INTERFACE_VERSION`] or newer is refused.
+pub const SHIM_INTERFACE_VERSION: u32 = 3;
 
 /// The oldest interface version this shim still drives.
 pub const MIN_SHIM_INTERFACE_VERSION: u32 = 1;
@@ -173,6 +175,16 @@ pub trait SourceFfi: Send {
     fn fail(&mut self, token: u64, reason: RStr<'_>) -> RResult<(), PluginError> {
         let _ = (token, reason);
         RResult::ROk(())
+    }
+
+    /// Interface 3: offers the source a handle to wake the engine with. `true`: the source took
+    /// it, and from now on `pull_batch` returns `Idle` at once when it has nothing and calls
+    /// [`Notify::notify`] when it has something (the engine waits in between, without a
+    /// timeout). `false` (the default, and every older source): `pull_batch` keeps waiting up
+    /// to about 100 ms itself. Asked once, after the source is built.
+    fn set_notify(&mut self, notify: Notify) -> bool {
+        drop(notify);
+        false
     }
 }
 

@@ -47,6 +47,7 @@ mod batch;
 mod error;
 mod frames;
 pub mod log;
+mod notify;
 mod plugin;
 mod value;
 
@@ -55,6 +56,7 @@ pub use abi_stable::std_types::{RString, RVec};
 pub use batch::{DEFAULT_STREAM, NO_OFFSET, SourceBatch, StreamRun};
 pub use error::{ErrorKind, PluginError};
 pub use frames::Frames;
+pub use notify::{Notify, Wake};
 pub use plugin::{Codec, Setup, Sink, Source, codec_object, meta_of, sink_object, source_object};
 pub use value::{ByteSink, Field, FromValueError, Object, Value, from_value};
 

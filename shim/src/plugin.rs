@@ -16,7 +16,7 @@ use abi_stable::{
 use serde::Deserialize;
 
 use crate::{
-    Frames, PluginError, SourceBatch, Value,
+    Frames, Notify, PluginError, SourceBatch, Value,
     abi::{
         CodecBox, CodecFfi, CodecFfi_TO, FrameError, Pull, SinkBox, SinkFfi, SinkFfi_TO, SourceBox,
         SourceFfi, SourceFfi_TO,
@@ -125,6 +125,16 @@ pub trait Source: Send + 'static {
     fn fail(&mut self, token: u64, reason: &str) -> Result<(), PluginError> {
         let _ = (token, reason);
         Ok(())
+    }
+
+    /// Takes the engine's wake-up handle (asked once, after the source is built). A source that
+    /// returns `true` promises that [`Source::pull`] returns [`Pull::Idle`] at once when it has
+    /// nothing, and that it calls [`Notify::notify`] when something arrives (the engine does
+    /// not pull it again until then). The default keeps the handle unused and returns `false`:
+    /// `pull` then waits up to about 100 ms itself.
+    fn set_notify(&mut self, notify: Notify) -> bool {
+        drop(notify);
+        false
     }
 }
 
@@ -263,6 +273,10 @@ impl<S: Source> SourceFfi for SourceAdapter<S> {
 
     fn fail(&mut self, token: u64, reason: RStr<'_>) -> RResult<(), PluginError> {
         guard("fail", || self.source.fail(token, reason.as_str()))
+    }
+
+    fn set_notify(&mut self, notify: Notify) -> bool {
+        catch_unwind(AssertUnwindSafe(|| self.source.set_notify(notify))).unwrap_or(false)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Plugins built against shim interface 1 — the last commit before interface 2 — load into
-//! this temblor and work, without streams, metadata or acknowledgements.
+//! this temblor and work, without streams, metadata, acknowledgements or wake-ups.
 //!
 //! The test checks out that commit with `git worktree` into `target/abi-v1/src` and builds its
 //! `file` connector and `json` codec there (dev profile, own target directory: about a minute
@@ -80,7 +80,7 @@ fn an_interface_1_plugin_loads_with_a_warning_naming_both_versions() {
         "{all}"
     );
     assert!(
-        all.contains("without streams, metadata or acknowledgements"),
+        all.contains("without streams, metadata, acknowledgements or wake-ups"),
         "{all}"
     );
     // `--strict` refuses what works only in part.

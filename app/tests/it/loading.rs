@@ -313,7 +313,7 @@ fn a_plugin_built_against_another_shim_interface_is_refused() {
     let (status, stdout, _) = output(temblor().args(["plugins", "check"]).arg(&file));
     assert_eq!(status.status.code(), Some(2), "{stdout}");
     assert!(
-        stdout.contains("plugin 'old-shim' was built against shim interface version 0, this temblor speaks versions 1 to 2"),
+        stdout.contains("plugin 'old-shim' was built against shim interface version 0, this temblor speaks versions 1 to 3"),
         "{stdout}"
     );
     // In a directory, it is refused and the others still load.

@@ -27,7 +27,7 @@ use temblor_shim::{
     abi_stable::std_types::{RResult, RStr},
 };
 
-use crate::registry::Plugin;
+use crate::{registry::Plugin, wakeup::Stop};
 
 /// The current version of one plugin, shared by every task that builds instances from it.
 pub(crate) struct PluginCell {
@@ -130,12 +130,15 @@ pub struct Reloaded {
 #[derive(Debug, Clone)]
 pub struct Reloader {
     cells: Arc<Cells>,
+    /// Wakes the idle sources, which adopt a reload between batches.
+    stop: Stop,
 }
 
 impl Reloader {
-    pub(crate) fn new(cells: Cells) -> Self {
+    pub(crate) fn new(cells: Cells, stop: Stop) -> Self {
         Self {
             cells: Arc::new(cells),
+            stop,
         }
     }
 
@@ -176,6 +179,8 @@ impl Reloader {
             (cell.generation.fetch_add(1, Ordering::AcqRel) + 1, previous)
         };
         let (generation, previous) = generation;
+        // A source waiting for data adopts the new version now, not when data comes.
+        self.stop.wake_all();
         let live = || -> Vec<Arc<AtomicU64>> {
             let mut instances = cell.instances.lock().unwrap_or_else(|e| e.into_inner());
             instances.retain(|w| w.strong_count() > 0);

@@ -57,6 +57,8 @@ use dead_letter::DeadLetter;
 use sink::SinkTask;
 use source::{Gate, SourceTask};
 
+use crate::wakeup::Stop;
+
 /// Batches in flight per channel. With up to ~1024 events a batch this bounds memory.
 const CHANNEL_BATCHES: usize = 4;
 
@@ -91,6 +93,7 @@ pub struct Engine {
     stats: Arc<Stats>,
     threads: Vec<JoinHandle<()>>,
     reloader: Reloader,
+    stop: Stop,
 }
 
 impl Engine {
@@ -247,16 +250,17 @@ impl Engine {
                 pipeline_task::run_pipeline(&def, &rx, &ports, &stats.pipelines[i].1);
             }));
         }
+        let stop = Stop::new(stop);
         for (i, sink, rx) in sinks {
             let stats = Arc::clone(&stats);
-            let stop = Arc::clone(&stop);
+            let stop = stop.clone();
             threads.push(spawn(format!("sink-{}", sink.id), move || {
                 sink.run(rx, &stop, &stats.connectors[i].1);
             }));
         }
         for (i, source, targets) in sources {
             let stats = Arc::clone(&stats);
-            let stop = Arc::clone(&stop);
+            let stop = stop.clone();
             threads.push(spawn(format!("source-{}", source.id), move || {
                 source.run(targets, &stop, &stats.connectors[i].1);
             }));
@@ -269,8 +273,16 @@ impl Engine {
         Ok(Self {
             stats,
             threads,
-            reloader: Reloader::new(b.cells),
+            reloader: Reloader::new(b.cells, stop.clone()),
+            stop,
         })
+    }
+
+    /// What stops this engine from another thread (a signal's, say): sources stop pulling,
+    /// everything in flight drains, sinks flush, and [`Engine::wait`] returns.
+    #[must_use]
+    pub fn stopper(&self) -> Stop {
+        self.stop.clone()
     }
 
     /// A handle that swaps plugins of this running engine (hot reload).
@@ -375,8 +387,9 @@ impl Builder<'_> {
             home: std::sync::mpsc::channel(),
             restart: plan.restart,
             failures: 0,
-            acks: crate::delivery::Acks::default(),
+            acks: crate::delivery::Acks::waking(Arc::clone(gate.wakeup())),
             wants_acks: false,
+            notified: false,
             gate,
             reset: false,
             stopping: false,

@@ -9,7 +9,6 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, Ordering},
     mpsc::{Receiver, TryRecvError},
 };
 
@@ -24,7 +23,7 @@ use super::{
     add, call, dead_letter::DeadLetter, live::Live, recover_codec, restart, source::Gate,
     stats::ConnectorCounters,
 };
-use crate::{delivery::Tokens, deploy::RestartPolicy, pipeline::Events};
+use crate::{delivery::Tokens, deploy::RestartPolicy, pipeline::Events, wakeup::Stop};
 
 /// While it holds tokens, a sink flushes at least every this many batches, so that acks do
 /// not wait for its input to go idle.
@@ -74,7 +73,7 @@ impl SinkTask {
     pub(crate) fn run(
         mut self,
         rx: Receiver<Events>,
-        stop: &AtomicBool,
+        stop: &Stop,
         counters: &ConnectorCounters,
     ) {
         let mut frames = Frames::new();
@@ -156,7 +155,7 @@ impl SinkTask {
             }
             if let Some(sink) = self.sink.instance.as_mut()
                 && sink.stop_requested()
-                && !stop.swap(true, Ordering::Relaxed)
+                && stop.request()
             {
                 info!(connector = %self.id, "sink asked the engine to stop");
             }

@@ -15,15 +15,15 @@ use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
         mpsc::{Receiver, Sender, SyncSender},
     },
     time::{Duration, Instant},
 };
 
 use temblor_shim::{
-    DEFAULT_STREAM, FrameError, Frames, NO_OFFSET, Object, Pull, RVec, SourceBatch, StreamRun,
-    Value,
+    DEFAULT_STREAM, FrameError, Frames, NO_OFFSET, Notify, Object, Pull, RVec, SourceBatch,
+    StreamRun, Value,
     abi::{CodecBox, SourceBox},
     abi_stable::std_types::RStr,
 };
@@ -37,6 +37,7 @@ use crate::{
     deploy::{Named, RestartPolicy},
     pipeline::Events,
     processors::{self, Preprocessor},
+    wakeup::{Stop, Wakeup},
 };
 
 /// How many bytes of an undecodable frame an error event carries.
@@ -51,6 +52,8 @@ const ACK_WAIT: Duration = Duration::from_millis(10);
 pub(crate) struct Gate {
     /// How many sinks hold it closed.
     closed_by: AtomicUsize,
+    /// The source's thread, woken when the gate opens.
+    wakeup: Arc<Wakeup>,
 }
 
 impl Gate {
@@ -62,6 +65,12 @@ impl Gate {
         let _ = self
             .closed_by
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.wakeup.wake();
+    }
+
+    /// The wake-up of the source behind this gate.
+    pub(crate) fn wakeup(&self) -> &Arc<Wakeup> {
+        &self.wakeup
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -97,6 +106,8 @@ pub(crate) struct SourceTask {
     pub(crate) acks: Acks,
     pub(crate) wants_acks: bool,
     pub(crate) gate: Arc<Gate>,
+    /// Whether the current instance took a `Notify`: it is pulled again only when woken.
+    pub(crate) notified: bool,
     /// The instance was replaced: its streams end before the next batch.
     pub(crate) reset: bool,
     /// The engine asked it to stop.
@@ -215,6 +226,12 @@ impl SourceTask {
             .instance
             .as_ref()
             .is_some_and(|s| s.wants_acks());
+        let wakeup = Arc::clone(self.gate.wakeup());
+        self.notified = self
+            .source
+            .instance
+            .as_mut()
+            .is_some_and(|s| s.set_notify(Notify::new(wakeup)));
     }
 
     /// Passes the outcomes that arrived (waiting up to `wait` for one) to the plugin.
@@ -254,11 +271,11 @@ impl SourceTask {
     fn pull(
         &mut self,
         batch: &mut SourceBatch,
-        stop: &AtomicBool,
+        stop: &Stop,
         counters: &ConnectorCounters,
     ) -> (bool, bool) {
         batch.reset(0);
-        if stop.load(Ordering::Relaxed) {
+        if stop.requested() {
             info!(connector = %self.id, "source stopping on request");
             self.stopping = true;
             return (true, false);
@@ -293,7 +310,7 @@ impl SourceTask {
                     &mut self.source,
                     &self.restart,
                     &mut self.failures,
-                    Some(stop),
+                    Some(stop.flag()),
                     counters,
                 );
                 if restarted {
@@ -307,15 +324,16 @@ impl SourceTask {
     pub(crate) fn run(
         mut self,
         targets: Vec<SyncSender<Batch>>,
-        stop: &AtomicBool,
+        stop: &Stop,
         counters: &ConnectorCounters,
     ) {
+        stop.register(self.gate.wakeup());
         let mut batch = SourceBatch::new();
         let mut scratch = Scratch::default();
         let mut logged_error = false;
         let mut outcomes = Vec::new();
         self.adopted();
-        debug!(connector = %self.id, acks = self.wants_acks, "source started");
+        debug!(connector = %self.id, acks = self.wants_acks, notified = self.notified, "source started");
         loop {
             self.deliver_outcomes(Duration::ZERO, &mut outcomes, counters);
             if self.gate.is_closed() {
@@ -336,7 +354,10 @@ impl SourceTask {
                 }
                 break;
             }
-            if idle {
+            if idle && self.notified {
+                // Until the plugin has data, a sink has an outcome, or the engine news.
+                self.gate.wakeup().wait(None);
+            } else if idle {
                 self.deliver_outcomes(ACK_WAIT, &mut outcomes, counters);
             }
         }
@@ -349,18 +370,16 @@ impl SourceTask {
 
     fn wait_while_paused(
         &mut self,
-        stop: &AtomicBool,
+        stop: &Stop,
         outcomes: &mut Vec<Outcome>,
         counters: &ConnectorCounters,
     ) {
         let since = Instant::now();
         info!(connector = %self.id, "source paused by a sink that cannot write");
-        while self.gate.is_closed() && !stop.load(Ordering::Relaxed) {
-            if self.acks.outstanding() > 0 {
-                self.deliver_outcomes(ACK_WAIT, outcomes, counters);
-            } else {
-                std::thread::sleep(ACK_WAIT);
-            }
+        while self.gate.is_closed() && !stop.requested() {
+            // Woken by the gate opening, an outcome, or the stop.
+            self.gate.wakeup().wait(None);
+            self.deliver_outcomes(Duration::ZERO, outcomes, counters);
         }
         info!(connector = %self.id, paused_ms = since.elapsed().as_millis() as u64, "source resumed");
     }

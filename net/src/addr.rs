@@ -1,0 +1,113 @@
+//! `host:port` addresses from a connector's config, and listening on them, with messages that
+//! name the connector and the field.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use temblor_shim::PluginError;
+
+/// Strips one of `schemes` (`"http://"`, ...) and a trailing `/` from `url`: the `host:port`
+/// left, and the scheme found (`""` for none).
+#[must_use]
+pub fn split_scheme<'a>(url: &'a str, schemes: &[&'static str]) -> (&'static str, &'a str) {
+    for scheme in schemes {
+        if let Some(rest) = url.strip_prefix(scheme) {
+            return (scheme, rest.strip_suffix('/').unwrap_or(rest));
+        }
+    }
+    ("", url.strip_suffix('/').unwrap_or(url))
+}
+
+/// The addresses `host_port` resolves to (a name is looked up, `localhost` included).
+///
+/// # Errors
+/// A config error naming `id` and `field`: not `host:port`, or no address.
+pub fn resolve(id: &str, field: &str, host_port: &str) -> Result<Vec<SocketAddr>, PluginError> {
+    let addrs: Vec<SocketAddr> = host_port
+        .to_socket_addrs()
+        .map_err(|e| {
+            PluginError::config(format_args!(
+                "'{id}': `{field}` must be host:port, found {host_port:?}: {e}"
+            ))
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(PluginError::config(format_args!(
+            "'{id}': `{field}` {host_port:?} resolves to no address"
+        )));
+    }
+    Ok(addrs)
+}
+
+/// Binds a TCP listener on the first of `addrs` that works (so that a port in use is
+/// reported when the engine starts, not later), non-blocking for tokio.
+///
+/// # Errors
+/// An I/O error naming `id` and the address of the last failure.
+pub fn bind_tcp(id: &str, addrs: &[SocketAddr]) -> Result<std::net::TcpListener, PluginError> {
+    let mut last = None;
+    for addr in addrs {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                l.set_nonblocking(true)
+                    .map_err(|e| PluginError::io(format_args!("'{id}': {addr}"), &e))?;
+                return Ok(l);
+            }
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    Err(match last {
+        Some((addr, e)) => PluginError::io(format_args!("'{id}': cannot listen on {addr}"), &e),
+        None => PluginError::config(format_args!("'{id}': no address to listen on")),
+    })
+}
+
+/// Binds a UDP socket on the first of `addrs` that works, non-blocking for tokio.
+///
+/// # Errors
+/// As for [`bind_tcp`].
+pub fn bind_udp(id: &str, addrs: &[SocketAddr]) -> Result<std::net::UdpSocket, PluginError> {
+    let mut last = None;
+    for addr in addrs {
+        match std::net::UdpSocket::bind(addr) {
+            Ok(s) => {
+                s.set_nonblocking(true)
+                    .map_err(|e| PluginError::io(format_args!("'{id}': {addr}"), &e))?;
+                return Ok(s);
+            }
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    Err(match last {
+        Some((addr, e)) => PluginError::io(format_args!("'{id}': cannot bind {addr}"), &e),
+        None => PluginError::config(format_args!("'{id}': no address to bind")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes_and_trailing_slashes_are_stripped() {
+        assert_eq!(
+            split_scheme("http://127.0.0.1:80/", &["http://", "https://"]),
+            ("http://", "127.0.0.1:80")
+        );
+        assert_eq!(split_scheme("h:1", &["http://"]), ("", "h:1"));
+    }
+
+    #[test]
+    fn bad_addresses_name_the_connector_and_field() {
+        let e = resolve("in", "url", "no-port").unwrap_err();
+        assert!(e.message.contains("'in': `url` must be host:port"), "{e}");
+        assert_eq!(resolve("in", "url", "localhost:1").unwrap()[0].port(), 1);
+    }
+
+    #[test]
+    fn a_port_in_use_is_an_error_naming_it() {
+        let l = bind_tcp("a", &resolve("a", "url", "127.0.0.1:0").unwrap()).unwrap();
+        let taken = l.local_addr().unwrap();
+        let e = bind_tcp("b", &[taken]).unwrap_err();
+        assert!(e.message.contains(&format!("'b': cannot listen on {taken}")), "{e}");
+    }
+}
