@@ -30,7 +30,7 @@ pub struct Args {
 }
 
 /// What the tests and the build need from the system: (how to tell it is there, Debian package).
-const SYSTEM_NEEDS: [(&str, &str); 8] = [
+const SYSTEM_NEEDS: [(&str, &str); 11] = [
     ("command -v xz", "xz-utils"),
     ("command -v cc", "gcc"),
     ("command -v pkg-config", "pkg-config"),
@@ -40,6 +40,13 @@ const SYSTEM_NEEDS: [(&str, &str); 8] = [
     ("command -v nc.openbsd", "netcat-openbsd"),
     ("command -v socat", "socat"),
     ("command -v python3", "python3"),
+    ("command -v openssl", "openssl"),
+    ("command -v wrk", "wrk"),
+    // Debian's python3 (not another one first on PATH) with its websockets module.
+    (
+        "/usr/bin/python3 -c 'import websockets' 2>/dev/null",
+        "python3-websockets",
+    ),
 ];
 
 /// Installs the missing [`SYSTEM_NEEDS`] with apt-get.

@@ -18,6 +18,18 @@ mod http_delivery;
 mod loading;
 #[cfg(all(unix, not(feature = "monolith")))]
 mod pinning;
+#[cfg(unix)]
+mod net_http_client;
+#[cfg(unix)]
+mod net_http_server;
+#[cfg(unix)]
+mod net_runtime;
+#[cfg(unix)]
+mod net_tcp_udp;
+#[cfg(unix)]
+mod net_unix;
+#[cfg(unix)]
+mod net_ws;
 mod pipeline;
 #[cfg(all(unix, not(feature = "monolith")))]
 mod reload;
