@@ -21,6 +21,7 @@ fn registry() -> Registry {
         (plugins::int::plugin_module(), "int"),
         (plugins::collect::plugin_module(), "collect"),
         (plugins::endless::plugin_module(), "endless"),
+        (plugins::notified::plugin_module(), "notified"),
     ] {
         r.add(Plugin::new(module, format!("test:{name}"))).unwrap();
     }
@@ -174,6 +175,53 @@ fn a_panicking_codec_sends_its_batch_to_err_and_is_rebuilt() {
             .load(Ordering::Relaxed),
         2
     );
+}
+
+#[test]
+fn a_source_that_takes_a_notify_is_pulled_only_when_it_wakes_the_engine() {
+    // 20 lines 15 ms apart: 300 ms in which a polling engine would pull dozens of times.
+    let text = deployment("{ count = 20, every_ms = 15 }", "notified-out", "notified-err")
+        .replace("plugin = \"lines\"", "plugin = \"notified\"");
+    let stats = run(&text);
+    let got: Vec<String> = plugins::collected("notified-out");
+    let want: Vec<String> = (0..20).map(|i| format!("{i}\n")).collect();
+    assert_eq!(got, want, "every line, once, in order");
+    let pulls = plugins::notified::PULLS.load(Ordering::SeqCst);
+    // One pull per notify at most, plus the first; none while nothing happened.
+    assert!(
+        (1..=21).contains(&pulls),
+        "pulled {pulls} times for 20 notifications"
+    );
+    assert_eq!(
+        stats
+            .connector("in")
+            .unwrap()
+            .events_out
+            .load(Ordering::Relaxed),
+        20
+    );
+}
+
+#[test]
+fn a_stop_wakes_a_source_waiting_for_its_notify() {
+    // `count = 0`: the source never notifies; only the stop can end its wait.
+    let text = deployment("{ count = 0, every_ms = 1 }", "quiet-out", "quiet-err")
+        .replace("plugin = \"lines\"", "plugin = \"notified\"");
+    let engine = start(&text, Arc::new(AtomicBool::new(false))).unwrap();
+    let stopper = engine.stopper();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let stats = engine.wait();
+        done_tx.send(stats.elapsed_s()).unwrap();
+    });
+    assert!(stopper.request(), "the first request");
+    assert!(
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .is_ok(),
+        "the engine did not stop: the stop did not wake the waiting source"
+    );
+    waiter.join().unwrap();
 }
 
 #[test]

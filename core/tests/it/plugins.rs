@@ -122,6 +122,75 @@ pub mod endless {
     temblor_shim::export_plugin! { name: "endless", kind: Connector, source: new }
 }
 
+/// `notified`: takes the engine's wake-up and never waits in `pull`. A thread of its own
+/// produces `count` lines, one every `every_ms`, notifying after each; `pull` hands over what
+/// is queued and counts its calls (`pulls`). It ends when all were handed over, or never
+/// (`count = 0`: it waits for a stop, which must wake it).
+pub mod notified {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    };
+
+    use temblor_shim::Notify;
+
+    use super::*;
+
+    /// Pulls made by the last instance.
+    pub static PULLS: AtomicU64 = AtomicU64::new(0);
+
+    #[derive(serde::Deserialize)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    struct Config {
+        count: u64,
+        every_ms: u64,
+    }
+
+    struct Notified {
+        config: Config,
+        queue: Arc<Mutex<Vec<u64>>>,
+        handed: u64,
+    }
+
+    impl Source for Notified {
+        fn set_notify(&mut self, notify: Notify) -> bool {
+            let (count, every) = (self.config.count, self.config.every_ms);
+            let queue = Arc::clone(&self.queue);
+            std::thread::spawn(move || {
+                for i in 0..count {
+                    std::thread::sleep(std::time::Duration::from_millis(every));
+                    queue.lock().unwrap().push(i);
+                    notify.notify();
+                }
+            });
+            true
+        }
+
+        fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
+            PULLS.fetch_add(1, Ordering::SeqCst);
+            for i in self.queue.lock().unwrap().drain(..) {
+                out.push(format!("{i}\n").as_bytes());
+                self.handed += 1;
+            }
+            if self.config.count > 0 && self.handed == self.config.count {
+                return Ok(Pull::Exhausted);
+            }
+            Ok(Pull::Idle)
+        }
+    }
+
+    fn new(setup: &Setup<'_>) -> Result<Notified, PluginError> {
+        PULLS.store(0, Ordering::SeqCst);
+        Ok(Notified {
+            config: setup.config()?,
+            queue: Arc::default(),
+            handed: 0,
+        })
+    }
+
+    temblor_shim::export_plugin! { name: "notified", kind: Connector, source: new }
+}
+
 /// `int`: decimal integers; panics on the frame `panic`.
 pub mod int {
     use super::*;
