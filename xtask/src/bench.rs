@@ -7,6 +7,9 @@
 //! the `blackhole` sink. In the same run, `raw-simdjson` (crate `perf`) decodes and re-encodes
 //! the same lines on one thread with no engine around it: the baseline.
 //!
+//! The network scenarios (`http-ingest`, `http-connections`, `tcp-ingest`, `tcp-latency`,
+//! module `bench_net`) run real clients (wrk, `net-load`) against the plugins layout.
+//!
 //! Prints a table and writes `target/bench/report.json`.
 
 use std::{
@@ -36,6 +39,14 @@ pub enum Scenario {
     /// passthrough-json with acknowledgements on: every batch's token is followed to the
     /// blackhole's flush and acked back to the source.
     PassthroughJsonAcks,
+    /// wrk POSTs data.json's lines to http_server → blackhole, against a bare hyper server.
+    HttpIngest,
+    /// 10,000 concurrent keep-alive connections to http_server: all answered, RSS ≤ 150 MB.
+    HttpConnections,
+    /// 4 socket clients send NDJSON to tcp_server → blackhole, against passthrough-json.
+    TcpIngest,
+    /// 1,000 events/s through tcp_server → tcp_client: the p99 of the round trip.
+    TcpLatency,
 }
 
 impl Scenario {
@@ -47,8 +58,20 @@ impl Scenario {
         Self::FilterJson,
     ];
 
+    /// The network scenarios, run after the others.
+    const NET: [Self; 4] = [
+        Self::HttpIngest,
+        Self::HttpConnections,
+        Self::TcpIngest,
+        Self::TcpLatency,
+    ];
+
     fn name(self) -> &'static str {
         match self {
+            Self::HttpIngest => "http-ingest",
+            Self::HttpConnections => "http-connections",
+            Self::TcpIngest => "tcp-ingest",
+            Self::TcpLatency => "tcp-latency",
             Self::PassthroughJson => "passthrough-json",
             Self::PassthroughBinary => "passthrough-binary",
             Self::LargeJson => "large-json",
@@ -213,9 +236,18 @@ struct RawStats {
     peak_rss_kb: Option<u64>,
 }
 
-/// Builds both layouts (release); returns (plugins binary, plugin dir, monolith binary,
-/// raw-simdjson binary).
-fn build() -> Result<(PathBuf, PathBuf, PathBuf, PathBuf)> {
+/// What [`build`] made.
+struct Built {
+    plugins_bin: PathBuf,
+    plugin_dir: PathBuf,
+    monolith_bin: PathBuf,
+    raw_bin: PathBuf,
+    bare_hyper: PathBuf,
+    net_load: PathBuf,
+}
+
+/// Builds both layouts (release) and the perf binaries.
+fn build() -> Result<Built> {
     let layouts = target_dir().join("layouts");
     let exe = |layout: &str, name: &str| {
         layouts
@@ -257,12 +289,14 @@ fn build() -> Result<(PathBuf, PathBuf, PathBuf, PathBuf)> {
         std::fs::copy(&from, plugin_dir.join(library_file(&p.lib)))
             .with_context(|| format!("cannot copy {}", from.display()))?;
     }
-    Ok((
-        exe("plugins", "temblor"),
+    Ok(Built {
+        plugins_bin: exe("plugins", "temblor"),
         plugin_dir,
-        exe("monolith", "temblor"),
-        exe("plugins", "raw-simdjson"),
-    ))
+        monolith_bin: exe("monolith", "temblor"),
+        raw_bin: exe("plugins", "raw-simdjson"),
+        bare_hyper: exe("plugins", "bare-hyper"),
+        net_load: exe("plugins", "net-load"),
+    })
 }
 
 fn engine_run(
@@ -333,15 +367,28 @@ pub fn run(args: &Args) -> Result<()> {
     if args.runs == 0 || args.seconds <= 0.0 {
         bail!("--runs and --seconds must be positive");
     }
-    let scenarios: Vec<Scenario> = if args.scenario.is_empty() {
-        Scenario::ALL.to_vec()
-    } else {
-        Scenario::ALL
-            .into_iter()
-            .filter(|s| args.scenario.contains(s))
+    let chosen = |list: &[Scenario]| -> Vec<Scenario> {
+        list.iter()
+            .copied()
+            .filter(|s| args.scenario.is_empty() || args.scenario.contains(s))
             .collect()
     };
-    let (plugins_bin, plugin_dir, monolith_bin, raw_bin) = build()?;
+    let mut scenarios = chosen(&Scenario::ALL);
+    let net = chosen(&Scenario::NET);
+    // tcp-ingest is measured against passthrough-json, in the same run.
+    if net.contains(&Scenario::TcpIngest) && !scenarios.contains(&Scenario::PassthroughJson) {
+        scenarios.insert(0, Scenario::PassthroughJson);
+    }
+    let built = build()?;
+    let Built {
+        plugins_bin,
+        plugin_dir,
+        monolith_bin,
+        raw_bin,
+        ..
+    } = &built;
+    let (plugins_bin, plugin_dir, monolith_bin, raw_bin) =
+        (plugins_bin.clone(), plugin_dir.clone(), monolith_bin.clone(), raw_bin.clone());
     let out_dir = target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
     let stats = out_dir.join("stats.json");
@@ -404,9 +451,40 @@ pub fn run(args: &Args) -> Result<()> {
             cells.push(raw);
         }
     }
-    let report = report(&cells, args)?;
+    let bins = crate::bench_net::Bins {
+        temblor: &built.plugins_bin,
+        plugin_dir: &built.plugin_dir,
+        bare_hyper: &built.bare_hyper,
+        net_load: &built.net_load,
+    };
+    let mut net_results = Vec::new();
+    let data = Scenario::PassthroughJson.data();
+    for scenario in net {
+        let result = match scenario {
+            Scenario::HttpIngest => {
+                crate::bench_net::http_ingest(&bins, data, args.seconds, args.runs)?
+            }
+            Scenario::HttpConnections => {
+                crate::bench_net::http_connections(&bins, data, args.seconds)?
+            }
+            Scenario::TcpIngest => {
+                let passthrough = cells
+                    .iter()
+                    .find(|c| c.scenario == Scenario::PassthroughJson.name() && c.layout == "plugins")
+                    .map(Cell::median_mb_s)
+                    .context("passthrough-json was not measured")?;
+                crate::bench_net::tcp_ingest(&bins, data, args.seconds, args.runs, passthrough)?
+            }
+            _ => crate::bench_net::tcp_latency(&bins, args.seconds.max(5.0))?,
+        };
+        net_results.push(result);
+    }
+    let report = report(&cells, &net_results, args)?;
     std::fs::write(out_dir.join("report.json"), report)?;
     print!("{}", table(&cells));
+    if !net_results.is_empty() {
+        print!("\n{}", crate::bench_net::table(&net_results));
+    }
     for (layout, on, off) in acks_cost(&cells) {
         println!(
             "acks on / acks off, {layout}: {on:.1} / {off:.1} MB/s = {:.3}",
@@ -417,7 +495,7 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn report(cells: &[Cell], args: &Args) -> Result<String> {
+fn report(cells: &[Cell], net: &[crate::bench_net::NetResult], args: &Args) -> Result<String> {
     let results: Vec<serde_json::Value> = cells
         .iter()
         .map(|c| {
@@ -448,7 +526,18 @@ fn report(cells: &[Cell], args: &Args) -> Result<String> {
             serde_json::json!({"layout": layout, "acks_on_mb_s": on, "acks_off_mb_s": off, "ratio": on / off})
         })
         .collect();
+    let network: Vec<serde_json::Value> = net
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "scenario": r.scenario, "figure": r.figure, "value": r.value,
+                "baseline": r.baseline, "checked": r.checked, "target": r.target,
+                "holds": r.pass, "detail": r.detail,
+            })
+        })
+        .collect();
     let report = serde_json::json!({
+        "network": network,
         "acks_on_over_off": acks,
         "rustc": rustc_version::version().context("rustc version")?.to_string(),
         "cores": cores(),

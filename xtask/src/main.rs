@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust. One module per command.
 
 mod bench;
+mod bench_net;
 mod build_plugins;
 mod chart;
 mod compare_compile_times;

@@ -1,0 +1,563 @@
+//! The network scenarios of `cargo xtask bench`: real sockets, real clients, the release
+//! engine with its plugins loaded from files.
+//!
+//! - `http-ingest`: wrk POSTs the data set's lines to `http_server` → `blackhole`, and to
+//!   `bare-hyper` (crate `perf`: hyper alone, reading each body and answering 202) in the same
+//!   run, alternating; the figure is the engine's requests/s over hyper's (target ≥ 0.8).
+//! - `http-connections`: wrk holds 10,000 keep-alive connections to `http_server`
+//!   (`max_connections = 20000`); every request must be answered 2xx with no socket error, and
+//!   the engine's peak RSS stay ≤ 150 MB.
+//! - `tcp-ingest`: `net-load blast` (4 socket clients) sends NDJSON to `tcp_server` → json →
+//!   `blackhole`; MB/s over the `passthrough-json` scenario's (target ≥ 0.9).
+//! - `tcp-latency`: `net-load latency` sends 1,000 events/s through `tcp_server` → pipeline →
+//!   `tcp_client` and times each one's way back (target p99 ≤ 1 ms).
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::util::{project_root, target_dir};
+
+/// What one network scenario measured.
+#[derive(Debug, Clone)]
+pub struct NetResult {
+    pub scenario: &'static str,
+    /// What the figure is, with its unit.
+    pub figure: String,
+    pub value: f64,
+    /// What the target is compared against (the baseline's value), if any.
+    pub baseline: Option<f64>,
+    /// The number the target is about (a ratio, MB, ms).
+    pub checked: f64,
+    pub target: &'static str,
+    pub pass: bool,
+    /// Per-run detail for the report.
+    pub detail: serde_json::Value,
+}
+
+/// The binaries the scenarios run.
+pub struct Bins<'a> {
+    pub temblor: &'a Path,
+    pub plugin_dir: &'a Path,
+    pub bare_hyper: &'a Path,
+    pub net_load: &'a Path,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until something accepts on `addr` (the engine is up), for at most 20 s.
+fn wait_listening(addr: SocketAddr, child: &mut Child) -> Result<()> {
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!("the engine exited before it listened on {addr} ({status})");
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("nothing listens on {addr} after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A running engine with a deployment and a stats file.
+struct Engine {
+    child: Child,
+    stats: PathBuf,
+}
+
+impl Engine {
+    fn start(bins: &Bins<'_>, name: &str, deployment: &str) -> Result<Self> {
+        let dir = target_dir().join("bench");
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, deployment)?;
+        let stats = dir.join(format!("{name}-stats.json"));
+        let _ = std::fs::remove_file(&stats);
+        let child = Command::new(bins.temblor)
+            .current_dir(&dir)
+            .args(["--log-level", "warn", "--plugin-dir"])
+            .arg(bins.plugin_dir)
+            .arg("run")
+            .arg(&file)
+            .arg("--stats-json")
+            .arg(&stats)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bins.temblor.display()))?;
+        Ok(Self { child, stats })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, wait, and read the stats it wrote.
+    fn stop(mut self) -> Result<Stats> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("cannot signal the engine");
+        }
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("the engine failed ({status})");
+        }
+        let text = std::fs::read_to_string(&self.stats)
+            .with_context(|| format!("no stats in {}", self.stats.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("bad stats: {text}"))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Deserialize)]
+struct Stats {
+    connectors: std::collections::BTreeMap<String, ConnectorStats>,
+    peak_rss_kb: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ConnectorStats {
+    bytes_in: u64,
+    events_out: u64,
+}
+
+/// What wrk printed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Wrk {
+    requests_s: f64,
+    requests: u64,
+    socket_errors: u64,
+    non_2xx: u64,
+}
+
+fn parse_wrk(out: &str) -> Wrk {
+    let mut w = Wrk::default();
+    for line in out.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            w.requests_s = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            w.non_2xx = v.trim().parse().unwrap_or(0);
+        } else if let Some(v) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            w.socket_errors = v
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum();
+        } else if line.contains("requests in") {
+            w.requests = line
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    w
+}
+
+/// The lines wrk POSTs, one per request, and the Lua script that cycles through them.
+fn wrk_script(data: &str) -> Result<PathBuf> {
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let lines = temblor_lines(data)?;
+    let bodies = dir.join("http-bodies.json");
+    let mut text = String::new();
+    for line in lines.iter().take(10_000) {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(&bodies, text)?;
+    let script = dir.join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            r#"-- Written by `cargo xtask bench`: POSTs the lines of {bodies}, one per request.
+local bodies = {{}}
+for line in io.lines("{bodies}") do bodies[#bodies + 1] = line end
+local i = 0
+request = function()
+  i = i % #bodies + 1
+  return wrk.format("POST", "/", {{ ["Content-Type"] = "application/json" }}, bodies[i])
+end
+"#,
+            bodies = bodies.display()
+        ),
+    )?;
+    Ok(script)
+}
+
+/// The data set's lines (xz-compressed JSON lines), read with `xz -dc`.
+fn temblor_lines(data: &str) -> Result<Vec<String>> {
+    let out = Command::new("xz")
+        .arg("-dc")
+        .arg(project_root().join(data))
+        .output()
+        .context("cannot run xz")?;
+    if !out.status.success() {
+        bail!("xz -dc {data} failed");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+fn wrk(args: &[String]) -> Result<Wrk> {
+    let out = Command::new("wrk")
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run wrk: install it (`apt-get install wrk`, or `cargo xtask test` installs it)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("wrk failed: {text}");
+    }
+    Ok(parse_wrk(&text))
+}
+
+fn http_deployment(port: u16, max_connections: usize) -> String {
+    format!(
+        r#"# Written by `cargo xtask bench`.
+[[connector]]
+id = "in"
+plugin = "http_server"
+codec = "json"
+config = {{ url = "127.0.0.1:{port}", max_connections = {max_connections} }}
+
+[[connector]]
+id = "out"
+plugin = "blackhole"
+codec = "json"
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#
+    )
+}
+
+fn median(v: &[f64]) -> f64 {
+    crate::compare_compile_times::median(v)
+}
+
+/// `http-ingest`: engine and bare hyper under the same wrk load, alternating.
+pub fn http_ingest(bins: &Bins<'_>, data: &str, seconds: f64, runs: usize) -> Result<NetResult> {
+    let script = wrk_script(data)?;
+    let load = |port: u16| -> Vec<String> {
+        vec![
+            "-t1".into(),
+            "-c64".into(),
+            format!("-d{}s", seconds.ceil() as u64),
+            "-s".into(),
+            script.display().to_string(),
+            format!("http://127.0.0.1:{port}/"),
+        ]
+    };
+    let (mut engine_rs, mut hyper_rs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        eprintln!("http-ingest run {}/{runs}", i + 1);
+        let port = free_port()?;
+        let mut engine = Engine::start(bins, "http-ingest", &http_deployment(port, 1024))?;
+        wait_listening(([127, 0, 0, 1], port).into(), &mut engine.child)?;
+        let e = wrk(&load(port))?;
+        let stats = engine.stop()?;
+        let events = stats.connectors.get("in").map_or(0, |c| c.events_out);
+        if e.socket_errors > 0 || e.non_2xx > 0 || events == 0 {
+            bail!("http-ingest: the engine answered badly: {e:?}, {events} events");
+        }
+        let mut hyper = Command::new(bins.bare_hyper)
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("cannot start bare-hyper")?;
+        let addr = {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(hyper.stdout.take().context("no stdout")?)
+                .read_line(&mut line)?;
+            line.trim().to_owned()
+        };
+        let h = wrk(&load(addr.rsplit(':').next().unwrap_or("0").parse()?));
+        let _ = hyper.kill();
+        let _ = hyper.wait();
+        let h = h?;
+        engine_rs.push(e.requests_s);
+        hyper_rs.push(h.requests_s);
+        ratios.push(e.requests_s / h.requests_s);
+    }
+    let ratio = median(&ratios);
+    Ok(NetResult {
+        scenario: "http-ingest",
+        figure: "requests/s".into(),
+        value: median(&engine_rs),
+        baseline: Some(median(&hyper_rs)),
+        checked: ratio,
+        target: "≥ 0.8× bare hyper",
+        pass: ratio >= 0.8,
+        detail: serde_json::json!({ "engine_requests_s": engine_rs, "bare_hyper_requests_s": hyper_rs, "ratios": ratios }),
+    })
+}
+
+/// Resident memory and threads of `pid` now, from /proc.
+fn rss_threads(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("Threads:"))
+}
+
+/// `http-connections`: 10,000 keep-alive connections at once.
+pub fn http_connections(bins: &Bins<'_>, data: &str, seconds: f64) -> Result<NetResult> {
+    const CONNECTIONS: usize = 10_000;
+    let script = wrk_script(data)?;
+    let port = free_port()?;
+    let mut engine = Engine::start(bins, "http-connections", &http_deployment(port, 20_000))?;
+    wait_listening(([127, 0, 0, 1], port).into(), &mut engine.child)?;
+    let pid = engine.pid();
+    let sampler = std::thread::spawn(move || {
+        // Sampled while wrk runs: the most seen with the connections open.
+        let (mut rss, mut threads) = (0, 0);
+        let until = Instant::now() + Duration::from_secs_f64(seconds.max(5.0) + 10.0);
+        while Instant::now() < until {
+            let (r, t) = rss_threads(pid);
+            if r == 0 {
+                break;
+            }
+            rss = rss.max(r);
+            threads = threads.max(t);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (rss, threads)
+    });
+    eprintln!("http-connections: {CONNECTIONS} connections");
+    let w = wrk(&[
+        "-t2".into(),
+        format!("-c{CONNECTIONS}"),
+        format!("-d{}s", seconds.max(5.0).ceil() as u64),
+        "--timeout".into(),
+        "10s".into(),
+        "-s".into(),
+        script.display().to_string(),
+        format!("http://127.0.0.1:{port}/"),
+    ])?;
+    let stats = engine.stop()?;
+    let (sampled_rss, threads) = sampler.join().unwrap_or((0, 0));
+    let peak_kb = stats.peak_rss_kb.unwrap_or(sampled_rss).max(sampled_rss);
+    let peak_mb = peak_kb as f64 / 1024.0;
+    let events = stats.connectors.get("in").map_or(0, |c| c.events_out);
+    let pass = peak_mb <= 150.0 && w.socket_errors == 0 && w.non_2xx == 0 && w.requests > 0;
+    Ok(NetResult {
+        scenario: "http-connections",
+        figure: format!("peak RSS MB with {CONNECTIONS} connections"),
+        value: peak_mb,
+        baseline: None,
+        checked: peak_mb,
+        target: "≤ 150 MB, every request answered 2xx, no socket error",
+        pass,
+        detail: serde_json::json!({
+            "connections": CONNECTIONS, "requests": w.requests, "requests_s": w.requests_s,
+            "socket_errors": w.socket_errors, "non_2xx": w.non_2xx, "events": events,
+            "peak_rss_kb": peak_kb, "max_threads": threads,
+        }),
+    })
+}
+
+/// `tcp-ingest`: socket clients into tcp_server, against the passthrough-json MB/s.
+pub fn tcp_ingest(
+    bins: &Bins<'_>,
+    data: &str,
+    seconds: f64,
+    runs: usize,
+    passthrough_mb_s: f64,
+) -> Result<NetResult> {
+    let mut mb_s = Vec::new();
+    for i in 0..runs {
+        eprintln!("tcp-ingest run {}/{runs}", i + 1);
+        let port = free_port()?;
+        let deployment = format!(
+            r#"# Written by `cargo xtask bench`.
+[[connector]]
+id = "in"
+plugin = "tcp_server"
+codec = "json"
+preprocessors = ["separate"]
+config = {{ url = "127.0.0.1:{port}" }}
+
+[[connector]]
+id = "out"
+plugin = "blackhole"
+codec = "json"
+postprocessors = ["separate"]
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#
+        );
+        let mut engine = Engine::start(bins, "tcp-ingest", &deployment)?;
+        wait_listening(([127, 0, 0, 1], port).into(), &mut engine.child)?;
+        let out = Command::new(bins.net_load)
+            .args(["blast", &format!("127.0.0.1:{port}")])
+            .arg(project_root().join(data))
+            .args(["--clients", "4", "--seconds", &seconds.to_string()])
+            .output()
+            .context("cannot run net-load")?;
+        if !out.status.success() {
+            bail!("net-load blast failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let blast: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let elapsed = blast["elapsed_s"].as_f64().unwrap_or(seconds);
+        let stats = engine.stop()?;
+        let bytes = stats.connectors.get("in").map_or(0, |c| c.bytes_in);
+        mb_s.push(bytes as f64 / 1e6 / elapsed);
+    }
+    let value = median(&mb_s);
+    let ratio = value / passthrough_mb_s;
+    Ok(NetResult {
+        scenario: "tcp-ingest",
+        figure: "MB/s".into(),
+        value,
+        baseline: Some(passthrough_mb_s),
+        checked: ratio,
+        target: "≥ 0.9× passthrough-json",
+        pass: ratio >= 0.9,
+        detail: serde_json::json!({ "mb_s": mb_s, "clients": 4 }),
+    })
+}
+
+/// `tcp-latency`: 1,000 events/s through tcp_server → pipeline → tcp_client.
+pub fn tcp_latency(bins: &Bins<'_>, seconds: f64) -> Result<NetResult> {
+    let (p_in, p_out) = (free_port()?, free_port()?);
+    let deployment = format!(
+        r#"# Written by `cargo xtask bench`.
+[[connector]]
+id = "in"
+plugin = "tcp_server"
+codec = "json"
+preprocessors = ["separate"]
+config = {{ url = "127.0.0.1:{p_in}" }}
+
+[[connector]]
+id = "out"
+plugin = "tcp_client"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ url = "127.0.0.1:{p_out}" }}
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#
+    );
+    // The probe listens first, so the engine's client finds it.
+    let probe = Command::new(bins.net_load)
+        .args([
+            "latency",
+            &format!("127.0.0.1:{p_in}"),
+            &format!("127.0.0.1:{p_out}"),
+        ])
+        .args(["--rate", "1000", "--seconds", &seconds.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run net-load")?;
+    std::thread::sleep(Duration::from_millis(200));
+    let engine = Engine::start(bins, "tcp-latency", &deployment)?;
+    let out = probe.wait_with_output()?;
+    let _ = engine.stop();
+    if !out.status.success() {
+        bail!("net-load latency failed");
+    }
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let p99_ms = r["p99_us"].as_f64().unwrap_or(f64::MAX) / 1000.0;
+    let counted = r["received"].as_u64().unwrap_or(0);
+    let expected = r["sent"].as_u64().unwrap_or(0) - r["warmup"].as_u64().unwrap_or(0);
+    Ok(NetResult {
+        scenario: "tcp-latency",
+        figure: "p99 ms at 1,000 events/s".into(),
+        value: p99_ms,
+        baseline: None,
+        checked: p99_ms,
+        target: "p99 ≤ 1 ms, none lost",
+        pass: p99_ms <= 1.0 && counted == expected,
+        detail: r,
+    })
+}
+
+/// The table of the network scenarios.
+pub fn table(results: &[NetResult]) -> String {
+    let mut out = String::from(
+        "| scenario | figure | value | baseline | checked | target | holds |\n| --- | --- | ---: | ---: | ---: | --- | --- |\n",
+    );
+    for r in results {
+        out.push_str(&format!(
+            "| {} | {} | {:.2} | {} | {:.3} | {} | {} |\n",
+            r.scenario,
+            r.figure,
+            r.value,
+            r.baseline.map_or("-".to_owned(), |b| format!("{b:.2}")),
+            r.checked,
+            r.target,
+            if r.pass { "yes" } else { "**no**" }
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_output_is_read() {
+        let out = "Running 2s test @ http://127.0.0.1:1/\n  1 threads and 64 connections\n  52000 requests in 2.00s, 3.1MB read\n  Socket errors: connect 0, read 2, write 0, timeout 1\n  Non-2xx or 3xx responses: 5\nRequests/sec:  25990.10\n";
+        let w = parse_wrk(out);
+        assert_eq!(w.requests, 52_000);
+        assert_eq!(w.socket_errors, 3);
+        assert_eq!(w.non_2xx, 5);
+        assert!((w.requests_s - 25_990.10).abs() < 1e-6);
+    }
+}
