@@ -1,4 +1,348 @@
-//! End to end: the plugins' own runtimes: side by side, across hot reloads (no thread or socket left behind), and an idle engine.
+//! End to end: the plugins' own runtimes: side by side, across hot reloads (no thread or
+//! socket left behind, open connections closed cleanly), and an idle engine that does not
+//! poll.
+//!
+//! `TEMBLOR_NET_THREADS=1` makes each runtime one worker thread named `temblor-net`, so the
+//! threads tell how many runtimes run: one per network plugin library when plugins are
+//! loaded from files (each cdylib has its own copy of tokio), one in the monolith.
 
-#[allow(unused_imports)]
-use crate::support;
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::support::{free_port, temblor, temp_dir};
+
+/// tcp_server on `tcp` and http_server on `http`, both into out.txt, one event a line.
+fn two_servers(tcp: u16, http: u16, out: &Path) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "tcp"
+plugin = "tcp_server"
+codec = "string"
+preprocessors = ["separate"]
+config = {{ url = "127.0.0.1:{tcp}" }}
+
+[[connector]]
+id = "http"
+plugin = "http_server"
+codec = "string"
+config = {{ url = "127.0.0.1:{http}" }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "string"
+postprocessors = ["separate"]
+config = {{ path = "{out}", mode = "write" }}
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "tcp"
+to = "main"
+
+[[connect]]
+from = "http"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+        out = out.display()
+    )
+}
+
+/// An engine whose log goes to a file (a pipe nobody reads would fill up and stall it).
+struct Engine {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Engine {
+    fn start(mut cmd: Command, dir: &Path, deployment: &str) -> Self {
+        let file = dir.join("deploy.toml");
+        std::fs::write(&file, deployment).unwrap();
+        let log = dir.join("log.txt");
+        let child = cmd
+            .env("TEMBLOR_NET_THREADS", "1")
+            .arg("run")
+            .arg(&file)
+            .args(extra_args(dir))
+            .stderr(std::fs::File::create(&log).unwrap())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM; the exit status and the log.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let signalled = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(signalled.success());
+        let status = child.wait().unwrap();
+        (status, self.log())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `--control dir/control.sock` for the plugin layout (reloads), nothing in the monolith.
+fn extra_args(dir: &Path) -> Vec<String> {
+    if cfg!(feature = "monolith") {
+        Vec::new()
+    } else {
+        vec![
+            "--control".into(),
+            dir.join("control.sock").display().to_string(),
+        ]
+    }
+}
+
+/// Waits (20 s at most) until `what` holds.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+fn lines(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The names of the process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_owned())
+        .collect()
+}
+
+fn net_threads(pid: u32) -> usize {
+    thread_names(pid)
+        .iter()
+        .filter(|n| n.as_str() == "temblor-net")
+        .count()
+}
+
+/// How many sockets of the process listen on `port` (from /proc/net/tcp, state 0A).
+fn listeners_on(pid: u32, port: u16) -> usize {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.display().to_string();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap()
+        + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|row| {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            cols.len() > 9
+                && cols[3] == "0A"
+                && cols[1].ends_with(&format!(":{port:04X}"))
+                && inodes.iter().any(|i| i == cols[9])
+        })
+        .count()
+}
+
+fn send_line(port: u16, line: &str) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("{line}\n").as_bytes()).unwrap();
+}
+
+fn post(port: u16, body: &str) {
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", body])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "202", "{out:?}");
+}
+
+#[test]
+fn two_network_plugins_run_side_by_side_each_on_its_own_runtime() {
+    let dir = temp_dir("net-side-by-side");
+    let out = dir.join("out.txt");
+    let (tcp, http) = (free_port(), free_port());
+    let engine = Engine::start(temblor(), &dir, &two_servers(tcp, http, &out));
+    wait_until("both servers listen", || listening(tcp) && listening(http));
+    send_line(tcp, "over tcp");
+    post(http, "over http");
+    wait_until("both events written", || lines(&out).len() == 2);
+    let mut got = lines(&out);
+    got.sort();
+    assert_eq!(got, ["over http", "over tcp"]);
+    // Each plugin library has its own tokio; the monolith links one.
+    let runtimes = net_threads(engine.pid());
+    let expected = if cfg!(feature = "monolith") { 1 } else { 2 };
+    assert_eq!(
+        runtimes,
+        expected,
+        "runtime threads: {:?}",
+        thread_names(engine.pid())
+    );
+    let (status, log) = engine.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[test]
+fn an_idle_engine_with_network_sources_open_does_not_poll() {
+    let dir = temp_dir("net-idle");
+    let out = dir.join("out.txt");
+    let (tcp, http) = (free_port(), free_port());
+    let engine = Engine::start(temblor(), &dir, &two_servers(tcp, http, &out));
+    wait_until("both servers listen", || listening(tcp) && listening(http));
+    // A client connected and silent: its connection's task is idle too.
+    let _quiet = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let switches = |pid: u32| -> u64 {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+            .flat_map(|s| {
+                s.lines()
+                    .filter(|l| l.contains("ctxt_switches:"))
+                    .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    };
+    let before = switches(engine.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let woke = switches(engine.pid()) - before;
+    // A loop that sleeps in 20 ms steps wakes 100 times in 2 s; one waiting for 100 ms, 20.
+    assert!(
+        woke < 10,
+        "the idle engine's threads woke {woke} times in 2 s: something polls"
+    );
+    let (status, log) = engine.stop();
+    assert!(status.success(), "{log}");
+}
+
+#[cfg(not(feature = "monolith"))]
+mod reloads {
+    use super::*;
+    use crate::reload::{private_plugins, temblor_in};
+
+    fn reload(dir: &Path, plugins: &Path, name: &str) {
+        let out = temblor_in(dir, plugins)
+            .args(["plugins", "reload", name, "--control"])
+            .arg(dir.join("control.sock"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn a_hundred_reloads_of_a_network_plugin_leave_no_thread_and_no_listener_behind() {
+        let dir = temp_dir("net-reloads");
+        let plugins = private_plugins(&dir);
+        let out = dir.join("out.txt");
+        let (tcp, http) = (free_port(), free_port());
+        let engine = Engine::start(temblor_in(&dir, &plugins), &dir, &two_servers(tcp, http, &out));
+        wait_until("both servers listen", || listening(tcp) && listening(http));
+        send_line(tcp, "0");
+        wait_until("the first line", || lines(&out).len() == 1);
+        let pid = engine.pid();
+        let threads = thread_names(pid).len();
+        assert_eq!(net_threads(pid), 2);
+        for i in 1..=100 {
+            reload(&dir, &plugins, "tcp_server");
+            if i % 25 == 0 {
+                send_line(tcp, &i.to_string());
+            }
+        }
+        wait_until("a line after every 25 reloads", || lines(&out).len() == 5);
+        assert_eq!(lines(&out), ["0", "25", "50", "75", "100"]);
+        // The replaced libraries' runtimes were shut down: one each for tcp_server's latest
+        // copy and http_server, and no other thread more than before.
+        wait_until("old runtimes joined", || thread_names(pid).len() == threads);
+        assert_eq!(net_threads(pid), 2, "{:?}", thread_names(pid));
+        assert_eq!(listeners_on(pid, tcp), 1, "one listener on the tcp port");
+        let (status, log) = engine.stop();
+        assert!(status.success(), "{log}");
+    }
+
+    #[test]
+    fn a_plugin_reloaded_with_open_connections_closes_them_cleanly() {
+        let dir = temp_dir("net-unload-open");
+        let plugins = private_plugins(&dir);
+        let out = dir.join("out.txt");
+        let (tcp, http) = (free_port(), free_port());
+        let engine = Engine::start(temblor_in(&dir, &plugins), &dir, &two_servers(tcp, http, &out));
+        wait_until("both servers listen", || listening(tcp) && listening(http));
+        let mut clients: Vec<TcpStream> = (0..3)
+            .map(|i| {
+                let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+                s.write_all(format!("client {i}\n").as_bytes()).unwrap();
+                s
+            })
+            .collect();
+        wait_until("three lines", || lines(&out).len() == 3);
+        reload(&dir, &plugins, "tcp_server");
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = [0_u8; 16];
+            match c.read(&mut buf) {
+                Ok(0) => {}
+                other => panic!("client {i}: expected the server to close, got {other:?}"),
+            }
+        }
+        send_line(tcp, "after");
+        wait_until("the line after the reload", || lines(&out).len() == 4);
+        let mut got = lines(&out);
+        got.sort();
+        assert_eq!(got, ["after", "client 0", "client 1", "client 2"]);
+        let (status, log) = engine.stop();
+        assert!(status.success(), "{log}");
+    }
+}

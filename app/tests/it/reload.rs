@@ -10,7 +10,7 @@ use std::{
 use crate::support::{connector_stat, output, plugin_dir, temp_dir};
 
 /// A private copy of the shipped plugins (so a test can replace a file) in `dir/plugins`.
-fn private_plugins(dir: &Path) -> PathBuf {
+pub(crate) fn private_plugins(dir: &Path) -> PathBuf {
     let out = dir.join("plugins");
     std::fs::create_dir_all(&out).unwrap();
     for e in std::fs::read_dir(plugin_dir("plugins")).unwrap() {
@@ -20,7 +20,7 @@ fn private_plugins(dir: &Path) -> PathBuf {
     out
 }
 
-fn temblor_in(dir: &Path, plugins: &Path) -> Command {
+pub(crate) fn temblor_in(dir: &Path, plugins: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_temblor"));
     // Run in the test's folder: no ./target/plugins there, only the private copies load.
     cmd.current_dir(dir)

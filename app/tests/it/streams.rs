@@ -10,7 +10,6 @@
 use std::{
     collections::HashMap,
     io::{BufRead as _, BufReader, Write as _},
-    net::TcpListener,
     path::Path,
     process::{Child, ChildStdin, Command, Stdio},
     sync::{Arc, Mutex, mpsc},
@@ -21,21 +20,13 @@ use std::{
 use codec_json::decode_slice;
 use temblor_shim::Value;
 
-use crate::support::{deployment, temblor, temp_dir};
+use crate::support::{deployment, free_port, temblor, temp_dir};
 
 /// How many lines each client sends.
 const LINES: usize = 8;
 
 /// The pause between two writes, so that the clients' pieces really arrive interleaved.
 const PAUSE: Duration = Duration::from_millis(25);
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
 
 /// `in` (tcp_server on `port`, `codec`, split per connection by `separate`) → `main`
 /// (`operators`) → `out` (a file, `out_codec`, one event per line).

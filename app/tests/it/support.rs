@@ -37,6 +37,14 @@ pub fn plugin_dir(which: &str) -> PathBuf {
     dir
 }
 
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+}
+
 /// A fresh, empty directory for one test.
 pub fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("temblor-it-{}-{test}", std::process::id()));
