@@ -7,7 +7,7 @@
 mod support;
 
 #[cfg(all(unix, not(feature = "monolith")))]
-mod abi_v1;
+mod abi_older;
 #[cfg(unix)]
 mod checkpoint;
 #[cfg(all(unix, not(feature = "monolith")))]
@@ -16,8 +16,6 @@ mod faults;
 mod http_delivery;
 #[cfg(not(feature = "monolith"))]
 mod loading;
-#[cfg(all(unix, not(feature = "monolith")))]
-mod pinning;
 #[cfg(unix)]
 mod net_http_client;
 #[cfg(unix)]
@@ -30,6 +28,8 @@ mod net_tcp_udp;
 mod net_unix;
 #[cfg(unix)]
 mod net_ws;
+#[cfg(all(unix, not(feature = "monolith")))]
+mod pinning;
 mod pipeline;
 #[cfg(all(unix, not(feature = "monolith")))]
 mod reload;
