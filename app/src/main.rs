@@ -344,9 +344,11 @@ fn run(
     }
     // The handlers above set the flag; this thread also wakes the sources that wait for data
     // (without it they would notice the stop only when data came).
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-            .context("cannot install signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("cannot install signal handlers")?;
     let engine = match Engine::start(&deployment, &plan, &registry, stop) {
         Ok(engine) => engine,
         Err(e) => {

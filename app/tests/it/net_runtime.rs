@@ -132,7 +132,10 @@ fn extra_args(dir: &Path) -> Vec<String> {
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let started = Instant::now();
     while !f() {
-        assert!(started.elapsed() < Duration::from_secs(20), "timed out: {what}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -197,7 +200,15 @@ fn send_line(port: u16, line: &str) {
 
 fn post(port: u16, body: &str) {
     let out = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--data-binary", body])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            body,
+        ])
         .arg(format!("http://127.0.0.1:{port}/"))
         .output()
         .unwrap();
@@ -288,7 +299,11 @@ mod reloads {
         let plugins = private_plugins(&dir);
         let out = dir.join("out.txt");
         let (tcp, http) = (free_port(), free_port());
-        let engine = Engine::start(temblor_in(&dir, &plugins), &dir, &two_servers(tcp, http, &out));
+        let engine = Engine::start(
+            temblor_in(&dir, &plugins),
+            &dir,
+            &two_servers(tcp, http, &out),
+        );
         wait_until("both servers listen", || listening(tcp) && listening(http));
         send_line(tcp, "0");
         wait_until("the first line", || lines(&out).len() == 1);
@@ -318,7 +333,11 @@ mod reloads {
         let plugins = private_plugins(&dir);
         let out = dir.join("out.txt");
         let (tcp, http) = (free_port(), free_port());
-        let engine = Engine::start(temblor_in(&dir, &plugins), &dir, &two_servers(tcp, http, &out));
+        let engine = Engine::start(
+            temblor_in(&dir, &plugins),
+            &dir,
+            &two_servers(tcp, http, &out),
+        );
         wait_until("both servers listen", || listening(tcp) && listening(http));
         let mut clients: Vec<TcpStream> = (0..3)
             .map(|i| {
