@@ -1,4 +1,648 @@
 //! End to end: tcp and udp connectors on tokio, with TLS checked by `openssl s_client`.
+//!
+//! - `tcp_server` with `tls`: `openssl s_client -CAfile ca.pem -verify_return_error` sends lines
+//!   that arrive, with their `meta.peer`, in a file; a client that does not trust the
+//!   certificate, and one speaking plain TCP, deliver nothing.
+//! - `tcp_client` with `tls.ca`: to `openssl s_server`, and to the same engine's `tcp_server`
+//!   with TLS.
+//! - A TLS file that is missing or holds no certificate or key stops the engine at start-up,
+//!   with a message naming the connector, the field and the file, and a non-zero exit.
+//! - `udp_server` and `udp_client` still carry datagrams (one event each, with `meta.peer`).
+//!
+//! Every port is a free loopback one: the servers listen on port 0 and the test reads the port
+//! from the log (`tcp server listening ... addr=`), or takes one that is free now.
 
-#[allow(unused_imports)]
-use crate::support;
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{SocketAddr, TcpStream, UdpSocket},
+    path::Path,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use codec_json::decode_slice;
+use temblor_shim::Value;
+
+use crate::support::{deployment, free_port, temblor, temp_dir, tls_files};
+
+/// The engine under test, its log collected as it comes: killed when dropped (a failed test
+/// leaves nothing behind).
+struct Engine {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    lines: mpsc::Receiver<String>,
+    /// Reads the log; ends at the end of stderr, after the engine exited.
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Engine {
+    fn start(deploy: &Path) -> Self {
+        let mut child = temblor()
+            .arg("run")
+            .arg(deploy)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = mpsc::channel();
+        let keep = Arc::clone(&log);
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                keep.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            log,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The `addr=` of the first log line that says `what` (`tcp server listening`).
+    fn listening(&self, what: &str) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                panic!("no '{what}' line within 30 s: {}", self.log());
+            };
+            if line.contains(what)
+                && let Some(addr) = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("addr="))
+            {
+                return addr.trim_matches('"').parse().unwrap();
+            }
+        }
+    }
+
+    /// Waits for the engine to exit on its own (30 s at most), and for the last of its log.
+    fn wait(&mut self) -> ExitStatus {
+        let status = wait_exit(&mut self.child, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("temblor still running after 30 s: {}", self.log()));
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        status
+    }
+
+    /// SIGTERM, then waits for the exit; the status must be 0.
+    fn stop(mut self) -> String {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = self.wait();
+        let log = self.log();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit after SIGTERM: {status}: {log}"
+        );
+        log
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process, killed and reaped when dropped.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for `child` to exit, at most `limit`.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The lines of `path` (none when it does not exist yet).
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits (30 s at most) until `path` holds at least `n` lines; its lines.
+fn wait_lines(path: &Path, n: usize, engine: &Engine) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = lines(path);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} holds {} of {n} lines after 30 s: {got:?}\n{}",
+            path.display(),
+            got.len(),
+            engine.log()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn event(line: &str) -> Value {
+    decode_slice(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// `tls = { cert, key }` as TOML.
+fn server_tls(cert: &Path, key: &Path) -> String {
+    format!(
+        r#"{{ cert = "{}", key = "{}" }}"#,
+        cert.display(),
+        key.display()
+    )
+}
+
+/// `in` (tcp_server on `url` with `tls`, JSON lines) → `main` (each event gets `peer` and
+/// `stream` from its meta) → `out` (a JSON file).
+fn tls_server_to_file(url: &str, tls: &str, out: &Path) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "in"
+plugin = "tcp_server"
+codec = "json"
+preprocessors = ["separate"]
+config = {{ url = "{url}", tls = {tls} }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[pipeline]]
+id = "main"
+operators = [{{ set = {{ "event.peer" = 'meta.peer', "event.stream" = 'meta.stream' }} }}]
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+        out.display()
+    )
+}
+
+/// `openssl s_client` to `addr` trusting `ca`, refusing a certificate it cannot verify, reading
+/// what to send from its stdin and closing (with `close_notify`) at its end.
+fn s_client(addr: SocketAddr, ca: &Path) -> Child {
+    Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string(), "-CAfile"])
+        .arg(ca)
+        .args(["-verify_return_error", "-quiet", "-no_ign_eof"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start openssl (is it installed?)")
+}
+
+#[test]
+fn tcp_server_with_tls_takes_lines_from_openssl_s_client() {
+    const LINES: u64 = 200;
+    let dir = temp_dir("net-tcp-tls-server");
+    let (ca, cert, key) = tls_files(&dir);
+    let out = dir.join("out.json");
+    let deploy = deployment(
+        &dir,
+        &tls_server_to_file("127.0.0.1:0", &server_tls(&cert, &key), &out),
+    );
+    let engine = Engine::start(&deploy);
+    let addr = engine.listening("tcp server listening");
+
+    // A client that does not trust the certificate gives up in the handshake: nothing is sent.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (other_ca, _, _) = tls_files(&other);
+    let mut untrusting = s_client(addr, &other_ca);
+    untrusting
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"n\":-1}\n")
+        .unwrap();
+    let status = wait_exit(&mut untrusting, Duration::from_secs(30)).expect("s_client exits");
+    let mut complaint = String::new();
+    untrusting
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut complaint)
+        .unwrap();
+    assert!(!status.success(), "an unknown CA is refused: {complaint}");
+    assert!(complaint.contains("verify"), "{complaint}");
+
+    // A client speaking plain TCP to the TLS port: the handshake fails, the server closes.
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    plain.write_all(b"{\"n\":-2}\n").unwrap();
+    let mut buf = [0; 256];
+    while matches!(plain.read(&mut buf), Ok(n) if n > 0) {}
+
+    // The client that trusts the CA: every line arrives, decrypted, with its peer.
+    let mut client = s_client(addr, &ca);
+    let mut stdin = client.stdin.take().unwrap();
+    for n in 0..LINES {
+        stdin
+            .write_all(format!("{{\"n\":{n},\"text\":\"line {n} over tls\"}}\n").as_bytes())
+            .unwrap();
+    }
+    drop(stdin);
+    let status = wait_exit(&mut client, Duration::from_secs(30)).expect("s_client exits");
+    let mut said = String::new();
+    client
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert!(
+        status.success(),
+        "s_client verified the server and sent: {said}"
+    );
+    wait_lines(&out, LINES as usize, &engine);
+    let log = engine.stop();
+
+    let got = lines(&out);
+    assert_eq!(
+        got.len(),
+        LINES as usize,
+        "nothing else arrived: {got:?}\n{log}"
+    );
+    let mut peers = Vec::new();
+    for (line, n) in got.iter().zip(0..) {
+        let e = event(line);
+        assert_eq!(e.get("n").and_then(Value::as_u64), Some(n), "{line}");
+        assert_eq!(
+            e.get("text").and_then(Value::as_str),
+            Some(format!("line {n} over tls").as_str())
+        );
+        let peer = e.get("peer").and_then(Value::as_str).expect("meta.peer");
+        let port: u16 = peer
+            .strip_prefix("127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("peer is not 127.0.0.1:PORT: {line}"));
+        assert!(port > 0 && port != addr.port(), "{line}");
+        peers.push((peer.to_owned(), e.get("stream").and_then(Value::as_u64)));
+    }
+    assert!(
+        peers.iter().all(|p| *p == peers[0]),
+        "one connection: one peer, one stream"
+    );
+    assert!(log.contains("TLS handshake failed"), "{log}");
+}
+
+/// `in` (a file of lines) → `main` → `out` (tcp_client to `url` with `tls`).
+fn file_to_tls_client(input: &Path, url: &str, tls: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "in"
+plugin = "file"
+codec = "string"
+preprocessors = ["separate"]
+config = {{ path = "{}", mode = "read" }}
+
+[[connector]]
+id = "out"
+plugin = "tcp_client"
+codec = "string"
+postprocessors = ["separate"]
+config = {{ url = "{url}", backoff_ms = 50, max_backoff_ms = 500, max_retries = 40, tls = {tls} }}
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+        input.display()
+    )
+}
+
+/// Waits (30 s at most) until something accepts TCP connections on `port`.
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn tcp_client_with_tls_ca_writes_to_openssl_s_server() {
+    let dir = temp_dir("net-tcp-tls-client");
+    let (ca, cert, key) = tls_files(&dir);
+    let port = free_port();
+    let received = dir.join("received.txt");
+    // stdin stays open (and unread: `-quiet` ignores its end); what clients send goes to
+    // stdout, one connection after the other.
+    let mut server = Peer(
+        Command::new("openssl")
+            .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .arg("-quiet")
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&received).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start openssl (is it installed?)"),
+    );
+    wait_listening(port);
+    let input = dir.join("in.txt");
+    let sent: Vec<String> = (0..500).map(|n| format!("line {n} to s_server")).collect();
+    std::fs::write(
+        &input,
+        sent.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    // The server's certificate is for 127.0.0.1, the host of `url`.
+    let tls = format!(r#"{{ ca = "{}" }}"#, ca.display());
+    let deploy = deployment(
+        &dir,
+        &file_to_tls_client(&input, &format!("127.0.0.1:{port}"), &tls),
+    );
+    let mut engine = Engine::start(&deploy);
+    // The file source ends: the engine drains, the client closes, and it exits.
+    let status = engine.wait();
+    assert!(status.success(), "{status}: {}", engine.log());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines(&received).len() < sent.len() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(lines(&received), sent, "{}", engine.log());
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "s_server is still up"
+    );
+    let log = engine.log();
+    assert!(log.contains("connected to the tcp server"), "{log}");
+}
+
+#[test]
+fn tcp_client_with_tls_to_the_engine_s_own_tls_server() {
+    let dir = temp_dir("net-tcp-tls-loop");
+    let (ca, cert, key) = tls_files(&dir);
+    let port = free_port();
+    let (input, out) = (dir.join("in.txt"), dir.join("out.txt"));
+    let sent: Vec<String> = (0..1000).map(|n| format!("loop {n}")).collect();
+    std::fs::write(
+        &input,
+        sent.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    // file → tcp_client (TLS, checking the name `localhost`) → tcp_server (TLS) → file.
+    let text = format!(
+        r#"
+[[connector]]
+id = "in"
+plugin = "file"
+codec = "string"
+preprocessors = ["separate"]
+config = {{ path = "{input}", mode = "read" }}
+
+[[connector]]
+id = "send"
+plugin = "tcp_client"
+codec = "string"
+postprocessors = ["separate"]
+config = {{ url = "127.0.0.1:{port}", backoff_ms = 50, max_backoff_ms = 500, max_retries = 40, tls = {{ ca = "{ca}", server_name = "localhost" }} }}
+
+[[connector]]
+id = "receive"
+plugin = "tcp_server"
+codec = "string"
+preprocessors = ["separate"]
+config = {{ url = "127.0.0.1:{port}", tls = {tls} }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "string"
+postprocessors = ["separate"]
+config = {{ path = "{out}", mode = "write" }}
+
+[[pipeline]]
+id = "outbound"
+operators = []
+
+[[pipeline]]
+id = "inbound"
+operators = []
+
+[[connect]]
+from = "in"
+to = "outbound"
+
+[[connect]]
+from = "outbound"
+to = "send"
+
+[[connect]]
+from = "receive"
+to = "inbound"
+
+[[connect]]
+from = "inbound"
+to = "out"
+"#,
+        input = input.display(),
+        ca = ca.display(),
+        tls = server_tls(&cert, &key),
+        out = out.display()
+    );
+    let engine = Engine::start(&deployment(&dir, &text));
+    assert_eq!(engine.listening("tcp server listening").port(), port);
+    wait_lines(&out, sent.len(), &engine);
+    let log = engine.stop();
+    assert_eq!(lines(&out), sent, "{log}");
+}
+
+/// Runs `deploy`, which must fail at start-up: the exit status and the log.
+fn start_up_failure(deploy: &Path) -> (ExitStatus, String) {
+    let mut engine = Engine::start(deploy);
+    let status = engine.wait();
+    (status, engine.log())
+}
+
+#[test]
+fn a_bad_tls_file_stops_the_engine_at_start_up_naming_it() {
+    let dir = temp_dir("net-tcp-tls-bad");
+    let (ca, cert, key) = tls_files(&dir);
+    let out = dir.join("out.json");
+    let missing = dir.join("missing.pem");
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a PEM file\n").unwrap();
+    // tcp_server: a certificate that is not there, a key file with no key in it.
+    for (tls, field, file) in [
+        (server_tls(&missing, &key), "`tls.cert`", &missing),
+        (server_tls(&cert, &junk), "`tls.key`", &junk),
+        // The CA's certificate with the server's key: not a pair.
+        (server_tls(&ca, &key), "`tls.key`", &key),
+    ] {
+        let deploy = deployment(&dir, &tls_server_to_file("127.0.0.1:0", &tls, &out));
+        let (status, log) = start_up_failure(&deploy);
+        assert!(!status.success(), "{status}: {log}");
+        assert!(!log.contains("tcp server listening"), "{log}");
+        let error = log
+            .lines()
+            .find(|l| l.contains("error") && l.contains(field))
+            .unwrap_or_else(|| panic!("no error naming {field}: {log}"));
+        for needle in ["'in'", "tcp_server", &file.display().to_string()] {
+            assert!(error.contains(needle), "{needle}: {error}");
+        }
+    }
+    // tcp_client: a CA file that is not there, one with no certificate in it.
+    let input = dir.join("in.txt");
+    std::fs::write(&input, "x\n").unwrap();
+    for ca in [&missing, &junk] {
+        let tls = format!(r#"{{ ca = "{}" }}"#, ca.display());
+        let deploy = deployment(&dir, &file_to_tls_client(&input, "127.0.0.1:9", &tls));
+        let (status, log) = start_up_failure(&deploy);
+        assert!(!status.success(), "{status}: {log}");
+        let error = log
+            .lines()
+            .find(|l| l.contains("error") && l.contains("`tls.ca`"))
+            .unwrap_or_else(|| panic!("no error naming `tls.ca`: {log}"));
+        for needle in ["'out'", "tcp_client", &ca.display().to_string()] {
+            assert!(error.contains(needle), "{needle}: {error}");
+        }
+    }
+}
+
+#[test]
+fn udp_server_and_udp_client_carry_datagrams_with_their_sender() {
+    const DATAGRAMS: u64 = 50;
+    let dir = temp_dir("net-udp");
+    let out = dir.join("out.json");
+    let relay = UdpSocket::bind("127.0.0.1:0").unwrap();
+    relay
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // udp_server → main (each event gets its sender) → a JSON file, and → udp_client to `relay`.
+    let text = format!(
+        r#"
+[[connector]]
+id = "in"
+plugin = "udp_server"
+codec = "json"
+preprocessors = ["separate"]
+config = {{ url = "127.0.0.1:0" }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[connector]]
+id = "relay"
+plugin = "udp_client"
+codec = "json"
+config = {{ url = "{}" }}
+
+[[pipeline]]
+id = "main"
+operators = [{{ set = {{ "event.peer" = 'meta.peer' }} }}]
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+
+[[connect]]
+from = "main"
+to = "relay"
+"#,
+        out.display(),
+        relay.local_addr().unwrap()
+    );
+    let engine = Engine::start(&deployment(&dir, &text));
+    let addr = engine.listening("udp server listening");
+    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = sender.local_addr().unwrap().to_string();
+    for n in 0..DATAGRAMS {
+        // Two events in each datagram: `separate` cuts it, nothing carries over.
+        sender
+            .send_to(
+                format!("{{\"n\":{n},\"half\":0}}\n{{\"n\":{n},\"half\":1}}").as_bytes(),
+                addr,
+            )
+            .unwrap();
+    }
+    let want = 2 * DATAGRAMS as usize;
+    wait_lines(&out, want, &engine);
+    let mut relayed = Vec::new();
+    let mut buf = [0; 2048];
+    while relayed.len() < want {
+        let (n, from) = relay
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("{} of {want} datagrams relayed: {e}", relayed.len()));
+        assert!(from.ip().is_loopback());
+        relayed.push(event(std::str::from_utf8(&buf[..n]).unwrap()));
+    }
+    let log = engine.stop();
+    let got: Vec<Value> = lines(&out).iter().map(|l| event(l)).collect();
+    assert_eq!(got.len(), want, "{log}");
+    for (i, e) in got.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(e.get("n").and_then(Value::as_u64), Some(i / 2), "{e}");
+        assert_eq!(e.get("half").and_then(Value::as_u64), Some(i % 2), "{e}");
+        assert_eq!(e.get("peer").and_then(Value::as_str), Some(me.as_str()));
+    }
+    // One datagram per event out of udp_client, each with its sender.
+    assert_eq!(relayed, got);
+}

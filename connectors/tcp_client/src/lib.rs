@@ -1,10 +1,15 @@
-//! The `tcp_client` connector: writes frames to a TCP server, reconnecting when the connection
-//! breaks.
+//! The `tcp_client` connector: writes frames to a TCP server, plain or over TLS, reconnecting
+//! when the connection breaks.
 //!
 //! Sink only (asking for a source is an `Unsupported` error): what the server sends back is read
-//! and thrown away. The constructor checks that `url` resolves and tries to connect once; a
-//! server that is not up yet is no error (the first batch connects). Every frame is written as it
-//! is (the postprocessors add separators), a batch at a time.
+//! and thrown away. The constructor checks that `url` resolves, loads the `tls.ca` file and
+//! tries to connect once; a server that is not up yet is no error (the first batch connects).
+//! Every frame is written as it is (the postprocessors add separators), a batch at a time.
+//!
+//! The connection lives on the plugin's tokio runtime (`temblor-net`): `push` runs the connect,
+//! the TLS handshake and the writes there and waits for them on the engine's thread, so a batch
+//! is on the wire (handed to the kernel; with TLS, encrypted and handed over) when `push`
+//! returns. The connector starts no task of its own: between batches nothing runs for it.
 //!
 //! **Broken connections.** Before each batch the sink looks whether the server has closed the
 //! connection (a server that went away between batches loses nothing); if it has, or writing the
@@ -15,15 +20,26 @@
 //! frames twice; and bytes that the kernel had accepted just before a server vanished without
 //! closing (a crash, a cut cable) are lost: TCP does not tell the sender. `push` blocks while it
 //! retries, which holds the pipeline back (backpressure), for at most about
-//! `max_retries × max_backoff_ms` plus the timeouts.
+//! `max_retries × max_backoff_ms` plus the timeouts. A TLS handshake that fails (the server's
+//! certificate is not signed by `tls.ca`, or not for `tls.server_name`) counts as a failed
+//! attempt, and the error names the reason.
 //!
 //! ## Config
 //! - `url` (string, required): the server's `host:port`, e.g. `"127.0.0.1:4242"`.
 //! - `backoff_ms` (integer, default 100, at least 1): the wait before the first retry.
 //! - `max_backoff_ms` (integer, default 5000, at least `backoff_ms`): the longest wait.
 //! - `max_retries` (integer, default 10): attempts after the first before a batch fails.
-//! - `timeout_ms` (integer, default 5000, at least 1): for connecting and for each write; a
-//!   server that stops reading for that long counts as a broken connection.
+//! - `timeout_ms` (integer, default 5000, at least 1): for connecting, for the TLS handshake
+//!   (which also gives up after 10 s) and for each write of up to 64 KiB; a server that stops
+//!   reading for that long counts as a broken connection.
+//! - `tls` (table, optional): speak TLS (1.2 and 1.3, rustls) to the server:
+//!   - `ca` (string, optional): PEM file with the certificates to trust; without it, the
+//!     system's root certificates;
+//!   - `server_name` (string, optional): the name the server's certificate must be for; default:
+//!     the host of `url` (a DNS name or an IP address).
+//!
+//!   A `ca` file that cannot be read or holds no certificate is a config error when the engine
+//!   starts, naming the connector, the field and the file. No client certificate is sent.
 //!
 //! ## Example
 //! ```toml
@@ -33,22 +49,46 @@
 //! codec = "json"
 //! postprocessors = ["separate"]
 //! config = { url = "127.0.0.1:4242", backoff_ms = 100, max_backoff_ms = 5000 }
+//!
+//! [[connector]]
+//! id = "forward-tls"
+//! plugin = "tcp_client"
+//! codec = "json"
+//! postprocessors = ["separate"]
+//! config = { url = "127.0.0.1:4443", tls = { ca = "/etc/temblor/ca.pem", server_name = "localhost" } }
 //! ```
 
 use std::{
-    io::{self, Read, Write},
-    net::{SocketAddr, TcpStream, ToSocketAddrs},
-    thread,
+    future::poll_fn,
+    io,
+    net::{SocketAddr, ToSocketAddrs},
+    pin::Pin,
+    task::Poll,
     time::Duration,
 };
 
+use temblor_net::{
+    Service, addr,
+    conn::Conn,
+    rustls::pki_types::ServerName,
+    tls::{self, ClientTls},
+    tokio::{
+        self,
+        io::{AsyncRead, AsyncWriteExt, ReadBuf},
+        net::TcpStream,
+    },
+    tokio_rustls::TlsConnector,
+};
 use temblor_shim::{ErrorKind, Frames, PluginError, Setup, Sink, serde::Deserialize, tracing};
 
 /// Frames are gathered into writes of about this size.
 const CHUNK: usize = 64 * 1024;
 
+/// How long a dropped sink waits for its connection to close cleanly (TLS: `close_notify`).
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// The connector's `config`.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
 pub struct Config {
     /// The server's `host:port`.
@@ -65,6 +105,9 @@ pub struct Config {
     /// The timeout for connecting and for each write, in milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// TLS: the certificates to trust and the server's name (none: plain TCP).
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
 }
 
 fn default_backoff_ms() -> u64 {
@@ -105,51 +148,57 @@ impl Config {
     }
 }
 
+/// A CA file that cannot be read is a mistake in the config, as one that holds no certificate is.
+fn as_config_error(e: PluginError) -> PluginError {
+    PluginError::config(e.message)
+}
+
 /// The `tcp_client` sink.
 pub struct TcpClient {
     id: String,
     config: Config,
     /// The addresses `url` resolved to last.
     addrs: Vec<SocketAddr>,
-    stream: Option<TcpStream>,
+    /// With `tls`: the connector and the name the server's certificate must be for.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    conn: Option<Conn>,
     buf: Vec<u8>,
     connects: u64,
     bytes: u64,
+    /// The runtime the connection lives on (the sink runs no task of its own).
+    service: Service,
 }
 
 impl TcpClient {
-    /// Checks the config and tries to connect once.
+    /// Checks the config, loads the TLS roots and tries to connect once.
     ///
     /// # Errors
-    /// A `Config` error for a bad config or a `url` that does not resolve.
+    /// A `Config` error for a bad config (a `tls.ca` file among them) or a `url` that does not
+    /// resolve; an `Io` error when the network runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
         let id = setup.id;
         config.validate(id)?;
-        let addrs: Vec<SocketAddr> = config
-            .url
-            .to_socket_addrs()
-            .map_err(|e| {
-                PluginError::config(format_args!(
-                    "'{id}': `url` must be host:port, found {:?}: {e}",
-                    config.url
-                ))
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `url` {:?} resolves to no address",
-                config.url
-            )));
-        }
+        let addrs = addr::resolve(id, "url", &config.url)?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| {
+                tls.connector(id, tls::host_of(&config.url), &[])
+                    .map_err(as_config_error)
+            })
+            .transpose()?;
+        let service = Service::new(temblor_net::runtime::handle()?, CLOSE_WAIT);
         let mut client = Self {
             id: id.to_owned(),
             config,
             addrs,
-            stream: None,
+            tls,
+            conn: None,
             buf: Vec::with_capacity(CHUNK),
             connects: 0,
             bytes: 0,
+            service,
         };
         if let Err(e) = client.connect() {
             tracing::warn!(
@@ -166,80 +215,141 @@ impl TcpClient {
         Duration::from_millis(self.config.timeout_ms)
     }
 
-    /// Connects to the first address of `url` that answers (resolving it again first).
+    /// Connects to the first address of `url` that answers (resolving it again first), with
+    /// the TLS handshake when `tls` is set.
     fn connect(&mut self) -> io::Result<()> {
-        self.stream = None;
+        self.conn = None;
         if let Ok(addrs) = self.config.url.to_socket_addrs() {
             let addrs: Vec<SocketAddr> = addrs.collect();
             if !addrs.is_empty() {
                 self.addrs = addrs;
             }
         }
-        let mut last = None;
-        for addr in &self.addrs {
-            match TcpStream::connect_timeout(addr, self.timeout()) {
-                Ok(stream) => {
-                    stream.set_write_timeout(Some(self.timeout()))?;
-                    stream.set_nodelay(true)?;
-                    self.connects += 1;
-                    tracing::info!(
-                        id = %self.id,
-                        peer = %addr,
-                        connects = self.connects,
-                        "connected to the tcp server"
-                    );
-                    self.stream = Some(stream);
-                    return Ok(());
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("no address to connect to")))
+        let timeout = self.timeout();
+        let (addr, conn) =
+            self.service
+                .block_on(connect(&self.addrs, self.tls.as_ref(), timeout))?;
+        self.connects += 1;
+        tracing::info!(
+            id = %self.id,
+            peer = %addr,
+            tls = self.tls.is_some(),
+            connects = self.connects,
+            "connected to the tcp server"
+        );
+        self.conn = Some(conn);
+        Ok(())
     }
 
     /// Writes the whole batch on the current connection (connecting first when there is none
     /// or the server has closed it).
     fn attempt(&mut self, frames: &Frames) -> io::Result<()> {
-        if !self.stream.as_ref().is_some_and(is_open) {
+        let open = match self.conn.as_mut() {
+            Some(conn) => self.service.block_on(is_open(conn)),
+            None => false,
+        };
+        if !open {
             self.connect()?;
         }
-        let Some(stream) = self.stream.as_mut() else {
+        let timeout = self.timeout();
+        let Self {
+            service, conn, buf, ..
+        } = self;
+        let Some(conn) = conn.as_mut() else {
             return Err(io::Error::other("not connected"));
         };
-        self.buf.clear();
-        for frame in frames.iter() {
-            self.buf.extend_from_slice(frame);
-            if self.buf.len() >= CHUNK {
-                stream.write_all(&self.buf)?;
-                self.buf.clear();
+        service.block_on(async {
+            buf.clear();
+            for frame in frames.iter() {
+                buf.extend_from_slice(frame);
+                if buf.len() >= CHUNK {
+                    write(conn, buf, timeout).await?;
+                    buf.clear();
+                }
             }
-        }
-        stream.write_all(&self.buf)?;
-        self.buf.clear();
-        Ok(())
+            write(conn, buf, timeout).await?;
+            buf.clear();
+            Ok(())
+        })
     }
 }
 
-/// Whether the server has not closed the connection; reads and drops what it sent.
-fn is_open(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return false;
+fn timed_out(what: &str, after: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("{what} took more than {} ms", after.as_millis()),
+    )
+}
+
+/// Connects to the first of `addrs` that answers (and completes the TLS handshake).
+async fn connect(
+    addrs: &[SocketAddr],
+    tls: Option<&(TlsConnector, ServerName<'static>)>,
+    timeout: Duration,
+) -> io::Result<(SocketAddr, Conn)> {
+    let mut last = None;
+    for &addr in addrs {
+        let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => {
+                last = Some(e);
+                continue;
+            }
+            Err(_) => {
+                last = Some(timed_out("connecting", timeout));
+                continue;
+            }
+        };
+        tcp.set_nodelay(true)?;
+        let Some((connector, name)) = tls else {
+            return Ok((addr, Conn::Tcp(tcp)));
+        };
+        match tokio::time::timeout(timeout, tls::connect(connector, name.clone(), tcp)).await {
+            Ok(Ok(conn)) => return Ok((addr, conn)),
+            Ok(Err(e)) => {
+                last = Some(io::Error::new(
+                    e.kind(),
+                    format!("TLS handshake with {addr}: {e}"),
+                ));
+            }
+            Err(_) => last = Some(timed_out("the TLS handshake", timeout)),
+        }
     }
+    Err(last.unwrap_or_else(|| io::Error::other("no address to connect to")))
+}
+
+/// Writes `bytes` (and, over TLS, pushes the records out), within `timeout`.
+async fn write(conn: &mut Conn, bytes: &[u8], timeout: Duration) -> io::Result<()> {
+    let written = async {
+        conn.write_all(bytes).await?;
+        conn.flush().await
+    };
+    tokio::time::timeout(timeout, written)
+        .await
+        .unwrap_or_else(|_| Err(timed_out("a write", timeout)))
+}
+
+/// Whether the server has not closed the connection: reads and drops what it sent, without
+/// waiting for more.
+async fn is_open(conn: &mut Conn) -> bool {
     let mut scratch = [0; 4096];
-    let mut reader = stream;
     // A server that keeps talking is open: stop reading after 64 KiB.
     let mut reads = 0;
-    let open = loop {
-        match reader.read(&mut scratch) {
-            Ok(0) => break false,
-            Ok(_) if reads == 16 => break true,
-            Ok(_) => reads += 1,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break true,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break false,
+    poll_fn(|cx| {
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *conn).poll_read(cx, &mut buf) {
+                // Nothing to read now: open.
+                Poll::Pending => return Poll::Ready(true),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(false),
+                Poll::Ready(Ok(())) if reads == 16 => return Poll::Ready(true),
+                Poll::Ready(Ok(())) => reads += 1,
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(false),
+            }
         }
-    };
-    open && stream.set_nonblocking(false).is_ok()
+    })
+    .await
 }
 
 impl Sink for TcpClient {
@@ -256,7 +366,7 @@ impl Sink for TcpClient {
                     return Ok(());
                 }
                 Err(e) => {
-                    self.stream = None;
+                    self.conn = None;
                     if retry == self.config.max_retries {
                         tracing::error!(
                             id = %self.id,
@@ -285,7 +395,10 @@ impl Sink for TcpClient {
                         error = %e,
                         "writing to the tcp server failed; reconnecting"
                     );
-                    thread::sleep(Duration::from_millis(backoff));
+                    // The backoff between attempts (the engine's thread waits here: backpressure).
+                    let wait = Duration::from_millis(backoff);
+                    self.service
+                        .block_on(async { tokio::time::sleep(wait).await });
                     backoff = backoff.saturating_mul(2).min(self.config.max_backoff_ms);
                 }
             }
@@ -293,19 +406,36 @@ impl Sink for TcpClient {
     }
 
     fn flush(&mut self) -> Result<(), PluginError> {
-        // Writes go straight to the socket; there is nothing buffered here.
-        match self.stream.as_mut().map(Write::flush) {
-            Some(Err(e)) => Err(PluginError::new(
+        // Every write is pushed out as it is made; this finds an error a flush would report.
+        let timeout = self.timeout();
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let flushed = self.service.block_on(async {
+            tokio::time::timeout(timeout, conn.flush())
+                .await
+                .unwrap_or_else(|_| Err(timed_out("a flush", timeout)))
+        });
+        flushed.map_err(|e| {
+            PluginError::new(
                 ErrorKind::Io,
                 format_args!("'{}': flushing {}: {e}", self.id, self.config.url),
-            )),
-            _ => Ok(()),
-        }
+            )
+        })
     }
 }
 
 impl Drop for TcpClient {
     fn drop(&mut self) {
+        // A clean close (TLS: `close_notify`, then FIN), briefly; the engine's thread is no
+        // runtime thread, so it may wait for it.
+        if let Some(mut conn) = self.conn.take()
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            let _ = self
+                .service
+                .block_on(async { tokio::time::timeout(CLOSE_WAIT, conn.shutdown()).await });
+        }
         tracing::debug!(
             id = %self.id,
             url = %self.config.url,
@@ -320,13 +450,19 @@ temblor_shim::export_plugin! {
     name: "tcp_client",
     kind: Connector,
     sink: TcpClient::new,
+    shutdown: temblor_net::shutdown,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::{net::TcpListener, time::Instant};
-    use temblor_shim::Value;
+    use std::{
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
+        thread,
+        time::Instant,
+    };
+    use temblor_shim::{Object, Value};
 
     fn config(fields: &[(&str, Value)]) -> Value {
         Value::Object(fields.iter().cloned().collect())
@@ -361,6 +497,7 @@ mod tests {
             (c.backoff_ms, c.max_backoff_ms, c.max_retries, c.timeout_ms),
             (100, 5000, 10, 5000)
         );
+        assert!(c.tls.is_none());
         for (fields, needle) in [
             (vec![], "url"),
             (vec![("url", Value::from("no port"))], "url"),
@@ -391,6 +528,40 @@ mod tests {
             assert_eq!(err.kind, ErrorKind::Config, "{err}");
             assert!(err.message.contains(needle), "{err}");
         }
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_a_config_error_naming_the_connector_field_and_file() {
+        let dir =
+            std::env::temp_dir().join(format!("temblor-tcp_client-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").expect("write");
+        for ca in [dir.join("missing.pem"), junk] {
+            let mut tls = Object::new();
+            tls.insert("ca", Value::from(ca.display().to_string()));
+            let err = client(&[
+                ("url", Value::from("127.0.0.1:9")),
+                ("tls", Value::Object(tls)),
+            ])
+            .err()
+            .expect("refused");
+            assert_eq!(err.kind, ErrorKind::Config, "{err}");
+            for needle in ["'t'", "`tls.ca`", &ca.display().to_string()] {
+                assert!(err.message.contains(needle), "{needle}: {err}");
+            }
+        }
+        let mut tls = Object::new();
+        tls.insert("ca_file", Value::from("x"));
+        let err = client(&[
+            ("url", Value::from("127.0.0.1:9")),
+            ("tls", Value::Object(tls)),
+        ])
+        .err()
+        .expect("unknown key refused");
+        assert_eq!(err.kind, ErrorKind::Config, "{err}");
+        assert!(err.message.contains("ca_file"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

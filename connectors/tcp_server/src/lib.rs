@@ -1,14 +1,21 @@
-//! The `tcp_server` connector: listens on a TCP address; each client connection is a stream of
-//! its own.
+//! The `tcp_server` connector: listens on a TCP address, plain or over TLS; each client
+//! connection is a stream of its own.
 //!
-//! Source only (asking for a sink is an `Unsupported` error). The constructor binds the address,
-//! so a port in use is reported when the engine starts. An acceptor thread takes in clients,
-//! up to `max_connections` at once: a client beyond that is closed at once, with a warning in
-//! the log (it starts no stream). Each client gets a reader thread of its own, which hands what
-//! it reads to `pull` through a bounded channel: when the engine is slower than the clients, the
-//! readers stop reading and TCP slows the clients down. `pull` waits at most 100 ms for input,
-//! then says `Idle`; the source never ends by itself. When it is dropped (the engine stops), the
-//! threads stop within about 100 ms, every client is closed and the listening socket is closed.
+//! Source only (asking for a sink is an `Unsupported` error). The constructor binds the address
+//! and loads the TLS certificate and key, so a port in use or a bad certificate is reported when
+//! the engine starts. The connector runs on the plugin's tokio runtime (`temblor-net`): an
+//! accepting task takes in clients, up to `max_connections` at once: a client beyond that is
+//! closed at once, with a warning in the log (it starts no stream). Each client gets a task of
+//! its own (with `tls`, it first completes the TLS handshake, within 10 s; a client whose
+//! handshake fails is logged and closed, and starts no stream), which hands what it reads to
+//! `pull` through a bounded queue (`temblor_net::inbox`): when the engine is slower than the
+//! clients, the tasks stop reading and TCP slows the clients down. Every item queued wakes the
+//! engine; `pull` takes what is queued (at most 256 items or about 1 MiB per pull) and says
+//! `Idle` at once when nothing is, so an idle server costs no CPU (a host that offers no
+//! wake-up gets the old behaviour: `pull` waits up to 100 ms for input). The source never ends
+//! by itself. When it is dropped (the engine stops, restarts or reloads it), the accepting task
+//! and every client's task are stopped and joined before the drop returns: the listening socket
+//! and every client are closed then.
 //!
 //! **Streams.** Each accepted connection gets a fresh stream id (1, 2, 3, ... for the life of
 //! the source) and is handed over as a stream (see `docs/delivery.md`): `start_stream` with its
@@ -18,7 +25,8 @@
 //! `preprocessors`, which the engine runs **per connection**, so a `separate` preprocessor
 //! keeps a partial line per client, lines of clients sending at the same time never mix, and a
 //! client's last line without a separator is one last frame when it closes. Without
-//! preprocessors, each chunk is one frame (a chunk never mixes two clients' bytes).
+//! preprocessors, each chunk is one frame (a chunk never mixes two clients' bytes). Over TLS
+//! the chunks are the decrypted bytes, cut the same way.
 //!
 //! **Acknowledged data.** A chunk is *acknowledged* once `pull` has handed it to the engine: the
 //! engine splits it into frames, counts the events in this connector's `events_out` (see
@@ -28,21 +36,29 @@
 //! client sent it, none twice. (A connection still open then was never ended: the engine
 //! flushes its partial last frame when the source is done, as for any stream that is not
 //! ended.) What is not acknowledged when the engine stops pulling is dropped when the source is
-//! dropped: chunks the reader threads had read but not handed over (at most 64 ahead of
-//! `pull`), and whatever is still in the sockets. TCP carries no reply from this server, so a
-//! client cannot tell where that cut fell: a protocol that must not lose data on a restart
-//! needs acknowledgements of its own (or a client that resends from a point it learns
-//! otherwise).
+//! dropped: chunks the client tasks had read but not handed over (at most 64 queued ahead of
+//! `pull`, and one per client waiting for room), and whatever is still in the sockets. TCP
+//! carries no reply from this server, so a client cannot tell where that cut fell: a protocol
+//! that must not lose data on a restart needs acknowledgements of its own (or a client that
+//! resends from a point it learns otherwise).
 //!
 //! ## Config
 //! - `url` (string, default `"127.0.0.1:4242"`): the `host:port` to listen on. The default
 //!   listens on loopback only; `"0.0.0.0:4242"` listens on every interface. Port 0 picks a free
-//!   port (the log says which).
+//!   port (the log says which: `tcp server listening` with `addr=`).
 //! - `max_connections` (integer, default 64, at least 1): clients served at once.
 //! - `max_frame` (integer, default 65536, 1 to 16777216): the most bytes read from a client at
 //!   once, so the largest chunk handed over. Memory per client is about this much (plus what
 //!   the engine's preprocessors keep: `separate` keeps a partial line of at most its
 //!   `max_length`).
+//! - `tls` (table, optional): serve TLS (1.2 and 1.3, rustls) instead of plain TCP:
+//!   - `cert` (string, required): PEM file with the certificate chain, the server's own
+//!     certificate first;
+//!   - `key` (string, required): PEM file with its private key (PKCS#8, PKCS#1 or SEC1).
+//!
+//!   A file that cannot be read, holds no certificate or key, or a key that does not match the
+//!   certificate is a config error when the engine starts, naming the connector, the field and
+//!   the file. Clients are not asked for certificates.
 //!
 //! There is no `separator` any more (it was removed with interface 2): give the connector
 //! `preprocessors = [{ name = "separate", separator = "\r\n" }]` instead (the default
@@ -51,7 +67,7 @@
 //! ## Metadata
 //! Every event from a connection has:
 //! - `meta.peer` (string): the client's address, `"ip:port"` (e.g. `"127.0.0.1:50312"`,
-//!   `"[::1]:50312"`), set by this connector;
+//!   `"[::1]:50312"`), set by this connector (with or without TLS);
 //! - `meta.connector` (this connector's id) and `meta.stream` (the connection's stream id, an
 //!   integer: the same for every event of one connection, different for each connection), set
 //!   by the engine.
@@ -65,47 +81,65 @@
 //! preprocessors = [{ name = "separate", separator = "\n", max_length = 65536 }]
 //! config = { url = "127.0.0.1:4242", max_connections = 16 }
 //!
+//! [[connector]]
+//! id = "secure-lines"
+//! plugin = "tcp_server"
+//! codec = "json"
+//! preprocessors = ["separate"]
+//! config = { url = "0.0.0.0:4443", tls = { cert = "/etc/temblor/server.pem", key = "/etc/temblor/server.key" } }
+//!
 //! [[pipeline]]
 //! id = "main"
 //! operators = [{ set = { "event.client" = 'meta.peer' } }]
 //! ```
+//! (`openssl s_client -connect 127.0.0.1:4443 -CAfile ca.pem -quiet` is a TLS client to try it
+//! with.)
 
 use std::{
-    io::{self, Read},
-    net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs},
+    net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
-        mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError},
+        atomic::{AtomicU64, Ordering},
     },
-    thread::{self, JoinHandle},
     time::Duration,
 };
 
+use temblor_net::{
+    Service, StopSignal,
+    acceptor::{self, Counts, Listener, Options, Refuse},
+    addr,
+    conn::Conn,
+    inbox::{self, Inbox, Outbox, Received},
+    tls::ServerTls,
+    tokio::{self, io::AsyncReadExt},
+};
 use temblor_shim::{
-    ErrorKind, Object, PluginError, Pull, Setup, Source, SourceBatch, Value, serde::Deserialize,
-    tracing,
+    ErrorKind, Notify, Object, PluginError, Pull, Setup, Source, SourceBatch, Value,
+    serde::Deserialize, tracing,
 };
 
-/// How long `pull` waits for input before it says `Idle`; also how often the threads look
-/// whether they should stop.
+/// Without a wake-up from the engine: how long `pull` waits for input before it says `Idle`.
 const WAIT: Duration = Duration::from_millis(100);
 
-/// How long the acceptor sleeps when no client is waiting.
-const ACCEPT_POLL: Duration = Duration::from_millis(20);
-
-/// How many messages (chunks, stream starts and ends) the reader threads, together, may send
-/// ahead of `pull`.
+/// How many items (chunks, stream starts and ends) the client tasks, together, may queue ahead
+/// of `pull`.
 const READ_AHEAD: usize = 64;
+
+/// The most items one `pull` takes.
+const PULL_ITEMS: usize = 256;
 
 /// The most bytes one `pull` appends (it stops after the chunk that crosses this).
 const PULL_BYTES: usize = 1024 * 1024;
+
+/// After a stop: how long the tasks get to end before they are aborted (they end at once: each
+/// watches the stop).
+const GRACE: Duration = Duration::from_secs(2);
 
 /// The largest `max_frame` accepted.
 pub const MAX_FRAME_LIMIT: usize = 16 * 1024 * 1024;
 
 /// The connector's `config`.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
 pub struct Config {
     /// The `host:port` to listen on.
@@ -117,6 +151,9 @@ pub struct Config {
     /// The largest chunk read.
     #[serde(default = "default_max_frame")]
     pub max_frame: usize,
+    /// TLS: the certificate chain and key (none: plain TCP).
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
 }
 
 fn default_url() -> String {
@@ -163,31 +200,20 @@ impl Config {
                 self.max_frame
             )));
         }
-        let addrs: Vec<SocketAddr> = self
-            .url
-            .to_socket_addrs()
-            .map_err(|e| {
-                PluginError::config(format_args!(
-                    "'{id}': `url` must be host:port, found {:?}: {e}",
-                    self.url
-                ))
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `url` {:?} resolves to no address",
-                self.url
-            )));
-        }
-        Ok(addrs)
+        addr::resolve(id, "url", &self.url)
     }
 }
 
-/// What a reader thread tells the source, in the order of its connection.
+/// A TLS file that cannot be read is a mistake in the config, as one that holds no key is.
+fn as_config_error(e: PluginError) -> PluginError {
+    PluginError::config(e.message)
+}
+
+/// What a client's task tells the source, in the order of its connection.
 #[derive(Debug)]
 enum Message {
-    /// A connection was accepted.
-    Start { stream: u64, peer: SocketAddr },
+    /// A connection was accepted (and its TLS handshake done).
+    Start { stream: u64, peer: String },
     /// Bytes read from it.
     Chunk { stream: u64, bytes: Vec<u8> },
     /// It closed (or reading it failed).
@@ -195,80 +221,95 @@ enum Message {
 }
 
 /// A stream's metadata: `{"peer": "ip:port"}`.
-fn peer_meta(peer: SocketAddr) -> Value {
+fn peer_meta(peer: String) -> Value {
     let mut meta = Object::with_capacity(1);
-    meta.insert("peer", Value::from(peer.to_string()));
+    meta.insert("peer", Value::from(peer));
     Value::Object(meta)
-}
-
-/// What the threads share with the source.
-struct Shared {
-    id: String,
-    stop: AtomicBool,
-    max_connections: usize,
-    max_frame: usize,
 }
 
 /// The `tcp_server` source.
 pub struct TcpServer {
     id: String,
     local: SocketAddr,
-    shared: Arc<Shared>,
-    /// Taken out first when dropped, so that readers blocked on a full channel wake up.
-    from_readers: Option<Receiver<Message>>,
-    acceptor: Option<JoinHandle<()>>,
+    /// What the client tasks read, for `pull`.
+    inbox: Inbox<Message>,
+    /// The accepting task and the client tasks: stopped and joined when dropped.
+    service: Service,
+    counts: Arc<Counts>,
     /// Bytes handed to the engine, for the log.
     bytes: u64,
 }
 
 impl TcpServer {
-    /// Binds the configured address and starts accepting clients.
+    /// Loads the TLS files (if any), binds the configured address and starts accepting clients.
     ///
     /// # Errors
-    /// A `Config` error for a bad config; an `Io` error when the address cannot be bound or the
-    /// acceptor thread cannot start.
+    /// A `Config` error for a bad config (a TLS file among them); an `Io` error when the
+    /// address cannot be bound or the network runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config = Config::read(setup)?;
         let id = setup.id;
         let addrs = config.validate(id)?;
-        let listener = TcpListener::bind(&addrs[..]).map_err(|e| {
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| tls.acceptor(id, &[]).map_err(as_config_error))
+            .transpose()?;
+        let listener = std::net::TcpListener::bind(&addrs[..]).map_err(|e| {
             PluginError::io(format_args!("'{id}': cannot listen on {}", config.url), &e)
         })?;
         let local = listener
             .local_addr()
             .map_err(|e| PluginError::io(format_args!("'{id}': listening socket"), &e))?;
-        // The acceptor polls, so that it sees when to stop.
         listener
             .set_nonblocking(true)
             .map_err(|e| PluginError::io(format_args!("'{id}': listening socket"), &e))?;
-        let shared = Arc::new(Shared {
-            id: id.to_owned(),
-            stop: AtomicBool::new(false),
-            max_connections: config.max_connections,
-            max_frame: config.max_frame,
-        });
-        let (to_source, from_readers) = mpsc::sync_channel(READ_AHEAD);
-        let acceptor = {
-            let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name(format!("tcp-accept-{id}"))
-                .spawn(move || accept_loop(&listener, &shared, &to_source))
-                .map_err(|e| {
-                    PluginError::io(format_args!("'{id}': cannot start the acceptor"), &e)
-                })?
+        let handle = temblor_net::runtime::handle()?;
+        let listener = {
+            let _runtime = handle.enter();
+            Listener::tcp(listener)
+                .map_err(|e| PluginError::io(format_args!("'{id}': listening socket"), &e))?
         };
+        let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
+        let mut service = Service::new(handle, GRACE);
+        let counts = Arc::new(Counts::default());
+        let options = Options {
+            id: id.to_owned(),
+            max_connections: config.max_connections,
+            refuse: Refuse::Close,
+            tls,
+            grace: Duration::from_secs(1),
+        };
+        // Stream 0 is the stream of frames pushed without one: connections count from 1.
+        let next_stream = AtomicU64::new(1);
+        let client = Client {
+            id: Arc::from(id),
+            max_frame: config.max_frame,
+            outbox,
+        };
+        service.spawn(acceptor::serve(
+            listener,
+            options,
+            Arc::clone(&counts),
+            service.signal(),
+            move |conn, peer, stop| {
+                let stream = next_stream.fetch_add(1, Ordering::Relaxed);
+                client.clone().serve(conn, stream, peer, stop)
+            },
+        ));
         tracing::info!(
             id = %id,
             addr = %local,
             max_connections = config.max_connections,
+            tls = config.tls.is_some(),
             "tcp server listening"
         );
         Ok(Self {
             id: id.to_owned(),
             local,
-            shared,
-            from_readers: Some(from_readers),
-            acceptor: Some(acceptor),
+            inbox,
+            service,
+            counts,
             bytes: 0,
         })
     }
@@ -279,14 +320,14 @@ impl TcpServer {
         self.local
     }
 
-    fn readers_lost(&self) -> PluginError {
+    fn acceptor_lost(&self) -> PluginError {
         PluginError::new(
             ErrorKind::Other,
             format_args!("'{}': the tcp acceptor stopped unexpectedly", self.id),
         )
     }
 
-    /// Puts one reader's message into the batch.
+    /// Puts one client's message into the batch.
     fn hand_over(&mut self, message: Message, out: &mut SourceBatch) {
         match message {
             Message::Start { stream, peer } => out.start_stream(stream, peer_meta(peer)),
@@ -301,179 +342,128 @@ impl TcpServer {
 
 impl Source for TcpServer {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        let Some(from_readers) = &self.from_readers else {
-            return Err(self.readers_lost());
+        // With the engine's wake-up this does not wait; without it, up to `WAIT`.
+        let mut message = match self.inbox.recv(WAIT) {
+            Received::Item(message) => message,
+            Received::Empty => return Ok(Pull::Idle),
+            Received::Closed => return Err(self.acceptor_lost()),
         };
-        let mut message = match from_readers.recv_timeout(WAIT) {
-            Ok(message) => message,
-            Err(RecvTimeoutError::Timeout) => return Ok(Pull::Idle),
-            Err(RecvTimeoutError::Disconnected) => return Err(self.readers_lost()),
-        };
-        loop {
+        for _ in 1..PULL_ITEMS {
             self.hand_over(message, out);
             if out.byte_len() >= PULL_BYTES {
                 return Ok(Pull::Ready);
             }
-            let Some(from_readers) = &self.from_readers else {
-                return Ok(Pull::Ready);
-            };
-            message = match from_readers.try_recv() {
-                Ok(message) => message,
+            message = match self.inbox.try_recv() {
+                Received::Item(message) => message,
                 // A lost acceptor shows in the next pull.
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(Pull::Ready),
+                Received::Empty | Received::Closed => return Ok(Pull::Ready),
             };
         }
+        self.hand_over(message, out);
+        Ok(Pull::Ready)
+    }
+
+    fn set_notify(&mut self, notify: Notify) -> bool {
+        self.inbox.set_notify(notify)
     }
 }
 
 impl Drop for TcpServer {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        // Readers blocked on a full channel fail their send and stop.
-        drop(self.from_readers.take());
-        if let Some(acceptor) = self.acceptor.take()
-            && acceptor.join().is_err()
-        {
-            tracing::error!(id = %self.id, "the tcp acceptor panicked");
-        }
-        tracing::info!(id = %self.id, addr = %self.local, bytes = self.bytes, "tcp server closed");
+        // Stops the acceptor and the clients' tasks and waits for them: every socket is closed
+        // when this returns.
+        self.service.stop();
+        tracing::info!(
+            id = %self.id,
+            addr = %self.local,
+            bytes = self.bytes,
+            accepted = self.counts.accepted.load(Ordering::Relaxed),
+            refused = self.counts.refused.load(Ordering::Relaxed),
+            "tcp server closed"
+        );
     }
 }
 
-/// Accepts clients until told to stop, then closes the listener and waits for the readers.
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, to_source: &SyncSender<Message>) {
-    let mut clients: Vec<JoinHandle<()>> = Vec::new();
-    // Stream 0 is the stream of frames pushed without one: connections count from 1.
-    let mut next_stream = 1_u64;
-    while !shared.stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, peer)) => {
-                clients.retain(|client| !client.is_finished());
-                if clients.len() >= shared.max_connections {
-                    tracing::warn!(
-                        id = %shared.id,
-                        peer = %peer,
-                        max_connections = shared.max_connections,
-                        "too many clients: connection closed"
-                    );
-                    drop(stream);
-                    continue;
-                }
-                let id = next_stream;
-                next_stream += 1;
-                let reader = {
-                    let shared = Arc::clone(shared);
-                    let to_source = to_source.clone();
-                    thread::Builder::new()
-                        .name(format!("tcp-read-{}", shared.id))
-                        .spawn(move || serve_client(stream, id, peer, &shared, &to_source))
-                };
-                match reader {
-                    Ok(handle) => {
-                        clients.push(handle);
-                        tracing::debug!(
-                            id = %shared.id,
-                            peer = %peer,
-                            stream = id,
-                            clients = clients.len(),
-                            "client connected"
-                        );
-                    }
-                    Err(e) => tracing::error!(
-                        id = %shared.id,
-                        peer = %peer,
-                        error = %e,
-                        "cannot start a reader thread: connection closed"
-                    ),
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                clients.retain(|client| !client.is_finished());
-                thread::sleep(ACCEPT_POLL);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                // Out of file descriptors and the like: wait, then go on.
-                tracing::warn!(id = %shared.id, error = %e, "accepting a client failed");
-                thread::sleep(WAIT);
-            }
-        }
-    }
-    for client in clients {
-        // A reader that panicked has nothing left to clean up.
-        let _ = client.join();
-    }
+/// What every client's task needs.
+#[derive(Clone)]
+struct Client {
+    id: Arc<str>,
+    max_frame: usize,
+    outbox: Outbox<Message>,
 }
 
-/// Reads one client until it closes, an error, or the source stops: its stream's start, its
-/// chunks and (unless the source stopped) its end.
-fn serve_client(
-    mut socket: TcpStream,
-    stream: u64,
-    peer: SocketAddr,
-    shared: &Shared,
-    to_source: &SyncSender<Message>,
-) {
-    let setup = socket
-        .set_nonblocking(false)
-        .and_then(|()| socket.set_read_timeout(Some(WAIT)));
-    if let Err(e) = setup {
-        tracing::warn!(id = %shared.id, peer = %peer, error = %e, "cannot set up a client");
-        return;
-    }
-    if to_source.send(Message::Start { stream, peer }).is_err() {
-        return;
-    }
-    let mut buf = vec![0; shared.max_frame];
-    let mut bytes = 0_u64;
-    // Why it ended, and whether the stream ends (a stopped source needs no end).
-    let (ended, ends) = loop {
-        if shared.stop.load(Ordering::Relaxed) {
-            break ("the server stopped", false);
+impl Client {
+    /// Queues `message` for `pull`, waiting while the queue is full; false when the source
+    /// stops or is gone.
+    async fn send(&self, message: Message, stop: &mut StopSignal) -> bool {
+        tokio::select! {
+            sent = self.outbox.send(message) => sent.is_ok(),
+            () = stop.stopped() => false,
         }
-        match socket.read(&mut buf) {
-            Ok(0) => break ("the client closed", true),
-            Ok(n) => {
-                bytes += n as u64;
-                let chunk = Message::Chunk {
+    }
+
+    /// Reads one client until it closes, an error, or the source stops: its stream's start,
+    /// its chunks and (unless the source stopped) its end.
+    async fn serve(self, mut conn: Conn, stream: u64, peer: String, mut stop: StopSignal) {
+        tracing::debug!(id = %self.id, peer = %peer, stream, "client connected");
+        if !self
+            .send(
+                Message::Start {
                     stream,
-                    bytes: buf[..n].to_vec(),
-                };
-                if to_source.send(chunk).is_err() {
-                    break ("the server stopped", false);
+                    peer: peer.clone(),
+                },
+                &mut stop,
+            )
+            .await
+        {
+            return;
+        }
+        let mut buf = vec![0; self.max_frame];
+        let mut bytes = 0_u64;
+        // Why it ended, and whether the stream ends (a stopped source needs no end).
+        let (ended, ends) = loop {
+            let read = tokio::select! {
+                read = conn.read(&mut buf) => read,
+                () = stop.stopped() => break ("the server stopped", false),
+            };
+            match read {
+                Ok(0) => break ("the client closed", true),
+                Ok(n) => {
+                    bytes += n as u64;
+                    let chunk = Message::Chunk {
+                        stream,
+                        bytes: buf[..n].to_vec(),
+                    };
+                    if !self.send(chunk, &mut stop).await {
+                        break ("the server stopped", false);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(id = %self.id, peer = %peer, error = %e, "reading a client failed");
+                    break ("reading failed", true);
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => {
-                tracing::debug!(id = %shared.id, peer = %peer, error = %e, "reading a client failed");
-                break ("reading failed", true);
-            }
+        };
+        if ends {
+            // The source may be stopping meanwhile: then nobody needs the end.
+            let _ = self.send(Message::End { stream }, &mut stop).await;
         }
-    };
-    if ends {
-        // The source may be gone meanwhile: then nobody needs the end.
-        let _ = to_source.send(Message::End { stream });
+        tracing::debug!(
+            id = %self.id,
+            peer = %peer,
+            stream,
+            bytes,
+            why = ended,
+            "client disconnected"
+        );
     }
-    tracing::debug!(
-        id = %shared.id,
-        peer = %peer,
-        stream,
-        bytes,
-        why = ended,
-        "client disconnected"
-    );
 }
 
 temblor_shim::export_plugin! {
     name: "tcp_server",
     kind: Connector,
     source: TcpServer::new,
+    shutdown: temblor_net::shutdown,
 }
 
 #[cfg(test)]
@@ -481,9 +471,11 @@ mod tests {
     use super::*;
     use std::{
         collections::BTreeMap,
-        io::Write,
+        io::{Read, Write},
+        net::{TcpListener, TcpStream},
         time::{Duration, Instant},
     };
+    use temblor_shim::Wake;
 
     fn config(fields: &[(&str, Value)]) -> Value {
         Value::Object(fields.iter().cloned().collect())
@@ -575,6 +567,7 @@ mod tests {
         assert_eq!(c.url, "127.0.0.1:4242");
         assert_eq!(c.max_connections, 64);
         assert_eq!(c.max_frame, 65536);
+        assert!(c.tls.is_none());
     }
 
     #[test]
@@ -627,6 +620,102 @@ mod tests {
                 assert!(err.message.contains(needle), "{needle}: {err}");
             }
         }
+    }
+
+    /// Counts the engine's wake-ups.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_notified_source_never_waits_and_wakes_the_engine_when_a_client_sends() {
+        let mut server = server(&[]);
+        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+        assert!(server.set_notify(Notify::new(Arc::clone(&wakes))));
+        let mut batch = SourceBatch::new();
+        // Twenty idle pulls: without the wake-up each would wait 100 ms for input.
+        let begin = Instant::now();
+        for _ in 0..20 {
+            assert_eq!(server.pull(&mut batch).expect("pull"), Pull::Idle);
+        }
+        assert!(
+            begin.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            begin.elapsed()
+        );
+        assert!(batch.is_empty());
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "nothing arrived, nobody woke"
+        );
+        let mut client = TcpStream::connect(server.local_addr()).expect("connect");
+        client.write_all(b"wake up\n").expect("write");
+        let mut got = Streams::default();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.bytes.values().map(Vec::len).sum::<usize>() < 8 {
+            assert!(Instant::now() < deadline, "timed out: {got:?}");
+            // The engine pulls only once woken.
+            if wakes.0.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            batch.reset(0);
+            server.pull(&mut batch).expect("pull");
+            got.take(&batch);
+        }
+        assert_eq!(
+            got.bytes.values().next().map(Vec::as_slice),
+            Some(&b"wake up\n"[..])
+        );
+        // A start and a chunk: a wake for each.
+        assert!(wakes.0.load(Ordering::SeqCst) >= 2);
+    }
+
+    #[test]
+    fn bad_tls_files_are_config_errors_naming_the_connector_and_field() {
+        let dir =
+            std::env::temp_dir().join(format!("temblor-tcp_server-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "no pem here\n").expect("write");
+        let missing = dir.join("missing.pem");
+        for (cert, key, field, file) in [
+            (&missing, &junk, "`tls.cert`", &missing),
+            (&junk, &junk, "`tls.cert`", &junk),
+        ] {
+            let mut tls = Object::new();
+            tls.insert("cert", Value::from(cert.display().to_string()));
+            tls.insert("key", Value::from(key.display().to_string()));
+            let cfg = config(&[
+                ("url", Value::from("127.0.0.1:0")),
+                ("tls", Value::Object(tls)),
+            ]);
+            let err = TcpServer::new(&Setup {
+                id: "secure",
+                config: &cfg,
+            })
+            .err()
+            .expect("refused");
+            assert_eq!(err.kind, ErrorKind::Config, "{err}");
+            assert!(err.message.contains("'secure'"), "{err}");
+            assert!(err.message.contains(field), "{err}");
+            assert!(err.message.contains(&file.display().to_string()), "{err}");
+        }
+        let cfg = config(&[("tls", Value::Object(Object::new()))]);
+        let err = TcpServer::new(&Setup {
+            id: "secure",
+            config: &cfg,
+        })
+        .err()
+        .expect("refused");
+        assert_eq!(err.kind, ErrorKind::Config, "{err}");
+        assert!(err.message.contains("cert"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

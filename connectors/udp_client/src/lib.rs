@@ -1,15 +1,18 @@
 //! The `udp_client` connector: sends each frame as one UDP datagram to an address.
 //!
 //! Sink only (asking for a source is an `Unsupported` error). The constructor resolves `url`
-//! and binds an ephemeral local port (`bind` chooses the local address). UDP gives no delivery
-//! guarantee: a datagram is handed to the kernel and that is all `push` knows; `flush` has
-//! nothing to do.
+//! and binds an ephemeral local port (`bind` chooses the local address). The socket lives on
+//! the plugin's tokio runtime (`temblor-net`): `push` sends the batch's datagrams there and
+//! waits for them on the engine's thread (one hand-over per batch, not per frame); the connector
+//! starts no task of its own. UDP gives no delivery guarantee: a datagram is handed to the
+//! kernel and that is all `push` knows; `flush` has nothing to do.
 //!
 //! A frame larger than `max_frame` cannot be one datagram: it is not sent, and is counted and
 //! logged; the other frames of the batch are still sent, and `push` then returns a `Data` error
 //! saying how many frames it dropped (the engine counts the batch as failed). A send that fails
-//! (no route, a buffer full) is tried once more, then counted the same way, with an `Io` error.
-//! The socket is not connected, so nobody listening at `url` is no error: UDP cannot tell.
+//! (no route, a buffer that stays full for 5 s) is tried once more, then counted the same way,
+//! with an `Io` error. The socket is not connected, so nobody listening at `url` is no error:
+//! UDP cannot tell.
 //!
 //! ## Config
 //! - `url` (string, required): the `host:port` to send to, e.g. `"127.0.0.1:4243"`.
@@ -29,13 +32,21 @@
 
 use std::{
     io,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
 };
 
+use temblor_net::{
+    Service, addr,
+    tokio::{self, net::UdpSocket},
+};
 use temblor_shim::{Frames, PluginError, Setup, Sink, serde::Deserialize, tracing};
 
 /// The largest payload of an IPv4 UDP datagram.
 pub const MAX_DATAGRAM: usize = 65507;
+
+/// How long one send may wait for room in the socket's buffer before it counts as failed.
+const SEND_WAIT: Duration = Duration::from_secs(5);
 
 /// The connector's `config`.
 #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -55,19 +66,8 @@ fn default_max_frame() -> usize {
     MAX_DATAGRAM
 }
 
-fn resolve(id: &str, key: &str, addr: &str) -> Result<SocketAddr, PluginError> {
-    addr.to_socket_addrs()
-        .map_err(|e| {
-            PluginError::config(format_args!(
-                "'{id}': `{key}` must be host:port, found {addr:?}: {e}"
-            ))
-        })?
-        .next()
-        .ok_or_else(|| {
-            PluginError::config(format_args!(
-                "'{id}': `{key}` {addr:?} resolves to no address"
-            ))
-        })
+fn resolve(id: &str, key: &str, host_port: &str) -> Result<SocketAddr, PluginError> {
+    Ok(addr::resolve(id, key, host_port)?[0])
 }
 
 /// The `udp_client` sink.
@@ -78,13 +78,16 @@ pub struct UdpClient {
     max_frame: usize,
     sent: u64,
     dropped: u64,
+    /// The runtime the socket lives on (the sink runs no task of its own).
+    service: Service,
 }
 
 impl UdpClient {
     /// Binds a local socket for the configured peer.
     ///
     /// # Errors
-    /// A `Config` error for a bad config; an `Io` error when the socket cannot be bound.
+    /// A `Config` error for a bad config; an `Io` error when the socket cannot be bound or the
+    /// network runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
         let id = setup.id;
@@ -106,8 +109,15 @@ impl UdpClient {
                 SocketAddr::new(ip, 0)
             }
         };
-        let socket = UdpSocket::bind(local)
+        let socket = std::net::UdpSocket::bind(local)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .map_err(|e| PluginError::io(format_args!("'{id}': cannot bind {local}"), &e))?;
+        let handle = temblor_net::runtime::handle()?;
+        let socket = {
+            let _runtime = handle.enter();
+            UdpSocket::from_std(socket)
+                .map_err(|e| PluginError::io(format_args!("'{id}': cannot bind {local}"), &e))?
+        };
         tracing::debug!(id = %id, peer = %peer, local = %local, "udp client ready");
         Ok(Self {
             id: id.to_owned(),
@@ -116,6 +126,7 @@ impl UdpClient {
             max_frame: config.max_frame,
             sent: 0,
             dropped: 0,
+            service: Service::new(handle, Duration::from_secs(1)),
         })
     }
 
@@ -124,38 +135,51 @@ impl UdpClient {
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
+}
 
-    /// Sends one datagram, trying again once after a transient error.
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        let mut last = None;
-        for _ in 0..2 {
-            match self.socket.send_to(frame, self.peer) {
-                Ok(_) => return Ok(()),
-                Err(e) => last = Some(e),
+/// Sends one datagram, trying again once after an error.
+async fn send(socket: &UdpSocket, frame: &[u8], peer: SocketAddr) -> io::Result<()> {
+    let mut last = None;
+    for _ in 0..2 {
+        match tokio::time::timeout(SEND_WAIT, socket.send_to(frame, peer)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => last = Some(e),
+            Err(_) => {
+                last = Some(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "no room in the socket's buffer for {} s",
+                        SEND_WAIT.as_secs()
+                    ),
+                ));
             }
         }
-        Err(last.unwrap_or_else(|| io::Error::other("not sent")))
     }
+    Err(last.unwrap_or_else(|| io::Error::other("not sent")))
 }
 
 impl Sink for UdpClient {
     fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
-        let mut too_large = 0_u64;
-        let mut failed = None;
-        let mut failures = 0_u64;
-        for frame in frames.iter() {
-            if frame.len() > self.max_frame {
-                too_large += 1;
-                continue;
-            }
-            match self.send(frame) {
-                Ok(()) => self.sent += 1,
-                Err(e) => {
-                    failures += 1;
-                    failed = Some(e);
+        let (socket, peer, max_frame) = (&self.socket, self.peer, self.max_frame);
+        // Every datagram of the batch in one run on the runtime.
+        let (sent, too_large, failures, failed) = self.service.block_on(async {
+            let (mut sent, mut too_large, mut failures, mut failed) = (0_u64, 0_u64, 0_u64, None);
+            for frame in frames.iter() {
+                if frame.len() > max_frame {
+                    too_large += 1;
+                    continue;
+                }
+                match send(socket, frame, peer).await {
+                    Ok(()) => sent += 1,
+                    Err(e) => {
+                        failures += 1;
+                        failed = Some(e);
+                    }
                 }
             }
-        }
+            (sent, too_large, failures, failed)
+        });
+        self.sent += sent;
         self.dropped += too_large + failures;
         if let Some(e) = failed {
             tracing::warn!(
@@ -219,12 +243,13 @@ temblor_shim::export_plugin! {
     name: "udp_client",
     kind: Connector,
     sink: UdpClient::new,
+    shutdown: temblor_net::shutdown,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::net::UdpSocket;
     use temblor_shim::{ErrorKind, Value};
 
     fn config(fields: &[(&str, Value)]) -> Value {

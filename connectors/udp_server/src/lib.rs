@@ -2,13 +2,19 @@
 //! of its own.
 //!
 //! Source only (asking for a sink is an `Unsupported` error). The constructor binds the address,
-//! so a port in use is reported when the engine starts. `pull` waits at most 100 ms for a first
-//! datagram (then says `Idle`), then takes whatever else has arrived, up to 1024 datagrams or
-//! 1 MiB: the source needs no thread, and the kernel's socket buffer holds what arrives between
-//! pulls. UDP does not slow senders down: when the engine falls behind and that buffer fills,
-//! the kernel drops datagrams (as for any UDP receiver). A datagram larger than `max_frame` is
-//! dropped, counted and logged, never cut short. The source never ends by itself; dropping it
-//! closes the socket.
+//! so a port in use is reported when the engine starts. A receiving task on the plugin's tokio
+//! runtime (`temblor-net`) waits for datagrams; when one comes it takes whatever else has
+//! arrived too (up to 64 datagrams or 256 KiB) and queues them, as one item, for `pull`
+//! (`temblor_net::inbox`, at most 16 items ahead), which wakes the engine. `pull` takes what is
+//! queued (up to about 1024 datagrams or 1 MiB per pull) and says `Idle` at once when nothing
+//! is, so an idle server costs no CPU (a host that offers no wake-up gets the old behaviour:
+//! `pull` waits up to 100 ms for a first datagram). UDP does not slow senders down: when the
+//! engine falls behind, the queue fills, the task stops receiving, and once the kernel's socket
+//! buffer is full the kernel drops datagrams (as for any UDP receiver). A datagram larger than
+//! `max_frame` is dropped, counted and logged, never cut short. The source never ends by itself;
+//! dropping it stops and joins the receiving task, so the socket is closed when the drop
+//! returns. A receive error other than a signal or an ICMP report fails the next `pull` with an
+//! `Io` error (the engine restarts the source).
 //!
 //! **Streams.** Each datagram is handed over as a stream of its own (see `docs/delivery.md`),
 //! with a fresh stream id (1, 2, 3, ... for the life of the source): `start_stream` with its
@@ -21,7 +27,7 @@
 //! ## Config
 //! - `url` (string, default `"127.0.0.1:4243"`): the `host:port` to listen on. The default
 //!   listens on loopback only; `"0.0.0.0:4243"` listens on every interface. Port 0 picks a free
-//!   port (the log says which).
+//!   port (the log says which: `udp server listening` with `addr=`).
 //! - `max_frame` (integer, default 65535, 1 to 65535): the largest datagram kept.
 //!
 //! ## Metadata
@@ -48,22 +54,49 @@
 
 use std::{
     io,
-    net::{SocketAddr, ToSocketAddrs, UdpSocket},
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
+use temblor_net::{
+    Service, StopSignal, addr,
+    inbox::{self, Inbox, Outbox, Received},
+    tokio::{self, net::UdpSocket},
+};
 use temblor_shim::{
-    Object, PluginError, Pull, Setup, Source, SourceBatch, Value, serde::Deserialize, tracing,
+    ErrorKind, Notify, Object, PluginError, Pull, Setup, Source, SourceBatch, Value,
+    serde::Deserialize, tracing,
 };
 
-/// How long `pull` waits for a first datagram before it says `Idle`.
+/// Without a wake-up from the engine: how long `pull` waits for a first datagram before it
+/// says `Idle`.
 const WAIT: Duration = Duration::from_millis(100);
 
-/// The most datagrams one `pull` appends.
+/// How many items (groups of datagrams) the receiving task may queue ahead of `pull`.
+const READ_AHEAD: usize = 16;
+
+/// The most datagrams the task groups into one item.
+const GROUP_DATAGRAMS: usize = 64;
+
+/// The most bytes of datagrams the task groups into one item (it stops after the datagram that
+/// crosses this).
+const GROUP_BYTES: usize = 256 * 1024;
+
+/// The most items one `pull` takes.
+const PULL_ITEMS: usize = 256;
+
+/// The most datagrams one `pull` appends (it stops after the item that crosses this).
 const PULL_DATAGRAMS: usize = 1024;
 
-/// The most bytes one `pull` appends (it stops after the datagram that crosses this).
+/// The most bytes one `pull` appends (it stops after the item that crosses this).
 const PULL_BYTES: usize = 1024 * 1024;
+
+/// After a stop: how long the task gets to end before it is aborted (it ends at once).
+const GRACE: Duration = Duration::from_secs(2);
 
 /// The largest datagram UDP carries.
 pub const MAX_DATAGRAM: usize = 65535;
@@ -88,18 +121,56 @@ fn default_max_frame() -> usize {
     MAX_DATAGRAM
 }
 
+/// Datagrams received together: their bytes one after another, and each one's sender and end.
+#[derive(Debug, Default)]
+struct Datagrams {
+    bytes: Vec<u8>,
+    ends: Vec<(SocketAddr, usize)>,
+}
+
+impl Datagrams {
+    fn push(&mut self, peer: SocketAddr, datagram: &[u8]) {
+        self.bytes.extend_from_slice(datagram);
+        self.ends.push((peer, self.bytes.len()));
+    }
+
+    fn full(&self) -> bool {
+        self.ends.len() >= GROUP_DATAGRAMS || self.bytes.len() >= GROUP_BYTES
+    }
+
+    /// Each datagram's sender and bytes, in the order received.
+    fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&(peer, end)| {
+            let datagram = &self.bytes[start..end];
+            start = end;
+            (peer, datagram)
+        })
+    }
+}
+
+/// What the receiving task tells the source.
+#[derive(Debug)]
+enum Message {
+    /// Datagrams received.
+    Datagrams(Datagrams),
+    /// Receiving failed; the task has ended.
+    Failed(io::Error),
+}
+
 /// The `udp_server` source.
 pub struct UdpServer {
     id: String,
-    socket: UdpSocket,
     local: SocketAddr,
-    max_frame: usize,
-    /// One byte more than `max_frame`, so that a larger datagram shows.
-    buf: Vec<u8>,
-    /// Whether the socket is in non-blocking mode now.
-    nonblocking: bool,
+    /// What the receiving task received, for `pull`.
+    inbox: Inbox<Message>,
+    /// The receiving task: stopped and joined when dropped.
+    service: Service,
+    /// Datagrams dropped for being larger than `max_frame` (counted by the task).
+    dropped: Arc<AtomicU64>,
+    /// A receive error after datagrams that came before it: the next pull reports it.
+    failed: Option<io::Error>,
     received: u64,
-    dropped: u64,
     /// The id of the next datagram's stream.
     next_stream: u64,
     /// The last sender and its `meta`, reused while datagrams come from it.
@@ -107,10 +178,11 @@ pub struct UdpServer {
 }
 
 impl UdpServer {
-    /// Binds the configured address.
+    /// Binds the configured address and starts receiving.
     ///
     /// # Errors
-    /// A `Config` error for a bad config; an `Io` error when the address cannot be bound.
+    /// A `Config` error for a bad config; an `Io` error when the address cannot be bound or the
+    /// network runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
         let id = setup.id;
@@ -120,35 +192,42 @@ impl UdpServer {
                 config.max_frame
             )));
         }
-        let addrs: Vec<SocketAddr> = config
-            .url
-            .to_socket_addrs()
-            .map_err(|e| {
-                PluginError::config(format_args!(
-                    "'{id}': `url` must be host:port, found {:?}: {e}",
-                    config.url
-                ))
-            })?
-            .collect();
-        let socket = UdpSocket::bind(&addrs[..]).map_err(|e| {
+        let addrs = addr::resolve(id, "url", &config.url)?;
+        let socket = std::net::UdpSocket::bind(&addrs[..]).map_err(|e| {
             PluginError::io(format_args!("'{id}': cannot listen on {}", config.url), &e)
         })?;
-        let setup_socket = |socket: &UdpSocket| {
-            socket.set_read_timeout(Some(WAIT))?;
+        let setup_socket = |socket: &std::net::UdpSocket| {
+            socket.set_nonblocking(true)?;
             socket.local_addr()
         };
         let local = setup_socket(&socket)
             .map_err(|e| PluginError::io(format_args!("'{id}': udp socket"), &e))?;
+        let handle = temblor_net::runtime::handle()?;
+        let socket = {
+            let _runtime = handle.enter();
+            UdpSocket::from_std(socket)
+                .map_err(|e| PluginError::io(format_args!("'{id}': udp socket"), &e))?
+        };
+        let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
+        let mut service = Service::new(handle, GRACE);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let receiver = Receiver {
+            id: id.to_owned(),
+            socket,
+            max_frame: config.max_frame,
+            dropped: Arc::clone(&dropped),
+            outbox,
+        };
+        service.spawn(receiver.run(service.signal()));
         tracing::info!(id = %id, addr = %local, "udp server listening");
         Ok(Self {
             id: id.to_owned(),
-            socket,
             local,
-            max_frame: config.max_frame,
-            buf: vec![0; config.max_frame + 1],
-            nonblocking: false,
+            inbox,
+            service,
+            dropped,
+            failed: None,
             received: 0,
-            dropped: 0,
             // Stream 0 is the stream of frames pushed without one: datagrams count from 1.
             next_stream: 1,
             last_peer: None,
@@ -164,17 +243,7 @@ impl UdpServer {
     /// How many datagrams were dropped for being larger than `max_frame`.
     #[must_use]
     pub fn dropped(&self) -> u64 {
-        self.dropped
-    }
-
-    fn set_nonblocking(&mut self, nonblocking: bool) -> Result<(), PluginError> {
-        if self.nonblocking != nonblocking {
-            self.socket
-                .set_nonblocking(nonblocking)
-                .map_err(|e| PluginError::io(format_args!("'{}': udp socket", self.id), &e))?;
-            self.nonblocking = nonblocking;
-        }
-        Ok(())
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// The metadata of a datagram from `peer`: `{"peer": "ip:port"}`.
@@ -191,82 +260,175 @@ impl UdpServer {
         }
     }
 
-    /// Receives one datagram into `out`, as a stream of its own; false when none is waiting
-    /// (or a read timed out).
-    fn receive(&mut self, out: &mut SourceBatch) -> Result<bool, PluginError> {
-        loop {
-            match self.socket.recv_from(&mut self.buf) {
-                Ok((n, peer)) if n > self.max_frame => {
-                    self.dropped += 1;
-                    tracing::warn!(
-                        id = %self.id,
-                        peer = %peer,
-                        max_frame = self.max_frame,
-                        dropped = self.dropped,
-                        "dropped a datagram larger than max_frame"
-                    );
-                    return Ok(true);
-                }
-                Ok((n, peer)) => {
-                    let stream = self.next_stream;
-                    self.next_stream += 1;
-                    let meta = self.meta(peer);
-                    out.start_stream(stream, meta);
-                    out.push_stream(stream, &self.buf[..n]);
-                    out.end_stream(stream);
-                    self.received += 1;
-                    return Ok(true);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(false);
-                }
-                // An ICMP error for something this socket sent (it sends nothing) or a signal.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused
-                    ) => {}
-                Err(e) => {
-                    return Err(PluginError::io(
-                        format_args!("'{}': receiving on {}", self.id, self.local),
-                        &e,
-                    ));
-                }
-            }
+    fn failure(&self, e: &io::Error) -> PluginError {
+        PluginError::io(
+            format_args!("'{}': receiving on {}", self.id, self.local),
+            e,
+        )
+    }
+
+    fn receiver_lost(&self) -> PluginError {
+        PluginError::new(
+            ErrorKind::Other,
+            format_args!("'{}': the udp receiver stopped unexpectedly", self.id),
+        )
+    }
+
+    /// Hands over each datagram as a stream of its own.
+    fn hand_over(&mut self, datagrams: &Datagrams, out: &mut SourceBatch) {
+        for (peer, datagram) in datagrams.iter() {
+            let stream = self.next_stream;
+            self.next_stream += 1;
+            let meta = self.meta(peer);
+            out.start_stream(stream, meta);
+            out.push_stream(stream, datagram);
+            out.end_stream(stream);
+            self.received += 1;
         }
     }
 }
 
 impl Source for UdpServer {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        self.set_nonblocking(false)?;
-        if !self.receive(out)? {
-            return Ok(Pull::Idle);
+        if let Some(e) = self.failed.take() {
+            return Err(self.failure(&e));
         }
-        self.set_nonblocking(true)?;
-        for _ in 1..PULL_DATAGRAMS {
-            if out.byte_len() >= PULL_BYTES || !self.receive(out)? {
+        // With the engine's wake-up this does not wait; without it, up to `WAIT`.
+        let mut message = match self.inbox.recv(WAIT) {
+            Received::Item(message) => message,
+            Received::Empty => return Ok(Pull::Idle),
+            Received::Closed => return Err(self.receiver_lost()),
+        };
+        for _ in 0..PULL_ITEMS {
+            match message {
+                Message::Datagrams(datagrams) => self.hand_over(&datagrams, out),
+                Message::Failed(e) if out.is_empty() => return Err(self.failure(&e)),
+                Message::Failed(e) => {
+                    self.failed = Some(e);
+                    return Ok(Pull::Ready);
+                }
+            }
+            if out.len() >= PULL_DATAGRAMS || out.byte_len() >= PULL_BYTES {
                 break;
             }
+            message = match self.inbox.try_recv() {
+                Received::Item(message) => message,
+                // A lost receiver shows in the next pull.
+                Received::Empty | Received::Closed => break,
+            };
         }
         Ok(Pull::Ready)
+    }
+
+    fn set_notify(&mut self, notify: Notify) -> bool {
+        self.inbox.set_notify(notify)
     }
 }
 
 impl Drop for UdpServer {
     fn drop(&mut self) {
+        // Stops the receiving task and waits for it: the socket is closed when this returns.
+        self.service.stop();
         tracing::info!(
             id = %self.id,
             addr = %self.local,
             received = self.received,
-            dropped = self.dropped,
+            dropped = self.dropped(),
             "udp server closed"
         );
+    }
+}
+
+/// The receiving task's state.
+struct Receiver {
+    id: String,
+    socket: UdpSocket,
+    max_frame: usize,
+    dropped: Arc<AtomicU64>,
+    outbox: Outbox<Message>,
+}
+
+/// What one receive gave.
+enum Got {
+    /// A datagram of this many bytes, from this sender.
+    Datagram(usize, SocketAddr),
+    /// Nothing (a signal, an ICMP report for something this socket sent: it sends nothing).
+    Nothing,
+}
+
+impl Receiver {
+    /// Receives until the source stops or receiving fails.
+    async fn run(self, mut stop: StopSignal) {
+        // One byte more than `max_frame`, so that a larger datagram shows.
+        let mut buf = vec![0; self.max_frame + 1];
+        loop {
+            let first = tokio::select! {
+                got = self.socket.recv_from(&mut buf) => got,
+                () = stop.stopped() => return,
+            };
+            let mut group = Datagrams::default();
+            let mut failed = None;
+            let mut got = first;
+            // The first datagram, then whatever else has arrived, without waiting.
+            loop {
+                match got.map_or_else(Self::classify, |(n, peer)| Ok(Got::Datagram(n, peer))) {
+                    Ok(Got::Datagram(n, peer)) => self.take(&mut group, peer, &buf[..n]),
+                    Ok(Got::Nothing) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                if group.full() {
+                    break;
+                }
+                got = match self.socket.try_recv_from(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    got => got,
+                };
+            }
+            if !group.ends.is_empty() && !self.send(Message::Datagrams(group), &mut stop).await {
+                return;
+            }
+            if let Some(e) = failed {
+                tracing::warn!(id = %self.id, error = %e, "receiving failed");
+                let _ = self.send(Message::Failed(e), &mut stop).await;
+                return;
+            }
+        }
+    }
+
+    /// A receive error that is no failure, or the failure.
+    fn classify(e: io::Error) -> io::Result<Got> {
+        match e.kind() {
+            io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused => Ok(Got::Nothing),
+            _ => Err(e),
+        }
+    }
+
+    /// Adds a datagram to the group, or drops it when it is larger than `max_frame`.
+    fn take(&self, group: &mut Datagrams, peer: SocketAddr, datagram: &[u8]) {
+        if datagram.len() > self.max_frame {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                id = %self.id,
+                peer = %peer,
+                max_frame = self.max_frame,
+                dropped,
+                "dropped a datagram larger than max_frame"
+            );
+        } else {
+            group.push(peer, datagram);
+        }
+    }
+
+    /// Queues `message` for `pull`, waiting while the queue is full; false when the source
+    /// stops or is gone.
+    async fn send(&self, message: Message, stop: &mut StopSignal) -> bool {
+        tokio::select! {
+            sent = self.outbox.send(message) => sent.is_ok(),
+            () = stop.stopped() => false,
+        }
     }
 }
 
@@ -274,13 +436,14 @@ temblor_shim::export_plugin! {
     name: "udp_server",
     kind: Connector,
     source: UdpServer::new,
+    shutdown: temblor_net::shutdown,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
-    use temblor_shim::{ErrorKind, Value};
+    use std::{net::UdpSocket, sync::atomic::AtomicUsize, time::Instant};
+    use temblor_shim::{ErrorKind, Value, Wake};
 
     fn config(fields: &[(&str, Value)]) -> Value {
         Value::Object(fields.iter().cloned().collect())
@@ -322,6 +485,50 @@ mod tests {
             assert_eq!(err.kind, ErrorKind::Config, "{err}");
             assert!(err.message.contains(needle), "{err}");
         }
+    }
+
+    /// Counts the engine's wake-ups.
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_notified_source_never_waits_and_wakes_the_engine_for_datagrams() {
+        let mut server = server(100);
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        assert!(server.set_notify(Notify::new(Arc::clone(&wakes))));
+        let mut batch = SourceBatch::new();
+        // Twenty idle pulls: without the wake-up each would wait 100 ms for a datagram.
+        let begin = Instant::now();
+        for _ in 0..20 {
+            assert_eq!(server.pull(&mut batch).expect("pull"), Pull::Idle);
+        }
+        assert!(
+            begin.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            begin.elapsed()
+        );
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            0,
+            "nothing arrived, nobody woke"
+        );
+        let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        client.send_to(b"wake", server.local_addr()).expect("send");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wakes.0.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "never woken");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(server.pull(&mut batch).expect("pull"), Pull::Ready);
+        let got: Vec<&[u8]> = batch.iter().collect();
+        assert_eq!(got, [&b"wake"[..]]);
+        batch.reset(0);
+        assert_eq!(server.pull(&mut batch).expect("pull"), Pull::Idle);
     }
 
     #[test]

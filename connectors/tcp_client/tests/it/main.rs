@@ -226,3 +226,189 @@ fn a_server_that_never_comes_is_an_io_error_not_a_panic() {
         assert!(err.message.contains("after 3 attempts"), "{err}");
     }
 }
+
+/// A fresh folder for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "temblor-connector-tcp_client-it-{}-{test}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+
+    fn write(&self, name: &str, data: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, data).expect("write");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A certificate authority and a server certificate it signed for `localhost` and
+/// `127.0.0.1`, written to `dir`: `(ca.pem, server.pem, server.key)`.
+fn tls_files(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("cert");
+    (
+        dir.write("ca.pem", &ca.pem()),
+        dir.write("server.pem", &cert.pem()),
+        dir.write("server.key", &key.serialize_pem()),
+    )
+}
+
+/// A TLS server (rustls) on a free loopback port that reads each connection to its end and
+/// sends what it read on `received`.
+struct TlsServer {
+    port: u16,
+    received: std::sync::mpsc::Receiver<Vec<u8>>,
+    _task: temblor_net::Service,
+}
+
+impl TlsServer {
+    fn start(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        use temblor_net::tokio::{self, io::AsyncReadExt};
+        let tls = temblor_net::tls::ServerTls {
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        };
+        let acceptor = tls.acceptor("server", &[]).expect("server tls");
+        let handle = temblor_net::runtime::handle().expect("runtime");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let listener = {
+            let _rt = handle.enter();
+            tokio::net::TcpListener::from_std(listener).expect("listener")
+        };
+        let (tx, received) = std::sync::mpsc::channel();
+        let mut service = temblor_net::Service::new(handle, Duration::from_secs(1));
+        let mut stop = service.signal();
+        service.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    () = stop.stopped() => return,
+                };
+                let Ok((tcp, _)) = accepted else { continue };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut data = Vec::new();
+                    if let Ok(mut conn) = temblor_net::tls::handshake(&acceptor, tcp).await {
+                        let _ = conn.read_to_end(&mut data).await;
+                    }
+                    let _ = tx.send(data);
+                });
+            }
+        });
+        Self {
+            port,
+            received,
+            _task: service,
+        }
+    }
+
+    /// What the next connection sent, up to its end.
+    fn next(&self) -> Vec<u8> {
+        self.received
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a connection ended")
+    }
+}
+
+fn tls_config(port: u16, ca: &std::path::Path, server_name: Option<&str>) -> Value {
+    let mut tls = temblor_shim::Object::new();
+    tls.insert("ca", Value::from(ca.display().to_string()));
+    if let Some(name) = server_name {
+        tls.insert("server_name", Value::from(name));
+    }
+    config(&[
+        ("url", Value::from(format!("127.0.0.1:{port}"))),
+        ("tls", Value::Object(tls)),
+        ("backoff_ms", Value::from(10_u64)),
+        ("max_retries", Value::from(1_u64)),
+    ])
+}
+
+#[test]
+fn tls_to_a_server_the_ca_vouches_for_delivers_everything() {
+    let dir = TempDir::new("tls");
+    let (ca, cert, key) = tls_files(&dir);
+    let server = TlsServer::start(&cert, &key);
+    let mut sink = sink(&tls_config(server.port, &ca, None)).expect("sink");
+    let lines: Vec<String> = (0..2000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    for chunk in lines.chunks(100) {
+        let frames: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        sink.push(&batch(&frames)).into_result().expect("push");
+    }
+    sink.flush().into_result().expect("flush");
+    // Dropping the sink closes the connection cleanly: the server reads to its end.
+    drop(sink);
+    assert!(
+        server.next() == lines.concat().into_bytes(),
+        "every byte, in order"
+    );
+}
+
+#[test]
+fn tls_with_a_name_the_certificate_is_for_works_and_another_name_fails() {
+    let dir = TempDir::new("tls-name");
+    let (ca, cert, key) = tls_files(&dir);
+    let server = TlsServer::start(&cert, &key);
+    let mut named = sink(&tls_config(server.port, &ca, Some("localhost"))).expect("sink");
+    named
+        .push(&batch(&["by name\n"]))
+        .into_result()
+        .expect("push");
+    drop(named);
+    assert_eq!(server.next(), b"by name\n");
+
+    let mut sink = sink(&tls_config(server.port, &ca, Some("elsewhere.example"))).expect("sink");
+    let err = sink
+        .push(&batch(&["never\n"]))
+        .into_result()
+        .expect_err("the certificate is not for that name");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains("after 2 attempts"), "{err}");
+    assert!(err.message.contains("certificate"), "{err}");
+}
+
+#[test]
+fn tls_to_a_server_of_another_ca_is_an_io_error_naming_the_certificate() {
+    let dir = TempDir::new("tls-other-ca");
+    let (_, cert, key) = tls_files(&dir);
+    let other = TempDir::new("tls-other-ca-2");
+    let (other_ca, _, _) = tls_files(&other);
+    let server = TlsServer::start(&cert, &key);
+    let mut sink = sink(&tls_config(server.port, &other_ca, None)).expect("not checked yet");
+    let err = sink
+        .push(&batch(&["secret\n"]))
+        .into_result()
+        .expect_err("untrusted");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains("certificate"), "{err}");
+    // Nothing was sent in the clear: every connection the server saw ended empty.
+    drop(sink);
+    while let Ok(data) = server.received.recv_timeout(Duration::from_millis(500)) {
+        assert!(data.is_empty(), "{data:?}");
+    }
+}

@@ -576,3 +576,121 @@ fn netcat() -> &'static str {
         .status();
     if openbsd.is_ok() { "nc.openbsd" } else { "nc" }
 }
+
+/// A certificate authority and a server certificate it signed for `localhost` and
+/// `127.0.0.1`, written to `dir`: `(ca.pem, server.pem, server.key)`.
+fn tls_files(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("ca");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("cert");
+    (
+        dir.write("ca.pem", ca.pem().as_bytes()),
+        dir.write("server.pem", cert.pem().as_bytes()),
+        dir.write("server.key", key.serialize_pem().as_bytes()),
+    )
+}
+
+fn tls_table(cert: &Path, key: &Path) -> Value {
+    let mut tls = temblor_shim::Object::new();
+    tls.insert("cert", Value::from(cert.display().to_string()));
+    tls.insert("key", Value::from(key.display().to_string()));
+    Value::Object(tls)
+}
+
+/// A TLS client (rustls, trusting `ca`) that sends `data` to `addr` and closes cleanly; its
+/// local address.
+fn send_over_tls(addr: SocketAddr, ca: &Path, data: &[u8]) -> String {
+    use temblor_net::tokio::io::AsyncWriteExt;
+    let tls = temblor_net::tls::ClientTls {
+        ca: Some(ca.to_owned()),
+        server_name: Some("localhost".to_owned()),
+    };
+    let (connector, name) = tls
+        .connector("client", "localhost", &[])
+        .expect("client tls");
+    let runtime = temblor_net::runtime::handle().expect("runtime");
+    runtime.block_on(async {
+        let tcp = temblor_net::tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect");
+        let me = tcp.local_addr().expect("addr").to_string();
+        let mut conn = temblor_net::tls::connect(&connector, name, tcp)
+            .await
+            .expect("the handshake succeeds with the CA");
+        conn.write_all(data).await.expect("write");
+        conn.shutdown().await.expect("close_notify");
+        me
+    })
+}
+
+#[test]
+fn tls_clients_are_streams_with_their_peer_and_plain_clients_start_none() {
+    let dir = TempDir::new("tls");
+    let (ca, cert, key) = tls_files(&dir);
+    let (mut source, addr) = server(&[("tls", tls_table(&cert, &key))]);
+    let mut got = Streams::default();
+
+    // A client speaking plain TCP to the TLS server: its handshake fails, it starts no stream.
+    let mut plain = TcpStream::connect(addr).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    plain.write_all(b"plain text\n").expect("write");
+    let mut buf = [0; 64];
+    // The server answers garbage with a TLS alert or nothing, then closes.
+    while matches!(plain.read(&mut buf), Ok(n) if n > 0) {}
+    assert!(
+        got.lines_until(&mut source, 1, Duration::from_millis(300))
+            .is_empty()
+    );
+    assert!(got.started.is_empty(), "{got:?}");
+
+    // Two TLS clients, one after the other: a stream each, decrypted, with their peers.
+    let first = send_over_tls(addr, &ca, b"secret one\nsecret two\n");
+    let second = send_over_tls(addr, &ca, b"secret three");
+    got.pull_until(&mut source, Duration::from_secs(10), |s| s.ended.len() == 2);
+    assert_eq!(got.ended.len(), 2, "{got:?}");
+    let (a, b) = (got.started[0].0, got.started[1].0);
+    assert_eq!([got.peer(a), got.peer(b)], [first, second]);
+    let lines: Vec<Vec<u8>> = got.lines.iter().map(|(_, l)| l.clone()).collect();
+    assert_eq!(text(&lines), ["secret one", "secret two", "secret three"]);
+}
+
+#[test]
+fn a_tls_client_that_does_not_trust_the_certificate_starts_no_stream() {
+    let dir = TempDir::new("tls-untrusted");
+    let (_, cert, key) = tls_files(&dir);
+    let other = TempDir::new("tls-untrusted-other");
+    let (other_ca, _, _) = tls_files(&other);
+    let (mut source, addr) = server(&[("tls", tls_table(&cert, &key))]);
+    let tls = temblor_net::tls::ClientTls {
+        ca: Some(other_ca),
+        server_name: None,
+    };
+    let (connector, name) = tls
+        .connector("client", "127.0.0.1", &[])
+        .expect("client tls");
+    let refused = temblor_net::runtime::handle()
+        .expect("runtime")
+        .block_on(async {
+            let tcp = temblor_net::tokio::net::TcpStream::connect(addr)
+                .await
+                .expect("connect");
+            temblor_net::tls::connect(&connector, name, tcp).await.err()
+        });
+    let e = refused.expect("the client refuses a certificate of another CA");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    let mut got = Streams::default();
+    got.pull_until(&mut source, Duration::from_millis(300), |s| {
+        !s.started.is_empty()
+    });
+    assert!(got.started.is_empty(), "{got:?}");
+}
