@@ -20,5 +20,5 @@ pub(crate) mod wakeup;
 
 pub use deploy::{DeployError, Deployment, Plan};
 pub use engine::{Engine, StartError, Stats};
-pub use wakeup::Stop;
 pub use registry::{Plugin, Registry};
+pub use wakeup::Stop;

@@ -154,6 +154,10 @@ mod tests {
         assert!(!stop.request(), "asked already");
         assert!(stop.requested());
         assert!(a.wait(Some(Duration::ZERO)));
-        assert_eq!(stop.wakeups.lock().unwrap().len(), 2, "the dropped one is pruned later");
+        assert_eq!(
+            stop.wakeups.lock().unwrap().len(),
+            2,
+            "the dropped one is pruned later"
+        );
     }
 }

@@ -51,7 +51,9 @@ impl Listener {
     #[must_use]
     pub fn local(&self) -> String {
         match self {
-            Self::Tcp(l) => l.local_addr().map_or_else(|e| e.to_string(), |a| a.to_string()),
+            Self::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|e| e.to_string(), |a| a.to_string()),
             Self::Unix(_, path) => path.display().to_string(),
         }
     }

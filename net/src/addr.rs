@@ -61,6 +61,42 @@ pub fn bind_tcp(id: &str, addrs: &[SocketAddr]) -> Result<std::net::TcpListener,
     })
 }
 
+/// Like [`bind_tcp`], with room for `backlog` connections waiting to be accepted (the kernel
+/// caps it at `net.core.somaxconn`). A std listener has 128: a burst of thousands of clients
+/// overflows that, and the kernel drops their handshakes, which they retry a second (then
+/// two, four...) later. Call it inside the runtime (`handle.enter()`).
+///
+/// # Errors
+/// As for [`bind_tcp`].
+pub fn listen_tcp(
+    id: &str,
+    addrs: &[SocketAddr],
+    backlog: u32,
+) -> Result<tokio::net::TcpListener, PluginError> {
+    let mut last = None;
+    for addr in addrs {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        };
+        // As std's `TcpListener::bind` does on Unix: SO_REUSEADDR.
+        let listening = socket.and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(*addr)?;
+            s.listen(backlog)
+        });
+        match listening {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    Err(match last {
+        Some((addr, e)) => PluginError::io(format_args!("'{id}': cannot listen on {addr}"), &e),
+        None => PluginError::config(format_args!("'{id}': no address to listen on")),
+    })
+}
+
 /// Binds a UDP socket on the first of `addrs` that works, non-blocking for tokio.
 ///
 /// # Errors
@@ -104,10 +140,38 @@ mod tests {
     }
 
     #[test]
+    fn a_listener_with_a_long_backlog_accepts_a_burst_and_refuses_a_taken_port() {
+        let rt = crate::runtime::handle().unwrap();
+        let _inside = rt.enter();
+        let addrs = resolve("a", "url", "127.0.0.1:0").unwrap();
+        let l = listen_tcp("a", &addrs, 1024).unwrap();
+        let at = l.local_addr().unwrap();
+        // More than std's 128 connect before anything accepts.
+        let clients: Vec<_> = (0..300)
+            .map(|_| std::net::TcpStream::connect(at).unwrap())
+            .collect();
+        let accepted = rt.block_on(async {
+            let mut n = 0;
+            while n < clients.len() {
+                let _ = l.accept().await.unwrap();
+                n += 1;
+            }
+            n
+        });
+        assert_eq!(accepted, 300);
+        let e = listen_tcp("b", &[at], 16).unwrap_err().message;
+        assert!(e.contains(&format!("'b': cannot listen on {at}")), "{e}");
+    }
+
+    #[test]
     fn a_port_in_use_is_an_error_naming_it() {
         let l = bind_tcp("a", &resolve("a", "url", "127.0.0.1:0").unwrap()).unwrap();
         let taken = l.local_addr().unwrap();
         let e = bind_tcp("b", &[taken]).unwrap_err();
-        assert!(e.message.contains(&format!("'b': cannot listen on {taken}")), "{e}");
+        assert!(
+            e.message
+                .contains(&format!("'b': cannot listen on {taken}")),
+            "{e}"
+        );
     }
 }

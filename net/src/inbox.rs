@@ -182,7 +182,11 @@ mod tests {
     fn sends_wake_the_engine_once_it_gave_its_handle() {
         let handle = crate::runtime::handle().unwrap();
         let (tx, mut rx) = channel::<u32>(4, handle.clone());
-        assert_eq!(rx.recv(Duration::from_millis(10)), Received::Empty, "waited, found none");
+        assert_eq!(
+            rx.recv(Duration::from_millis(10)),
+            Received::Empty,
+            "waited, found none"
+        );
         let count = Arc::new(Count(AtomicUsize::new(0)));
         assert!(rx.set_notify(Notify::new(Arc::clone(&count))));
         handle.block_on(tx.send(7)).unwrap();
@@ -190,7 +194,11 @@ mod tests {
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
         assert_eq!(rx.recv(Duration::from_secs(60)), Received::Item(7));
         assert_eq!(rx.try_recv(), Received::Item(8));
-        assert_eq!(rx.recv(Duration::from_secs(60)), Received::Empty, "no wait once notified");
+        assert_eq!(
+            rx.recv(Duration::from_secs(60)),
+            Received::Empty,
+            "no wait once notified"
+        );
         drop(tx);
         assert_eq!(rx.try_recv(), Received::Closed);
     }

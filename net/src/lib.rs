@@ -31,5 +31,6 @@ pub use runtime::shutdown;
 pub use service::{Service, StopSignal};
 
 /// Re-exported so that every network plugin builds the same tokio, hyper and rustls (one
-/// feature set for the workspace, one build).
-pub use {http_body_util, hyper, hyper_util, rustls, tokio, tokio_rustls};
+/// feature set for the workspace, one build). `tower_service` is the trait a connector of
+/// `hyper_util::client::legacy::Client` implements.
+pub use {http_body_util, hyper, hyper_util, rustls, tokio, tokio_rustls, tower_service};

@@ -135,7 +135,11 @@ mod tests {
         }
         assert!(!service.signal().is_stopped());
         drop(service);
-        assert_eq!(ended.load(Ordering::SeqCst), 3, "joined before drop returned");
+        assert_eq!(
+            ended.load(Ordering::SeqCst),
+            3,
+            "joined before drop returned"
+        );
     }
 
     #[test]

@@ -43,7 +43,11 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn certs(id: &str, field: &str, path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, PluginError> {
+fn certs(
+    id: &str,
+    field: &str,
+    path: &PathBuf,
+) -> Result<Vec<CertificateDer<'static>>, PluginError> {
     let read = std::fs::read(path)
         .map_err(|e| PluginError::io(format_args!("'{id}': `{field}` {}", path.display()), &e))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read)
@@ -142,9 +146,8 @@ impl ClientTls {
     pub fn name(&self, id: &str, host: &str) -> Result<ServerName<'static>, PluginError> {
         let name = self.server_name.as_deref().unwrap_or(host);
         let name = name.trim_start_matches('[').trim_end_matches(']');
-        ServerName::try_from(name.to_owned()).map_err(|e| {
-            PluginError::config(format_args!("'{id}': TLS server name {name:?}: {e}"))
-        })
+        ServerName::try_from(name.to_owned())
+            .map_err(|e| PluginError::config(format_args!("'{id}': TLS server name {name:?}: {e}")))
     }
 
     /// A connector and the server name, for [`connect`].
@@ -231,12 +234,21 @@ mod tests {
         let cert = write(&dir, "a.pem", &a.cert.pem());
         let key = write(&dir, "a.key", &a.signing_key.serialize_pem());
         let other = write(&dir, "b.key", &b.signing_key.serialize_pem());
-        let ok = ServerTls { cert: cert.clone(), key };
+        let ok = ServerTls {
+            cert: cert.clone(),
+            key,
+        };
         assert!(ok.config("s", &[b"h2"]).is_ok());
-        let bad = ServerTls { cert: cert.clone(), key: other };
+        let bad = ServerTls {
+            cert: cert.clone(),
+            key: other,
+        };
         let e = bad.config("s", &[]).unwrap_err();
         assert!(e.message.contains("do not make a usable pair"), "{e}");
-        let client = ClientTls { ca: Some(cert), server_name: None };
+        let client = ClientTls {
+            ca: Some(cert),
+            server_name: None,
+        };
         assert!(client.config("c", &[]).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -245,10 +257,19 @@ mod tests {
     fn missing_and_empty_files_name_the_field_and_file() {
         let dir = temp();
         let empty = write(&dir, "empty.pem", "not pem\n");
-        let missing = ServerTls { cert: dir.join("nope.pem"), key: empty.clone() };
+        let missing = ServerTls {
+            cert: dir.join("nope.pem"),
+            key: empty.clone(),
+        };
         let e = missing.config("s", &[]).unwrap_err();
-        assert!(e.message.contains("`tls.cert`") && e.message.contains("nope.pem"), "{e}");
-        let client = ClientTls { ca: Some(empty), server_name: None };
+        assert!(
+            e.message.contains("`tls.cert`") && e.message.contains("nope.pem"),
+            "{e}"
+        );
+        let client = ClientTls {
+            ca: Some(empty),
+            server_name: None,
+        };
         let e = client.config("c", &[]).unwrap_err();
         assert!(e.message.contains("no PEM certificate"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();

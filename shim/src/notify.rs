@@ -118,6 +118,10 @@ mod tests {
         drop(a);
         std::thread::spawn(move || b.notify()).join().unwrap();
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
-        assert_eq!(Arc::strong_count(&counter), 1, "every handle gave its count back");
+        assert_eq!(
+            Arc::strong_count(&counter),
+            1,
+            "every handle gave its count back"
+        );
     }
 }

@@ -387,8 +387,12 @@ pub fn run(args: &Args) -> Result<()> {
         raw_bin,
         ..
     } = &built;
-    let (plugins_bin, plugin_dir, monolith_bin, raw_bin) =
-        (plugins_bin.clone(), plugin_dir.clone(), monolith_bin.clone(), raw_bin.clone());
+    let (plugins_bin, plugin_dir, monolith_bin, raw_bin) = (
+        plugins_bin.clone(),
+        plugin_dir.clone(),
+        monolith_bin.clone(),
+        raw_bin.clone(),
+    );
     let out_dir = target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
     let stats = out_dir.join("stats.json");
@@ -470,7 +474,9 @@ pub fn run(args: &Args) -> Result<()> {
             Scenario::TcpIngest => {
                 let passthrough = cells
                     .iter()
-                    .find(|c| c.scenario == Scenario::PassthroughJson.name() && c.layout == "plugins")
+                    .find(|c| {
+                        c.scenario == Scenario::PassthroughJson.name() && c.layout == "plugins"
+                    })
                     .map(Cell::median_mb_s)
                     .context("passthrough-json was not measured")?;
                 crate::bench_net::tcp_ingest(&bins, data, args.seconds, args.runs, passthrough)?

@@ -222,7 +222,9 @@ fn wrk(args: &[String]) -> Result<Wrk> {
         .args(args)
         .stderr(Stdio::inherit())
         .output()
-        .context("cannot run wrk: install it (`apt-get install wrk`, or `cargo xtask test` installs it)")?;
+        .context(
+            "cannot run wrk: install it (`apt-get install wrk`, or `cargo xtask test` installs it)",
+        )?;
     let text = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!("wrk failed: {text}");
@@ -439,7 +441,10 @@ to = "out"
             .output()
             .context("cannot run net-load")?;
         if !out.status.success() {
-            bail!("net-load blast failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "net-load blast failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let blast: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let elapsed = blast["elapsed_s"].as_f64().unwrap_or(seconds);

@@ -1,4 +1,606 @@
-//! End to end: the http_server connector (hyper) with real clients: curl over HTTP/1.1, HTTP/2 (h2c) and TLS, and wrk.
+//! End to end: the http_server connector (hyper) with real clients: curl over HTTP/1.1
+//! (keep-alive, chunked, `Expect: 100-continue`), HTTP/2 (h2c prior knowledge, and over TLS by
+//! ALPN), the limits (`max_body` → 413, `max_connections` → 503), wrk, and ten thousand
+//! keep-alive connections at once. Every event lands in a file sink; each must be there once.
 
-#[allow(unused_imports)]
-use crate::support;
+use std::{
+    collections::{HashMap, HashSet},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::TcpStream,
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
+};
+
+use crate::support::{deployment, temblor, temp_dir, tls_files};
+
+/// `url` on a free loopback port.
+const LOOPBACK: &str = "url = \"127.0.0.1:0\"";
+
+/// An `http_server` connector `id` (JSON, one event per line of a body) with `config` (the
+/// inside of its table).
+fn server(id: &str, config: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "{id}"
+plugin = "http_server"
+codec = "json"
+preprocessors = ["separate"]
+config = {{ {config} }}
+
+[[connect]]
+from = "{id}"
+to = "main"
+"#
+    )
+}
+
+/// The servers' tables, a pipeline and a file sink writing JSON lines to `out`.
+fn servers_to_file(servers: &[String], out: &Path) -> String {
+    format!(
+        r#"{}
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+        servers.concat(),
+        out.display()
+    )
+}
+
+/// A running engine: stopped with SIGTERM by `stop`, killed when dropped otherwise.
+struct Engine {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+    /// Each server's `host:port`, by connector id, from its "http server listening" line.
+    addrs: HashMap<String, String>,
+}
+
+impl Engine {
+    /// Runs `text` and waits until `servers` servers listen.
+    fn start(dir: &Path, text: &str, servers: usize) -> Self {
+        let mut child = temblor()
+            .arg("run")
+            .arg(deployment(dir, text))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = mpsc::channel();
+        let keep = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                keep.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        let mut engine = Self {
+            child: Some(child),
+            log,
+            addrs: HashMap::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while engine.addrs.len() < servers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = lines.recv_timeout(left) else {
+                panic!("not every server listens after 30 s: {}", engine.log());
+            };
+            if !line.contains("http server listening") {
+                continue;
+            }
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .map(|v| v.trim_matches('"').to_owned())
+            };
+            if let (Some(id), Some(addr)) = (field("id="), field("addr=")) {
+                engine.addrs.insert(id, addr);
+            }
+        }
+        engine
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn url(&self, id: &str, scheme: &str) -> String {
+        format!("{scheme}://{}/ingest", self.addrs[id])
+    }
+
+    fn port(&self, id: &str) -> &str {
+        self.addrs[id].rsplit(':').next().unwrap()
+    }
+
+    /// SIGTERM; waits at most 30 s for the exit, which must be a success.
+    fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let kill = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("temblor still running 30 s after SIGTERM: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(
+            status.success(),
+            "exit after SIGTERM: {status}: {}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What curl printed per request: `<status> <new connections> <HTTP version>`.
+const FORMAT: &str = "%{http_code} %{num_connects} %{http_version}\\n";
+
+/// `curl -s -o /dev/null -w FORMAT <args>` (add `--next` groups with [`next`]).
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-o", "/dev/null", "-w", FORMAT])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// curl's `-w` lines.
+fn printed(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The lines of `path`, sorted, after checking that none is there twice.
+fn once_each(path: &Path) -> Vec<String> {
+    let mut got = lines(path);
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "an event written twice: {got:?}");
+    got.sort();
+    got
+}
+
+#[test]
+fn curl_http1_keep_alive_chunked_expect_continue_and_max_body() {
+    let dir = temp_dir("net-http-h1");
+    let out = dir.join("out.json");
+    let text = servers_to_file(
+        &[server("in", &format!("{LOOPBACK}, max_body = 1024"))],
+        &out,
+    );
+    let engine = Engine::start(&dir, &text, 1);
+    let url = engine.url("in", "http");
+
+    // Three requests, one connection: `--next` starts each with its own body.
+    let mut args = vec!["-d", "{\"n\":1}", &url];
+    for body in ["{\"n\":2}", "{\"n\":3}"] {
+        args.extend([
+            "--next",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            FORMAT,
+            "-d",
+            body,
+            &url,
+        ]);
+    }
+    let keep_alive = curl(&args);
+    assert_eq!(
+        printed(&keep_alive),
+        ["202 1 1.1", "202 0 1.1", "202 0 1.1"],
+        "{}{}",
+        stderr(&keep_alive),
+        engine.log()
+    );
+
+    // A chunked NDJSON body: two events, its last line without a newline.
+    let chunked = curl(&[
+        "-v",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        "{\"n\":4}\n{\"n\":5}",
+        &url,
+    ]);
+    assert_eq!(printed(&chunked), ["202 1 1.1"], "{}", stderr(&chunked));
+    assert!(
+        stderr(&chunked).contains("> Transfer-Encoding: chunked"),
+        "{}",
+        stderr(&chunked)
+    );
+
+    // Expect: 100-continue, answered 100 then 202.
+    let expect = curl(&["-v", "-H", "Expect: 100-continue", "-d", "{\"n\":6}", &url]);
+    assert_eq!(printed(&expect), ["202 1 1.1"], "{}", stderr(&expect));
+    assert!(
+        stderr(&expect).contains("< HTTP/1.1 100 Continue"),
+        "{}",
+        stderr(&expect)
+    );
+
+    // Over max_body: 413, and with Expect: 100-continue no 100 first (the body is not sent).
+    let big = format!("{{\"big\":\"{}\"}}", "x".repeat(2048));
+    // (curl asks for a 100 Continue itself for a body over 1 KiB: `Expect:` turns that off.)
+    let too_large = curl(&["-H", "Expect:", "-d", &big, &url]);
+    assert_eq!(printed(&too_large), ["413 1 1.1"], "{}", stderr(&too_large));
+    let too_large = curl(&["-v", "-H", "Expect: 100-continue", "-d", &big, &url]);
+    assert_eq!(printed(&too_large), ["413 1 1.1"], "{}", stderr(&too_large));
+    assert!(
+        !stderr(&too_large).contains("100 Continue"),
+        "{}",
+        stderr(&too_large)
+    );
+    let chunked_big = curl(&["-H", "Transfer-Encoding: chunked", "-d", &big, &url]);
+    assert_eq!(
+        printed(&chunked_big),
+        ["413 1 1.1"],
+        "{}",
+        stderr(&chunked_big)
+    );
+
+    engine.stop();
+    let expected: Vec<String> = (1..=6).map(|n| format!("{{\"n\":{n}}}")).collect();
+    assert_eq!(once_each(&out), expected);
+}
+
+#[test]
+fn curl_http2_with_prior_knowledge_and_over_tls_with_alpn() {
+    let dir = temp_dir("net-http-h2-tls");
+    let out = dir.join("out.json");
+    let (ca, cert, key) = tls_files(&dir);
+    let tls = format!(
+        "{LOOPBACK}, tls = {{ cert = \"{}\", key = \"{}\" }}",
+        cert.display(),
+        key.display()
+    );
+    let text = servers_to_file(&[server("plain", LOOPBACK), server("secure", &tls)], &out);
+    let engine = Engine::start(&dir, &text, 2);
+    assert!(
+        engine
+            .log()
+            .lines()
+            .any(|l| l.contains("http server listening")
+                && l.contains("id=secure")
+                && l.contains("tls=true")),
+        "{}",
+        engine.log()
+    );
+
+    let h2c = curl(&[
+        "--http2-prior-knowledge",
+        "-d",
+        "{\"h2c\":1}",
+        &engine.url("plain", "http"),
+    ]);
+    assert_eq!(printed(&h2c), ["202 1 2"], "{}", stderr(&h2c));
+
+    // TLS: localhost (the certificate's name) on the server's port.
+    let port = engine.port("secure");
+    let url = format!("https://localhost:{port}/ingest");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let ca = ca.display().to_string();
+    let tls_args = ["--cacert", &ca, "--resolve", &resolve];
+    let mut args = tls_args.to_vec();
+    args.extend([
+        "-d",
+        "{\"h2\":1}",
+        &url,
+        "--next",
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        FORMAT,
+    ]);
+    args.extend(tls_args);
+    args.extend(["-d", "{\"h2\":2}", &url]);
+    let h2 = curl(&args);
+    assert_eq!(
+        printed(&h2),
+        ["202 1 2", "202 0 2"],
+        "HTTP/2 by ALPN, one connection: {}",
+        stderr(&h2)
+    );
+    let mut args = tls_args.to_vec();
+    args.extend(["--http1.1", "-d", "{\"h1\":1}", &url]);
+    let h1 = curl(&args);
+    assert_eq!(printed(&h1), ["202 1 1.1"], "{}", stderr(&h1));
+    // Not trusted: no answer, nothing forwarded.
+    let untrusted = curl(&["--resolve", &resolve, "-d", "{\"no\":1}", &url]);
+    assert_eq!(untrusted.status.code(), Some(60), "{}", stderr(&untrusted));
+    assert!(printed(&untrusted)[0].starts_with("000 "));
+
+    engine.stop();
+    assert_eq!(
+        once_each(&out),
+        ["{\"h1\":1}", "{\"h2\":1}", "{\"h2\":2}", "{\"h2c\":1}"]
+    );
+}
+
+#[test]
+fn one_connection_over_max_connections_is_answered_503() {
+    let dir = temp_dir("net-http-max-connections");
+    let out = dir.join("out.json");
+    let text = servers_to_file(
+        &[server("in", &format!("{LOOPBACK}, max_connections = 2"))],
+        &out,
+    );
+    let engine = Engine::start(&dir, &text, 1);
+    let url = engine.url("in", "http");
+    // Two idle connections hold both slots (accepted in the order they connected).
+    let holders: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&engine.addrs["in"]).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let answer = dir.join("answer.txt");
+    let refused = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-w", "%{http_code}", "-o"])
+        .arg(&answer)
+        .args(["-d", "{\"refused\":1}", &url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stdout),
+        "503",
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&answer).unwrap(),
+        "too many connections\n"
+    );
+    drop(holders);
+    // The slots come back once the server saw them close.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let back = curl(&["-d", "{\"back\":1}", &url]);
+        if printed(&back) == ["202 1 1.1"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no slot came back: {}",
+            stderr(&back)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    engine.stop();
+    assert_eq!(once_each(&out), ["{\"back\":1}"]);
+}
+
+/// Each request a line of its own (`{"n":<k>}`, k = 1, 2, ...); counts answers other than 202.
+const WRK_SCRIPT: &str = r#"
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) n = 0; bad = 0 end
+function request()
+  n = n + 1
+  return wrk.format("POST", "/ingest", { ["Content-Type"] = "application/x-ndjson" }, '{"n":' .. n .. '}\n')
+end
+function response(status, headers, body)
+  if status ~= 202 then bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  for _, t in ipairs(threads) do
+    io.write(string.format("RESULT completed=%d sent=%d bad=%d errors=%d\n",
+      summary.requests, t:get("n"), t:get("bad"), e.connect + e.read + e.write + e.status + e.timeout))
+  end
+end
+"#;
+
+#[test]
+fn wrk_posts_lines_every_request_is_answered_202_and_every_event_arrives_once() {
+    let dir = temp_dir("net-http-wrk");
+    let out = dir.join("out.json");
+    let text = servers_to_file(&[server("in", LOOPBACK)], &out);
+    let engine = Engine::start(&dir, &text, 1);
+    let script = dir.join("post.lua");
+    std::fs::write(&script, WRK_SCRIPT).unwrap();
+    let wrk = Command::new("wrk")
+        .args(["-t1", "-c50", "-d2s", "-s"])
+        .arg(&script)
+        .arg(engine.url("in", "http"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&wrk.stdout).into_owned();
+    assert!(wrk.status.success(), "{report}{}", stderr(&wrk));
+    let field = |name: &str| -> u64 {
+        report
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {report}"))
+    };
+    let (completed, sent) = (field("completed="), field("sent="));
+    assert!(completed > 0, "{report}");
+    assert_eq!(field("bad="), 0, "every answer a 202: {report}");
+    assert_eq!(field("errors="), 0, "no socket error: {report}");
+    engine.stop();
+    // Every request answered is written, once; requests still in flight when wrk stopped
+    // (at most one per connection) may be written too.
+    let got = once_each(&out);
+    let count = got.len() as u64;
+    assert!(
+        count >= completed && count <= sent,
+        "{count} events for {completed} answered, {sent} sent: {report}"
+    );
+    for line in &got {
+        let n: u64 = line
+            .strip_prefix("{\"n\":")
+            .and_then(|l| l.strip_suffix('}'))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not a line wrk sent: {line}"));
+        assert!((1..=sent).contains(&n), "{line}");
+    }
+}
+
+/// Resident KiB and threads of `pid`.
+fn rss_threads(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("Threads:"))
+}
+
+/// Reads one answer (head only: our answers to a 202 have no body) off `stream`.
+fn read_head(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0_u8; 512];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(got).unwrap()
+}
+
+#[test]
+fn ten_thousand_keep_alive_connections_at_once_with_small_memory_and_no_thread_each() {
+    const N: usize = 10_000;
+    let dir = temp_dir("net-http-10k");
+    let out = dir.join("out.json");
+    let text = servers_to_file(
+        &[server(
+            "in",
+            &format!("{LOOPBACK}, max_connections = 20000"),
+        )],
+        &out,
+    );
+    let engine = Engine::start(&dir, &text, 1);
+    let addr = engine.addrs["in"].clone();
+    let post = |stream: &mut TcpStream, body: &str| {
+        let request = format!(
+            "POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+    };
+    // Warmed up: the runtime, the engine's buffers.
+    let mut first = TcpStream::connect(&addr).unwrap();
+    post(&mut first, "{\"warm\":1}");
+    assert!(read_head(&mut first).starts_with("HTTP/1.1 202 "));
+    let (rss_before, threads_before) = rss_threads(engine.pid());
+
+    let mut clients: Vec<TcpStream> = (0..N).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    // Connected, silent: a task each, no thread, no buffer yet.
+    // (Accepted within moments: the listener's backlog is what they waited in.)
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = rss_threads(engine.pid()).0.saturating_sub(rss_before) * 1024 / N as u64;
+    for round in 0..2 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            post(c, &format!("{{\"round\":{round},\"i\":{i}}}"));
+        }
+        for c in &mut clients {
+            c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let head = read_head(c);
+            assert!(head.starts_with("HTTP/1.1 202 "), "{head}");
+        }
+    }
+    // Every connection still open, each served twice.
+    let (rss, threads) = rss_threads(engine.pid());
+    let served = rss.saturating_sub(rss_before) * 1024 / N as u64;
+    eprintln!(
+        "{N} connections: {rss} KiB resident (from {rss_before}): {idle} B each idle, {served} B each served, {threads} threads"
+    );
+    assert!(
+        threads <= threads_before + 2,
+        "{threads} threads with {N} connections, {threads_before} before"
+    );
+    assert!(idle < 8 * 1024, "{idle} bytes resident per idle connection");
+    // hyper's two 8 KiB buffers of an HTTP/1 connection, and the rest.
+    assert!(
+        served < 32 * 1024,
+        "{served} bytes resident per connection ({rss} KiB, {rss_before} before)"
+    );
+    drop(clients);
+    engine.stop();
+    assert_eq!(once_each(&out).len(), 2 * N + 1);
+}
+
+#[test]
+fn https_without_tls_and_a_bad_certificate_stop_the_start_naming_connector_and_field() {
+    let dir = temp_dir("net-http-bad-tls");
+    let out = dir.join("out.json");
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    for (config, needle) in [
+        (
+            "url = \"https://127.0.0.1:0\"".to_owned(),
+            "'in': `url` \"https://127.0.0.1:0\" is https:// but there is no `tls` table",
+        ),
+        (
+            format!(
+                "{LOOPBACK}, tls = {{ cert = \"{}\", key = \"{}\" }}",
+                garbage.display(),
+                garbage.display()
+            ),
+            "'in': `tls.cert`",
+        ),
+    ] {
+        let text = servers_to_file(&[server("in", &config)], &out);
+        let run = temblor()
+            .arg("run")
+            .arg(deployment(&dir, &text))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{log}");
+        assert!(log.contains(needle), "{needle}: {log}");
+    }
+}

@@ -1,4 +1,395 @@
 //! End to end: unix_server and unix_client, with socat.
+//!
+//! - Two `socat - UNIX-CONNECT:PATH` clients write pieces of JSON lines in turn into a
+//!   `unix_server`: every line arrives whole, once, each client's in order, with its own
+//!   `meta.peer` (`PATH#N`) and stream; the socket file has the configured mode while the
+//!   engine runs and is gone after it exits.
+//! - A `unix_server` refuses to start on a path that a live server (socat) listens on.
+//! - `unix_client` delivers every line of a file, in order, to `socat UNIX-LISTEN:PATH,fork`.
+//!
+//! Socket paths are in the test's temp dir.
 
-#[allow(unused_imports)]
-use crate::support;
+use std::{
+    collections::HashMap,
+    fs::File,
+    io::{BufRead as _, BufReader, Write as _},
+    os::unix::fs::{FileTypeExt, PermissionsExt},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use codec_json::decode_slice;
+use temblor_shim::Value;
+
+use crate::support::{deployment, output, temblor, temp_dir};
+
+/// Lines each client sends.
+const LINES: usize = 8;
+
+/// The engine under test, its log collected as it comes: killed when dropped.
+struct Engine {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    lines: mpsc::Receiver<String>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Engine {
+    fn start(deploy: &Path) -> Self {
+        let mut child = temblor()
+            .arg("run")
+            .arg(deploy)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = mpsc::channel();
+        let keep = Arc::clone(&log);
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                keep.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            log,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line that says `what`.
+    fn wait_for(&self, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return,
+                Ok(_) => {}
+                Err(_) => panic!("no '{what}' line within 30 s: {}", self.log()),
+            }
+        }
+    }
+
+    /// Waits for the exit (30 s at most) and the last of the log.
+    fn wait(&mut self) -> ExitStatus {
+        let status = wait_exit(&mut self.child, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("temblor still running after 30 s: {}", self.log()));
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        status
+    }
+
+    /// SIGTERM, then the exit, which must be 0.
+    fn stop(mut self) {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = self.wait();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit after SIGTERM: {status}: {}",
+            self.log()
+        );
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `socat` process: killed and reaped when dropped.
+struct Socat {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Socat {
+    /// `socat - UNIX-CONNECT:path`, written to through its stdin.
+    fn connect(path: &Path) -> Self {
+        let mut child = Command::new("socat")
+            .arg("-")
+            .arg(format!("UNIX-CONNECT:{}", path.display()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start socat (is it installed?)");
+        let stdin = child.stdin.take();
+        Self { child, stdin }
+    }
+
+    fn write(&mut self, piece: &str) {
+        let stdin = self.stdin.as_mut().expect("still open");
+        stdin.write_all(piece.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes stdin: socat closes the connection and exits.
+    fn close(&mut self) {
+        drop(self.stdin.take());
+        let status = wait_exit(&mut self.child, Duration::from_secs(10)).expect("socat exits");
+        assert!(status.success(), "socat failed: {status}");
+    }
+}
+
+impl Drop for Socat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (30 s at most) until `path` holds at least `n` lines; its lines.
+fn wait_lines(path: &Path, n: usize, what: &dyn Fn() -> String) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: Vec<String> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} holds {} of {n} lines after 30 s: {got:?}\n{}",
+            path.display(),
+            got.len(),
+            what()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `in` (unix_server at `socket`, json, `separate` per connection) → `main` (meta into the
+/// event) → `out` (a JSON file).
+fn unix_to_file(socket: &Path, mode: &str, out: &Path) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "in"
+plugin = "unix_server"
+codec = "json"
+preprocessors = [{{ name = "separate", separator = "\n" }}]
+config = {{ path = "{}", mode = "{mode}" }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[pipeline]]
+id = "main"
+operators = [{{ set = {{ "event.peer" = 'meta.peer', "event.stream" = 'meta.stream' }} }}]
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+        socket.display(),
+        out.display()
+    )
+}
+
+#[test]
+fn lines_of_two_socat_clients_never_mix_and_the_socket_file_has_its_mode() {
+    let dir = temp_dir("unix-two");
+    let socket = dir.join("in.sock");
+    let out = dir.join("out.json");
+    let deploy = deployment(&dir, &unix_to_file(&socket, "0660", &out));
+    let engine = Engine::start(&deploy);
+    engine.wait_for("unix server listening");
+    let meta = std::fs::symlink_metadata(&socket).expect("the socket file");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+
+    let mut clients = [Socat::connect(&socket), Socat::connect(&socket)];
+    // Let both connect, so that the first pieces interleave too.
+    thread::sleep(Duration::from_millis(300));
+    for n in 0..LINES {
+        let pieces: [Vec<String>; 2] = [0, 1].map(|k| {
+            vec![
+                format!("{{\"client\":{k},"),
+                format!("\"n\":{n},"),
+                format!("\"pad\":\"{}\"", ["a", "b"][k].repeat(n + 1)),
+                "}\n".to_owned(),
+            ]
+        });
+        for i in 0..pieces[0].len() {
+            for (client, part) in clients.iter_mut().zip(&pieces) {
+                client.write(&part[i]);
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    for client in &mut clients {
+        client.close();
+    }
+    let got = wait_lines(&out, 2 * LINES, &|| engine.log());
+    engine.stop();
+    assert!(
+        !socket.exists(),
+        "the socket file is gone after the engine exited"
+    );
+    assert_eq!(got.len(), 2 * LINES, "{got:?}");
+
+    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    let mut of_client: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
+    for line in &got {
+        let e = decode_slice(line.as_bytes()).unwrap_or_else(|e| panic!("mixed? {line}: {e}"));
+        let field = |name: &str| e.get(name).unwrap_or_else(|| panic!("no {name}: {line}"));
+        let k = usize::try_from(field("client").as_u64().unwrap()).unwrap();
+        let n = field("n").as_u64().unwrap();
+        assert_eq!(
+            field("pad"),
+            &Value::from(["a", "b"][k].repeat(n as usize + 1)),
+            "{line}"
+        );
+        numbers[k].push(n);
+        let peer = field("peer").as_str().unwrap().to_owned();
+        of_client[k].push((peer, field("stream").as_u64().unwrap()));
+    }
+    let mut peers = HashMap::new();
+    for k in 0..2 {
+        assert_eq!(
+            numbers[k],
+            (0..LINES as u64).collect::<Vec<_>>(),
+            "client {k}: {got:?}"
+        );
+        let first = &of_client[k][0];
+        assert!(
+            of_client[k].iter().all(|s| s == first),
+            "{:?}",
+            of_client[k]
+        );
+        let n = first
+            .0
+            .strip_prefix(&format!("{}#", socket.display()))
+            .unwrap_or_else(|| panic!("peer is PATH#N: {}", first.0));
+        assert!(n.parse::<u64>().is_ok(), "{}", first.0);
+        peers.insert(first.clone(), k);
+    }
+    assert_eq!(peers.len(), 2, "two peers, two streams: {peers:?}");
+}
+
+/// `socat -u UNIX-LISTEN:path,fork STDOUT`, its output into `out`.
+fn listen(path: &Path, out: &Path) -> Socat {
+    let child = Command::new("socat")
+        .arg("-u")
+        .arg(format!("UNIX-LISTEN:{},fork", path.display()))
+        .arg("STDOUT")
+        .stdout(File::create(out).unwrap())
+        .spawn()
+        .expect("start socat (is it installed?)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "socat did not listen");
+        thread::sleep(Duration::from_millis(10));
+    }
+    Socat { child, stdin: None }
+}
+
+#[test]
+fn a_unix_server_refuses_a_path_a_live_server_listens_on() {
+    let dir = temp_dir("unix-live");
+    let socket = dir.join("live.sock");
+    let _socat = listen(&socket, &dir.join("ignored.txt"));
+    let deploy = deployment(&dir, &unix_to_file(&socket, "0600", &dir.join("out.json")));
+    let (out, _, stderr) = output(temblor().arg("run").arg(&deploy));
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("'in'") && stderr.contains("is in use"),
+        "{stderr}"
+    );
+    assert!(socket.exists(), "the live server's socket is left alone");
+}
+
+#[test]
+fn unix_client_delivers_every_line_to_socat() {
+    let dir = temp_dir("unix-client");
+    let socket: PathBuf = dir.join("out.sock");
+    let received = dir.join("received.txt");
+    let server = listen(&socket, &received);
+    let input = dir.join("in.txt");
+    let lines: Vec<String> = (0..2000).map(|n| format!("line {n}")).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let deploy = deployment(
+        &dir,
+        &format!(
+            r#"
+[[connector]]
+id = "in"
+plugin = "file"
+codec = "string"
+preprocessors = ["separate"]
+config = {{ path = "{}", mode = "read" }}
+
+[[connector]]
+id = "out"
+plugin = "unix_client"
+codec = "string"
+postprocessors = ["separate"]
+config = {{ path = "{}" }}
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+            input.display(),
+            socket.display()
+        ),
+    );
+    // The file ends, so the engine drains, closes its connection and exits by itself.
+    let mut engine = Engine::start(&deploy);
+    let status = engine.wait();
+    assert_eq!(status.code(), Some(0), "{status}: {}", engine.log());
+    let got = wait_lines(&received, lines.len(), &String::new);
+    assert_eq!(got, lines, "every line once, in order");
+    drop(server);
+}

@@ -1,4 +1,518 @@
 //! End to end: ws_server and ws_client, with a real WebSocket client (Debian's python3-websockets).
+//!
+//! The Python side runs on `/usr/bin/python3` (Debian's, which has the `websockets` module; the
+//! `python3` first on PATH may be another one without it). Scripts are written into the test's
+//! temp dir; they print what they saw, and exit non-zero when something is not as expected.
+//!
+//! - Two clients send text and binary messages (and one pings): every message is an event in a
+//!   file sink, each client's in order, with its `meta.peer`, `meta.path`, `meta.binary` and a
+//!   stream of its own; the ping gets its pong.
+//! - A `ws_server` sink replies to the client each event came from (text to text, binary to
+//!   binary), and over `wss://` with the deployment's certificate.
+//! - `ws_client` delivers every event of a file, in order, one text message each, to a Python
+//!   websockets server.
+//!
+//! Servers listen on port 0; the test reads the port from the log (`ws server listening ...
+//! addr=`).
 
-#[allow(unused_imports)]
-use crate::support;
+use std::{
+    io::{BufRead as _, BufReader},
+    net::SocketAddr,
+    path::Path,
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+use codec_json::decode_slice;
+use temblor_shim::Value;
+
+use crate::support::{deployment, temblor, temp_dir, tls_files};
+
+/// Debian's Python, with `python3-websockets`.
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Messages each client sends.
+const MESSAGES: usize = 10;
+
+/// The engine under test, its log collected as it comes: killed when dropped.
+struct Engine {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    lines: mpsc::Receiver<String>,
+    reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Engine {
+    fn start(deploy: &Path) -> Self {
+        let mut child = temblor()
+            .arg("run")
+            .arg(deploy)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = mpsc::channel();
+        let keep = Arc::clone(&log);
+        let reader = thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                keep.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            log,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The `addr=` of the first `ws server listening` line.
+    fn listening(&self) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = self.lines.recv_timeout(left) else {
+                panic!("no 'ws server listening' line within 30 s: {}", self.log());
+            };
+            if line.contains("ws server listening")
+                && let Some(addr) = line
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("addr="))
+            {
+                return addr.trim_matches('"').parse().unwrap();
+            }
+        }
+    }
+
+    /// Waits for the exit (30 s at most) and the last of the log.
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "temblor still running after 30 s: {}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        status
+    }
+
+    /// SIGTERM, then the exit, which must be 0; the log.
+    fn stop(mut self) -> String {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = self.wait();
+        let log = self.log();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit after SIGTERM: {status}: {log}"
+        );
+        log
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process, killed and reaped when dropped.
+struct Peer(Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a Python script (written to `dir`) with `args`; its output, which must be a success.
+fn python(dir: &Path, name: &str, script: &str, args: &[&str]) -> Output {
+    let path = dir.join(name);
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new(PYTHON)
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run /usr/bin/python3 (is python3-websockets installed?)");
+    assert!(
+        out.status.success(),
+        "{name} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Waits (30 s at most) until `path` holds at least `n` lines; its lines.
+fn wait_lines(path: &Path, n: usize, engine: &Engine) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: Vec<String> = std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} holds {} of {n} lines after 30 s: {got:?}\n{}",
+            path.display(),
+            got.len(),
+            engine.log()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn event(line: &str) -> Value {
+    decode_slice(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// Two clients at once, on `/client-K`: each sends MESSAGES JSON messages, text and binary in
+/// turn, with a pause between so that the two interleave; client 0 pings half-way and waits
+/// for the pong. Prints `pong` when it came.
+const TWO_CLIENTS: &str = r#"
+import asyncio, json, sys
+import websockets
+
+async def client(url, k, n):
+    async with websockets.connect(f"{url}/client-{k}") as ws:
+        for i in range(n):
+            doc = json.dumps({"client": k, "n": i})
+            await ws.send(doc if i % 2 == 0 else doc.encode())
+            await asyncio.sleep(0.02)
+            if k == 0 and i == n // 2:
+                waiter = await ws.ping(b"hello")
+                await asyncio.wait_for(waiter, 10)
+                print("pong", flush=True)
+
+async def main():
+    url, n = sys.argv[1], int(sys.argv[2])
+    await asyncio.gather(client(url, 0, n), client(url, 1, n))
+
+asyncio.run(main())
+"#;
+
+#[test]
+fn text_and_binary_messages_of_two_clients_arrive_in_order_and_a_ping_gets_a_pong() {
+    let dir = temp_dir("ws-two-clients");
+    let out = dir.join("out.json");
+    let deploy = deployment(
+        &dir,
+        &format!(
+            r#"
+[[connector]]
+id = "in"
+plugin = "ws_server"
+codec = "json"
+config = {{ url = "127.0.0.1:0", max_message = 4096 }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[pipeline]]
+id = "main"
+operators = [{{ set = {{ "event.peer" = 'meta.peer', "event.path" = 'meta.path', "event.binary" = 'meta.binary', "event.stream" = 'meta.stream', "event.connector" = 'meta.connector' }} }}]
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+            out.display()
+        ),
+    );
+    let engine = Engine::start(&deploy);
+    let addr = engine.listening();
+    let said = python(
+        &dir,
+        "two.py",
+        TWO_CLIENTS,
+        &[&format!("ws://{addr}"), &MESSAGES.to_string()],
+    );
+    assert_eq!(String::from_utf8_lossy(&said.stdout).trim(), "pong");
+    let got = wait_lines(&out, 2 * MESSAGES, &engine);
+    engine.stop();
+    assert_eq!(got.len(), 2 * MESSAGES, "{got:?}");
+
+    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    let mut streams: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
+    for line in &got {
+        let e = event(line);
+        let field = |name: &str| e.get(name).unwrap_or_else(|| panic!("no {name}: {line}"));
+        let k = usize::try_from(field("client").as_u64().unwrap()).unwrap();
+        let n = field("n").as_u64().unwrap();
+        numbers[k].push(n);
+        assert_eq!(
+            field("path"),
+            &Value::from(format!("/client-{k}")),
+            "{line}"
+        );
+        assert_eq!(
+            field("binary"),
+            &Value::from(n % 2 == 1),
+            "text and binary in turn: {line}"
+        );
+        assert_eq!(field("connector"), &Value::from("in"), "{line}");
+        let peer = field("peer").as_str().unwrap().to_owned();
+        assert!(peer.starts_with("127.0.0.1:"), "{line}");
+        streams[k].push((peer, field("stream").as_u64().unwrap()));
+    }
+    for k in 0..2 {
+        assert_eq!(
+            numbers[k],
+            (0..MESSAGES as u64).collect::<Vec<_>>(),
+            "client {k}'s messages, in order: {got:?}"
+        );
+        assert!(
+            streams[k].iter().all(|s| *s == streams[k][0]),
+            "one peer and one stream per client: {:?}",
+            streams[k]
+        );
+    }
+    assert_ne!(streams[0][0], streams[1][0], "two clients, two streams");
+}
+
+/// Sends `n` messages, text and binary in turn, and checks that each reply is the same
+/// message of the same kind, on this client's own connection. Prints `ok K`.
+const ECHO_CLIENTS: &str = r#"
+import asyncio, ssl, sys
+import websockets
+
+async def client(url, k, n, ctx):
+    async with websockets.connect(f"{url}/echo", ssl=ctx) as ws:
+        for i in range(n):
+            text = f"client {k} message {i}"
+            sent = text if i % 2 == 0 else text.encode()
+            await ws.send(sent)
+            reply = await asyncio.wait_for(ws.recv(), 10)
+            if reply != sent:
+                sys.exit(f"client {k}: sent {sent!r}, got {reply!r}")
+    print(f"ok {k}", flush=True)
+
+async def main():
+    url, n = sys.argv[1], int(sys.argv[2])
+    ctx = ssl.create_default_context(cafile=sys.argv[3]) if len(sys.argv) > 3 else None
+    await asyncio.gather(client(url, 0, n, ctx), client(url, 1, n, ctx))
+
+asyncio.run(main())
+"#;
+
+/// `in` (ws_server, string codec, `tls` as given) → `main` → `reply` (ws_server sink to `in`).
+fn echo_deployment(tls: &str) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "in"
+plugin = "ws_server"
+codec = "string"
+config = {{ url = "127.0.0.1:0"{tls} }}
+
+[[connector]]
+id = "reply"
+plugin = "ws_server"
+codec = "string"
+config = {{ server = "in" }}
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "reply"
+"#
+    )
+}
+
+#[test]
+fn a_ws_server_sink_replies_to_the_client_each_event_came_from() {
+    let dir = temp_dir("ws-echo");
+    let deploy = deployment(&dir, &echo_deployment(""));
+    let engine = Engine::start(&deploy);
+    let addr = engine.listening();
+    let said = python(
+        &dir,
+        "echo.py",
+        ECHO_CLIENTS,
+        &[&format!("ws://{addr}"), &MESSAGES.to_string()],
+    );
+    let mut lines: Vec<String> = String::from_utf8_lossy(&said.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["ok 0", "ok 1"]);
+    let log = engine.stop();
+    assert!(log.contains("ws server sink done"), "{log}");
+}
+
+#[test]
+fn wss_with_the_configured_certificate() {
+    let dir = temp_dir("ws-tls");
+    let (ca, cert, key) = tls_files(&dir);
+    let tls = format!(
+        r#", tls = {{ cert = "{}", key = "{}" }}"#,
+        cert.display(),
+        key.display()
+    );
+    let deploy = deployment(&dir, &echo_deployment(&tls));
+    let engine = Engine::start(&deploy);
+    let addr = engine.listening();
+    let url = format!("wss://localhost:{}", addr.port());
+    let said = python(
+        &dir,
+        "echo.py",
+        ECHO_CLIENTS,
+        &[&url, "3", &ca.display().to_string()],
+    );
+    assert_eq!(String::from_utf8_lossy(&said.stdout).lines().count(), 2);
+    engine.stop();
+}
+
+/// A websockets server on a free port: prints the port, then writes each message it gets as a
+/// line `text <message>` (or `binary <hex>`) to the file given, flushed at once.
+const SERVER: &str = r#"
+import asyncio, sys
+import websockets
+
+async def main():
+    out = open(sys.argv[1], "w")
+    async def handler(ws, path):
+        async for message in ws:
+            if isinstance(message, str):
+                out.write(f"text {message}\n")
+            else:
+                out.write(f"binary {message.hex()}\n")
+            out.flush()
+    async with websockets.serve(handler, "127.0.0.1", 0) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+
+asyncio.run(main())
+"#;
+
+#[test]
+fn ws_client_delivers_every_event_to_a_python_websockets_server() {
+    let dir = temp_dir("ws-client");
+    let script = dir.join("server.py");
+    std::fs::write(&script, SERVER).unwrap();
+    let received = dir.join("received.txt");
+    let mut child = Command::new(PYTHON)
+        .arg(&script)
+        .arg(&received)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run /usr/bin/python3");
+    let stdout = child.stdout.take().unwrap();
+    let server = Peer(child);
+    let mut port = String::new();
+    BufReader::new(stdout).read_line(&mut port).unwrap();
+    let port: u16 = port
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port: {port:?}"));
+
+    let input = dir.join("in.txt");
+    let lines: Vec<String> = (0..200).map(|n| format!("event {n}")).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let deploy = deployment(
+        &dir,
+        &format!(
+            r#"
+[[connector]]
+id = "in"
+plugin = "file"
+codec = "string"
+preprocessors = ["separate"]
+config = {{ path = "{}", mode = "read" }}
+
+[[connector]]
+id = "out"
+plugin = "ws_client"
+codec = "string"
+config = {{ url = "ws://127.0.0.1:{port}/ingest", ping_interval_s = 5 }}
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#,
+            input.display()
+        ),
+    );
+    // The file ends, so the engine drains, closes and exits by itself.
+    let mut engine = Engine::start(&deploy);
+    let status = engine.wait();
+    assert_eq!(status.code(), Some(0), "{status}: {}", engine.log());
+    let want: Vec<String> = lines.iter().map(|l| format!("text {l}")).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: Vec<String> = std::fs::read_to_string(&received)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if got == want {
+            break;
+        }
+        assert!(
+            got.len() <= want.len() && want.starts_with(&got),
+            "every event once, in order, as a text message: {got:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} arrived",
+            got.len(),
+            want.len()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(server);
+}

@@ -1,17 +1,29 @@
 //! The `http_client` connector: sends each frame as the body of one HTTP request.
 //!
-//! Sink only (asking for a source is an `Unsupported` error). Requests go one at a time, in
-//! order, over kept-alive connections (through `ureq`, built without TLS: plain `http://` only).
-//! Proxies from the environment are not used and redirects are not followed.
+//! Sink only (asking for a source is an `Unsupported` error). Built on hyper's pooling client
+//! (`hyper_util::client::legacy::Client`) over `temblor-net`'s TCP and TLS, on the plugin's
+//! network runtime; `push` runs a batch's requests there and returns when they are done
+//! (backpressure). Proxies from the environment are not used and redirects are not followed.
+//!
+//! **Connections.** They are kept alive and reused across requests and batches (the pool keeps
+//! idle ones for 90 s, or until the server closes them); dropping the sink (the engine stops,
+//! restarts or reloads it) closes every one of them before the drop returns (an HTTP/2
+//! connection gets a `GOAWAY` first, anything still open after a second is cut). `http://`
+//! speaks HTTP/1.1, or HTTP/2 with prior knowledge (h2c) when `http2 = true`. `https://` speaks
+//! TLS (rustls) and lets ALPN choose: `h2` and `http/1.1` are offered, the server picks (only
+//! `h2` with `http2 = true`). The server's certificate is checked against `tls.ca`, or the
+//! system's roots, for `tls.server_name` or the url's host: a certificate they do not vouch
+//! for fails the connection, so the frame fails (as below), never silently.
 //!
 //! **Answers and retries.** A `2xx` answer delivers the frame. A `5xx` answer, or a connection
-//! that fails (refused, reset, timed out, a malformed answer), is retried after `backoff_ms`,
-//! doubling up to `max_backoff_ms`, at most `max_retries` times. A frame that still fails does
-//! not stop the batch at once: each frame after it is sent once more, with no retries of the
-//! connector's own (the engine's retry comes next), so that one bad moment of the server
-//! does not hold back the rest; the next frame that fails too ends the batch, and the frames
-//! after it are not sent. Any other answer (`4xx`, `3xx`) is not retried: the frame is
-//! refused, with a warning, and the rest of the batch is still sent.
+//! that fails (refused, reset, timed out, a TLS handshake that fails, a malformed answer), is
+//! retried after `backoff_ms`, doubling up to `max_backoff_ms`, at most `max_retries` times. A
+//! frame that still fails does not stop the batch at once: each frame after it is sent once
+//! more, with no retries of the connector's own (the engine's retry comes next), so that one
+//! bad moment of the server does not hold back the rest; the next frame that fails too ends the
+//! batch, and the frames after it are not sent. Any other answer (`4xx`, `3xx`), or a request
+//! the client itself cannot send, is not retried: the frame is refused, with a warning, and the
+//! rest of the batch is still sent.
 //!
 //! **Partial delivery.** When some frame of a batch was not delivered (it failed, was refused,
 //! or was not sent), the batch returns an `Io` error (saying how many and why) and lists in
@@ -21,12 +33,22 @@
 //! A frame answered `2xx` is never sent again; a refused one is sent again by each of the
 //! engine's retries, and so ends in the dead letter file. A frame retried after a timeout or a
 //! lost connection may reach the server twice (the first attempt may have arrived): to let the
-//! server recognize a repeat, send an idempotency key with it (`headers_from_meta`). `push`
-//! blocks while it retries (backpressure); `flush` has nothing to do. Through an engine of
-//! interface 1 (plain `push`) the same happens, but the engine learns nothing of the frames
-//! delivered and retries them all.
+//! server recognize a repeat, send an idempotency key with it (`headers_from_meta`). `flush` has
+//! nothing to do. Through an engine of interface 1 (plain `push`) the same happens, but the
+//! engine learns nothing of the frames delivered and retries them all.
 //!
-//! ## Meta
+//! **Concurrency.** By default (`concurrency = 1`) a batch's requests go one at a time, in the
+//! order of its frames, exactly as the rules above say: a server sees the events in order.
+//! With `concurrency = n` up to `n` requests of a batch are in flight at once (on as many
+//! HTTP/1.1 connections, or as streams of one HTTP/2 connection); they are started in frame
+//! order but may arrive and be answered in any order, so choose it only when the server does
+//! not care about order. Every frame's outcome is still its own: `delivered` lists exactly the
+//! frames answered `2xx`, whatever order they finished in. The rules above then read in time
+//! rather than in frame order: once a frame has failed after its retries, frames started later
+//! get one attempt each and frames in flight retry no more; once two have failed, no further
+//! frame is started (those in flight finish their attempt, and count).
+//!
+//! ## Metadata
 //! - `meta.headers` (object of header name to string, read only with `headers_from_meta =
 //!   true`): added to the frame's request, replacing a `headers` entry of the same name. A
 //!   value that is not a string, or a name or value that is not valid in HTTP, is skipped
@@ -37,7 +59,8 @@
 //!   one metadata object per frame each request gets its own event's headers.
 //!
 //! ## Config
-//! - `url` (string, required): where to send, e.g. `"http://127.0.0.1:8139/ingest"`.
+//! - `url` (string, required): where to send, `http://` or `https://`, e.g.
+//!   `"http://127.0.0.1:8139/ingest"`.
 //! - `method` (string, default `"POST"`): `"POST"`, `"PUT"` or `"PATCH"`.
 //! - `headers` (table of string to string, default none): added to every request, e.g.
 //!   `{ "content-type" = "application/json" }` (no content type is sent otherwise).
@@ -45,14 +68,30 @@
 //! - `headers_from_meta` (boolean, default false): also send each frame's `meta.headers`, as
 //!   above.
 //! - `timeout_ms` (integer, default 5000, at least 1): the most one request may take, from
-//!   connecting to the end of the answer.
+//!   connecting (when no pooled connection is free) to the end of the answer.
 //! - `max_retries` (integer, default 3): retries of a frame after its first attempt.
 //! - `backoff_ms` (integer, default 100, at least 1): the wait before the first retry.
 //! - `max_backoff_ms` (integer, default 5000, at least `backoff_ms`): the longest wait.
+//! - `http2` (boolean, default false): HTTP/2 only. Over `http://` with prior knowledge (h2c:
+//!   the client opens with the HTTP/2 preface, no `Upgrade`; the server must expect it), over
+//!   `https://` by offering only `h2` in ALPN. Without it: HTTP/1.1 over `http://`; over
+//!   `https://` whatever ALPN agrees on (`h2` or `http/1.1`; HTTP/1.1 when the server takes
+//!   neither).
+//! - `tls` (table, default none; only with `https://`, which without it means `tls = {}`):
+//!   - `ca` (path, default the system's root certificates): PEM file of the certificates that
+//!     vouch for the server.
+//!   - `server_name` (string, default the url's host): the name the server's certificate must
+//!     be valid for.
+//!
+//!   A `ca` that cannot be read or holds no certificate, or no system roots without `ca`, is a
+//!   config error when the sink is built (at start-up), naming the connector and `tls.ca`.
+//! - `concurrency` (integer, default 1, 1 to 256): requests of one batch in flight at once
+//!   (see Concurrency).
 //!
 //! ## Example
-//! Events relayed from an `http_server` with their idempotency key, each request sent again
-//! until the next server answers `2xx` (then dead-lettered):
+//! Events relayed from an `http_server` with their idempotency key, over HTTPS to a server
+//! whose certificate a private CA signed, each request sent again until the server answers
+//! `2xx` (then dead-lettered):
 //! ```toml
 //! [[connector]]
 //! id = "webhook"
@@ -60,21 +99,53 @@
 //! codec = "json"
 //! retries = 5
 //! dead_letter = "webhook.dead.json"
-//! config = { url = "http://127.0.0.1:8139/ingest", headers = { "content-type" = "application/json" }, headers_from_meta = true }
+//! config = { url = "https://hooks.internal:8443/ingest", headers = { "content-type" = "application/json" }, headers_from_meta = true, tls = { ca = "/etc/temblor/ca.pem" } }
 //! ```
+//! To an HTTP/2 server without TLS, four requests at a time:
+//! `config = { url = "http://127.0.0.1:8080/in", http2 = true, concurrency = 4 }`.
 
-use std::{collections::BTreeMap, io, thread, time::Duration};
+use std::{
+    cell::Cell,
+    collections::BTreeMap,
+    error::Error as StdError,
+    future::{Future, poll_fn},
+    io,
+    pin::Pin,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
+use temblor_net::{
+    conn::Conn,
+    http_body_util::{BodyExt, Full},
+    hyper::{
+        self,
+        body::Bytes,
+        http::{HeaderName, HeaderValue, Method, Request, Uri},
+    },
+    hyper_util::{
+        client::legacy::{
+            Client,
+            connect::{Connected, Connection},
+        },
+        rt::{TokioIo, TokioTimer},
+    },
+    rustls::pki_types::ServerName,
+    tls::ClientTls,
+    tokio::{self, net::TcpStream, runtime::Handle, task::JoinSet},
+    tokio_rustls::TlsConnector,
+    tower_service::Service,
+};
 use temblor_shim::{
     ErrorKind, Frames, PluginError, RVec, Setup, Sink, Value, meta_of, serde::Deserialize, tracing,
 };
-use ureq::{
-    Agent,
-    http::{HeaderName, HeaderValue, Method, Request, Uri},
-};
 
 /// The connector's `config`.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Debug, Clone)]
 #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
 pub struct Config {
     /// Where to send.
@@ -100,6 +171,15 @@ pub struct Config {
     /// The longest wait between retries, in milliseconds.
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// HTTP/2 only: h2c with prior knowledge over `http://`, ALPN `h2` alone over `https://`.
+    #[serde(default)]
+    pub http2: bool,
+    /// TLS for `https://` (the system's roots when absent).
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
+    /// Requests of one batch in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
 }
 
 fn default_method() -> String {
@@ -122,6 +202,19 @@ fn default_max_backoff_ms() -> u64 {
     5000
 }
 
+fn default_concurrency() -> u32 {
+    1
+}
+
+/// The most requests of one batch in flight at once.
+const MAX_CONCURRENCY: u32 = 256;
+
+/// How long the pool keeps an idle connection.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// How long a dropped sink's connections get to close by themselves before they are cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// What came of sending one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
@@ -129,8 +222,157 @@ enum Outcome {
     Delivered,
     /// An answer or error not worth retrying.
     Refused(String),
-    /// Still failing after every retry.
+    /// Still failing after every retry it was allowed.
     Failed(String),
+}
+
+/// Why one attempt did not deliver.
+#[derive(Debug)]
+enum Miss {
+    /// Worth another attempt: a `5xx`, a connection that failed, a timeout.
+    Retry(String),
+    /// Not worth one: a `4xx` or `3xx`, a request the client refused to send.
+    Refuse(String),
+}
+
+/// Where connections go, and how: the url's host and port, and TLS for `https://`.
+struct Target {
+    host: String,
+    port: u16,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Connections opened so far (for the log).
+    opened: AtomicU64,
+}
+
+impl Target {
+    async fn connect(&self) -> io::Result<Stream> {
+        let (host, port) = (self.host.as_str(), self.port);
+        let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot connect to {host}:{port}: {e}"))
+        })?;
+        // A request goes out at once, not after Nagle's delay.
+        let _ = tcp.set_nodelay(true);
+        let conn = match &self.tls {
+            None => Conn::Tcp(tcp),
+            Some((connector, name)) => temblor_net::tls::connect(connector, name.clone(), tcp)
+                .await
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("TLS handshake with {host}:{port} failed: {e}"),
+                    )
+                })?,
+        };
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        let h2 = conn.alpn() == Some(b"h2");
+        tracing::debug!(host = %host, port, tls = self.tls.is_some(), alpn_h2 = h2, "http client connected");
+        Ok(Stream {
+            io: TokioIo::new(conn),
+            h2,
+        })
+    }
+}
+
+/// The client's connector: every connection goes to the configured target (the pool keys
+/// them by the url's scheme and authority, which never change).
+#[derive(Clone)]
+struct Connector(Arc<Target>);
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<Stream>> + Send>>;
+
+/// One frame's request in flight, borrowing the sink.
+type Delivery<'a> = Pin<Box<dyn Future<Output = Outcome> + 'a>>;
+
+impl Service<Uri> for Connector {
+    type Response = Stream;
+    type Error = io::Error;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let target = Arc::clone(&self.0);
+        Box::pin(async move { target.connect().await })
+    }
+}
+
+/// One connection, as the client reads and writes it, and whether ALPN chose HTTP/2.
+struct Stream {
+    io: TokioIo<Conn>,
+    h2: bool,
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        let connected = Connected::new();
+        if self.h2 {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
+    }
+}
+
+impl hyper::rt::Read for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// The executor the client spawns its connection tasks with: on the plugin's runtime, kept
+/// in one set so that dropping the sink can wait for them (and cut what does not end).
+#[derive(Clone)]
+struct Tasks {
+    handle: Handle,
+    set: Arc<Mutex<JoinSet<()>>>,
+}
+
+impl<F> hyper::rt::Executor<F> for Tasks
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, task: F) {
+        let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        // Forget the tasks that ended (connections closed), so the set does not grow.
+        while set.try_join_next().is_some() {}
+        set.spawn_on(task, &self.handle);
+    }
 }
 
 /// The `http_client` sink.
@@ -141,10 +383,15 @@ pub struct HttpClient {
     method: Method,
     headers: Vec<(HeaderName, HeaderValue)>,
     headers_from_meta: bool,
-    agent: Agent,
+    timeout: Duration,
     max_retries: u32,
     backoff_ms: u64,
     max_backoff_ms: u64,
+    concurrency: usize,
+    /// Taken in `drop`, so that the pool closes before the tasks are joined.
+    client: Option<Client<Connector, Full<Bytes>>>,
+    target: Arc<Target>,
+    tasks: Tasks,
     sent: u64,
 }
 
@@ -152,7 +399,8 @@ impl HttpClient {
     /// Checks the config and builds the client (which connects on the first request).
     ///
     /// # Errors
-    /// A `Config` error for a bad config.
+    /// A `Config` error for a bad config (a `tls.ca` that cannot be used among them), an `Io`
+    /// error when the network runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
         let id = setup.id;
@@ -162,24 +410,24 @@ impl HttpClient {
             .url
             .parse()
             .map_err(|e| bad(format_args!("`url` {:?} is not a URL: {e}", config.url)))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(format_args!(
-                    "`url` {:?}: this client has no TLS, use http://",
-                    config.url
-                )));
-            }
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             _ => {
                 return Err(bad(format_args!(
-                    "`url` {:?} must start with http://",
+                    "`url` {:?} must start with http:// or https://",
                     config.url
                 )));
             }
-        }
-        if uri.host().is_none_or(str::is_empty) {
+        };
+        let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
             return Err(bad(format_args!("`url` {:?} has no host", config.url)));
-        }
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let method = match config.method.to_ascii_uppercase().as_str() {
             "POST" => Method::POST,
             "PUT" => Method::PUT,
@@ -195,13 +443,7 @@ impl HttpClient {
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| bad(format_args!("header name {name:?}: {e}")))?;
-            if [
-                http_name("content-length"),
-                http_name("transfer-encoding"),
-                http_name("host"),
-            ]
-            .contains(&name)
-            {
+            if ["content-length", "transfer-encoding", "host"].contains(&name.as_str()) {
                 return Err(bad(format_args!(
                     "header {name} is set by the client, not in `headers`"
                 )));
@@ -222,14 +464,60 @@ impl HttpClient {
                 config.max_backoff_ms, config.backoff_ms
             )));
         }
-        let agent: Agent = Agent::config_builder()
-            .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .proxy(None)
-            .build()
-            .into();
-        tracing::debug!(id = %id, url = %config.url, method = %method, "http client ready");
+        if !(1..=MAX_CONCURRENCY).contains(&config.concurrency) {
+            return Err(bad(format_args!(
+                "`concurrency` must be 1 to {MAX_CONCURRENCY}, found {}",
+                config.concurrency
+            )));
+        }
+        let tls = match (https, config.tls) {
+            (false, Some(_)) => {
+                return Err(bad(format_args!(
+                    "`tls` is given but `url` {:?} is http://: use https://",
+                    config.url
+                )));
+            }
+            (false, None) => None,
+            (true, tls) => {
+                let alpn: &[&[u8]] = if config.http2 {
+                    &[b"h2"]
+                } else {
+                    &[b"h2", b"http/1.1"]
+                };
+                // A `ca` that cannot be read is a mistake of the config as much as one that
+                // holds no certificate.
+                let connector = tls
+                    .unwrap_or_default()
+                    .connector(id, &host, alpn)
+                    .map_err(|e| PluginError::config(e.message))?;
+                Some(connector)
+            }
+        };
+        let handle = temblor_net::runtime::handle()?;
+        let tasks = Tasks {
+            handle,
+            set: Arc::new(Mutex::new(JoinSet::new())),
+        };
+        let target = Arc::new(Target {
+            host,
+            port,
+            tls,
+            opened: AtomicU64::new(0),
+        });
+        let client = Client::builder(tasks.clone())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .http2_only(config.http2)
+            .build(Connector(Arc::clone(&target)));
+        tracing::debug!(
+            id = %id,
+            url = %config.url,
+            method = %method,
+            http2 = config.http2,
+            concurrency = config.concurrency,
+            "http client ready"
+        );
         Ok(Self {
             id: id.to_owned(),
             url: config.url,
@@ -237,55 +525,80 @@ impl HttpClient {
             method,
             headers,
             headers_from_meta: config.headers_from_meta,
-            agent,
+            timeout: Duration::from_millis(config.timeout_ms),
             max_retries: config.max_retries,
             backoff_ms: config.backoff_ms,
             max_backoff_ms: config.max_backoff_ms,
+            concurrency: config.concurrency as usize,
+            client: Some(client),
+            target,
+            tasks,
             sent: 0,
         })
     }
 
     /// One request with the configured headers and then `extra` (which replace those of the
-    /// same name); the answer's status.
-    fn request(
-        &self,
-        frame: &[u8],
-        extra: &[(HeaderName, HeaderValue)],
-    ) -> Result<u16, ureq::Error> {
-        let mut builder = Request::builder()
-            .method(self.method.clone())
-            .uri(self.uri.clone());
+    /// same name), read to the end of its answer, within `timeout_ms`: the answer's status.
+    async fn request(&self, body: Bytes, extra: &[(HeaderName, HeaderValue)]) -> Result<u16, Miss> {
+        let Some(client) = &self.client else {
+            return Err(Miss::Refuse("the client is closed".to_owned()));
+        };
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
         for (name, value) in &self.headers {
-            builder = builder.header(name, value);
+            headers.append(name, value.clone());
         }
-        let mut request = builder.body(frame)?;
         for (name, value) in extra {
-            request.headers_mut().insert(name, value.clone());
+            headers.insert(name, value.clone());
         }
-        let mut response = self.agent.run(request)?;
-        // Read the answer to its end, so that the connection can be used again.
-        let _ = io::copy(&mut response.body_mut().as_reader(), &mut io::sink());
-        Ok(response.status().as_u16())
+        let exchange = async {
+            let response = client.request(request).await.map_err(|e| {
+                let why = chain(&e);
+                if is_user_error(&e) {
+                    Miss::Refuse(why)
+                } else {
+                    Miss::Retry(why)
+                }
+            })?;
+            let status = response.status().as_u16();
+            // Read the answer to its end, so that the connection can be used again.
+            let mut answer = response.into_body();
+            while let Some(frame) = answer.frame().await {
+                frame.map_err(|e| Miss::Retry(format!("reading the answer: {}", chain(&e))))?;
+            }
+            Ok(status)
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Miss::Retry(format!(
+                "no complete answer within {} ms (timed out)",
+                self.timeout.as_millis()
+            ))),
+        }
     }
 
-    /// Sends one frame, retrying what is worth it at most `max_retries` times.
-    fn deliver(
+    /// Sends one frame, retrying what is worth it at most `max_retries` times while no other
+    /// frame of the batch has failed (`failures`, which this frame adds to when it fails).
+    async fn deliver(
         &self,
-        frame: &[u8],
-        extra: &[(HeaderName, HeaderValue)],
-        max_retries: u32,
+        frame: Bytes,
+        extra: Vec<(HeaderName, HeaderValue)>,
+        failures: &Cell<usize>,
     ) -> Outcome {
         let mut backoff = self.backoff_ms;
         let mut retry = 0;
         loop {
-            let why = match self.request(frame, extra) {
+            let why = match self.request(frame.clone(), &extra).await {
                 Ok(200..=299) => return Outcome::Delivered,
                 Ok(status @ 500..=599) => format!("the server answered {status}"),
                 Ok(status) => return Outcome::Refused(format!("the server answered {status}")),
-                Err(e) if worth_retrying(&e) => e.to_string(),
-                Err(e) => return Outcome::Refused(e.to_string()),
+                Err(Miss::Retry(why)) => why,
+                Err(Miss::Refuse(why)) => return Outcome::Refused(why),
             };
-            if retry == max_retries {
+            if retry == self.max_retries || failures.get() > 0 {
+                failures.set(failures.get() + 1);
                 let attempts = retry + 1;
                 let plural = if attempts == 1 { "" } else { "s" };
                 return Outcome::Failed(format!("{why} (after {attempts} attempt{plural})"));
@@ -299,9 +612,45 @@ impl HttpClient {
                 why = %why,
                 "http request failed; retrying"
             );
-            thread::sleep(Duration::from_millis(backoff));
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
             backoff = backoff.saturating_mul(2).min(self.max_backoff_ms);
         }
+    }
+
+    /// Sends a batch: up to `concurrency` frames in flight, started in order, until every frame
+    /// went or two failed. What came of each frame sent, by index, and how many were not sent.
+    async fn send(&self, frames: &Frames, meta: &[Value]) -> (Vec<(usize, Outcome)>, usize) {
+        let failures = Cell::new(0_usize);
+        let mut outcomes = Vec::with_capacity(frames.len());
+        let mut in_flight: Vec<(usize, Delivery<'_>)> = Vec::with_capacity(self.concurrency);
+        let mut next = frames.iter().enumerate();
+        let mut started = 0;
+        loop {
+            while in_flight.len() < self.concurrency && failures.get() < 2 {
+                let Some((i, frame)) = next.next() else {
+                    break;
+                };
+                started += 1;
+                let extra = self.meta_headers(meta, i);
+                let body = Bytes::copy_from_slice(frame);
+                in_flight.push((i, Box::pin(self.deliver(body, extra, &failures))));
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            let (k, outcome) = poll_fn(|cx| {
+                for (k, (_, request)) in in_flight.iter_mut().enumerate() {
+                    if let Poll::Ready(outcome) = request.as_mut().poll(cx) {
+                        return Poll::Ready((k, outcome));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            let (i, _) = in_flight.swap_remove(k);
+            outcomes.push((i, outcome));
+        }
+        (outcomes, frames.len() - started)
     }
 
     /// The headers of frame `index` from its `meta.headers` (none unless `headers_from_meta`).
@@ -359,20 +708,34 @@ const NOT_FROM_META: [&str; 10] = [
     "proxy-connection",
 ];
 
-fn http_name(name: &'static str) -> HeaderName {
-    HeaderName::from_static(name)
+/// An error and its causes, `: `-separated.
+fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
 }
 
-/// Whether an error may go away by itself: the connection, not the request, is at fault.
-fn worth_retrying(e: &ureq::Error) -> bool {
-    matches!(
-        e,
-        ureq::Error::Io(_)
-            | ureq::Error::Timeout(_)
-            | ureq::Error::ConnectionFailed
-            | ureq::Error::HostNotFound
-            | ureq::Error::Protocol(_)
-    )
+/// Whether hyper refused the request itself (not the connection or the server at fault).
+fn is_user_error(e: &(dyn StdError + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 impl Sink for HttpClient {
@@ -386,25 +749,23 @@ impl Sink for HttpClient {
         meta: &[Value],
         delivered: &mut RVec<u32>,
     ) -> Result<(), PluginError> {
-        let mut sent = Vec::with_capacity(frames.len());
+        if Handle::try_current().is_ok() {
+            // `block_on` would panic: the engine never calls a sink from a runtime thread.
+            return Err(PluginError::new(
+                ErrorKind::Io,
+                format_args!("'{}': push called from inside an async runtime", self.id),
+            ));
+        }
+        let (outcomes, unsent) = self.tasks.handle.block_on(self.send(frames, meta));
+        let mut sent = Vec::with_capacity(outcomes.len());
         let mut refused = 0_usize;
         let mut last_refusal = String::new();
-        // The first failure after the retries: the frames after it get one attempt each.
+        // The first failure after the retries: the frames after it got one attempt each.
         let mut failure: Option<String> = None;
         let mut failed = 0_usize;
-        let mut unsent = 0_usize;
-        for (i, frame) in frames.iter().enumerate() {
-            let extra = self.meta_headers(meta, i);
-            let retries = if failure.is_some() {
-                0
-            } else {
-                self.max_retries
-            };
-            match self.deliver(frame, &extra, retries) {
-                Outcome::Delivered => {
-                    self.sent += 1;
-                    sent.push(u32::try_from(i).unwrap_or(u32::MAX));
-                }
+        for (i, outcome) in outcomes {
+            match outcome {
+                Outcome::Delivered => sent.push(u32::try_from(i).unwrap_or(u32::MAX)),
                 Outcome::Refused(why) => {
                     refused += 1;
                     tracing::warn!(id = %self.id, url = %self.url, why = %why, "frame refused; not retried");
@@ -412,8 +773,15 @@ impl Sink for HttpClient {
                 }
                 Outcome::Failed(why) => {
                     failed += 1;
-                    if failure.is_some() {
-                        unsent = frames.len() - i - 1;
+                    if failure.is_none() {
+                        tracing::warn!(
+                            id = %self.id,
+                            url = %self.url,
+                            why = %why,
+                            "a frame failed after its retries; trying the rest of the batch once"
+                        );
+                        failure = Some(why);
+                    } else {
                         tracing::error!(
                             id = %self.id,
                             url = %self.url,
@@ -422,18 +790,11 @@ impl Sink for HttpClient {
                             why = %why,
                             "a second frame failed: giving up on the rest of the batch"
                         );
-                        break;
                     }
-                    tracing::warn!(
-                        id = %self.id,
-                        url = %self.url,
-                        why = %why,
-                        "a frame failed after its retries; trying the rest of the batch once"
-                    );
-                    failure = Some(why);
                 }
             }
         }
+        self.sent += sent.len() as u64;
         if sent.len() == frames.len() {
             return Ok(());
         }
@@ -456,6 +817,7 @@ impl Sink for HttpClient {
                 self.id, self.url
             ),
         };
+        sent.sort_unstable();
         delivered.extend(sent);
         Err(PluginError::new(ErrorKind::Io, format_args!("{message}")))
     }
@@ -467,7 +829,35 @@ impl Sink for HttpClient {
 
 impl Drop for HttpClient {
     fn drop(&mut self) {
-        tracing::debug!(id = %self.id, url = %self.url, sent = self.sent, "http client closed");
+        // Without the pool the connection tasks end by themselves (HTTP/1.1 closes, HTTP/2
+        // says GOAWAY first); what is still open after the grace period is cut.
+        drop(self.client.take());
+        let mut tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .set
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let join = async move {
+            let all = async { while tasks.join_next().await.is_some() {} };
+            if tokio::time::timeout(CLOSE_GRACE, all).await.is_err() {
+                tasks.shutdown().await;
+            }
+        };
+        if Handle::try_current().is_ok() {
+            // On a runtime thread blocking could stall the runtime: let the join run there.
+            drop(self.tasks.handle.spawn(join));
+        } else {
+            self.tasks.handle.block_on(join);
+        }
+        tracing::debug!(
+            id = %self.id,
+            url = %self.url,
+            sent = self.sent,
+            connections = self.target.opened.load(Ordering::Relaxed),
+            "http client closed"
+        );
     }
 }
 
@@ -475,6 +865,7 @@ temblor_shim::export_plugin! {
     name: "http_client",
     kind: Connector,
     sink: HttpClient::new,
+    shutdown: temblor_net::shutdown,
 }
 
 #[cfg(test)]
@@ -484,6 +875,7 @@ mod tests {
         io::{BufRead, BufReader, Read, Write},
         net::TcpListener,
         sync::mpsc,
+        thread,
         time::Instant,
     };
     use temblor_shim::Value;
@@ -500,53 +892,65 @@ mod tests {
         })
     }
 
-    /// A one-thread server answering each request with the next status of `answers`; sends
-    /// each request's head and body back through the channel.
+    /// A server answering each request with the next status of `answers`, in the order the
+    /// requests arrive (each connection is served by a thread of its own, so a connection the
+    /// pool opened in advance never holds up another); sends each request's head and body back
+    /// through the channel.
     fn scripted(answers: Vec<u16>) -> (String, mpsc::Receiver<(String, Vec<u8>)>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}/in", listener.local_addr().expect("addr"));
         let (tx, rx) = mpsc::channel();
+        let answers = Arc::new(Mutex::new(answers.into_iter()));
         thread::spawn(move || {
-            let mut answers = answers.into_iter();
-            while let Some(status) = answers.next() {
-                let Ok((stream, _)) = listener.accept() else {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else {
                     return;
                 };
-                let mut reader = BufReader::new(stream);
-                let mut status = Some(status);
-                // Serve this connection for as long as it lasts and answers remain.
-                while let Some(code) = status.take() {
-                    let mut head = String::new();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        head.push_str(&line);
-                    }
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().expect("length"))
-                        })
-                        .unwrap_or(0);
-                    let mut body = vec![0; len];
-                    reader.read_exact(&mut body).expect("body");
-                    let _ = tx.send((head, body));
-                    let answer = format!("HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nok");
-                    if reader.get_mut().write_all(answer.as_bytes()).is_err() {
-                        break;
-                    }
-                    status = answers.next();
-                }
+                let (tx, answers) = (tx.clone(), Arc::clone(&answers));
+                thread::spawn(move || serve_scripted(stream, &tx, &answers));
             }
         });
         (url, rx)
+    }
+
+    /// Serves one connection of [`scripted`] for as long as it lasts and answers remain.
+    fn serve_scripted(
+        stream: std::net::TcpStream,
+        tx: &mpsc::Sender<(String, Vec<u8>)>,
+        answers: &Mutex<std::vec::IntoIter<u16>>,
+    ) {
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().expect("length"))
+                })
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).expect("body");
+            let Some(code) = answers.lock().expect("answers").next() else {
+                return;
+            };
+            let _ = tx.send((head, body));
+            let answer = format!("HTTP/1.1 {code} X\r\nContent-Length: 2\r\n\r\nok");
+            if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+        }
     }
 
     #[test]
@@ -560,6 +964,8 @@ mod tests {
             (5000, 3, 100, 5000)
         );
         assert!(!c.headers_from_meta);
+        assert!(!c.http2 && c.tls.is_none());
+        assert_eq!(c.concurrency, 1);
         let url = ("url", Value::from("http://127.0.0.1:9/"));
         let headers = |k: &str, v: &str| {
             (
@@ -569,8 +975,30 @@ mod tests {
         };
         for (fields, needle) in [
             (vec![], "url"),
-            (vec![("url", Value::from("https://127.0.0.1/"))], "TLS"),
-            (vec![("url", Value::from("ftp://127.0.0.1/"))], "http://"),
+            (
+                vec![("url", Value::from("ftp://127.0.0.1/"))],
+                "http:// or https://",
+            ),
+            (vec![("url", Value::from("http:///path"))], "url"),
+            (vec![url.clone(), ("tls", config(&[]))], "use https://"),
+            (
+                vec![
+                    ("url", Value::from("https://127.0.0.1:9/")),
+                    (
+                        "tls",
+                        config(&[("ca", Value::from("/nonexistent/temblor-ca.pem"))]),
+                    ),
+                ],
+                "'t': `tls.ca` /nonexistent/temblor-ca.pem",
+            ),
+            (
+                vec![url.clone(), ("concurrency", Value::from(0_u64))],
+                "concurrency",
+            ),
+            (
+                vec![url.clone(), ("concurrency", Value::from(257_u64))],
+                "concurrency",
+            ),
             (vec![("url", Value::from("not a url"))], "url"),
             (vec![url.clone(), ("method", Value::from("GET"))], "method"),
             (vec![url.clone(), headers("bad name", "x")], "bad name"),
@@ -598,6 +1026,15 @@ mod tests {
         }
         let c = client(&[url, ("method", Value::from("patch"))]).expect("lower case is fine");
         assert_eq!(c.method, Method::PATCH);
+        assert_eq!((c.target.host.as_str(), c.target.port), ("127.0.0.1", 9));
+        // `https://` without `tls` trusts the system's roots (or says there are none).
+        match client(&[("url", Value::from("https://[::1]/x"))]) {
+            Ok(c) => {
+                assert!(c.target.tls.is_some());
+                assert_eq!((c.target.host.as_str(), c.target.port), ("::1", 443));
+            }
+            Err(e) => assert!(e.message.contains("no system root certificates"), "{e}"),
+        }
     }
 
     #[test]
@@ -840,6 +1277,134 @@ mod tests {
         assert!(
             !head.to_ascii_lowercase().contains("idempotency-key"),
             "{head}"
+        );
+    }
+
+    /// The bodies a test server got, and the most requests it held at once.
+    type Seen = Arc<Mutex<(Vec<String>, usize)>>;
+
+    /// A server answering `500` to bodies that start with `bad` and `200` to the others, each
+    /// connection on a thread of its own; the first `gather` requests are answered only once
+    /// they are all in (or after 5 s). The bodies, and the most requests it held at once.
+    fn gathering(gather: usize) -> (String, Seen) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/in", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Mutex::new((Vec::new(), 0_usize)));
+        let held = Arc::new((Mutex::new((0_usize, 0_usize)), std::sync::Condvar::new()));
+        let record = Arc::clone(&seen);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else {
+                    return;
+                };
+                let (record, held) = (Arc::clone(&record), Arc::clone(&held));
+                thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut len = 0;
+                        loop {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some(v) =
+                                line.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                len = v.trim().parse().expect("length");
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        reader.read_exact(&mut body).expect("body");
+                        let body = String::from_utf8(body).expect("utf-8");
+                        let (lock, wake) = &*held;
+                        let mut counts = lock.lock().expect("held");
+                        // (arrived, in progress)
+                        counts.0 += 1;
+                        counts.1 += 1;
+                        {
+                            let mut record = record.lock().expect("record");
+                            record.0.push(body.clone());
+                            record.1 = record.1.max(counts.1);
+                        }
+                        wake.notify_all();
+                        let (mut counts, _) = wake
+                            .wait_timeout_while(counts, Duration::from_secs(5), |c| c.0 < gather)
+                            .expect("held");
+                        counts.1 -= 1;
+                        drop(counts);
+                        let code = if body.starts_with("bad") { 500 } else { 200 };
+                        let answer = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
+                        if reader.get_mut().write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn concurrent_requests_list_exactly_the_frames_delivered() {
+        let (url, seen) = gathering(4);
+        let mut sink = client(&[
+            ("url", Value::from(url)),
+            ("concurrency", Value::from(4_u64)),
+            ("max_retries", Value::from(0_u64)),
+        ])
+        .expect("client");
+        let frames: Frames = ["f0", "f1", "bad2", "f3", "f4", "f5", "f6", "f7"]
+            .iter()
+            .map(|f| f.as_bytes())
+            .collect();
+        let mut delivered = RVec::new();
+        let err = sink
+            .push_batch(&frames, &[], &mut delivered)
+            .expect_err("bad2 got 500");
+        assert!(err.message.contains("1 of 8 frames not delivered"), "{err}");
+        assert_eq!(
+            delivered.as_slice(),
+            [0, 1, 3, 4, 5, 6, 7],
+            "in index order"
+        );
+        let (mut bodies, most) = seen.lock().expect("seen").clone();
+        assert_eq!(most, 4, "four requests were in flight at once");
+        bodies.sort();
+        assert_eq!(
+            bodies,
+            ["bad2", "f0", "f1", "f3", "f4", "f5", "f6", "f7"],
+            "each frame once"
+        );
+    }
+
+    #[test]
+    fn concurrent_requests_stop_starting_frames_after_two_failures() {
+        let (url, seen) = gathering(2);
+        let mut sink = client(&[
+            ("url", Value::from(url)),
+            ("concurrency", Value::from(2_u64)),
+            ("max_retries", Value::from(0_u64)),
+        ])
+        .expect("client");
+        let frames: Frames = ["bad0", "bad1", "bad2", "bad3", "bad4", "bad5"]
+            .iter()
+            .map(|f| f.as_bytes())
+            .collect();
+        let mut delivered = RVec::new();
+        let err = sink
+            .push_batch(&frames, &[], &mut delivered)
+            .expect_err("all 500");
+        assert!(err.message.contains("6 of 6 frames not delivered"), "{err}");
+        assert!(delivered.is_empty());
+        let (mut bodies, _) = seen.lock().expect("seen").clone();
+        bodies.sort();
+        // bad0 and bad1 in flight together; bad2 may start between their two failures.
+        assert!(
+            bodies == ["bad0", "bad1"] || bodies == ["bad0", "bad1", "bad2"],
+            "{bodies:?}"
         );
     }
 }

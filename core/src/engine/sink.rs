@@ -70,12 +70,7 @@ fn meta_for<'a>(events: &'a Events, frames: &Frames) -> &'a [Value] {
 }
 
 impl SinkTask {
-    pub(crate) fn run(
-        mut self,
-        rx: Receiver<Events>,
-        stop: &Stop,
-        counters: &ConnectorCounters,
-    ) {
+    pub(crate) fn run(mut self, rx: Receiver<Events>, stop: &Stop, counters: &ConnectorCounters) {
         let mut frames = Frames::new();
         let mut scratch = Frames::new();
         let mut dirty = false;

@@ -180,8 +180,12 @@ fn a_panicking_codec_sends_its_batch_to_err_and_is_rebuilt() {
 #[test]
 fn a_source_that_takes_a_notify_is_pulled_only_when_it_wakes_the_engine() {
     // 20 lines 15 ms apart: 300 ms in which a polling engine would pull dozens of times.
-    let text = deployment("{ count = 20, every_ms = 15 }", "notified-out", "notified-err")
-        .replace("plugin = \"lines\"", "plugin = \"notified\"");
+    let text = deployment(
+        "{ count = 20, every_ms = 15 }",
+        "notified-out",
+        "notified-err",
+    )
+    .replace("plugin = \"lines\"", "plugin = \"notified\"");
     let stats = run(&text);
     let got: Vec<String> = plugins::collected("notified-out");
     let want: Vec<String> = (0..20).map(|i| format!("{i}\n")).collect();

@@ -21,7 +21,9 @@ use temblor_net::{
 
 static BYTES: AtomicU64 = AtomicU64::new(0);
 
-async fn answer(req: Request<hyper::body::Incoming>) -> Result<Response<Empty<Bytes>>, hyper::Error> {
+async fn answer(
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Empty<Bytes>>, hyper::Error> {
     let body = req.into_body().collect().await?.to_bytes();
     BYTES.fetch_add(body.len() as u64, Ordering::Relaxed);
     let mut res = Response::new(Empty::new());

@@ -137,7 +137,9 @@ fn latency(args: &[String]) {
             std::thread::sleep(wait);
         }
         sent_at.lock().unwrap()[seq] = Some(Instant::now());
-        if s.write_all(format!("{{\"seq\":{seq}}}\n").as_bytes()).is_err() {
+        if s.write_all(format!("{{\"seq\":{seq}}}\n").as_bytes())
+            .is_err()
+        {
             break;
         }
     }

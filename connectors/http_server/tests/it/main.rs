@@ -1,5 +1,7 @@
 //! Drives the http_server connector through its ABI objects, as the engine does, with `curl` as
-//! the client.
+//! the client (HTTP/1.1, HTTP/2 with prior knowledge, TLS with ALPN); `raw` speaks raw bytes.
+
+mod raw;
 
 use std::{
     io::Read,
@@ -12,13 +14,19 @@ use std::{
 
 use connector_http_server::HttpServer;
 use temblor_harness::connector;
+use temblor_net::{
+    http_body_util::Full,
+    hyper::{self, Version, body::Bytes},
+    hyper_util::rt::{TokioExecutor, TokioIo},
+    tokio,
+};
 use temblor_shim::{Frames, Setup, SourceBatch, Value, abi::SourceBox, source_object};
 
 /// A running `curl`, killed and reaped when dropped.
 struct Curl(Child);
 
 impl Curl {
-    /// `curl` with `args`, printing `<status> <new connections>` per URL.
+    /// `curl` with `args`, printing `<status> <new connections> <HTTP version>` per URL.
     fn start(args: &[&str]) -> Self {
         Self(
             Command::new("curl")
@@ -30,7 +38,7 @@ impl Curl {
                     "-o",
                     "/dev/null",
                     "-w",
-                    "%{http_code} %{num_connects}\\n",
+                    "%{http_code} %{num_connects} %{http_version}\\n",
                 ])
                 .args(args)
                 .stdout(Stdio::piped())
@@ -209,8 +217,99 @@ fn post_and_put_bodies_arrive_whole_and_are_answered_202() {
 fn keep_alive_serves_several_requests_on_one_connection() {
     let (mut source, url) = server(&[]);
     let (out, frames) = curl(&mut source, &["--data-binary", "same", &url, &url, &url]);
-    assert_eq!(out, ["202 1", "202 0", "202 0"], "one connection for three");
+    assert_eq!(
+        out,
+        ["202 1 1.1", "202 0 1.1", "202 0 1.1"],
+        "one connection for three"
+    );
     assert_eq!(frames, vec![b"same".to_vec(); 3]);
+}
+
+#[test]
+fn curl_with_http2_prior_knowledge_gets_202_413_and_405() {
+    let (mut source, url) = server(&[("max_body", Value::from(1024_u64))]);
+    // (curl 7.88 cannot reuse an h2c connection, curl/curl#10634: one request per run.)
+    let (out, frames) = curl(
+        &mut source,
+        &["--http2-prior-knowledge", "--data-binary", "h2", &url],
+    );
+    assert_eq!(out, ["202 1 2"], "HTTP/2");
+    assert_eq!(frames, [b"h2".to_vec()]);
+    let big = TempFile::new("h2-big.txt", &[b'x'; 2048]);
+    let (out, frames) = curl(
+        &mut source,
+        &["--http2-prior-knowledge", "--data-binary", &big.arg(), &url],
+    );
+    assert_eq!(out, ["413 1 2"]);
+    assert!(frames.is_empty());
+    let (out, _) = curl(&mut source, &["--http2-prior-knowledge", &url]);
+    assert_eq!(out, ["405 1 2"]);
+}
+
+/// POSTs `bodies` at once as streams of one HTTP/2 connection (prior knowledge, hyper's
+/// client): each answer's status and version.
+fn h2_posts(addr: &str, bodies: &[&'static str]) -> Vec<(u16, Version)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let tasks: Vec<_> = bodies
+            .iter()
+            .map(|body| {
+                let mut send = send.clone();
+                let request = hyper::Request::post(format!("http://{addr}/h2"))
+                    .body(Full::new(Bytes::from_static(body.as_bytes())))
+                    .expect("request");
+                tokio::spawn(async move {
+                    let answer = send.send_request(request).await.expect("answer");
+                    (answer.status().as_u16(), answer.version())
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("task"));
+        }
+        answers
+    })
+}
+
+#[test]
+fn http2_prior_knowledge_multiplexes_requests_on_one_connection() {
+    let (mut source, url) = server(&[]);
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/ingest")
+        .to_owned();
+    let client = thread::spawn(move || h2_posts(&addr, &["a", "b", "c"]));
+    let (mut bodies, mut peers) = (Vec::new(), Vec::new());
+    let mut batch = SourceBatch::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bodies.len() < 3 {
+        assert!(Instant::now() < deadline, "only {bodies:?}");
+        batch.reset(0);
+        source.pull_batch(&mut batch).into_result().expect("pull");
+        for (range, run) in batch.all_runs() {
+            bodies.extend(range.map(|i| batch.frames().get(i).expect("frame").to_vec()));
+            peers.push(run.meta.get("peer").cloned());
+            assert_eq!(run.meta.get("path"), Some(&Value::from("/h2")));
+        }
+    }
+    assert_eq!(
+        client.join().expect("client"),
+        vec![(202, Version::HTTP_2); 3]
+    );
+    bodies.sort();
+    assert_eq!(bodies, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    peers.dedup();
+    assert_eq!(peers.len(), 1, "one connection: {peers:?}");
 }
 
 #[test]
@@ -403,4 +502,131 @@ fn delivered_curl_gets_503_when_nothing_is_acked_in_time() {
     assert_eq!(statuses(&out), ["503"]);
     assert_eq!(meta.len(), 1, "handed over, never acked");
     assert!(begin.elapsed() >= Duration::from_millis(300));
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 made by `openssl`: (cert, key).
+fn self_signed(name: &str) -> (TempFile, TempFile) {
+    let cert = TempFile::new(&format!("{name}.pem"), b"");
+    let key = TempFile::new(&format!("{name}.key"), b"");
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key.0)
+        .arg("-out")
+        .arg(&cert.0)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    (cert, key)
+}
+
+fn tls(cert: &TempFile, key: &TempFile) -> Value {
+    config(&[
+        ("cert", Value::from(cert.0.display().to_string())),
+        ("key", Value::from(key.0.display().to_string())),
+    ])
+}
+
+#[test]
+fn tls_serves_http2_and_http1_through_alpn() {
+    let (cert, key) = self_signed("tls");
+    let cfg = config(&[
+        ("url", Value::from("https://127.0.0.1:0")),
+        ("tls", tls(&cert, &key)),
+    ]);
+    let server = HttpServer::new(&Setup {
+        id: "it",
+        config: &cfg,
+    })
+    .expect("server");
+    let url = format!("https://localhost:{}/in", server.local_addr().port());
+    let resolve = format!("localhost:{}:127.0.0.1", server.local_addr().port());
+    let mut source = source_object(server);
+    let ca = cert.0.display().to_string();
+    let (out, frames) = curl(
+        &mut source,
+        &[
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            "-d",
+            "secret",
+            &url,
+            &url,
+        ],
+    );
+    assert_eq!(
+        out,
+        ["202 1 2", "202 0 2"],
+        "HTTP/2 by ALPN, one connection"
+    );
+    assert_eq!(frames, vec![b"secret".to_vec(); 2]);
+    let (out, frames) = curl(
+        &mut source,
+        &[
+            "--http1.1",
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            "-d",
+            "one",
+            &url,
+        ],
+    );
+    assert_eq!(out, ["202 1 1.1"]);
+    assert_eq!(frames, [b"one".to_vec()]);
+    // Not TLS: no HTTP answer.
+    let (out, frames) = curl(&mut source, &["-d", "plain", &url.replace("https", "http")]);
+    assert_eq!(statuses(&out), ["000"]);
+    assert!(frames.is_empty());
+}
+
+#[test]
+fn a_bad_certificate_is_a_config_error_naming_the_connector_and_field() {
+    let (_, key) = self_signed("bad");
+    let garbage = TempFile::new(
+        "garbage.pem",
+        b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
+    );
+    let cfg = config(&[
+        ("url", Value::from("127.0.0.1:0")),
+        ("tls", tls(&garbage, &key)),
+    ]);
+    let e = HttpServer::new(&Setup {
+        id: "secure",
+        config: &cfg,
+    })
+    .err()
+    .expect("refused");
+    assert_eq!(e.kind, temblor_shim::ErrorKind::Config, "{e}");
+    assert!(e.message.contains("'secure': `tls.cert`"), "{e}");
+    // A certificate with another's key.
+    let (other, _) = self_signed("other");
+    let cfg = config(&[
+        ("url", Value::from("127.0.0.1:0")),
+        ("tls", tls(&other, &key)),
+    ]);
+    let e = HttpServer::new(&Setup {
+        id: "secure",
+        config: &cfg,
+    })
+    .err()
+    .expect("refused");
+    assert_eq!(e.kind, temblor_shim::ErrorKind::Config, "{e}");
+    assert!(
+        e.message.contains("'secure': `tls.cert`") && e.message.contains("`tls.key`"),
+        "{e}"
+    );
 }

@@ -1,57 +1,357 @@
-//! Drives the `ws_client` connector through its ABI objects with the compliance harness, as the
-//! engine does.
+//! Drives the `ws_client` connector through its ABI objects, as the engine does, against
+//! WebSocket servers made of tungstenite's blocking server on std sockets (not the code under
+//! test's async path), and the compliance harness.
 
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    net::{TcpListener, TcpStream},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use temblor_harness::{config, connector};
-use temblor_shim::Value;
+use temblor_shim::{
+    ErrorKind, Frames, Object, PluginError, RVec, SourceBatch, Value,
+    abi::{SinkBox, SourceBox},
+    abi_stable::std_types::RSlice,
+};
+use tokio_tungstenite::tungstenite::{
+    self, Message, WebSocket, protocol::frame::coding::CloseCode,
+};
 
 fn module() -> temblor_shim::abi::PluginModRef {
     connector_ws_client::plugin_module()
 }
 
-#[test]
-fn the_source_delivers_count_frames_then_ends() {
-    let cfg = config(&[("count", Value::from(5)), ("text", Value::from("tick"))]);
-    let frames = connector::source_delivers(module(), &cfg, 5, Duration::from_secs(5));
-    let expected: Vec<Vec<u8>> = (0..5).map(|i| format!("tick {i}").into_bytes()).collect();
-    assert_eq!(frames, expected);
+/// A listener on a free loopback port and its `ws://` url.
+fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("ws://{}/in", listener.local_addr().expect("addr"));
+    (listener, url)
+}
 
-    let mut source = connector::source(module(), &cfg).expect("source");
-    let (frames, exhausted) = connector::pull_frames(&mut source, 100, Duration::from_secs(5));
-    assert!(exhausted, "the source ends after `count` frames");
-    assert_eq!(frames.len(), 5);
+/// Accepts one WebSocket client (blocking).
+fn accept(listener: &TcpListener) -> WebSocket<TcpStream> {
+    let (tcp, _) = listener.accept().expect("accept");
+    tcp.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    tungstenite::accept(tcp).expect("handshake")
+}
+
+/// The data messages a server reads until the client closes (or the connection breaks).
+fn read_messages(ws: &mut WebSocket<TcpStream>) -> Vec<Message> {
+    let mut got = Vec::new();
+    loop {
+        match ws.read() {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => got.push(m),
+            Ok(_) => {}
+            Err(_) => return got,
+        }
+    }
+}
+
+fn sink(url: &str, more: &[(&str, Value)]) -> SinkBox {
+    let mut fields = vec![("url", Value::from(url))];
+    fields.extend_from_slice(more);
+    connector::sink(module(), &config(&fields)).expect("sink")
+}
+
+fn push(
+    sink: &mut SinkBox,
+    frames: &Frames,
+    meta: &[Value],
+) -> (Result<(), PluginError>, Vec<u32>) {
+    let mut delivered = RVec::new();
+    let result = sink
+        .push_batch(frames, RSlice::from_slice(meta), &mut delivered)
+        .into_result();
+    (result, delivered.to_vec())
+}
+
+fn binary_meta(binary: bool) -> Value {
+    let mut m = Object::new();
+    m.insert("binary", Value::from(binary));
+    Value::Object(m)
 }
 
 #[test]
-fn a_paced_source_stays_responsive() {
-    // One frame a minute: the first comes at once, then every pull still returns within about
-    // 100 ms (checked by the harness).
+fn manifest_and_unknown_keys() {
+    let cfg = config(&[("url", Value::from("ws://127.0.0.1:9/"))]);
+    connector::manifest(module());
+    connector::rejects_unknown_key(module(), &cfg, false);
+    connector::rejects_unknown_key(module(), &cfg, true);
+}
+
+#[test]
+fn each_frame_is_one_message_text_when_utf8_and_asked_binary_otherwise() {
+    let (listener, url) = listen();
+    let server = thread::spawn(move || {
+        let mut ws = accept(&listener);
+        let first = read_messages(&mut ws);
+        let mut ws = accept(&listener);
+        (first, read_messages(&mut ws))
+    });
+    let frames: Frames = [&b"text"[..], &[0xff, 0x00], b"marked binary", b""]
+        .into_iter()
+        .collect();
+    let meta = [
+        binary_meta(false),
+        binary_meta(false),
+        binary_meta(true),
+        Value::Null,
+    ];
+    let mut texts = sink(&url, &[]);
+    let (result, delivered) = push(&mut texts, &frames, &meta);
+    result.expect("push");
+    assert!(delivered.is_empty());
+    texts.flush().into_result().expect("flush");
+    drop(texts);
+    let mut binaries = sink(&url, &[("text", Value::from(false))]);
+    push(&mut binaries, &frames, &[]).0.expect("push");
+    drop(binaries);
+    let (first, second) = server.join().expect("server");
+    assert_eq!(
+        first,
+        [
+            Message::text("text"),
+            Message::binary(vec![0xff, 0x00]),
+            Message::binary(b"marked binary".to_vec()),
+            Message::text(""),
+        ]
+    );
+    assert_eq!(
+        second,
+        [
+            Message::binary(b"text".to_vec()),
+            Message::binary(vec![0xff, 0x00]),
+            Message::binary(b"marked binary".to_vec()),
+            Message::binary(Vec::new()),
+        ]
+    );
+}
+
+#[test]
+fn a_server_that_closed_between_batches_loses_nothing() {
+    let (listener, url) = listen();
+    let lines: Vec<String> = (0..500).map(|n| format!("message {n}")).collect();
+    let (closed, on_closed) = mpsc::channel();
+    let server = thread::spawn(move || {
+        let mut first = accept(&listener);
+        let mut got = Vec::new();
+        while got.len() < 500 {
+            got.push(first.read().expect("message"));
+        }
+        first.close(None).expect("close");
+        while first.read().is_ok() {}
+        drop(first);
+        closed.send(()).expect("signal");
+        let mut second = accept(&listener);
+        got.push(second.read().expect("message"));
+        got
+    });
+    let mut sink = sink(&url, &[]);
+    let frames: Frames = lines.iter().map(String::as_bytes).collect();
+    push(&mut sink, &frames, &[]).0.expect("push");
+    on_closed.recv().expect("the server closed");
+    push(&mut sink, &[&b"after"[..]].into_iter().collect(), &[])
+        .0
+        .expect("push after the server closed");
+    let got = server.join().expect("server");
+    let mut want: Vec<Message> = lines.iter().map(|l| Message::text(l.as_str())).collect();
+    want.push(Message::text("after"));
+    assert_eq!(got, want);
+}
+
+#[test]
+fn with_nobody_listening_the_batch_fails_after_the_retries() {
+    let (listener, url) = listen();
+    drop(listener);
+    let mut sink = sink(
+        &url,
+        &[
+            ("backoff_ms", Value::from(5_u64)),
+            ("max_backoff_ms", Value::from(10_u64)),
+            ("max_retries", Value::from(2_u64)),
+        ],
+    );
+    let (result, delivered) = push(&mut sink, &[&b"lost"[..]].into_iter().collect(), &[]);
+    let err = result.expect_err("nobody listens");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    assert!(err.message.contains("after 3 attempts"), "{err}");
+    assert!(delivered.is_empty());
+    push(&mut sink, &Frames::new(), &[])
+        .0
+        .expect("an empty batch needs no server");
+}
+
+#[test]
+fn a_stalled_server_gets_the_sent_frames_listed_in_delivered() {
+    let (listener, url) = listen();
+    let (go, on_go) = mpsc::channel::<()>();
+    let server = thread::spawn(move || {
+        let mut ws = accept(&listener);
+        // Reads nothing until the client gave up: its writes stall and time out.
+        on_go.recv().expect("signal");
+        read_messages(&mut ws)
+    });
+    let mut sink = sink(
+        &url,
+        &[
+            ("timeout_ms", Value::from(300_u64)),
+            ("max_retries", Value::from(0_u64)),
+            ("text", Value::from(false)),
+        ],
+    );
+    let owned: Vec<Vec<u8>> = (0..40_u8).map(|n| vec![n; 100 * 1024]).collect();
+    let frames: Frames = owned.iter().map(Vec::as_slice).collect();
+    let (result, delivered) = push(&mut sink, &frames, &[]);
+    let err = result.expect_err("stalled");
+    assert_eq!(err.kind, ErrorKind::Io, "{err}");
+    let k = delivered.len();
+    assert!(k < owned.len(), "{delivered:?}");
+    assert_eq!(delivered, (0..k as u32).collect::<Vec<_>>(), "a prefix");
+    drop(sink);
+    go.send(()).expect("signal");
+    let got = server.join().expect("server");
+    assert!(got.len() >= k, "{} messages, {k} delivered", got.len());
+    for (n, message) in got.iter().take(k).enumerate() {
+        assert_eq!(message, &Message::binary(owned[n].clone()), "message {n}");
+    }
+}
+
+#[test]
+fn an_idle_connection_pings_and_one_that_never_answers_is_closed() {
+    let (listener, url) = listen();
+    let (news, on_news) = mpsc::channel();
+    let server = thread::spawn(move || {
+        // This server answers: tungstenite replies to the pings while it reads.
+        let mut ws = accept(&listener);
+        let mut pings = 0;
+        while pings < 2 {
+            if let Message::Ping(_) = ws.read().expect("read") {
+                pings += 1;
+            }
+        }
+        news.send("pinged").expect("signal");
+        let text = loop {
+            match ws.read().expect("read") {
+                Message::Text(t) => break t.as_str().to_owned(),
+                Message::Ping(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        drop(ws);
+        news.send("dropped").expect("signal");
+        // The next connection's server never reads after the handshake, so never answers.
+        let mut silent = accept(&listener);
+        thread::sleep(Duration::from_secs(3));
+        let close = loop {
+            match silent.read() {
+                Ok(Message::Close(frame)) => break frame,
+                Ok(_) => {}
+                Err(e) => panic!("no close frame: {e}"),
+            }
+        };
+        (text, close.map(|f| f.code))
+    });
+    let mut sink = sink(&url, &[("ping_interval_s", Value::from(1_u64))]);
+    assert_eq!(on_news.recv_timeout(Duration::from_secs(10)), Ok("pinged"));
+    // Answered pings keep it open: a batch goes on the same connection.
+    push(&mut sink, &[&b"still here"[..]].into_iter().collect(), &[])
+        .0
+        .expect("push");
+    assert_eq!(on_news.recv_timeout(Duration::from_secs(10)), Ok("dropped"));
+    thread::sleep(Duration::from_millis(100));
+    push(&mut sink, &[&b"again"[..]].into_iter().collect(), &[])
+        .0
+        .expect("reconnected");
+    let (text, code) = server.join().expect("server");
+    assert_eq!(text, "still here");
+    assert_eq!(code, Some(CloseCode::Away), "closed for want of a pong");
+}
+
+/// What the source handed over: each stream's meta and frames.
+#[derive(Default, Debug)]
+struct Streams {
+    starts: Vec<(u64, Value)>,
+    frames: BTreeMap<u64, Vec<(Vec<u8>, bool)>>,
+    ended: Vec<u64>,
+}
+
+impl Streams {
+    fn pull_until(&mut self, source: &mut SourceBox, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut batch = SourceBatch::new();
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out: {self:?}");
+            batch.reset(0);
+            source.pull_batch(&mut batch).into_result().expect("pull");
+            for (range, run) in batch.all_runs() {
+                if run.starts() {
+                    self.starts.push((run.stream, run.meta.clone()));
+                }
+                let binary = self
+                    .starts
+                    .iter()
+                    .rev()
+                    .find(|(s, _)| *s == run.stream)
+                    .and_then(|(_, m)| m.get("binary").cloned())
+                    == Some(Value::from(true));
+                for i in range {
+                    let frame = batch.frames().get(i).expect("frame").to_vec();
+                    self.frames
+                        .entry(run.stream)
+                        .or_default()
+                        .push((frame, binary));
+                }
+                if run.ends() {
+                    self.ended.push(run.stream);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_source_hands_over_what_the_server_sends_and_reconnects() {
+    let (listener, url) = listen();
+    let server = thread::spawn(move || {
+        for round in 0..2 {
+            let mut ws = accept(&listener);
+            ws.send(Message::text(format!("hello {round}")))
+                .expect("send");
+            ws.send(Message::binary(vec![round, 0xfe])).expect("send");
+            ws.close(None).expect("close");
+            while ws.read().is_ok() {}
+        }
+    });
     let cfg = config(&[
-        ("count", Value::from(5)),
-        ("interval_ms", Value::from(60_000)),
+        ("url", Value::from(url.as_str())),
+        ("backoff_ms", Value::from(10_u64)),
     ]);
     let mut source = connector::source(module(), &cfg).expect("source");
-    let (frames, exhausted) = connector::pull_frames(&mut source, 2, Duration::from_millis(350));
-    assert_eq!(frames, [b"hello 0".to_vec()]);
-    assert!(!exhausted);
-}
-
-#[test]
-fn the_sink_writes_what_it_accepts() {
-    let file = format!("connector_ws_client-it-{}.txt", std::process::id());
-    let path = std::env::temp_dir().join(file);
-    let cfg = config(&[("path", Value::from(path.display().to_string()))]);
-    connector::sink_accepts(module(), &cfg, &[b"{\"a\":1}\n", b"", b"x"]);
-    assert_eq!(std::fs::read(&path).expect("written"), b"{\"a\":1}\nx");
-    std::fs::remove_file(&path).expect("remove");
-    // Without a path it only counts.
-    connector::sink_accepts(module(), &config(&[]), &[b"y"]);
-}
-
-#[test]
-fn rejects_unknown_keys() {
-    connector::manifest(module());
-    connector::rejects_unknown_key(module(), &config(&[("count", Value::from(1))]), true);
-    connector::rejects_unknown_key(module(), &config(&[]), false);
+    let mut got = Streams::default();
+    got.pull_until(&mut source, |s| s.ended.len() == 2);
+    server.join().expect("server");
+    let streams: Vec<u64> = got.ended.clone();
+    assert_ne!(streams[0], streams[1], "each connection is a stream");
+    for (round, stream) in streams.iter().enumerate() {
+        assert_eq!(
+            got.frames[stream],
+            [
+                (format!("hello {round}").into_bytes(), false),
+                (vec![round as u8, 0xfe], true),
+            ]
+        );
+        let meta = &got
+            .starts
+            .iter()
+            .find(|(s, _)| s == stream)
+            .expect("start")
+            .1;
+        assert_eq!(meta.get("url"), Some(&Value::from(url.as_str())));
+        let peer = meta.get("peer").and_then(Value::as_str).expect("peer");
+        assert!(url.contains(peer), "{peer} in {url}");
+    }
 }
