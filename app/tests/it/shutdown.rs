@@ -219,3 +219,125 @@ fn sigterm_while_tcp_server_receives_loses_and_repeats_nothing_acknowledged() {
 fn sigint_while_tcp_server_receives_loses_and_repeats_nothing_acknowledged() {
     stop_mid_stream("INT");
 }
+
+/// metronome → tcp_client → (socket) → tcp_server → file: one deployment that writes to itself.
+fn tcp_loop(port: u16, out: &Path) -> String {
+    format!(
+        r#"
+[[connector]]
+id = "tick"
+plugin = "metronome"
+config = {{ interval_ms = 1 }}
+
+[[connector]]
+id = "send"
+plugin = "tcp_client"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ url = "127.0.0.1:{port}" }}
+
+[[connector]]
+id = "receive"
+plugin = "tcp_server"
+codec = "json"
+preprocessors = ["separate"]
+config = {{ url = "127.0.0.1:{port}" }}
+
+[[connector]]
+id = "out"
+plugin = "file"
+codec = "json"
+postprocessors = ["separate"]
+config = {{ path = "{}", mode = "write" }}
+
+[[pipeline]]
+id = "ticks"
+
+[[pipeline]]
+id = "received"
+
+[[connect]]
+from = "tick"
+to = "ticks"
+
+[[connect]]
+from = "ticks"
+to = "send"
+
+[[connect]]
+from = "receive"
+to = "received"
+
+[[connect]]
+from = "received"
+to = "out"
+"#,
+        out.display()
+    )
+}
+
+#[test]
+fn sigterm_on_a_deployment_that_sends_to_itself_stops_at_once_and_loses_nothing() {
+    let dir = temp_dir("shutdown-loop");
+    let (out, stats) = (dir.join("out.json"), dir.join("stats.json"));
+    let port = crate::support::free_port();
+    let deploy = deployment(&dir, &tcp_loop(port, &out));
+    let mut child = temblor()
+        .arg("run")
+        .arg(&deploy)
+        .arg("--stats-json")
+        .arg(&stats)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (log, lines) = watch_stderr(&mut child);
+    listening_addr(&lines, &log);
+    let started = Instant::now();
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 1_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no output after 30 s: {}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before = log.lock().unwrap().len();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let signalled = Instant::now();
+    // The sink to the engine's own server finishes before the server closes: no retries to a
+    // closed port on the way out (they back off for about 30 s).
+    let status = wait_at_most(&mut child, Duration::from_secs(20), &log);
+    let took = signalled.elapsed();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{status}: {log}");
+    let after = &log[before..];
+    assert!(
+        !after.contains("reconnecting") && !after.contains("giving up"),
+        "the client lost its server on the way out: {after}"
+    );
+    let stats = std::fs::read_to_string(&stats).unwrap();
+    let stat = |id: &str, field: &str| crate::support::connector_stat(&stats, id, field);
+    assert_eq!(stat("send", "lost"), 0, "{stats}");
+    assert_eq!(stat("send", "events_in"), stat("tick", "events_out"));
+    // The ticks written are 0..k in order, each once.
+    let ids: Vec<u64> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            decode_slice(l.as_bytes())
+                .ok()
+                .and_then(|v| v.get("id").and_then(|id| id.as_u64()))
+                .unwrap_or_else(|| panic!("not a tick: {l:?}"))
+        })
+        .collect();
+    assert!(!ids.is_empty());
+    assert!(ids.iter().copied().eq(0..ids.len() as u64), "{ids:?}");
+    eprintln!(
+        "loop: {} ticks written, stopped {took:?} after SIGTERM",
+        ids.len()
+    );
+}

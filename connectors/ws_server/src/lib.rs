@@ -521,6 +521,8 @@ async fn serve_client(conn: Conn, peer: String, mut stop: StopSignal, shared: Ar
         path,
     };
     if !forward(&shared.outbox, &mut stop, start).await {
+        // Stopped right after the handshake: the client still gets its close code.
+        ws.close(CloseCode::Away, "server stopping").await;
         return;
     }
     let (tx, mut replies) = mpsc::channel(CLIENT_QUEUE);

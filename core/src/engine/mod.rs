@@ -24,7 +24,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::AtomicBool,
         mpsc::{Receiver, SyncSender, sync_channel},
     },
@@ -92,6 +92,8 @@ type Channel<T> = (SyncSender<T>, Receiver<T>);
 pub struct Engine {
     stats: Arc<Stats>,
     threads: Vec<JoinHandle<()>>,
+    /// Sources stopped on request, kept open until every sink has flushed.
+    stopped: Arc<Mutex<Vec<SourceTask>>>,
     reloader: Reloader,
     stop: Stop,
 }
@@ -258,11 +260,15 @@ impl Engine {
                 sink.run(rx, &stop, &stats.connectors[i].1);
             }));
         }
+        let stopped = Arc::new(Mutex::new(Vec::new()));
         for (i, source, targets) in sources {
             let stats = Arc::clone(&stats);
             let stop = stop.clone();
+            let stopped = Arc::clone(&stopped);
             threads.push(spawn(format!("source-{}", source.id), move || {
-                source.run(targets, &stop, &stats.connectors[i].1);
+                if let Some(open) = source.run(targets, &stop, &stats.connectors[i].1) {
+                    stopped.lock().unwrap_or_else(|e| e.into_inner()).push(open);
+                }
             }));
         }
         info!(
@@ -273,6 +279,7 @@ impl Engine {
         Ok(Self {
             stats,
             threads,
+            stopped,
             reloader: Reloader::new(b.cells, stop.clone()),
             stop,
         })
@@ -305,6 +312,9 @@ impl Engine {
                 error!("an engine thread panicked");
             }
         }
+        // Every sink has flushed: the stopped sources close their ports and connections now.
+        let closing = std::mem::take(&mut *self.stopped.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(closing);
         self.stats
     }
 }

@@ -114,6 +114,15 @@ pub(crate) struct SourceTask {
     pub(crate) stopping: bool,
 }
 
+impl std::fmt::Debug for SourceTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceTask")
+            .field("id", &self.id)
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Work buffers of one source thread, kept between batches.
 #[derive(Default)]
 struct Scratch {
@@ -321,12 +330,16 @@ impl SourceTask {
         }
     }
 
+    /// Pulls until the source is exhausted or the engine stops. A source stopped on request is
+    /// handed back, still open, for the engine to drop once every sink has flushed: what its
+    /// connections still receive meanwhile (a sink of the same deployment writing to it, say)
+    /// finds a peer, not a closed port.
     pub(crate) fn run(
         mut self,
         targets: Vec<SyncSender<Batch>>,
         stop: &Stop,
         counters: &ConnectorCounters,
-    ) {
+    ) -> Option<Self> {
         stop.register(self.gate.wakeup());
         let mut batch = SourceBatch::new();
         let mut scratch = Scratch::default();
@@ -366,6 +379,7 @@ impl SourceTask {
         drop(targets);
         self.wait_for_outcomes(&mut outcomes, counters);
         debug!(connector = %self.id, "source finished");
+        self.stopping.then_some(self)
     }
 
     fn wait_while_paused(
