@@ -95,9 +95,23 @@ impl Stop {
         self.flag.load(Ordering::Relaxed)
     }
 
-    /// The flag itself (the restart backoff reads it).
-    pub(crate) fn flag(&self) -> &AtomicBool {
-        &self.flag
+    /// Sleeps for `d` (a restart's backoff) unless a stop is asked for meanwhile: `false`
+    /// then, at once.
+    pub(crate) fn sleep(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let wakeup = Arc::new(Wakeup::default());
+        self.register(&wakeup);
+        loop {
+            // Registered before the check: a request after it wakes the wait below.
+            if self.requested() {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            wakeup.wait(Some(left));
+        }
     }
 
     /// Registers a thread's wake-up, to be woken by [`Stop::request`] and [`Stop::wake_all`].
@@ -127,6 +141,27 @@ mod tests {
         w.wake();
         assert!(w.wait(Some(Duration::ZERO)), "the earlier wake counts");
         assert!(!w.wait(Some(Duration::from_millis(5))), "and only once");
+    }
+
+    #[test]
+    fn a_stop_ends_a_backoff_sleep_at_once() {
+        let stop = Stop::new(Arc::new(AtomicBool::new(false)));
+        assert!(stop.sleep(Duration::from_millis(5)), "slept it out");
+        let stopper = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                stop.request();
+            })
+        };
+        let started = Instant::now();
+        assert!(
+            !stop.sleep(Duration::from_secs(60)),
+            "cut short by the stop"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30));
+        stopper.join().unwrap();
+        assert!(!stop.sleep(Duration::from_secs(60)), "and at once after it");
     }
 
     #[test]

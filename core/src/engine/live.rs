@@ -16,7 +16,7 @@ use std::{
     fmt,
     sync::{
         Arc, Mutex, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -338,20 +338,5 @@ impl<T: Instance> Live<T> {
                 }
             }
         }
-    }
-}
-
-/// Sleeps for `d`, waking up early when `stop` is set. False when it was.
-pub(crate) fn sleep_unless_stopped(stop: &AtomicBool, d: Duration) -> bool {
-    let until = Instant::now() + d;
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return false;
-        }
-        let now = Instant::now();
-        if now >= until {
-            return true;
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(20)));
     }
 }

@@ -42,7 +42,7 @@ mod sink;
 mod source;
 mod stats;
 
-use live::{Cells, Instance, Live, sleep_unless_stopped};
+use live::{Cells, Instance, Live};
 pub use live::{ReloadError, Reloaded, Reloader};
 pub(crate) use stats::add;
 pub use stats::{ConnectorCounters, PipelineCounters, Stats};
@@ -473,7 +473,7 @@ fn restart<T: Instance>(
     live: &mut Live<T>,
     policy: &RestartPolicy,
     failures: &mut u32,
-    stop: Option<&AtomicBool>,
+    stop: Option<&Stop>,
     counters: &ConnectorCounters,
 ) -> bool {
     loop {
@@ -487,7 +487,7 @@ fn restart<T: Instance>(
         let wait = policy.backoff(*failures);
         warn!(connector = %live.id, plugin = %live.plugin, restart = *failures, wait_ms = wait.as_millis() as u64, "restarting the {}", T::WHAT);
         let waited = match stop {
-            Some(stop) => sleep_unless_stopped(stop, wait),
+            Some(stop) => stop.sleep(wait),
             None => {
                 std::thread::sleep(wait);
                 true

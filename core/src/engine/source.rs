@@ -319,7 +319,7 @@ impl SourceTask {
                     &mut self.source,
                     &self.restart,
                     &mut self.failures,
-                    Some(stop.flag()),
+                    Some(stop),
                     counters,
                 );
                 if restarted {
