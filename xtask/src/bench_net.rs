@@ -6,9 +6,13 @@
 //!   run, alternating; the figure is the engine's requests/s over hyper's (target ≥ 0.8).
 //! - `http-connections`: wrk holds 10,000 keep-alive connections to `http_server`
 //!   (`max_connections = 20000`); every request must be answered 2xx with no socket error, and
-//!   the engine's peak RSS stay ≤ 150 MB.
-//! - `tcp-ingest`: `net-load blast` (4 socket clients) sends NDJSON to `tcp_server` → json →
-//!   `blackhole`; MB/s over the `passthrough-json` scenario's (target ≥ 0.9).
+//!   the engine's peak RSS stay ≤ 150 MB. `bare-hyper` under the same load is the baseline
+//!   column: what hyper alone needs for those connections.
+//! - `tcp-ingest`: `net-load blast` (4 socket clients) sends NDJSON to `tcp_server` →
+//!   `separate` → json → `blackhole`; MB/s over a file passthrough's measured in the same run,
+//!   alternating (`file` reading the same lines → `separate` → json → `blackhole`: the same work
+//!   but the socket; target ≥ 0.9). The ratio to the `passthrough-json` scenario (the `bench`
+//!   source, whose lines need no framing) is reported beside it.
 //! - `tcp-latency`: `net-load latency` sends 1,000 events/s through `tcp_server` → pipeline →
 //!   `tcp_client` and times each one's way back (target p99 ≤ 1 ms).
 
@@ -128,6 +132,7 @@ impl Drop for Engine {
 struct Stats {
     connectors: std::collections::BTreeMap<String, ConnectorStats>,
     peak_rss_kb: Option<u64>,
+    elapsed_s: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -290,19 +295,8 @@ pub fn http_ingest(bins: &Bins<'_>, data: &str, seconds: f64, runs: usize) -> Re
         if e.socket_errors > 0 || e.non_2xx > 0 || events == 0 {
             bail!("http-ingest: the engine answered badly: {e:?}, {events} events");
         }
-        let mut hyper = Command::new(bins.bare_hyper)
-            .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("cannot start bare-hyper")?;
-        let addr = {
-            use std::io::BufRead;
-            let mut line = String::new();
-            std::io::BufReader::new(hyper.stdout.take().context("no stdout")?)
-                .read_line(&mut line)?;
-            line.trim().to_owned()
-        };
-        let h = wrk(&load(addr.rsplit(':').next().unwrap_or("0").parse()?));
+        let (mut hyper, port) = bare_hyper(bins)?;
+        let h = wrk(&load(port));
         let _ = hyper.kill();
         let _ = hyper.wait();
         let h = h?;
@@ -320,6 +314,46 @@ pub fn http_ingest(bins: &Bins<'_>, data: &str, seconds: f64, runs: usize) -> Re
         target: "≥ 0.8× bare hyper",
         pass: ratio >= 0.8,
         detail: serde_json::json!({ "engine_requests_s": engine_rs, "bare_hyper_requests_s": hyper_rs, "ratios": ratios }),
+    })
+}
+
+/// Starts `bare-hyper` on a free port: the child and its port.
+fn bare_hyper(bins: &Bins<'_>) -> Result<(Child, u16)> {
+    use std::io::BufRead;
+    let mut hyper = Command::new(bins.bare_hyper)
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot start bare-hyper")?;
+    let mut line = String::new();
+    std::io::BufReader::new(hyper.stdout.take().context("no stdout")?).read_line(&mut line)?;
+    let port = line.trim().rsplit(':').next().unwrap_or("0").parse();
+    match port {
+        Ok(port) => Ok((hyper, port)),
+        Err(e) => {
+            let _ = hyper.kill();
+            let _ = hyper.wait();
+            bail!("bare-hyper printed no address ({line:?}): {e}")
+        }
+    }
+}
+
+/// The most resident memory (kB) and threads `pid` shows, sampled every 100 ms for `for_s`
+/// seconds or until it is gone.
+fn sample_peak(pid: u32, for_s: f64) -> std::thread::JoinHandle<(u64, u64)> {
+    std::thread::spawn(move || {
+        let (mut rss, mut threads) = (0, 0);
+        let until = Instant::now() + Duration::from_secs_f64(for_s);
+        while Instant::now() < until {
+            let (r, t) = rss_threads(pid);
+            if r == 0 {
+                break;
+            }
+            rss = rss.max(r);
+            threads = threads.max(t);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (rss, threads)
     })
 }
 
@@ -344,34 +378,32 @@ pub fn http_connections(bins: &Bins<'_>, data: &str, seconds: f64) -> Result<Net
     let mut engine = Engine::start(bins, "http-connections", &http_deployment(port, 20_000))?;
     wait_listening(([127, 0, 0, 1], port).into(), &mut engine.child)?;
     let pid = engine.pid();
-    let sampler = std::thread::spawn(move || {
-        // Sampled while wrk runs: the most seen with the connections open.
-        let (mut rss, mut threads) = (0, 0);
-        let until = Instant::now() + Duration::from_secs_f64(seconds.max(5.0) + 10.0);
-        while Instant::now() < until {
-            let (r, t) = rss_threads(pid);
-            if r == 0 {
-                break;
-            }
-            rss = rss.max(r);
-            threads = threads.max(t);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        (rss, threads)
-    });
+    let sampler = sample_peak(pid, seconds.max(5.0) + 10.0);
     eprintln!("http-connections: {CONNECTIONS} connections");
-    let w = wrk(&[
-        "-t2".into(),
-        format!("-c{CONNECTIONS}"),
-        format!("-d{}s", seconds.max(5.0).ceil() as u64),
-        "--timeout".into(),
-        "10s".into(),
-        "-s".into(),
-        script.display().to_string(),
-        format!("http://127.0.0.1:{port}/"),
-    ])?;
+    let load = |port: u16| -> Vec<String> {
+        vec![
+            "-t2".into(),
+            format!("-c{CONNECTIONS}"),
+            format!("-d{}s", seconds.max(5.0).ceil() as u64),
+            "--timeout".into(),
+            "10s".into(),
+            "-s".into(),
+            script.display().to_string(),
+            format!("http://127.0.0.1:{port}/"),
+        ]
+    };
+    let w = wrk(&load(port))?;
     let stats = engine.stop()?;
     let (sampled_rss, threads) = sampler.join().unwrap_or((0, 0));
+    // hyper alone, under the same load: what the connections cost without the engine.
+    let (mut hyper, hyper_port) = bare_hyper(bins)?;
+    let hyper_sampler = sample_peak(hyper.id(), seconds.max(5.0) + 10.0);
+    let h = wrk(&load(hyper_port));
+    let _ = hyper.kill();
+    let _ = hyper.wait();
+    let h = h?;
+    let (hyper_kb, _) = hyper_sampler.join().unwrap_or((0, 0));
+    let hyper_mb = hyper_kb as f64 / 1024.0;
     let peak_kb = stats.peak_rss_kb.unwrap_or(sampled_rss).max(sampled_rss);
     let peak_mb = peak_kb as f64 / 1024.0;
     let events = stats.connectors.get("in").map_or(0, |c| c.events_out);
@@ -380,7 +412,7 @@ pub fn http_connections(bins: &Bins<'_>, data: &str, seconds: f64) -> Result<Net
         scenario: "http-connections",
         figure: format!("peak RSS MB with {CONNECTIONS} connections"),
         value: peak_mb,
-        baseline: None,
+        baseline: Some(hyper_mb),
         checked: peak_mb,
         target: "≤ 150 MB, every request answered 2xx, no socket error",
         pass,
@@ -388,6 +420,7 @@ pub fn http_connections(bins: &Bins<'_>, data: &str, seconds: f64) -> Result<Net
             "connections": CONNECTIONS, "requests": w.requests, "requests_s": w.requests_s,
             "socket_errors": w.socket_errors, "non_2xx": w.non_2xx, "events": events,
             "peak_rss_kb": peak_kb, "max_threads": threads,
+            "bare_hyper_peak_rss_kb": hyper_kb, "bare_hyper_requests_s": h.requests_s,
         }),
     })
 }
@@ -398,20 +431,87 @@ pub fn tcp_ingest(
     data: &str,
     seconds: f64,
     runs: usize,
-    passthrough_mb_s: f64,
+    passthrough_mb_s: Option<f64>,
 ) -> Result<NetResult> {
-    let mut mb_s = Vec::new();
+    let big = repeated_lines(data, 256 << 20)?;
+    let (mut mb_s, mut file_mb_s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
         eprintln!("tcp-ingest run {}/{runs}", i + 1);
         let port = free_port()?;
-        let deployment = format!(
-            r#"# Written by `cargo xtask bench`.
+        let deployment = ndjson_to_blackhole(&format!(
+            r#"plugin = "tcp_server"
+config = {{ url = "127.0.0.1:{port}" }}"#
+        ));
+        let mut engine = Engine::start(bins, "tcp-ingest", &deployment)?;
+        wait_listening(([127, 0, 0, 1], port).into(), &mut engine.child)?;
+        let out = Command::new(bins.net_load)
+            .args(["blast", &format!("127.0.0.1:{port}")])
+            .arg(project_root().join(data))
+            .args(["--clients", "4", "--seconds", &seconds.to_string()])
+            .output()
+            .context("cannot run net-load")?;
+        if !out.status.success() {
+            bail!(
+                "net-load blast failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let blast: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let elapsed = blast["elapsed_s"].as_f64().unwrap_or(seconds);
+        let stats = engine.stop()?;
+        let bytes = stats.connectors.get("in").map_or(0, |c| c.bytes_in);
+        let tcp = bytes as f64 / 1e6 / elapsed;
+
+        // The same lines from a file, framed and decoded the same way, until it is read.
+        let deployment = ndjson_to_blackhole(&format!(
+            r#"plugin = "file"
+config = {{ path = "{}", mode = "read" }}"#,
+            big.display()
+        ));
+        let mut engine = Engine::start(bins, "tcp-ingest-file", &deployment)?;
+        let status = engine.child.wait()?;
+        if !status.success() {
+            bail!("the file passthrough failed ({status})");
+        }
+        let text = std::fs::read_to_string(&engine.stats)
+            .with_context(|| format!("no stats in {}", engine.stats.display()))?;
+        let stats: Stats =
+            serde_json::from_str(&text).with_context(|| format!("bad stats: {text}"))?;
+        let bytes = stats.connectors.get("in").map_or(0, |c| c.bytes_in);
+        let file = bytes as f64 / 1e6 / stats.elapsed_s.context("no elapsed_s in the stats")?;
+        mb_s.push(tcp);
+        file_mb_s.push(file);
+        ratios.push(tcp / file);
+    }
+    let value = median(&mb_s);
+    let file = median(&file_mb_s);
+    let ratio = median(&ratios);
+    Ok(NetResult {
+        scenario: "tcp-ingest",
+        figure: "MB/s".into(),
+        value,
+        baseline: Some(file),
+        checked: ratio,
+        target: "≥ 0.9× file passthrough",
+        pass: ratio >= 0.9,
+        detail: serde_json::json!({
+            "mb_s": mb_s, "clients": 4, "file_passthrough_mb_s": file_mb_s, "ratios": ratios,
+            "passthrough_json_mb_s": passthrough_mb_s,
+            "over_passthrough_json": passthrough_mb_s.map(|p| value / p),
+        }),
+    })
+}
+
+/// A deployment: the source `source` (its `plugin` and `config` lines) → `separate` → json →
+/// empty pipeline → json → `blackhole`.
+fn ndjson_to_blackhole(source: &str) -> String {
+    format!(
+        r#"# Written by `cargo xtask bench`.
 [[connector]]
 id = "in"
-plugin = "tcp_server"
 codec = "json"
 preprocessors = ["separate"]
-config = {{ url = "127.0.0.1:{port}" }}
+{source}
 
 [[connector]]
 id = "out"
@@ -431,39 +531,24 @@ to = "main"
 from = "main"
 to = "out"
 "#
-        );
-        let mut engine = Engine::start(bins, "tcp-ingest", &deployment)?;
-        wait_listening(([127, 0, 0, 1], port).into(), &mut engine.child)?;
-        let out = Command::new(bins.net_load)
-            .args(["blast", &format!("127.0.0.1:{port}")])
-            .arg(project_root().join(data))
-            .args(["--clients", "4", "--seconds", &seconds.to_string()])
-            .output()
-            .context("cannot run net-load")?;
-        if !out.status.success() {
-            bail!(
-                "net-load blast failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let blast: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-        let elapsed = blast["elapsed_s"].as_f64().unwrap_or(seconds);
-        let stats = engine.stop()?;
-        let bytes = stats.connectors.get("in").map_or(0, |c| c.bytes_in);
-        mb_s.push(bytes as f64 / 1e6 / elapsed);
+    )
+}
+
+/// `data`'s lines repeated into a file of at least `size` bytes (written once, reused).
+fn repeated_lines(data: &str, size: usize) -> Result<PathBuf> {
+    let path = target_dir().join("bench").join("tcp-ingest-lines.json");
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() >= size as u64) {
+        return Ok(path);
     }
-    let value = median(&mb_s);
-    let ratio = value / passthrough_mb_s;
-    Ok(NetResult {
-        scenario: "tcp-ingest",
-        figure: "MB/s".into(),
-        value,
-        baseline: Some(passthrough_mb_s),
-        checked: ratio,
-        target: "≥ 0.9× passthrough-json",
-        pass: ratio >= 0.9,
-        detail: serde_json::json!({ "mb_s": mb_s, "clients": 4 }),
-    })
+    let mut one = String::new();
+    for line in temblor_lines(data)? {
+        one.push_str(&line);
+        one.push('\n');
+    }
+    let copies = size.div_ceil(one.len().max(1));
+    std::fs::write(&path, one.repeat(copies))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 /// `tcp-latency`: 1,000 events/s through tcp_server → pipeline → tcp_client.
