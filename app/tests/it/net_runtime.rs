@@ -7,7 +7,7 @@
 //! loaded from files (each cdylib has its own copy of tokio), one in the monolith.
 
 use std::{
-    io::{Read as _, Write as _},
+    io::Write as _,
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -169,6 +169,7 @@ fn net_threads(pid: u32) -> usize {
 }
 
 /// How many sockets of the process listen on `port` (from /proc/net/tcp, state 0A).
+#[cfg(not(feature = "monolith"))]
 fn listeners_on(pid: u32, port: u16) -> usize {
     let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -279,6 +280,7 @@ fn an_idle_engine_with_network_sources_open_does_not_poll() {
 mod reloads {
     use super::*;
     use crate::reload::{private_plugins, temblor_in};
+    use std::io::Read as _;
 
     fn reload(dir: &Path, plugins: &Path, name: &str) {
         let out = temblor_in(dir, plugins)

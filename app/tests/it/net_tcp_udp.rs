@@ -13,11 +13,10 @@
 //! from the log (`tcp server listening ... addr=`), or takes one that is free now.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream, UdpSocket},
     path::Path,
     process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -25,102 +24,7 @@ use std::{
 use codec_json::decode_slice;
 use temblor_shim::Value;
 
-use crate::support::{deployment, free_port, temblor, temp_dir, tls_files};
-
-/// The engine under test, its log collected as it comes: killed when dropped (a failed test
-/// leaves nothing behind).
-struct Engine {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    lines: mpsc::Receiver<String>,
-    /// Reads the log; ends at the end of stderr, after the engine exited.
-    reader: Option<thread::JoinHandle<()>>,
-}
-
-impl Engine {
-    fn start(deploy: &Path) -> Self {
-        let mut child = temblor()
-            .arg("run")
-            .arg(deploy)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::channel();
-        let keep = Arc::clone(&log);
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                keep.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-        Self {
-            child,
-            log,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// The `addr=` of the first log line that says `what` (`tcp server listening`).
-    fn listening(&self, what: &str) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                panic!("no '{what}' line within 30 s: {}", self.log());
-            };
-            if line.contains(what)
-                && let Some(addr) = line
-                    .split_whitespace()
-                    .find_map(|word| word.strip_prefix("addr="))
-            {
-                return addr.trim_matches('"').parse().unwrap();
-            }
-        }
-    }
-
-    /// Waits for the engine to exit on its own (30 s at most), and for the last of its log.
-    fn wait(&mut self) -> ExitStatus {
-        let status = wait_exit(&mut self.child, Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("temblor still running after 30 s: {}", self.log()));
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        status
-    }
-
-    /// SIGTERM, then waits for the exit; the status must be 0.
-    fn stop(mut self) -> String {
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let status = self.wait();
-        let log = self.log();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "exit after SIGTERM: {status}: {log}"
-        );
-        log
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{Engine, deployment, free_port, temp_dir, tls_files, wait_exit};
 
 /// A child process, killed and reaped when dropped.
 struct Peer(Child);
@@ -129,20 +33,6 @@ impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Waits for `child` to exit, at most `limit`.
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -12,11 +12,10 @@
 use std::{
     collections::HashMap,
     fs::File,
-    io::{BufRead as _, BufReader, Write as _},
+    io::Write as _,
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex, mpsc},
+    process::{Child, ChildStdin, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -24,110 +23,10 @@ use std::{
 use codec_json::decode_slice;
 use temblor_shim::Value;
 
-use crate::support::{deployment, output, temblor, temp_dir};
+use crate::support::{Engine, deployment, output, temblor, temp_dir, wait_exit};
 
 /// Lines each client sends.
 const LINES: usize = 8;
-
-/// The engine under test, its log collected as it comes: killed when dropped.
-struct Engine {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    lines: mpsc::Receiver<String>,
-    reader: Option<thread::JoinHandle<()>>,
-}
-
-impl Engine {
-    fn start(deploy: &Path) -> Self {
-        let mut child = temblor()
-            .arg("run")
-            .arg(deploy)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::channel();
-        let keep = Arc::clone(&log);
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                keep.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-        Self {
-            child,
-            log,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits for a log line that says `what`.
-    fn wait_for(&self, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(what) => return,
-                Ok(_) => {}
-                Err(_) => panic!("no '{what}' line within 30 s: {}", self.log()),
-            }
-        }
-    }
-
-    /// Waits for the exit (30 s at most) and the last of the log.
-    fn wait(&mut self) -> ExitStatus {
-        let status = wait_exit(&mut self.child, Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("temblor still running after 30 s: {}", self.log()));
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        status
-    }
-
-    /// SIGTERM, then the exit, which must be 0.
-    fn stop(mut self) {
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let status = self.wait();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "exit after SIGTERM: {status}: {}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// A `socat` process: killed and reaped when dropped.
 struct Socat {

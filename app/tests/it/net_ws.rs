@@ -17,10 +17,8 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    net::SocketAddr,
     path::Path,
-    process::{Child, Command, ExitStatus, Output, Stdio},
-    sync::{Arc, Mutex, mpsc},
+    process::{Child, Command, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -28,116 +26,13 @@ use std::{
 use codec_json::decode_slice;
 use temblor_shim::Value;
 
-use crate::support::{deployment, temblor, temp_dir, tls_files};
+use crate::support::{Engine, deployment, temp_dir, tls_files};
 
 /// Debian's Python, with `python3-websockets`.
 const PYTHON: &str = "/usr/bin/python3";
 
 /// Messages each client sends.
 const MESSAGES: usize = 10;
-
-/// The engine under test, its log collected as it comes: killed when dropped.
-struct Engine {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    lines: mpsc::Receiver<String>,
-    reader: Option<thread::JoinHandle<()>>,
-}
-
-impl Engine {
-    fn start(deploy: &Path) -> Self {
-        let mut child = temblor()
-            .arg("run")
-            .arg(deploy)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::channel();
-        let keep = Arc::clone(&log);
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                keep.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-        Self {
-            child,
-            log,
-            lines,
-            reader: Some(reader),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// The `addr=` of the first `ws server listening` line.
-    fn listening(&self) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                panic!("no 'ws server listening' line within 30 s: {}", self.log());
-            };
-            if line.contains("ws server listening")
-                && let Some(addr) = line
-                    .split_whitespace()
-                    .find_map(|word| word.strip_prefix("addr="))
-            {
-                return addr.trim_matches('"').parse().unwrap();
-            }
-        }
-    }
-
-    /// Waits for the exit (30 s at most) and the last of the log.
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "temblor still running after 30 s: {}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        };
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        status
-    }
-
-    /// SIGTERM, then the exit, which must be 0; the log.
-    fn stop(mut self) -> String {
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let status = self.wait();
-        let log = self.log();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "exit after SIGTERM: {status}: {log}"
-        );
-        log
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A child process, killed and reaped when dropped.
 struct Peer(Child);
@@ -257,7 +152,7 @@ to = "out"
         ),
     );
     let engine = Engine::start(&deploy);
-    let addr = engine.listening();
+    let addr = engine.listening("ws server listening");
     let said = python(
         &dir,
         "two.py",
@@ -368,7 +263,7 @@ fn a_ws_server_sink_replies_to_the_client_each_event_came_from() {
     let dir = temp_dir("ws-echo");
     let deploy = deployment(&dir, &echo_deployment(""));
     let engine = Engine::start(&deploy);
-    let addr = engine.listening();
+    let addr = engine.listening("ws server listening");
     let said = python(
         &dir,
         "echo.py",
@@ -396,7 +291,7 @@ fn wss_with_the_configured_certificate() {
     );
     let deploy = deployment(&dir, &echo_deployment(&tls));
     let engine = Engine::start(&deploy);
-    let addr = engine.listening();
+    let addr = engine.listening("ws server listening");
     let url = format!("wss://localhost:{}", addr.port());
     let said = python(
         &dir,

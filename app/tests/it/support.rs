@@ -1,8 +1,12 @@
 //! Paths, temp dirs and running the binary.
 
 use std::{
+    io::{BufRead as _, BufReader},
+    net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, ExitStatus, Output, Stdio},
+    sync::{Arc, Mutex, mpsc},
+    time::{Duration, Instant},
 };
 
 /// The repository root.
@@ -181,4 +185,128 @@ pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.1, cert.pem()).unwrap();
     std::fs::write(&paths.2, key.serialize_pem()).unwrap();
     paths
+}
+
+/// Waits for `child` to exit, at most `limit`.
+#[cfg(unix)]
+pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `temblor run DEPLOYMENT` with its log collected as it comes: killed when dropped (a failed
+/// test leaves nothing behind).
+#[cfg(unix)]
+pub struct Engine {
+    child: std::process::Child,
+    log: Arc<Mutex<String>>,
+    lines: mpsc::Receiver<String>,
+    /// Reads the log; ends at the end of stderr, after the engine exited.
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(unix)]
+impl Engine {
+    pub fn start(deploy: &Path) -> Self {
+        let mut child = temblor()
+            .arg("run")
+            .arg(deploy)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, lines) = mpsc::channel();
+        let keep = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                keep.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Self {
+            child,
+            log,
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The next log line that says `what` (30 s at most).
+    pub fn wait_for(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no '{what}' line within 30 s: {}", self.log()),
+            }
+        }
+    }
+
+    /// The `addr=` of the next log line that says `what` (`tcp server listening`).
+    pub fn listening(&self, what: &str) -> SocketAddr {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let line = self.wait_for(what);
+            if let Some(addr) = line
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("addr="))
+            {
+                return addr.trim_matches('"').parse().unwrap();
+            }
+            assert!(Instant::now() < deadline, "no address in '{what}' lines");
+        }
+    }
+
+    /// Waits for the engine to exit on its own (30 s at most), and for the last of its log.
+    pub fn wait(&mut self) -> ExitStatus {
+        let status = wait_exit(&mut self.child, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("temblor still running after 30 s: {}", self.log()));
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        status
+    }
+
+    /// SIGTERM, then waits for the exit, which must be 0; the whole log.
+    pub fn stop(mut self) -> String {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = self.wait();
+        let log = self.log();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit after SIGTERM: {status}: {log}"
+        );
+        log
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
