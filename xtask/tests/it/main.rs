@@ -1,3 +1,5 @@
+//! `tidy`: the architecture's invariants, checked on the tree (module `tidy`).
+//!
 //! End to end: `cargo xtask new-plugin` for a connector and a codec in a copy of the workspace,
 //! then the generated crates' own tests and clippy there, then the monolith with both linked
 //! in, running a deployment through them.
@@ -5,6 +7,8 @@
 //! The copy is `target/scaffold-test/workspace` (the workspace's files as git lists them, with
 //! their modification times) and builds into `target/scaffold-test/target`, so a second run
 //! rebuilds only the generated crates and the app. A lock file serializes concurrent runs.
+
+mod tidy;
 
 use std::{
     fs::File,
