@@ -691,7 +691,11 @@ mod tests {
         assert!(d.contains("filter = "));
         let d = Scenario::LoggingShape.deployment(1.0);
         assert!(d.contains("bucket = ") && d.contains(r#"from = "main/overflow""#));
-        assert!(Scenario::Aggregate10s.deployment(1.0).contains("aggregate = "));
+        assert!(
+            Scenario::Aggregate10s
+                .deployment(1.0)
+                .contains("aggregate = ")
+        );
         assert!(
             Scenario::LargeJson
                 .deployment(1.0)

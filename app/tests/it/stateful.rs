@@ -206,8 +206,7 @@ to = "late"
 
     let got = read_values(&out);
     assert_eq!(got.len(), windows.len());
-    for (i, (((start, host), values), (mean, var, stdev))) in
-        windows.iter().zip(&stats).enumerate()
+    for (i, (((start, host), values), (mean, var, stdev))) in windows.iter().zip(&stats).enumerate()
     {
         let r = &got[i];
         let at = |k: &str| r.get(k).unwrap_or_else(|| panic!("{k} in {r}"));
@@ -296,11 +295,7 @@ fn shaping_passes_rate_events_per_class_and_dimension() {
         &format!(
             "{}{}{}[[pipeline]]\nid = \"shape\"\n{operators}\n[[connect]]\nfrom = \"in\"\nto = \"shape\"\n\n\
              [[connect]]\nfrom = \"shape\"\nto = \"out\"\n\n[[connect]]\nfrom = \"shape/overflow\"\nto = \"overflow\"\n",
-            format!(
-                "[[connector]]\nid = \"in\"\nplugin = \"file\"\ncodec = \"json\"\n\
-                 preprocessors = [\"separate\"]\nconfig = {{ path = \"{}\", mode = \"read\" }}\n\n",
-                input.display()
-            ),
+            file_source(&input),
             file_sink("out", &out),
             file_sink("overflow", &overflow),
         ),
@@ -333,7 +328,10 @@ fn shaping_passes_rate_events_per_class_and_dimension() {
             over.push(guid);
         }
     }
-    assert!(!over.is_empty() && pass.len() > 10, "the data set exercises both ports");
+    assert!(
+        !over.is_empty() && pass.len() > 10,
+        "the data set exercises both ports"
+    );
     let got_pass: Vec<(String, String)> = read_values(&out)
         .iter()
         .map(|e| {
@@ -344,10 +342,8 @@ fn shaping_passes_rate_events_per_class_and_dimension() {
             )
         })
         .collect();
-    let want_pass: Vec<(String, String)> = pass
-        .into_iter()
-        .map(|(g, c)| (g, c.to_owned()))
-        .collect();
+    let want_pass: Vec<(String, String)> =
+        pass.into_iter().map(|(g, c)| (g, c.to_owned())).collect();
     assert_eq!(got_pass, want_pass);
     let got_over: Vec<String> = read_values(&overflow)
         .iter()
@@ -381,11 +377,7 @@ to = "main"
 from = "main"
 to = "out"
 "#,
-            format!(
-                "[[connector]]\nid = \"in\"\nplugin = \"file\"\ncodec = \"json\"\n\
-                 preprocessors = [\"separate\"]\nconfig = {{ path = \"{}\", mode = \"read\" }}\n\n",
-                input.display()
-            ),
+            file_source(&input),
             file_sink("out", &out),
         ),
     );
@@ -401,7 +393,11 @@ to = "out"
     let mut expected: Vec<(String, u64)> = Vec::new();
     for line in xz_lines(&input) {
         let r = decode_slice(line.as_bytes()).unwrap();
-        let app = r.get("application").and_then(Value::as_str).unwrap().to_owned();
+        let app = r
+            .get("application")
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_owned();
         match expected.iter_mut().find(|(a, _)| *a == app) {
             Some((_, n)) => *n += 1,
             None => expected.push((app, 1)),

@@ -58,13 +58,11 @@ pub(crate) fn key_hash(key: &[Cow<'_, Value>]) -> u64 {
 impl<S> Groups<S> {
     /// The row of this key.
     pub(crate) fn find(&self, hash: u64, key: &[Cow<'_, Value>]) -> Option<usize> {
-        self.index.get(&hash)?.iter().copied().find(|&r| {
-            self.rows[r]
-                .0
-                .iter()
-                .zip(key)
-                .all(|(a, b)| a == b.as_ref())
-        })
+        self.index
+            .get(&hash)?
+            .iter()
+            .copied()
+            .find(|&r| self.rows[r].0.iter().zip(key).all(|(a, b)| a == b.as_ref()))
     }
 
     /// Adds a row (its key is not there).
@@ -145,7 +143,13 @@ impl AggFn {
     fn numeric(self) -> bool {
         matches!(
             self,
-            Self::Sum | Self::Min | Self::Max | Self::Mean | Self::Var | Self::Stdev | Self::Percentile
+            Self::Sum
+                | Self::Min
+                | Self::Max
+                | Self::Mean
+                | Self::Var
+                | Self::Stdev
+                | Self::Percentile
         )
     }
 }
@@ -176,10 +180,22 @@ impl std::fmt::Debug for Sketch {
 #[derive(Debug, Clone)]
 enum Acc {
     Count(u64),
-    Sum { int: i128, float: f64, floats: bool, n: u64 },
+    Sum {
+        int: i128,
+        float: f64,
+        floats: bool,
+        n: u64,
+    },
     Extreme(Option<Value>),
-    Mean { sum: f64, n: u64 },
-    Var { n: u64, mean: f64, m2: f64 },
+    Mean {
+        sum: f64,
+        n: u64,
+    },
+    Var {
+        n: u64,
+        mean: f64,
+        m2: f64,
+    },
     Percentile(Box<Sketch>),
     First(Option<Value>),
     Last(Option<Value>),
@@ -562,8 +578,7 @@ impl Aggregate {
                     let text = v.as_str().ok_or_else(|| {
                         format!("`group_by` holds expressions, found {}", v.type_name())
                     })?;
-                    let e = parse_expr(text)
-                        .map_err(|e| format!("group_by: {e} (in `{text}`)"))?;
+                    let e = parse_expr(text).map_err(|e| format!("group_by: {e} (in `{text}`)"))?;
                     Ok((text.to_owned(), e))
                 })
                 .collect::<Result<_, String>>()?,
@@ -585,9 +600,9 @@ impl Aggregate {
                             RESERVED.join(", ")
                         ));
                     }
-                    let text = v.as_str().ok_or_else(|| {
-                        format!("emit \"{name}\": expected an expression string")
-                    })?;
+                    let text = v
+                        .as_str()
+                        .ok_or_else(|| format!("emit \"{name}\": expected an expression string"))?;
                     emit_spec(name, text)
                 })
                 .collect::<Result<_, String>>()?,
@@ -605,10 +620,7 @@ impl Aggregate {
                     .map(|e| {
                         (
                             e.name.clone(),
-                            Expr::Path(Path::new(
-                                Root::Event,
-                                vec![Segment::Key(e.name.clone())],
-                            )),
+                            Expr::Path(Path::new(Root::Event, vec![Segment::Key(e.name.clone())])),
                         )
                     })
                     .collect();
@@ -965,10 +977,7 @@ impl Aggregate {
             }
             Window::Count(n) => {
                 let (start, row) = self.add_to(0, hash, &key, event, meta, t, emitted);
-                let full = self
-                    .open
-                    .get(&start)
-                    .is_some_and(|g| g.rows[row].1.n >= n);
+                let full = self.open.get(&start).is_some_and(|g| g.rows[row].1.n >= n);
                 if full {
                     self.emit_row(start, row, false, emitted);
                 }

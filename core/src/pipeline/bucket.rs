@@ -100,7 +100,8 @@ impl Bucket {
                 vec![super::expr::Segment::Key("class".to_owned())],
             ))
         });
-        let rate = expr("rate")?.ok_or("`rate` (an expression, such as 'meta.rate') is required")?;
+        let rate =
+            expr("rate")?.ok_or("`rate` (an expression, such as 'meta.rate') is required")?;
         let dimension = expr("dimension")?;
         let range_s = match t.get("time_range_s") {
             None => 1.0,

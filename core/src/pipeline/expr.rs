@@ -882,9 +882,8 @@ impl Expr {
                 if matches!(f, Func::Matches | Func::Capture)
                     && let [subject, Self::Lit(Value::String(pattern))] = args.as_mut_slice()
                 {
-                    let re = regex::Regex::new(pattern).or_else(|e| {
-                        err(col, format!("`{}`: bad regex: {e}", f.name()))
-                    })?;
+                    let re = regex::Regex::new(pattern)
+                        .or_else(|e| err(col, format!("`{}`: bad regex: {e}", f.name())))?;
                     let subject = std::mem::replace(subject, Self::Lit(Value::Null));
                     let compiled = Self::Regex(f, Box::new(subject), re, col);
                     return if compiled_is_const(&compiled) {

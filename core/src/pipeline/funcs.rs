@@ -82,7 +82,7 @@ fn text_of(v: &Value, out: &mut String) {
     }
 }
 
-fn object_arg<'v>(v: &'v Value, f: Func, n: usize, col: u32) -> Result<&'v Object, EvalError> {
+fn object_arg(v: &Value, f: Func, n: usize, col: u32) -> Result<&Object, EvalError> {
     v.as_object().map_or_else(
         || {
             err(

@@ -323,8 +323,14 @@ impl Pipeline {
             op.apply(&self.id, i, &mut events, now, out);
             for (reason, record) in op.take_failed() {
                 let name = op.name();
-                out.errors
-                    .push(ops::error_event(&self.id, i, name, &reason, record, Value::Null));
+                out.errors.push(ops::error_event(
+                    &self.id,
+                    i,
+                    name,
+                    &reason,
+                    record,
+                    Value::Null,
+                ));
             }
             if out.errors.len() > errors {
                 out.error_tokens.merge(&events.tokens);
@@ -354,15 +360,24 @@ impl Pipeline {
     fn failed(&mut self, i: usize, out: &mut Output) {
         let name = self.ops[i].name();
         for (reason, record) in self.ops[i].take_failed() {
-            out.errors
-                .push(ops::error_event(&self.id, i, name, &reason, record, Value::Null));
+            out.errors.push(ops::error_event(
+                &self.id,
+                i,
+                name,
+                &reason,
+                record,
+                Value::Null,
+            ));
         }
     }
 
     /// Over the stateful operators: groups held, and groups evicted so far because a bound
     /// was reached.
     pub(crate) fn state(&self) -> (usize, u64) {
-        self.ops.iter().map(ops::Op::state).fold((0, 0), |(g, e), (g2, e2)| (g + g2, e + e2))
+        self.ops
+            .iter()
+            .map(ops::Op::state)
+            .fold((0, 0), |(g, e), (g2, e2)| (g + g2, e + e2))
     }
 
     /// At the end of the input: every operator emits what it holds, in order, so that what the

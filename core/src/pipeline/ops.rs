@@ -136,14 +136,17 @@ pub(crate) fn compile(
         "rename" => rename(arg),
         "route" => route(arg, table.get("default"), ports),
         "batch" => batch(arg),
-        "aggregate" => self::table(arg, "`{ window = { tumbling_s = S }, emit = { ... } }`").and_then(|t| {
-            Aggregate::compile(t, &mut || port_index("late", ports))
-                .map(|a| Op::Aggregate(Box::new(a)))
-        }),
-        "bucket" => self::table(arg, "`{ class = 'meta.class', rate = 'meta.rate' }`").and_then(|t| {
-            let overflow = port_index("overflow", ports)?;
-            Bucket::compile(t, overflow).map(|b| Op::Bucket(Box::new(b)))
-        }),
+        "aggregate" => self::table(arg, "`{ window = { tumbling_s = S }, emit = { ... } }`")
+            .and_then(|t| {
+                Aggregate::compile(t, &mut || port_index("late", ports))
+                    .map(|a| Op::Aggregate(Box::new(a)))
+            }),
+        "bucket" => {
+            self::table(arg, "`{ class = 'meta.class', rate = 'meta.rate' }`").and_then(|t| {
+                let overflow = port_index("overflow", ports)?;
+                Bucket::compile(t, overflow).map(|b| Op::Bucket(Box::new(b)))
+            })
+        }
         _ => count(arg),
     };
     op.map_err(|message| (Some(name), message))

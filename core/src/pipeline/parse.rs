@@ -568,7 +568,10 @@ fn word(i: &mut In<'_>) -> R<Expr> {
         let wanted = if least == most {
             format!("{least} argument{}", if least == 1 { "" } else { "s" })
         } else if most == usize::MAX {
-            format!("at least {least} argument{}", if least == 1 { "" } else { "s" })
+            format!(
+                "at least {least} argument{}",
+                if least == 1 { "" } else { "s" }
+            )
         } else {
             format!("{least} to {most} arguments")
         };

@@ -75,7 +75,10 @@ fn functions_evaluate_as_documented() {
             "merge(event.nested, event.nested.b)",
             r#"{"b":{"c":true},"c":true}"#,
         ),
-        ("merge(meta, event.nested.b)", r#"{"x":7,"seen":true,"c":true}"#),
+        (
+            "merge(meta, event.nested.b)",
+            r#"{"x":7,"seen":true,"c":true}"#,
+        ),
         // `in` on arrays (already there, used by the logging shape)
         (r#""x" in event.tags"#, "true"),
         (r#""z" in event.tags"#, "false"),
@@ -135,7 +138,10 @@ fn match_picks_the_first_arm_that_fits() {
             r#"match event.missing { null => "missing", _ => "there" }"#,
             r#""missing""#,
         ),
-        (r#"match -1 { -1 => "minus one", _ => "x" }"#, r#""minus one""#),
+        (
+            r#"match -1 { -1 => "minus one", _ => "x" }"#,
+            r#""minus one""#,
+        ),
         (
             r#"match event.s { "Hello" when "x" in event.tags => match event.a { 1 => "both", _ => "s" }, _ => "none" }"#,
             r#""both""#,
@@ -178,17 +184,26 @@ fn bad_functions_and_matches_are_reported() {
         (r#"to_int("x1")"#, r#""x1" is not an integer"#),
         ("to_int(1e300)", "out of the integer range"),
         (r#"to_float("one")"#, "is not a number"),
-        ("keys(1)", "`keys` needs an object as argument 1, found integer"),
+        (
+            "keys(1)",
+            "`keys` needs an object as argument 1, found integer",
+        ),
         ("round(event.s)", "`round` needs a number, found string"),
         (r#"split("a", "")"#, "the separator is empty"),
         (r#"substr("a", -1)"#, "not negative"),
         ("replace(event.s)", "`replace` takes 3 arguments, found 1"),
-        ("substr(event.s)", "`substr` takes 2 to 3 arguments, found 1"),
+        (
+            "substr(event.s)",
+            "`substr` takes 2 to 3 arguments, found 1",
+        ),
         ("now_ms(1)", "`now_ms` takes 0 arguments, found 1"),
         ("match event.a { 1 => }", "expected a value"),
         ("match event.a { 1 }", "expected `=>`"),
         ("match event.a { }", "at least one arm"),
-        ("match event.a { event => 1 }", "`event` can not be a binding's name"),
+        (
+            "match event.a { event => 1 }",
+            "`event` can not be a binding's name",
+        ),
         ("match event.a { 1 => y }", "unknown name `y`"),
         ("match event.a { x => 1, _ => x }", "unknown name `x`"),
     ];
@@ -206,7 +221,10 @@ fn bad_functions_and_matches_are_reported() {
         "false",
         "`^h` does not match `Hello`"
     );
-    assert!(eval(r#"matches(event.s, event.s + "(")"#).starts_with("error: column 1: `matches`: bad regex"));
+    assert!(
+        eval(r#"matches(event.s, event.s + "(")"#)
+            .starts_with("error: column 1: `matches`: bad regex")
+    );
 }
 
 #[test]
@@ -391,11 +409,7 @@ fn hopping_windows_hold_each_event_in_every_window_it_falls_in() {
         .collect();
     assert_eq!(
         windows,
-        [
-            "0-10000 [1,2]",
-            "5000-15000 [2,3]",
-            "10000-20000 [3]"
-        ]
+        ["0-10000 [1,2]", "5000-15000 [2,3]", "10000-20000 [3]"]
     );
 }
 
@@ -467,7 +481,9 @@ fn having_keeps_the_groups_it_is_true_for() {
     let got = run_all(
         r#"[{ aggregate = { window = { tumbling_s = 10 }, time = 'event.ts', group_by = ['event.g'],
              emit = { count = 'count()', total = 'sum(event.v)' }, having = 'count > 1 and event.total < 100' } }]"#,
-        &["[{ ts = 1, g = 1, v = 1 }, { ts = 2, g = 2, v = 1 }, { ts = 3, g = 1, v = 1 }, { ts = 4, g = 3, v = 99 }, { ts = 5, g = 3, v = 1 }]"],
+        &[
+            "[{ ts = 1, g = 1, v = 1 }, { ts = 2, g = 2, v = 1 }, { ts = 3, g = 1, v = 1 }, { ts = 4, g = 3, v = 99 }, { ts = 5, g = 3, v = 1 }]",
+        ],
     );
     let kept: Vec<&Value> = port(&got, "out")
         .iter()
@@ -514,7 +530,10 @@ fn aggregate_nulls_are_skipped_and_other_types_are_errors() {
 #[test]
 fn bad_aggregates_and_buckets_are_refused_at_load() {
     let cases: &[(&str, &str)] = &[
-        ("{ aggregate = { emit = { n = 'count()' } } }", "`window` is required"),
+        (
+            "{ aggregate = { emit = { n = 'count()' } } }",
+            "`window` is required",
+        ),
         (
             "{ aggregate = { window = { tumbling_s = 0 }, emit = { n = 'count()' } } }",
             "`tumbling_s` must be at least 0.001",
@@ -637,7 +656,11 @@ fn bucket_passes_rate_events_per_class_and_dimension_and_overflows_the_rest() {
             .map(|e| e.get("n").and_then(Value::as_i64).unwrap_or(-1))
             .collect()
     };
-    assert_eq!(ns("out"), [1, 2, 4, 5, 6, 7], "class b has no rate: it passes");
+    assert_eq!(
+        ns("out"),
+        [1, 2, 4, 5, 6, 7],
+        "class b has no rate: it passes"
+    );
     assert_eq!(ns("overflow"), [3, 8]);
     assert_eq!(port(&got, "err").len(), 1, "a rate that is not an integer");
     // Half a second later the window still holds both; a second later it has slid past them.
@@ -660,9 +683,7 @@ fn bucket_passes_rate_events_per_class_and_dimension_and_overflows_the_rest() {
 
 #[test]
 fn bucket_state_is_bounded() {
-    let d = def(
-        r#"[{ bucket = { class = 'event.class', rate = 'event.rate', max_groups = 2 } }]"#,
-    );
+    let d = def(r#"[{ bucket = { class = 'event.class', rate = 'event.rate', max_groups = 2 } }]"#);
     let t0 = Instant::now();
     let mut p = Pipeline::new(&d, t0);
     let mut out = Output::default();
