@@ -53,6 +53,7 @@ pub enum Scenario {
     /// meta class, rate and dimension), then `bucket`; both ports to the blackhole.
     LoggingShape,
     /// data.json: `aggregate` by application in 10 s tumbling windows (count, mean, p99, max).
+    #[value(name = "aggregate-10s")]
     Aggregate10s,
     /// wrk POSTs data.json's lines to http_server → blackhole, against a bare hyper server.
     HttpIngest,
