@@ -403,6 +403,10 @@ struct Slot {
     first_ms: u64,
     last_ms: u64,
     n: u64,
+    /// The delivery tokens of the batches its events came in (merged once per batch).
+    tokens: Tokens,
+    /// The last batch merged into `tokens`.
+    batch: u64,
 }
 
 /// The `aggregate` operator.
@@ -429,7 +433,12 @@ pub(crate) struct Aggregate {
     max_time: Option<u64>,
     /// An instant and the wall clock then (ms), to turn one into the other.
     anchor: Option<(Instant, u64)>,
-    tokens: Tokens,
+    /// Batches seen (numbers them for `Slot::batch`).
+    batch: u64,
+    /// The tokens of the batch being aggregated.
+    current: Tokens,
+    /// The tokens of the records emitted and not handed on yet.
+    emitted_tokens: Tokens,
     /// Groups emitted early because `max_groups` was reached.
     pub(crate) evicted: u64,
     /// Failures while emitting (a `having` that failed): reason and record.
@@ -682,7 +691,9 @@ impl Aggregate {
             seq: 0,
             max_time: None,
             anchor: None,
-            tokens: Tokens::default(),
+            batch: 0,
+            current: Tokens::default(),
+            emitted_tokens: Tokens::default(),
             evicted: 0,
             failed: Vec::new(),
         })
@@ -747,12 +758,7 @@ impl Aggregate {
         if out.is_empty() {
             return None;
         }
-        let tokens = if self.groups == 0 {
-            std::mem::take(&mut self.tokens)
-        } else {
-            self.tokens.clone()
-        };
-        Some((out, tokens))
+        Some((out, std::mem::take(&mut self.emitted_tokens)))
     }
 
     /// Closes every time window that ends at or before `until` (count windows: only when
@@ -789,6 +795,8 @@ impl Aggregate {
         early: bool,
         out: &mut RVec<Value>,
     ) {
+        // Its events are delivered with the record (or dropped with it, by `having`).
+        self.emitted_tokens.absorb(slot.tokens);
         let mut o = Object::with_capacity(self.emit.len() + 4);
         if !self.group_names.is_empty() {
             let mut g = Object::with_capacity(key.len());
@@ -848,6 +856,9 @@ impl Aggregate {
         if self.time.is_none() {
             self.close_until(now_ms, &mut emitted);
         }
+        self.batch += 1;
+        self.current = std::mem::take(&mut events.tokens);
+        let mut failed = false;
         let mut late = events.sibling();
         let with_meta = !events.meta.is_empty();
         let Events {
@@ -864,6 +875,7 @@ impl Aggregate {
                     }
                 }
                 Err(reason) => {
+                    failed = true;
                     let m = if with_meta {
                         std::mem::take(&mut meta[i])
                     } else {
@@ -880,14 +892,14 @@ impl Aggregate {
         if !late.values.is_empty() {
             ports.push((self.late_port, late));
         }
-        self.tokens.absorb(std::mem::take(&mut events.tokens));
-        let tokens = if emitted.is_empty() {
-            Tokens::default()
-        } else if self.groups == 0 {
-            std::mem::take(&mut self.tokens)
-        } else {
-            self.tokens.clone()
-        };
+        // The records carry the tokens of the groups they were made of; the events aggregated
+        // here live on in their groups' tokens. When an event failed, its batch's tokens go
+        // with the records too, so that the error events carry them.
+        let mut tokens = std::mem::take(&mut self.emitted_tokens);
+        let current = std::mem::take(&mut self.current);
+        if failed {
+            tokens.absorb(current);
+        }
         emitted.shrink_to_fit();
         let mut records = Events::local(emitted);
         records.tokens = tokens;
@@ -1012,18 +1024,30 @@ impl Aggregate {
                     first_ms: t,
                     last_ms: t,
                     n: 0,
+                    tokens: Tokens::default(),
+                    batch: 0,
                 };
                 self.groups += 1;
                 self.open.entry(start).or_default().insert(hash, key, slot)
             }
         };
         let seq = self.seq;
-        let Self { open, emit, .. } = self;
+        let Self {
+            open,
+            emit,
+            batch,
+            current,
+            ..
+        } = self;
         let Some(groups) = open.get_mut(&start) else {
             return (start, row);
         };
         let slot = &mut groups.rows[row].1;
         slot.seen = seq;
+        if slot.batch != *batch {
+            slot.batch = *batch;
+            slot.tokens.merge(current);
+        }
         slot.n += 1;
         slot.first_ms = slot.first_ms.min(t);
         slot.last_ms = slot.last_ms.max(t);

@@ -698,3 +698,44 @@ fn bucket_state_is_bounded() {
     assert_eq!(port(&got, "out").len(), 4);
     assert_eq!(p.state(), (2, 2));
 }
+
+#[test]
+fn aggregate_records_carry_the_tokens_of_the_groups_they_close() {
+    use crate::delivery::{Acks, Outcome};
+    let d = def(
+        r#"[{ aggregate = { window = { tumbling_s = 10 }, time = 'event.ts', emit = { n = 'count()' } } }]"#,
+    );
+    let t0 = Instant::now();
+    let mut p = Pipeline::new(&d, t0);
+    let mut out = Output::default();
+    let mut acks = Acks::default();
+    let mut outcomes = Vec::new();
+    let batch = |text: &str, acks: &mut Acks| {
+        let mut e = events(text);
+        e.tokens = acks.issue();
+        e
+    };
+    p.process(batch("[{ ts = 1000 }]", &mut acks), t0, &mut out);
+    p.process(batch("[{ ts = 11000 }]", &mut acks), t0, &mut out);
+    let first: Vec<_> = out.drain().collect();
+    assert_eq!(first.len(), 1, "the first window closed");
+    acks.collect(Duration::ZERO, &mut outcomes);
+    assert!(
+        outcomes.is_empty(),
+        "held by the record and the open window"
+    );
+    drop(first);
+    acks.collect(Duration::ZERO, &mut outcomes);
+    assert_eq!(
+        outcomes,
+        [Outcome::Ack(1)],
+        "batch 2 is still in the open window"
+    );
+    p.finish(t0, &mut out);
+    let rest: Vec<_> = out.drain().collect();
+    assert_eq!(rest.len(), 1);
+    drop(rest);
+    acks.collect(Duration::ZERO, &mut outcomes);
+    assert_eq!(outcomes, [Outcome::Ack(1), Outcome::Ack(2)]);
+    assert_eq!(acks.outstanding(), 0);
+}
