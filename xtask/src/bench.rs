@@ -25,6 +25,16 @@ use crate::{
     util::{cargo, cores, project_root, run as run_cmd, target_dir, utc_now},
 };
 
+/// The classification of Tremor's throughput-logging-json benchmark, then its bucketing.
+const LOGGING_SHAPE: &str = r#"[
+  { set = {
+      "meta.class" = 'match event { {application: "app1"} | {application: "app2"} => "applog_app1", {index_type: "applog_app6"} => "applog_app6", {index_type: "syslog_app1"} => "syslog_app1", _ when "tag1" in event.tags => "applog_app1", {index_type: "edilog"} => "edilog", {index_type: "sqlserverlog"} => "sqlserverlog", _ => "default" }',
+      "meta.rate" = 'match meta.class { "applog_app1" => 1250, "applog_app6" => 4500, "syslog_app1" => 2500, "edilog" => 3750, "sqlserverlog" => 3125, _ => 9000 }',
+      "meta.dimension" = 'match meta.class { "applog_app1" => event.application, "applog_app6" => event.logger_name, "syslog_app1" => event.syslog_hostname, _ => null }',
+  } },
+  { bucket = { class = 'meta.class', rate = 'meta.rate', dimension = 'meta.dimension', time_range_s = 1, windows = 100 } },
+]"#;
+
 /// A workload.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -39,6 +49,12 @@ pub enum Scenario {
     /// passthrough-json with acknowledgements on: every batch's token is followed to the
     /// blackhole's flush and acked back to the source.
     PassthroughJsonAcks,
+    /// data.json: the classification of Tremor's throughput-logging-json (`match` setting
+    /// meta class, rate and dimension), then `bucket`; both ports to the blackhole.
+    LoggingShape,
+    /// data.json: `aggregate` by application in 10 s tumbling windows (count, mean, p99, max).
+    #[value(name = "aggregate-10s")]
+    Aggregate10s,
     /// wrk POSTs data.json's lines to http_server → blackhole, against a bare hyper server.
     HttpIngest,
     /// 10,000 concurrent keep-alive connections to http_server: all answered, RSS ≤ 150 MB.
@@ -51,12 +67,14 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 7] = [
         Self::PassthroughJson,
         Self::PassthroughJsonAcks,
         Self::PassthroughBinary,
         Self::LargeJson,
         Self::FilterJson,
+        Self::LoggingShape,
+        Self::Aggregate10s,
     ];
 
     /// The network scenarios, run after the others.
@@ -78,6 +96,8 @@ impl Scenario {
             Self::LargeJson => "large-json",
             Self::FilterJson => "filter-json",
             Self::PassthroughJsonAcks => "passthrough-json-acks",
+            Self::LoggingShape => "logging-shape",
+            Self::Aggregate10s => "aggregate-10s",
         }
     }
 
@@ -103,7 +123,23 @@ impl Scenario {
   { set = { "meta.seen" = true, "event.checked" = true } },
 ]"#
             }
+            Self::LoggingShape => LOGGING_SHAPE,
+            Self::Aggregate10s => {
+                r#"[
+  { aggregate = { window = { tumbling_s = 10 }, group_by = ['event.application'],
+                  emit = { "count" = 'count()', "mean" = 'mean(event.aint)',
+                           "p99" = 'percentile(event.aint, 0.99)', "max" = 'max(event.aint)' } } },
+]"#
+            }
             _ => "[]",
+        }
+    }
+
+    /// Extra links: the ports other than `out` that also go to the blackhole.
+    fn extra_ports(self) -> &'static [&'static str] {
+        match self {
+            Self::LoggingShape => &["overflow"],
+            _ => &[],
         }
     }
 
@@ -142,7 +178,12 @@ to = "main"
 [[connect]]
 from = "main"
 to = "out"
-"#,
+{extra}"#,
+            extra = self
+                .extra_ports()
+                .iter()
+                .map(|p| format!("\n[[connect]]\nfrom = \"main/{p}\"\nto = \"out\"\n"))
+                .collect::<String>(),
             name = self.name(),
             codec = self.codec(),
             data = project_root().join(self.data()).display(),
@@ -645,6 +686,13 @@ mod tests {
         assert!(d.contains("duration_s = 2"));
         let d = Scenario::FilterJson.deployment(1.0);
         assert!(d.contains("filter = "));
+        let d = Scenario::LoggingShape.deployment(1.0);
+        assert!(d.contains("bucket = ") && d.contains(r#"from = "main/overflow""#));
+        assert!(
+            Scenario::Aggregate10s
+                .deployment(1.0)
+                .contains("aggregate = ")
+        );
         assert!(
             Scenario::LargeJson
                 .deployment(1.0)

@@ -40,5 +40,6 @@ mod running;
 mod security;
 #[cfg(unix)]
 mod shutdown;
+mod stateful;
 #[cfg(unix)]
 mod streams;

@@ -271,6 +271,8 @@ fn validate_reports_pipeline_problems_with_their_place_and_accepts_the_examples(
         "examples/pipeline-route.toml",
         "examples/pipeline-bench.toml",
         "examples/pipeline-count.toml",
+        "examples/pipeline-rollup.toml",
+        "examples/pipeline-shaping.toml",
     ] {
         let (status, stdout, stderr) = output(temblor().args(["validate", example]));
         assert!(status.status.success(), "{example}: {stderr}");

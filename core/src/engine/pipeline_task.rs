@@ -70,6 +70,13 @@ pub(crate) fn run_pipeline(
                 add(&counters.events_out, n);
             }
         }
+        let (groups, evicted) = pipeline.state();
+        counters
+            .state_groups
+            .store(groups as u64, std::sync::atomic::Ordering::Relaxed);
+        counters
+            .evicted
+            .store(evicted, std::sync::atomic::Ordering::Relaxed);
         if done {
             break;
         }

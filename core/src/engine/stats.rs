@@ -50,6 +50,11 @@ pub struct PipelineCounters {
     pub errors: AtomicU64,
     /// Events dropped because nothing is connected to their port.
     pub dropped: AtomicU64,
+    /// Groups the stateful operators (`aggregate`, `bucket`, `count`) hold now.
+    pub state_groups: AtomicU64,
+    /// Groups those operators gave up because their `max_groups` was reached (an `aggregate`
+    /// emits them early, a `bucket` forgets their counts).
+    pub evicted: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: usize) {
@@ -129,6 +134,8 @@ impl Stats {
                     ("events_out", n(&p.events_out)),
                     ("errors", n(&p.errors)),
                     ("dropped", n(&p.dropped)),
+                    ("state_groups", n(&p.state_groups)),
+                    ("evicted", n(&p.evicted)),
                 ]
                 .into_iter()
                 .collect();
@@ -177,6 +184,8 @@ mod tests {
             "failed",
             "paused",
             "resumed",
+            "state_groups",
+            "evicted",
         ] {
             assert!(
                 json.contains(&format!("\"{key}\"")),

@@ -59,7 +59,7 @@ fn index_of(len: usize, i: i64) -> Option<usize> {
     }
 }
 
-fn step<'a>(value: &'a Value, segment: &Segment) -> Option<&'a Value> {
+pub(super) fn step<'a>(value: &'a Value, segment: &Segment) -> Option<&'a Value> {
     match (value, segment) {
         (Value::Object(o), Segment::Key(k)) => o.get(k),
         (Value::Array(a), Segment::Index(i)) => a.get(index_of(a.len(), *i)?),
@@ -219,7 +219,7 @@ pub(crate) fn is_plain_key(k: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn article(type_name: &str) -> String {
+pub(super) fn article(type_name: &str) -> String {
     match type_name {
         "integer" | "array" | "object" => format!("an {type_name}"),
         "null" => "null".to_owned(),
@@ -310,17 +310,71 @@ pub enum Func {
     Upper,
     /// `len(string | array | object | bytes)`: characters, elements, fields or bytes.
     Len,
+    /// `split(string, separator)`: an array of strings.
+    Split,
+    /// `join(array of strings, separator)`
+    Join,
+    /// `replace(string, from, to)`: every occurrence.
+    Replace,
+    /// `trim(string)`: without leading and trailing whitespace.
+    Trim,
+    /// `substr(string, start, length?)`: in characters.
+    Substr,
+    /// `format(template, args...)`: each `{}` replaced by the next argument.
+    Format,
+    /// `matches(string, regex)`
+    Matches,
+    /// `capture(string, regex)`: the groups of the first match, or `null`.
+    Capture,
+    /// `round(number)`
+    Round,
+    /// `floor(number)`
+    Floor,
+    /// `abs(number)`
+    Abs,
+    /// `now_ms()`: the wall clock, in milliseconds since the Unix epoch.
+    NowMs,
+    /// `to_string(x)`
+    ToString,
+    /// `to_int(x)`
+    ToInt,
+    /// `to_float(x)`
+    ToFloat,
+    /// `keys(object)`
+    Keys,
+    /// `values(object)`
+    Values,
+    /// `merge(object, object)`: a JSON merge patch of the second onto the first.
+    Merge,
 }
 
 impl Func {
-    /// Every function with its name and number of arguments.
-    pub const ALL: [(&'static str, Self, usize); 6] = [
-        ("contains", Self::Contains, 2),
-        ("starts_with", Self::StartsWith, 2),
-        ("ends_with", Self::EndsWith, 2),
-        ("lower", Self::Lower, 1),
-        ("upper", Self::Upper, 1),
-        ("len", Self::Len, 1),
+    /// Every function with its name and the least and most arguments it takes.
+    pub const ALL: [(&'static str, Self, usize, usize); 24] = [
+        ("contains", Self::Contains, 2, 2),
+        ("starts_with", Self::StartsWith, 2, 2),
+        ("ends_with", Self::EndsWith, 2, 2),
+        ("lower", Self::Lower, 1, 1),
+        ("upper", Self::Upper, 1, 1),
+        ("len", Self::Len, 1, 1),
+        ("split", Self::Split, 2, 2),
+        ("join", Self::Join, 2, 2),
+        ("replace", Self::Replace, 3, 3),
+        ("trim", Self::Trim, 1, 1),
+        ("substr", Self::Substr, 2, 3),
+        ("format", Self::Format, 1, usize::MAX),
+        ("matches", Self::Matches, 2, 2),
+        ("capture", Self::Capture, 2, 2),
+        ("round", Self::Round, 1, 1),
+        ("floor", Self::Floor, 1, 1),
+        ("abs", Self::Abs, 1, 1),
+        ("now_ms", Self::NowMs, 0, 0),
+        ("to_string", Self::ToString, 1, 1),
+        ("to_int", Self::ToInt, 1, 1),
+        ("to_float", Self::ToFloat, 1, 1),
+        ("keys", Self::Keys, 1, 1),
+        ("values", Self::Values, 1, 1),
+        ("merge", Self::Merge, 2, 2),
     ];
 
     /// The function's name.
@@ -328,9 +382,54 @@ impl Func {
     pub fn name(self) -> &'static str {
         Self::ALL
             .iter()
-            .find(|(_, f, _)| *f == self)
-            .map_or("?", |(n, _, _)| n)
+            .find(|(_, f, _, _)| *f == self)
+            .map_or("?", |(n, _, _, _)| n)
     }
+
+    /// Whether the result depends on something else than the arguments (the clock).
+    fn is_pure(self) -> bool {
+        self != Self::NowMs
+    }
+}
+
+/// A pattern of a `match` arm. Bindings (`x`, `{level: l}`) are resolved by the parser (a
+/// name stands for the value it binds), so here they match anything.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    /// `_` or a binding: anything.
+    Any,
+    /// A literal: an equal value (`==`).
+    Lit(Value),
+    /// `{key: pattern, ...}`: an object with each of these fields, each matching its pattern.
+    Record(Vec<(String, Pattern)>),
+}
+
+impl Pattern {
+    /// Whether `v` matches.
+    #[must_use]
+    pub fn matches(&self, v: &Value) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Lit(l) => l == v,
+            Self::Record(fields) => match v {
+                Value::Object(o) => fields
+                    .iter()
+                    .all(|(k, p)| o.get(k).is_some_and(|f| p.matches(f))),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// One arm of a `match`: `pattern | pattern when guard => body`.
+#[derive(Debug, Clone)]
+pub struct Arm {
+    /// The alternatives.
+    pub patterns: Vec<Pattern>,
+    /// `when ...`: must be `true` too.
+    pub guard: Option<Expr>,
+    /// The arm's value.
+    pub body: Expr,
 }
 
 /// An expression. `col` fields are 1-based columns in the expression's text, for messages.
@@ -350,6 +449,12 @@ pub enum Expr {
     Binary(BinOp, Box<Expr>, Box<Expr>, u32),
     /// `f(args)`
     Call(Func, Vec<Expr>, u32),
+    /// `matches(x, "re")` or `capture(x, "re")` with a literal pattern, compiled at load.
+    Regex(Func, Box<Expr>, regex::Regex, u32),
+    /// `match subject { arms }`
+    Match(Box<Expr>, Vec<Arm>, u32),
+    /// A field of a computed value (what a record pattern binds).
+    Get(Box<Expr>, Vec<Segment>),
 }
 
 /// Why an expression could not be evaluated for an event.
@@ -375,14 +480,14 @@ impl std::error::Error for EvalError {}
 
 type Eval<'a> = Result<Cow<'a, Value>, EvalError>;
 
-fn err<T>(column: u32, message: impl Into<String>) -> Result<T, EvalError> {
+pub(super) fn err<T>(column: u32, message: impl Into<String>) -> Result<T, EvalError> {
     Err(EvalError {
         column,
         message: message.into(),
     })
 }
 
-fn int_of(v: &Value) -> Option<i128> {
+pub(super) fn int_of(v: &Value) -> Option<i128> {
     match v {
         Value::I64(i) => Some(i128::from(*i)),
         Value::U64(u) => Some(i128::from(*u)),
@@ -391,7 +496,7 @@ fn int_of(v: &Value) -> Option<i128> {
 }
 
 #[allow(clippy::cast_precision_loss)]
-fn float_of(v: &Value) -> Option<f64> {
+pub(super) fn float_of(v: &Value) -> Option<f64> {
     match v {
         Value::I64(i) => Some(*i as f64),
         Value::U64(u) => Some(*u as f64),
@@ -521,7 +626,7 @@ fn contains(haystack: &Value, needle: &Value, what: &str, col: u32) -> Result<bo
     }
 }
 
-fn string_arg(v: &Value, f: Func, n: usize, col: u32) -> Result<&str, EvalError> {
+pub(super) fn string_arg(v: &Value, f: Func, n: usize, col: u32) -> Result<&str, EvalError> {
     v.as_str().map_or_else(
         || {
             err(
@@ -547,9 +652,9 @@ fn bool_arg(v: &Value, what: &str, col: u32) -> Result<bool, EvalError> {
     }
 }
 
-/// Applies `f` to its arguments (`b` is `null` for one-argument functions).
-fn call(f: Func, a: &Value, b: &Value, col: u32) -> Result<Value, EvalError> {
-    let arg = |n: usize| if n == 0 { a } else { b };
+/// Applies `f` to its arguments.
+fn call(f: Func, args: &[&Value], col: u32) -> Result<Value, EvalError> {
+    let arg = |n: usize| args.get(n).copied().unwrap_or(&NULL);
     Ok(match f {
         Func::Contains => Value::Bool(contains(arg(0), arg(1), "`contains`", col)?),
         Func::StartsWith => {
@@ -575,6 +680,13 @@ fn call(f: Func, a: &Value, b: &Value, col: u32) -> Result<Value, EvalError> {
                 );
             }
         }),
+        Func::Matches | Func::Capture => {
+            let pattern = string_arg(arg(1), f, 2, col)?;
+            let re = regex::Regex::new(pattern)
+                .or_else(|e| err(col, format!("`{}`: bad regex: {e}", f.name())))?;
+            super::funcs::regex_call(f, &re, arg(0), col)?
+        }
+        _ => super::funcs::call(f, args, col)?,
     })
 }
 
@@ -618,16 +730,66 @@ impl Expr {
             }),
             Self::Binary(op, a, b, col) => return self.binary(*op, a, b, *col, event, meta),
             Self::Call(f, args, col) => {
-                // Functions take one or two arguments: no vector for them.
-                let a = match args.first() {
-                    Some(a) => a.eval(event, meta)?,
-                    None => Cow::Borrowed(&NULL),
-                };
-                let b = match args.get(1) {
-                    Some(b) => b.eval(event, meta)?,
-                    None => Cow::Borrowed(&NULL),
-                };
-                Cow::Owned(call(*f, &a, &b, *col)?)
+                if args.len() <= 3 {
+                    // Up to three arguments: no vector for them.
+                    let arg = |n: usize| match args.get(n) {
+                        Some(a) => a.eval(event, meta),
+                        None => Ok(Cow::Borrowed(&NULL)),
+                    };
+                    let (a, b, c) = (arg(0)?, arg(1)?, arg(2)?);
+                    let all = [a.as_ref(), b.as_ref(), c.as_ref()];
+                    Cow::Owned(call(*f, &all[..args.len()], *col)?)
+                } else {
+                    let values = args
+                        .iter()
+                        .map(|a| a.eval(event, meta))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let refs: Vec<&Value> = values.iter().map(|v| &**v).collect();
+                    Cow::Owned(call(*f, &refs, *col)?)
+                }
+            }
+            Self::Regex(f, subject, re, col) => Cow::Owned(super::funcs::regex_call(
+                *f,
+                re,
+                subject.eval(event, meta)?.as_ref(),
+                *col,
+            )?),
+            Self::Match(subject, arms, col) => {
+                let v = subject.eval(event, meta)?;
+                for arm in arms {
+                    if !arm.patterns.iter().any(|p| p.matches(&v)) {
+                        continue;
+                    }
+                    if let Some(guard) = &arm.guard
+                        && !bool_arg(guard.eval(event, meta)?.as_ref(), "`when`", *col)?
+                    {
+                        continue;
+                    }
+                    return arm.body.eval(event, meta);
+                }
+                let mut shown = v.to_json();
+                if shown.len() > 80 {
+                    let mut cut = 77;
+                    while !shown.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    shown.truncate(cut);
+                    shown.push_str("...");
+                }
+                return err(*col, format!("no arm of `match` matched {shown}"));
+            }
+            Self::Get(e, segments) => {
+                let walk = |v: &'a Value| segments.iter().try_fold(v, |at, s| step(at, s));
+                match e.eval(event, meta)? {
+                    Cow::Borrowed(v) => Cow::Borrowed(walk(v).unwrap_or(&NULL)),
+                    Cow::Owned(v) => Cow::Owned(
+                        segments
+                            .iter()
+                            .try_fold(&v, |at, s| step(at, s))
+                            .cloned()
+                            .unwrap_or_default(),
+                    ),
+                }
             }
         })
     }
@@ -712,18 +874,48 @@ impl Expr {
             Self::Binary(op, a, b, col) => {
                 Self::Binary(op, Box::new(a.fold()?), Box::new(b.fold()?), col)
             }
-            Self::Call(f, args, col) => Self::Call(
-                f,
-                args.into_iter().map(Self::fold).collect::<Result<_, _>>()?,
+            Self::Call(f, args, col) => {
+                let mut args = args
+                    .into_iter()
+                    .map(Self::fold)
+                    .collect::<Result<Vec<_>, _>>()?;
+                if matches!(f, Func::Matches | Func::Capture)
+                    && let [subject, Self::Lit(Value::String(pattern))] = args.as_mut_slice()
+                {
+                    let re = regex::Regex::new(pattern)
+                        .or_else(|e| err(col, format!("`{}`: bad regex: {e}", f.name())))?;
+                    let subject = std::mem::replace(subject, Self::Lit(Value::Null));
+                    let compiled = Self::Regex(f, Box::new(subject), re, col);
+                    return if compiled_is_const(&compiled) {
+                        Ok(Self::Lit(compiled.eval(&NULL, &NULL)?.into_owned()))
+                    } else {
+                        Ok(compiled)
+                    };
+                }
+                Self::Call(f, args, col)
+            }
+            Self::Match(subject, arms, col) => Self::Match(
+                Box::new(subject.fold()?),
+                arms.into_iter()
+                    .map(|arm| {
+                        Ok(Arm {
+                            patterns: arm.patterns,
+                            guard: arm.guard.map(Self::fold).transpose()?,
+                            body: arm.body.fold()?,
+                        })
+                    })
+                    .collect::<Result<_, EvalError>>()?,
                 col,
             ),
+            Self::Get(e, segments) => Self::Get(Box::new(e.fold()?), segments),
             other => return Ok(other),
         };
         let constant = match &folded {
             Self::Array(items) => items.iter().all(Self::is_const),
             Self::Unary(_, e, _) => e.is_const(),
             Self::Binary(_, a, b, _) => a.is_const() && b.is_const(),
-            Self::Call(_, args, _) => args.iter().all(Self::is_const),
+            Self::Call(f, args, _) => f.is_pure() && args.iter().all(Self::is_const),
+            Self::Get(e, _) => e.is_const(),
             _ => false,
         };
         if constant {
@@ -733,4 +925,8 @@ impl Expr {
             Ok(folded)
         }
     }
+}
+
+fn compiled_is_const(e: &Expr) -> bool {
+    matches!(e, Expr::Regex(_, subject, _, _) if subject.is_const())
 }

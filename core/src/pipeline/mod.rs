@@ -26,15 +26,23 @@
 //! to the sinks beside the encoded frames (never into them).
 //!
 //! **Delivery tokens** ([`crate::delivery`]) travel with the events: a `route` gives every part
-//! the batch's tokens, error events carry the tokens of their batch, and `batch` and `count`
-//! keep the tokens of what they hold until they emit it.
+//! the batch's tokens, error events carry the tokens of their batch, and `batch`, `count` and
+//! `aggregate` keep the tokens of what they hold until they emit it.
+//!
+//! **Stateful operators** (`aggregate.rs`, `bucket.rs`): `aggregate` adds the `late` port
+//! (event time), `bucket` the `overflow` port; both bound their state (`max_groups`).
 
+mod aggregate;
+mod bucket;
 mod expr;
+mod funcs;
 mod ops;
 mod parse;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_stateful;
 
 use std::{sync::mpsc::Sender, time::Instant};
 
@@ -313,6 +321,17 @@ impl Pipeline {
             }
             let errors = out.errors.len();
             op.apply(&self.id, i, &mut events, now, out);
+            for (reason, record) in op.take_failed() {
+                let name = op.name();
+                out.errors.push(ops::error_event(
+                    &self.id,
+                    i,
+                    name,
+                    &reason,
+                    record,
+                    Value::Null,
+                ));
+            }
             if out.errors.len() > errors {
                 out.error_tokens.merge(&events.tokens);
             }
@@ -333,7 +352,32 @@ impl Pipeline {
             if let Some(held) = self.ops[i].tick(now) {
                 self.run_from(i + 1, held_events(held), now, out);
             }
+            self.failed(i, out);
         }
+    }
+
+    /// Error events for what operator `i` could not emit.
+    fn failed(&mut self, i: usize, out: &mut Output) {
+        let name = self.ops[i].name();
+        for (reason, record) in self.ops[i].take_failed() {
+            out.errors.push(ops::error_event(
+                &self.id,
+                i,
+                name,
+                &reason,
+                record,
+                Value::Null,
+            ));
+        }
+    }
+
+    /// Over the stateful operators: groups held, and groups evicted so far because a bound
+    /// was reached.
+    pub(crate) fn state(&self) -> (usize, u64) {
+        self.ops
+            .iter()
+            .map(ops::Op::state)
+            .fold((0, 0), |(g, e), (g2, e2)| (g + g2, e + e2))
     }
 
     /// At the end of the input: every operator emits what it holds, in order, so that what the
@@ -343,6 +387,7 @@ impl Pipeline {
             if let Some(held) = self.ops[i].flush() {
                 self.run_from(i + 1, held_events(held), now, out);
             }
+            self.failed(i, out);
         }
     }
 }

@@ -3,7 +3,8 @@
 //! Every operator works on a whole batch in place: `filter` compacts the vector (no new
 //! vector, no copy of a kept event), `set`/`remove`/`rename` change events where they are,
 //! `route` moves the events for other ports into one vector per port. `batch` and `count` hold
-//! state between batches and have a deadline the pipeline thread wakes up for.
+//! state between batches and have a deadline the pipeline thread wakes up for; so do
+//! `aggregate` (`aggregate.rs`) and `bucket` (`bucket.rs`).
 
 use std::{
     collections::HashMap,
@@ -17,13 +18,23 @@ use crate::delivery::Tokens;
 
 use super::{
     Events, Held, OUT, Output,
+    aggregate::Aggregate,
+    bucket::Bucket,
     expr::{Expr, NULL, Path, Root},
     parse::{parse_expr, parse_path},
 };
 
 /// The operator names, as written in a deployment.
-pub(crate) const NAMES: [&str; 7] = [
-    "filter", "set", "remove", "rename", "route", "batch", "count",
+pub(crate) const NAMES: [&str; 9] = [
+    "filter",
+    "set",
+    "remove",
+    "rename",
+    "route",
+    "batch",
+    "count",
+    "aggregate",
+    "bucket",
 ];
 
 /// One operator: its configuration and, for `batch` and `count`, its state.
@@ -48,6 +59,8 @@ pub(crate) enum Op {
         since: Option<Instant>,
     },
     Count(Counter),
+    Aggregate(Box<Aggregate>),
+    Bucket(Box<Bucket>),
 }
 
 impl Op {
@@ -61,6 +74,8 @@ impl Op {
             Self::Route { .. } => "route",
             Self::Batch { .. } => "batch",
             Self::Count(_) => "count",
+            Self::Aggregate(_) => "aggregate",
+            Self::Bucket(_) => "bucket",
         }
     }
 }
@@ -121,6 +136,17 @@ pub(crate) fn compile(
         "rename" => rename(arg),
         "route" => route(arg, table.get("default"), ports),
         "batch" => batch(arg),
+        "aggregate" => self::table(arg, "`{ window = { tumbling_s = S }, emit = { ... } }`")
+            .and_then(|t| {
+                Aggregate::compile(t, &mut || port_index("late", ports))
+                    .map(|a| Op::Aggregate(Box::new(a)))
+            }),
+        "bucket" => {
+            self::table(arg, "`{ class = 'meta.class', rate = 'meta.rate' }`").and_then(|t| {
+                let overflow = port_index("overflow", ports)?;
+                Bucket::compile(t, overflow).map(|b| Op::Bucket(Box::new(b)))
+            })
+        }
         _ => count(arg),
     };
     op.map_err(|message| (Some(name), message))
@@ -486,6 +512,8 @@ impl Op {
                 }
                 events.values.extend(full);
             }
+            Self::Aggregate(agg) => agg.apply(events, now, &mut out.ports, &mut fail),
+            Self::Bucket(bucket) => bucket.apply(events, now, &mut out.ports, &mut fail),
             Self::Count(counter) => {
                 let (mut emitted, tokens) = counter.roll(now).unwrap_or_default();
                 counter.add(events);
@@ -508,6 +536,7 @@ impl Op {
                 ..
             } => Some(*s + *t),
             Self::Count(c) if !c.keys.is_empty() => c.start.map(|s| s + c.window),
+            Self::Aggregate(a) => a.deadline(),
             _ => None,
         }
     }
@@ -519,6 +548,7 @@ impl Op {
         }
         match self {
             Self::Count(c) => c.roll(now),
+            Self::Aggregate(a) => a.tick(now),
             _ => self.flush(),
         }
     }
@@ -538,15 +568,39 @@ impl Op {
                 Some((out, std::mem::take(held_tokens)))
             }
             Self::Count(c) => c.emit(),
+            Self::Aggregate(a) => a.flush(),
             _ => None,
         }
     }
 
     /// Starts the operator's clock.
     pub(crate) fn start(&mut self, now: Instant) {
-        if let Self::Count(c) = self {
-            c.start = Some(now);
-            c.anchor = Some((now, SystemTime::now()));
+        match self {
+            Self::Count(c) => {
+                c.start = Some(now);
+                c.anchor = Some((now, SystemTime::now()));
+            }
+            Self::Aggregate(a) => a.start(now),
+            Self::Bucket(b) => b.start(now),
+            _ => {}
+        }
+    }
+
+    /// Records an operator could not emit (an `aggregate`'s `having` that failed), with why.
+    pub(crate) fn take_failed(&mut self) -> Vec<(String, Value)> {
+        match self {
+            Self::Aggregate(a) => std::mem::take(&mut a.failed),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `(groups held, groups evicted so far)` of a stateful operator.
+    pub(crate) fn state(&self) -> (usize, u64) {
+        match self {
+            Self::Aggregate(a) => (a.groups(), a.evicted),
+            Self::Bucket(b) => (b.groups(), b.evicted),
+            Self::Count(c) => (c.keys.len(), 0),
+            _ => (0, 0),
         }
     }
 }
@@ -722,7 +776,7 @@ impl Counter {
 }
 
 /// A hash that agrees with `Value`'s equality: numbers by value, objects in any order.
-fn hash_of(v: &Value) -> u64 {
+pub(super) fn hash_of(v: &Value) -> u64 {
     let mut h = DefaultHasher::new();
     hash_value(v, &mut h);
     h.finish()

@@ -30,7 +30,9 @@ use winnow::{
     token::{any, literal, one_of, take_till, take_while},
 };
 
-use super::expr::{BinOp, Expr, Func, Path, Root, Segment, UnOp};
+use std::cell::RefCell;
+
+use super::expr::{Arm, BinOp, Expr, Func, Path, Pattern, Root, Segment, UnOp};
 
 type In<'i> = LocatingSlice<&'i str>;
 type R<T> = ModalResult<T>;
@@ -69,6 +71,47 @@ impl std::error::Error for Msg {}
 /// # Errors
 /// A syntax error, or a constant sub-expression that cannot be evaluated, with its column.
 pub fn parse_expr(text: &str) -> Result<Expr, SyntaxError> {
+    parse_expr_with(text, Vec::new())
+}
+
+thread_local! {
+    /// The names in scope while parsing: `match` bindings, and the names an operator gives
+    /// (an aggregate's emitted fields in `having`). Each stands for an expression.
+    static SCOPE: RefCell<Vec<(String, Expr)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Restores the scope to its length at creation when dropped (also when a parse fails).
+struct ScopeGuard(usize);
+
+impl ScopeGuard {
+    fn new() -> Self {
+        Self(SCOPE.with(|s| s.borrow().len()))
+    }
+}
+
+impl Drop for ScopeGuard {
+    fn drop(&mut self) {
+        SCOPE.with(|s| s.borrow_mut().truncate(self.0));
+    }
+}
+
+fn lookup(name: &str) -> Option<Expr> {
+    SCOPE.with(|s| {
+        s.borrow()
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e.clone())
+    })
+}
+
+/// Parses an expression in which each of `names` stands for its expression.
+///
+/// # Errors
+/// As [`parse_expr`].
+pub fn parse_expr_with(text: &str, names: Vec<(String, Expr)>) -> Result<Expr, SyntaxError> {
+    let _guard = ScopeGuard::new();
+    SCOPE.with(|s| s.borrow_mut().extend(names));
     let expr = (ws, expr, ws, end)
         .map(|(_, e, _, _)| e)
         .parse(LocatingSlice::new(text))
@@ -156,6 +199,21 @@ fn to_char_columns(expr: &mut Expr, text: &str) {
             fix(col);
             args.iter_mut().for_each(|e| to_char_columns(e, text));
         }
+        Expr::Regex(_, e, _, col) => {
+            fix(col);
+            to_char_columns(e, text);
+        }
+        Expr::Match(subject, arms, col) => {
+            fix(col);
+            to_char_columns(subject, text);
+            for arm in arms {
+                if let Some(g) = &mut arm.guard {
+                    to_char_columns(g, text);
+                }
+                to_char_columns(&mut arm.body, text);
+            }
+        }
+        Expr::Get(e, _) => to_char_columns(e, text),
     }
 }
 
@@ -460,7 +518,8 @@ fn word(i: &mut In<'_>) -> R<Expr> {
         "null" => return Ok(Expr::Lit(Value::Null)),
         "event" => return path(Root::Event).map(Expr::Path).parse_next(i),
         "meta" => return path(Root::Meta).map(Expr::Path).parse_next(i),
-        "and" | "or" | "not" | "in" => {
+        "match" => return match_expr(i, col),
+        "and" | "or" | "not" | "in" | "when" => {
             return cut_at(i, &at, format!("expected an operand, found `{name}`"));
         }
         _ => {}
@@ -469,6 +528,9 @@ fn word(i: &mut In<'_>) -> R<Expr> {
     ws(i)?;
     if opt('(').parse_next(i)?.is_none() {
         i.reset(&before_paren);
+        if let Some(bound) = lookup(name) {
+            return Ok(bound);
+        }
         return cut_at(
             i,
             &at,
@@ -478,9 +540,9 @@ fn word(i: &mut In<'_>) -> R<Expr> {
             ),
         );
     }
-    let known = Func::ALL.iter().find(|(n, _, _)| *n == name);
+    let known = Func::ALL.iter().find(|(n, _, _, _)| *n == name);
     if known.is_none() && name != "exists" {
-        let names: Vec<&str> = Func::ALL.iter().map(|(n, _, _)| *n).collect();
+        let names: Vec<&str> = Func::ALL.iter().map(|(n, _, _, _)| *n).collect();
         return cut_at(
             i,
             &at,
@@ -501,20 +563,26 @@ fn word(i: &mut In<'_>) -> R<Expr> {
         }
         args.push(expr(i)?);
     }
-    let arity = known.map_or(1, |(_, _, arity)| *arity);
-    if args.len() != arity {
+    let (least, most) = known.map_or((1, 1), |(_, _, least, most)| (*least, *most));
+    if args.len() < least || args.len() > most {
+        let wanted = if least == most {
+            format!("{least} argument{}", if least == 1 { "" } else { "s" })
+        } else if most == usize::MAX {
+            format!(
+                "at least {least} argument{}",
+                if least == 1 { "" } else { "s" }
+            )
+        } else {
+            format!("{least} to {most} arguments")
+        };
         return cut_at(
             i,
             &at,
-            format!(
-                "`{name}` takes {arity} argument{}, found {}",
-                if arity == 1 { "" } else { "s" },
-                args.len()
-            ),
+            format!("`{name}` takes {wanted}, found {}", args.len()),
         );
     }
     match known {
-        Some((_, f, _)) => Ok(Expr::Call(*f, args, col)),
+        Some((_, f, _, _)) => Ok(Expr::Call(*f, args, col)),
         None => match args.pop() {
             Some(Expr::Path(p)) => Ok(Expr::Exists(p)),
             _ => cut_at(
@@ -570,5 +638,144 @@ fn path<'i>(root: Root) -> impl Parser<In<'i>, Path, ErrMode<ContextError>> {
                 _ => return Ok(Path::new(root, segments)),
             }
         }
+    }
+}
+
+/// `match subject { pattern | pattern when guard => body, ... }` (after `match`).
+fn match_expr(i: &mut In<'_>, col: u32) -> R<Expr> {
+    let subject = expr(i)?;
+    ws(i)?;
+    cut_err('{')
+        .context(expected("`{` after the value to match"))
+        .parse_next(i)?;
+    let mut arms = Vec::new();
+    loop {
+        ws(i)?;
+        if opt('}').parse_next(i)?.is_some() {
+            break;
+        }
+        let _scope = ScopeGuard::new();
+        let mut patterns = vec![pattern(i, &subject)?];
+        loop {
+            ws(i)?;
+            if opt('|').parse_next(i)?.is_none() {
+                break;
+            }
+            patterns.push(pattern(i, &subject)?);
+        }
+        ws(i)?;
+        let guard = if opt(kw("when")).parse_next(i)?.is_some() {
+            Some(expr(i)?)
+        } else {
+            None
+        };
+        ws(i)?;
+        cut_err("=>")
+            .context(expected("`=>` (or `|`, `when`) after the pattern"))
+            .parse_next(i)?;
+        let body = expr(i)?;
+        arms.push(Arm {
+            patterns,
+            guard,
+            body,
+        });
+        ws(i)?;
+        match i.peek_token() {
+            Some(',') => {
+                ','.parse_next(i)?;
+            }
+            Some('}') => {}
+            _ => return cut(i, "expected `,` or `}` after the arm".to_owned()),
+        }
+    }
+    if arms.is_empty() {
+        return cut(i, "a `match` needs at least one arm".to_owned());
+    }
+    Ok(Expr::Match(Box::new(subject), arms, col))
+}
+
+/// What `value` with `segments` after it is, as an expression (what a binding stands for).
+fn field_of(value: &Expr, key: &str) -> Expr {
+    let key = Segment::Key(key.to_owned());
+    match value {
+        Expr::Path(p) => {
+            let mut segments = p.segments.clone();
+            segments.push(key);
+            Expr::Path(Path::new(p.root, segments))
+        }
+        Expr::Get(e, segments) => {
+            let mut segments = segments.clone();
+            segments.push(key);
+            Expr::Get(e.clone(), segments)
+        }
+        other => Expr::Get(Box::new(other.clone()), vec![key]),
+    }
+}
+
+/// A pattern for values that `value` gives; its bindings are added to the scope.
+fn pattern(i: &mut In<'_>, value: &Expr) -> R<Pattern> {
+    ws(i)?;
+    let at = i.checkpoint();
+    match i.peek_token() {
+        Some('{') => {
+            '{'.parse_next(i)?;
+            let mut fields = Vec::new();
+            loop {
+                ws(i)?;
+                if opt('}').parse_next(i)?.is_some() {
+                    return Ok(Pattern::Record(fields));
+                }
+                let key = match i.peek_token() {
+                    Some('"' | '\'') => string(i)?,
+                    Some(c) if is_ident_start(c) => ident(i)?.to_owned(),
+                    _ => return cut(i, "expected a field name in the record pattern".to_owned()),
+                };
+                ws(i)?;
+                cut_err(':')
+                    .context(expected("`:` after the field name"))
+                    .parse_next(i)?;
+                let inner = pattern(i, &field_of(value, &key))?;
+                fields.push((key, inner));
+                ws(i)?;
+                match i.peek_token() {
+                    Some(',') => {
+                        ','.parse_next(i)?;
+                    }
+                    Some('}') => {}
+                    _ => return cut(i, "expected `,` or `}` in the record pattern".to_owned()),
+                }
+            }
+        }
+        Some('"' | '\'') => Ok(Pattern::Lit(Value::from(string(i)?))),
+        Some(c) if c.is_ascii_digit() => number(i).map(Pattern::Lit),
+        Some('-') => {
+            '-'.parse_next(i)?;
+            match (Expr::Unary(UnOp::Neg, Box::new(Expr::Lit(number(i)?)), 0)).fold() {
+                Ok(Expr::Lit(v)) => Ok(Pattern::Lit(v)),
+                _ => cut_at(i, &at, "the number is out of range".to_owned()),
+            }
+        }
+        Some(c) if is_ident_start(c) => {
+            let name = ident(i)?;
+            match name {
+                "_" => Ok(Pattern::Any),
+                "true" => Ok(Pattern::Lit(Value::Bool(true))),
+                "false" => Ok(Pattern::Lit(Value::Bool(false))),
+                "null" => Ok(Pattern::Lit(Value::Null)),
+                "event" | "meta" | "match" | "when" | "and" | "or" | "not" | "in" => cut_at(
+                    i,
+                    &at,
+                    format!("`{name}` can not be a binding's name in a pattern"),
+                ),
+                _ => {
+                    SCOPE.with(|s| s.borrow_mut().push((name.to_owned(), value.clone())));
+                    Ok(Pattern::Any)
+                }
+            }
+        }
+        _ => cut(
+            i,
+            "expected a pattern: a literal, `_`, a name or a record `{field: pattern}`".to_owned(),
+        ),
     }
 }

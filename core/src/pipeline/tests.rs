@@ -11,7 +11,7 @@ use super::{
 };
 
 /// A value written in TOML (`v = ...`); TOML has no null, so `null` fields come from `nulls`.
-fn toml_value(text: &str) -> Value {
+pub(super) fn toml_value(text: &str) -> Value {
     #[derive(serde::Deserialize)]
     struct Doc {
         v: Value,
@@ -22,7 +22,7 @@ fn toml_value(text: &str) -> Value {
 }
 
 /// The event the expression cases run against.
-fn event() -> Value {
+pub(super) fn event() -> Value {
     let mut e = toml_value(
         r#"{ a = 1, f = 1.5, s = "Hello", tags = ["x", "y"], nested = { b = { c = true } },
              "doc-type" = "doc", min = -9223372036854775808, e = "" }"#,
@@ -31,7 +31,7 @@ fn event() -> Value {
     e
 }
 
-fn meta() -> Value {
+pub(super) fn meta() -> Value {
     toml_value(r#"{ x = 7, seen = true }"#)
 }
 
@@ -375,17 +375,17 @@ fn paths_parse_on_their_own() {
 
 // ---- operators -------------------------------------------------------------------------
 
-fn def(operators: &str) -> PipelineDef {
+pub(super) fn def(operators: &str) -> PipelineDef {
     try_def(operators).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
-fn try_def(operators: &str) -> Result<PipelineDef, Vec<String>> {
+pub(super) fn try_def(operators: &str) -> Result<PipelineDef, Vec<String>> {
     let list = toml_value(operators);
     let list = list.as_array().expect("operators are an array");
     PipelineDef::compile("p", list).map_err(|e| e.into_iter().map(|e| e.message).collect())
 }
 
-fn events(text: &str) -> Events {
+pub(super) fn events(text: &str) -> Events {
     let v = toml_value(text);
     Events::local(RVec::from(
         v.as_array().expect("events are an array").to_vec(),
@@ -393,20 +393,20 @@ fn events(text: &str) -> Events {
 }
 
 /// What came out, per port name (`out`, `err`, route ports), in order.
-fn outputs(def: &PipelineDef, out: &mut Output) -> Vec<(String, Vec<Value>)> {
+pub(super) fn outputs(def: &PipelineDef, out: &mut Output) -> Vec<(String, Vec<Value>)> {
     out.drain()
         .map(|(port, e)| (def.ports()[port].clone(), e.values.to_vec()))
         .collect()
 }
 
-fn run(def: &PipelineDef, input: &str) -> Vec<(String, Vec<Value>)> {
+pub(super) fn run(def: &PipelineDef, input: &str) -> Vec<(String, Vec<Value>)> {
     let mut p = Pipeline::new(def, Instant::now());
     let mut out = Output::default();
     p.process(events(input), Instant::now(), &mut out);
     outputs(def, &mut out)
 }
 
-fn port<'a>(outputs: &'a [(String, Vec<Value>)], name: &str) -> Vec<&'a Value> {
+pub(super) fn port<'a>(outputs: &'a [(String, Vec<Value>)], name: &str) -> Vec<&'a Value> {
     outputs
         .iter()
         .filter(|(p, _)| p == name)
@@ -414,7 +414,7 @@ fn port<'a>(outputs: &'a [(String, Vec<Value>)], name: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-fn values(text: &str) -> Vec<Value> {
+pub(super) fn values(text: &str) -> Vec<Value> {
     toml_value(text).as_array().unwrap().to_vec()
 }
 

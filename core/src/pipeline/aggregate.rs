@@ -1,0 +1,1144 @@
+//! The `aggregate` operator: windows (tumbling by time or count, hopping by time; processing or
+//! event time), groups, aggregate functions, `having`, bounded state. See `docs/pipeline.md`.
+//!
+//! State is one [`Groups`] table per open window (a time window's start), each slot a group
+//! with one accumulator per emitted field. Reading a group's key borrows from the event; a key
+//! is cloned only when its group is new.
+
+use std::{
+    borrow::Cow,
+    cmp::Ordering,
+    collections::{BTreeMap, HashMap, HashSet},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use sketches_ddsketch::{Config as SketchConfig, DDSketch};
+use temblor_shim::{Object, RVec, Value};
+
+use super::{
+    Events, Held,
+    expr::{Expr, Path, Root, Segment, float_of, int_of},
+    ops::hash_of,
+    parse::{parse_expr, parse_expr_with},
+};
+use crate::delivery::Tokens;
+
+/// The default bound on groups held at once (over all open windows).
+pub(crate) const DEFAULT_MAX_GROUPS: usize = 10_000;
+/// The default bound of `collect`.
+const COLLECT_LIMIT: usize = 1_000;
+/// The bound of `distinct` (exact up to this many values per group).
+const DISTINCT_LIMIT: usize = 10_000;
+/// The relative error of `percentile` (DDSketch's alpha).
+pub(crate) const PERCENTILE_ERROR: f64 = 0.01;
+
+/// Rows of a table keyed by a list of values, in the order their keys were first seen.
+#[derive(Debug, Clone)]
+pub(crate) struct Groups<S> {
+    pub(crate) rows: Vec<(Vec<Value>, S)>,
+    index: HashMap<u64, Vec<usize>>,
+}
+
+impl<S> Default for Groups<S> {
+    fn default() -> Self {
+        Self {
+            rows: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+/// The hash of a key (agrees with `Value`'s equality).
+pub(crate) fn key_hash(key: &[Cow<'_, Value>]) -> u64 {
+    key.iter().fold(0x9e37_79b9_7f4a_7c15_u64, |h, v| {
+        h.rotate_left(17) ^ hash_of(v)
+    })
+}
+
+impl<S> Groups<S> {
+    /// The row of this key.
+    pub(crate) fn find(&self, hash: u64, key: &[Cow<'_, Value>]) -> Option<usize> {
+        self.index
+            .get(&hash)?
+            .iter()
+            .copied()
+            .find(|&r| self.rows[r].0.iter().zip(key).all(|(a, b)| a == b.as_ref()))
+    }
+
+    /// Adds a row (its key is not there).
+    pub(crate) fn insert(&mut self, hash: u64, key: &[Cow<'_, Value>], state: S) -> usize {
+        let at = self.rows.len();
+        self.rows
+            .push((key.iter().map(|v| v.as_ref().clone()).collect(), state));
+        self.index.entry(hash).or_default().push(at);
+        at
+    }
+
+    /// Removes a row (the later ones move up).
+    pub(crate) fn remove(&mut self, row: usize) -> (Vec<Value>, S) {
+        let removed = self.rows.remove(row);
+        self.index.clear();
+        for (i, (key, _)) in self.rows.iter().enumerate() {
+            let borrowed: Vec<Cow<'_, Value>> = key.iter().map(Cow::Borrowed).collect();
+            self.index.entry(key_hash(&borrowed)).or_default().push(i);
+        }
+        removed
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn drain(&mut self) -> std::vec::Drain<'_, (Vec<Value>, S)> {
+        self.index.clear();
+        self.rows.drain(..)
+    }
+}
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AggFn {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Mean,
+    Var,
+    Stdev,
+    Percentile,
+    First,
+    Last,
+    Collect,
+    Distinct,
+}
+
+impl AggFn {
+    /// Name, least and most arguments.
+    const ALL: [(&'static str, Self, usize, usize); 12] = [
+        ("count", Self::Count, 0, 1),
+        ("sum", Self::Sum, 1, 1),
+        ("min", Self::Min, 1, 1),
+        ("max", Self::Max, 1, 1),
+        ("mean", Self::Mean, 1, 1),
+        ("var", Self::Var, 1, 1),
+        ("stdev", Self::Stdev, 1, 1),
+        ("percentile", Self::Percentile, 2, 2),
+        ("first", Self::First, 1, 1),
+        ("last", Self::Last, 1, 1),
+        ("collect", Self::Collect, 1, 2),
+        ("distinct", Self::Distinct, 1, 1),
+    ];
+
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, f, _, _)| *f == self)
+            .map_or("?", |(n, _, _, _)| n)
+    }
+
+    fn numeric(self) -> bool {
+        matches!(
+            self,
+            Self::Sum
+                | Self::Min
+                | Self::Max
+                | Self::Mean
+                | Self::Var
+                | Self::Stdev
+                | Self::Percentile
+        )
+    }
+}
+
+/// One emitted field: `name = 'fn(arg, ...)'`.
+#[derive(Debug, Clone)]
+pub(crate) struct Emit {
+    name: String,
+    func: AggFn,
+    arg: Option<Expr>,
+    /// `percentile`'s quantile.
+    q: f64,
+    /// `collect`'s bound.
+    limit: usize,
+}
+
+/// A DDSketch (its crate gives it no `Debug`).
+#[derive(Clone)]
+struct Sketch(DDSketch);
+
+impl std::fmt::Debug for Sketch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DDSketch({} values)", self.0.count())
+    }
+}
+
+/// The state of one emitted field for one group.
+#[derive(Debug, Clone)]
+enum Acc {
+    Count(u64),
+    Sum {
+        int: i128,
+        float: f64,
+        floats: bool,
+        n: u64,
+    },
+    Extreme(Option<Value>),
+    Mean {
+        sum: f64,
+        n: u64,
+    },
+    Var {
+        n: u64,
+        mean: f64,
+        m2: f64,
+    },
+    Percentile(Box<Sketch>),
+    First(Option<Value>),
+    Last(Option<Value>),
+    Collect(Vec<Value>),
+    Distinct(HashSet<u64>),
+}
+
+fn num_cmp(a: &Value, b: &Value) -> Ordering {
+    if let (Some(x), Some(y)) = (int_of(a), int_of(b)) {
+        return x.cmp(&y);
+    }
+    let (x, y) = (float_of(a).unwrap_or(0.0), float_of(b).unwrap_or(0.0));
+    x.partial_cmp(&y).unwrap_or(Ordering::Equal)
+}
+
+impl Emit {
+    fn start(&self) -> Acc {
+        match self.func {
+            AggFn::Count => Acc::Count(0),
+            AggFn::Sum => Acc::Sum {
+                int: 0,
+                float: 0.0,
+                floats: false,
+                n: 0,
+            },
+            AggFn::Min | AggFn::Max => Acc::Extreme(None),
+            AggFn::Mean => Acc::Mean { sum: 0.0, n: 0 },
+            AggFn::Var | AggFn::Stdev => Acc::Var {
+                n: 0,
+                mean: 0.0,
+                m2: 0.0,
+            },
+            AggFn::Percentile => Acc::Percentile(Box::new(Sketch(DDSketch::new(
+                SketchConfig::new(PERCENTILE_ERROR, 2048, 1.0e-9),
+            )))),
+            AggFn::First => Acc::First(None),
+            AggFn::Last => Acc::Last(None),
+            AggFn::Collect => Acc::Collect(Vec::new()),
+            AggFn::Distinct => Acc::Distinct(HashSet::new()),
+        }
+    }
+
+    /// Whether the argument's value can be aggregated (`null` is skipped).
+    fn check(&self, v: &Value) -> Result<(), String> {
+        if self.func.numeric() && !matches!(v, Value::Null) && float_of(v).is_none() {
+            return Err(format!(
+                "{}: `{}` needs a number, found {}",
+                self.name,
+                self.func.name(),
+                v.type_name()
+            ));
+        }
+        Ok(())
+    }
+
+    fn add(&self, acc: &mut Acc, v: Option<&Value>) {
+        let Some(v) = v else {
+            // count(): every event.
+            if let Acc::Count(n) = acc {
+                *n += 1;
+            }
+            return;
+        };
+        if matches!(v, Value::Null) {
+            return;
+        }
+        match acc {
+            Acc::Count(n) => *n += 1,
+            Acc::Sum {
+                int,
+                float,
+                floats,
+                n,
+            } => {
+                *n += 1;
+                match int_of(v) {
+                    Some(i) if !*floats => match int.checked_add(i) {
+                        Some(s) => *int = s,
+                        None => {
+                            *floats = true;
+                            *float = i128_f64(*int) + i128_f64(i);
+                        }
+                    },
+                    _ => {
+                        if !*floats {
+                            *floats = true;
+                            *float = i128_f64(*int);
+                        }
+                        *float += float_of(v).unwrap_or(0.0);
+                    }
+                }
+            }
+            Acc::Extreme(best) => {
+                let better = best.as_ref().is_none_or(|b| {
+                    let o = num_cmp(v, b);
+                    if self.func == AggFn::Min {
+                        o.is_lt()
+                    } else {
+                        o.is_gt()
+                    }
+                });
+                if better {
+                    *best = Some(v.clone());
+                }
+            }
+            Acc::Mean { sum, n } => {
+                *sum += float_of(v).unwrap_or(0.0);
+                *n += 1;
+            }
+            Acc::Var { n, mean, m2 } => {
+                // Welford's online algorithm.
+                let x = float_of(v).unwrap_or(0.0);
+                *n += 1;
+                #[allow(clippy::cast_precision_loss)]
+                let count = *n as f64;
+                let delta = x - *mean;
+                *mean += delta / count;
+                *m2 += delta * (x - *mean);
+            }
+            Acc::Percentile(sketch) => sketch.0.add(float_of(v).unwrap_or(0.0)),
+            Acc::First(first) => {
+                if first.is_none() {
+                    *first = Some(v.clone());
+                }
+            }
+            Acc::Last(last) => *last = Some(v.clone()),
+            Acc::Collect(items) => {
+                if items.len() < self.limit {
+                    items.push(v.clone());
+                }
+            }
+            Acc::Distinct(seen) => {
+                if seen.len() < DISTINCT_LIMIT {
+                    seen.insert(hash_of(v));
+                }
+            }
+        }
+    }
+
+    fn result(&self, acc: Acc) -> Value {
+        match acc {
+            Acc::Count(n) => Value::from(n),
+            Acc::Sum { n: 0, .. } => Value::Null,
+            Acc::Sum {
+                int, float, floats, ..
+            } => {
+                if floats {
+                    Value::F64(float)
+                } else if let Ok(i) = i64::try_from(int) {
+                    Value::I64(i)
+                } else if let Ok(u) = u64::try_from(int) {
+                    Value::U64(u)
+                } else {
+                    Value::F64(i128_f64(int))
+                }
+            }
+            Acc::Extreme(v) | Acc::First(v) | Acc::Last(v) => v.unwrap_or_default(),
+            Acc::Mean { n: 0, .. } => Value::Null,
+            #[allow(clippy::cast_precision_loss)]
+            Acc::Mean { sum, n } => Value::F64(sum / n as f64),
+            Acc::Var { n, m2, .. } if n >= 2 => {
+                #[allow(clippy::cast_precision_loss)]
+                let var = m2 / (n - 1) as f64;
+                Value::F64(if self.func == AggFn::Stdev {
+                    var.sqrt()
+                } else {
+                    var
+                })
+            }
+            Acc::Var { .. } => Value::Null,
+            Acc::Percentile(sketch) => sketch
+                .0
+                .quantile(self.q)
+                .ok()
+                .flatten()
+                .map_or(Value::Null, Value::F64),
+            Acc::Collect(items) => Value::Array(items.into()),
+            Acc::Distinct(seen) => Value::from(seen.len()),
+        }
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn i128_f64(i: i128) -> f64 {
+    i as f64
+}
+
+/// How events are cut into windows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Window {
+    /// Time windows of `size_ms` starting every `every_ms` (tumbling: both equal), aligned to
+    /// the Unix epoch.
+    Time { size_ms: u64, every_ms: u64 },
+    /// Each group's window closes at its `n`th event.
+    Count(u64),
+}
+
+/// One group of one window.
+#[derive(Debug, Clone)]
+struct Slot {
+    accs: Vec<Acc>,
+    /// When it was last seen (a sequence number), for eviction.
+    seen: u64,
+    /// Times of its first and last events (count windows' bounds).
+    first_ms: u64,
+    last_ms: u64,
+    n: u64,
+    /// The delivery tokens of the batches its events came in (merged once per batch).
+    tokens: Tokens,
+    /// The last batch merged into `tokens`.
+    batch: u64,
+}
+
+/// The `aggregate` operator.
+#[derive(Debug, Clone)]
+pub(crate) struct Aggregate {
+    window: Window,
+    /// Event time (ms since the epoch), or processing time when `None`.
+    time: Option<Expr>,
+    lateness_ms: u64,
+    /// The `late` port (event time only).
+    late_port: usize,
+    /// The `group_by` expressions' texts (the emitted `group`'s keys) ...
+    group_names: Vec<String>,
+    /// ... and the expressions.
+    group_by: Vec<Expr>,
+    emit: Vec<Emit>,
+    having: Option<Expr>,
+    max_groups: usize,
+    /// Open windows by start (count windows: one, at 0).
+    open: BTreeMap<u64, Groups<Slot>>,
+    groups: usize,
+    seq: u64,
+    /// Event time: the largest time seen.
+    max_time: Option<u64>,
+    /// An instant and the wall clock then (ms), to turn one into the other.
+    anchor: Option<(Instant, u64)>,
+    /// Batches seen (numbers them for `Slot::batch`).
+    batch: u64,
+    /// The tokens of the batch being aggregated.
+    current: Tokens,
+    /// The tokens of the records emitted and not handed on yet.
+    emitted_tokens: Tokens,
+    /// Groups emitted early because `max_groups` was reached.
+    pub(crate) evicted: u64,
+    /// Failures while emitting (a `having` that failed): reason and record.
+    pub(crate) failed: Vec<(String, Value)>,
+}
+
+fn seconds(v: &Value, what: &str) -> Result<f64, String> {
+    match float_of(v) {
+        Some(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(format!(
+            "`{what}` must be a number of seconds, found {}",
+            v.type_name()
+        )),
+    }
+}
+
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn millis(s: f64) -> u64 {
+    (s * 1000.0).round() as u64
+}
+
+/// Reads `fn(args)`.
+fn emit_spec(name: &str, text: &str) -> Result<Emit, String> {
+    let bad = || {
+        format!(
+            "emit \"{name}\": expected an aggregate function call such as 'count()' or \
+             'percentile(event.ms, 0.99)' (the functions are {}), found `{text}`",
+            AggFn::ALL
+                .iter()
+                .map(|(n, _, _, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let trimmed = text.trim();
+    let open = trimmed.find('(').ok_or_else(bad)?;
+    if !trimmed.ends_with(')') {
+        return Err(bad());
+    }
+    let fname = trimmed[..open].trim();
+    let Some((_, func, least, most)) = AggFn::ALL.iter().find(|(n, _, _, _)| *n == fname) else {
+        return Err(bad());
+    };
+    let inner = &trimmed[open + 1..trimmed.len() - 1];
+    let args = parse_expr(&format!("[{inner}]")).map_err(|e| {
+        format!(
+            "emit \"{name}\": column {}: {} (in `{text}`)",
+            e.column + open,
+            e.message
+        )
+    })?;
+    let mut args: Vec<Expr> = match args {
+        Expr::Array(items) => items,
+        Expr::Lit(Value::Array(items)) => items.iter().cloned().map(Expr::Lit).collect(),
+        _ => return Err(bad()),
+    };
+    if args.len() < *least || args.len() > *most {
+        return Err(format!(
+            "emit \"{name}\": `{fname}` takes {}, found {}",
+            if least == most {
+                format!("{least} argument(s)")
+            } else {
+                format!("{least} to {most} arguments")
+            },
+            args.len()
+        ));
+    }
+    let mut spec = Emit {
+        name: name.to_owned(),
+        func: *func,
+        arg: None,
+        q: 0.5,
+        limit: COLLECT_LIMIT,
+    };
+    if args.len() == 2 {
+        let second = args.pop().unwrap_or(Expr::Lit(Value::Null));
+        match (func, second) {
+            (AggFn::Percentile, Expr::Lit(v)) => match float_of(&v) {
+                Some(q) if (0.0..=1.0).contains(&q) => spec.q = q,
+                _ => {
+                    return Err(format!(
+                        "emit \"{name}\": the quantile of `percentile` is a number from 0 to 1, \
+                         found {v}"
+                    ));
+                }
+            },
+            (AggFn::Collect, Expr::Lit(v)) => match v.as_u64() {
+                Some(n) if n >= 1 => spec.limit = usize::try_from(n).unwrap_or(usize::MAX),
+                _ => {
+                    return Err(format!(
+                        "emit \"{name}\": the bound of `collect` is an integer of at least 1, \
+                         found {v}"
+                    ));
+                }
+            },
+            _ => {
+                return Err(format!(
+                    "emit \"{name}\": the second argument of `{fname}` must be a constant"
+                ));
+            }
+        }
+    }
+    spec.arg = args.pop();
+    Ok(spec)
+}
+
+/// Field names of the emitted records that the emit fields can not take.
+const RESERVED: [&str; 4] = ["group", "window_start_ms", "window_end_ms", "early"];
+
+impl Aggregate {
+    /// Reads `aggregate = { ... }`; `late_port` gives the index of the `late` port.
+    pub(crate) fn compile(
+        t: &Object,
+        late_port: &mut dyn FnMut() -> Result<usize, String>,
+    ) -> Result<Self, String> {
+        const KEYS: [&str; 7] = [
+            "window",
+            "group_by",
+            "emit",
+            "having",
+            "time",
+            "allowed_lateness_s",
+            "max_groups",
+        ];
+        if let Some((k, _)) = t.iter().find(|(k, _)| !KEYS.contains(k)) {
+            return Err(format!(
+                "unknown key `{k}` (aggregate takes {})",
+                KEYS.join(", ")
+            ));
+        }
+        let window = match t.get("window") {
+            Some(Value::Object(w)) => window(w)?,
+            _ => {
+                return Err(
+                    "`window` is required: `{ tumbling_s = S }`, `{ tumbling_n = N }` or \
+                     `{ size_s = S, every_s = E }`"
+                        .to_owned(),
+                );
+            }
+        };
+        let group_by: Vec<(String, Expr)> = match t.get("group_by") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    let text = v.as_str().ok_or_else(|| {
+                        format!("`group_by` holds expressions, found {}", v.type_name())
+                    })?;
+                    let e = parse_expr(text).map_err(|e| format!("group_by: {e} (in `{text}`)"))?;
+                    Ok((text.to_owned(), e))
+                })
+                .collect::<Result<_, String>>()?,
+            Some(other) => {
+                return Err(format!(
+                    "`group_by` is a list of expressions, found {}",
+                    other.type_name()
+                ));
+            }
+        };
+        let emit: Vec<Emit> = match t.get("emit") {
+            Some(Value::Object(o)) if !o.is_empty() => o
+                .iter()
+                .map(|(name, v)| {
+                    if RESERVED.contains(&name) {
+                        return Err(format!(
+                            "emit \"{name}\": the name is taken by the emitted record's own \
+                             fields ({})",
+                            RESERVED.join(", ")
+                        ));
+                    }
+                    let text = v
+                        .as_str()
+                        .ok_or_else(|| format!("emit \"{name}\": expected an expression string"))?;
+                    emit_spec(name, text)
+                })
+                .collect::<Result<_, String>>()?,
+            _ => {
+                return Err(
+                    "`emit` is required: a table of `\"NAME\" = 'FUNCTION(...)'`".to_owned(),
+                );
+            }
+        };
+        let having = match t.get("having") {
+            None => None,
+            Some(Value::String(text)) => {
+                let names = emit
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.name.clone(),
+                            Expr::Path(Path::new(Root::Event, vec![Segment::Key(e.name.clone())])),
+                        )
+                    })
+                    .collect();
+                Some(
+                    parse_expr_with(text, names)
+                        .map_err(|e| format!("having: {e} (in `{text}`)"))?,
+                )
+            }
+            Some(other) => {
+                return Err(format!(
+                    "`having` is an expression string, found {}",
+                    other.type_name()
+                ));
+            }
+        };
+        let time = match t.get("time") {
+            None => None,
+            Some(Value::String(text)) => {
+                Some(parse_expr(text).map_err(|e| format!("time: {e} (in `{text}`)"))?)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "`time` is an expression string (milliseconds since the epoch), found {}",
+                    other.type_name()
+                ));
+            }
+        };
+        let lateness_ms = match t.get("allowed_lateness_s") {
+            None => 0,
+            Some(_) if time.is_none() => {
+                return Err(
+                    "`allowed_lateness_s` needs `time` (event time); processing time is never \
+                     late"
+                        .to_owned(),
+                );
+            }
+            Some(v) => millis(seconds(v, "allowed_lateness_s")?),
+        };
+        let max_groups = match t.get("max_groups") {
+            None => DEFAULT_MAX_GROUPS,
+            Some(v) => match v.as_u64() {
+                Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
+                _ => return Err("`max_groups` must be an integer of at least 1".to_owned()),
+            },
+        };
+        let late_port = if time.is_some() { late_port()? } else { 0 };
+        Ok(Self {
+            window,
+            time,
+            lateness_ms,
+            late_port,
+            group_names: group_by.iter().map(|(n, _)| n.clone()).collect(),
+            group_by: group_by.into_iter().map(|(_, e)| e).collect(),
+            emit,
+            having,
+            max_groups,
+            open: BTreeMap::new(),
+            groups: 0,
+            seq: 0,
+            max_time: None,
+            anchor: None,
+            batch: 0,
+            current: Tokens::default(),
+            emitted_tokens: Tokens::default(),
+            evicted: 0,
+            failed: Vec::new(),
+        })
+    }
+
+    /// Starts the processing-time clock.
+    pub(crate) fn start(&mut self, now: Instant) {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.anchor = Some((now, wall));
+    }
+
+    /// The wall clock at `now`, in ms.
+    fn wall_ms(&self, now: Instant) -> u64 {
+        match self.anchor {
+            Some((at, wall)) if now >= at => {
+                wall + u64::try_from((now - at).as_millis()).unwrap_or(0)
+            }
+            Some((at, wall)) => {
+                wall.saturating_sub(u64::try_from((at - now).as_millis()).unwrap_or(0))
+            }
+            None => 0,
+        }
+    }
+
+    /// Groups held (over every open window).
+    pub(crate) fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// The instant processing-time windows end at; `None` for event time and count windows.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let Window::Time { size_ms, .. } = self.window else {
+            return None;
+        };
+        if self.time.is_some() {
+            return None;
+        }
+        let (start, _) = self.open.first_key_value()?;
+        let (at, wall) = self.anchor?;
+        let end = start + size_ms;
+        Some(at + Duration::from_millis(end.saturating_sub(wall)))
+    }
+
+    /// Emits the windows that ended by `now` (processing time).
+    pub(crate) fn tick(&mut self, now: Instant) -> Option<Held> {
+        let mut out = RVec::new();
+        let now_ms = self.wall_ms(now);
+        self.close_until(now_ms, &mut out);
+        self.held(out)
+    }
+
+    /// Emits every open window.
+    pub(crate) fn flush(&mut self) -> Option<Held> {
+        let mut out = RVec::new();
+        self.close_until(u64::MAX, &mut out);
+        self.held(out)
+    }
+
+    fn held(&mut self, out: RVec<Value>) -> Option<Held> {
+        if out.is_empty() {
+            return None;
+        }
+        Some((out, std::mem::take(&mut self.emitted_tokens)))
+    }
+
+    /// Closes every time window that ends at or before `until` (count windows: only when
+    /// `until` is the end, `u64::MAX`).
+    fn close_until(&mut self, until: u64, out: &mut RVec<Value>) {
+        let size_ms = match self.window {
+            Window::Time { size_ms, .. } => size_ms,
+            Window::Count(_) if until == u64::MAX => 0,
+            Window::Count(_) => return,
+        };
+        while let Some(entry) = self.open.first_entry() {
+            let start = *entry.key();
+            if size_ms > 0 && start.saturating_add(size_ms) > until {
+                break;
+            }
+            let mut groups = entry.remove();
+            self.groups -= groups.len();
+            for (key, slot) in groups.drain() {
+                let bounds = match self.window {
+                    Window::Time { size_ms, .. } => (start, start + size_ms),
+                    Window::Count(_) => (slot.first_ms, slot.last_ms),
+                };
+                self.record(key, slot, bounds, false, out);
+            }
+        }
+    }
+
+    /// The emitted record of a group, if `having` keeps it.
+    fn record(
+        &mut self,
+        key: Vec<Value>,
+        slot: Slot,
+        (start_ms, end_ms): (u64, u64),
+        early: bool,
+        out: &mut RVec<Value>,
+    ) {
+        // Its events are delivered with the record (or dropped with it, by `having`).
+        self.emitted_tokens.absorb(slot.tokens);
+        let mut o = Object::with_capacity(self.emit.len() + 4);
+        if !self.group_names.is_empty() {
+            let mut g = Object::with_capacity(key.len());
+            for (text, v) in self.group_names.iter().zip(key) {
+                g.push(text.as_str().into(), v);
+            }
+            o.push("group".into(), Value::Object(g));
+        }
+        for (spec, acc) in self.emit.iter().zip(slot.accs) {
+            o.push(spec.name.as_str().into(), spec.result(acc));
+        }
+        o.push("window_start_ms".into(), start_ms.into());
+        o.push("window_end_ms".into(), end_ms.into());
+        if early {
+            o.push("early".into(), true.into());
+        }
+        let record = Value::Object(o);
+        if let Some(having) = &self.having {
+            match having.eval_bool(&record, &Value::Null) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    self.failed.push((format!("having: {e}"), record));
+                    return;
+                }
+            }
+        }
+        out.push(record);
+    }
+
+    fn event_time(&self, event: &Value, meta: &Value) -> Result<Option<u64>, String> {
+        let Some(time) = &self.time else {
+            return Ok(None);
+        };
+        let v = time.eval(event, meta).map_err(|e| format!("time: {e}"))?;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        match (int_of(&v), float_of(&v)) {
+            (Some(i), _) if i >= 0 => Ok(Some(u64::try_from(i).unwrap_or(u64::MAX))),
+            (None, Some(f)) if f >= 0.0 => Ok(Some(f as u64)),
+            _ => Err(format!(
+                "time: expected milliseconds since the epoch (a number, not negative), found {v}"
+            )),
+        }
+    }
+
+    /// Aggregates a batch: what windows closed replaces the events; late events go to the
+    /// `late` port, failed ones to `fail`.
+    pub(crate) fn apply(
+        &mut self,
+        events: &mut Events,
+        now: Instant,
+        ports: &mut Vec<(usize, Events)>,
+        fail: &mut dyn FnMut(String, Value, Value),
+    ) {
+        let mut emitted = RVec::new();
+        let now_ms = self.wall_ms(now);
+        if self.time.is_none() {
+            self.close_until(now_ms, &mut emitted);
+        }
+        self.batch += 1;
+        self.current = std::mem::take(&mut events.tokens);
+        let mut failed = false;
+        let mut late = events.sibling();
+        let with_meta = !events.meta.is_empty();
+        let Events {
+            values, meta, base, ..
+        } = &mut *events;
+        for i in 0..values.len() {
+            let m = if with_meta { &meta[i] } else { &*base };
+            match self.add(&values[i], m, now_ms, &mut emitted) {
+                Ok(true) => {}
+                Ok(false) => {
+                    late.values.push(std::mem::take(&mut values[i]));
+                    if with_meta {
+                        late.meta.push(std::mem::take(&mut meta[i]));
+                    }
+                }
+                Err(reason) => {
+                    failed = true;
+                    let m = if with_meta {
+                        std::mem::take(&mut meta[i])
+                    } else {
+                        base.clone()
+                    };
+                    fail(reason, std::mem::take(&mut values[i]), m);
+                }
+            }
+        }
+        if let Some(max) = self.max_time {
+            let watermark = max.saturating_sub(self.lateness_ms);
+            self.close_until(watermark, &mut emitted);
+        }
+        if !late.values.is_empty() {
+            ports.push((self.late_port, late));
+        }
+        // The records carry the tokens of the groups they were made of; the events aggregated
+        // here live on in their groups' tokens. When an event failed, its batch's tokens go
+        // with the records too, so that the error events carry them.
+        let mut tokens = std::mem::take(&mut self.emitted_tokens);
+        let current = std::mem::take(&mut self.current);
+        if failed {
+            tokens.absorb(current);
+        }
+        emitted.shrink_to_fit();
+        let mut records = Events::local(emitted);
+        records.tokens = tokens;
+        // The aggregated events go back to where they were decoded, to be freed there.
+        drop(std::mem::replace(events, records));
+    }
+
+    /// Adds one event; `Ok(false)` when it is late.
+    fn add(
+        &mut self,
+        event: &Value,
+        meta: &Value,
+        now_ms: u64,
+        emitted: &mut RVec<Value>,
+    ) -> Result<bool, String> {
+        let t = match self.event_time(event, meta)? {
+            Some(t) => {
+                let watermark = self
+                    .max_time
+                    .map_or(0, |m| m.saturating_sub(self.lateness_ms));
+                if let Window::Time { size_ms, every_ms } = self.window {
+                    // The latest window holding t.
+                    let last_start = t / every_ms * every_ms;
+                    if self.max_time.is_some() && last_start + size_ms <= watermark {
+                        return Ok(false);
+                    }
+                }
+                self.max_time = Some(self.max_time.map_or(t, |m| m.max(t)));
+                t
+            }
+            None => now_ms,
+        };
+        // The group expressions are taken out while the key borrows them.
+        let group_by = std::mem::take(&mut self.group_by);
+        let added = self.add_keyed(&group_by, t, event, meta, emitted);
+        self.group_by = group_by;
+        added
+    }
+
+    fn add_keyed(
+        &mut self,
+        group_by: &[Expr],
+        t: u64,
+        event: &Value,
+        meta: &Value,
+        emitted: &mut RVec<Value>,
+    ) -> Result<bool, String> {
+        let key: Vec<Cow<'_, Value>> = group_by
+            .iter()
+            .zip(&self.group_names)
+            .map(|(e, text)| {
+                e.eval(event, meta)
+                    .map_err(|err| format!("group_by `{text}`: {err}"))
+            })
+            .collect::<Result<_, _>>()?;
+        for spec in &self.emit {
+            if let Some(arg) = &spec.arg {
+                let v = arg
+                    .eval(event, meta)
+                    .map_err(|e| format!("{}: {e}", spec.name))?;
+                spec.check(&v)?;
+            }
+        }
+        let hash = key_hash(&key);
+        match self.window {
+            Window::Time { size_ms, every_ms } => {
+                let watermark = match self.time {
+                    Some(_) => self
+                        .max_time
+                        .map_or(0, |m| m.saturating_sub(self.lateness_ms)),
+                    None => 0,
+                };
+                // The windows holding t: starts that are multiples of every_ms, in
+                // (t - size_ms, t].
+                let last = t / every_ms * every_ms;
+                let mut start = if t < size_ms {
+                    0
+                } else {
+                    ((t - size_ms) / every_ms + 1) * every_ms
+                };
+                while start <= last {
+                    if self.time.is_none() || start + size_ms > watermark {
+                        self.add_to(start, hash, &key, event, meta, t, emitted);
+                    }
+                    start += every_ms;
+                }
+            }
+            Window::Count(n) => {
+                let (start, row) = self.add_to(0, hash, &key, event, meta, t, emitted);
+                let full = self.open.get(&start).is_some_and(|g| g.rows[row].1.n >= n);
+                if full {
+                    self.emit_row(start, row, false, emitted);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Adds an event to its group in the window starting at `start`; the window and row.
+    #[allow(clippy::too_many_arguments)]
+    fn add_to(
+        &mut self,
+        start: u64,
+        hash: u64,
+        key: &[Cow<'_, Value>],
+        event: &Value,
+        meta: &Value,
+        t: u64,
+        emitted: &mut RVec<Value>,
+    ) -> (u64, usize) {
+        self.seq += 1;
+        let found = self.open.get(&start).and_then(|g| g.find(hash, key));
+        let row = match found {
+            Some(row) => row,
+            None => {
+                if self.groups >= self.max_groups {
+                    self.evict(emitted);
+                }
+                let slot = Slot {
+                    accs: self.emit.iter().map(Emit::start).collect(),
+                    seen: 0,
+                    first_ms: t,
+                    last_ms: t,
+                    n: 0,
+                    tokens: Tokens::default(),
+                    batch: 0,
+                };
+                self.groups += 1;
+                self.open.entry(start).or_default().insert(hash, key, slot)
+            }
+        };
+        let seq = self.seq;
+        let Self {
+            open,
+            emit,
+            batch,
+            current,
+            ..
+        } = self;
+        let Some(groups) = open.get_mut(&start) else {
+            return (start, row);
+        };
+        let slot = &mut groups.rows[row].1;
+        slot.seen = seq;
+        if slot.batch != *batch {
+            slot.batch = *batch;
+            slot.tokens.merge(current);
+        }
+        slot.n += 1;
+        slot.first_ms = slot.first_ms.min(t);
+        slot.last_ms = slot.last_ms.max(t);
+        for (spec, acc) in emit.iter().zip(slot.accs.iter_mut()) {
+            match &spec.arg {
+                None => spec.add(acc, None),
+                Some(arg) => {
+                    if let Ok(v) = arg.eval(event, meta) {
+                        spec.add(acc, Some(&v));
+                    }
+                }
+            }
+        }
+        (start, row)
+    }
+
+    /// Emits the least recently seen group early.
+    fn evict(&mut self, emitted: &mut RVec<Value>) {
+        let oldest = self
+            .open
+            .iter()
+            .flat_map(|(start, g)| {
+                g.rows
+                    .iter()
+                    .enumerate()
+                    .map(move |(row, (_, s))| (s.seen, *start, row))
+            })
+            .min();
+        if let Some((_, start, row)) = oldest {
+            self.evicted += 1;
+            self.emit_row(start, row, true, emitted);
+        }
+    }
+
+    fn emit_row(&mut self, start: u64, row: usize, early: bool, emitted: &mut RVec<Value>) {
+        let Some(groups) = self.open.get_mut(&start) else {
+            return;
+        };
+        let (key, slot) = groups.remove(row);
+        if groups.is_empty() {
+            self.open.remove(&start);
+        }
+        self.groups -= 1;
+        let bounds = match self.window {
+            Window::Time { size_ms, .. } => (start, start + size_ms),
+            Window::Count(_) => (slot.first_ms, slot.last_ms),
+        };
+        self.record(key, slot, bounds, early, emitted);
+    }
+}
+
+fn window(w: &Object) -> Result<Window, String> {
+    let keys: Vec<&str> = w.iter().map(|(k, _)| k).collect();
+    let positive_ms = |k: &str| -> Result<u64, String> {
+        let ms = millis(seconds(w.get(k).unwrap_or(&Value::Null), k)?);
+        if ms == 0 {
+            return Err(format!("`{k}` must be at least 0.001 (one millisecond)"));
+        }
+        Ok(ms)
+    };
+    match keys.as_slice() {
+        ["tumbling_s"] => {
+            let ms = positive_ms("tumbling_s")?;
+            Ok(Window::Time {
+                size_ms: ms,
+                every_ms: ms,
+            })
+        }
+        ["tumbling_n"] => match w.get("tumbling_n").and_then(Value::as_u64) {
+            Some(n) if n >= 1 => Ok(Window::Count(n)),
+            _ => Err("`tumbling_n` must be an integer of at least 1".to_owned()),
+        },
+        ["size_s", "every_s"] | ["every_s", "size_s"] => {
+            let size_ms = positive_ms("size_s")?;
+            let every_ms = positive_ms("every_s")?;
+            if every_ms > size_ms {
+                return Err("`every_s` must not exceed `size_s`".to_owned());
+            }
+            if size_ms / every_ms > 100 {
+                return Err(
+                    "`size_s` / `every_s` is at most 100 (each event is added to that many \
+                     windows)"
+                        .to_owned(),
+                );
+            }
+            Ok(Window::Time { size_ms, every_ms })
+        }
+        _ => Err(format!(
+            "`window` is `{{ tumbling_s = S }}`, `{{ tumbling_n = N }}` or \
+             `{{ size_s = S, every_s = E }}`, found keys: {}",
+            keys.join(", ")
+        )),
+    }
+}
