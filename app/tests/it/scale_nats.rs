@@ -98,6 +98,18 @@ fn share(dir: &Path, servers: &[String], client: &mut Client, midway: impl FnOnc
     for e in engines.iter().flatten() {
         e.wait_for("bound to the JetStream consumer");
     }
+    // The stream fills while the three share it (a first instance alone on a full stream
+    // would take much of it before the others are up).
+    let publish_to = servers[0].clone();
+    let publisher = std::thread::spawn(move || {
+        let mut client = Client::connect(&publish_to);
+        let payloads: Vec<Vec<u8>> = (0..MESSAGES)
+            .map(|i| format!("{{\"id\":{i}}}").into_bytes())
+            .collect();
+        client.js_publish_all("scale.in", &payloads, 500);
+        let info = client.stream_info("SCALE");
+        assert_eq!(Client::field(&info, "messages"), MESSAGES, "{info}");
+    });
     // Half-way (a third of the messages written), SIGKILL the first instance.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -112,6 +124,7 @@ fn share(dir: &Path, servers: &[String], client: &mut Client, midway: impl FnOnc
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(engines[0].take()); // Engine's drop: SIGKILL
+    publisher.join().unwrap();
     let killed_lines = lines(&outs[0]);
     assert!(
         killed_lines > 0,
@@ -164,22 +177,12 @@ fn share(dir: &Path, servers: &[String], client: &mut Client, midway: impl FnOnc
     shares
 }
 
-fn fill(client: &mut Client, replicas: u32) {
-    client.create_stream("SCALE", &["scale.>"], replicas);
-    let payloads: Vec<Vec<u8>> = (0..MESSAGES)
-        .map(|i| format!("{{\"id\":{i}}}").into_bytes())
-        .collect();
-    client.js_publish_all("scale.in", &payloads, 500);
-    let info = client.stream_info("SCALE");
-    assert_eq!(Client::field(&info, "messages"), MESSAGES, "{info}");
-}
-
 #[test]
 fn three_instances_share_a_durable_consumer_and_survive_a_kill() {
     let dir = temp_dir("scale-nats");
     let server = NatsServer::start(&dir.join("nats"));
     let mut client = Client::connect(&server.addr());
-    fill(&mut client, 1);
+    client.create_stream("SCALE", &["scale.>"], 1);
     share(&dir, &[server.addr()], &mut client, || {});
 }
 
@@ -225,7 +228,7 @@ fn a_three_node_cluster_loses_a_node_and_an_instance() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    fill(&mut client, 3);
+    client.create_stream("SCALE", &["scale.>"], 3);
     // The third node goes down mid-way too (the client talks to the first).
     let third = &mut nodes[2];
     share(&dir, &servers, &mut client, || third.kill());

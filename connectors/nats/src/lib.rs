@@ -847,8 +847,11 @@ impl SourceTask {
                 return End::Lost(e);
             }
         }
-        // Open pull requests: reply subject → (messages still to come, when to give up).
-        let mut requests: HashMap<String, (usize, Instant)> = HashMap::new();
+        // Open pull requests, oldest first: (reply subject, messages still to come, when to
+        // give up). Messages come with their own subject, not the request's: the server serves
+        // requests in order, so each one counts against the oldest; a status (408 expired)
+        // names its request.
+        let mut requests: VecDeque<(String, usize, Instant)> = VecDeque::new();
         let mut request_no = 0_u64;
         let mut pause_until = Instant::now();
         let tick_every = js.as_ref().map_or(Duration::from_secs(1), |j| {
@@ -861,7 +864,7 @@ impl SourceTask {
                 return End::Lost(e);
             }
             if let Some(js) = &js {
-                let expected: usize = requests.values().map(|(n, _)| n).sum();
+                let expected: usize = requests.iter().map(|(_, n, _)| n).sum();
                 let now = Instant::now();
                 if requests.len() < 2
                     && now >= pause_until
@@ -885,10 +888,11 @@ impl SourceTask {
                     if let Err(e) = link.write(&out).await {
                         return End::Lost(e);
                     }
-                    requests.insert(
+                    requests.push_back((
                         reply,
-                        (js.batch, now + PULL_EXPIRES + Duration::from_secs(2)),
-                    );
+                        js.batch,
+                        now + PULL_EXPIRES + Duration::from_secs(2),
+                    ));
                 }
             }
             let reading = self.backlog.is_empty();
@@ -916,13 +920,6 @@ impl SourceTask {
                             }
                             Op::Err(e) => return End::Lost(format!("{}: -ERR {e}", link.server)),
                             Op::Msg(m) if js.is_some() => {
-                                let Some(left) = requests.get_mut(&m.subject) else {
-                                    if m.status.is_none() && m.reply.is_some() {
-                                        // A late message of a request given up: keep it.
-                                        self.hand_over(m);
-                                    }
-                                    continue;
-                                };
                                 if let Some(status) = m.status {
                                     if status == 100 {
                                         continue;
@@ -931,12 +928,17 @@ impl SourceTask {
                                         tracing::debug!(id = %self.target.id, status, description = %m.description, "pull request ended");
                                         pause_until = Instant::now() + Duration::from_millis(250);
                                     }
-                                    requests.remove(&m.subject);
+                                    requests.retain(|(reply, _, _)| *reply != m.subject);
                                     continue;
                                 }
-                                left.0 = left.0.saturating_sub(1);
-                                if left.0 == 0 {
-                                    requests.remove(&m.subject);
+                                if m.reply.is_none() {
+                                    continue;
+                                }
+                                if let Some(front) = requests.front_mut() {
+                                    front.1 = front.1.saturating_sub(1);
+                                    if front.1 == 0 {
+                                        requests.pop_front();
+                                    }
                                 }
                                 self.hand_over(m);
                             }
@@ -950,7 +952,7 @@ impl SourceTask {
                 },
                 _ = wake.tick() => {
                     let now = Instant::now();
-                    requests.retain(|_, (_, deadline)| *deadline > now);
+                    requests.retain(|(_, _, deadline)| *deadline > now);
                     // The backlog waits for room in the inbox; look again now and then.
                     self.take(Cmd::Pulled(0));
                 },
