@@ -98,6 +98,20 @@ fn share(dir: &Path, servers: &[String], client: &mut Client, midway: impl FnOnc
     for e in engines.iter().flatten() {
         e.wait_for("bound to the JetStream consumer");
     }
+    // Every instance has its two pull requests waiting at the server (in a cluster, those
+    // sent before the consumer had a leader were dropped, and are sent again).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = client.consumer_info("SCALE", "workers");
+        if !info.contains("\"error\"") && Client::field(&info, "num_waiting") >= 6 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the instances' pull requests are not all waiting: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // The stream fills while the three share it (a first instance alone on a full stream
     // would take much of it before the others are up).
     let publish_to = servers[0].clone();
@@ -214,20 +228,20 @@ fn a_three_node_cluster_loses_a_node_and_an_instance() {
         })
         .collect();
     let servers: Vec<String> = nodes.iter().map(NatsServer::addr).collect();
-    // JetStream needs a meta leader first.
-    let mut client = Client::connect(&servers[0]);
+    // JetStream needs a meta leader first (API requests before one are not answered).
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let info = client.request("$JS.API.INFO", b"");
-        if !info.contains("\"error\"") {
-            break;
-        }
+    while !nodes.iter().any(|n| {
+        std::fs::read_to_string(n.dir.join("nats-server.log"))
+            .is_ok_and(|log| log.contains("Self is new JetStream cluster metadata leader"))
+    }) {
         assert!(
             Instant::now() < deadline,
-            "no JetStream meta leader: {info}"
+            "no JetStream meta leader in 30 s"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(50));
     }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut client = Client::connect(&servers[0]);
     client.create_stream("SCALE", &["scale.>"], 3);
     // The third node goes down mid-way too (the client talks to the first).
     let third = &mut nodes[2];

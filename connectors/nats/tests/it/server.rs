@@ -104,6 +104,10 @@ impl Drop for NatsServer {
     }
 }
 
+/// How long one read of a [`Client`] waits (a cluster electing a leader drops requests: they
+/// are sent again after this).
+const READ_WAIT: Duration = Duration::from_secs(2);
+
 /// A message a [`Client`] received.
 #[derive(Debug, Default)]
 pub struct Received {
@@ -124,7 +128,7 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: &str) -> Self {
         let tcp = TcpStream::connect(addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        tcp.set_read_timeout(Some(READ_WAIT)).unwrap();
         let wr = tcp.try_clone().unwrap();
         let mut c = Self {
             rd: BufReader::new(tcp),
@@ -154,16 +158,37 @@ impl Client {
         while self.next_msg_or_pong().is_some() {}
     }
 
-    /// The next message; `None` for a PONG.
+    /// The next message; `None` for a PONG (20 s at most).
     fn next_msg_or_pong(&mut self) -> Option<Received> {
+        for _ in 0..10 {
+            if let Some(op) = self.read_op() {
+                return op;
+            }
+        }
+        panic!("nothing from the server in 20 s");
+    }
+
+    /// The next message (`Some(None)` for a PONG); `None` when nothing came in [`READ_WAIT`].
+    fn read_op(&mut self) -> Option<Option<Received>> {
         loop {
             let mut line = String::new();
-            let n = self.rd.read_line(&mut line).unwrap();
+            let n = match self.rd.read_line(&mut line) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) && line.is_empty() =>
+                {
+                    return None;
+                }
+                Err(e) => panic!("reading from the server: {e}"),
+            };
             assert!(n > 0, "the server closed the connection");
             let line = line.trim_end();
             let words: Vec<&str> = line.split(' ').collect();
             match words[0] {
-                "PONG" => return None,
+                "PONG" => return Some(None),
                 "PING" => self.send(b"PONG\r\n"),
                 "MSG" | "HMSG" => {
                     let h = words[0] == "HMSG";
@@ -178,12 +203,12 @@ impl Client {
                     let mut body = vec![0; total + 2];
                     self.rd.read_exact(&mut body).unwrap();
                     body.truncate(total);
-                    return Some(Received {
+                    return Some(Some(Received {
                         subject: words[1].to_owned(),
                         reply,
                         headers: String::from_utf8_lossy(&body[..hlen]).into_owned(),
                         payload: body[hlen..].to_vec(),
-                    });
+                    }));
                 }
                 "-ERR" => panic!("server error: {line}"),
                 _ => {}
@@ -229,17 +254,27 @@ impl Client {
         self.send(b"\r\n");
     }
 
-    /// A request and its reply's payload.
+    /// A request and its reply's payload, sent again when no reply came in [`READ_WAIT`]
+    /// (or the reply was 503, no responders: a cluster without a leader yet), 30 times at most.
     pub fn request(&mut self, subject: &str, payload: &[u8]) -> String {
-        self.next += 1;
-        let reply = format!("{}.{}", self.inbox, self.next);
-        self.publish(subject, Some(&reply), &[], payload);
-        loop {
-            let m = self.next_msg();
-            if m.subject == reply {
-                return String::from_utf8_lossy(&m.payload).into_owned();
+        for _ in 0..30 {
+            self.next += 1;
+            let reply = format!("{}.{}", self.inbox, self.next);
+            self.publish(subject, Some(&reply), &[], payload);
+            while let Some(op) = self.read_op() {
+                match op {
+                    Some(m) if m.subject == reply && m.headers.contains(" 503") => {
+                        std::thread::sleep(Duration::from_millis(200));
+                        break;
+                    }
+                    Some(m) if m.subject == reply => {
+                        return String::from_utf8_lossy(&m.payload).into_owned();
+                    }
+                    _ => {}
+                }
             }
         }
+        panic!("no answer to {subject}");
     }
 
     /// Creates a stream on `subjects` (file storage, `replicas`, a duplicate window of 2 min).
@@ -257,27 +292,46 @@ impl Client {
     }
 
     /// Publishes `payloads` to a JetStream subject and waits for every PubAck (publishing
-    /// `window` at a time).
+    /// `window` at a time). Each message has a `Nats-Msg-Id` (its index): what has no PubAck
+    /// after [`READ_WAIT`] (a node died, a leader is being elected) is sent again, and the
+    /// server's duplicate window keeps one.
     pub fn js_publish_all(&mut self, subject: &str, payloads: &[Vec<u8>], window: usize) {
-        for chunk in payloads.chunks(window) {
-            let mut replies = std::collections::HashSet::new();
-            for p in chunk {
-                self.next += 1;
-                let reply = format!("{}.{}", self.inbox, self.next);
-                self.publish(subject, Some(&reply), &[], p);
-                replies.insert(reply);
-            }
-            while !replies.is_empty() {
-                let m = self.next_msg();
-                if replies.remove(&m.subject) {
+        for (chunk_no, chunk) in payloads.chunks(window).enumerate() {
+            let mut missing: Vec<usize> = (0..chunk.len()).collect();
+            for _ in 0..30 {
+                if missing.is_empty() {
+                    break;
+                }
+                let mut replies = std::collections::HashMap::new();
+                for &i in &missing {
+                    self.next += 1;
+                    let reply = format!("{}.{}", self.inbox, self.next);
+                    let id = format!("{subject}-{}", chunk_no * window + i);
+                    self.publish(subject, Some(&reply), &[("Nats-Msg-Id", &id)], &chunk[i]);
+                    replies.insert(reply, i);
+                }
+                let mut stored = Vec::new();
+                while stored.len() < replies.len() {
+                    let Some(op) = self.read_op() else { break };
+                    let Some(m) = op else { continue };
+                    let Some(&i) = replies.get(&m.subject) else {
+                        continue;
+                    };
                     let text = String::from_utf8_lossy(&m.payload);
-                    assert!(
-                        text.contains("\"seq\"") && !text.contains("\"error\""),
-                        "PubAck: {text} {}",
-                        m.headers
-                    );
+                    if text.contains("\"seq\"") && !text.contains("\"error\"") {
+                        stored.push(i);
+                    }
+                }
+                missing.retain(|i| !stored.contains(i));
+                if !missing.is_empty() {
+                    std::thread::sleep(Duration::from_millis(200));
                 }
             }
+            assert!(
+                missing.is_empty(),
+                "{} messages never stored",
+                missing.len()
+            );
         }
     }
 
