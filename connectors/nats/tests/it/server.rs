@@ -292,11 +292,11 @@ impl Client {
     }
 
     /// Publishes `payloads` to a JetStream subject and waits for every PubAck (publishing
-    /// `window` at a time). Each message has a `Nats-Msg-Id` (its index): what has no PubAck
+    /// `window` at a time). Each message has a `Nats-Msg-Id` (its payload in hex: payloads must differ): what has no PubAck
     /// after [`READ_WAIT`] (a node died, a leader is being elected) is sent again, and the
     /// server's duplicate window keeps one.
     pub fn js_publish_all(&mut self, subject: &str, payloads: &[Vec<u8>], window: usize) {
-        for (chunk_no, chunk) in payloads.chunks(window).enumerate() {
+        for chunk in payloads.chunks(window) {
             let mut missing: Vec<usize> = (0..chunk.len()).collect();
             for _ in 0..30 {
                 if missing.is_empty() {
@@ -306,7 +306,7 @@ impl Client {
                 for &i in &missing {
                     self.next += 1;
                     let reply = format!("{}.{}", self.inbox, self.next);
-                    let id = format!("{subject}-{}", chunk_no * window + i);
+                    let id: String = chunk[i].iter().map(|b| format!("{b:02x}")).collect();
                     self.publish(subject, Some(&reply), &[("Nats-Msg-Id", &id)], &chunk[i]);
                     replies.insert(reply, i);
                 }
