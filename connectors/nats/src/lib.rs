@@ -568,8 +568,11 @@ impl Source for NatsSource {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         let mut replies = Vec::new();
         let mut taken = 0;
+        // Waits (up to 100 ms) only for the first item, and only for a host that gave no
+        // wake-up.
+        let mut next = self.inbox.recv(Duration::from_millis(100));
         loop {
-            match self.inbox.recv(Duration::from_millis(100)) {
+            match next {
                 Received::Item(msg) => {
                     self.next_stream += 1;
                     let stream = self.next_stream;
@@ -595,9 +598,10 @@ impl Source for NatsSource {
                 }
                 Received::Closed => break,
             }
-            if !self.inbox.notifies() && taken > 0 && out.byte_len() > 1024 * 1024 {
+            if out.byte_len() > 1024 * 1024 {
                 break;
             }
+            next = self.inbox.try_recv();
         }
         if taken == 0 {
             return Ok(Pull::Idle);
@@ -609,11 +613,15 @@ impl Source for NatsSource {
                 // The engine tracks nothing for us: ack now (at most once).
                 let _ = self.cmds.send(Cmd::Acks(Self::answer(&replies, b"+ACK")));
             } else {
+                // One token per batch; a host that pulls twice with one token gets both acked.
                 self.pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .batches
-                    .insert(token, (replies, Instant::now()));
+                    .entry(token)
+                    .or_insert_with(|| (Vec::new(), Instant::now()))
+                    .0
+                    .extend(replies);
             }
         }
         let _ = self.cmds.send(Cmd::Pulled(taken));
