@@ -176,7 +176,8 @@ fn share(dir: &Path, servers: &[String], client: &mut Client, midway: impl FnOnc
     let duplicates = all.len() as u64 - MESSAGES;
     let shares: Vec<u64> = per.iter().map(|p| p.len() as u64).collect();
     eprintln!(
-        "scale-out: {MESSAGES} messages, {duplicates} duplicates, per instance {shares:?} (instance 0 SIGKILLed after {killed_lines})"
+        "scale-out ({} servers): {MESSAGES} messages, {duplicates} duplicates, per instance {shares:?} (instance 0 SIGKILLed after {killed_lines})",
+        servers.len()
     );
     assert!(
         duplicates <= MAX_ACK_PENDING,
