@@ -196,6 +196,7 @@ fn builtin_modules() -> Vec<PluginModRef> {
             connector_http_client::plugin_module(),
             connector_http_server::plugin_module(),
             connector_metronome::plugin_module(),
+            connector_nats::plugin_module(),
             connector_stdio::plugin_module(),
             connector_tcp_client::plugin_module(),
             connector_tcp_server::plugin_module(),

@@ -30,7 +30,7 @@ pub struct Args {
 }
 
 /// What the tests and the build need from the system: (how to tell it is there, Debian package).
-const SYSTEM_NEEDS: [(&str, &str); 11] = [
+const SYSTEM_NEEDS: [(&str, &str); 12] = [
     ("command -v xz", "xz-utils"),
     ("command -v cc", "gcc"),
     ("command -v pkg-config", "pkg-config"),
@@ -42,6 +42,8 @@ const SYSTEM_NEEDS: [(&str, &str); 11] = [
     ("command -v python3", "python3"),
     ("command -v openssl", "openssl"),
     ("command -v wrk", "wrk"),
+    // The nats connector's tests run JetStream servers (and clusters) of their own.
+    ("command -v nats-server", "nats-server"),
     // Debian's python3 (not another one first on PATH) with its websockets module.
     (
         "/usr/bin/python3 -c 'import websockets' 2>/dev/null",

@@ -36,6 +36,8 @@ mod reload;
 #[cfg(not(feature = "monolith"))]
 mod restart;
 mod running;
+#[cfg(unix)]
+mod scale_nats;
 #[cfg(all(unix, not(feature = "monolith")))]
 mod security;
 #[cfg(unix)]

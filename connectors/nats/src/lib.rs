@@ -1,0 +1,1402 @@
+//! The `nats` connector: NATS and JetStream. As a source it subscribes to a subject (core
+//! NATS, optionally in a queue group) or pulls from a JetStream durable consumer, acking each
+//! message only once the engine delivered it; as a sink it publishes each frame, and with
+//! `jetstream = true` waits for the stream's acknowledgement of every message.
+//!
+//! The client is this crate's own (`proto.rs`, the NATS text protocol over TCP), run on the
+//! plugin's tokio runtime (`temblor-net`).
+//!
+//! **Source, core NATS** (no `stream`): `SUB subject [queue]`. Every message is one event (one
+//! stream of one frame, with its metadata). Core NATS keeps nothing: what arrives while the
+//! source is down or its connection is broken is lost (at most once). Several instances in the
+//! same `queue` group share the messages (each goes to one of them).
+//!
+//! **Source, JetStream** (`stream` and `consumer` given): at each connection the source creates
+//! the durable pull consumer `consumer` on `stream` (explicit acks, `ack_wait_ms`,
+//! `max_ack_pending`, `subject` as its filter) or binds to it when it exists with the same
+//! settings, then asks for `batch` messages at a time (`$JS.API.CONSUMER.MSG.NEXT`, at most two
+//! requests open, and no more while `2 × batch` messages wait for `pull`). The source asks the
+//! engine for acknowledgements (`docs/delivery.md`): a message is acked (`+ACK`) only when
+//! every sink wrote and flushed the batch it came in; a failed batch's messages are NAKed
+//! (`-NAK`) with a delay of `nak_delay_ms`, so the server delivers them again later. While a
+//! batch waits for its outcome (a slow sink), the source tells the server it is still working
+//! on its messages (`+WPI`) every third of `ack_wait_ms`, so they are not delivered again
+//! meanwhile. Messages the source received but the engine never took are NAKed when the source
+//! stops; a source that dies (SIGKILL) leaves its unacked messages to the server, which
+//! delivers them again (to any instance) after `ack_wait_ms`. Several temblor instances with
+//! the same `stream` and `consumer` share its messages (at least once: a message written by an
+//! instance that died before its ack went out is written again by another one; see
+//! `docs/scaling.md`).
+//!
+//! Connections that fail or break are opened again after `backoff_ms`, doubling up to
+//! `max_backoff_ms`, trying `servers` in turn, for ever. `pull` never waits: the engine is
+//! woken when messages arrive.
+//!
+//! **Sink.** Each frame is published as one message to `subject`, or, without it, to the
+//! event's `meta.subject`; the event's `meta.headers` (an object of strings, or of arrays of
+//! strings) become the message's headers, so `meta.headers["Nats-Msg-Id"]` lets the server
+//! drop a message it already has (JetStream's duplicate window). Without `jetstream`, a batch
+//! counts as written once the server answered a `PING` sent after it. With `jetstream = true`
+//! every message asks for a reply and `push_batch` returns only when every message of the
+//! batch has its PubAck (a duplicate counts as stored); a message refused by the server (no
+//! stream for its subject, a full stream) or a broken connection makes the sink connect again
+//! and send what has no PubAck, waiting `backoff_ms` before each new attempt, doubling up to
+//! `max_backoff_ms`. After `max_retries` attempts more the batch fails with an `Io` error and
+//! the frames that were stored go back to the engine in `delivered`.
+//!
+//! ## Config
+//! Source and sink:
+//! - `servers` (array of strings, default `["127.0.0.1:4222"]`): `host:port` or
+//!   `nats://host:port`, tried in turn.
+//! - `name` (string, default the connector's id): the client name the server shows.
+//! - `backoff_ms` (integer, default 100, at least 1): the wait before the first reconnection.
+//! - `max_backoff_ms` (integer, default 5000, at least `backoff_ms`): the longest wait.
+//! - `timeout_ms` (integer, default 5000, at least 1): for connecting, for JetStream API
+//!   requests, and for the sink's PubAcks of one batch.
+//!
+//! Source:
+//! - `subject` (string; required without `stream`, else an optional filter of the consumer):
+//!   the subject, wildcards allowed.
+//! - `queue` (string, optional, core NATS only): the queue group.
+//! - `stream` (string, optional): the JetStream stream; with it the source is a JetStream
+//!   consumer.
+//! - `consumer` (string, required with `stream`): the durable consumer's name.
+//! - `batch` (integer, default 256, 1 to 10000): messages asked for in one pull request.
+//! - `max_ack_pending` (integer, default 1024, at least 1): the consumer's limit of messages
+//!   delivered and not yet acked (over all instances sharing it).
+//! - `ack_wait_ms` (integer, default 30000, at least 100): how long the server waits for an
+//!   ack before it delivers a message again.
+//! - `nak_delay_ms` (integer, default 1000): the delay asked for when NAKing a failed message.
+//!
+//! Sink:
+//! - `subject` (string, optional): the subject to publish to; without it each event's
+//!   `meta.subject` (an event without one fails the batch).
+//! - `jetstream` (bool, default false): wait for each message's PubAck.
+//! - `max_retries` (integer, default 10): attempts after the first before a batch fails.
+//!
+//! ## Metadata
+//! Every event from the source has `meta.subject` (string) and `meta.headers` (an object:
+//! name → string, or an array of strings for a repeated header; empty without headers); from
+//! JetStream also `meta.stream_seq` (the message's sequence in the stream) and
+//! `meta.delivered` (1 the first time, more when delivered again). The sink reads
+//! `meta.subject` (without `subject` in its config) and `meta.headers`.
+//!
+//! ## Example
+//! ```toml
+//! [[connector]]
+//! id = "orders"
+//! plugin = "nats"
+//! codec = "json"
+//! config = { servers = ["127.0.0.1:4222"], stream = "ORDERS", consumer = "temblor", subject = "orders.>", ack_wait_ms = 10000 }
+//!
+//! [[connector]]
+//! id = "audit"
+//! plugin = "nats"
+//! codec = "json"
+//! config = { subject = "audit.orders", jetstream = true }
+//!
+//! [[pipeline]]
+//! id = "main"
+//! operators = []
+//!
+//! [[connect]]
+//! from = "orders"
+//! to = "main"
+//!
+//! [[connect]]
+//! from = "main"
+//! to = "audit"
+//! ```
+//! Several engines running this deployment share the `ORDERS` stream's messages.
+
+mod proto;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    thread,
+    time::{Duration, Instant},
+};
+
+use proto::{Msg, Op};
+use temblor_net::{
+    Service, StopSignal,
+    inbox::{self, Inbox, Outbox, Received},
+    tokio::{
+        self,
+        io::{AsyncReadExt as _, AsyncWriteExt as _},
+        net::{
+            TcpStream,
+            tcp::{OwnedReadHalf, OwnedWriteHalf},
+        },
+        sync::mpsc,
+    },
+};
+use temblor_shim::{
+    ErrorKind, Frames, Notify, Object, PluginError, Pull, RVec, Setup, Sink, Source, SourceBatch,
+    Value, meta_of, serde::Deserialize, tracing,
+};
+
+/// The most messages one `pull` takes.
+const PULL_ITEMS: usize = 1024;
+
+/// How long a stopping instance's tasks get to finish.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// How long a JetStream pull request stays open at the server.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// The largest `batch`.
+pub const MAX_BATCH: usize = 10_000;
+
+fn default_servers() -> Vec<String> {
+    vec!["127.0.0.1:4222".to_owned()]
+}
+fn default_backoff_ms() -> u64 {
+    100
+}
+fn default_max_backoff_ms() -> u64 {
+    5000
+}
+fn default_timeout_ms() -> u64 {
+    5000
+}
+fn default_batch() -> usize {
+    256
+}
+fn default_max_ack_pending() -> u64 {
+    1024
+}
+fn default_ack_wait_ms() -> u64 {
+    30_000
+}
+fn default_nak_delay_ms() -> u64 {
+    1000
+}
+fn default_max_retries() -> u32 {
+    10
+}
+
+/// The source's `config`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+pub struct SourceConfig {
+    #[serde(default = "default_servers")]
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub queue: Option<String>,
+    #[serde(default)]
+    pub stream: Option<String>,
+    #[serde(default)]
+    pub consumer: Option<String>,
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    #[serde(default = "default_max_ack_pending")]
+    pub max_ack_pending: u64,
+    #[serde(default = "default_ack_wait_ms")]
+    pub ack_wait_ms: u64,
+    #[serde(default = "default_nak_delay_ms")]
+    pub nak_delay_ms: u64,
+}
+
+/// The sink's `config`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_servers")]
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_ms: u64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub jetstream: bool,
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+}
+
+/// Where and how to connect: shared by the sink and the source.
+#[derive(Debug, Clone)]
+struct Target {
+    id: String,
+    name: String,
+    servers: Vec<String>,
+    backoff: Duration,
+    max_backoff: Duration,
+    timeout: Duration,
+}
+
+impl Target {
+    fn new(
+        id: &str,
+        servers: &[String],
+        name: Option<&str>,
+        backoff_ms: u64,
+        max_backoff_ms: u64,
+        timeout_ms: u64,
+    ) -> Result<Self, PluginError> {
+        let bad = |what: String| PluginError::config(format_args!("'{id}': {what}"));
+        if backoff_ms == 0 {
+            return Err(bad("`backoff_ms` must be at least 1".into()));
+        }
+        if max_backoff_ms < backoff_ms {
+            return Err(bad(format!(
+                "`max_backoff_ms` ({max_backoff_ms}) must be at least `backoff_ms` ({backoff_ms})"
+            )));
+        }
+        if timeout_ms == 0 {
+            return Err(bad("`timeout_ms` must be at least 1".into()));
+        }
+        if servers.is_empty() {
+            return Err(bad("`servers` is empty".into()));
+        }
+        let mut list = Vec::with_capacity(servers.len());
+        for server in servers {
+            let (_, host_port) = temblor_net::addr::split_scheme(server, &["nats://"]);
+            temblor_net::addr::resolve(id, "servers", host_port)?;
+            list.push(host_port.to_owned());
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            name: name.unwrap_or(id).to_owned(),
+            servers: list,
+            backoff: Duration::from_millis(backoff_ms),
+            max_backoff: Duration::from_millis(max_backoff_ms),
+            timeout: Duration::from_millis(timeout_ms),
+        })
+    }
+
+    /// Connects to the server `at` (an index into `servers`, taken modulo) and does the
+    /// handshake.
+    async fn open(&self, at: usize) -> Result<Link, String> {
+        let server = &self.servers[at % self.servers.len()];
+        let work = async {
+            let tcp = TcpStream::connect(server.as_str())
+                .await
+                .map_err(|e| format!("connecting to {server}: {e}"))?;
+            let _ = tcp.set_nodelay(true);
+            let (rd, wr) = tcp.into_split();
+            let mut link = Link {
+                rd,
+                wr,
+                buf: Vec::with_capacity(64 * 1024),
+                server: server.clone(),
+            };
+            match link.next_op().await? {
+                Op::Info => {}
+                other => return Err(format!("{server} did not start with INFO: {other:?}")),
+            }
+            link.write(&proto::connect(&self.name)).await?;
+            loop {
+                match link.next_op().await? {
+                    Op::Pong => return Ok(link),
+                    Op::Err(e) => return Err(format!("{server} refused the connection: {e}")),
+                    _ => {}
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(done) => done,
+            Err(_) => Err(format!(
+                "connecting to {server} took longer than {} ms",
+                self.timeout.as_millis()
+            )),
+        }
+    }
+}
+
+/// An open connection: its halves and what was read and not parsed yet.
+struct Link {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    buf: Vec<u8>,
+    server: String,
+}
+
+impl Link {
+    /// The next whole operation already read, if any.
+    fn parsed(&mut self) -> Result<Option<Op>, String> {
+        match proto::parse(&self.buf).map_err(|e| format!("{}: {e}", self.server))? {
+            Some((op, used)) => {
+                self.buf.drain(..used);
+                Ok(Some(op))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Reads more (cancel-safe).
+    async fn fill(&mut self) -> Result<(), String> {
+        self.buf.reserve(32 * 1024);
+        match self.rd.read_buf(&mut self.buf).await {
+            Ok(0) => Err(format!("{} closed the connection", self.server)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("reading from {}: {e}", self.server)),
+        }
+    }
+
+    /// The next operation, answering the server's `PING`s.
+    async fn next_op(&mut self) -> Result<Op, String> {
+        loop {
+            match self.parsed()? {
+                Some(Op::Ping) => self.write(b"PONG\r\n").await?,
+                Some(op) => return Ok(op),
+                None => self.fill().await?,
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.wr
+            .write_all(bytes)
+            .await
+            .map_err(|e| format!("writing to {}: {e}", self.server))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Source
+
+/// What the engine's thread asks of the source's task.
+#[derive(Debug)]
+enum Cmd {
+    /// Protocol bytes to send (acks, NAKs): kept across reconnections until written.
+    Acks(Vec<u8>),
+    /// `pull` took this many messages.
+    Pulled(usize),
+}
+
+/// Batches handed to the engine and waiting for their outcome: their ack subjects.
+#[derive(Debug, Default)]
+struct Pending {
+    batches: HashMap<u64, (Vec<String>, Instant)>,
+}
+
+/// The JetStream side of the source's config, checked.
+#[derive(Debug, Clone)]
+struct Js {
+    stream: String,
+    consumer: String,
+    filter: Option<String>,
+    batch: usize,
+    max_ack_pending: u64,
+    ack_wait: Duration,
+}
+
+/// The `nats` source.
+pub struct NatsSource {
+    id: String,
+    inbox: Inbox<Msg>,
+    cmds: mpsc::UnboundedSender<Cmd>,
+    pending: Arc<Mutex<Pending>>,
+    jetstream: bool,
+    nak: Vec<u8>,
+    next_stream: u64,
+    messages: u64,
+    service: Service,
+}
+
+impl NatsSource {
+    /// Checks the config and starts connecting.
+    ///
+    /// # Errors
+    /// A `Config` error for a bad config; an `Io` error when the runtime cannot start.
+    pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
+        let c: SourceConfig = setup.config()?;
+        let id = setup.id;
+        let bad = |what: String| PluginError::config(format_args!("'{id}': {what}"));
+        let target = Target::new(
+            id,
+            &c.servers,
+            c.name.as_deref(),
+            c.backoff_ms,
+            c.max_backoff_ms,
+            c.timeout_ms,
+        )?;
+        if let Some(s) = &c.subject
+            && !proto::valid_subject(s, true)
+        {
+            return Err(bad(format!("`subject` {s:?} is not a NATS subject")));
+        }
+        let js = match (&c.stream, &c.consumer) {
+            (Some(stream), Some(consumer)) => {
+                for (field, name) in [("stream", stream), ("consumer", consumer)] {
+                    if !proto::valid_name(name) {
+                        return Err(bad(format!(
+                            "`{field}` {name:?} is not a valid name (no spaces, '.', '*', '>')"
+                        )));
+                    }
+                }
+                if c.queue.is_some() {
+                    return Err(bad(
+                        "`queue` is for core NATS: instances of a JetStream consumer share it without one"
+                            .into(),
+                    ));
+                }
+                if !(1..=MAX_BATCH).contains(&c.batch) {
+                    return Err(bad(format!(
+                        "`batch` must be between 1 and {MAX_BATCH}, found {}",
+                        c.batch
+                    )));
+                }
+                if c.max_ack_pending == 0 {
+                    return Err(bad("`max_ack_pending` must be at least 1".into()));
+                }
+                if c.ack_wait_ms < 100 {
+                    return Err(bad(format!(
+                        "`ack_wait_ms` must be at least 100, found {}",
+                        c.ack_wait_ms
+                    )));
+                }
+                Some(Js {
+                    stream: stream.clone(),
+                    consumer: consumer.clone(),
+                    filter: c.subject.clone(),
+                    batch: c.batch,
+                    max_ack_pending: c.max_ack_pending,
+                    ack_wait: Duration::from_millis(c.ack_wait_ms),
+                })
+            }
+            (Some(_), None) => return Err(bad("`stream` needs `consumer`".into())),
+            (None, Some(_)) => return Err(bad("`consumer` needs `stream`".into())),
+            (None, None) => {
+                if c.subject.is_none() {
+                    return Err(bad(
+                        "`subject` is required (or `stream` and `consumer`)".into()
+                    ));
+                }
+                if let Some(q) = &c.queue
+                    && !proto::valid_name(q)
+                {
+                    return Err(bad(format!("`queue` {q:?} is not a valid name")));
+                }
+                None
+            }
+        };
+        let capacity = js.as_ref().map_or(1024, |j| 2 * j.batch + 64);
+        let handle = temblor_net::runtime::handle()?;
+        let (outbox, inbox) = inbox::channel(capacity, handle.clone());
+        let (cmds, cmd_rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(Mutex::new(Pending::default()));
+        let mut service = Service::new(handle, GRACE);
+        let task = SourceTask {
+            target,
+            subject: c.subject.clone(),
+            queue: c.queue.clone(),
+            jetstream: js.clone(),
+            outbox,
+            cmds: cmd_rx,
+            pending: Arc::clone(&pending),
+            stop: service.signal(),
+            acks: Vec::new(),
+            backlog: VecDeque::new(),
+            queued: 0,
+            inbox: format!("_INBOX.{}", proto::nuid()),
+        };
+        service.spawn(task.run());
+        let nak = format!(
+            "-NAK {{\"delay\":{}}}",
+            u128::from(c.nak_delay_ms) * 1_000_000
+        )
+        .into_bytes();
+        Ok(Self {
+            id: id.to_owned(),
+            inbox,
+            cmds,
+            pending,
+            jetstream: js.is_some(),
+            nak,
+            next_stream: 0,
+            messages: 0,
+            service,
+        })
+    }
+
+    fn meta(msg: &Msg) -> Value {
+        let mut meta = Object::with_capacity(4);
+        meta.insert("subject", Value::from(msg.subject.as_str()));
+        if let Some(info) = msg.reply.as_deref().and_then(proto::ack_info) {
+            meta.insert("stream_seq", Value::from(info.stream_seq));
+            meta.insert("delivered", Value::from(info.delivered));
+        }
+        let mut headers = Object::with_capacity(msg.headers.len());
+        for (k, v) in &msg.headers {
+            let merged = match headers.get(k.as_str()) {
+                None => Value::from(v.as_str()),
+                Some(Value::Array(values)) => {
+                    let mut values = values.clone();
+                    values.push(Value::from(v.as_str()));
+                    Value::Array(values)
+                }
+                Some(first) => {
+                    Value::Array(RVec::from(vec![first.clone(), Value::from(v.as_str())]))
+                }
+            };
+            headers.insert(k.as_str(), merged);
+        }
+        meta.insert("headers", Value::Object(headers));
+        Value::Object(meta)
+    }
+
+    /// Protocol bytes that answer every subject of `replies` with `body`.
+    fn answer(replies: &[String], body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(replies.len() * (body.len() + 64));
+        for r in replies {
+            proto::publish(&mut out, r, None, &[], body);
+        }
+        out
+    }
+}
+
+impl Source for NatsSource {
+    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
+        let mut replies = Vec::new();
+        let mut taken = 0;
+        // Waits (up to 100 ms) only for the first item, and only for a host that gave no
+        // wake-up.
+        let mut next = self.inbox.recv(Duration::from_millis(100));
+        loop {
+            match next {
+                Received::Item(msg) => {
+                    self.next_stream += 1;
+                    let stream = self.next_stream;
+                    out.start_stream(stream, Self::meta(&msg));
+                    out.push_stream(stream, &msg.payload);
+                    out.end_stream(stream);
+                    if self.jetstream
+                        && let Some(reply) = msg.reply
+                    {
+                        replies.push(reply);
+                    }
+                    taken += 1;
+                    if taken >= PULL_ITEMS {
+                        break;
+                    }
+                }
+                Received::Empty => break,
+                Received::Closed if taken == 0 => {
+                    return Err(PluginError::new(
+                        ErrorKind::Other,
+                        format_args!("'{}': the nats client task stopped unexpectedly", self.id),
+                    ));
+                }
+                Received::Closed => break,
+            }
+            if out.byte_len() > 1024 * 1024 {
+                break;
+            }
+            next = self.inbox.try_recv();
+        }
+        if taken == 0 {
+            return Ok(Pull::Idle);
+        }
+        self.messages += taken as u64;
+        if !replies.is_empty() {
+            let token = out.token();
+            if token == 0 {
+                // The engine tracks nothing for us: ack now (at most once).
+                let _ = self.cmds.send(Cmd::Acks(Self::answer(&replies, b"+ACK")));
+            } else {
+                // One token per batch; a host that pulls twice with one token gets both acked.
+                self.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .batches
+                    .entry(token)
+                    .or_insert_with(|| (Vec::new(), Instant::now()))
+                    .0
+                    .extend(replies);
+            }
+        }
+        let _ = self.cmds.send(Cmd::Pulled(taken));
+        Ok(Pull::Ready)
+    }
+
+    fn wants_acks(&self) -> bool {
+        self.jetstream
+    }
+
+    fn ack(&mut self, token: u64) -> Result<(), PluginError> {
+        let done = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .batches
+            .remove(&token);
+        if let Some((replies, _)) = done {
+            let _ = self.cmds.send(Cmd::Acks(Self::answer(&replies, b"+ACK")));
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, token: u64, reason: &str) -> Result<(), PluginError> {
+        let done = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .batches
+            .remove(&token);
+        if let Some((replies, _)) = done {
+            tracing::warn!(id = %self.id, messages = replies.len(), reason, "batch failed; NAKing its messages for redelivery");
+            let _ = self.cmds.send(Cmd::Acks(Self::answer(&replies, &self.nak)));
+        }
+        Ok(())
+    }
+
+    fn set_notify(&mut self, notify: Notify) -> bool {
+        self.inbox.set_notify(notify)
+    }
+}
+
+impl Drop for NatsSource {
+    fn drop(&mut self) {
+        // What was received but never handed over goes back to the server at once.
+        let mut left = Vec::new();
+        while let Received::Item(msg) = self.inbox.try_recv() {
+            if let Some(reply) = msg.reply.filter(|_| self.jetstream) {
+                left.push(reply);
+            }
+        }
+        if !left.is_empty() {
+            let _ = self.cmds.send(Cmd::Acks(Self::answer(&left, b"-NAK")));
+        }
+        self.service.stop();
+        tracing::debug!(id = %self.id, messages = self.messages, returned = left.len(), "nats source closed");
+    }
+}
+
+/// The source's network task: connects, subscribes or pulls, hands messages over, writes
+/// acks, for ever (reconnecting) until the source stops.
+struct SourceTask {
+    target: Target,
+    subject: Option<String>,
+    queue: Option<String>,
+    jetstream: Option<Js>,
+    outbox: Outbox<Msg>,
+    cmds: mpsc::UnboundedReceiver<Cmd>,
+    pending: Arc<Mutex<Pending>>,
+    stop: StopSignal,
+    /// Ack bytes not written yet.
+    acks: Vec<u8>,
+    /// Messages the inbox had no room for.
+    backlog: VecDeque<Msg>,
+    /// Messages handed over that `pull` has not taken yet.
+    queued: usize,
+    inbox: String,
+}
+
+/// Why a connection's loop ended.
+enum End {
+    Stopped,
+    Lost(String),
+}
+
+impl SourceTask {
+    async fn run(mut self) {
+        let mut backoff = self.target.backoff;
+        let mut at = 0;
+        loop {
+            let opened = tokio::select! {
+                opened = self.target.open(at) => opened,
+                () = self.stop.stopped() => return,
+            };
+            let since = Instant::now();
+            let why = match opened {
+                Ok(mut link) => {
+                    tracing::info!(id = %self.target.id, server = %link.server, "connected to the nats server");
+                    match self.serve(&mut link).await {
+                        End::Stopped => {
+                            let _ = self.write_acks(&mut link).await;
+                            return;
+                        }
+                        End::Lost(why) => why,
+                    }
+                }
+                Err(why) => why,
+            };
+            if since.elapsed() > self.target.max_backoff {
+                backoff = self.target.backoff;
+            }
+            tracing::warn!(id = %self.target.id, error = %why, backoff_ms = backoff.as_millis() as u64, "nats connection lost or refused; connecting again");
+            at += 1;
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.stop.stopped() => return,
+            }
+            backoff = (backoff * 2).min(self.target.max_backoff);
+        }
+    }
+
+    /// Writes the acks gathered so far (and any the engine sent meanwhile).
+    async fn write_acks(&mut self, link: &mut Link) -> Result<(), String> {
+        while let Ok(cmd) = self.cmds.try_recv() {
+            self.take(cmd);
+        }
+        if !self.acks.is_empty() {
+            link.write(&self.acks).await?;
+            self.acks.clear();
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Acks(bytes) => self.acks.extend_from_slice(&bytes),
+            Cmd::Pulled(n) => {
+                self.queued = self.queued.saturating_sub(n);
+                while let Some(msg) = self.backlog.pop_front() {
+                    match self.outbox.try_send(msg) {
+                        Ok(()) => self.queued += 1,
+                        Err(msg) => {
+                            self.backlog.push_front(msg);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn hand_over(&mut self, msg: Msg) {
+        if self.backlog.is_empty() {
+            match self.outbox.try_send(msg) {
+                Ok(()) => self.queued += 1,
+                Err(msg) => self.backlog.push_back(msg),
+            }
+        } else {
+            self.backlog.push_back(msg);
+        }
+    }
+
+    /// Creates (or binds to) the durable consumer: a request on the API, its reply.
+    async fn create_consumer(&self, link: &mut Link, js: &Js) -> Result<(), String> {
+        let mut config = format!(
+            "{{\"stream_name\":{},\"config\":{{\"durable_name\":{},\"deliver_policy\":\"all\",\"ack_policy\":\"explicit\",\"ack_wait\":{},\"max_ack_pending\":{}",
+            proto::json_string(&js.stream),
+            proto::json_string(&js.consumer),
+            js.ack_wait.as_nanos(),
+            js.max_ack_pending
+        );
+        if let Some(f) = &js.filter {
+            config.push_str(&format!(",\"filter_subject\":{}", proto::json_string(f)));
+        }
+        config.push_str("}}");
+        let mut out = Vec::new();
+        let reply = format!("{}.api", self.inbox);
+        proto::publish(
+            &mut out,
+            &format!(
+                "$JS.API.CONSUMER.DURABLE.CREATE.{}.{}",
+                js.stream, js.consumer
+            ),
+            Some(&reply),
+            &[],
+            config.as_bytes(),
+        );
+        link.write(&out).await?;
+        let wait = async {
+            loop {
+                if let Op::Msg(m) = link.next_op().await?
+                    && m.subject == reply
+                {
+                    return Ok::<Msg, String>(m);
+                }
+            }
+        };
+        let m = tokio::time::timeout(self.target.timeout, wait)
+            .await
+            .map_err(|_| format!("no answer from JetStream on {} in time", link.server))??;
+        if m.status == Some(503) {
+            return Err(format!("{}: JetStream is not enabled", link.server));
+        }
+        if let Some(e) = proto::api_error(&m.payload) {
+            return Err(format!(
+                "creating consumer '{}' on stream '{}': {e}",
+                js.consumer, js.stream
+            ));
+        }
+        tracing::info!(id = %self.target.id, stream = %js.stream, consumer = %js.consumer, "bound to the JetStream consumer");
+        Ok(())
+    }
+
+    /// One connection: subscribe (or create the consumer), then read, hand over, pull and
+    /// ack until it breaks or the source stops.
+    async fn serve(&mut self, link: &mut Link) -> End {
+        let mut out = Vec::new();
+        let js = self.jetstream.clone();
+        if let Some(js) = &js {
+            proto::sub(&mut out, &format!("{}.*", self.inbox), None, 1);
+            if let Err(e) = link.write(&out).await {
+                return End::Lost(e);
+            }
+            if let Err(e) = self.create_consumer(link, js).await {
+                return End::Lost(e);
+            }
+        } else {
+            let subject = self.subject.as_deref().unwrap_or(">");
+            proto::sub(&mut out, subject, self.queue.as_deref(), 1);
+            if let Err(e) = link.write(&out).await {
+                return End::Lost(e);
+            }
+        }
+        // Open pull requests, oldest first: (reply subject, messages still to come, when to
+        // give up). Messages come with their own subject, not the request's: the server serves
+        // requests in order, so each one counts against the oldest; a status (408 expired)
+        // names its request.
+        let mut requests: VecDeque<(String, usize, Instant)> = VecDeque::new();
+        let mut request_no = 0_u64;
+        let mut pause_until = Instant::now();
+        let tick_every = js.as_ref().map_or(Duration::from_secs(1), |j| {
+            (j.ack_wait / 3).max(Duration::from_millis(50))
+        });
+        let mut tick = tokio::time::interval(tick_every);
+        let mut wake = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            if let Err(e) = self.write_acks(link).await {
+                return End::Lost(e);
+            }
+            if let Some(js) = &js {
+                let expected: usize = requests.iter().map(|(_, n, _)| n).sum();
+                let now = Instant::now();
+                if requests.len() < 2
+                    && now >= pause_until
+                    && self.queued + self.backlog.len() + expected < 2 * js.batch
+                {
+                    request_no += 1;
+                    let reply = format!("{}.p{request_no}", self.inbox);
+                    let body = format!(
+                        "{{\"batch\":{},\"expires\":{}}}",
+                        js.batch,
+                        PULL_EXPIRES.as_nanos()
+                    );
+                    out.clear();
+                    proto::publish(
+                        &mut out,
+                        &format!("$JS.API.CONSUMER.MSG.NEXT.{}.{}", js.stream, js.consumer),
+                        Some(&reply),
+                        &[],
+                        body.as_bytes(),
+                    );
+                    if let Err(e) = link.write(&out).await {
+                        return End::Lost(e);
+                    }
+                    requests.push_back((
+                        reply,
+                        js.batch,
+                        now + PULL_EXPIRES + Duration::from_secs(2),
+                    ));
+                }
+            }
+            let reading = self.backlog.is_empty();
+            tokio::select! {
+                () = self.stop.stopped() => return End::Stopped,
+                cmd = self.cmds.recv() => match cmd {
+                    Some(cmd) => self.take(cmd),
+                    None => return End::Stopped,
+                },
+                read = link.fill(), if reading => {
+                    if let Err(e) = read {
+                        return End::Lost(e);
+                    }
+                    loop {
+                        let op = match link.parsed() {
+                            Ok(Some(op)) => op,
+                            Ok(None) => break,
+                            Err(e) => return End::Lost(e),
+                        };
+                        match op {
+                            Op::Ping => {
+                                if let Err(e) = link.write(b"PONG\r\n").await {
+                                    return End::Lost(e);
+                                }
+                            }
+                            Op::Err(e) => return End::Lost(format!("{}: -ERR {e}", link.server)),
+                            Op::Msg(m) if js.is_some() => {
+                                if let Some(status) = m.status {
+                                    if status == 100 {
+                                        continue;
+                                    }
+                                    if status != 408 && status != 404 {
+                                        tracing::debug!(id = %self.target.id, status, description = %m.description, "pull request ended");
+                                        pause_until = Instant::now() + Duration::from_millis(250);
+                                    }
+                                    requests.retain(|(reply, _, _)| *reply != m.subject);
+                                    continue;
+                                }
+                                if m.reply.is_none() {
+                                    continue;
+                                }
+                                if let Some(front) = requests.front_mut() {
+                                    front.1 = front.1.saturating_sub(1);
+                                    if front.1 == 0 {
+                                        requests.pop_front();
+                                    }
+                                }
+                                self.hand_over(m);
+                            }
+                            Op::Msg(m) => self.hand_over(m),
+                            Op::Info | Op::Pong | Op::Ok => {}
+                        }
+                    }
+                },
+                _ = tick.tick(), if js.is_some() => {
+                    self.progress(tick_every);
+                },
+                _ = wake.tick() => {
+                    let now = Instant::now();
+                    requests.retain(|(_, _, deadline)| *deadline > now);
+                    // The backlog waits for room in the inbox; look again now and then.
+                    self.take(Cmd::Pulled(0));
+                },
+            }
+        }
+    }
+
+    /// `+WPI` for the messages of batches that have waited `every` or longer since the last.
+    fn progress(&mut self, every: Duration) {
+        let now = Instant::now();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut touched = 0;
+        for (replies, since) in pending.batches.values_mut() {
+            if now.duration_since(*since) >= every {
+                for r in replies.iter() {
+                    proto::publish(&mut self.acks, r, None, &[], b"+WPI");
+                }
+                touched += replies.len();
+                *since = now;
+            }
+        }
+        if touched > 0 {
+            tracing::debug!(id = %self.target.id, messages = touched, "in progress (+WPI) for messages waiting for their sinks");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sink
+
+/// The `nats` sink.
+pub struct NatsSink {
+    target: Target,
+    subject: Option<String>,
+    jetstream: bool,
+    max_retries: u32,
+    link: Option<Link>,
+    at: usize,
+    inbox: String,
+    batch_no: u64,
+    messages: u64,
+    service: Service,
+}
+
+impl NatsSink {
+    /// Checks the config and tries to connect once (a server not up yet is no error).
+    ///
+    /// # Errors
+    /// A `Config` error for a bad config; an `Io` error when the runtime cannot start.
+    pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
+        let c: Config = setup.config()?;
+        let target = Target::new(
+            setup.id,
+            &c.servers,
+            c.name.as_deref(),
+            c.backoff_ms,
+            c.max_backoff_ms,
+            c.timeout_ms,
+        )?;
+        if let Some(s) = &c.subject
+            && !proto::valid_subject(s, false)
+        {
+            return Err(PluginError::config(format_args!(
+                "'{}': `subject` {s:?} is not a subject to publish to (no wildcards)",
+                setup.id
+            )));
+        }
+        let handle = temblor_net::runtime::handle()?;
+        let mut sink = Self {
+            target,
+            subject: c.subject,
+            jetstream: c.jetstream,
+            max_retries: c.max_retries,
+            link: None,
+            at: 0,
+            inbox: format!("_INBOX.{}", proto::nuid()),
+            batch_no: 0,
+            messages: 0,
+            service: Service::new(handle, GRACE),
+        };
+        if let Err(e) = sink.connect() {
+            tracing::warn!(id = %sink.target.id, error = %e, "nats server not reachable yet; the first batch tries again");
+        }
+        Ok(sink)
+    }
+
+    fn connect(&mut self) -> Result<(), String> {
+        self.link = None;
+        let target = self.target.clone();
+        let at = self.at;
+        self.at += 1;
+        let sub = format!("SUB {}.> 1\r\n", self.inbox);
+        let link = self.service.block_on(async move {
+            let mut link = target.open(at).await?;
+            link.write(sub.as_bytes()).await?;
+            Ok::<Link, String>(link)
+        })?;
+        tracing::info!(id = %self.target.id, server = %link.server, "connected to the nats server");
+        self.link = Some(link);
+        Ok(())
+    }
+
+    /// Sends the frames not `stored` yet and waits for the server: marks what it took.
+    fn attempt(
+        &mut self,
+        frames: &Frames,
+        meta: &[Value],
+        stored: &mut [bool],
+    ) -> Result<(), String> {
+        if self.link.is_none() {
+            self.connect()?;
+        }
+        self.batch_no += 1;
+        let prefix = format!("{}.{}.", self.inbox, self.batch_no);
+        let mut out = Vec::with_capacity(frames.byte_len() + frames.len() * 64);
+        for (i, frame) in frames.iter().enumerate() {
+            if stored[i] {
+                continue;
+            }
+            let m = meta_of(meta, i);
+            let subject = match (&self.subject, m.get("subject")) {
+                (Some(s), _) => s.as_str(),
+                (None, Some(Value::String(s))) => s.as_str(),
+                (None, _) => {
+                    return Err(format!(
+                        "frame {i} has no `meta.subject` and the config gives no `subject`"
+                    ));
+                }
+            };
+            let mut headers = Vec::new();
+            if let Some(Value::Object(h)) = m.get("headers") {
+                for (k, v) in h.iter() {
+                    match v {
+                        Value::String(s) => headers.push((k.to_string(), s.to_string())),
+                        Value::Array(values) => {
+                            for v in values.iter() {
+                                if let Value::String(s) = v {
+                                    headers.push((k.to_string(), s.to_string()));
+                                }
+                            }
+                        }
+                        other => headers.push((k.to_string(), scalar(other))),
+                    }
+                }
+            }
+            let reply = self.jetstream.then(|| format!("{prefix}{i}"));
+            proto::publish(&mut out, subject, reply.as_deref(), &headers, frame);
+        }
+        if !self.jetstream {
+            out.extend_from_slice(b"PING\r\n");
+        }
+        let Some(mut link) = self.link.take() else {
+            return Err("not connected".into());
+        };
+        let jetstream = self.jetstream;
+        let timeout = self.target.timeout;
+        let mut waiting: usize = stored.iter().filter(|s| !**s).count();
+        let mut errors = Vec::new();
+        let result = self.service.block_on(async {
+            let work = async {
+                link.write(&out).await?;
+                if !jetstream {
+                    loop {
+                        match link.next_op().await? {
+                            Op::Pong => {
+                                stored.iter_mut().for_each(|s| *s = true);
+                                return Ok(());
+                            }
+                            Op::Err(e) => return Err(format!("{}: -ERR {e}", link.server)),
+                            _ => {}
+                        }
+                    }
+                }
+                while waiting > 0 {
+                    match link.next_op().await? {
+                        Op::Msg(m) => {
+                            let Some(i) = m
+                                .subject
+                                .strip_prefix(prefix.as_str())
+                                .and_then(|i| i.parse::<usize>().ok())
+                                .filter(|i| *i < stored.len() && !stored[*i])
+                            else {
+                                continue;
+                            };
+                            waiting -= 1;
+                            if m.status == Some(503) {
+                                errors.push(format!(
+                                    "no stream takes the subject of frame {i} (503 no responders)"
+                                ));
+                            } else if let Some(e) = proto::api_error(&m.payload) {
+                                errors.push(format!("frame {i}: {e}"));
+                            } else {
+                                stored[i] = true;
+                            }
+                        }
+                        Op::Err(e) => return Err(format!("{}: -ERR {e}", link.server)),
+                        _ => {}
+                    }
+                }
+                Ok(())
+            };
+            match tokio::time::timeout(timeout, work).await {
+                Ok(done) => done,
+                Err(_) => Err(format!(
+                    "no answer from {} within {} ms ({waiting} PubAcks missing)",
+                    link.server,
+                    timeout.as_millis()
+                )),
+            }
+        });
+        match result {
+            Ok(()) => {
+                self.link = Some(link);
+                if let Some(first) = errors.first() {
+                    return Err(format!(
+                        "{} of the batch's messages refused: {first}",
+                        errors.len()
+                    ));
+                }
+                Ok(())
+            }
+            // The connection is dropped: the next attempt connects again.
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A header value from a non-string meta value.
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::Bool(b) => b.to_string(),
+        Value::I64(n) => n.to_string(),
+        Value::U64(n) => n.to_string(),
+        Value::F64(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+impl Sink for NatsSink {
+    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
+        self.push_batch(frames, &[], &mut RVec::new())
+    }
+
+    fn push_batch(
+        &mut self,
+        frames: &Frames,
+        meta: &[Value],
+        delivered: &mut RVec<u32>,
+    ) -> Result<(), PluginError> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let mut stored = vec![false; frames.len()];
+        let mut backoff = self.target.backoff;
+        let mut retry = 0;
+        loop {
+            let e = match self.attempt(frames, meta, &mut stored) {
+                Ok(()) => {
+                    self.messages += frames.len() as u64;
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            if retry == self.max_retries {
+                let sent = stored.iter().filter(|s| **s).count();
+                tracing::error!(id = %self.target.id, attempts = retry + 1, stored = sent, frames = frames.len(), error = %e, "giving up on a batch");
+                delivered.extend(
+                    stored
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| **s)
+                        .filter_map(|(i, _)| u32::try_from(i).ok()),
+                );
+                return Err(PluginError::new(
+                    ErrorKind::Io,
+                    format_args!(
+                        "'{}': cannot publish to nats after {} attempts ({sent} of {} stored): {e}",
+                        self.target.id,
+                        retry + 1,
+                        frames.len()
+                    ),
+                ));
+            }
+            retry += 1;
+            tracing::warn!(id = %self.target.id, retry, backoff_ms = backoff.as_millis() as u64, error = %e, "publishing to nats failed; trying again");
+            self.link = None;
+            thread::sleep(backoff);
+            backoff = (backoff * 2).min(self.target.max_backoff);
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), PluginError> {
+        // Every push_batch waits for the server before it returns.
+        Ok(())
+    }
+}
+
+impl Drop for NatsSink {
+    fn drop(&mut self) {
+        self.link = None;
+        self.service.stop();
+        tracing::debug!(id = %self.target.id, messages = self.messages, "nats sink closed");
+    }
+}
+
+temblor_shim::export_plugin! {
+    name: "nats",
+    kind: Connector,
+    source: NatsSource::new,
+    sink: NatsSink::new,
+    shutdown: temblor_net::shutdown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(fields: &[(&str, Value)]) -> Value {
+        Value::Object(fields.iter().cloned().collect())
+    }
+
+    fn source_error(fields: &[(&str, Value)]) -> PluginError {
+        let cfg = config(fields);
+        NatsSource::new(&Setup {
+            id: "bad",
+            config: &cfg,
+        })
+        .err()
+        .expect("refused")
+    }
+
+    #[test]
+    fn defaults() {
+        let c: SourceConfig =
+            temblor_shim::from_value(&config(&[("subject", Value::from("a"))])).expect("c");
+        assert_eq!(c.servers, ["127.0.0.1:4222"]);
+        assert_eq!(
+            (
+                c.batch,
+                c.max_ack_pending,
+                c.ack_wait_ms,
+                c.nak_delay_ms,
+                c.backoff_ms,
+                c.max_backoff_ms,
+                c.timeout_ms
+            ),
+            (256, 1024, 30_000, 1000, 100, 5000, 5000)
+        );
+        let s: Config = temblor_shim::from_value(&config(&[])).expect("c");
+        assert!(!s.jetstream && s.subject.is_none());
+        assert_eq!(s.max_retries, 10);
+    }
+
+    #[test]
+    fn bad_source_configs_are_config_errors() {
+        let s = |v: &str| Value::from(v);
+        for (fields, needle) in [
+            (vec![], "`subject` is required"),
+            (vec![("subject", s("a b"))], "not a NATS subject"),
+            (vec![("stream", s("S"))], "needs `consumer`"),
+            (vec![("consumer", s("C"))], "needs `stream`"),
+            (
+                vec![("stream", s("S.x")), ("consumer", s("C"))],
+                "`stream` \"S.x\"",
+            ),
+            (
+                vec![("stream", s("S")), ("consumer", s("C")), ("queue", s("q"))],
+                "`queue` is for core NATS",
+            ),
+            (
+                vec![
+                    ("stream", s("S")),
+                    ("consumer", s("C")),
+                    ("batch", Value::from(0_u64)),
+                ],
+                "`batch`",
+            ),
+            (
+                vec![
+                    ("stream", s("S")),
+                    ("consumer", s("C")),
+                    ("ack_wait_ms", Value::from(5_u64)),
+                ],
+                "`ack_wait_ms`",
+            ),
+            (
+                vec![("subject", s("a")), ("servers", Value::Array(RVec::new()))],
+                "`servers` is empty",
+            ),
+            (
+                vec![("subject", s("a")), ("backoff_ms", Value::from(0_u64))],
+                "backoff_ms",
+            ),
+            (
+                vec![("subject", s("a")), ("jetstream", Value::from(true))],
+                "unknown field `jetstream`",
+            ),
+        ] {
+            let err = source_error(&fields);
+            assert_eq!(err.kind, ErrorKind::Config, "{err}");
+            assert!(err.message.contains(needle), "{needle}: {err}");
+        }
+        let cfg = config(&[("subject", Value::from("a.*"))]);
+        let err = NatsSink::new(&Setup {
+            id: "bad",
+            config: &cfg,
+        })
+        .err()
+        .expect("a wildcard to publish to");
+        assert!(err.message.contains("no wildcards"), "{err}");
+    }
+
+    #[test]
+    fn meta_has_subject_sequence_delivery_count_and_headers() {
+        let msg = Msg {
+            subject: "orders.new".into(),
+            reply: Some("$JS.ACK.S.C.2.41.40.1700000000000000000.0".into()),
+            headers: vec![
+                ("Nats-Msg-Id".into(), "x1".into()),
+                ("K".into(), "a".into()),
+                ("K".into(), "b".into()),
+            ],
+            ..Msg::default()
+        };
+        let meta = NatsSource::meta(&msg);
+        assert_eq!(meta.get("subject"), Some(&Value::from("orders.new")));
+        assert_eq!(meta.get("stream_seq"), Some(&Value::from(41_u64)));
+        assert_eq!(meta.get("delivered"), Some(&Value::from(2_u64)));
+        let headers = meta.get("headers").expect("headers");
+        assert_eq!(headers.get("Nats-Msg-Id"), Some(&Value::from("x1")));
+        assert_eq!(
+            headers.get("K"),
+            Some(&Value::Array(RVec::from(vec![
+                Value::from("a"),
+                Value::from("b")
+            ])))
+        );
+    }
+}
