@@ -171,7 +171,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Writes the report to `path` every `every` until dropped (`--stats-every`).
+/// Writes the report to `path` at once, then every `every` until dropped (`--stats-every`).
 pub struct Periodic {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -188,14 +188,19 @@ impl Periodic {
             .name("stats-every".into())
             .spawn(move || {
                 let mut warned = false;
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(every)
-                {
+                // At once (a reader finds the file from the start), then every `every`.
+                loop {
                     if let Err(e) = report.write(&path)
                         && !warned
                     {
                         warned = true;
                         tracing::warn!(file = %path.display(), error = %format!("{e:#}"), "--stats-every: cannot write the stats file (only the first failure is logged)");
+                    }
+                    if !matches!(
+                        stopped.recv_timeout(every),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    ) {
+                        break;
                     }
                 }
             })

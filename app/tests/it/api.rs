@@ -280,7 +280,18 @@ fn metrics_health_and_status_of_a_running_engine() {
     assert_eq!(code, 404);
 
     // --stats-every: the file is there while running, whole, and written again.
-    let first = std::fs::read_to_string(&stats).expect("written while running");
+    let since = Instant::now();
+    let first = loop {
+        // Written at start-up, then every 0.1 s.
+        if let Ok(text) = std::fs::read_to_string(&stats) {
+            break text;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "--stats-every wrote no file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let first = at(&json(&first), &["elapsed_s"]).as_f64().unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let second = std::fs::read_to_string(&stats).unwrap();
