@@ -52,6 +52,7 @@ impl Server {
         reloader: Reloader,
         permissions: Permissions,
         pins: Pins,
+        hashes: crate::status::Hashes,
     ) -> Result<Self> {
         use std::os::unix::fs::FileTypeExt as _;
         if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -81,6 +82,7 @@ impl Server {
             copies: copies.clone(),
             permissions,
             pins,
+            hashes,
             serial: AtomicU64::new(0),
         };
         std::thread::Builder::new()
@@ -117,6 +119,8 @@ struct State {
     permissions: Permissions,
     /// The deployment's `[[plugin]]` pins: a reload is held to them like the start was.
     pins: Pins,
+    /// The hashes `/status` reports: each reloaded copy's is added.
+    hashes: crate::status::Hashes,
     serial: AtomicU64,
 }
 
@@ -181,6 +185,10 @@ impl State {
             );
         }
         loader::init_logging(loaded.module);
+        self.hashes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(plugin.origin.clone(), sha256);
         let done = self.reloader.reload(plugin, SWAP_WAIT)?;
         let ms = started.elapsed().as_secs_f64() * 1e3;
         info!(

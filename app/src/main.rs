@@ -3,9 +3,13 @@
 //! Plugins are loaded from plugin directories at start-up, or, in the monolith build
 //! (`--features monolith`), linked into this binary. Everything after loading is the same code.
 
+mod api;
 mod control;
 mod loader;
+mod metrics;
 mod pinning;
+mod status;
+mod top;
 
 use std::{
     io::{IsTerminal, Write as _},
@@ -64,6 +68,22 @@ struct Cli {
         value_name = "LEVEL"
     )]
     log_level: LevelFilter,
+    /// How log lines are written (to stderr): `text` for people, `json` (one object a line,
+    /// with the connector or pipeline span) for log shippers.
+    #[arg(
+        long,
+        global = true,
+        env = "TEMBLOR_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -99,9 +119,18 @@ enum Command {
     Run {
         /// The deployment file (TOML).
         file: PathBuf,
-        /// Writes per-connector and per-pipeline counts and the elapsed time here, as JSON.
+        /// Writes per-connector and per-pipeline counts and states, the plugins and the
+        /// process figures here, as JSON (the document of `GET /status`), at the end.
         #[arg(long, value_name = "PATH")]
         stats_json: Option<PathBuf>,
+        /// Also writes the `--stats-json` file every S seconds while running (atomically: a
+        /// temporary file, then a rename).
+        #[arg(long, value_name = "S", requires = "stats_json")]
+        stats_every: Option<f64>,
+        /// Serves GET /metrics (Prometheus), /health and /status (JSON) on this address while
+        /// running, e.g. 127.0.0.1:9898 (loopback: only this machine can ask).
+        #[arg(long, value_name = "ADDR", env = "TEMBLOR_API")]
+        api: Option<String>,
         /// Listens on this Unix socket for `temblor plugins reload NAME` (hot reload of a
         /// plugin file without a restart).
         #[arg(long, value_name = "SOCKET", env = "TEMBLOR_CONTROL")]
@@ -115,6 +144,21 @@ enum Command {
     /// Lists and checks plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// A live view of a running `temblor run --api ADDR`: per connector events/s in and out,
+    /// totals, errors, state; per pipeline. `q` quits.
+    Top {
+        /// The running engine's API address.
+        #[arg(
+            long,
+            value_name = "ADDR",
+            env = "TEMBLOR_API",
+            default_value = "127.0.0.1:9898"
+        )]
+        api: String,
+        /// How often to poll, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        interval_ms: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,12 +195,24 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_max_level(cli.log_level)
-        .with_target(false)
-        .init();
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_max_level(cli.log_level)
+            .with_target(false)
+            .init(),
+        // One JSON object a line: `timestamp`, `level`, `fields` (with `message`), `span` (the
+        // innermost, e.g. `{"id":"in","name":"connector"}`) and `spans`.
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_max_level(cli.log_level)
+            .with_target(false)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -171,8 +227,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run {
             file,
             stats_json,
+            stats_every,
+            api,
             control,
-        } => run(&cli.load, &file, stats_json.as_deref(), control.as_deref()),
+        } => run(
+            &cli.load,
+            &file,
+            &RunOptions {
+                stats_json,
+                stats_every,
+                api,
+                control,
+            },
+        ),
+        Command::Top { api, interval_ms } => {
+            top::run(&api, std::time::Duration::from_millis(interval_ms.max(100)))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate { file } => validate(&cli.load, &file),
         Command::Plugins(PluginsCommand::List { format }) => list(&cli.load, format),
         Command::Plugins(PluginsCommand::Check { path }) => Ok(check(&cli.load, &path)),
@@ -246,8 +317,12 @@ fn load(args: &LoadArgs, pins: &Pins) -> (Registry, LoadReport) {
     (registry, report)
 }
 
-/// Loads plugins and reports refused files; under `--strict` any refusal is fatal.
-fn load_checked(args: &LoadArgs, pins: &Pins) -> Result<Registry, ExitCode> {
+/// Loads plugins and reports refused files; under `--strict` any refusal is fatal. The
+/// registry, and the SHA-256 of each loaded file by path.
+fn load_checked(
+    args: &LoadArgs,
+    pins: &Pins,
+) -> Result<(Registry, std::collections::BTreeMap<String, String>), ExitCode> {
     let (registry, report) = load(args, pins);
     for r in &report.refused {
         warn!(path = %r.path.display(), reason = %r.reason, "plugin file refused");
@@ -262,7 +337,7 @@ fn load_checked(args: &LoadArgs, pins: &Pins) -> Result<Registry, ExitCode> {
         );
         return Err(ExitCode::from(EXIT_INVALID));
     }
-    Ok(registry)
+    Ok((registry, report.sha256))
 }
 
 /// Reads and parses a deployment file (its shape and its `[[plugin]]` pins), before any plugin
@@ -291,6 +366,7 @@ struct Loaded {
     deployment: Deployment,
     plan: temblor_core::Plan,
     pins: Pins,
+    hashes: std::collections::BTreeMap<String, String>,
 }
 
 /// Parses a deployment, loads the plugins it allows, and checks it against them.
@@ -299,7 +375,7 @@ fn read_deployment(args: &LoadArgs, file: &Path) -> Result<Result<Loaded, ExitCo
         Ok(d) => d,
         Err(code) => return Ok(Err(code)),
     };
-    let registry = match load_checked(args, &pins) {
+    let (registry, hashes) = match load_checked(args, &pins) {
         Ok(r) => r,
         Err(code) => return Ok(Err(code)),
     };
@@ -310,6 +386,7 @@ fn read_deployment(args: &LoadArgs, file: &Path) -> Result<Result<Loaded, ExitCo
             deployment,
             plan,
             pins,
+            hashes,
         }),
         Err(e) => {
             for line in e.to_string().lines() {
@@ -320,17 +397,31 @@ fn read_deployment(args: &LoadArgs, file: &Path) -> Result<Result<Loaded, ExitCo
     })
 }
 
-fn run(
-    args: &LoadArgs,
-    file: &Path,
-    stats_json: Option<&Path>,
-    control: Option<&Path>,
-) -> Result<ExitCode> {
+/// The flags of `temblor run` besides the deployment.
+struct RunOptions {
+    stats_json: Option<PathBuf>,
+    stats_every: Option<f64>,
+    api: Option<String>,
+    control: Option<PathBuf>,
+}
+
+fn run(args: &LoadArgs, file: &Path, opts: &RunOptions) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    // Checked and bound first: a bad --api or --stats-every fails before anything runs.
+    let every = match opts.stats_every {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            anyhow::bail!("--stats-every {s}: expected a number of seconds above 0")
+        }
+        Some(s) => Some(std::time::Duration::from_secs_f64(s)),
+        None => None,
+    };
+    let api = opts.api.as_deref().map(api::bind).transpose()?;
     let Loaded {
         registry,
         deployment,
         plan,
         pins,
+        hashes,
     } = match read_deployment(args, file)? {
         Ok(d) => d,
         Err(code) => return Ok(code),
@@ -369,11 +460,40 @@ fn run(
             }
         })
         .context("cannot start the signal thread")?;
+    let report = status::Report {
+        stats: Arc::clone(engine.stats()),
+        reloader: engine.reloader(),
+        hashes: Arc::new(std::sync::Mutex::new(hashes)),
+        started,
+    };
     // Removed (socket file and reload copies) when `run` returns.
-    let _control = control
-        .map(|path| control::Server::start(path, engine.reloader(), args.permissions(), pins))
+    let _control = opts
+        .control
+        .as_deref()
+        .map(|path| {
+            control::Server::start(
+                path,
+                engine.reloader(),
+                args.permissions(),
+                pins,
+                Arc::clone(&report.hashes),
+            )
+        })
         .transpose()?;
+    if let Some(api) = api {
+        api.serve(report.clone())?;
+    }
+    // Stopped (and joined) before the final write below.
+    let periodic = match (&opts.stats_json, every) {
+        (Some(path), Some(every)) => Some(status::Periodic::start(
+            report.clone(),
+            path.clone(),
+            every,
+        )?),
+        _ => None,
+    };
     let stats = engine.wait();
+    drop(periodic);
     let elapsed = stats.elapsed_s();
     info!(
         elapsed_s = format_args!("{elapsed:.3}"),
@@ -395,16 +515,10 @@ fn run(
             );
         }
     }
-    if let Some(path) = stats_json {
-        let mut value = stats.to_value();
-        if let (Some(object), Some(kb)) = (value.as_object_mut(), temblor_core::sys::peak_rss_kb())
-        {
-            object.insert("peak_rss_kb", kb.into());
-        }
-        let mut json = value.to_json();
-        json.push('\n');
-        std::fs::write(path, json)
-            .with_context(|| format!("cannot write stats to {}", path.display()))?;
+    if let Some(path) = &opts.stats_json {
+        report
+            .write(path)
+            .with_context(|| format!("--stats-json: cannot write stats to {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -415,7 +529,7 @@ fn validate(args: &LoadArgs, file: &Path) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let registry = match load_checked(args, &pins) {
-        Ok(r) => r,
+        Ok((r, _)) => r,
         Err(code) => return Ok(code),
     };
     let name = file.display().to_string();

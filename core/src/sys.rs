@@ -6,7 +6,27 @@ pub fn peak_rss_kb() -> Option<u64> {
     status_kb("VmHWM:")
 }
 
-/// A `kB` field of `/proc/self/status`.
+/// The resident set size of this process in KiB (`VmRSS`), where the OS tells it (Linux).
+#[must_use]
+pub fn rss_kb() -> Option<u64> {
+    status_kb("VmRSS:")
+}
+
+/// How many threads this process runs (`Threads` of `/proc/self/status`).
+#[must_use]
+pub fn threads() -> Option<u64> {
+    status_kb("Threads:")
+}
+
+/// How many file descriptors this process has open (entries of `/proc/self/fd`, less the one
+/// reading it).
+#[must_use]
+pub fn open_fds() -> Option<u64> {
+    let n = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some(n.saturating_sub(1))
+}
+
+/// A `kB` (or plain number) field of `/proc/self/status`.
 fn status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
@@ -35,5 +55,21 @@ mod tests {
             peak >= resident,
             "peak {peak} KiB below resident {resident} KiB"
         );
+        assert!(rss_kb().is_some_and(|kb| kb >= 64 * 1024));
+    }
+
+    #[test]
+    fn threads_and_files_are_counted() {
+        let before = open_fds().expect("Linux lists /proc/self/fd");
+        let file = std::fs::File::open("/proc/self/status").expect("open");
+        let during = open_fds().expect("Linux lists /proc/self/fd");
+        // Other tests open and close files meanwhile: this one is counted among them.
+        assert!(during >= 1 && before < 100_000, "{before} then {during}");
+        drop(file);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        assert!(threads().expect("Linux reports Threads") >= 2);
+        drop(tx);
+        let _ = t.join();
     }
 }

@@ -10,7 +10,7 @@
 //! The network scenarios (`http-ingest`, `http-connections`, `tcp-ingest`, `tcp-latency`,
 //! module `bench_net`) run real clients (wrk, `net-load`) against the plugins layout.
 //!
-//! Prints a table and writes `target/bench/report.json`.
+//! Prints a table and writes `target/bench/report.json` and `chart.svg` (MB/s per scenario and layout).
 
 use std::{
     path::{Path, PathBuf},
@@ -435,6 +435,7 @@ pub fn run(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&out_dir)?;
     let stats = out_dir.join("stats.json");
     let mut cells = Vec::new();
+    let progress = crate::progress::Progress::new(scenarios.len() * args.runs);
     for scenario in scenarios {
         let deployment = out_dir.join(format!("{}.toml", scenario.name()));
         std::fs::write(&deployment, scenario.deployment(args.seconds))?;
@@ -459,7 +460,7 @@ pub fn run(args: &Args) -> Result<()> {
             runs: Vec::new(),
         };
         for i in 0..args.runs {
-            eprintln!("{} run {}/{}", scenario.name(), i + 1, args.runs);
+            progress.step(&format!("{} run {}/{}", scenario.name(), i + 1, args.runs));
             plugins.runs.push(engine_run(
                 &plugins_bin,
                 Some(&plugin_dir),
@@ -486,6 +487,7 @@ pub fn run(args: &Args) -> Result<()> {
                 raw.runs
                     .push(raw_run(&raw_bin, scenario.data(), args.seconds)?);
             }
+            progress.done();
         }
         cells.push(plugins);
         cells.push(monolith);
@@ -524,6 +526,13 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let report = report(&cells, &net_results, args)?;
     std::fs::write(out_dir.join("report.json"), report)?;
+    drop(progress);
+    let mb_s = |c: &Cell| -> Vec<f64> { c.runs.iter().map(|r| r.mb_s).collect() };
+    let bars: Vec<_> = cells
+        .iter()
+        .map(|c| (c.scenario, c.layout, mb_s(c)))
+        .collect();
+    std::fs::write(out_dir.join("chart.svg"), crate::chart::throughput(&bars))?;
     print!("{}", table(&cells));
     if !net_results.is_empty() {
         print!("\n{}", crate::bench_net::table(&net_results));
@@ -534,7 +543,10 @@ pub fn run(args: &Args) -> Result<()> {
             on / off
         );
     }
-    eprintln!("wrote {}", out_dir.join("report.json").display());
+    eprintln!(
+        "wrote {} and chart.svg",
+        out_dir.join("report.json").display()
+    );
     Ok(())
 }
 

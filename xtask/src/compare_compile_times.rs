@@ -229,6 +229,8 @@ struct Runner {
     steps: usize,
     log: std::fs::File,
     sccache: Option<String>,
+    /// The bar over every step (plain lines without a terminal).
+    progress: crate::progress::Progress,
 }
 
 impl Runner {
@@ -236,6 +238,7 @@ impl Runner {
     /// wall-clock seconds.
     fn build(&mut self, what: &str, target: &Path, invocations: &[Vec<String>]) -> Result<f64> {
         self.step += 1;
+        self.progress.step(what);
         let mut total = 0.0;
         for (i, args) in invocations.iter().enumerate() {
             let label = if invocations.len() > 1 {
@@ -246,8 +249,12 @@ impl Runner {
             total += self.build_one(&label, target, args)?;
         }
         if invocations.len() > 1 {
-            eprintln!("[{}/{}] {what}: {total:.2} s", self.step, self.steps);
+            self.progress.println(&format!(
+                "[{}/{}] {what}: {total:.2} s",
+                self.step, self.steps
+            ));
         }
+        self.progress.done();
         Ok(total)
     }
 
@@ -278,11 +285,11 @@ impl Runner {
             let line = line?;
             writeln!(self.log, "{line}")?;
             let shown: String = line.trim().chars().take(60).collect();
-            eprint!("\r\x1b[2K{label}: {shown}");
+            self.progress.message(&format!("{what}: {shown}"));
         }
         let status = child.wait()?;
         let seconds = started.elapsed().as_secs_f64();
-        eprintln!("\r\x1b[2K{label}: {seconds:.2} s");
+        self.progress.println(&format!("{label}: {seconds:.2} s"));
         if self.interrupted.load(Ordering::Relaxed) {
             bail!("interrupted");
         }
@@ -440,6 +447,7 @@ pub fn run(args: &Args) -> Result<()> {
         interrupted,
         step: 0,
         steps: per_layout * 2 * profiles.len(),
+        progress: crate::progress::Progress::new(per_layout * 2 * profiles.len()),
         log: std::fs::File::create(out_dir.join("build.log"))?,
         sccache: sccache(),
     };

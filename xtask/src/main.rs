@@ -9,6 +9,7 @@ mod dev;
 mod fuzz;
 mod hakari;
 mod new_plugin;
+mod progress;
 mod run;
 mod test;
 mod toolchain;

@@ -1,6 +1,6 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 //!
-//! 0. the system tools the tests call (xz, curl, nc, socat, python3) and the C pieces some
+//! 0. the system tools the tests call (xz, curl, nc, socat, python3, promtool, tmux) and the C pieces some
 //!    crates build with (a C compiler, pkg-config, liblzma's headers), installed with apt-get
 //!    when missing (as root, or through sudo), so that this command works on a fresh machine;
 //! 1. `cargo fmt --check`, the workspace-hack check (when cargo-hakari is installed) and
@@ -30,7 +30,7 @@ pub struct Args {
 }
 
 /// What the tests and the build need from the system: (how to tell it is there, Debian package).
-const SYSTEM_NEEDS: [(&str, &str); 12] = [
+const SYSTEM_NEEDS: [(&str, &str); 14] = [
     ("command -v xz", "xz-utils"),
     ("command -v cc", "gcc"),
     ("command -v pkg-config", "pkg-config"),
@@ -44,6 +44,10 @@ const SYSTEM_NEEDS: [(&str, &str); 12] = [
     ("command -v wrk", "wrk"),
     // The nats connector's tests run JetStream servers (and clusters) of their own.
     ("command -v nats-server", "nats-server"),
+    // `temblor run --api`: its /metrics is checked by Prometheus's own linter, and
+    // `temblor top` runs in a tmux pane.
+    ("command -v promtool", "prometheus"),
+    ("command -v tmux", "tmux"),
     // Debian's python3 (not another one first on PATH) with its websockets module.
     (
         "/usr/bin/python3 -c 'import websockets' 2>/dev/null",

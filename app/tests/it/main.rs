@@ -9,6 +9,8 @@ mod support;
 #[cfg(all(unix, not(feature = "monolith")))]
 mod abi_older;
 #[cfg(unix)]
+mod api;
+#[cfg(unix)]
 mod checkpoint;
 #[cfg(all(unix, not(feature = "monolith")))]
 mod faults;

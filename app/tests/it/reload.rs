@@ -214,6 +214,17 @@ fn a_codec_is_reloaded_twice_without_losing_or_repeating_events() {
         ids.len() as u64
     );
     assert_eq!(connector_stat(&stats, "out", "events_in"), ids.len() as u64);
+    // The stats (the `/status` document) show the reloads: generation 2, and the hash of the
+    // copy that runs now.
+    let doc = codec_json::decode_slice(stats.trim().as_bytes()).unwrap();
+    let json = doc.get("plugins").and_then(|p| p.get("json")).unwrap();
+    let field = |k: &str| json.get(k).cloned().unwrap_or_default();
+    assert_eq!(field("generation").as_u64(), Some(2), "{stats}");
+    assert_eq!(field("sha256").as_str().map(str::len), Some(64), "{stats}");
+    assert!(
+        field("file").as_str().is_some_and(|f| f.contains("reload")),
+        "{stats}"
+    );
     // The copies made for the reloads are removed at exit.
     assert!(!dir.join("control.sock").exists());
 }

@@ -783,7 +783,9 @@ impl Ctx {
         if reply.close {
             tracing::debug!(id = %self.shared.id, peer = %self.peer, status = %reply.status, "request refused");
             // Read the rest (the client sends it anyway), unless it waits for a 100 Continue.
-            if http1 && !body.is_end_stream() && (polled || !expect_continue) {
+            // Over HTTP/2 too: a stream whose body is dropped unread is reset, and a client
+            // may see the reset before the answer (curl then reports no status at all).
+            if !body.is_end_stream() && (polled || !expect_continue) {
                 tokio::spawn(timeout(LINGER, async move {
                     while let Some(Ok(_)) = body.frame().await {}
                 }));

@@ -153,6 +153,20 @@ impl Reloader {
         self.cells.0.get(name).map(|c| c.current().2)
     }
 
+    /// Every plugin the deployment uses, as it runs now, with its generation (0 at start-up,
+    /// one more per hot reload), by name.
+    #[must_use]
+    pub fn plugins(&self) -> Vec<(Plugin, u64)> {
+        self.cells
+            .0
+            .values()
+            .map(|c| {
+                let current = c.current.lock().unwrap_or_else(|e| e.into_inner());
+                (current.clone(), c.generation.load(Ordering::Acquire))
+            })
+            .collect()
+    }
+
     /// Makes `plugin` the version new instances of its name are built from, and waits up to
     /// `wait` for every running instance to be rebuilt from it (each is, at its next batch
     /// boundary).

@@ -33,7 +33,7 @@ use std::{
 };
 
 use temblor_shim::{ErrorKind, PluginError, Value, abi::CodecBox, abi_stable::std_types::RResult};
-use tracing::{error, info, warn};
+use tracing::{error, info, info_span, warn};
 
 mod dead_letter;
 mod live;
@@ -45,7 +45,10 @@ mod stats;
 use live::{Cells, Instance, Live};
 pub use live::{ReloadError, Reloaded, Reloader};
 pub(crate) use stats::add;
-pub use stats::{ConnectorCounters, PipelineCounters, Stats};
+pub use stats::{
+    ConnectorCounters, ConnectorState, Histogram, HistogramSnapshot, LATENCY_BOUNDS_S,
+    PipelineCounters, StateCell, Stats,
+};
 
 use crate::{
     deploy::{ConnectorPlan, Deployment, Link, Named, Plan, RestartPolicy},
@@ -242,14 +245,36 @@ impl Engine {
                 .map(|p| (p.id.get_ref().clone(), PipelineCounters::default()))
                 .collect(),
         });
+        // Every task runs from now on; each one's state changes only at its transitions.
+        for (_, p) in &stats.pipelines {
+            p.state.set(ConnectorState::Running);
+        }
+        for (i, _, _) in &sinks {
+            stats.connectors[*i]
+                .1
+                .sink_state
+                .set(ConnectorState::Running);
+        }
+        for (i, _, _) in &sources {
+            stats.connectors[*i]
+                .1
+                .source_state
+                .set(ConnectorState::Running);
+        }
         let mut threads = Vec::new();
+        // Each thread runs in a span naming its connector or pipeline: every log line it
+        // writes (the plugins' too, which arrive through the log callback on this thread)
+        // carries the id.
         for (i, (tx, rx)) in pipeline_in.drain(..).enumerate() {
             drop(tx);
             let ports = std::mem::take(&mut pipeline_out[i]);
             let def = plan.pipelines[i].clone();
             let stats = Arc::clone(&stats);
             threads.push(spawn(format!("pipeline-{}", def.id()), move || {
-                pipeline_task::run_pipeline(&def, &rx, &ports, &stats.pipelines[i].1);
+                let _span = info_span!("pipeline", id = def.id()).entered();
+                let counters = &stats.pipelines[i].1;
+                pipeline_task::run_pipeline(&def, &rx, &ports, counters);
+                counters.state.finish();
             }));
         }
         let stop = Stop::new(stop);
@@ -257,7 +282,10 @@ impl Engine {
             let stats = Arc::clone(&stats);
             let stop = stop.clone();
             threads.push(spawn(format!("sink-{}", sink.id), move || {
-                sink.run(rx, &stop, &stats.connectors[i].1);
+                let _span = info_span!("connector", id = %sink.id).entered();
+                let counters = &stats.connectors[i].1;
+                sink.run(rx, &stop, counters);
+                counters.sink_state.finish();
             }));
         }
         let stopped = Arc::new(Mutex::new(Vec::new()));
@@ -266,7 +294,11 @@ impl Engine {
             let stop = stop.clone();
             let stopped = Arc::clone(&stopped);
             threads.push(spawn(format!("source-{}", source.id), move || {
-                if let Some(open) = source.run(targets, &stop, &stats.connectors[i].1) {
+                let _span = info_span!("connector", id = %source.id).entered();
+                let counters = &stats.connectors[i].1;
+                let open = source.run(targets, &stop, counters);
+                counters.source_state.finish();
+                if let Some(open) = open {
                     stopped.lock().unwrap_or_else(|e| e.into_inner()).push(open);
                 }
             }));
@@ -468,20 +500,25 @@ fn call<T, R>(
 
 /// Restarts a failed source or sink: waits (exponential backoff, cut short by `stop`) and
 /// builds a new instance, until one is built or `max_restarts` restarts in a row failed.
-/// `failures` counts restarts since the last successful call. False when it gave up.
+/// `failures` counts restarts since the last successful call. False when it gave up (`state`
+/// is then `Failed`) or the engine stopped meanwhile; `state` is `Restarting` while it waits
+/// and builds.
 fn restart<T: Instance>(
     live: &mut Live<T>,
     policy: &RestartPolicy,
     failures: &mut u32,
     stop: Option<&Stop>,
     counters: &ConnectorCounters,
+    state: &StateCell,
 ) -> bool {
     loop {
         *failures += 1;
         if *failures > policy.max_restarts {
+            state.set(ConnectorState::Failed);
             error!(connector = %live.id, plugin = %live.plugin, restarts = *failures - 1, "giving up: the {} failed again after its last restart", T::WHAT);
             return false;
         }
+        state.set(ConnectorState::Restarting);
         // Drop the failed instance first: it may hold what the new one needs (a port, a file).
         live.instance = None;
         let wait = policy.backoff(*failures);
@@ -499,6 +536,7 @@ fn restart<T: Instance>(
         add(&counters.restarts, 1);
         match live.rebuild() {
             Ok(()) => {
+                state.set(ConnectorState::Running);
                 info!(connector = %live.id, plugin = %live.plugin, restart = *failures, "{} restarted", T::WHAT);
                 return true;
             }

@@ -124,6 +124,7 @@ impl SinkTask {
                 );
                 settle(tokens, &fate);
                 if !recover_codec(&mut self.encoder, &e) {
+                    counters.sink_state.set(super::ConnectorState::Failed);
                     break;
                 }
                 continue;
@@ -136,6 +137,9 @@ impl SinkTask {
                 counters,
             );
             if fate == Fate::Written {
+                if let Some(born) = events.born {
+                    counters.latency.observe(born.elapsed());
+                }
                 dirty = true;
                 if !tokens.is_empty() {
                     self.pending.0.absorb(tokens);
@@ -237,6 +241,7 @@ impl SinkTask {
                     &mut self.failures,
                     None,
                     counters,
+                    &counters.sink_state,
                 ) {
                     self.dead = true;
                 }

@@ -321,6 +321,7 @@ impl SourceTask {
                     &mut self.failures,
                     Some(stop),
                     counters,
+                    &counters.source_state,
                 );
                 if restarted {
                     self.adopted();
@@ -617,6 +618,7 @@ impl SourceTask {
                 })
                 .collect();
             if !recover_codec(&mut self.decoder, &e) {
+                counters.source_state.set(super::ConnectorState::Failed);
                 return false;
             }
         }
@@ -675,6 +677,8 @@ impl SourceTask {
         }
         events.values.extend(values);
         events.tokens = tokens;
+        // One clock read per batch: the sinks observe the latency from here.
+        events.born = Some(Instant::now());
         let mut errors = Events::local(RVec::new());
         for reason in s.pre_errors.drain(..) {
             errors.values.push(error_event(&self.id, &reason, None));

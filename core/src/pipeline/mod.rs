@@ -164,6 +164,9 @@ pub(crate) struct Events {
     pub(crate) base: Value,
     /// The deliveries these events belong to (none when their source takes no acks).
     pub(crate) tokens: Tokens,
+    /// When the source made this batch (for the latency the sink observes); none for what an
+    /// operator held and emitted later.
+    pub(crate) born: Option<Instant>,
     home: Option<Sender<RVec<Value>>>,
 }
 
@@ -175,6 +178,7 @@ impl Events {
             meta: RVec::new(),
             base: Value::Null,
             tokens: Tokens::default(),
+            born: None,
             home: None,
         }
     }
@@ -193,6 +197,7 @@ impl Events {
             meta: RVec::new(),
             base: self.base.clone(),
             tokens: self.tokens.clone(),
+            born: self.born,
             home: self.home.clone(),
         }
     }
@@ -240,6 +245,7 @@ impl Clone for Events {
             meta: self.meta.clone(),
             base: self.base.clone(),
             tokens: self.tokens.clone(),
+            born: self.born,
             home: None,
         }
     }
