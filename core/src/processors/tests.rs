@@ -497,7 +497,13 @@ fn length_prefixed_reassembles_records_cut_anywhere() {
 
 #[test]
 fn length_prefixed_skips_overlong_records_without_buffering_them() {
-    let named = with("length-prefixed", &[("max_length", Value::from(4))]);
+    let named = with(
+        "length-prefixed",
+        &[
+            ("length", Value::from("u32")),
+            ("max_length", Value::from(4)),
+        ],
+    );
     let mut stream = Vec::new();
     for record in [&b"ok"[..], b"far too long", b"next"] {
         stream.extend_from_slice(&u32::try_from(record.len()).unwrap().to_be_bytes());
@@ -537,9 +543,28 @@ fn length_prefixed_huge_declared_length_allocates_nothing() {
     assert_eq!(s.carry.capacity(), 0);
 }
 
+/// Tremor's `length-prefixed` writes each frame's length as a u64, big-endian, then the
+/// frame: the default here reads that stream, and writes it.
+#[test]
+fn length_prefixed_defaults_to_tremors_8_byte_prefix() {
+    let tremor: &[u8] = b"\0\0\0\0\0\0\0\x05hello\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x0b{\"a\":[1,2]}";
+    let named = named("length-prefixed");
+    let (got, errors) = run_pre(
+        &mut [pre(&named)],
+        &[&tremor[..9], &tremor[9..20], &tremor[20..]],
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        got,
+        [b"hello".to_vec(), Vec::new(), b"{\"a\":[1,2]}".to_vec()]
+    );
+    let wire = run_post(&mut [post(&named)], &refs(&got));
+    assert_eq!(wire.concat(), tremor);
+}
+
 #[test]
 fn length_prefixed_reports_a_record_cut_by_the_end_of_the_stream() {
-    let named = named("length-prefixed");
+    let named = with("length-prefixed", &[("length", Value::from("u32"))]);
     let (got, errors) = run_pre(&mut [pre(&named)], &[b"\0\0\0\x02ok\0\0\0\x09abc"]);
     assert_eq!(got, [b"ok".to_vec()]);
     assert_eq!(errors.len(), 1, "{errors:?}");
