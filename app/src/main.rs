@@ -206,6 +206,7 @@ fn builtin_modules() -> Vec<PluginModRef> {
             connector_ws_client::plugin_module(),
             connector_ws_server::plugin_module(),
             codec_binary::plugin_module(),
+            codec_binflux::plugin_module(),
             codec_cbor::plugin_module(),
             codec_csv::plugin_module(),
             codec_influx::plugin_module(),
