@@ -209,6 +209,7 @@ fn builtin_modules() -> Vec<PluginModRef> {
             codec_binflux::plugin_module(),
             codec_cbor::plugin_module(),
             codec_csv::plugin_module(),
+            codec_dogstatsd::plugin_module(),
             codec_influx::plugin_module(),
             codec_json::plugin_module(),
             codec_msgpack::plugin_module(),
