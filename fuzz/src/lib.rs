@@ -357,8 +357,8 @@ fn postprocess(named: &Named, frames: &[&[u8]]) -> Vec<Vec<u8>> {
 /// - input: byte 0 and 1 choose the config (separator, `keep_empty`, `length`, `max_length`,
 ///   `algorithm`), byte 2 how the rest is cut into frames and batches (see `cut_into_batches`);
 /// - nothing panics, and no allocation is larger than libFuzzer's `-malloc_limit_mb`;
-/// - `separate`, `length-prefixed`, `ingest-ns`, `remove-empty`: the frames and the number of
-///   errors are exactly what a straightforward reference computes;
+/// - `separate`, `length-prefixed`, `textual-length-prefixed`, `ingest-ns`, `remove-empty`:
+///   the frames and the number of errors are exactly what a straightforward reference computes;
 /// - `base64` and the decompressors: one frame or one error per input frame, no frame longer
 ///   than `max_length` (what it decodes to is checked by the round trip);
 /// - the round trip: the postprocessor of the same name (`compress` for `decompress`), then
@@ -377,7 +377,10 @@ pub fn preprocess(name: &str, data: &[u8]) {
         "separate" => separate(a, b, body, &batches),
         "length-prefixed" => length_prefixed(a, b, body, &batches),
         "base64" => base64(&batches, &chunks),
-        "gzip" | "zstd" | "xz" | "decompress" => decompress(name, a, b, &batches, &chunks),
+        "textual-length-prefixed" => textual_length_prefixed(b, body, &batches),
+        "gzip" | "zstd" | "xz" | "zlib" | "snappy" | "lz4" | "br" | "decompress" => {
+            decompress(name, a, b, &batches, &chunks);
+        }
         "ingest-ns" => {
             let got = run(&named(name, &[]), &batches, true);
             let want: Vec<&[u8]> = chunks.iter().filter_map(|c| c.get(8..)).collect();
@@ -483,6 +486,61 @@ fn length_prefixed(a: u8, b: u8, body: &[u8], batches: &[Vec<&[u8]>]) {
     assert!(back.errors.is_empty(), "{:?}", back.errors);
 }
 
+/// `textual-length-prefixed`: a reference parser of the same stream.
+fn textual_length_prefixed(b: u8, body: &[u8], batches: &[Vec<&[u8]>]) {
+    let limit = SPLIT_LIMITS[usize::from(b & 15)];
+    let config = named("textual-length-prefixed", &[max_length(limit)]);
+    let got = run(&config, batches, false);
+
+    let (mut want, mut errors) = (Vec::<&[u8]>::new(), 0);
+    let mut rest = body;
+    while !rest.is_empty() {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        // Too many digits, or no digits or no space after them: the rest is lost (the end of
+        // the stream inside the digits is the one other error).
+        let n = std::str::from_utf8(&rest[..digits])
+            .ok()
+            .filter(|_| digits <= 20)
+            .and_then(|d| d.parse::<u64>().ok());
+        if digits == rest.len() {
+            errors += 1;
+            break;
+        }
+        if digits == 0 || rest[digits] != b' ' || n.is_none() {
+            errors += 1;
+            break;
+        }
+        let n = n.unwrap_or(0);
+        rest = &rest[digits + 1..];
+        let fits = usize::try_from(n).is_ok_and(|n| n <= rest.len());
+        if n > limit as u64 {
+            errors += 1;
+            if !fits {
+                errors += 1;
+                break;
+            }
+        } else if !fits {
+            errors += 1;
+            break;
+        }
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if n <= limit {
+            want.push(&rest[..n]);
+        }
+        rest = &rest[n..];
+    }
+    assert_eq!(got.frames, want, "max_length {limit}");
+    assert_eq!(got.errors.len(), errors, "{:?}", got.errors);
+
+    // Post then pre, with the default max_length: the frames come back.
+    let chunks: Vec<&[u8]> = batches.iter().flatten().copied().collect();
+    let config = named("textual-length-prefixed", &[]);
+    let stream = postprocess(&config, &chunks).concat();
+    let back = run(&config, &cut_into_batches(&stream, b), false);
+    assert_eq!(back.frames, chunks, "textual-length-prefixed post then pre");
+    assert!(back.errors.is_empty(), "{:?}", back.errors);
+}
+
 /// `base64`: one frame or error per frame, no longer than 3/4 of it; encoded frames decode.
 fn base64(batches: &[Vec<&[u8]>], chunks: &[&[u8]]) {
     let config = named("base64", &[]);
@@ -503,7 +561,16 @@ fn base64(batches: &[Vec<&[u8]>], chunks: &[&[u8]]) {
 /// The decompressors: bounded frames; compressed frames decompress to themselves.
 fn decompress(name: &str, a: u8, b: u8, batches: &[Vec<&[u8]>], chunks: &[&[u8]]) {
     let limit = DECOMPRESS_LIMITS[usize::from(b & 15)];
-    let algorithm = ["autodetect", "gzip", "zstd", "xz"][usize::from(a & 3)];
+    let algorithm = [
+        "autodetect",
+        "gzip",
+        "zstd",
+        "xz",
+        "zlib",
+        "snappy",
+        "lz4",
+        "br",
+    ][usize::from(a & 7)];
     let config = if name == "decompress" {
         named(
             name,
@@ -532,8 +599,10 @@ fn decompress(name: &str, a: u8, b: u8, batches: &[Vec<&[u8]>], chunks: &[&[u8]]
     // A few frames are enough for that (compressing is slow, xz's the most).
     let chunks = &chunks[..chunks.len().min(ROUND_TRIP_FRAMES)];
     let (post, pre) = if name == "decompress" {
-        let format = ["gzip", "zstd", "xz", "gzip"][usize::from(a >> 2 & 3)];
-        let pre_algorithm = if algorithm == "autodetect" {
+        let format = ["gzip", "zstd", "xz", "zlib", "snappy", "lz4", "br", "gzip"]
+            [usize::from(a >> 3 & 7)];
+        // Brotli has no magic bytes: autodetect would pass it on.
+        let pre_algorithm = if algorithm == "autodetect" && format != "br" {
             "autodetect"
         } else {
             format

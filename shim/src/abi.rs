@@ -102,13 +102,37 @@ pub struct HostLog {
 }
 
 /// A per-frame decoding failure: the frame's index in its batch and the reason.
+///
+/// An empty `reason` says the frame was **skipped** on purpose: it decodes to nothing (an
+/// influx comment or blank line), so it gives no event and no error. Use
+/// [`FrameError::skipped`] and [`FrameError::is_skipped`]; a codec must account for every
+/// frame it gives no event for this way, so the engine keeps each event with its frame's
+/// metadata. (A host older than this convention reports a skipped frame as an error with an
+/// empty reason.)
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq, Eq)]
 pub struct FrameError {
     /// The index of the frame in the batch given to `decode`.
     pub index: u32,
-    /// Why it could not be decoded.
+    /// Why it could not be decoded; empty when the frame was skipped on purpose.
     pub reason: RString,
+}
+
+impl FrameError {
+    /// Frame `index` decodes to nothing: no event, and no error.
+    #[must_use]
+    pub fn skipped(index: u32) -> Self {
+        Self {
+            index,
+            reason: RString::new(),
+        }
+    }
+
+    /// Whether this frame was skipped on purpose rather than failed (its reason is empty).
+    #[must_use]
+    pub fn is_skipped(&self) -> bool {
+        self.reason.is_empty()
+    }
 }
 
 /// What a source's `pull` found.

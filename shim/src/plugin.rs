@@ -58,7 +58,9 @@ pub trait Codec: Send + 'static {
     /// When the event cannot be encoded: the batch fails.
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError>;
 
-    /// Decodes a batch: one event per good frame, one [`FrameError`] per bad one.
+    /// Decodes a batch: one event per good frame, one [`FrameError`] per bad one (a codec
+    /// that replaces this may also skip a frame with [`FrameError::skipped`]: no event, no
+    /// error).
     ///
     /// # Errors
     /// When the whole batch fails (per-frame failures go to `errors`).
@@ -73,7 +75,12 @@ pub trait Codec: Send + 'static {
                 Ok(event) => out.push(event),
                 Err(reason) => errors.push(FrameError {
                     index: u32::try_from(index).unwrap_or(u32::MAX),
-                    reason: reason.into(),
+                    // An empty reason would mean "skipped": a failure always says something.
+                    reason: if reason.is_empty() {
+                        "the frame could not be decoded".into()
+                    } else {
+                        reason.into()
+                    },
                 }),
             }
         }

@@ -114,6 +114,11 @@ impl Object {
         self.0.push(Field { key, value });
     }
 
+    /// The value of the field at `index` (in insertion order), mutably.
+    pub fn value_at_mut(&mut self, index: usize) -> Option<&mut Value> {
+        self.0.get_mut(index).map(|f| &mut f.value)
+    }
+
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<Value> {
         let at = self.0.iter().position(|f| f.key == key)?;

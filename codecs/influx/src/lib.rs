@@ -40,10 +40,17 @@
 //! it is (`"too hot\cold"` decodes to `too hot\cold`, as InfluxDB reads it); encoding doubles
 //! every backslash, so what is written reads back the same.
 //!
+//! # Comments and blank lines
+//!
+//! A comment (a line whose first character other than whitespace is `#`) and an empty or
+//! whitespace-only line are **skipped**, as the line protocol says: such a frame gives no
+//! event and no error (the codec reports it to the engine as skipped, `FrameError::skipped`,
+//! so the events after it keep their own frames' metadata). A frame holding a line break is an
+//! error even when it starts with `#`, so no line after a comment is dropped unseen.
+//!
 //! # Errors
 //!
-//! Every problem is a per-frame error naming the byte where it is: not UTF-8, an empty line
-//! (`empty line`), a comment (`#` first: `comment line`), no fields, an empty measurement, tag
+//! Every problem is a per-frame error naming the byte where it is: not UTF-8, no fields, an empty measurement, tag
 //! key, tag value or field key, a tag without `=` or with an unescaped `=` in its value, a bad
 //! field value (`1.2.3`, `nan`, `inf`, `12x`, an integer beyond its range), an unterminated
 //! string, something after a string other than `,` or a space, a bad timestamp, or a line break
@@ -83,7 +90,9 @@
 //!
 //! [InfluxDB line protocol]: https://docs.influxdata.com/influxdb/v2/reference/syntax/line-protocol/
 
-use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Setup, Value};
+use temblor_shim::{
+    ByteSink, Codec, FrameError, Frames, Object, PluginError, RString, RVec, Setup, Value,
+};
 
 /// The codec's configuration: it has no keys.
 #[derive(temblor_shim::serde::Deserialize, Debug, Default)]
@@ -94,26 +103,29 @@ pub struct Config {}
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Influx;
 
-/// Decodes one line of line protocol.
+/// Decodes one frame of line protocol: `None` for a comment or a blank line, which the
+/// protocol skips.
 ///
 /// # Errors
 /// What is wrong with the line, and at which byte (see the crate docs).
-pub fn decode_line(frame: &[u8]) -> Result<Value, String> {
+pub fn decode_frame(frame: &[u8]) -> Result<Option<Value>, String> {
     let line = std::str::from_utf8(frame)
         .map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
     let start = line.len() - line.trim_ascii_start().len();
     let line = line.trim_ascii();
     if line.is_empty() {
-        return Err("empty line".to_owned());
+        return Ok(None);
     }
-    if line.starts_with('#') {
-        return Err("comment line".to_owned());
-    }
+    // Before the comment check: a frame of several lines is refused even when it starts with
+    // a comment, rather than dropping the lines after it unseen.
     if let Some(at) = line.find(['\r', '\n']) {
         return Err(format!(
             "a line break inside the line at byte {}",
             start + at
         ));
+    }
+    if line.starts_with('#') {
+        return Ok(None);
     }
     Parser {
         text: line,
@@ -121,6 +133,21 @@ pub fn decode_line(frame: &[u8]) -> Result<Value, String> {
         offset: start,
     }
     .line()
+    .map(Some)
+}
+
+/// Decodes one line of line protocol that must be a point: [`decode_frame`] with a comment
+/// (`comment line`) or a blank line (`empty line`) an error, as one line cannot decode to
+/// nothing here (the codec's batch decode skips them instead).
+///
+/// # Errors
+/// What is wrong with the line, and at which byte (see the crate docs).
+pub fn decode_line(frame: &[u8]) -> Result<Value, String> {
+    match decode_frame(frame)? {
+        Some(event) => Ok(event),
+        None if frame.trim_ascii().is_empty() => Err("empty line".to_owned()),
+        None => Err("comment line".to_owned()),
+    }
 }
 
 /// Which characters end a name, and which a backslash escapes.
@@ -505,6 +532,28 @@ impl Codec for Influx {
         decode_line(frame)
     }
 
+    /// One event per point; a comment or blank frame is skipped ([`FrameError::skipped`]: no
+    /// event and no error), a bad one is a per-frame error.
+    fn decode(
+        &mut self,
+        frames: &Frames,
+        out: &mut RVec<Value>,
+        errors: &mut RVec<FrameError>,
+    ) -> Result<(), PluginError> {
+        for (index, frame) in frames.iter().enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            match decode_frame(frame) {
+                Ok(Some(event)) => out.push(event),
+                Ok(None) => errors.push(FrameError::skipped(index)),
+                Err(reason) => errors.push(FrameError {
+                    index,
+                    reason: reason.into(),
+                }),
+            }
+        }
+        Ok(())
+    }
+
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
         encode_event(event, out).map_err(PluginError::data)
     }
@@ -523,7 +572,7 @@ temblor_shim::export_plugin! { name: "influx", kind: Codec, codec: new }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, FrameError, Frames, abi_stable::std_types::RStr};
+    use temblor_shim::{ErrorKind, abi_stable::std_types::RStr};
 
     use super::*;
 
@@ -775,6 +824,7 @@ mod tests {
             (b"   \t", "empty line"),
             (b"# a comment", "comment line"),
             (b"  #x f=1", "comment line"),
+            (b"#a\nm f=1", "a line break inside the line at byte 2"),
             (b"m", "no fields (a space and key=value expected) at byte 1"),
             (
                 b"m,t=1",
@@ -915,20 +965,71 @@ mod tests {
         );
     }
 
+    /// The line protocol reference (InfluxDB v2, "Comments"): "Line protocol interprets `#`
+    /// at the beginning of a line as a comment and ignores all subsequent characters until the
+    /// next newline `\n`", with this example.
+    #[test]
+    fn comments_and_blank_lines_decode_to_nothing() {
+        let spec = "# Line protocol\nmyMeasurement fieldKey=\"string value\" 1556813561098000000";
+        let frames: Frames = spec.split('\n').map(str::as_bytes).collect();
+        let mut out = RVec::new();
+        let mut errors = RVec::new();
+        Influx.decode(&frames, &mut out, &mut errors).unwrap();
+        assert_eq!(
+            out.as_slice(),
+            [point(
+                "myMeasurement",
+                &[],
+                &[("fieldKey", Value::from("string value"))],
+                Some(1_556_813_561_098_000_000)
+            )]
+        );
+        assert_eq!(errors.as_slice(), [FrameError::skipped(0)]);
+        for nothing in [
+            &b""[..],
+            b" ",
+            b"\t \r",
+            b"#",
+            b"# comment",
+            b"  # indented",
+            b"#m f=1",
+        ] {
+            assert_eq!(decode_frame(nothing), Ok(None), "{nothing:?}");
+        }
+        // `#` elsewhere than first is data.
+        assert_eq!(
+            ok("m,t=a#b f=1").get("tags").and_then(|t| t.get("t")),
+            Some(&Value::from("a#b"))
+        );
+    }
+
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
-        let frames: Frames = [&b"a f=1i"[..], b"# comment", b"", b"b,t=x g=\"s\" 1"]
-            .into_iter()
-            .collect();
+        let frames: Frames = [
+            &b"a f=1i"[..],
+            b"# comment",
+            b"",
+            b"m f=",
+            b"b,t=x g=\"s\" 1",
+        ]
+        .into_iter()
+        .collect();
         let mut out = RVec::new();
         let mut errors = RVec::new();
         Influx.decode(&frames, &mut out, &mut errors).unwrap();
         assert_eq!(out.len(), 2);
-        let reasons: Vec<(u32, &str)> = errors
+        let reasons: Vec<(u32, &str, bool)> = errors
             .iter()
-            .map(|e: &FrameError| (e.index, e.reason.as_str()))
+            .map(|e: &FrameError| (e.index, e.reason.as_str(), e.is_skipped()))
             .collect();
-        assert_eq!(reasons, [(1, "comment line"), (2, "empty line")]);
+        assert_eq!(
+            reasons,
+            [
+                (1, "", true),
+                (2, "", true),
+                (3, "bad field value \"\" at byte 4", false)
+            ]
+        );
         let mut encoded = Frames::new();
         Influx.encode(&out, &mut encoded).unwrap();
         let written: Vec<&[u8]> = encoded.iter().collect();

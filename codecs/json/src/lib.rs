@@ -8,8 +8,11 @@
 //! - Integers become `I64`, or `U64` above `i64::MAX`. An integer outside
 //!   `i64::MIN..=u64::MAX` is an error (simd-json is built without `big-int-as-float`), as is a
 //!   float outside the `f64` range (`1e400`).
-//! - Object fields keep their order. Duplicate keys are kept as they are (both fields are in the
-//!   event and are written back; lookups find the first).
+//! - Object fields keep their order. A key repeated in an object keeps **its last value, at
+//!   its first position** (`{"a":1,"b":2,"a":3}` decodes to `{"a":3,"b":2}`), as Tremor,
+//!   JavaScript's `JSON.parse` and serde_json do (RFC 8259 §4: "Many implementations report
+//!   the last name/value pair only"). Objects of up to 16 fields find repeats with a linear
+//!   scan of the keys so far (no hashing); larger ones with a hash map of their keys.
 //! - Nesting is limited to `max_depth` arrays and objects (default [`MAX_DEPTH`], 128); deeper
 //!   input is an error. A frame longer than `max_frame` bytes is an error without being parsed.
 //! - A frame that is not exactly one JSON value (empty, truncated, a bad escape or `\u` code
@@ -51,6 +54,8 @@
 //! ```
 //!
 //! [simd-json]: https://docs.rs/simd-json
+
+use std::collections::{HashMap, hash_map::Entry};
 
 use simd_json::{Buffers, INPUT_PADDING, Node, StaticNode, Tape, fill_tape_padded};
 use temblor_shim::{Codec, Object, PluginError, RString, RVec, Setup, Value};
@@ -172,12 +177,15 @@ fn from_tape(nodes: &[Node<'_>], max_depth: usize) -> Result<Value, &'static str
     Ok(value)
 }
 
+/// Objects with up to this many fields find repeated keys by a linear scan; larger ones hash.
+const LINEAR_KEYS: usize = 16;
+
 /// Builds the value starting at the next node, consuming its nested nodes.
 ///
 /// Recursion is bounded: simd-json refuses documents nested deeper than `max_depth`, and the
 /// depth is checked here again so that a bad tape cannot overflow the stack either.
-fn next_value(
-    nodes: &mut std::slice::Iter<'_, Node<'_>>,
+fn next_value<'i>(
+    nodes: &mut std::slice::Iter<'_, Node<'i>>,
     depth: usize,
     max_depth: usize,
 ) -> Result<Value, &'static str> {
@@ -195,17 +203,43 @@ fn next_value(
         Node::Object { len, .. } => {
             let depth = nested(depth, max_depth)?;
             let mut object = Object::with_capacity(len);
-            for _ in 0..len {
-                let Some(Node::String(key)) = nodes.next() else {
-                    return Err(BAD_TAPE);
-                };
-                let value = next_value(nodes, depth, max_depth)?;
-                // No lookup for an earlier field with this key: a repeated key is kept as is.
-                object.push(RString::from(*key), value);
+            // A repeated key: the last value, at the first position.
+            if len <= LINEAR_KEYS {
+                for _ in 0..len {
+                    let key = next_key(nodes)?;
+                    let value = next_value(nodes, depth, max_depth)?;
+                    match object.get_mut(key) {
+                        Some(slot) => *slot = value,
+                        None => object.push(RString::from(key), value),
+                    }
+                }
+            } else {
+                let mut seen: HashMap<&'i str, usize> = HashMap::with_capacity(len);
+                for _ in 0..len {
+                    let key = next_key(nodes)?;
+                    let value = next_value(nodes, depth, max_depth)?;
+                    match seen.entry(key) {
+                        Entry::Occupied(at) => {
+                            *object.value_at_mut(*at.get()).ok_or(BAD_TAPE)? = value;
+                        }
+                        Entry::Vacant(at) => {
+                            at.insert(object.len());
+                            object.push(RString::from(key), value);
+                        }
+                    }
+                }
             }
             Value::Object(object)
         }
     })
+}
+
+/// The key of an object's next field.
+fn next_key<'i>(nodes: &mut std::slice::Iter<'_, Node<'i>>) -> Result<&'i str, &'static str> {
+    match nodes.next() {
+        Some(Node::String(key)) => Ok(key),
+        _ => Err(BAD_TAPE),
+    }
 }
 
 /// The depth inside one more array or object.
@@ -364,13 +398,51 @@ mod tests {
         assert!(v.get("c").and_then(Value::as_object).unwrap().is_empty());
     }
 
+    fn keys(v: &Value) -> Vec<&str> {
+        v.as_object().unwrap().iter().map(|(k, _)| k).collect()
+    }
+
+    /// RFC 8259 §4: "The names within an object SHOULD be unique. [...] When the names within
+    /// an object are not unique, the behavior of software that receives such an object is
+    /// unpredictable. Many implementations report the last name/value pair only." Here: the
+    /// last value, at the first key's position (as `JSON.parse` and serde_json keep it).
     #[test]
-    fn keeps_key_order_and_duplicate_keys() {
+    fn a_repeated_key_keeps_the_last_value_at_the_first_position() {
         let v = ok(r#"{"z":1,"a":2,"m":3,"a":4}"#);
-        let keys: Vec<_> = v.as_object().unwrap().iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["z", "a", "m", "a"]);
-        assert_eq!(v.get("a"), Some(&Value::I64(2)));
-        assert_eq!(encode(&v), r#"{"z":1,"a":2,"m":3,"a":4}"#);
+        assert_eq!(keys(&v), ["z", "a", "m"]);
+        assert_eq!(v.get("a"), Some(&Value::I64(4)));
+        assert_eq!(encode(&v), r#"{"z":1,"a":4,"m":3}"#);
+        for (json, want) in [
+            (r#"{"a":1,"a":2}"#, r#"{"a":2}"#),
+            (r#"{"a":1,"a":2,"a":3}"#, r#"{"a":3}"#),
+            (r#"{"a":{"x":1},"b":0,"a":[1]}"#, r#"{"a":[1],"b":0}"#),
+            // Nested objects are each their own scope.
+            (
+                r#"{"o":{"k":1,"k":2},"p":{"k":3}}"#,
+                r#"{"o":{"k":2},"p":{"k":3}}"#,
+            ),
+            // Keys are compared after unescaping: "a" is "a".
+            (r#"{"a":1,"\u0061":2}"#, r#"{"a":2}"#),
+            (r#"{"":1,"":null}"#, r#"{"":null}"#),
+        ] {
+            assert_eq!(encode(&ok(json)), want, "{json}");
+        }
+        // Larger objects (hashed) behave the same.
+        for n in [16, 17, 100] {
+            let mut json = String::from("{");
+            for i in 0..n {
+                json.push_str(&format!("\"k{i}\":{i},"));
+            }
+            json.push_str("\"k3\":\"last\",\"k0\":-1,\"new\":true}");
+            let v = ok(&json);
+            let o = v.as_object().unwrap();
+            assert_eq!(o.len(), n + 1, "{n}");
+            assert_eq!(keys(&v)[..4], ["k0", "k1", "k2", "k3"], "{n}");
+            assert_eq!(keys(&v)[n], "new", "{n}");
+            assert_eq!(o.get("k3"), Some(&Value::from("last")), "{n}");
+            assert_eq!(o.get("k0"), Some(&Value::I64(-1)), "{n}");
+            assert_eq!(o.get("k5"), Some(&Value::I64(5)), "{n}");
+        }
     }
 
     #[test]

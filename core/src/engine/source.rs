@@ -642,6 +642,7 @@ impl SourceTask {
         if let Some(base) = shared {
             events.base = base;
         } else {
+            // Failed and skipped frames (`FrameError::skipped`) gave no event.
             let mut failed = frame_errors.iter().map(|fe| fe.index as usize).peekable();
             let mut meta = RVec::with_capacity(decoded + values.len());
             for (i, &(m, at)) in s.origin.iter().enumerate() {
@@ -683,7 +684,7 @@ impl SourceTask {
         for reason in s.pre_errors.drain(..) {
             errors.values.push(error_event(&self.id, &reason, None));
         }
-        for fe in &frame_errors {
+        for fe in frame_errors.iter().filter(|fe| !fe.is_skipped()) {
             errors.values.push(error_event(
                 &self.id,
                 &fe.reason,

@@ -1,5 +1,5 @@
-//! `gzip`, `zstd`, `xz`, `decompress` and `compress`: each frame compressed or decompressed on
-//! its own.
+//! `gzip`, `zlib`, `zstd`, `xz`, `snappy`, `lz4`, `br`, `decompress` and `compress`: each
+//! frame compressed or decompressed on its own.
 //!
 //! Decompression is bounded: output beyond `max_length` bytes is never written (the buffer is
 //! grown in steps up to `max_length + 1` bytes), zstd windows are limited before anything is
@@ -10,10 +10,15 @@
 //! The gzip format (RFC 1952) is written and read here on top of raw deflate (`flate2`), so the
 //! deflate state and the buffers are reused from frame to frame; zstd uses `ruzstd` (pure Rust;
 //! its encoder has one level, about zstd's level 1); xz uses liblzma (`xz2`), with a fresh
-//! stream per frame.
+//! stream per frame. zlib (RFC 1950) is deflate with its 2-byte header and Adler-32 trailer
+//! (`flate2`, the deflate state reused). snappy is the snappy *framing* format (`snap`'s
+//! `FrameEncoder`/`FrameDecoder`, as Tremor writes it, CRC-32C per chunk), lz4 the LZ4 *frame*
+//! format (`lz4_flex`), br brotli (`brotli`; the decoder's window is at most 16 MiB whatever
+//! `max_length` is); these three are pure Rust, decoded under `catch_unwind`, and build a
+//! fresh encoder or decoder per frame.
 
 use std::{
-    io::Cursor,
+    io::{Cursor, Read, Write},
     panic::{AssertUnwindSafe, catch_unwind},
 };
 
@@ -56,6 +61,15 @@ pub(super) enum Algorithm {
     /// The .xz format (LZMA2); `xz2` as in Tremor is accepted too.
     #[serde(alias = "xz2")]
     Xz,
+    /// RFC 1950 zlib (deflate).
+    Zlib,
+    /// The snappy framing format.
+    Snappy,
+    /// The LZ4 frame format.
+    Lz4,
+    /// Brotli (RFC 7932); `brotli` is accepted too.
+    #[serde(alias = "brotli")]
+    Br,
 }
 
 impl Algorithm {
@@ -64,6 +78,23 @@ impl Algorithm {
             Self::Gzip => "gzip",
             Self::Zstd => "zstd",
             Self::Xz => "xz",
+            Self::Zlib => "zlib",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Br => "br",
+        }
+    }
+
+    /// The algorithm of the processor `name` (one of the compression processors' names).
+    pub(super) fn named(name: &str) -> Self {
+        match name {
+            "gzip" => Self::Gzip,
+            "zstd" => Self::Zstd,
+            "zlib" => Self::Zlib,
+            "snappy" => Self::Snappy,
+            "lz4" => Self::Lz4,
+            "br" => Self::Br,
+            _ => Self::Xz,
         }
     }
 
@@ -75,6 +106,14 @@ impl Algorithm {
             Some(Self::Zstd)
         } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
             Some(Self::Xz)
+        } else if data.starts_with(SNAPPY_STREAM_ID) {
+            Some(Self::Snappy)
+        } else if data.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
+            Some(Self::Lz4)
+        } else if matches!(data, [0x78, 0x01 | 0x5e | 0x9c | 0xda, ..]) {
+            // A zlib header with a 32 KiB window, no preset dictionary, at each of the four
+            // compression levels zlib writes.
+            Some(Self::Zlib)
         } else {
             None
         }
@@ -83,10 +122,19 @@ impl Algorithm {
     /// The compression level to use: the configured one, checked, or the default.
     fn level(self, level: Option<u32>) -> Result<u32, ProcessorError> {
         match (self, level) {
-            (Self::Gzip | Self::Xz, None) => Ok(6),
-            (Self::Gzip | Self::Xz, Some(l @ 0..=9)) => Ok(l),
-            (Self::Gzip | Self::Xz, Some(l)) => Err(ProcessorError(format!(
+            (Self::Gzip | Self::Xz | Self::Zlib | Self::Br, None) => Ok(6),
+            (Self::Gzip | Self::Xz | Self::Zlib, Some(l @ 0..=9))
+            | (Self::Br, Some(l @ 0..=11)) => Ok(l),
+            (Self::Gzip | Self::Xz | Self::Zlib, Some(l)) => Err(ProcessorError(format!(
                 "{}: `level` must be 0 to 9, not {l}",
+                self.name()
+            ))),
+            (Self::Br, Some(l)) => Err(ProcessorError(format!(
+                "br: `level` must be 0 to 11, not {l}"
+            ))),
+            (Self::Snappy | Self::Lz4, None) => Ok(0),
+            (Self::Snappy | Self::Lz4, Some(_)) => Err(ProcessorError(format!(
+                "{}: `level` is not supported: the format has one",
                 self.name()
             ))),
             (Self::Zstd, None) => Ok(1),
@@ -113,6 +161,15 @@ pub(super) enum Detect {
     /// Always xz.
     #[serde(alias = "xz2")]
     Xz,
+    /// Always zlib.
+    Zlib,
+    /// Always snappy (framed).
+    Snappy,
+    /// Always lz4 (frame format).
+    Lz4,
+    /// Always brotli (which has no magic bytes, so autodetect never picks it).
+    #[serde(alias = "brotli")]
+    Br,
 }
 
 /// The config of `gzip`, `zstd` and `xz`.
@@ -164,6 +221,8 @@ pub(super) struct Decompressor {
     max_length: usize,
     pub(super) buf: Vec<u8>,
     inflate: Option<Box<Decompress>>,
+    /// The zlib inflater (its header setting differs from gzip's raw deflate).
+    unzlib: Option<Box<Decompress>>,
     crc: Crc,
     zstd: Option<Box<FrameDecoder>>,
 }
@@ -184,12 +243,13 @@ impl Decompressor {
             max_length,
             buf: Vec::new(),
             inflate: None,
+            unzlib: None,
             crc: Crc::new(),
             zstd: None,
         }
     }
 
-    /// `gzip`, `zstd` or `xz` as a preprocessor.
+    /// `gzip`, `zstd`, `xz`, `zlib`, `snappy`, `lz4` or `br` as a preprocessor.
     pub(super) fn format(
         algorithm: Algorithm,
         config: &FormatConfig,
@@ -205,6 +265,10 @@ impl Decompressor {
             Detect::Gzip => Some(Algorithm::Gzip),
             Detect::Zstd => Some(Algorithm::Zstd),
             Detect::Xz => Some(Algorithm::Xz),
+            Detect::Zlib => Some(Algorithm::Zlib),
+            Detect::Snappy => Some(Algorithm::Snappy),
+            Detect::Lz4 => Some(Algorithm::Lz4),
+            Detect::Br => Some(Algorithm::Br),
         };
         Self::with(algorithm, config.max_length)
     }
@@ -268,8 +332,102 @@ impl Decompressor {
                     }
                 }
             }
+            Algorithm::Zlib => {
+                let inflate = self
+                    .unzlib
+                    .get_or_insert_with(|| Box::new(Decompress::new(true)));
+                unzlib(inflate, frame, &mut self.buf, max)
+            }
+            Algorithm::Snappy | Algorithm::Lz4 | Algorithm::Br => {
+                let buf = &mut self.buf;
+                if frame.is_empty() {
+                    return Err("empty input".to_owned());
+                }
+                let run = || match algorithm {
+                    Algorithm::Snappy => {
+                        read_bounded(snap::read::FrameDecoder::new(frame), buf, max)
+                    }
+                    Algorithm::Lz4 => {
+                        read_bounded(lz4_flex::frame::FrameDecoder::new(frame), buf, max)
+                    }
+                    _ => read_bounded(brotli::Decompressor::new(frame, 4096), buf, max),
+                };
+                catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
+                    Err(format!(
+                        "the {} decoder failed on this input",
+                        algorithm.name()
+                    ))
+                })
+            }
         }
     }
+}
+
+/// The snappy framing format's stream identifier chunk, which every stream starts with.
+const SNAPPY_STREAM_ID: &[u8] = b"\xff\x06\x00\x00sNaPpY";
+
+/// Reads everything `reader` decompresses into `out`, never growing it past `max + 1` bytes.
+fn read_bounded(mut reader: impl Read, out: &mut Vec<u8>, max: usize) -> Result<(), String> {
+    /// The most read into at once (and so zeroed first).
+    const WINDOW: usize = 64 * 1024;
+    loop {
+        make_room(out, max)?;
+        let len = out.len();
+        let window = (out.capacity() - len).min(WINDOW);
+        out.resize(len + window, 0);
+        match reader.read(&mut out[len..]) {
+            Ok(0) => {
+                out.truncate(len);
+                break;
+            }
+            Ok(n) => out.truncate(len + n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => out.truncate(len),
+            Err(e) => {
+                out.truncate(len);
+                return Err(format!("corrupt data: {e}"));
+            }
+        }
+    }
+    if out.len() > max {
+        return Err(too_long(max));
+    }
+    Ok(())
+}
+
+/// Decompresses one zlib stream (RFC 1950: header, deflate, Adler-32) into `out`.
+fn unzlib(
+    inflate: &mut Decompress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), String> {
+    inflate.reset(true);
+    let mut rest = input;
+    loop {
+        make_room(out, max)?;
+        let (in_before, out_before) = (inflate.total_in(), out.len());
+        let status = inflate
+            .decompress_vec(rest, out, FlushDecompress::None)
+            .map_err(|e| format!("corrupt zlib data: {e}"))?;
+        let consumed = usize::try_from(inflate.total_in() - in_before).unwrap_or(usize::MAX);
+        rest = rest.get(consumed..).unwrap_or_default();
+        if status == flate2::Status::StreamEnd {
+            break;
+        }
+        if consumed == 0 && out.len() == out_before {
+            return Err("truncated zlib data (the stream does not end)".to_owned());
+        }
+    }
+    if out.len() > max {
+        return Err(too_long(max));
+    }
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} bytes after the end of the zlib stream",
+            rest.len()
+        ));
+    }
+    Ok(())
 }
 
 /// A compressing postprocessor, with its encoders and output buffer kept between frames.
@@ -305,7 +463,7 @@ impl Compressor {
         })
     }
 
-    /// `gzip`, `zstd` or `xz` as a postprocessor.
+    /// `gzip`, `zstd`, `xz`, `zlib`, `snappy`, `lz4` or `br` as a postprocessor.
     pub(super) fn format(
         algorithm: Algorithm,
         config: &FormatConfig,
@@ -346,6 +504,43 @@ impl Compressor {
                 gzip(deflate, &mut self.crc, level, frame, &mut self.buf)
             }
             Algorithm::Xz => xz(self.level, frame, &mut self.buf),
+            Algorithm::Zlib => {
+                let level = self.level;
+                let deflate = self
+                    .deflate
+                    .get_or_insert_with(|| Box::new(Compress::new(Compression::new(level), true)));
+                deflate.reset();
+                deflate_into(deflate, frame, &mut self.buf)
+            }
+            Algorithm::Snappy => {
+                // snap writes nothing for no data; a stream is never empty (so it is detected).
+                if frame.is_empty() {
+                    self.buf.extend_from_slice(SNAPPY_STREAM_ID);
+                    return Ok(());
+                }
+                let mut encoder = snap::write::FrameEncoder::new(&mut self.buf);
+                encoder
+                    .write_all(frame)
+                    .and_then(|()| encoder.flush())
+                    .map_err(|e| format!("snappy: {e}"))
+            }
+            Algorithm::Lz4 => {
+                let mut encoder = lz4_flex::frame::FrameEncoder::new(&mut self.buf);
+                encoder.write_all(frame).map_err(|e| format!("lz4: {e}"))?;
+                encoder
+                    .finish()
+                    .map(|_| ())
+                    .map_err(|e| format!("lz4: {e}"))
+            }
+            Algorithm::Br => {
+                // Quality `level`, a 4 MiB window (lgwin 22, brotli's default).
+                let mut encoder =
+                    brotli::CompressorWriter::new(&mut self.buf, 4096, self.level, 22);
+                encoder
+                    .write_all(frame)
+                    .and_then(|()| encoder.flush())
+                    .map_err(|e| format!("br: {e}"))
+            }
             Algorithm::Zstd => {
                 let encoder = self.zstd.get_or_insert_with(|| {
                     Box::new(FrameCompressor::new(CompressionLevel::Fastest))
@@ -496,6 +691,17 @@ fn gzip(
     };
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]);
     deflate.reset();
+    deflate_into(deflate, frame, out)?;
+    crc.reset();
+    crc.update(frame);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    // ISIZE is the length modulo 2^32.
+    out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    Ok(())
+}
+
+/// Compresses all of `frame` with `deflate` (reset, with or without its zlib header) into `out`.
+fn deflate_into(deflate: &mut Compress, frame: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     let mut rest = frame;
     loop {
         if out.capacity() - out.len() < 64 {
@@ -508,18 +714,12 @@ fn gzip(
         let consumed = usize::try_from(deflate.total_in() - in_before).unwrap_or(usize::MAX);
         rest = rest.get(consumed..).unwrap_or_default();
         if status == flate2::Status::StreamEnd {
-            break;
+            return Ok(());
         }
         if consumed == 0 && out.len() == out_before && out.capacity() - out.len() >= 64 {
             return Err("deflate made no progress".to_owned());
         }
     }
-    crc.reset();
-    crc.update(frame);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    // ISIZE is the length modulo 2^32.
-    out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    Ok(())
 }
 
 /// Decompresses one or more concatenated .xz streams into `out`.

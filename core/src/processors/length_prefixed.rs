@@ -1,5 +1,8 @@
 //! `length-prefixed`: a stream of `[big-endian length][payload]` records split into payloads
 //! (pre), each frame prefixed with its length (post).
+//!
+//! The length is 8 bytes (`u64`) by default, as in Tremor's `length-prefixed`, so a Tremor
+//! peer reads and writes the same stream; `length = "u32"` gives the 4-byte form.
 
 use serde::Deserialize;
 use temblor_shim::Frames;
@@ -9,9 +12,9 @@ use temblor_shim::Frames;
 #[serde(rename_all = "lowercase")]
 pub(super) enum Width {
     /// 4 bytes.
-    #[default]
     U32,
-    /// 8 bytes.
+    /// 8 bytes: the default, as Tremor's.
+    #[default]
     U64,
 }
 
@@ -34,7 +37,7 @@ pub(super) struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            length: Width::U32,
+            length: Width::U64,
             max_length: 8 * 1024 * 1024,
         }
     }

@@ -6,13 +6,18 @@
 //! | name | pre | post | config (defaults) |
 //! | --- | --- | --- | --- |
 //! | `separate` | splits a byte stream at a separator, which may be cut anywhere across frames; a last piece without one is kept (and emitted when the stream ends) | appends the separator to each frame | `separator = "\n"` (1 to 8 bytes, e.g. `"\r\n"`), `max_length = 8388608` (pre: longer frames are dropped and reported), `keep_empty = false` (pre: empty frames are dropped) |
-//! | `length-prefixed` | splits a byte stream of records, each a big-endian length then that many bytes, into one frame per record; records may be cut anywhere across frames; a record of length 0 is an empty frame; a record longer than `max_length` is reported and skipped (its bytes are discarded as they pass, never buffered), and the records after it are read as usual; a record the stream ends inside is reported and dropped | prefixes each frame with its length | `length = "u32"` (4 bytes) or `"u64"` (8 bytes), `max_length = 8388608` (pre) |
+//! | `length-prefixed` | splits a byte stream of records, each a big-endian length then that many bytes, into one frame per record; records may be cut anywhere across frames; a record of length 0 is an empty frame; a record longer than `max_length` is reported and skipped (its bytes are discarded as they pass, never buffered), and the records after it are read as usual; a record the stream ends inside is reported and dropped | prefixes each frame with its length | `length = "u64"` (8 bytes, the default, as Tremor's) or `"u32"` (4 bytes), `max_length = 8388608` (pre) |
+//! | `textual-length-prefixed` (also `textual-length-prefix`, Tremor 0.12's name) | splits a byte stream of records, each its length in ASCII decimal, a space, then that many bytes (`5 hello`: Tremor's format, RFC 5425's octet counting), into one frame per record; records may be cut anywhere across frames; a record longer than `max_length` is reported and skipped (discarded as it passes); anything but digits then a space where a length is expected is reported once and the rest of the stream dropped (there is no way to find the next record); a record the stream ends inside is reported and dropped | prefixes each frame with its length in decimal and a space | `max_length = 8388608` (pre) |
 //! | `base64` | decodes each frame: standard alphabet (`+`, `/`), `=` padding optional, no whitespace or line breaks; a frame that is not base64 is dropped and reported | encodes each frame: standard alphabet, with padding | none |
 //! | `gzip` | decompresses each frame: one gzip member or several concatenated; the CRC32 and length of each are checked | compresses each frame into one gzip member (no file name, time 0) | `max_length = 67108864` (pre: the most bytes one frame may decompress to), `level = 6` (post: 0 to 9) |
 //! | `zstd` | decompresses each frame: one or more zstd frames, skippable frames skipped, checksums checked when present; windows larger than `max_length` (and than 8 MiB) are refused before anything is allocated | compresses each frame into one zstd frame with a checksum, at the only level the pure-Rust encoder has (about `zstd -1`) | `max_length = 67108864` (pre) |
+//! | `zlib` | decompresses each frame: one zlib stream (RFC 1950), the Adler-32 checked, nothing after it | compresses each frame into one zlib stream | `max_length = 67108864` (pre), `level = 6` (post: 0 to 9) |
+//! | `snappy` | decompresses each frame: the snappy framing format (stream identifier `ff 06 00 00 73 4e 61 50 70 59`, CRC-32C per chunk checked), as Tremor writes it | compresses each frame into one framed snappy stream | `max_length = 67108864` (pre) |
+//! | `lz4` | decompresses each frame: one or more LZ4 frames (magic `04 22 4d 18`), checksums checked when present | compresses each frame into one LZ4 frame | `max_length = 67108864` (pre) |
+//! | `br` | decompresses each frame: one brotli stream (RFC 7932); the decoder's window is at most 16 MiB | compresses each frame into one brotli stream (4 MiB window) | `max_length = 67108864` (pre), `level = 6` (post: brotli's quality, 0 to 11) |
 //! | `xz` | decompresses each frame: one or more .xz streams; the decoder's memory is limited to `max_length` + 8 MiB | compresses each frame into one .xz stream (CRC64), with an LZMA2 dictionary no larger than the frame (so small frames compress cheaply) | `max_length = 67108864` (pre), `level = 6` (post: 0 to 9) |
-//! | `decompress` | decompresses each frame with `algorithm`; `"autodetect"` picks gzip, zstd or xz by the frame's magic bytes (`1f 8b`, `28 b5 2f fd`, `fd 37 7a 58 5a 00`) and passes a frame with none of them on unchanged | (none: use `compress`) | `algorithm = "autodetect"` (or `"gzip"`, `"zstd"`, `"xz"`), `max_length = 67108864` |
-//! | `compress` | (none: use `decompress`) | compresses each frame with `algorithm`, as the postprocessor of that name does | `algorithm` (required: `"gzip"`, `"zstd"` or `"xz"`), `level` (gzip and xz: 0 to 9, default 6) |
+//! | `decompress` | decompresses each frame with `algorithm`; `"autodetect"` picks gzip, zstd, xz, snappy, lz4 or zlib by the frame's magic bytes (`1f 8b`, `28 b5 2f fd`, `fd 37 7a 58 5a 00`, snappy's stream identifier, `04 22 4d 18`, and for zlib `78` then `01`, `5e`, `9c` or `da`: the headers zlib writes) and passes a frame with none of them on unchanged; brotli has no magic bytes and is never detected | (none: use `compress`) | `algorithm = "autodetect"` (or `"gzip"`, `"zlib"`, `"zstd"`, `"xz"`, `"snappy"`, `"lz4"`, `"br"`), `max_length = 67108864` |
+//! | `compress` | (none: use `decompress`) | compresses each frame with `algorithm`, as the postprocessor of that name does | `algorithm` (required: `"gzip"`, `"zlib"`, `"zstd"`, `"xz"`, `"snappy"`, `"lz4"` or `"br"`), `level` (gzip, zlib and xz: 0 to 9, br: 0 to 11, default 6) |
 //! | `ingest-ns` | removes the 8-byte big-endian timestamp at the front of each frame (temblor events carry no ingest time, so the value is dropped); a frame shorter than 8 bytes is dropped and reported | prepends the current time, in nanoseconds since the Unix epoch, as 8 bytes big-endian (the time the batch is postprocessed: frames carry no ingest time; the clock is read once per batch) | none |
 //! | `remove-empty` | drops empty frames | drops empty frames | none |
 //!
@@ -27,9 +32,9 @@
 //! **Bounds.** No processor allocates more than its `max_length` (plus the decoders' working
 //! memory stated above) however its input claims to be long: buffers grow as data arrives, in
 //! steps. Buffers are kept between frames and batches, so the hot path allocates nothing once
-//! they have grown, except for xz (liblzma needs a new stream per frame) and the zstd encoder (a
-//! block buffer per frame); a buffer grown beyond 4 MiB by a large frame is released
-//! afterwards.
+//! they have grown, except for xz (liblzma needs a new stream per frame), the zstd encoder (a
+//! block buffer per frame) and snappy, lz4 and br (a new encoder or decoder per frame); a buffer
+//! grown beyond 4 MiB by a large frame is released afterwards.
 
 mod base64;
 mod compression;
@@ -37,6 +42,7 @@ mod length_prefixed;
 mod separate;
 #[cfg(test)]
 mod tests;
+mod textual_length_prefixed;
 
 use std::{fmt, time::SystemTime};
 
@@ -51,12 +57,12 @@ use compression::Algorithm;
 const RETAINED_CAPACITY: usize = 4 * 1024 * 1024;
 
 /// The preprocessors, for messages.
-const PREPROCESSORS: &str =
-    "separate, length-prefixed, base64, gzip, zstd, xz, decompress, ingest-ns, remove-empty";
+const PREPROCESSORS: &str = "separate, length-prefixed, textual-length-prefixed, base64, gzip, \
+     zlib, zstd, xz, snappy, lz4, br, decompress, ingest-ns, remove-empty";
 
 /// The postprocessors, for messages.
-const POSTPROCESSORS: &str =
-    "separate, length-prefixed, base64, gzip, zstd, xz, compress, ingest-ns, remove-empty";
+const POSTPROCESSORS: &str = "separate, length-prefixed, textual-length-prefixed, base64, gzip, \
+     zlib, zstd, xz, snappy, lz4, br, compress, ingest-ns, remove-empty";
 
 /// A processor that cannot be built: unknown name or bad config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +101,7 @@ pub struct Preprocessor(Pre);
 enum Pre {
     Separate(separate::Splitter),
     LengthPrefixed(length_prefixed::Splitter),
+    TextualLengthPrefixed(textual_length_prefixed::Splitter),
     Base64(base64::Decoder),
     Decompress(Box<compression::Decompressor>),
     IngestNs,
@@ -117,17 +124,17 @@ impl Preprocessor {
                 let c: length_prefixed::Config = config(KIND, named)?;
                 Pre::LengthPrefixed(length_prefixed::Splitter::new(&c))
             }
+            "textual-length-prefixed" | "textual-length-prefix" => {
+                let c: textual_length_prefixed::Config = config(KIND, named)?;
+                Pre::TextualLengthPrefixed(textual_length_prefixed::Splitter::new(&c))
+            }
             "base64" => {
                 no_config(KIND, named)?;
                 Pre::Base64(base64::Decoder::default())
             }
-            name @ ("gzip" | "zstd" | "xz") => {
+            name @ ("gzip" | "zstd" | "xz" | "zlib" | "snappy" | "lz4" | "br") => {
                 let c: compression::FormatConfig = config(KIND, named)?;
-                let algorithm = match name {
-                    "gzip" => Algorithm::Gzip,
-                    "zstd" => Algorithm::Zstd,
-                    _ => Algorithm::Xz,
-                };
+                let algorithm = Algorithm::named(name);
                 let d = compression::Decompressor::format(algorithm, &c)
                     .map_err(|e| context(KIND, named, e))?;
                 Pre::Decompress(Box::new(d))
@@ -163,6 +170,7 @@ impl Preprocessor {
         match &mut self.0 {
             Pre::Separate(s) => s.process(input, out, errors),
             Pre::LengthPrefixed(s) => s.process(input, out, errors),
+            Pre::TextualLengthPrefixed(s) => s.process(input, out, errors),
             Pre::Base64(d) => d.process(input, out, errors),
             Pre::Decompress(d) => d.process(input, out, errors),
             Pre::IngestNs => strip_ingest_ns(input, out, errors),
@@ -205,6 +213,7 @@ impl Preprocessor {
         match &mut self.0 {
             Pre::Separate(s) => s.finish(out, errors),
             Pre::LengthPrefixed(s) => s.finish(errors),
+            Pre::TextualLengthPrefixed(s) => s.finish(errors),
             Pre::Base64(_) | Pre::Decompress(_) | Pre::IngestNs | Pre::RemoveEmpty => {}
         }
     }
@@ -218,6 +227,7 @@ pub struct Postprocessor(Post);
 enum Post {
     Separate(separate::Separator),
     LengthPrefixed(length_prefixed::Width),
+    TextualLengthPrefixed,
     Base64,
     Compress(Box<compression::Compressor>),
     IngestNs,
@@ -240,17 +250,18 @@ impl Postprocessor {
                 let c: length_prefixed::Config = config(KIND, named)?;
                 Post::LengthPrefixed(c.width())
             }
+            "textual-length-prefixed" | "textual-length-prefix" => {
+                // Only `max_length`, which is the preprocessor's; accepted so one table serves both.
+                let _: textual_length_prefixed::Config = config(KIND, named)?;
+                Post::TextualLengthPrefixed
+            }
             "base64" => {
                 no_config(KIND, named)?;
                 Post::Base64
             }
-            name @ ("gzip" | "zstd" | "xz") => {
+            name @ ("gzip" | "zstd" | "xz" | "zlib" | "snappy" | "lz4" | "br") => {
                 let c: compression::FormatConfig = config(KIND, named)?;
-                let algorithm = match name {
-                    "gzip" => Algorithm::Gzip,
-                    "zstd" => Algorithm::Zstd,
-                    _ => Algorithm::Xz,
-                };
+                let algorithm = Algorithm::named(name);
                 let c = compression::Compressor::format(algorithm, &c)
                     .map_err(|e| context(KIND, named, e))?;
                 Post::Compress(Box::new(c))
@@ -288,6 +299,7 @@ impl Postprocessor {
         match &mut self.0 {
             Post::Separate(sep) => separate::append(*sep, input, out),
             Post::LengthPrefixed(width) => length_prefixed::prefix(*width, input, out),
+            Post::TextualLengthPrefixed => textual_length_prefixed::prefix(input, out),
             Post::Base64 => base64::encode(input, out),
             Post::Compress(c) => c.process(input, out),
             Post::IngestNs => prepend_ingest_ns(now_ns(), input, out),

@@ -120,6 +120,28 @@ fn events_flow_and_bad_frames_go_to_the_error_port() {
 }
 
 #[test]
+fn a_frame_the_codec_skips_gives_no_event_and_no_error() {
+    let stats = run(&deployment(
+        r#"{ chunks = ["skip\n1\nskip\nx\n", "skip\n", "3\nskip\n"] }"#,
+        "skip-out",
+        "skip-err",
+    ));
+    assert_eq!(plugins::collected("skip-out"), ["1\n", "3\n"]);
+    let errors = plugins::collected("skip-err");
+    assert_eq!(errors.len(), 1, "only the bad frame: {errors:?}");
+    assert!(errors[0].contains("\"bytes\":\"x\""), "{}", errors[0]);
+    let stats = stats.to_value();
+    let count = |what: &str| {
+        stats
+            .get("connectors")
+            .and_then(|c| c.get("in"))
+            .and_then(|c| c.get(what))
+            .and_then(temblor_shim::Value::as_u64)
+    };
+    assert_eq!(count("events_out"), Some(2));
+}
+
+#[test]
 fn everything_drains_through_bounded_channels() {
     // Far more batches than the channels hold: backpressure, and nothing lost.
     let stats = run(&deployment(

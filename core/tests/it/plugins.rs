@@ -191,13 +191,37 @@ pub mod notified {
     temblor_shim::export_plugin! { name: "notified", kind: Connector, source: new }
 }
 
-/// `int`: decimal integers; panics on the frame `panic`.
+/// `int`: decimal integers; panics on the frame `panic`; skips the frame `skip`
+/// (`FrameError::skipped`: no event, no error).
 pub mod int {
     use super::*;
 
     struct Int;
 
     impl temblor_shim::Codec for Int {
+        fn decode(
+            &mut self,
+            frames: &Frames,
+            out: &mut RVec<Value>,
+            errors: &mut RVec<temblor_shim::FrameError>,
+        ) -> Result<(), PluginError> {
+            for (index, frame) in frames.iter().enumerate() {
+                let index = u32::try_from(index).unwrap();
+                if frame == b"skip" {
+                    errors.push(temblor_shim::FrameError::skipped(index));
+                    continue;
+                }
+                match self.decode_one(frame) {
+                    Ok(v) => out.push(v),
+                    Err(reason) => errors.push(temblor_shim::FrameError {
+                        index,
+                        reason: reason.into(),
+                    }),
+                }
+            }
+            Ok(())
+        }
+
         fn decode_one(&mut self, frame: &[u8]) -> Result<Value, String> {
             assert!(frame != b"panic", "told to");
             std::str::from_utf8(frame)

@@ -160,21 +160,24 @@ fn the_data_set_decodes_and_round_trips() {
 }
 
 #[test]
-fn comments_and_empty_lines_are_errors() {
+fn comments_and_blank_lines_are_skipped() {
     let mut c = codec();
-    let frames: Frames = [&b"# header"[..], b"", b"   ", b"cpu v=1i"]
+    let frames: Frames = [&b"# header"[..], b"", b"   ", b"cpu v=1i", b"m f=x"]
         .into_iter()
         .collect();
-    let (events, errors) = decode(&mut c, &frames);
+    let (events, errors) = temblor_harness::codec::decode_all(&mut c, &frames);
     assert_eq!(events.len(), 1);
-    let reasons: Vec<(u32, &str)> = errors
-        .iter()
-        .map(|e| (e.index, e.reason.as_str()))
-        .collect();
+    let reasons: Vec<(u32, bool)> = errors.iter().map(|e| (e.index, e.is_skipped())).collect();
     assert_eq!(
         reasons,
-        [(0, "comment line"), (1, "empty line"), (2, "empty line")]
+        [(0, true), (1, true), (2, true), (4, false)],
+        "{errors:?}"
     );
+    // As the engine sees it: one event and one error, nothing for the three skipped frames.
+    let (events, errors) = decode(&mut c, &frames);
+    assert_eq!(events.len(), 1);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].reason.as_str(), "bad field value \"x\" at byte 4");
 }
 
 #[test]
@@ -196,7 +199,7 @@ fn never_panics_on_cut_or_mangled_lines() {
         }
     }
     let frames: Frames = garbage.iter().map(Vec::as_slice).collect();
-    let (events, errors) = decode(&mut c, &frames);
+    let (events, errors) = temblor_harness::codec::decode_all(&mut c, &frames);
     assert_eq!(events.len() + errors.len(), garbage.len());
     assert!(!events.is_empty() && !errors.is_empty());
     // Whatever decoded round-trips.

@@ -1,0 +1,76 @@
+//! Drives the `cbor` codec through its ABI object with the compliance harness, as the engine
+//! does.
+
+use temblor_harness::{
+    codec::{build, decode, encode},
+    config,
+};
+use temblor_shim::{Frames, Value, abi::PluginKind};
+
+fn module() -> temblor_shim::abi::PluginModRef {
+    codec_cbor::plugin_module()
+}
+
+#[test]
+fn manifest_names_a_codec() {
+    let manifest = (module().manifest())();
+    assert_eq!(manifest.name.as_str(), "cbor");
+    assert_eq!(manifest.kind, PluginKind::Codec);
+}
+
+#[test]
+fn decodes_a_batch_and_encodes_it_back() {
+    let mut c = build(module(), &config(&[]));
+    // RFC 8949 Appendix A: {"a": 1, "b": [2, 3]}, a garbage frame, "IETF".
+    let frames: Frames = [
+        &b"\xa2\x61\x61\x01\x61\x62\x82\x02\x03"[..],
+        b"\xa2\x61",
+        b"\x64IETF",
+    ]
+    .into_iter()
+    .collect();
+    let (events, errors) = decode(&mut c, &frames);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].get("a"), Some(&Value::I64(1)));
+    assert_eq!(events[1], Value::from("IETF"));
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].index, 1);
+    assert_eq!(
+        errors[0].reason.as_str(),
+        "the frame ends inside an item at byte 2"
+    );
+    let encoded = encode(&mut c, &events);
+    let good: Frames = [0, 2].into_iter().filter_map(|i| frames.get(i)).collect();
+    assert_eq!(encoded, good);
+}
+
+#[test]
+fn the_json_data_set_round_trips_through_cbor() {
+    let lines = temblor_harness::data_lines("data.json.xz");
+    let events: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_slice(l).expect("the data set is JSON"))
+        .collect();
+    let mut c = build(module(), &config(&[]));
+    let encoded = encode(&mut c, &events);
+    let (again, errors) = decode(&mut c, &encoded);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(again, events);
+}
+
+#[test]
+fn passes_the_codec_compliance_harness() {
+    temblor_harness::codec::compliance(
+        module(),
+        &config(&[]),
+        &[
+            b"\xa2\x61\x61\x01\x61\x62\x82\x02\x03",
+            b"\x83\x01\x82\x02\x03\x82\x04\x05",
+            b"\xfb\x3f\xf1\x99\x99\x99\x99\x99\x9a",
+            b"\x44\x01\x02\x03\x04",
+            b"\x63\xe6\xb0\xb4",
+            b"\xf6",
+            b"\x3b\x7f\xff\xff\xff\xff\xff\xff\xff",
+        ],
+    );
+}

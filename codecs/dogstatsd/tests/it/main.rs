@@ -1,0 +1,57 @@
+//! Drives the `dogstatsd` codec through its ABI object with the compliance harness, as the
+//! engine does.
+
+use temblor_harness::{
+    codec::{build, decode, encode},
+    config,
+};
+use temblor_shim::{Frames, Value, abi::PluginKind};
+
+fn module() -> temblor_shim::abi::PluginModRef {
+    codec_dogstatsd::plugin_module()
+}
+
+#[test]
+fn manifest_names_a_codec() {
+    let manifest = (module().manifest())();
+    assert_eq!(manifest.name.as_str(), "dogstatsd");
+    assert_eq!(manifest.kind, PluginKind::Codec);
+}
+
+/// Tremor's statsd data set is DogStatsD too (plain metrics): every line decodes, one value
+/// each, and encodes back to an equal event.
+#[test]
+fn the_statsd_data_set_decodes_and_round_trips() {
+    let lines = temblor_harness::data_lines("data.statsd.xz");
+    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
+    let mut c = build(module(), &config(&[]));
+    let (events, errors) = decode(&mut c, &frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(events.len(), lines.len());
+    for event in &events {
+        let values = event
+            .get("metric")
+            .and_then(|m| m.get("values"))
+            .and_then(Value::as_array);
+        assert_eq!(values.map(<[Value]>::len), Some(1), "{event}");
+    }
+    let encoded = encode(&mut c, &events);
+    let (again, errors) = decode(&mut c, &encoded);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(again, events);
+}
+
+#[test]
+fn passes_the_codec_compliance_harness() {
+    temblor_harness::codec::compliance(
+        module(),
+        &config(&[]),
+        &[
+            b"dog:111:222:333:4.44|g|@0.5|#foo:bar,fizz:buzz|c:123abc",
+            b"page.views:15|c|#env:dev|T1656581400",
+            b"users:alice|s",
+            b"_e{21,36}:An exception occurred|Cannot parse CSV file from 10.0.0.17|t:warning|#err_type:bad_file",
+            b"_sc|Redis connection|2|#env:dev|m:Redis connection timed out after 10s",
+        ],
+    );
+}
