@@ -422,6 +422,9 @@ pub(crate) struct Aggregate {
     group_names: Vec<String>,
     /// ... and the expressions.
     group_by: Vec<Expr>,
+    /// Which `group_by` entries are `{ each = '...' }`: the event counts in the group of each
+    /// element of that array.
+    group_each: Vec<bool>,
     emit: Vec<Emit>,
     having: Option<Expr>,
     max_groups: usize,
@@ -579,16 +582,33 @@ impl Aggregate {
                 );
             }
         };
-        let group_by: Vec<(String, Expr)> = match t.get("group_by") {
+        let group_by: Vec<(String, Expr, bool)> = match t.get("group_by") {
             None => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| {
-                    let text = v.as_str().ok_or_else(|| {
-                        format!("`group_by` holds expressions, found {}", v.type_name())
-                    })?;
+                    let (text, each) = match v {
+                        Value::String(s) => (s.as_str(), false),
+                        Value::Object(o) => match (o.len(), o.get("each")) {
+                            (1, Some(Value::String(s))) => (s.as_str(), true),
+                            _ => {
+                                return Err(
+                                    "a `group_by` table is `{ each = 'EXPRESSION' }` (an array: \
+                                     the event counts in the group of each element)"
+                                        .to_owned(),
+                                );
+                            }
+                        },
+                        _ => {
+                            return Err(format!(
+                                "`group_by` holds expressions or `{{ each = 'EXPRESSION' }}`, \
+                                 found {}",
+                                v.type_name()
+                            ));
+                        }
+                    };
                     let e = parse_expr(text).map_err(|e| format!("group_by: {e} (in `{text}`)"))?;
-                    Ok((text.to_owned(), e))
+                    Ok((text.to_owned(), e, each))
                 })
                 .collect::<Result<_, String>>()?,
             Some(other) => {
@@ -681,8 +701,9 @@ impl Aggregate {
             time,
             lateness_ms,
             late_port,
-            group_names: group_by.iter().map(|(n, _)| n.clone()).collect(),
-            group_by: group_by.into_iter().map(|(_, e)| e).collect(),
+            group_names: group_by.iter().map(|(n, _, _)| n.clone()).collect(),
+            group_each: group_by.iter().map(|(_, _, each)| *each).collect(),
+            group_by: group_by.into_iter().map(|(_, e, _)| e).collect(),
             emit,
             having,
             max_groups,
@@ -947,7 +968,7 @@ impl Aggregate {
         meta: &Value,
         emitted: &mut RVec<Value>,
     ) -> Result<bool, String> {
-        let key: Vec<Cow<'_, Value>> = group_by
+        let values: Vec<Cow<'_, Value>> = group_by
             .iter()
             .zip(&self.group_names)
             .map(|(e, text)| {
@@ -955,6 +976,23 @@ impl Aggregate {
                     .map_err(|err| format!("group_by `{text}`: {err}"))
             })
             .collect::<Result<_, _>>()?;
+        // `each` entries: their arrays' elements, one key per combination.
+        let mut lists: Vec<(usize, &[Value])> = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            if !self.group_each[i] {
+                continue;
+            }
+            match v.as_ref() {
+                Value::Array(items) => lists.push((i, items.as_slice())),
+                other => {
+                    return Err(format!(
+                        "group_by `{{ each = '{}' }}`: expected an array, found {}",
+                        self.group_names[i],
+                        other.type_name()
+                    ));
+                }
+            }
+        }
         for spec in &self.emit {
             if let Some(arg) = &spec.arg {
                 let v = arg
@@ -963,7 +1001,50 @@ impl Aggregate {
                 spec.check(&v)?;
             }
         }
-        let hash = key_hash(&key);
+        if lists.is_empty() {
+            let key: Vec<Cow<'_, Value>> =
+                values.iter().map(|v| Cow::Borrowed(v.as_ref())).collect();
+            self.add_key(&key, t, event, meta, emitted);
+            return Ok(true);
+        }
+        if lists.iter().any(|(_, items)| items.is_empty()) {
+            // An empty array: the event counts in no group.
+            return Ok(true);
+        }
+        // Every combination of the elements (an odometer over the `each` entries).
+        let mut at = vec![0_usize; lists.len()];
+        let mut key: Vec<Cow<'_, Value>> =
+            values.iter().map(|v| Cow::Borrowed(v.as_ref())).collect();
+        loop {
+            for ((i, items), &j) in lists.iter().zip(&at) {
+                key[*i] = Cow::Borrowed(&items[j]);
+            }
+            self.add_key(&key, t, event, meta, emitted);
+            let mut digit = lists.len();
+            loop {
+                if digit == 0 {
+                    return Ok(true);
+                }
+                digit -= 1;
+                at[digit] += 1;
+                if at[digit] < lists[digit].1.len() {
+                    break;
+                }
+                at[digit] = 0;
+            }
+        }
+    }
+
+    /// Adds an event to the group of `key` in every window that holds `t`.
+    fn add_key(
+        &mut self,
+        key: &[Cow<'_, Value>],
+        t: u64,
+        event: &Value,
+        meta: &Value,
+        emitted: &mut RVec<Value>,
+    ) {
+        let hash = key_hash(key);
         match self.window {
             Window::Time { size_ms, every_ms } => {
                 let watermark = match self.time {
@@ -982,20 +1063,19 @@ impl Aggregate {
                 };
                 while start <= last {
                     if self.time.is_none() || start + size_ms > watermark {
-                        self.add_to(start, hash, &key, event, meta, t, emitted);
+                        self.add_to(start, hash, key, event, meta, t, emitted);
                     }
                     start += every_ms;
                 }
             }
             Window::Count(n) => {
-                let (start, row) = self.add_to(0, hash, &key, event, meta, t, emitted);
+                let (start, row) = self.add_to(0, hash, key, event, meta, t, emitted);
                 let full = self.open.get(&start).is_some_and(|g| g.rows[row].1.n >= n);
                 if full {
                     self.emit_row(start, row, false, emitted);
                 }
             }
         }
-        Ok(true)
     }
 
     /// Adds an event to its group in the window starting at `start`; the window and row.

@@ -739,3 +739,100 @@ fn aggregate_records_carry_the_tokens_of_the_groups_they_close() {
     assert_eq!(outcomes, [Outcome::Ack(1), Outcome::Ack(2)]);
     assert_eq!(acks.outstanding(), 0);
 }
+
+#[test]
+fn group_by_each_counts_an_event_in_the_group_of_every_element() {
+    // (group_by, events, the records as "group n", the number of error events)
+    let cases: &[(&str, &str, &[&str], usize)] = &[
+        (
+            "[{ each = 'event.tags' }]",
+            r#"[{ tags = ["a", "b"] }, { tags = ["b"] }, { tags = [] }, { tags = ["a", "c"] }]"#,
+            &[
+                r#"{"event.tags":"a"} 2"#,
+                r#"{"event.tags":"b"} 2"#,
+                r#"{"event.tags":"c"} 1"#,
+            ],
+            0,
+        ),
+        (
+            // An element twice counts twice in its group.
+            "[{ each = 'event.tags' }]",
+            r#"[{ tags = ["a", "a"] }]"#,
+            &[r#"{"event.tags":"a"} 2"#],
+            0,
+        ),
+        (
+            "['event.app', { each = 'event.tags' }]",
+            r#"[{ app = "x", tags = ["a", "b"] }, { app = "y", tags = ["a"] }]"#,
+            &[
+                r#"{"event.app":"x","event.tags":"a"} 1"#,
+                r#"{"event.app":"x","event.tags":"b"} 1"#,
+                r#"{"event.app":"y","event.tags":"a"} 1"#,
+            ],
+            0,
+        ),
+        (
+            // Two `each` entries: every combination.
+            "[{ each = 'event.t' }, { each = 'event.u' }]",
+            r#"[{ t = [1, 2], u = ["p", "q"] }, { t = [1], u = [] }]"#,
+            &[
+                r#"{"event.t":1,"event.u":"p"} 1"#,
+                r#"{"event.t":1,"event.u":"q"} 1"#,
+                r#"{"event.t":2,"event.u":"p"} 1"#,
+                r#"{"event.t":2,"event.u":"q"} 1"#,
+            ],
+            0,
+        ),
+        (
+            // Not an array (a missing field is `null`): an error for that event only.
+            "[{ each = 'event.tags' }]",
+            r#"[{ tags = "a" }, { other = 1 }, { tags = ["a"] }]"#,
+            &[r#"{"event.tags":"a"} 1"#],
+            2,
+        ),
+    ];
+    for (group_by, input, want, errors) in cases {
+        let got = run_all(
+            &format!(
+                "[{{ aggregate = {{ window = {{ tumbling_s = 10 }}, time = '0', \
+                 group_by = {group_by}, emit = {{ n = 'count()' }} }} }}]"
+            ),
+            &[input],
+        );
+        let records: Vec<String> = port(&got, "out")
+            .iter()
+            .map(|r| format!("{} {}", field(r, &["group"]), field(r, &["n"])))
+            .collect();
+        assert_eq!(&records, want, "{group_by} on {input}");
+        let err = port(&got, "err");
+        assert_eq!(err.len(), *errors, "{group_by} on {input}");
+        for e in err {
+            let message = e.get("error").and_then(Value::as_str).unwrap_or("");
+            assert!(
+                message.contains("group_by `{ each = 'event.tags' }`: expected an array"),
+                "{message}"
+            );
+        }
+    }
+}
+
+#[test]
+fn group_by_each_takes_only_an_expression() {
+    for bad in [
+        "[{ every = 'event.tags' }]",
+        "[{ each = 'event.tags', also = 1 }]",
+        "[{ each = 1 }]",
+    ] {
+        let errors = try_def(&format!(
+            "[{{ aggregate = {{ window = {{ tumbling_s = 10 }}, group_by = {bad}, \
+             emit = {{ n = 'count()' }} }} }}]"
+        ))
+        .expect_err(bad);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("a `group_by` table is `{ each")),
+            "{bad}: {errors:?}"
+        );
+    }
+}
