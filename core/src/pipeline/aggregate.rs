@@ -4,6 +4,10 @@
 //! State is one [`Groups`] table per open window (a time window's start), each slot a group
 //! with one accumulator per emitted field. Reading a group's key borrows from the event; a key
 //! is cloned only when its group is new.
+//!
+//! A chain of windows (`window = [...]`) keeps one more table per open window of each later
+//! level; a closed window's groups are merged into the next level ([`Emit::merge`]), never
+//! re-aggregated from events.
 
 use std::{
     borrow::Cow,
@@ -340,6 +344,76 @@ impl Emit {
         }
     }
 
+    /// Merges the state `other` (of a later window of the same group) into `acc`.
+    fn merge(&self, acc: &mut Acc, other: &Acc) {
+        match (acc, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (
+                Acc::Sum {
+                    int,
+                    float,
+                    floats,
+                    n,
+                },
+                Acc::Sum {
+                    int: int2,
+                    float: float2,
+                    floats: floats2,
+                    n: n2,
+                },
+            ) => {
+                *n += n2;
+                match int.checked_add(*int2) {
+                    Some(sum) if !*floats && !*floats2 => *int = sum,
+                    _ => {
+                        let mine = if *floats { *float } else { i128_f64(*int) };
+                        let theirs = if *floats2 { *float2 } else { i128_f64(*int2) };
+                        *floats = true;
+                        *float = mine + theirs;
+                    }
+                }
+            }
+            (a @ Acc::Extreme(_), Acc::Extreme(Some(v))) => self.add(a, Some(v)),
+            (Acc::Mean { sum, n }, Acc::Mean { sum: s2, n: n2 }) => {
+                *sum += s2;
+                *n += n2;
+            }
+            (
+                Acc::Var { n, mean, m2 },
+                Acc::Var {
+                    n: n2,
+                    mean: mean2,
+                    m2: m22,
+                },
+            ) => {
+                // Chan et al.'s parallel combination of Welford states.
+                if *n2 == 0 {
+                    return;
+                }
+                #[allow(clippy::cast_precision_loss)]
+                let (na, nb) = (*n as f64, *n2 as f64);
+                let total = na + nb;
+                let delta = mean2 - *mean;
+                *mean += delta * nb / total;
+                *m2 += m22 + delta * delta * na * nb / total;
+                *n += n2;
+            }
+            (Acc::Percentile(a), Acc::Percentile(b)) => {
+                // Both sketches have the same configuration: merging can not fail.
+                let _ = a.0.merge(&b.0);
+            }
+            (Acc::First(a @ None), Acc::First(b)) | (Acc::Last(a), Acc::Last(b @ Some(_))) => {
+                a.clone_from(b);
+            }
+            (Acc::Collect(a), Acc::Collect(b)) => {
+                let room = self.limit.saturating_sub(a.len());
+                a.extend(b.iter().take(room).cloned());
+            }
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.merge(b),
+            _ => {}
+        }
+    }
+
     fn result(&self, acc: Acc) -> Value {
         match acc {
             Acc::Count(n) => Value::from(n),
@@ -414,6 +488,15 @@ struct Slot {
     batch: u64,
 }
 
+/// A level of a chain of tumbling windows after the first.
+#[derive(Debug, Clone)]
+struct Level {
+    size_ms: u64,
+    /// Open windows by start.
+    open: BTreeMap<u64, Groups<Slot>>,
+    groups: usize,
+}
+
 /// The `aggregate` operator.
 #[derive(Debug, Clone)]
 pub(crate) struct Aggregate {
@@ -435,6 +518,9 @@ pub(crate) struct Aggregate {
     max_groups: usize,
     /// Open windows by start (count windows: one, at 0).
     open: BTreeMap<u64, Groups<Slot>>,
+    /// A chain of windows (`window = [...]`): the levels after the first, each rolling up
+    /// the closed windows of the one before.
+    chain: Vec<Level>,
     groups: usize,
     seq: u64,
     /// Event time: the largest time seen.
@@ -554,7 +640,13 @@ fn emit_spec(name: &str, text: &str) -> Result<Emit, String> {
 }
 
 /// Field names of the emitted records that the emit fields can not take.
-const RESERVED: [&str; 4] = ["group", "window_start_ms", "window_end_ms", "early"];
+const RESERVED: [&str; 5] = [
+    "group",
+    "window_start_ms",
+    "window_end_ms",
+    "window_s",
+    "early",
+];
 
 impl Aggregate {
     /// Reads `aggregate = { ... }`; `late_port` gives the index of the `late` port.
@@ -577,12 +669,14 @@ impl Aggregate {
                 KEYS.join(", ")
             ));
         }
-        let window = match t.get("window") {
-            Some(Value::Object(w)) => window(w)?,
+        let (window, chain) = match t.get("window") {
+            Some(Value::Object(w)) => (window(w)?, Vec::new()),
+            Some(Value::Array(levels)) => chain(levels)?,
             _ => {
                 return Err(
-                    "`window` is required: `{ tumbling_s = S }`, `{ tumbling_n = N }` or \
-                     `{ size_s = S, every_s = E }`"
+                    "`window` is required: `{ tumbling_s = S }`, `{ tumbling_n = N }`, \
+                     `{ size_s = S, every_s = E }` or a chain `[{ tumbling_s = S1 }, \
+                     { tumbling_s = S2 }, ...]`"
                         .to_owned(),
                 );
             }
@@ -713,6 +807,7 @@ impl Aggregate {
             having,
             max_groups,
             open: BTreeMap::new(),
+            chain,
             groups: 0,
             seq: 0,
             max_time: None,
@@ -748,7 +843,7 @@ impl Aggregate {
 
     /// Groups held (over every open window).
     pub(crate) fn groups(&self) -> usize {
-        self.groups
+        self.groups + self.chain.iter().map(|l| l.groups).sum::<usize>()
     }
 
     /// The instant processing-time windows end at; `None` for event time and count windows.
@@ -759,9 +854,17 @@ impl Aggregate {
         if self.time.is_some() {
             return None;
         }
-        let (start, _) = self.open.first_key_value()?;
+        let first = self
+            .open
+            .first_key_value()
+            .map(|(start, _)| start + size_ms);
+        let end = self
+            .chain
+            .iter()
+            .filter_map(|l| l.open.first_key_value().map(|(start, _)| start + l.size_ms))
+            .chain(first)
+            .min()?;
         let (at, wall) = self.anchor?;
-        let end = start + size_ms;
         Some(at + Duration::from_millis(end.saturating_sub(wall)))
     }
 
@@ -807,9 +910,104 @@ impl Aggregate {
                     Window::Time { size_ms, .. } => (start, start + size_ms),
                     Window::Count(_) => (slot.first_ms, slot.last_ms),
                 };
+                self.roll_up(0, &key, &slot, out);
                 self.record(key, slot, bounds, false, out);
             }
         }
+        // Then each level of a chain, in order (a level's windows end where the ones before
+        // end, so they have had every window of the level before rolled in).
+        for level in 1..=self.chain.len() {
+            let size_ms = self.chain[level - 1].size_ms;
+            while let Some(entry) = self.chain[level - 1].open.first_entry() {
+                let start = *entry.key();
+                if start.saturating_add(size_ms) > until {
+                    break;
+                }
+                let mut groups = entry.remove();
+                self.chain[level - 1].groups -= groups.len();
+                for (key, slot) in groups.drain() {
+                    self.roll_up(level, &key, &slot, out);
+                    self.record(key, slot, (start, start + size_ms), false, out);
+                }
+            }
+        }
+    }
+
+    /// Merges a group of a closed window of `level` (0: the first) into the next level of the
+    /// chain, if there is one.
+    fn roll_up(&mut self, level: usize, key: &[Value], slot: &Slot, out: &mut RVec<Value>) {
+        let Some(next) = self.chain.get(level) else {
+            return;
+        };
+        let start = slot.first_ms / next.size_ms * next.size_ms;
+        let borrowed: Vec<Cow<'_, Value>> = key.iter().map(Cow::Borrowed).collect();
+        let hash = key_hash(&borrowed);
+        let found = next.open.get(&start).and_then(|g| g.find(hash, &borrowed));
+        let row = match found {
+            Some(row) => row,
+            None => {
+                if next.groups >= self.max_groups {
+                    self.evict_level(level + 1, out);
+                }
+                let slot = Slot {
+                    accs: self.emit.iter().map(Emit::start).collect(),
+                    seen: 0,
+                    first_ms: slot.first_ms,
+                    last_ms: slot.last_ms,
+                    n: 0,
+                    tokens: Tokens::default(),
+                    batch: 0,
+                };
+                let next = &mut self.chain[level];
+                next.groups += 1;
+                next.open
+                    .entry(start)
+                    .or_default()
+                    .insert(hash, &borrowed, slot)
+            }
+        };
+        let Some(groups) = self.chain[level].open.get_mut(&start) else {
+            return;
+        };
+        let into = &mut groups.rows[row].1;
+        into.seen = into.seen.max(slot.seen);
+        into.n += slot.n;
+        into.first_ms = into.first_ms.min(slot.first_ms);
+        into.last_ms = into.last_ms.max(slot.last_ms);
+        for ((spec, acc), other) in self.emit.iter().zip(&mut into.accs).zip(&slot.accs) {
+            spec.merge(acc, other);
+        }
+    }
+
+    /// Emits the least recently seen group of a level (from 1) of the chain early.
+    fn evict_level(&mut self, level: usize, out: &mut RVec<Value>) {
+        let l = &self.chain[level - 1];
+        let oldest = l
+            .open
+            .iter()
+            .flat_map(|(start, g)| {
+                g.rows
+                    .iter()
+                    .enumerate()
+                    .map(move |(row, (_, s))| (s.seen, *start, row))
+            })
+            .min();
+        let Some((_, start, row)) = oldest else {
+            return;
+        };
+        let size_ms = l.size_ms;
+        let l = &mut self.chain[level - 1];
+        let Some(groups) = l.open.get_mut(&start) else {
+            return;
+        };
+        let (key, slot) = groups.remove(row);
+        if groups.is_empty() {
+            l.open.remove(&start);
+        }
+        l.groups -= 1;
+        self.evicted += 1;
+        self.roll_up(level, &key, &slot, out);
+        self.record(key, slot, (start, start + size_ms), true, out);
     }
 
     /// The emitted record of a group, if `having` keeps it.
@@ -836,6 +1034,18 @@ impl Aggregate {
         }
         o.push("window_start_ms".into(), start_ms.into());
         o.push("window_end_ms".into(), end_ms.into());
+        if !self.chain.is_empty() {
+            let ms = end_ms - start_ms;
+            o.push(
+                "window_s".into(),
+                if ms % 1000 == 0 {
+                    Value::from(ms / 1000)
+                } else {
+                    #[allow(clippy::cast_precision_loss)]
+                    Value::F64(ms as f64 / 1000.0)
+                },
+            );
+        }
         if early {
             o.push("early".into(), true.into());
         }
@@ -1180,8 +1390,71 @@ impl Aggregate {
             Window::Time { size_ms, .. } => (start, start + size_ms),
             Window::Count(_) => (slot.first_ms, slot.last_ms),
         };
+        self.roll_up(0, &key, &slot, emitted);
         self.record(key, slot, bounds, early, emitted);
     }
+}
+
+/// Reads a chain of tumbling windows, each a multiple of the one before.
+fn chain(levels: &[Value]) -> Result<(Window, Vec<Level>), String> {
+    if levels.len() < 2 {
+        return Err(
+            "a chain of windows has at least two: `[{ tumbling_s = S1 }, { tumbling_s = S2 }]`"
+                .to_owned(),
+        );
+    }
+    let mut sizes = Vec::with_capacity(levels.len());
+    for (i, level) in levels.iter().enumerate() {
+        let w = match level {
+            Value::Object(w) => window(w).map_err(|e| format!("window {}: {e}", i + 1))?,
+            other => {
+                return Err(format!(
+                    "window {}: expected `{{ tumbling_s = S }}`, found {}",
+                    i + 1,
+                    other.type_name()
+                ));
+            }
+        };
+        let size_ms = match w {
+            Window::Time { size_ms, every_ms } if size_ms == every_ms => size_ms,
+            _ => {
+                return Err(format!(
+                    "window {}: a chain of windows takes only `{{ tumbling_s = S }}`",
+                    i + 1
+                ));
+            }
+        };
+        if let Some(&before) = sizes.last()
+            && (size_ms <= before || size_ms % before != 0)
+        {
+            return Err(format!(
+                "window {}: each window of a chain is a multiple (more than 1) of the one \
+                 before, found {} s after {} s",
+                i + 1,
+                Value::F64(millis_f64(size_ms)),
+                Value::F64(millis_f64(before)),
+            ));
+        }
+        sizes.push(size_ms);
+    }
+    let first = Window::Time {
+        size_ms: sizes[0],
+        every_ms: sizes[0],
+    };
+    let chain = sizes[1..]
+        .iter()
+        .map(|&size_ms| Level {
+            size_ms,
+            open: BTreeMap::new(),
+            groups: 0,
+        })
+        .collect();
+    Ok((first, chain))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn millis_f64(ms: u64) -> f64 {
+    ms as f64 / 1000.0
 }
 
 fn window(w: &Object) -> Result<Window, String> {
