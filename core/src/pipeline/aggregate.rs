@@ -61,6 +61,25 @@ impl<S> Default for Groups<S> {
     }
 }
 
+/// An estimate of the bytes a value takes, itself and what it points to.
+pub(crate) fn value_bytes(v: &Value) -> usize {
+    size_of::<Value>() + heap_bytes(v)
+}
+
+/// An estimate of the bytes a value points to.
+fn heap_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        Value::Array(items) => items.iter().map(value_bytes).sum(),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| size_of::<Value>() + k.len() + value_bytes(v))
+            .sum(),
+        _ => 0,
+    }
+}
+
 /// The hash of a key (agrees with `Value`'s equality).
 pub(crate) fn key_hash(key: &[Cow<'_, Value>]) -> u64 {
     key.iter().fold(0x9e37_79b9_7f4a_7c15_u64, |h, v| {
@@ -104,6 +123,18 @@ impl<S> Groups<S> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// An estimate of the bytes the table holds, `state` giving a row's state's.
+    pub(crate) fn bytes(&self, state: impl Fn(&S) -> usize) -> usize {
+        let per_row = size_of::<(Vec<Value>, S)>() + size_of::<usize>();
+        let index = self.index.len() * (size_of::<(u64, Vec<usize>)>() + 8);
+        index
+            + self
+                .rows
+                .iter()
+                .map(|(key, s)| per_row + key.iter().map(value_bytes).sum::<usize>() + state(s))
+                .sum::<usize>()
     }
 
     fn drain(&mut self) -> std::vec::Drain<'_, (Vec<Value>, S)> {
@@ -412,6 +443,19 @@ impl Emit {
             (Acc::Distinct(a), Acc::Distinct(b)) => a.merge(b),
             _ => {}
         }
+    }
+
+    /// An estimate of the bytes a state takes.
+    fn bytes(acc: &Acc) -> usize {
+        size_of::<Acc>()
+            + match acc {
+                Acc::Extreme(Some(v)) | Acc::First(Some(v)) | Acc::Last(Some(v)) => heap_bytes(v),
+                Acc::Collect(items) => items.iter().map(value_bytes).sum(),
+                // Its bins are u64 counts.
+                Acc::Percentile(s) => size_of::<Sketch>() + s.0.length() * 8,
+                Acc::Distinct(d) => d.size_of(),
+                _ => 0,
+            }
     }
 
     fn result(&self, acc: Acc) -> Value {
@@ -839,6 +883,16 @@ impl Aggregate {
             }
             None => 0,
         }
+    }
+
+    /// An estimate of the bytes the groups of every open window hold.
+    pub(crate) fn state_bytes(&self) -> usize {
+        let slot = |s: &Slot| size_of::<Slot>() + s.accs.iter().map(Emit::bytes).sum::<usize>();
+        self.open
+            .values()
+            .chain(self.chain.iter().flat_map(|l| l.open.values()))
+            .map(|g| size_of::<(u64, Groups<Slot>)>() + g.bytes(slot))
+            .sum()
     }
 
     /// Groups held (over every open window).

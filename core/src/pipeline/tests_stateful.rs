@@ -1045,3 +1045,50 @@ fn every_level_of_a_chain_is_bounded_by_max_groups() {
     assert_eq!(per_level(10), (5, 4));
     assert_eq!(per_level(60), (5, 3));
 }
+
+#[test]
+fn state_bytes_grow_with_groups_and_fall_when_windows_close() {
+    let windows = [
+        "{ tumbling_s = 10 }",
+        "[{ tumbling_s = 10 }, { tumbling_s = 60 }]",
+    ];
+    let batch = |from: u64, to: u64| {
+        events(&format!(
+            "[{}]",
+            (from..to)
+                .map(|g| format!(r#"{{ ts = 1000, g = {g}, s = "value {g}" }}"#))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
+    for window in windows {
+        let d = def(&format!(
+            "[{{ aggregate = {{ window = {window}, time = 'event.ts', group_by = ['event.g'], \
+             emit = {{ n = 'count()', all = 'collect(event.s)', p = 'percentile(event.g, 0.5)', \
+             u = 'distinct(event.s)' }} }} }}]"
+        ));
+        let t0 = Instant::now();
+        let mut p = Pipeline::new(&d, t0);
+        let mut out = Output::default();
+        assert_eq!(p.state_bytes(), 0, "{window}");
+        p.process(batch(0, 10), t0, &mut out);
+        let ten = p.state_bytes();
+        assert_eq!(p.state().0, 10, "{window}");
+        p.process(batch(10, 110), t0, &mut out);
+        let many = p.state_bytes();
+        assert_eq!(p.state().0, 110, "{window}");
+        // About proportional: 11 times the groups, well over 5 times the bytes.
+        assert!(ten > 0 && many > ten * 5, "{window}: {ten} then {many}");
+        // An event past every window: they close, one group is left.
+        p.process(events("[{ ts = 125000, g = 0, s = \"x\" }]"), t0, &mut out);
+        assert_eq!(p.state().0, 1, "{window}");
+        let one = p.state_bytes();
+        assert!(one > 0 && one * 5 < ten, "{window}: {one} after {ten}");
+        p.finish(t0, &mut out);
+        assert_eq!(p.state_bytes(), 0, "{window}");
+        assert_eq!(
+            port(&outputs(&d, &mut out), "out").len(),
+            if window.starts_with('[') { 222 } else { 111 }
+        );
+    }
+}
