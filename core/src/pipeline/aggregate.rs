@@ -244,7 +244,7 @@ enum Acc {
     First(Option<Value>),
     Last(Option<Value>),
     Collect(Vec<Value>),
-    Distinct(Box<Distinct>),
+    Distinct(Distinct),
 }
 
 fn num_cmp(a: &Value, b: &Value) -> Ordering {
@@ -278,7 +278,7 @@ impl Emit {
             AggFn::First => Acc::First(None),
             AggFn::Last => Acc::Last(None),
             AggFn::Collect => Acc::Collect(Vec::new()),
-            AggFn::Distinct => Acc::Distinct(Box::default()),
+            AggFn::Distinct => Acc::Distinct(Distinct::default()),
         }
     }
 
