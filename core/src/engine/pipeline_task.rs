@@ -6,7 +6,7 @@
 
 use std::{
     sync::mpsc::{Receiver, RecvTimeoutError, SyncSender},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use tracing::{debug, warn};
@@ -25,6 +25,9 @@ pub(crate) fn run_pipeline(
     let mut pipeline = Pipeline::new(def, Instant::now());
     let mut out = Output::default();
     let mut warned_drop = vec![false; ports.len()];
+    // `state_bytes` walks every group: it is estimated when the groups fell (windows closed)
+    // and at most once a second while they do not.
+    let mut bytes_at: Option<(Instant, usize)> = None;
     loop {
         let received = match pipeline.deadline() {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -71,6 +74,20 @@ pub(crate) fn run_pipeline(
             }
         }
         let (groups, evicted) = pipeline.state();
+        let stale = bytes_at.is_none_or(|(at, then)| {
+            groups < then || now.saturating_duration_since(at) >= Duration::from_secs(1)
+        });
+        if groups == 0 || done || stale {
+            let bytes = if groups == 0 {
+                0
+            } else {
+                pipeline.state_bytes()
+            };
+            bytes_at = Some((now, groups));
+            counters
+                .state_bytes
+                .store(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         counters
             .state_groups
             .store(groups as u64, std::sync::atomic::Ordering::Relaxed);

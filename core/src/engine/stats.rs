@@ -253,6 +253,8 @@ pub struct PipelineCounters {
     pub dropped: AtomicU64,
     /// Groups the stateful operators (`aggregate`, `bucket`, `count`) hold now.
     pub state_groups: AtomicU64,
+    /// An estimate of the bytes those operators hold (their groups' keys and states).
+    pub state_bytes: AtomicU64,
     /// Groups those operators gave up because their `max_groups` was reached (an `aggregate`
     /// emits them early, a `bucket` forgets their counts).
     pub evicted: AtomicU64,
@@ -371,6 +373,7 @@ impl Stats {
                     ("errors", n(&p.errors)),
                     ("dropped", n(&p.dropped)),
                     ("state_groups", n(&p.state_groups)),
+                    ("state_bytes", n(&p.state_bytes)),
                     ("evicted", n(&p.evicted)),
                     ("state", p.state.get().as_str().into()),
                 ]
@@ -447,6 +450,7 @@ mod tests {
             "paused",
             "resumed",
             "state_groups",
+            "state_bytes",
             "evicted",
         ] {
             assert!(

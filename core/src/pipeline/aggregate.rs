@@ -4,14 +4,19 @@
 //! State is one [`Groups`] table per open window (a time window's start), each slot a group
 //! with one accumulator per emitted field. Reading a group's key borrows from the event; a key
 //! is cloned only when its group is new.
+//!
+//! A chain of windows (`window = [...]`) keeps one more table per open window of each later
+//! level; a closed window's groups are merged into the next level ([`Emit::merge`]), never
+//! re-aggregated from events.
 
 use std::{
     borrow::Cow,
     cmp::Ordering,
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use cardinality_estimator::CardinalityEstimator;
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 use temblor_shim::{Object, RVec, Value};
 
@@ -27,8 +32,16 @@ use crate::delivery::Tokens;
 pub(crate) const DEFAULT_MAX_GROUPS: usize = 10_000;
 /// The default bound of `collect`.
 const COLLECT_LIMIT: usize = 1_000;
-/// The bound of `distinct` (exact up to this many values per group).
-const DISTINCT_LIMIT: usize = 10_000;
+/// The precision of `distinct`'s HyperLogLog++: 2^12 registers of 6 bits (3 KiB per group at
+/// most), a standard error of 1.04 / sqrt(2^12), about 1.6%.
+const DISTINCT_PRECISION: usize = 12;
+/// The bound documented for `distinct`'s relative error (about three standard errors).
+#[cfg(test)]
+const DISTINCT_ERROR: f64 = 0.05;
+
+/// `distinct`'s estimator, fed the 64-bit hashes of the values.
+type Distinct =
+    CardinalityEstimator<u64, std::collections::hash_map::DefaultHasher, DISTINCT_PRECISION, 6>;
 /// The relative error of `percentile` (DDSketch's alpha).
 pub(crate) const PERCENTILE_ERROR: f64 = 0.01;
 
@@ -45,6 +58,25 @@ impl<S> Default for Groups<S> {
             rows: Vec::new(),
             index: HashMap::new(),
         }
+    }
+}
+
+/// An estimate of the bytes a value takes, itself and what it points to.
+pub(crate) fn value_bytes(v: &Value) -> usize {
+    size_of::<Value>() + heap_bytes(v)
+}
+
+/// An estimate of the bytes a value points to.
+fn heap_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len(),
+        Value::Bytes(b) => b.len(),
+        Value::Array(items) => items.iter().map(value_bytes).sum(),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| size_of::<Value>() + k.len() + value_bytes(v))
+            .sum(),
+        _ => 0,
     }
 }
 
@@ -91,6 +123,18 @@ impl<S> Groups<S> {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// An estimate of the bytes the table holds, `state` giving a row's state's.
+    pub(crate) fn bytes(&self, state: impl Fn(&S) -> usize) -> usize {
+        let per_row = size_of::<(Vec<Value>, S)>() + size_of::<usize>();
+        let index = self.index.len() * (size_of::<(u64, Vec<usize>)>() + 8);
+        index
+            + self
+                .rows
+                .iter()
+                .map(|(key, s)| per_row + key.iter().map(value_bytes).sum::<usize>() + state(s))
+                .sum::<usize>()
     }
 
     fn drain(&mut self) -> std::vec::Drain<'_, (Vec<Value>, S)> {
@@ -200,7 +244,7 @@ enum Acc {
     First(Option<Value>),
     Last(Option<Value>),
     Collect(Vec<Value>),
-    Distinct(HashSet<u64>),
+    Distinct(Distinct),
 }
 
 fn num_cmp(a: &Value, b: &Value) -> Ordering {
@@ -234,7 +278,7 @@ impl Emit {
             AggFn::First => Acc::First(None),
             AggFn::Last => Acc::Last(None),
             AggFn::Collect => Acc::Collect(Vec::new()),
-            AggFn::Distinct => Acc::Distinct(HashSet::new()),
+            AggFn::Distinct => Acc::Distinct(Distinct::default()),
         }
     }
 
@@ -327,12 +371,91 @@ impl Emit {
                     items.push(v.clone());
                 }
             }
-            Acc::Distinct(seen) => {
-                if seen.len() < DISTINCT_LIMIT {
-                    seen.insert(hash_of(v));
+            Acc::Distinct(seen) => seen.insert_hash(hash_of(v)),
+        }
+    }
+
+    /// Merges the state `other` (of a later window of the same group) into `acc`.
+    fn merge(&self, acc: &mut Acc, other: &Acc) {
+        match (acc, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (
+                Acc::Sum {
+                    int,
+                    float,
+                    floats,
+                    n,
+                },
+                Acc::Sum {
+                    int: int2,
+                    float: float2,
+                    floats: floats2,
+                    n: n2,
+                },
+            ) => {
+                *n += n2;
+                match int.checked_add(*int2) {
+                    Some(sum) if !*floats && !*floats2 => *int = sum,
+                    _ => {
+                        let mine = if *floats { *float } else { i128_f64(*int) };
+                        let theirs = if *floats2 { *float2 } else { i128_f64(*int2) };
+                        *floats = true;
+                        *float = mine + theirs;
+                    }
                 }
             }
+            (a @ Acc::Extreme(_), Acc::Extreme(Some(v))) => self.add(a, Some(v)),
+            (Acc::Mean { sum, n }, Acc::Mean { sum: s2, n: n2 }) => {
+                *sum += s2;
+                *n += n2;
+            }
+            (
+                Acc::Var { n, mean, m2 },
+                Acc::Var {
+                    n: n2,
+                    mean: mean2,
+                    m2: m22,
+                },
+            ) => {
+                // Chan et al.'s parallel combination of Welford states.
+                if *n2 == 0 {
+                    return;
+                }
+                #[allow(clippy::cast_precision_loss)]
+                let (na, nb) = (*n as f64, *n2 as f64);
+                let total = na + nb;
+                let delta = mean2 - *mean;
+                *mean += delta * nb / total;
+                *m2 += m22 + delta * delta * na * nb / total;
+                *n += n2;
+            }
+            (Acc::Percentile(a), Acc::Percentile(b)) => {
+                // Both sketches have the same configuration: merging can not fail.
+                let _ = a.0.merge(&b.0);
+            }
+            (Acc::First(a @ None), Acc::First(b)) | (Acc::Last(a), Acc::Last(b @ Some(_))) => {
+                a.clone_from(b);
+            }
+            (Acc::Collect(a), Acc::Collect(b)) => {
+                let room = self.limit.saturating_sub(a.len());
+                a.extend(b.iter().take(room).cloned());
+            }
+            (Acc::Distinct(a), Acc::Distinct(b)) => a.merge(b),
+            _ => {}
         }
+    }
+
+    /// An estimate of the bytes a state takes.
+    fn bytes(acc: &Acc) -> usize {
+        size_of::<Acc>()
+            + match acc {
+                Acc::Extreme(Some(v)) | Acc::First(Some(v)) | Acc::Last(Some(v)) => heap_bytes(v),
+                Acc::Collect(items) => items.iter().map(value_bytes).sum(),
+                // Its bins are u64 counts.
+                Acc::Percentile(s) => size_of::<Sketch>() + s.0.length() * 8,
+                Acc::Distinct(d) => d.size_of(),
+                _ => 0,
+            }
     }
 
     fn result(&self, acc: Acc) -> Value {
@@ -373,7 +496,7 @@ impl Emit {
                 .flatten()
                 .map_or(Value::Null, Value::F64),
             Acc::Collect(items) => Value::Array(items.into()),
-            Acc::Distinct(seen) => Value::from(seen.len()),
+            Acc::Distinct(seen) => Value::from(seen.estimate()),
         }
     }
 }
@@ -409,6 +532,15 @@ struct Slot {
     batch: u64,
 }
 
+/// A level of a chain of tumbling windows after the first.
+#[derive(Debug, Clone)]
+struct Level {
+    size_ms: u64,
+    /// Open windows by start.
+    open: BTreeMap<u64, Groups<Slot>>,
+    groups: usize,
+}
+
 /// The `aggregate` operator.
 #[derive(Debug, Clone)]
 pub(crate) struct Aggregate {
@@ -422,11 +554,17 @@ pub(crate) struct Aggregate {
     group_names: Vec<String>,
     /// ... and the expressions.
     group_by: Vec<Expr>,
+    /// Which `group_by` entries are `{ each = '...' }`: the event counts in the group of each
+    /// element of that array.
+    group_each: Vec<bool>,
     emit: Vec<Emit>,
     having: Option<Expr>,
     max_groups: usize,
     /// Open windows by start (count windows: one, at 0).
     open: BTreeMap<u64, Groups<Slot>>,
+    /// A chain of windows (`window = [...]`): the levels after the first, each rolling up
+    /// the closed windows of the one before.
+    chain: Vec<Level>,
     groups: usize,
     seq: u64,
     /// Event time: the largest time seen.
@@ -546,7 +684,13 @@ fn emit_spec(name: &str, text: &str) -> Result<Emit, String> {
 }
 
 /// Field names of the emitted records that the emit fields can not take.
-const RESERVED: [&str; 4] = ["group", "window_start_ms", "window_end_ms", "early"];
+const RESERVED: [&str; 5] = [
+    "group",
+    "window_start_ms",
+    "window_end_ms",
+    "window_s",
+    "early",
+];
 
 impl Aggregate {
     /// Reads `aggregate = { ... }`; `late_port` gives the index of the `late` port.
@@ -569,26 +713,45 @@ impl Aggregate {
                 KEYS.join(", ")
             ));
         }
-        let window = match t.get("window") {
-            Some(Value::Object(w)) => window(w)?,
+        let (window, chain) = match t.get("window") {
+            Some(Value::Object(w)) => (window(w)?, Vec::new()),
+            Some(Value::Array(levels)) => chain(levels)?,
             _ => {
                 return Err(
-                    "`window` is required: `{ tumbling_s = S }`, `{ tumbling_n = N }` or \
-                     `{ size_s = S, every_s = E }`"
+                    "`window` is required: `{ tumbling_s = S }`, `{ tumbling_n = N }`, \
+                     `{ size_s = S, every_s = E }` or a chain `[{ tumbling_s = S1 }, \
+                     { tumbling_s = S2 }, ...]`"
                         .to_owned(),
                 );
             }
         };
-        let group_by: Vec<(String, Expr)> = match t.get("group_by") {
+        let group_by: Vec<(String, Expr, bool)> = match t.get("group_by") {
             None => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| {
-                    let text = v.as_str().ok_or_else(|| {
-                        format!("`group_by` holds expressions, found {}", v.type_name())
-                    })?;
+                    let (text, each) = match v {
+                        Value::String(s) => (s.as_str(), false),
+                        Value::Object(o) => match (o.len(), o.get("each")) {
+                            (1, Some(Value::String(s))) => (s.as_str(), true),
+                            _ => {
+                                return Err(
+                                    "a `group_by` table is `{ each = 'EXPRESSION' }` (an array: \
+                                     the event counts in the group of each element)"
+                                        .to_owned(),
+                                );
+                            }
+                        },
+                        _ => {
+                            return Err(format!(
+                                "`group_by` holds expressions or `{{ each = 'EXPRESSION' }}`, \
+                                 found {}",
+                                v.type_name()
+                            ));
+                        }
+                    };
                     let e = parse_expr(text).map_err(|e| format!("group_by: {e} (in `{text}`)"))?;
-                    Ok((text.to_owned(), e))
+                    Ok((text.to_owned(), e, each))
                 })
                 .collect::<Result<_, String>>()?,
             Some(other) => {
@@ -681,12 +844,14 @@ impl Aggregate {
             time,
             lateness_ms,
             late_port,
-            group_names: group_by.iter().map(|(n, _)| n.clone()).collect(),
-            group_by: group_by.into_iter().map(|(_, e)| e).collect(),
+            group_names: group_by.iter().map(|(n, _, _)| n.clone()).collect(),
+            group_each: group_by.iter().map(|(_, _, each)| *each).collect(),
+            group_by: group_by.into_iter().map(|(_, e, _)| e).collect(),
             emit,
             having,
             max_groups,
             open: BTreeMap::new(),
+            chain,
             groups: 0,
             seq: 0,
             max_time: None,
@@ -720,9 +885,19 @@ impl Aggregate {
         }
     }
 
+    /// An estimate of the bytes the groups of every open window hold.
+    pub(crate) fn state_bytes(&self) -> usize {
+        let slot = |s: &Slot| size_of::<Slot>() + s.accs.iter().map(Emit::bytes).sum::<usize>();
+        self.open
+            .values()
+            .chain(self.chain.iter().flat_map(|l| l.open.values()))
+            .map(|g| size_of::<(u64, Groups<Slot>)>() + g.bytes(slot))
+            .sum()
+    }
+
     /// Groups held (over every open window).
     pub(crate) fn groups(&self) -> usize {
-        self.groups
+        self.groups + self.chain.iter().map(|l| l.groups).sum::<usize>()
     }
 
     /// The instant processing-time windows end at; `None` for event time and count windows.
@@ -733,9 +908,17 @@ impl Aggregate {
         if self.time.is_some() {
             return None;
         }
-        let (start, _) = self.open.first_key_value()?;
+        let first = self
+            .open
+            .first_key_value()
+            .map(|(start, _)| start + size_ms);
+        let end = self
+            .chain
+            .iter()
+            .filter_map(|l| l.open.first_key_value().map(|(start, _)| start + l.size_ms))
+            .chain(first)
+            .min()?;
         let (at, wall) = self.anchor?;
-        let end = start + size_ms;
         Some(at + Duration::from_millis(end.saturating_sub(wall)))
     }
 
@@ -781,9 +964,104 @@ impl Aggregate {
                     Window::Time { size_ms, .. } => (start, start + size_ms),
                     Window::Count(_) => (slot.first_ms, slot.last_ms),
                 };
+                self.roll_up(0, &key, &slot, out);
                 self.record(key, slot, bounds, false, out);
             }
         }
+        // Then each level of a chain, in order (a level's windows end where the ones before
+        // end, so they have had every window of the level before rolled in).
+        for level in 1..=self.chain.len() {
+            let size_ms = self.chain[level - 1].size_ms;
+            while let Some(entry) = self.chain[level - 1].open.first_entry() {
+                let start = *entry.key();
+                if start.saturating_add(size_ms) > until {
+                    break;
+                }
+                let mut groups = entry.remove();
+                self.chain[level - 1].groups -= groups.len();
+                for (key, slot) in groups.drain() {
+                    self.roll_up(level, &key, &slot, out);
+                    self.record(key, slot, (start, start + size_ms), false, out);
+                }
+            }
+        }
+    }
+
+    /// Merges a group of a closed window of `level` (0: the first) into the next level of the
+    /// chain, if there is one.
+    fn roll_up(&mut self, level: usize, key: &[Value], slot: &Slot, out: &mut RVec<Value>) {
+        let Some(next) = self.chain.get(level) else {
+            return;
+        };
+        let start = slot.first_ms / next.size_ms * next.size_ms;
+        let borrowed: Vec<Cow<'_, Value>> = key.iter().map(Cow::Borrowed).collect();
+        let hash = key_hash(&borrowed);
+        let found = next.open.get(&start).and_then(|g| g.find(hash, &borrowed));
+        let row = match found {
+            Some(row) => row,
+            None => {
+                if next.groups >= self.max_groups {
+                    self.evict_level(level + 1, out);
+                }
+                let slot = Slot {
+                    accs: self.emit.iter().map(Emit::start).collect(),
+                    seen: 0,
+                    first_ms: slot.first_ms,
+                    last_ms: slot.last_ms,
+                    n: 0,
+                    tokens: Tokens::default(),
+                    batch: 0,
+                };
+                let next = &mut self.chain[level];
+                next.groups += 1;
+                next.open
+                    .entry(start)
+                    .or_default()
+                    .insert(hash, &borrowed, slot)
+            }
+        };
+        let Some(groups) = self.chain[level].open.get_mut(&start) else {
+            return;
+        };
+        let into = &mut groups.rows[row].1;
+        into.seen = into.seen.max(slot.seen);
+        into.n += slot.n;
+        into.first_ms = into.first_ms.min(slot.first_ms);
+        into.last_ms = into.last_ms.max(slot.last_ms);
+        for ((spec, acc), other) in self.emit.iter().zip(&mut into.accs).zip(&slot.accs) {
+            spec.merge(acc, other);
+        }
+    }
+
+    /// Emits the least recently seen group of a level (from 1) of the chain early.
+    fn evict_level(&mut self, level: usize, out: &mut RVec<Value>) {
+        let l = &self.chain[level - 1];
+        let oldest = l
+            .open
+            .iter()
+            .flat_map(|(start, g)| {
+                g.rows
+                    .iter()
+                    .enumerate()
+                    .map(move |(row, (_, s))| (s.seen, *start, row))
+            })
+            .min();
+        let Some((_, start, row)) = oldest else {
+            return;
+        };
+        let size_ms = l.size_ms;
+        let l = &mut self.chain[level - 1];
+        let Some(groups) = l.open.get_mut(&start) else {
+            return;
+        };
+        let (key, slot) = groups.remove(row);
+        if groups.is_empty() {
+            l.open.remove(&start);
+        }
+        l.groups -= 1;
+        self.evicted += 1;
+        self.roll_up(level, &key, &slot, out);
+        self.record(key, slot, (start, start + size_ms), true, out);
     }
 
     /// The emitted record of a group, if `having` keeps it.
@@ -810,6 +1088,18 @@ impl Aggregate {
         }
         o.push("window_start_ms".into(), start_ms.into());
         o.push("window_end_ms".into(), end_ms.into());
+        if !self.chain.is_empty() {
+            let ms = end_ms - start_ms;
+            o.push(
+                "window_s".into(),
+                if ms % 1000 == 0 {
+                    Value::from(ms / 1000)
+                } else {
+                    #[allow(clippy::cast_precision_loss)]
+                    Value::F64(ms as f64 / 1000.0)
+                },
+            );
+        }
         if early {
             o.push("early".into(), true.into());
         }
@@ -947,7 +1237,7 @@ impl Aggregate {
         meta: &Value,
         emitted: &mut RVec<Value>,
     ) -> Result<bool, String> {
-        let key: Vec<Cow<'_, Value>> = group_by
+        let values: Vec<Cow<'_, Value>> = group_by
             .iter()
             .zip(&self.group_names)
             .map(|(e, text)| {
@@ -955,6 +1245,23 @@ impl Aggregate {
                     .map_err(|err| format!("group_by `{text}`: {err}"))
             })
             .collect::<Result<_, _>>()?;
+        // `each` entries: their arrays' elements, one key per combination.
+        let mut lists: Vec<(usize, &[Value])> = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            if !self.group_each[i] {
+                continue;
+            }
+            match v.as_ref() {
+                Value::Array(items) => lists.push((i, items.as_slice())),
+                other => {
+                    return Err(format!(
+                        "group_by `{{ each = '{}' }}`: expected an array, found {}",
+                        self.group_names[i],
+                        other.type_name()
+                    ));
+                }
+            }
+        }
         for spec in &self.emit {
             if let Some(arg) = &spec.arg {
                 let v = arg
@@ -963,7 +1270,50 @@ impl Aggregate {
                 spec.check(&v)?;
             }
         }
-        let hash = key_hash(&key);
+        if lists.is_empty() {
+            let key: Vec<Cow<'_, Value>> =
+                values.iter().map(|v| Cow::Borrowed(v.as_ref())).collect();
+            self.add_key(&key, t, event, meta, emitted);
+            return Ok(true);
+        }
+        if lists.iter().any(|(_, items)| items.is_empty()) {
+            // An empty array: the event counts in no group.
+            return Ok(true);
+        }
+        // Every combination of the elements (an odometer over the `each` entries).
+        let mut at = vec![0_usize; lists.len()];
+        let mut key: Vec<Cow<'_, Value>> =
+            values.iter().map(|v| Cow::Borrowed(v.as_ref())).collect();
+        loop {
+            for ((i, items), &j) in lists.iter().zip(&at) {
+                key[*i] = Cow::Borrowed(&items[j]);
+            }
+            self.add_key(&key, t, event, meta, emitted);
+            let mut digit = lists.len();
+            loop {
+                if digit == 0 {
+                    return Ok(true);
+                }
+                digit -= 1;
+                at[digit] += 1;
+                if at[digit] < lists[digit].1.len() {
+                    break;
+                }
+                at[digit] = 0;
+            }
+        }
+    }
+
+    /// Adds an event to the group of `key` in every window that holds `t`.
+    fn add_key(
+        &mut self,
+        key: &[Cow<'_, Value>],
+        t: u64,
+        event: &Value,
+        meta: &Value,
+        emitted: &mut RVec<Value>,
+    ) {
+        let hash = key_hash(key);
         match self.window {
             Window::Time { size_ms, every_ms } => {
                 let watermark = match self.time {
@@ -982,20 +1332,19 @@ impl Aggregate {
                 };
                 while start <= last {
                     if self.time.is_none() || start + size_ms > watermark {
-                        self.add_to(start, hash, &key, event, meta, t, emitted);
+                        self.add_to(start, hash, key, event, meta, t, emitted);
                     }
                     start += every_ms;
                 }
             }
             Window::Count(n) => {
-                let (start, row) = self.add_to(0, hash, &key, event, meta, t, emitted);
+                let (start, row) = self.add_to(0, hash, key, event, meta, t, emitted);
                 let full = self.open.get(&start).is_some_and(|g| g.rows[row].1.n >= n);
                 if full {
                     self.emit_row(start, row, false, emitted);
                 }
             }
         }
-        Ok(true)
     }
 
     /// Adds an event to its group in the window starting at `start`; the window and row.
@@ -1095,8 +1444,71 @@ impl Aggregate {
             Window::Time { size_ms, .. } => (start, start + size_ms),
             Window::Count(_) => (slot.first_ms, slot.last_ms),
         };
+        self.roll_up(0, &key, &slot, emitted);
         self.record(key, slot, bounds, early, emitted);
     }
+}
+
+/// Reads a chain of tumbling windows, each a multiple of the one before.
+fn chain(levels: &[Value]) -> Result<(Window, Vec<Level>), String> {
+    if levels.len() < 2 {
+        return Err(
+            "a chain of windows has at least two: `[{ tumbling_s = S1 }, { tumbling_s = S2 }]`"
+                .to_owned(),
+        );
+    }
+    let mut sizes = Vec::with_capacity(levels.len());
+    for (i, level) in levels.iter().enumerate() {
+        let w = match level {
+            Value::Object(w) => window(w).map_err(|e| format!("window {}: {e}", i + 1))?,
+            other => {
+                return Err(format!(
+                    "window {}: expected `{{ tumbling_s = S }}`, found {}",
+                    i + 1,
+                    other.type_name()
+                ));
+            }
+        };
+        let size_ms = match w {
+            Window::Time { size_ms, every_ms } if size_ms == every_ms => size_ms,
+            _ => {
+                return Err(format!(
+                    "window {}: a chain of windows takes only `{{ tumbling_s = S }}`",
+                    i + 1
+                ));
+            }
+        };
+        if let Some(&before) = sizes.last()
+            && (size_ms <= before || size_ms % before != 0)
+        {
+            return Err(format!(
+                "window {}: each window of a chain is a multiple (more than 1) of the one \
+                 before, found {} s after {} s",
+                i + 1,
+                Value::F64(millis_f64(size_ms)),
+                Value::F64(millis_f64(before)),
+            ));
+        }
+        sizes.push(size_ms);
+    }
+    let first = Window::Time {
+        size_ms: sizes[0],
+        every_ms: sizes[0],
+    };
+    let chain = sizes[1..]
+        .iter()
+        .map(|&size_ms| Level {
+            size_ms,
+            open: BTreeMap::new(),
+            groups: 0,
+        })
+        .collect();
+    Ok((first, chain))
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn millis_f64(ms: u64) -> f64 {
+    ms as f64 / 1000.0
 }
 
 fn window(w: &Object) -> Result<Window, String> {
@@ -1140,5 +1552,72 @@ fn window(w: &Object) -> Result<Window, String> {
              `{{ size_s = S, every_s = E }}`, found keys: {}",
             keys.join(", ")
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The estimate of `distinct` after each of `values` (each added twice: a repeat counts
+    /// once), at every `every`th value.
+    fn distinct_estimates(values: impl Iterator<Item = Value>, every: usize) -> Vec<(usize, u64)> {
+        let spec = emit_spec("d", "distinct(event.v)").expect("distinct compiles");
+        let mut acc = spec.start();
+        let mut out = Vec::new();
+        for (i, v) in values.enumerate() {
+            spec.add(&mut acc, Some(&v));
+            spec.add(&mut acc, Some(&v));
+            if (i + 1) % every == 0 {
+                let got = spec.result(acc.clone()).as_u64().expect("a count");
+                out.push((i + 1, got));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn distinct_is_exact_on_small_counts() {
+        // (what values, how many)
+        type Make = Box<dyn Fn(usize) -> Value>;
+        let cases: [(&str, Make); 3] = [
+            ("integers", Box::new(|i| Value::from(i as u64))),
+            ("strings", Box::new(|i| Value::from(format!("user-{i}")))),
+            ("floats", Box::new(|i| Value::F64(i as f64 + 0.5))),
+        ];
+        for (what, make) in &cases {
+            for (n, got) in distinct_estimates((0..128).map(make), 1) {
+                assert_eq!(got, n as u64, "{what}: {n} distinct values");
+            }
+        }
+        // 1 and 1.0 are one value, as in `group_by`; null is skipped.
+        let got = distinct_estimates(
+            [
+                Value::from(1_u64),
+                Value::F64(1.0),
+                Value::Null,
+                Value::from("1"),
+            ]
+            .into_iter(),
+            4,
+        );
+        assert_eq!(got, [(4, 2)]);
+    }
+
+    #[test]
+    fn distinct_stays_within_its_error_bound_up_to_100_000_values() {
+        let mut worst = 0.0_f64;
+        for (n, got) in distinct_estimates((1..=100_000_u64).map(Value::from), 100) {
+            #[allow(clippy::cast_precision_loss)]
+            let error = (got as f64 - n as f64).abs() / n as f64;
+            assert!(
+                error <= DISTINCT_ERROR,
+                "{got} for {n} distinct values: {:.2}% off",
+                error * 100.0
+            );
+            worst = worst.max(error);
+        }
+        // The estimate is not exact all the way (so this test measures an estimate).
+        assert!(worst > 0.0);
     }
 }

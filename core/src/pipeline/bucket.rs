@@ -146,6 +146,12 @@ impl Bucket {
         self.start = Some(now);
     }
 
+    /// An estimate of the bytes the limiters hold.
+    pub(crate) fn state_bytes(&self) -> usize {
+        self.table
+            .bytes(|l| size_of::<Limiter>() + l.counts.len() * size_of::<u64>())
+    }
+
     /// Limiters held.
     pub(crate) fn groups(&self) -> usize {
         self.table.len()

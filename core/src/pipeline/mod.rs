@@ -379,6 +379,12 @@ impl Pipeline {
 
     /// Over the stateful operators: groups held, and groups evicted so far because a bound
     /// was reached.
+    /// An estimate of the bytes the stateful operators hold (it walks every group: not for
+    /// every batch).
+    pub(crate) fn state_bytes(&self) -> usize {
+        self.ops.iter().map(ops::Op::state_bytes).sum()
+    }
+
     pub(crate) fn state(&self) -> (usize, u64) {
         self.ops
             .iter()

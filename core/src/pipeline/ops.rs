@@ -594,6 +594,22 @@ impl Op {
         }
     }
 
+    /// An estimate of the bytes a stateful operator holds.
+    pub(crate) fn state_bytes(&self) -> usize {
+        match self {
+            Self::Aggregate(a) => a.state_bytes(),
+            Self::Bucket(b) => b.state_bytes(),
+            Self::Count(c) => {
+                c.keys
+                    .iter()
+                    .map(|(v, _)| super::aggregate::value_bytes(v) + size_of::<u64>())
+                    .sum::<usize>()
+                    + c.index.len() * (size_of::<(u64, Vec<usize>)>() + size_of::<usize>())
+            }
+            _ => 0,
+        }
+    }
+
     /// `(groups held, groups evicted so far)` of a stateful operator.
     pub(crate) fn state(&self) -> (usize, u64) {
         match self {

@@ -739,3 +739,356 @@ fn aggregate_records_carry_the_tokens_of_the_groups_they_close() {
     assert_eq!(outcomes, [Outcome::Ack(1), Outcome::Ack(2)]);
     assert_eq!(acks.outstanding(), 0);
 }
+
+#[test]
+fn group_by_each_counts_an_event_in_the_group_of_every_element() {
+    // (group_by, events, the records as "group n", the number of error events)
+    let cases: &[(&str, &str, &[&str], usize)] = &[
+        (
+            "[{ each = 'event.tags' }]",
+            r#"[{ tags = ["a", "b"] }, { tags = ["b"] }, { tags = [] }, { tags = ["a", "c"] }]"#,
+            &[
+                r#"{"event.tags":"a"} 2"#,
+                r#"{"event.tags":"b"} 2"#,
+                r#"{"event.tags":"c"} 1"#,
+            ],
+            0,
+        ),
+        (
+            // An element twice counts twice in its group.
+            "[{ each = 'event.tags' }]",
+            r#"[{ tags = ["a", "a"] }]"#,
+            &[r#"{"event.tags":"a"} 2"#],
+            0,
+        ),
+        (
+            "['event.app', { each = 'event.tags' }]",
+            r#"[{ app = "x", tags = ["a", "b"] }, { app = "y", tags = ["a"] }]"#,
+            &[
+                r#"{"event.app":"x","event.tags":"a"} 1"#,
+                r#"{"event.app":"x","event.tags":"b"} 1"#,
+                r#"{"event.app":"y","event.tags":"a"} 1"#,
+            ],
+            0,
+        ),
+        (
+            // Two `each` entries: every combination.
+            "[{ each = 'event.t' }, { each = 'event.u' }]",
+            r#"[{ t = [1, 2], u = ["p", "q"] }, { t = [1], u = [] }]"#,
+            &[
+                r#"{"event.t":1,"event.u":"p"} 1"#,
+                r#"{"event.t":1,"event.u":"q"} 1"#,
+                r#"{"event.t":2,"event.u":"p"} 1"#,
+                r#"{"event.t":2,"event.u":"q"} 1"#,
+            ],
+            0,
+        ),
+        (
+            // Not an array (a missing field is `null`): an error for that event only.
+            "[{ each = 'event.tags' }]",
+            r#"[{ tags = "a" }, { other = 1 }, { tags = ["a"] }]"#,
+            &[r#"{"event.tags":"a"} 1"#],
+            2,
+        ),
+    ];
+    for (group_by, input, want, errors) in cases {
+        let got = run_all(
+            &format!(
+                "[{{ aggregate = {{ window = {{ tumbling_s = 10 }}, time = '0', \
+                 group_by = {group_by}, emit = {{ n = 'count()' }} }} }}]"
+            ),
+            &[input],
+        );
+        let records: Vec<String> = port(&got, "out")
+            .iter()
+            .map(|r| format!("{} {}", field(r, &["group"]), field(r, &["n"])))
+            .collect();
+        assert_eq!(&records, want, "{group_by} on {input}");
+        let err = port(&got, "err");
+        assert_eq!(err.len(), *errors, "{group_by} on {input}");
+        for e in err {
+            let message = e.get("error").and_then(Value::as_str).unwrap_or("");
+            assert!(
+                message.contains("group_by `{ each = 'event.tags' }`: expected an array"),
+                "{message}"
+            );
+        }
+    }
+}
+
+#[test]
+fn group_by_each_takes_only_an_expression() {
+    for bad in [
+        "[{ every = 'event.tags' }]",
+        "[{ each = 'event.tags', also = 1 }]",
+        "[{ each = 1 }]",
+    ] {
+        let errors = try_def(&format!(
+            "[{{ aggregate = {{ window = {{ tumbling_s = 10 }}, group_by = {bad}, \
+             emit = {{ n = 'count()' }} }} }}]"
+        ))
+        .expect_err(bad);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("a `group_by` table is `{ each")),
+            "{bad}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn a_chain_of_windows_rolls_10_s_windows_into_1_min_windows() {
+    // Events over 0..150 s in two groups; the 1 min results are computed here from the events.
+    let mut rows = Vec::new();
+    for i in 0..150_u64 {
+        let ts = i * 1000 + (i * 7) % 1000;
+        let g = if i % 3 == 0 { "a" } else { "b" };
+        let v = (i * 37) % 101;
+        rows.push((ts, g, v));
+    }
+    let input = format!(
+        "[{}]",
+        rows.iter()
+            .map(|(ts, g, v)| format!(r#"{{ ts = {ts}, g = "{g}", v = {v}, u = {} }}"#, v % 13))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let got = run_all(
+        r#"[{ aggregate = { window = [{ tumbling_s = 10 }, { tumbling_s = 60 }], time = 'event.ts',
+            group_by = ['event.g'],
+            emit = { n = 'count()', sum = 'sum(event.v)', min = 'min(event.v)', max = 'max(event.v)',
+                     mean = 'mean(event.v)', var = 'var(event.v)', p90 = 'percentile(event.v, 0.9)',
+                     first = 'first(event.v)', last = 'last(event.v)', all = 'collect(event.v, 15)',
+                     uniq = 'distinct(event.u)' } } }]"#,
+        &[&input],
+    );
+    let out = port(&got, "out");
+    assert!(port(&got, "err").is_empty());
+    let tens = out
+        .iter()
+        .filter(|r| field(r, &["window_s"]) == &Value::from(10_u64));
+    let minutes: Vec<&Value> = out
+        .iter()
+        .copied()
+        .filter(|r| field(r, &["window_s"]) == &Value::from(60_u64))
+        .collect();
+    // 15 ten-second windows of two groups; three minutes (the last one partial, emitted at
+    // the end) of two groups.
+    assert_eq!(tens.count(), 30);
+    assert_eq!(minutes.len(), 6);
+    for r in &minutes {
+        let start = field(r, &["window_start_ms"]).as_u64().expect("a start");
+        assert_eq!(field(r, &["window_end_ms"]).as_u64(), Some(start + 60_000));
+        let g = field(r, &["group", "event.g"]).as_str().expect("a group");
+        let vs: Vec<u64> = rows
+            .iter()
+            .filter(|(ts, gg, _)| *gg == g && (start..start + 60_000).contains(ts))
+            .map(|(_, _, v)| *v)
+            .collect();
+        let n = vs.len() as u64;
+        assert_eq!(field(r, &["n"]).as_u64(), Some(n), "{r}");
+        assert_eq!(field(r, &["sum"]).as_u64(), Some(vs.iter().sum()), "{r}");
+        assert_eq!(field(r, &["min"]).as_u64(), vs.iter().min().copied(), "{r}");
+        assert_eq!(field(r, &["max"]).as_u64(), vs.iter().max().copied(), "{r}");
+        assert_eq!(field(r, &["first"]).as_u64(), vs.first().copied(), "{r}");
+        assert_eq!(field(r, &["last"]).as_u64(), vs.last().copied(), "{r}");
+        let all: Vec<u64> = field(r, &["all"])
+            .as_array()
+            .expect("an array")
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        assert_eq!(all, vs[..vs.len().min(15)], "{r}");
+        let mut uniq: Vec<u64> = vs.iter().map(|v| v % 13).collect();
+        uniq.sort_unstable();
+        uniq.dedup();
+        assert_eq!(field(r, &["uniq"]).as_u64(), Some(uniq.len() as u64), "{r}");
+        #[allow(clippy::cast_precision_loss)]
+        let xs: Vec<f64> = vs.iter().map(|&v| v as f64).collect();
+        #[allow(clippy::cast_precision_loss)]
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        #[allow(clippy::cast_precision_loss)]
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64;
+        assert!((f64_of(field(r, &["mean"])) - mean).abs() < 1e-9, "{r}");
+        assert!((f64_of(field(r, &["var"])) - var).abs() < 1e-6, "{r} {var}");
+        let mut sorted = xs.clone();
+        sorted.sort_by(f64::total_cmp);
+        #[allow(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss
+        )]
+        let rank = (0.9 * (sorted.len() - 1) as f64).floor() as usize;
+        let p90 = f64_of(field(r, &["p90"]));
+        assert!(
+            (p90 - sorted[rank]).abs() <= sorted[rank] * PERCENTILE_ERROR + 1e-9,
+            "{r}: {p90} vs {}",
+            sorted[rank]
+        );
+    }
+    // The minutes come in order, and after the ten-second windows they hold.
+    let starts: Vec<u64> = minutes
+        .iter()
+        .filter_map(|r| field(r, &["window_start_ms"]).as_u64())
+        .collect();
+    assert_eq!(starts, [0, 0, 60_000, 60_000, 120_000, 120_000]);
+}
+
+#[test]
+fn a_chain_of_windows_must_grow_by_multiples() {
+    // (window, a part of the error)
+    let cases = [
+        ("[{ tumbling_s = 10 }]", "at least two"),
+        ("[{ tumbling_s = 10 }, { tumbling_s = 15 }]", "multiple"),
+        ("[{ tumbling_s = 10 }, { tumbling_s = 10 }]", "multiple"),
+        (
+            "[{ tumbling_s = 10 }, { tumbling_n = 5 }]",
+            "window 2: a chain",
+        ),
+        (
+            "[{ size_s = 10, every_s = 5 }, { tumbling_s = 60 }]",
+            "window 1: a chain",
+        ),
+        ("[{ tumbling_s = 10 }, 60]", "window 2: expected"),
+    ];
+    for (window, want) in cases {
+        let errors = try_def(&format!(
+            "[{{ aggregate = {{ window = {window}, emit = {{ n = 'count()' }} }} }}]"
+        ))
+        .expect_err(window);
+        assert!(
+            errors.iter().any(|e| e.contains(want)),
+            "{window}: {errors:?}"
+        );
+    }
+    assert!(
+        try_def(
+            "[{ aggregate = { window = [{ tumbling_s = 0.5 }, { tumbling_s = 10 }, { tumbling_s = 3600 }], \
+             emit = { n = 'count()' } } }]"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn a_chain_of_processing_time_windows_emits_every_level_at_its_end_and_on_shutdown() {
+    let d = def(
+        r#"[{ aggregate = { window = [{ tumbling_s = 1 }, { tumbling_s = 3 }], group_by = ['event.g'],
+            emit = { n = 'count()' } } }]"#,
+    );
+    let summary = |got: &[(String, Vec<Value>)]| -> Vec<String> {
+        port(got, "out")
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    field(r, &["window_s"]),
+                    field(r, &["group", "event.g"]),
+                    field(r, &["n"])
+                )
+            })
+            .collect()
+    };
+    let t0 = Instant::now();
+    let mut p = Pipeline::new(&d, t0);
+    let mut out = Output::default();
+    p.process(events("[{ g = 1 }, { g = 2 }, { g = 1 }]"), t0, &mut out);
+    // The first level's window ends first (the 3 s window may end with it, on the wall clock).
+    let deadline = p.deadline().expect("a deadline");
+    p.tick(deadline, &mut out);
+    let mut all = summary(&outputs(&d, &mut out));
+    assert_eq!(all[..2], ["1 1 2", "1 2 1"]);
+    // One more event, then shutdown: every open window of both levels is emitted.
+    p.process(events("[{ g = 1 }]"), deadline, &mut out);
+    p.finish(deadline, &mut out);
+    let rest = summary(&outputs(&d, &mut out));
+    assert!(rest.contains(&"1 1 1".to_owned()), "{rest:?}");
+    all.extend(rest);
+    let total = |size: &str| -> u64 {
+        all.iter()
+            .filter(|s| s.split(' ').next() == Some(size))
+            .filter_map(|s| s.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(total("1"), 4, "{all:?}");
+    assert_eq!(total("3"), 4, "{all:?}");
+    assert_eq!(p.deadline(), None);
+}
+
+#[test]
+fn every_level_of_a_chain_is_bounded_by_max_groups() {
+    let got = run_all(
+        r#"[{ aggregate = { window = [{ tumbling_s = 10 }, { tumbling_s = 60 }], time = 'event.ts',
+            group_by = ['event.g'], max_groups = 1, emit = { n = 'count()' } } }]"#,
+        &[
+            r#"[{ ts = 1000, g = "a" }, { ts = 2000, g = "b" }, { ts = 3000, g = "a" },
+              { ts = 15000, g = "b" }, { ts = 70000, g = "a" }]"#,
+        ],
+    );
+    let out = port(&got, "out");
+    // (window_s, the events counted, the early records)
+    let per_level = |size: u64| -> (u64, usize) {
+        let level: Vec<&&Value> = out
+            .iter()
+            .filter(|r| field(r, &["window_s"]) == &Value::from(size))
+            .collect();
+        let n = level.iter().filter_map(|r| field(r, &["n"]).as_u64()).sum();
+        let early = level.iter().filter(|r| r.get("early").is_some()).count();
+        (n, early)
+    };
+    // Every event is counted once per level, however often groups were emitted early. With
+    // one group held per level, each new group pushes the other out: at 10 s, a by b, b by a,
+    // a by b (at 15 s), b by a (at 70 s); each of those rolls into the first minute and pushes
+    // the group there out but the first; that minute's last group (b) closes normally when the
+    // watermark passes 60 s, and a's minute from 60 s at the end.
+    assert_eq!(per_level(10), (5, 4));
+    assert_eq!(per_level(60), (5, 3));
+}
+
+#[test]
+fn state_bytes_grow_with_groups_and_fall_when_windows_close() {
+    let windows = [
+        "{ tumbling_s = 10 }",
+        "[{ tumbling_s = 10 }, { tumbling_s = 60 }]",
+    ];
+    let batch = |from: u64, to: u64| {
+        events(&format!(
+            "[{}]",
+            (from..to)
+                .map(|g| format!(r#"{{ ts = 1000, g = {g}, s = "value {g}" }}"#))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    };
+    for window in windows {
+        let d = def(&format!(
+            "[{{ aggregate = {{ window = {window}, time = 'event.ts', group_by = ['event.g'], \
+             emit = {{ n = 'count()', all = 'collect(event.s)', p = 'percentile(event.g, 0.5)', \
+             u = 'distinct(event.s)' }} }} }}]"
+        ));
+        let t0 = Instant::now();
+        let mut p = Pipeline::new(&d, t0);
+        let mut out = Output::default();
+        assert_eq!(p.state_bytes(), 0, "{window}");
+        p.process(batch(0, 10), t0, &mut out);
+        let ten = p.state_bytes();
+        assert_eq!(p.state().0, 10, "{window}");
+        p.process(batch(10, 110), t0, &mut out);
+        let many = p.state_bytes();
+        assert_eq!(p.state().0, 110, "{window}");
+        // About proportional: 11 times the groups, well over 5 times the bytes.
+        assert!(ten > 0 && many > ten * 5, "{window}: {ten} then {many}");
+        // An event past every window: they close, one group is left.
+        p.process(events("[{ ts = 125000, g = 0, s = \"x\" }]"), t0, &mut out);
+        assert_eq!(p.state().0, 1, "{window}");
+        let one = p.state_bytes();
+        assert!(one > 0 && one * 5 < ten, "{window}: {one} after {ten}");
+        p.finish(t0, &mut out);
+        assert_eq!(p.state_bytes(), 0, "{window}");
+        assert_eq!(
+            port(&outputs(&d, &mut out), "out").len(),
+            if window.starts_with('[') { 222 } else { 111 }
+        );
+    }
+}
