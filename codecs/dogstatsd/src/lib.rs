@@ -181,7 +181,52 @@ fn metric(line: &str) -> Result<Object, String> {
             return Err(format!("unknown metric section '|{section}'"));
         }
     }
-    Ok(m)
+    Ok(in_order(m, &METRIC_ORDER))
+}
+
+/// The fields of each kind in the order the encoder writes them: a line whose sections come in
+/// another order decodes to the same event as its re-encoding does.
+const METRIC_ORDER: [&str; 7] = [
+    "metric",
+    "values",
+    "type",
+    "sample_rate",
+    "tags",
+    "container_id",
+    "timestamp",
+];
+const EVENT_ORDER: [&str; 10] = [
+    "title",
+    "text",
+    "timestamp",
+    "hostname",
+    "aggregation_key",
+    "priority",
+    "source",
+    "type",
+    "tags",
+    "container_id",
+];
+const SERVICE_CHECK_ORDER: [&str; 7] = [
+    "name",
+    "status",
+    "timestamp",
+    "hostname",
+    "container_id",
+    "tags",
+    "message",
+];
+
+/// `o`'s fields in `order` (every decoded field is named there).
+fn in_order(mut o: Object, order: &[&str]) -> Object {
+    let mut sorted = Object::with_capacity(o.len());
+    for key in order {
+        if let Some(v) = o.remove(key) {
+            sorted.push((*key).into(), v);
+        }
+    }
+    debug_assert!(o.is_empty(), "a decoded field missing from the order");
+    sorted
 }
 
 fn event(rest: &str) -> Result<Object, String> {
@@ -227,7 +272,7 @@ fn event(rest: &str) -> Result<Object, String> {
         };
         once(&mut e, key, value)?;
     }
-    Ok(e)
+    Ok(in_order(e, &EVENT_ORDER))
 }
 
 fn service_check(rest: &str) -> Result<Object, String> {
@@ -261,7 +306,7 @@ fn service_check(rest: &str) -> Result<Object, String> {
         };
         once(&mut s, key, value)?;
     }
-    Ok(s)
+    Ok(in_order(s, &SERVICE_CHECK_ORDER))
 }
 
 // --- encoding ---
@@ -568,6 +613,22 @@ mod tests {
             "_sc|db|0|d:1656581400|h:db1|c:ctr|#env:prod|m:all | good",
             r#"{"service_check":{"name":"db","status":0,"timestamp":1656581400,"hostname":"db1","container_id":"ctr","tags":["env:prod"],"message":"all | good"}}"#,
         );
+    }
+
+    /// Found by the fuzzer: sections in another order than the encoder's decoded to an event
+    /// whose fields came in that order, so the re-encoded line decoded to another event.
+    #[test]
+    fn sections_in_any_order_decode_to_the_encoders_field_order() {
+        for (line, canonical) in [
+            ("dog:1|g|c:|#obc", "dog:1|g|#obc|c:"),
+            ("dog:1|c|T5|c:x|#a|@0.5", "dog:1|c|@0.5|#a|c:x|T5"),
+            ("_e{1,1}:a|b|c:x|#t|d:7", "_e{1,1}:a|b|d:7|#t|c:x"),
+            ("_sc|n|1|#t|c:x|h:h|m:msg", "_sc|n|1|h:h|c:x|#t|m:msg"),
+        ] {
+            let got = ok(line);
+            assert_eq!(enc(&got), canonical, "{line}");
+            assert_eq!(ok(canonical), got, "{line}");
+        }
     }
 
     #[test]
