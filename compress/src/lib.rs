@@ -26,6 +26,10 @@
 //! ```
 //!
 //! Errors are plain [`io::Error`]s that do not name the file: callers add the path they opened.
+//!
+//! [`gzip`] and [`read_bounded`] also serve byte strings in memory (the `gzip` processors of
+//! `temblor-processors`): the same flate2 reader and writer, with a bound on what one input may
+//! decompress to.
 
 use std::{
     fs::{File, OpenOptions},
@@ -33,11 +37,10 @@ use std::{
     path::Path,
 };
 
+pub mod gzip;
+
 /// The buffer size for reading compressed input and for writing anything.
 const BUFFER: usize = 64 * 1024;
-
-/// The gzip level (flate2's default, the usual speed/size trade-off).
-const GZIP_LEVEL: u32 = 6;
 
 /// The xz preset (the `xz` tool's default).
 const XZ_LEVEL: u32 = 6;
@@ -74,9 +77,7 @@ pub fn open_read(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     let file = File::open(path)?;
     Ok(match Compression::from_path(path) {
         Compression::None => Box::new(file),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(
-            BufReader::with_capacity(BUFFER, file),
-        )),
+        Compression::Gzip => Box::new(gzip::reader(BufReader::with_capacity(BUFFER, file))),
         Compression::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(
             BufReader::with_capacity(BUFFER, file),
         )),
@@ -102,10 +103,7 @@ pub fn open_write(path: &Path, append: bool) -> io::Result<Writer> {
     let file = BufWriter::with_capacity(BUFFER, file);
     let inner = match Compression::from_path(path) {
         Compression::None => Inner::Plain(file),
-        Compression::Gzip => Inner::Gzip(flate2::write::GzEncoder::new(
-            file,
-            flate2::Compression::new(GZIP_LEVEL),
-        )),
+        Compression::Gzip => Inner::Gzip(gzip::writer(file, gzip::DEFAULT_LEVEL)),
         Compression::Xz => Inner::Xz(xz2::write::XzEncoder::new(file, XZ_LEVEL)),
     };
     Ok(Writer { inner })
@@ -182,6 +180,72 @@ impl std::fmt::Debug for Writer {
             .field("compression", &self.compression())
             .finish_non_exhaustive()
     }
+}
+
+/// Why [`read_bounded`] (or [`gzip::decompress`]) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BoundedError {
+    /// The input does not start with the format's magic bytes.
+    #[error("not {format} data (no {magic} magic bytes)")]
+    NotFormat {
+        /// The format expected.
+        format: &'static str,
+        /// Its magic bytes, in hex.
+        magic: &'static str,
+    },
+    /// More than the bound: the rest is never read.
+    #[error("the decompressed data is longer than max_length ({max} bytes)")]
+    TooLong {
+        /// The bound.
+        max: usize,
+    },
+    /// The decoder failed: corrupt or truncated data, a checksum mismatch.
+    #[error("corrupt data: {0}")]
+    Corrupt(#[source] io::Error),
+}
+
+/// The smallest step `read_bounded` grows its output by.
+const MIN_GROWTH: usize = 16 * 1024;
+
+/// Appends everything `reader` produces to `out`, reading no more than `max + 1` bytes
+/// (`Read::take`) and never growing `out` past `max + 1` bytes: the bound on a decompressing
+/// reader, whatever its input claims. `out` is expected empty; the bound counts what it held.
+///
+/// # Errors
+/// [`BoundedError::TooLong`] when there is more than `max` bytes, [`BoundedError::Corrupt`]
+/// when `reader` fails.
+pub fn read_bounded(reader: impl Read, out: &mut Vec<u8>, max: usize) -> Result<(), BoundedError> {
+    /// The most read into at once (and so zeroed first).
+    const WINDOW: usize = 64 * 1024;
+    let limit = max.saturating_add(1);
+    let mut reader = reader.take(u64::try_from(limit).unwrap_or(u64::MAX));
+    loop {
+        let len = out.len();
+        if len >= limit {
+            break;
+        }
+        if out.capacity() == len {
+            out.reserve_exact(len.max(MIN_GROWTH).min(limit - len));
+        }
+        let window = (out.capacity() - len).min(WINDOW);
+        out.resize(len + window, 0);
+        match reader.read(&mut out[len..]) {
+            Ok(0) => {
+                out.truncate(len);
+                break;
+            }
+            Ok(n) => out.truncate(len + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => out.truncate(len),
+            Err(e) => {
+                out.truncate(len);
+                return Err(BoundedError::Corrupt(e));
+            }
+        }
+    }
+    if out.len() > max {
+        return Err(BoundedError::TooLong { max });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

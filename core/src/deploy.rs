@@ -27,6 +27,8 @@ use serde::Deserialize;
 use temblor_shim::{Object, Value, abi::PluginKind};
 use toml::Spanned;
 
+pub use temblor_processors::Named;
+
 use crate::{pipeline::PipelineDef, processors, registry::Registry};
 
 /// One problem in a deployment file, with where it is.
@@ -223,49 +225,6 @@ pub struct LinkSpec {
     pub from: Spanned<String>,
     /// A pipeline id or a connector id.
     pub to: Spanned<String>,
-}
-
-/// A named component with its config: a codec or a processor as the deployment gives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Named {
-    /// The component's name.
-    pub name: String,
-    /// Its config (an empty object when none is given).
-    pub config: Value,
-}
-
-impl Named {
-    /// Reads `"name"` or `{ name = "...", config = {...} }` / `{ name = "...", key = ... }`.
-    fn from_value(value: &Value) -> Result<Self, String> {
-        match value {
-            Value::String(name) => Ok(Self {
-                name: name.to_string(),
-                config: Value::Object(Object::new()),
-            }),
-            Value::Object(table) => {
-                let name = table
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or("a table here needs `name = \"...\"`")?
-                    .to_owned();
-                let config = match table.get("config") {
-                    Some(config) if table.len() == 2 => config.clone(),
-                    _ => Value::Object(
-                        table
-                            .iter()
-                            .filter(|(k, _)| *k != "name")
-                            .map(|(k, v)| (k, v.clone()))
-                            .collect(),
-                    ),
-                };
-                Ok(Self { name, config })
-            }
-            other => Err(format!(
-                "expected a name or a table with `name`, found {}",
-                other.type_name()
-            )),
-        }
-    }
 }
 
 /// Where a link starts.
@@ -640,7 +599,7 @@ impl Validator<'_> {
 
     fn named(&mut self, spec: &Spanned<Value>) -> Option<Named> {
         Named::from_value(spec.get_ref())
-            .map_err(|e| self.at(spec.span(), e))
+            .map_err(|e| self.at(spec.span(), e.to_string()))
             .ok()
     }
 
@@ -862,27 +821,6 @@ mod tests {
         assert_eq!(line_col("ab\ncd", 0), (1, 1));
         assert_eq!(line_col("ab\ncd", 4), (2, 2));
         assert_eq!(line_col("é\nx", 3), (2, 1));
-    }
-
-    #[test]
-    fn named_reads_all_three_forms() {
-        let n = Named::from_value(&Value::from("json")).unwrap();
-        assert_eq!(n.name, "json");
-        let table: Object = [("name", Value::from("separate")), ("separator", "|".into())]
-            .into_iter()
-            .collect();
-        let n = Named::from_value(&Value::Object(table)).unwrap();
-        assert_eq!(n.config.get("separator"), Some(&Value::from("|")));
-        let inner: Object = [("x", Value::from(1))].into_iter().collect();
-        let table: Object = [
-            ("name", Value::from("json")),
-            ("config", Value::Object(inner.clone())),
-        ]
-        .into_iter()
-        .collect();
-        let n = Named::from_value(&Value::Object(table)).unwrap();
-        assert_eq!(n.config, Value::Object(inner));
-        assert!(Named::from_value(&Value::from(3)).is_err());
     }
 
     #[test]

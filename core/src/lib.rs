@@ -2,7 +2,6 @@
 //!
 //! - [`deploy`]: the deployment file, parsed and validated into a [`deploy::Plan`];
 //! - [`registry`]: the plugins by name, however they were loaded;
-//! - [`processors`]: pre- and postprocessors (bytes to bytes);
 //! - [`pipeline`]: operators and their expression language (events to events);
 //! - [`engine`]: the threads, channels and counters that run a plan.
 //!
@@ -13,10 +12,13 @@ pub(crate) mod delivery;
 pub mod deploy;
 pub mod engine;
 pub mod pipeline;
-pub mod processors;
 pub mod registry;
 pub mod sys;
 pub(crate) mod wakeup;
+
+/// Pre- and postprocessors, in their own crate (no runtime) so fuzz targets and benchmarks
+/// use them without the engine.
+use temblor_processors as processors;
 
 pub use deploy::{DeployError, Deployment, Plan};
 pub use engine::{Engine, StartError, Stats};

@@ -5,9 +5,8 @@
 //! (even one a plugin adapter would catch), so both the codec's own panics and the properties
 //! checked here are reported with the input that broke them.
 
-use temblor_core::{
-    deploy::Named,
-    processors::{Postprocessor, Preprocessor, finish_preprocess, preprocess as run_chain},
+use temblor_processors::{
+    Named, Postprocessor, Preprocessor, finish_preprocess, preprocess as run_chain,
 };
 use temblor_shim::{
     ErrorKind, Frames, Object, PluginError, RVec, Value,

@@ -1,6 +1,6 @@
 //! Preprocessors (bytes in, before decoding) and postprocessors (bytes out, after encoding).
 //!
-//! They are small, shared by every connector, and live here rather than in plugins. The names
+//! They are small, shared by every connector, and live in the host rather than in plugins. The names
 //! and behaviour follow Tremor's.
 //!
 //! | name | pre | post | config (defaults) |
@@ -33,8 +33,13 @@
 //! memory stated above) however its input claims to be long: buffers grow as data arrives, in
 //! steps. Buffers are kept between frames and batches, so the hot path allocates nothing once
 //! they have grown, except for xz (liblzma needs a new stream per frame), the zstd encoder (a
-//! block buffer per frame) and snappy, lz4 and br (a new encoder or decoder per frame); a buffer
-//! grown beyond 4 MiB by a large frame is released afterwards.
+//! block buffer per frame) and gzip, zlib, snappy, lz4 and br (a new encoder or decoder per
+//! frame: flate2's gz and zlib readers and writers own their deflate state); a buffer grown
+//! beyond 4 MiB by a large frame is released afterwards.
+//!
+//! This crate has no runtime (no engine, no threads, no async): the engine (`temblor-core`),
+//! the fuzz targets and the benchmarks use it alike. [`Named`], how a deployment names a
+//! processor or a codec, lives here too.
 
 mod base64;
 mod compression;
@@ -44,14 +49,16 @@ mod separate;
 mod tests;
 mod textual_length_prefixed;
 
-use std::{fmt, time::SystemTime};
+use std::time::SystemTime;
 
 use serde::Deserialize;
-use temblor_shim::{Frames, Value, from_value};
-
-use crate::deploy::Named;
+use temblor_shim::{Frames, FromValueError, Value, from_value};
 
 use compression::Algorithm;
+
+pub use named::{Named, NamedError};
+
+mod named;
 
 /// A buffer kept between frames is released when a frame made it grow beyond this.
 const RETAINED_CAPACITY: usize = 4 * 1024 * 1024;
@@ -64,33 +71,92 @@ const PREPROCESSORS: &str = "separate, length-prefixed, textual-length-prefixed,
 const POSTPROCESSORS: &str = "separate, length-prefixed, textual-length-prefixed, base64, gzip, \
      zlib, zstd, xz, snappy, lz4, br, compress, ingest-ns, remove-empty";
 
-/// A processor that cannot be built: unknown name or bad config.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessorError(String);
-
-impl fmt::Display for ProcessorError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A processor that cannot be built: unknown name or bad config. `kind` is `preprocessor` or
+/// `postprocessor`; every message names the processor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessorError {
+    /// No processor of this kind has this name.
+    #[error("unknown {kind} '{name}' (available: {available})")]
+    Unknown {
+        kind: &'static str,
+        name: String,
+        available: &'static str,
+    },
+    /// The name is a processor of the other kind (`compress` as a preprocessor).
+    #[error("'{name}' is a {is}; the {kind} is '{instead}'")]
+    WrongKind {
+        kind: &'static str,
+        name: &'static str,
+        is: &'static str,
+        instead: &'static str,
+    },
+    /// The config does not have the processor's shape (unknown key, wrong type).
+    #[error("{kind} '{name}': {source}")]
+    Config {
+        kind: &'static str,
+        name: String,
+        source: FromValueError,
+    },
+    /// A setting has the right type but a value the processor refuses.
+    #[error("{kind} '{name}': {source}")]
+    Setting {
+        kind: &'static str,
+        name: String,
+        source: SettingError,
+    },
 }
 
-impl std::error::Error for ProcessorError {}
+/// A setting's value that a processor refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    /// `level` outside the algorithm's range.
+    #[error("{algorithm}: `level` must be 0 to {max}, not {level}")]
+    Level {
+        algorithm: &'static str,
+        max: u32,
+        level: u32,
+    },
+    /// `level` for a format that has a single one.
+    #[error("{algorithm}: `level` is not supported: {why}")]
+    NoLevel {
+        algorithm: &'static str,
+        why: &'static str,
+    },
+    /// `separator` empty or too long.
+    #[error("`separator` must be 1 to {max} bytes, found {separator:?} ({len} bytes)")]
+    Separator {
+        max: usize,
+        separator: String,
+        len: usize,
+    },
+}
 
-fn config<'a, T: Deserialize<'a>>(kind: &str, named: &'a Named) -> Result<T, ProcessorError> {
-    from_value(&named.config).map_err(|e| ProcessorError(format!("{kind} '{}': {e}", named.name)))
+fn config<'a, T: Deserialize<'a>>(
+    kind: &'static str,
+    named: &'a Named,
+) -> Result<T, ProcessorError> {
+    from_value(&named.config).map_err(|source| ProcessorError::Config {
+        kind,
+        name: named.name.clone(),
+        source,
+    })
 }
 
 /// Checks that a processor without settings got none.
-fn no_config(kind: &str, named: &Named) -> Result<(), ProcessorError> {
+fn no_config(kind: &'static str, named: &Named) -> Result<(), ProcessorError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Empty {}
     config::<Empty>(kind, named).map(drop)
 }
 
-/// Prefixes a config error with the processor's kind and name.
-fn context(kind: &str, named: &Named, e: ProcessorError) -> ProcessorError {
-    ProcessorError(format!("{kind} '{}': {e}", named.name))
+/// A refused setting, with the processor's kind and name.
+fn setting(kind: &'static str, named: &Named) -> impl FnOnce(SettingError) -> ProcessorError {
+    move |source| ProcessorError::Setting {
+        kind,
+        name: named.name.clone(),
+        source,
+    }
 }
 
 /// Transforms incoming bytes before decoding.
@@ -118,7 +184,7 @@ impl Preprocessor {
         let pre = match named.name.as_str() {
             "separate" => {
                 let c: separate::Config = config(KIND, named)?;
-                Pre::Separate(separate::Splitter::new(&c)?)
+                Pre::Separate(separate::Splitter::new(&c).map_err(setting(KIND, named))?)
             }
             "length-prefixed" => {
                 let c: length_prefixed::Config = config(KIND, named)?;
@@ -136,7 +202,7 @@ impl Preprocessor {
                 let c: compression::FormatConfig = config(KIND, named)?;
                 let algorithm = Algorithm::named(name);
                 let d = compression::Decompressor::format(algorithm, &c)
-                    .map_err(|e| context(KIND, named, e))?;
+                    .map_err(setting(KIND, named))?;
                 Pre::Decompress(Box::new(d))
             }
             "decompress" => {
@@ -152,14 +218,19 @@ impl Preprocessor {
                 Pre::RemoveEmpty
             }
             "compress" => {
-                return Err(ProcessorError(
-                    "'compress' is a postprocessor; the preprocessor is 'decompress'".to_owned(),
-                ));
+                return Err(ProcessorError::WrongKind {
+                    kind: KIND,
+                    name: "compress",
+                    is: "postprocessor",
+                    instead: "decompress",
+                });
             }
             other => {
-                return Err(ProcessorError(format!(
-                    "unknown preprocessor '{other}' (available: {PREPROCESSORS})"
-                )));
+                return Err(ProcessorError::Unknown {
+                    kind: KIND,
+                    name: other.to_owned(),
+                    available: PREPROCESSORS,
+                });
             }
         };
         Ok(Self(pre))
@@ -244,7 +315,7 @@ impl Postprocessor {
         let post = match named.name.as_str() {
             "separate" => {
                 let c: separate::Config = config(KIND, named)?;
-                Post::Separate(c.separator(KIND)?)
+                Post::Separate(c.separator().map_err(setting(KIND, named))?)
             }
             "length-prefixed" => {
                 let c: length_prefixed::Config = config(KIND, named)?;
@@ -262,14 +333,13 @@ impl Postprocessor {
             name @ ("gzip" | "zstd" | "xz" | "zlib" | "snappy" | "lz4" | "br") => {
                 let c: compression::FormatConfig = config(KIND, named)?;
                 let algorithm = Algorithm::named(name);
-                let c = compression::Compressor::format(algorithm, &c)
-                    .map_err(|e| context(KIND, named, e))?;
+                let c =
+                    compression::Compressor::format(algorithm, &c).map_err(setting(KIND, named))?;
                 Post::Compress(Box::new(c))
             }
             "compress" => {
                 let c: compression::CompressConfig = config(KIND, named)?;
-                let c =
-                    compression::Compressor::configured(&c).map_err(|e| context(KIND, named, e))?;
+                let c = compression::Compressor::configured(&c).map_err(setting(KIND, named))?;
                 Post::Compress(Box::new(c))
             }
             "ingest-ns" => {
@@ -281,14 +351,19 @@ impl Postprocessor {
                 Post::RemoveEmpty
             }
             "decompress" => {
-                return Err(ProcessorError(
-                    "'decompress' is a preprocessor; the postprocessor is 'compress'".to_owned(),
-                ));
+                return Err(ProcessorError::WrongKind {
+                    kind: KIND,
+                    name: "decompress",
+                    is: "preprocessor",
+                    instead: "compress",
+                });
             }
             other => {
-                return Err(ProcessorError(format!(
-                    "unknown postprocessor '{other}' (available: {POSTPROCESSORS})"
-                )));
+                return Err(ProcessorError::Unknown {
+                    kind: KIND,
+                    name: other.to_owned(),
+                    available: POSTPROCESSORS,
+                });
             }
         };
         Ok(Self(post))

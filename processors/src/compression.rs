@@ -7,22 +7,21 @@
 //! reported, and nothing here panics on bad input (the pure-Rust zstd code runs under
 //! `catch_unwind` as a second line of defence).
 //!
-//! The gzip format (RFC 1952) is written and read here on top of raw deflate (`flate2`), so the
-//! deflate state and the buffers are reused from frame to frame; zstd uses `ruzstd` (pure Rust;
-//! its encoder has one level, about zstd's level 1); xz uses liblzma (`xz2`), with a fresh
-//! stream per frame. zlib (RFC 1950) is deflate with its 2-byte header and Adler-32 trailer
-//! (`flate2`, the deflate state reused). snappy is the snappy *framing* format (`snap`'s
-//! `FrameEncoder`/`FrameDecoder`, as Tremor writes it, CRC-32C per chunk), lz4 the LZ4 *frame*
-//! format (`lz4_flex`), br brotli (`brotli`; the decoder's window is at most 16 MiB whatever
-//! `max_length` is); these three are pure Rust, decoded under `catch_unwind`, and build a
-//! fresh encoder or decoder per frame.
+//! gzip (RFC 1952) is `temblor-compress`'s, flate2's gz reader and writer that the file
+//! connectors use too, bounded by `Read::take`; zlib (RFC 1950) is flate2's zlib reader and
+//! writer, nothing accepted after the stream; both build a fresh deflate state per frame. zstd
+//! uses `ruzstd` (pure Rust; its encoder has one level, about zstd's level 1; the decoder is
+//! kept between frames); xz uses liblzma (`xz2`), with a fresh stream per frame. snappy is the
+//! snappy *framing* format (`snap`'s `FrameEncoder`/`FrameDecoder`, as Tremor writes it,
+//! CRC-32C per chunk), lz4 the LZ4 *frame* format (`lz4_flex`), br brotli (`brotli`; the
+//! decoder's window is at most 16 MiB whatever `max_length` is); these three are pure Rust,
+//! decoded under `catch_unwind`, and build a fresh encoder or decoder per frame.
 
 use std::{
-    io::{Cursor, Read, Write},
+    io::{self, Cursor, Write},
     panic::{AssertUnwindSafe, catch_unwind},
 };
 
-use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress};
 use ruzstd::{
     decoding::{
         BlockDecodingStrategy, FrameDecoder,
@@ -31,16 +30,14 @@ use ruzstd::{
     encoding::{CompressionLevel, FrameCompressor, MatchGeneratorDriver},
 };
 use serde::Deserialize;
+use temblor_compress::{BoundedError, gzip, read_bounded};
 use temblor_shim::Frames;
-use xz2::stream::{Action, Check, Filters, LzmaOptions, Stream};
+use xz2::stream::{Check, Filters, LzmaOptions, Stream};
 
-use super::{ProcessorError, RETAINED_CAPACITY};
+use super::{RETAINED_CAPACITY, SettingError};
 
 /// The default bound on one frame's decompressed size: 64 MiB.
 pub(super) const DEFAULT_MAX_LENGTH: usize = 64 * 1024 * 1024;
-
-/// The smallest step the output buffer grows by.
-const MIN_GROWTH: usize = 16 * 1024;
 
 /// The xz decoder's memory limit on top of `max_length` (liblzma's own buffers, and a
 /// dictionary larger than the data, as `xz -9` writes for small inputs).
@@ -120,29 +117,31 @@ impl Algorithm {
     }
 
     /// The compression level to use: the configured one, checked, or the default.
-    fn level(self, level: Option<u32>) -> Result<u32, ProcessorError> {
+    fn level(self, level: Option<u32>) -> Result<u32, SettingError> {
         match (self, level) {
             (Self::Gzip | Self::Xz | Self::Zlib | Self::Br, None) => Ok(6),
             (Self::Gzip | Self::Xz | Self::Zlib, Some(l @ 0..=9))
             | (Self::Br, Some(l @ 0..=11)) => Ok(l),
-            (Self::Gzip | Self::Xz | Self::Zlib, Some(l)) => Err(ProcessorError(format!(
-                "{}: `level` must be 0 to 9, not {l}",
-                self.name()
-            ))),
-            (Self::Br, Some(l)) => Err(ProcessorError(format!(
-                "br: `level` must be 0 to 11, not {l}"
-            ))),
+            (Self::Gzip | Self::Xz | Self::Zlib, Some(level)) => Err(SettingError::Level {
+                algorithm: self.name(),
+                max: 9,
+                level,
+            }),
+            (Self::Br, Some(level)) => Err(SettingError::Level {
+                algorithm: self.name(),
+                max: 11,
+                level,
+            }),
             (Self::Snappy | Self::Lz4, None) => Ok(0),
-            (Self::Snappy | Self::Lz4, Some(_)) => Err(ProcessorError(format!(
-                "{}: `level` is not supported: the format has one",
-                self.name()
-            ))),
+            (Self::Snappy | Self::Lz4, Some(_)) => Err(SettingError::NoLevel {
+                algorithm: self.name(),
+                why: "the format has one",
+            }),
             (Self::Zstd, None) => Ok(1),
-            (Self::Zstd, Some(_)) => Err(ProcessorError(
-                "zstd: `level` is not supported: the zstd encoder (ruzstd) has one level, \
-                 about zstd's level 1"
-                    .to_owned(),
-            )),
+            (Self::Zstd, Some(_)) => Err(SettingError::NoLevel {
+                algorithm: self.name(),
+                why: "the zstd encoder (ruzstd) has one level, about zstd's level 1",
+            }),
         }
     }
 }
@@ -220,10 +219,6 @@ pub(super) struct Decompressor {
     algorithm: Option<Algorithm>,
     max_length: usize,
     pub(super) buf: Vec<u8>,
-    inflate: Option<Box<Decompress>>,
-    /// The zlib inflater (its header setting differs from gzip's raw deflate).
-    unzlib: Option<Box<Decompress>>,
-    crc: Crc,
     zstd: Option<Box<FrameDecoder>>,
 }
 
@@ -242,9 +237,6 @@ impl Decompressor {
             algorithm,
             max_length,
             buf: Vec::new(),
-            inflate: None,
-            unzlib: None,
-            crc: Crc::new(),
             zstd: None,
         }
     }
@@ -253,7 +245,7 @@ impl Decompressor {
     pub(super) fn format(
         algorithm: Algorithm,
         config: &FormatConfig,
-    ) -> Result<Self, ProcessorError> {
+    ) -> Result<Self, SettingError> {
         algorithm.level(config.level)?;
         Ok(Self::with(Some(algorithm), config.max_length))
     }
@@ -300,21 +292,12 @@ impl Decompressor {
         }
     }
 
-    fn decompress(&mut self, algorithm: Algorithm, frame: &[u8]) -> Result<(), String> {
+    fn decompress(&mut self, algorithm: Algorithm, frame: &[u8]) -> Result<(), DecompressError> {
         let max = self.max_length;
+        let buf = &mut self.buf;
         match algorithm {
-            Algorithm::Gzip => {
-                let inflate = self
-                    .inflate
-                    .get_or_insert_with(|| Box::new(Decompress::new(false)));
-                gunzip(inflate, &mut self.crc, frame, &mut self.buf, max)
-            }
-            Algorithm::Xz => {
-                let memlimit = u64::try_from(max)
-                    .unwrap_or(u64::MAX)
-                    .saturating_add(XZ_EXTRA_MEMORY);
-                unxz(memlimit, frame, &mut self.buf, max)
-            }
+            Algorithm::Gzip => Ok(gzip::decompress(frame, buf, max)?),
+            Algorithm::Xz => unxz(frame, buf, max),
             Algorithm::Zstd => {
                 let decoder = self.zstd.get_or_insert_with(|| {
                     let mut decoder = FrameDecoder::new();
@@ -322,26 +305,19 @@ impl Decompressor {
                     decoder.set_max_window_size(window);
                     Box::new(decoder)
                 });
-                let buf = &mut self.buf;
                 match catch_unwind(AssertUnwindSafe(|| unzstd(decoder, frame, buf, max))) {
                     Ok(result) => result,
                     Err(_) => {
                         // The decoder may be in any state: build a new one next time.
                         self.zstd = None;
-                        Err("the zstd decoder failed on this input".to_owned())
+                        Err(DecompressError::Panicked { algorithm })
                     }
                 }
             }
-            Algorithm::Zlib => {
-                let inflate = self
-                    .unzlib
-                    .get_or_insert_with(|| Box::new(Decompress::new(true)));
-                unzlib(inflate, frame, &mut self.buf, max)
-            }
+            Algorithm::Zlib => unzlib(frame, buf, max),
             Algorithm::Snappy | Algorithm::Lz4 | Algorithm::Br => {
-                let buf = &mut self.buf;
                 if frame.is_empty() {
-                    return Err("empty input".to_owned());
+                    return Err(DecompressError::Empty);
                 }
                 let run = || match algorithm {
                     Algorithm::Snappy => {
@@ -352,82 +328,61 @@ impl Decompressor {
                     }
                     _ => read_bounded(brotli::Decompressor::new(frame, 4096), buf, max),
                 };
-                catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| {
-                    Err(format!(
-                        "the {} decoder failed on this input",
-                        algorithm.name()
-                    ))
-                })
+                catch_unwind(AssertUnwindSafe(run))
+                    .map_err(|_| DecompressError::Panicked { algorithm })?
+                    .map_err(DecompressError::from)
             }
         }
     }
+}
+
+/// Why a frame did not decompress (the engine reports it, with the frame's size, on the
+/// connector's error port).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum DecompressError {
+    /// Too long, not the format, or what the decoding reader reported.
+    #[error(transparent)]
+    Bounded(#[from] BoundedError),
+    /// An empty frame, for a format whose streams are never empty.
+    #[error("empty input")]
+    Empty,
+    /// A pure-Rust decoder panicked (caught).
+    #[error("the {} decoder failed on this input", .algorithm.name())]
+    Panicked { algorithm: Algorithm },
+    /// The xz stream asks for a larger dictionary than allowed.
+    #[error(
+        "the xz stream needs more memory than the limit ({memlimit} bytes, max_length + 8 MiB)"
+    )]
+    XzMemory { memlimit: u64 },
+    /// liblzma did not start.
+    #[error("cannot start the xz decoder: {0}")]
+    XzStart(xz2::stream::Error),
+    /// Corrupt zstd data.
+    #[error("corrupt zstd data: {0}")]
+    Zstd(Box<dyn std::error::Error + Send + Sync>),
+    /// A skippable zstd frame longer than the input.
+    #[error("truncated skippable zstd frame")]
+    ZstdSkippable,
+    /// A zstd frame whose checksum does not match its data.
+    #[error("zstd checksum mismatch")]
+    ZstdChecksum,
+    /// Bytes after the end of the zlib stream.
+    #[error("{0} bytes after the end of the zlib stream")]
+    ZlibTrailing(usize),
 }
 
 /// The snappy framing format's stream identifier chunk, which every stream starts with.
 const SNAPPY_STREAM_ID: &[u8] = b"\xff\x06\x00\x00sNaPpY";
 
-/// Reads everything `reader` decompresses into `out`, never growing it past `max + 1` bytes.
-fn read_bounded(mut reader: impl Read, out: &mut Vec<u8>, max: usize) -> Result<(), String> {
-    /// The most read into at once (and so zeroed first).
-    const WINDOW: usize = 64 * 1024;
-    loop {
-        make_room(out, max)?;
-        let len = out.len();
-        let window = (out.capacity() - len).min(WINDOW);
-        out.resize(len + window, 0);
-        match reader.read(&mut out[len..]) {
-            Ok(0) => {
-                out.truncate(len);
-                break;
-            }
-            Ok(n) => out.truncate(len + n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => out.truncate(len),
-            Err(e) => {
-                out.truncate(len);
-                return Err(format!("corrupt data: {e}"));
-            }
-        }
+/// Decompresses one zlib stream (RFC 1950: header, deflate, Adler-32) into `out`; nothing may
+/// follow it.
+fn unzlib(input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), DecompressError> {
+    let mut reader = flate2::bufread::ZlibDecoder::new(input);
+    read_bounded(&mut reader, out, max)?;
+    match reader.get_ref().len() {
+        0 => Ok(()),
+        rest => Err(DecompressError::ZlibTrailing(rest)),
     }
-    if out.len() > max {
-        return Err(too_long(max));
-    }
-    Ok(())
-}
-
-/// Decompresses one zlib stream (RFC 1950: header, deflate, Adler-32) into `out`.
-fn unzlib(
-    inflate: &mut Decompress,
-    input: &[u8],
-    out: &mut Vec<u8>,
-    max: usize,
-) -> Result<(), String> {
-    inflate.reset(true);
-    let mut rest = input;
-    loop {
-        make_room(out, max)?;
-        let (in_before, out_before) = (inflate.total_in(), out.len());
-        let status = inflate
-            .decompress_vec(rest, out, FlushDecompress::None)
-            .map_err(|e| format!("corrupt zlib data: {e}"))?;
-        let consumed = usize::try_from(inflate.total_in() - in_before).unwrap_or(usize::MAX);
-        rest = rest.get(consumed..).unwrap_or_default();
-        if status == flate2::Status::StreamEnd {
-            break;
-        }
-        if consumed == 0 && out.len() == out_before {
-            return Err("truncated zlib data (the stream does not end)".to_owned());
-        }
-    }
-    if out.len() > max {
-        return Err(too_long(max));
-    }
-    if !rest.is_empty() {
-        return Err(format!(
-            "{} bytes after the end of the zlib stream",
-            rest.len()
-        ));
-    }
-    Ok(())
 }
 
 /// A compressing postprocessor, with its encoders and output buffer kept between frames.
@@ -435,8 +390,6 @@ pub(super) struct Compressor {
     algorithm: Algorithm,
     level: u32,
     buf: Vec<u8>,
-    deflate: Option<Box<Compress>>,
-    crc: Crc,
     zstd: Option<Box<ZstdEncoder>>,
 }
 
@@ -452,13 +405,11 @@ impl std::fmt::Debug for Compressor {
 }
 
 impl Compressor {
-    fn with(algorithm: Algorithm, level: Option<u32>) -> Result<Self, ProcessorError> {
+    fn with(algorithm: Algorithm, level: Option<u32>) -> Result<Self, SettingError> {
         Ok(Self {
             algorithm,
             level: algorithm.level(level)?,
             buf: Vec::new(),
-            deflate: None,
-            crc: Crc::new(),
             zstd: None,
         })
     }
@@ -467,12 +418,12 @@ impl Compressor {
     pub(super) fn format(
         algorithm: Algorithm,
         config: &FormatConfig,
-    ) -> Result<Self, ProcessorError> {
+    ) -> Result<Self, SettingError> {
         Self::with(algorithm, config.level)
     }
 
     /// `compress`.
-    pub(super) fn configured(config: &CompressConfig) -> Result<Self, ProcessorError> {
+    pub(super) fn configured(config: &CompressConfig) -> Result<Self, SettingError> {
         Self::with(config.algorithm, config.level)
     }
 
@@ -494,23 +445,22 @@ impl Compressor {
         }
     }
 
-    fn compress(&mut self, frame: &[u8]) -> Result<(), String> {
+    fn compress(&mut self, frame: &[u8]) -> Result<(), CompressError> {
+        let io = |algorithm: Algorithm| move |source| CompressError::Io { algorithm, source };
         match self.algorithm {
             Algorithm::Gzip => {
-                let level = self.level;
-                let deflate = self
-                    .deflate
-                    .get_or_insert_with(|| Box::new(Compress::new(Compression::new(level), false)));
-                gzip(deflate, &mut self.crc, level, frame, &mut self.buf)
+                gzip::compress(self.level, frame, &mut self.buf).map_err(io(Algorithm::Gzip))
             }
             Algorithm::Xz => xz(self.level, frame, &mut self.buf),
             Algorithm::Zlib => {
-                let level = self.level;
-                let deflate = self
-                    .deflate
-                    .get_or_insert_with(|| Box::new(Compress::new(Compression::new(level), true)));
-                deflate.reset();
-                deflate_into(deflate, frame, &mut self.buf)
+                let mut encoder = flate2::write::ZlibEncoder::new(
+                    &mut self.buf,
+                    flate2::Compression::new(self.level),
+                );
+                encoder
+                    .write_all(frame)
+                    .and_then(|()| encoder.finish().map(drop))
+                    .map_err(io(Algorithm::Zlib))
             }
             Algorithm::Snappy => {
                 // snap writes nothing for no data; a stream is never empty (so it is detected).
@@ -522,15 +472,15 @@ impl Compressor {
                 encoder
                     .write_all(frame)
                     .and_then(|()| encoder.flush())
-                    .map_err(|e| format!("snappy: {e}"))
+                    .map_err(io(Algorithm::Snappy))
             }
             Algorithm::Lz4 => {
                 let mut encoder = lz4_flex::frame::FrameEncoder::new(&mut self.buf);
-                encoder.write_all(frame).map_err(|e| format!("lz4: {e}"))?;
+                encoder.write_all(frame).map_err(io(Algorithm::Lz4))?;
                 encoder
                     .finish()
-                    .map(|_| ())
-                    .map_err(|e| format!("lz4: {e}"))
+                    .map(drop)
+                    .map_err(|e| io(Algorithm::Lz4)(e.into()))
             }
             Algorithm::Br => {
                 // Quality `level`, a 4 MiB window (lgwin 22, brotli's default).
@@ -539,7 +489,7 @@ impl Compressor {
                 encoder
                     .write_all(frame)
                     .and_then(|()| encoder.flush())
-                    .map_err(|e| format!("br: {e}"))
+                    .map_err(io(Algorithm::Br))
             }
             Algorithm::Zstd => {
                 let encoder = self.zstd.get_or_insert_with(|| {
@@ -550,7 +500,7 @@ impl Compressor {
                     Ok(()) => Ok(()),
                     Err(_) => {
                         self.zstd = None;
-                        Err("the zstd encoder failed".to_owned())
+                        Err(CompressError::ZstdPanicked)
                     }
                 }
             }
@@ -558,199 +508,49 @@ impl Compressor {
     }
 }
 
-fn too_long(max: usize) -> String {
-    format!("the decompressed data is longer than max_length ({max} bytes)")
+/// Why a frame did not compress (logged; the frame is dropped).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CompressError {
+    /// The encoder failed writing to memory.
+    #[error("{}: {source}", .algorithm.name())]
+    Io {
+        algorithm: Algorithm,
+        source: io::Error,
+    },
+    /// liblzma refused the preset.
+    #[error("xz preset {level}: {source}")]
+    XzPreset {
+        level: u32,
+        source: xz2::stream::Error,
+    },
+    /// liblzma did not start.
+    #[error("cannot start the xz encoder: {0}")]
+    XzStart(xz2::stream::Error),
+    /// The zstd encoder panicked (caught).
+    #[error("the zstd encoder failed")]
+    ZstdPanicked,
 }
 
-/// Makes room in `out` for more output, never growing it past `max + 1` bytes (one more than
-/// allowed, to tell "exactly max" from "too long").
-fn make_room(out: &mut Vec<u8>, max: usize) -> Result<(), String> {
-    if out.len() > max {
-        return Err(too_long(max));
-    }
-    if out.capacity() == out.len() {
-        let limit = max.saturating_add(1);
-        let additional = out.len().max(MIN_GROWTH).min(limit - out.len());
-        out.reserve_exact(additional);
-    }
-    Ok(())
-}
-
-/// The length of the gzip member header at the start of `data`, checked.
-fn gzip_header(data: &[u8], crc: &mut Crc) -> Result<usize, String> {
-    const FHCRC: u8 = 0x02;
-    const FEXTRA: u8 = 0x04;
-    const FNAME: u8 = 0x08;
-    const FCOMMENT: u8 = 0x10;
-    const RESERVED: u8 = 0xe0;
-    let truncated = || "truncated gzip header".to_owned();
-    if data.len() < 2 || data[..2] != [0x1f, 0x8b] {
-        return Err("not gzip data (no 1f 8b magic bytes)".to_owned());
-    }
-    let fixed = data.get(..10).ok_or_else(truncated)?;
-    if fixed[2] != 8 {
-        return Err(format!("unsupported gzip compression method {}", fixed[2]));
-    }
-    let flags = fixed[3];
-    if flags & RESERVED != 0 {
-        return Err(format!("reserved gzip header flags set ({flags:#04x})"));
-    }
-    let mut at = 10;
-    if flags & FEXTRA != 0 {
-        let xlen = data.get(at..at + 2).ok_or_else(truncated)?;
-        at += 2 + usize::from(u16::from_le_bytes([xlen[0], xlen[1]]));
-    }
-    for flag in [FNAME, FCOMMENT] {
-        if flags & flag != 0 {
-            let text = data.get(at..).ok_or_else(truncated)?;
-            let end = memchr::memchr(0, text).ok_or_else(truncated)?;
-            at += end + 1;
+/// Decompresses one or more concatenated .xz streams into `out`; the decoder's memory is
+/// limited to `max` + [`XZ_EXTRA_MEMORY`].
+fn unxz(input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), DecompressError> {
+    let memlimit = u64::try_from(max)
+        .unwrap_or(u64::MAX)
+        .saturating_add(XZ_EXTRA_MEMORY);
+    let stream = Stream::new_stream_decoder(memlimit, xz2::stream::CONCATENATED)
+        .map_err(DecompressError::XzStart)?;
+    let reader = xz2::bufread::XzDecoder::new_stream(input, stream);
+    read_bounded(reader, out, max).map_err(|e| match e {
+        BoundedError::Corrupt(io)
+            if io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<xz2::stream::Error>())
+                .is_some_and(|e| matches!(e, xz2::stream::Error::MemLimit)) =>
+        {
+            DecompressError::XzMemory { memlimit }
         }
-    }
-    if flags & FHCRC != 0 {
-        let stored = data.get(at..at + 2).ok_or_else(truncated)?;
-        crc.reset();
-        crc.update(&data[..at]);
-        if u32::from(u16::from_le_bytes([stored[0], stored[1]])) != crc.sum() & 0xffff {
-            return Err("gzip header CRC mismatch".to_owned());
-        }
-        at += 2;
-    }
-    if at > data.len() {
-        return Err(truncated());
-    }
-    Ok(at)
-}
-
-/// Decompresses one or more concatenated gzip members into `out`, checking each member's CRC32
-/// and length.
-fn gunzip(
-    inflate: &mut Decompress,
-    crc: &mut Crc,
-    input: &[u8],
-    out: &mut Vec<u8>,
-    max: usize,
-) -> Result<(), String> {
-    let mut rest = input;
-    loop {
-        rest = &rest[gzip_header(rest, crc)?..];
-        inflate.reset(false);
-        let start = out.len();
-        loop {
-            make_room(out, max)?;
-            let (in_before, out_before) = (inflate.total_in(), out.len());
-            let status = inflate
-                .decompress_vec(rest, out, FlushDecompress::None)
-                .map_err(|e| format!("corrupt deflate data: {e}"))?;
-            let consumed = usize::try_from(inflate.total_in() - in_before).unwrap_or(usize::MAX);
-            rest = rest.get(consumed..).unwrap_or_default();
-            if status == flate2::Status::StreamEnd {
-                break;
-            }
-            if consumed == 0 && out.len() == out_before {
-                return Err("truncated gzip data (the deflate stream does not end)".to_owned());
-            }
-        }
-        if out.len() > max {
-            return Err(too_long(max));
-        }
-        let trailer = rest
-            .get(..8)
-            .ok_or_else(|| "truncated gzip data (no CRC32 and length trailer)".to_owned())?;
-        crc.reset();
-        crc.update(&out[start..]);
-        let stored_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-        let stored_len = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
-        if stored_crc != crc.sum() {
-            return Err("gzip CRC32 mismatch".to_owned());
-        }
-        // ISIZE is the length modulo 2^32.
-        if stored_len != (out.len() - start) as u32 {
-            return Err("gzip length mismatch".to_owned());
-        }
-        rest = &rest[8..];
-        if rest.is_empty() {
-            return Ok(());
-        }
-    }
-}
-
-/// Compresses `frame` into one gzip member.
-fn gzip(
-    deflate: &mut Compress,
-    crc: &mut Crc,
-    level: u32,
-    frame: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    // XFL: 2 for the slowest level, 4 for the fastest; OS: 255, unknown.
-    let xfl = match level {
-        9 => 2,
-        0 | 1 => 4,
-        _ => 0,
-    };
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 255]);
-    deflate.reset();
-    deflate_into(deflate, frame, out)?;
-    crc.reset();
-    crc.update(frame);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    // ISIZE is the length modulo 2^32.
-    out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-    Ok(())
-}
-
-/// Compresses all of `frame` with `deflate` (reset, with or without its zlib header) into `out`.
-fn deflate_into(deflate: &mut Compress, frame: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    let mut rest = frame;
-    loop {
-        if out.capacity() - out.len() < 64 {
-            out.reserve(rest.len() / 2 + 1024);
-        }
-        let (in_before, out_before) = (deflate.total_in(), out.len());
-        let status = deflate
-            .compress_vec(rest, out, FlushCompress::Finish)
-            .map_err(|e| format!("deflate failed: {e}"))?;
-        let consumed = usize::try_from(deflate.total_in() - in_before).unwrap_or(usize::MAX);
-        rest = rest.get(consumed..).unwrap_or_default();
-        if status == flate2::Status::StreamEnd {
-            return Ok(());
-        }
-        if consumed == 0 && out.len() == out_before && out.capacity() - out.len() >= 64 {
-            return Err("deflate made no progress".to_owned());
-        }
-    }
-}
-
-/// Decompresses one or more concatenated .xz streams into `out`.
-fn unxz(memlimit: u64, input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<(), String> {
-    let mut stream = Stream::new_stream_decoder(memlimit, xz2::stream::CONCATENATED)
-        .map_err(|e| format!("cannot start the xz decoder: {e}"))?;
-    let mut rest = input;
-    loop {
-        make_room(out, max)?;
-        let (in_before, out_before) = (stream.total_in(), out.len());
-        let status = stream
-            .process_vec(rest, out, Action::Finish)
-            .map_err(|e| match e {
-                xz2::stream::Error::MemLimit => format!(
-                    "the xz stream needs more memory than the limit ({memlimit} bytes, max_length + 8 MiB)"
-                ),
-                other => format!("corrupt xz data: {other}"),
-            })?;
-        let consumed = usize::try_from(stream.total_in() - in_before).unwrap_or(usize::MAX);
-        rest = rest.get(consumed..).unwrap_or_default();
-        if status == xz2::stream::Status::StreamEnd {
-            break;
-        }
-        if consumed == 0 && out.len() == out_before {
-            return Err("truncated xz data".to_owned());
-        }
-    }
-    if out.len() > max {
-        return Err(too_long(max));
-    }
-    Ok(())
+        other => other.into(),
+    })
 }
 
 /// The LZMA2 dictionary size of presets 0 to 9 (`xz --help` lists them).
@@ -768,35 +568,25 @@ const XZ_PRESET_DICT: [u32; 10] = [
 ];
 
 /// Compresses `frame` into one .xz stream (CRC64), with a dictionary no larger than the frame.
-fn xz(level: u32, frame: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    let mut options =
-        LzmaOptions::new_preset(level).map_err(|e| format!("xz preset {level}: {e}"))?;
+fn xz(level: u32, frame: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
+    let mut options = LzmaOptions::new_preset(level)
+        .map_err(|source| CompressError::XzPreset { level, source })?;
     let preset_dict = XZ_PRESET_DICT[level.min(9) as usize];
     let frame_dict = u32::try_from(frame.len().next_power_of_two()).unwrap_or(u32::MAX);
     // liblzma's smallest dictionary is 4 KiB.
     options.dict_size(frame_dict.clamp(4096, preset_dict));
     let mut filters = Filters::new();
     filters.lzma2(&options);
-    let mut stream = Stream::new_stream_encoder(&filters, Check::Crc64)
-        .map_err(|e| format!("cannot start the xz encoder: {e}"))?;
-    let mut rest = frame;
-    loop {
-        if out.capacity() - out.len() < 64 {
-            out.reserve(rest.len() / 2 + 1024);
-        }
-        let (in_before, out_before) = (stream.total_in(), out.len());
-        let status = stream
-            .process_vec(rest, out, Action::Finish)
-            .map_err(|e| format!("xz encoding failed: {e}"))?;
-        let consumed = usize::try_from(stream.total_in() - in_before).unwrap_or(usize::MAX);
-        rest = rest.get(consumed..).unwrap_or_default();
-        if status == xz2::stream::Status::StreamEnd {
-            return Ok(());
-        }
-        if consumed == 0 && out.len() == out_before && out.capacity() - out.len() >= 64 {
-            return Err("the xz encoder made no progress".to_owned());
-        }
-    }
+    let stream =
+        Stream::new_stream_encoder(&filters, Check::Crc64).map_err(CompressError::XzStart)?;
+    let mut encoder = xz2::write::XzEncoder::new_stream(out, stream);
+    encoder
+        .write_all(frame)
+        .and_then(|()| encoder.finish().map(drop))
+        .map_err(|source| CompressError::Io {
+            algorithm: Algorithm::Xz,
+            source,
+        })
 }
 
 /// Decompresses one or more zstd frames (skippable frames are skipped) into `out`, checking
@@ -806,10 +596,10 @@ fn unzstd(
     input: &[u8],
     out: &mut Vec<u8>,
     max: usize,
-) -> Result<(), String> {
+) -> Result<(), DecompressError> {
     let mut rest = input;
     if rest.is_empty() {
-        return Err("empty input".to_owned());
+        return Err(DecompressError::Empty);
     }
     while !rest.is_empty() {
         match decoder.reset(&mut rest) {
@@ -821,21 +611,21 @@ fn unzstd(
                 rest = usize::try_from(length)
                     .ok()
                     .and_then(|length| rest.get(length..))
-                    .ok_or_else(|| "truncated skippable zstd frame".to_owned())?;
+                    .ok_or(DecompressError::ZstdSkippable)?;
                 continue;
             }
-            Err(e) => return Err(format!("corrupt zstd data: {e}")),
+            Err(e) => return Err(DecompressError::Zstd(e.into())),
         }
         loop {
             decoder
                 .decode_blocks(&mut rest, BlockDecodingStrategy::UptoBytes(64 * 1024))
-                .map_err(|e| format!("corrupt zstd data: {e}"))?;
+                .map_err(|e| DecompressError::Zstd(e.into()))?;
             if out.len().saturating_add(decoder.can_collect()) > max {
-                return Err(too_long(max));
+                return Err(BoundedError::TooLong { max }.into());
             }
             decoder
                 .collect_to_writer(&mut *out)
-                .map_err(|e| format!("zstd: {e}"))?;
+                .map_err(|e| DecompressError::Zstd(e.into()))?;
             if decoder.is_finished() {
                 break;
             }
@@ -845,7 +635,7 @@ fn unzstd(
             decoder.get_calculated_checksum(),
         ) && stored != computed
         {
-            return Err("zstd checksum mismatch".to_owned());
+            return Err(DecompressError::ZstdChecksum);
         }
     }
     Ok(())

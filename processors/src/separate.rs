@@ -12,7 +12,7 @@ use memchr::memmem;
 use serde::Deserialize;
 use temblor_shim::Frames;
 
-use super::{ProcessorError, RETAINED_CAPACITY};
+use super::{RETAINED_CAPACITY, SettingError};
 
 /// The longest separator.
 pub(super) const MAX_SEPARATOR: usize = 8;
@@ -49,16 +49,15 @@ impl Separator {
 }
 
 impl Config {
-    /// The separator, checked: 1 to 8 bytes. `kind` is `preprocessor` or `postprocessor`.
-    pub(super) fn separator(&self, kind: &str) -> Result<Separator, ProcessorError> {
+    /// The separator, checked: 1 to 8 bytes.
+    pub(super) fn separator(&self) -> Result<Separator, SettingError> {
         let given = self.separator.as_bytes();
         if !(1..=MAX_SEPARATOR).contains(&given.len()) {
-            return Err(ProcessorError(format!(
-                "{kind} 'separate': `separator` must be 1 to {MAX_SEPARATOR} bytes, found {:?} \
-                 ({} bytes)",
-                self.separator,
-                given.len()
-            )));
+            return Err(SettingError::Separator {
+                max: MAX_SEPARATOR,
+                separator: self.separator.clone(),
+                len: given.len(),
+            });
         }
         let mut bytes = [0; MAX_SEPARATOR];
         bytes[..given.len()].copy_from_slice(given);
@@ -139,8 +138,8 @@ struct State {
 }
 
 impl Splitter {
-    pub(super) fn new(config: &Config) -> Result<Self, ProcessorError> {
-        let separator = config.separator("preprocessor")?;
+    pub(super) fn new(config: &Config) -> Result<Self, SettingError> {
+        let separator = config.separator()?;
         let finder = match separator.as_bytes() {
             [b] => Finder::One(*b),
             many => Finder::Many(Box::new(memmem::Finder::new(many).into_owned())),
