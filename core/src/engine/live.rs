@@ -70,6 +70,12 @@ impl PluginCell {
 pub(crate) struct Cells(BTreeMap<String, Arc<PluginCell>>);
 
 impl Cells {
+    /// The plugins' names, sorted.
+    #[cfg(test)]
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+
     pub(crate) fn get_or_add(&mut self, plugin: &Plugin) -> Arc<PluginCell> {
         Arc::clone(
             self.0
@@ -352,5 +358,116 @@ impl<T: Instance> Live<T> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use temblor_shim::abi::{CodecBox, PluginKind};
+
+    use super::*;
+    use crate::engine::testing::{self, broken, chunks, decode, ver1, ver2};
+
+    fn codec(cells: &mut Cells) -> Live<CodecBox> {
+        let cell = testing::cell(cells, ver1::plugin_module());
+        Live::new("c", "ver", &Value::Null, cell).expect("ver1 builds")
+    }
+
+    #[test]
+    fn an_instance_is_rebuilt_from_a_reloaded_plugin_when_it_adopts_it() {
+        let mut cells = Cells::default();
+        let mut live = codec(&mut cells);
+        assert!(!live.stale());
+        let reloader = Reloader::new(cells, testing::stop());
+        assert_eq!(reloader.names().collect::<Vec<_>>(), ["ver"]);
+        assert_eq!(reloader.origin("ver").as_deref(), Some("test"));
+        // Nobody adopts it within the wait (this thread is the task): counted, not swapped.
+        let done = reloader
+            .reload(
+                testing::plugin(ver2::plugin_module(), "v2.so"),
+                Duration::ZERO,
+            )
+            .expect("same name and kind");
+        assert_eq!(
+            (done.instances, done.swapped, done.shut_down),
+            (1, 0, false)
+        );
+        assert_eq!(reloader.plugins()[0].1, 1, "generation");
+        // Until its batch boundary, the instance goes on as it was built.
+        assert!(live.stale());
+        assert_eq!(decode(&mut live, &["a"]).unwrap().0, [Value::from("v1:a")]);
+        live.adopt_reload(false);
+        assert!(!live.stale());
+        assert_eq!(decode(&mut live, &["a"]).unwrap().0, [Value::from("v2:a")]);
+        assert_eq!(reloader.origin("ver").as_deref(), Some("v2.so"));
+    }
+
+    #[test]
+    fn a_reloaded_plugin_that_fails_to_build_leaves_the_old_instance_running() {
+        let mut cells = Cells::default();
+        let mut live = codec(&mut cells);
+        let reloader = Reloader::new(cells, testing::stop());
+        reloader
+            .reload(
+                testing::plugin(broken::plugin_module(), "broken.so"),
+                Duration::ZERO,
+            )
+            .unwrap();
+        live.adopt_reload(false);
+        assert_eq!(decode(&mut live, &["a"]).unwrap().0, [Value::from("v1:a")]);
+        // This version failed: not tried again at every batch.
+        assert!(!live.stale());
+        // Dropping first (an instance that holds a port) leaves none.
+        live.adopt_reload(true);
+        assert!(live.instance.is_none());
+        let err = decode(&mut live, &["a"]).unwrap_err();
+        assert_eq!(err.message.as_str(), "no instance: the last rebuild failed");
+    }
+
+    #[test]
+    fn a_reload_names_what_it_refuses() {
+        let mut cells = Cells::default();
+        let _live = codec(&mut cells);
+        let reloader = Reloader::new(cells, testing::stop());
+        let other = testing::plugin(chunks::plugin_module(), "chunks.so");
+        assert_eq!(other.kind, PluginKind::Connector);
+        let err = reloader.reload(other, Duration::ZERO).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the running deployment uses no plugin named 'chunks'"
+        );
+        let mut connector = testing::plugin(chunks::plugin_module(), "chunks.so");
+        connector.name = "ver".to_owned();
+        let err = reloader.reload(connector, Duration::ZERO).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "plugin 'ver': the new library is a connector, the running one a codec"
+        );
+    }
+
+    #[test]
+    fn a_reload_every_instance_adopted_shuts_the_old_library_down() {
+        let mut cells = Cells::default();
+        let live = codec(&mut cells);
+        let reloader = Reloader::new(cells, testing::stop());
+        let task = std::thread::spawn(move || {
+            let mut live = live;
+            while !live.stale() {
+                std::thread::yield_now();
+            }
+            live.adopt_reload(false);
+            live
+        });
+        let done = reloader
+            .reload(
+                testing::plugin(ver2::plugin_module(), "v2.so"),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let mut live = task.join().unwrap();
+        assert_eq!((done.instances, done.swapped), (1, 1));
+        // The replaced plugin came from a file (`test`), not the executable.
+        assert!(done.shut_down);
+        assert_eq!(decode(&mut live, &["b"]).unwrap().0, [Value::from("v2:b")]);
     }
 }

@@ -14,10 +14,13 @@
 //! sources drop their channel ends, pipelines drain and finish, sinks drain, flush and finish;
 //! a source that takes acknowledgements then waits for the outcome of everything it handed out.
 //!
-//! One file per task: `source.rs` (streams, metadata, tokens, the circuit breaker's gate),
-//! `pipeline_task.rs`, `sink.rs` (retries, partial writes, dead letters, the breaker),
-//! `dead_letter.rs`, `stats.rs`, and `live.rs` (instances that can be rebuilt: restarts and hot
-//! reload). Delivery tokens are in `crate::delivery`.
+//! One file per task, each with its unit tests: `builder.rs` (every instance and chain built
+//! before anything runs; which sources feed which sink), `source.rs` (streams, metadata,
+//! tokens, the circuit breaker's gate), `pipeline_task.rs`, `sink.rs` (retries, partial writes,
+//! dead letters, the breaker), `dead_letter.rs`, `stats.rs`, `live.rs` (instances that can be
+//! rebuilt from a reloaded plugin: hot reload) and `restart.rs` (restarts with backoff, codecs
+//! rebuilt after a panic). This file wires them: channels and threads. Delivery tokens are in
+//! `crate::delivery`.
 //!
 //! **Architecture Invariant:** no event is converted or copied between stages; a batch moves
 //! from thread to thread by value, and plugins are called once per batch, never per event.
@@ -32,18 +35,22 @@ use std::{
     time::Instant,
 };
 
-use temblor_shim::{ErrorKind, PluginError, Value, abi::CodecBox, abi_stable::std_types::RResult};
 use tracing::{error, info, info_span, warn};
 
+mod builder;
 mod dead_letter;
 mod live;
 mod pipeline_task;
+mod restart;
 mod sink;
 mod source;
 mod stats;
+#[cfg(test)]
+mod testing;
 
-use live::{Cells, Instance, Live};
+use builder::Builder;
 pub use live::{ReloadError, Reloaded, Reloader};
+use restart::{call, recover_codec, restart};
 pub(crate) use stats::add;
 pub use stats::{
     ConnectorCounters, ConnectorState, Histogram, HistogramSnapshot, LATENCY_BOUNDS_S,
@@ -51,13 +58,10 @@ pub use stats::{
 };
 
 use crate::{
-    deploy::{ConnectorPlan, Deployment, Link, Named, Plan, RestartPolicy},
+    deploy::{Deployment, Link, Plan},
     pipeline::Events,
-    processors::{self, Postprocessor, Preprocessor},
     registry::Registry,
 };
-use dead_letter::DeadLetter;
-use sink::SinkTask;
 use source::{Gate, SourceTask};
 
 use crate::wakeup::Stop;
@@ -112,12 +116,7 @@ impl Engine {
         registry: &Registry,
         stop: Arc<AtomicBool>,
     ) -> Result<Self, StartError> {
-        let mut b = Builder {
-            deployment,
-            registry,
-            cells: Cells::default(),
-            problems: Vec::new(),
-        };
+        let mut b = Builder::new(deployment, registry);
 
         // Channels into pipelines and into sinks.
         let mut pipeline_in: Vec<Channel<Batch>> = deployment
@@ -160,32 +159,10 @@ impl Engine {
             .map(|_| Arc::new(Gate::default()))
             .collect();
         let feeds = |sink: usize| -> Vec<Arc<Gate>> {
-            let into: Vec<usize> = plan
-                .links
-                .iter()
-                .filter_map(|l| match *l {
-                    Link::PipelineToSink {
-                        pipeline,
-                        connector,
-                        ..
-                    } if connector == sink => Some(pipeline),
-                    _ => None,
-                })
-                .collect();
-            let mut sources: Vec<usize> = plan
-                .links
-                .iter()
-                .filter_map(|l| match *l {
-                    Link::SourceToPipeline {
-                        connector,
-                        pipeline,
-                    } if into.contains(&pipeline) => Some(connector),
-                    _ => None,
-                })
-                .collect();
-            sources.sort_unstable();
-            sources.dedup();
-            sources.into_iter().map(|s| Arc::clone(&gates[s])).collect()
+            builder::feeding(&plan.links, sink)
+                .into_iter()
+                .map(|s| Arc::clone(&gates[s]))
+                .collect()
         };
 
         // Build every plugin object first, so that nothing starts when something is wrong.
@@ -208,11 +185,7 @@ impl Engine {
             })
             .collect();
         for (i, c) in deployment.connectors.iter().enumerate() {
-            let used = plan.links.iter().any(|l| match *l {
-                Link::SourceToPipeline { connector, .. }
-                | Link::PipelineToSink { connector, .. } => connector == i,
-            });
-            if !used {
+            if !builder::linked(&plan.links, i) {
                 warn!(connector = %c.id.get_ref(), "connector is not connected to anything");
             }
         }
@@ -356,196 +329,6 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
         .name(name)
         .spawn(f)
         .expect("the OS refused to start a thread")
-}
-
-struct Builder<'a> {
-    deployment: &'a Deployment,
-    registry: &'a Registry,
-    cells: Cells,
-    problems: Vec<String>,
-}
-
-impl Builder<'_> {
-    /// Builds the first instance of a plugin for connector `id`, or records why it cannot.
-    fn live<T: Instance>(
-        &mut self,
-        what: &str,
-        plugin: &str,
-        id: &str,
-        config: &Value,
-    ) -> Option<Live<T>> {
-        let Some(p) = self.registry.get(plugin) else {
-            self.problems
-                .push(format!("{what} '{id}': plugin '{plugin}' is not loaded"));
-            return None;
-        };
-        let cell = self.cells.get_or_add(p);
-        match Live::new(id, plugin, config, cell) {
-            Ok(live) => Some(live),
-            Err(e) => {
-                self.problems
-                    .push(format!("{what} '{id}' (plugin '{plugin}'): {e}"));
-                None
-            }
-        }
-    }
-
-    fn processors<T>(
-        &mut self,
-        id: &str,
-        list: &[Named],
-        new: impl Fn(&Named) -> Result<T, processors::ProcessorError>,
-    ) -> Vec<T> {
-        list.iter()
-            .filter_map(|n| {
-                new(n)
-                    .map_err(|e| self.problems.push(format!("connector '{id}': {e}")))
-                    .ok()
-            })
-            .collect()
-    }
-
-    fn source(&mut self, i: usize, plan: &ConnectorPlan, gate: Arc<Gate>) -> Option<SourceTask> {
-        let spec = &self.deployment.connectors[i];
-        let id = spec.id.get_ref().clone();
-        let source = self.live("source", spec.plugin.get_ref(), &id, &plan.config);
-        let codec = self.live(
-            "codec of connector",
-            &plan.codec.name,
-            &id,
-            &plan.codec.config,
-        );
-        // Checked here; each stream builds its own chain from the list.
-        let pre = self.processors(&id, &plan.preprocessors, Preprocessor::new);
-        if pre.len() != plan.preprocessors.len() {
-            return None;
-        }
-        Some(SourceTask {
-            decoder: codec?,
-            source: source?,
-            pre: plan.preprocessors.clone(),
-            streams: std::collections::HashMap::new(),
-            id,
-            home: std::sync::mpsc::channel(),
-            restart: plan.restart,
-            failures: 0,
-            acks: crate::delivery::Acks::waking(Arc::clone(gate.wakeup())),
-            wants_acks: false,
-            notified: false,
-            gate,
-            reset: false,
-            stopping: false,
-        })
-    }
-
-    fn sink(&mut self, i: usize, plan: &ConnectorPlan, feeds: Vec<Arc<Gate>>) -> Option<SinkTask> {
-        let spec = &self.deployment.connectors[i];
-        let id = spec.id.get_ref().clone();
-        let sink = self.live("sink", spec.plugin.get_ref(), &id, &plan.config);
-        let codec = self.live(
-            "codec of connector",
-            &plan.codec.name,
-            &id,
-            &plan.codec.config,
-        );
-        let post = self.processors(&id, &plan.postprocessors, Postprocessor::new);
-        Some(SinkTask {
-            encoder: codec?,
-            sink: sink?,
-            post,
-            id,
-            restart: plan.restart,
-            retries: plan.retries,
-            failures: 0,
-            dead: false,
-            dead_letter: plan.dead_letter.clone().map(DeadLetter::new),
-            feeds,
-            paused: false,
-            pending: Default::default(),
-        })
-    }
-}
-
-/// After a failed decode or encode: a panicked codec may be broken, so build a fresh one.
-/// False when that failed (the connector cannot go on).
-fn recover_codec(codec: &mut Live<CodecBox>, e: &PluginError) -> bool {
-    if e.kind != ErrorKind::Panic {
-        return true;
-    }
-    match codec.rebuild() {
-        Ok(()) => {
-            warn!(connector = %codec.id, codec = %codec.plugin, "codec rebuilt after a panic");
-            true
-        }
-        Err(e) => {
-            error!(connector = %codec.id, codec = %codec.plugin, error = %e, "codec could not be rebuilt after a panic");
-            false
-        }
-    }
-}
-
-/// Calls `f` on the instance, or fails when there is none (a rebuild failed).
-fn call<T, R>(
-    live: &mut Live<T>,
-    f: impl FnOnce(&mut T) -> RResult<R, PluginError>,
-) -> Result<R, PluginError> {
-    match live.instance.as_mut() {
-        Some(instance) => f(instance).into_result(),
-        None => Err(PluginError::new(
-            ErrorKind::Other,
-            "no instance: the last rebuild failed",
-        )),
-    }
-}
-
-/// Restarts a failed source or sink: waits (exponential backoff, cut short by `stop`) and
-/// builds a new instance, until one is built or `max_restarts` restarts in a row failed.
-/// `failures` counts restarts since the last successful call. False when it gave up (`state`
-/// is then `Failed`) or the engine stopped meanwhile; `state` is `Restarting` while it waits
-/// and builds.
-fn restart<T: Instance>(
-    live: &mut Live<T>,
-    policy: &RestartPolicy,
-    failures: &mut u32,
-    stop: Option<&Stop>,
-    counters: &ConnectorCounters,
-    state: &StateCell,
-) -> bool {
-    loop {
-        *failures += 1;
-        if *failures > policy.max_restarts {
-            state.set(ConnectorState::Failed);
-            error!(connector = %live.id, plugin = %live.plugin, restarts = *failures - 1, "giving up: the {} failed again after its last restart", T::WHAT);
-            return false;
-        }
-        state.set(ConnectorState::Restarting);
-        // Drop the failed instance first: it may hold what the new one needs (a port, a file).
-        live.instance = None;
-        let wait = policy.backoff(*failures);
-        warn!(connector = %live.id, plugin = %live.plugin, restart = *failures, wait_ms = wait.as_millis() as u64, "restarting the {}", T::WHAT);
-        let waited = match stop {
-            Some(stop) => stop.sleep(wait),
-            None => {
-                std::thread::sleep(wait);
-                true
-            }
-        };
-        if !waited {
-            return false;
-        }
-        add(&counters.restarts, 1);
-        match live.rebuild() {
-            Ok(()) => {
-                state.set(ConnectorState::Running);
-                info!(connector = %live.id, plugin = %live.plugin, restart = *failures, "{} restarted", T::WHAT);
-                return true;
-            }
-            Err(e) => {
-                add(&counters.errors, 1);
-                error!(connector = %live.id, plugin = %live.plugin, error = %e, "the {} could not be rebuilt", T::WHAT);
-            }
-        }
-    }
 }
 
 /// Sends to every target (cloning for all but the last). False when every target is gone.

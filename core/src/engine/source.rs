@@ -735,3 +735,125 @@ fn append(stream: &mut Stream, meta: u32, chunk_at: u64, input: &Frames, s: &mut
         s.merged.push(frame);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::sync_channel;
+
+    use super::*;
+    use crate::engine::{builder::Builder, testing};
+
+    /// Runs the `chunks` source of `chunks` through `extra`'s preprocessors and codec `ver1`
+    /// to the end: every event with its meta, and every error event.
+    fn run(chunks: &str, extra: &str) -> (Vec<(Value, Value)>, Vec<Value>, ConnectorCounters) {
+        let registry = testing::registry(false);
+        let (d, plan) = testing::deployment(chunks, extra, &registry);
+        let mut b = Builder::new(&d, &registry);
+        let task = b
+            .source(0, &plan.connectors[0], Arc::new(Gate::default()))
+            .expect("builds");
+        let (tx, rx) = sync_channel(64);
+        let counters = ConnectorCounters::default();
+        assert!(task.run(vec![tx], &testing::stop(), &counters).is_none());
+        let (mut events, mut errors) = (Vec::new(), Vec::new());
+        for batch in rx.try_iter() {
+            for (i, v) in batch.events.values.iter().enumerate() {
+                events.push((v.clone(), batch.events.meta_of(i).clone()));
+            }
+            errors.extend(batch.errors.values.iter().cloned());
+        }
+        (events, errors, counters)
+    }
+
+    #[test]
+    fn frames_cut_across_pulls_are_joined_decoded_and_given_their_meta() {
+        let (events, errors, counters) = run(
+            r#"["a\nb", "c\nbad\n", "tail"]"#,
+            r#"preprocessors = ["separate"]"#,
+        );
+        let values: Vec<&Value> = events.iter().map(|(v, _)| v).collect();
+        // The last piece, without a separator, comes out when the stream ends.
+        assert_eq!(
+            values,
+            ["v1:a", "v1:bc", "v1:tail"]
+                .map(Value::from)
+                .iter()
+                .collect::<Vec<_>>()
+        );
+        for (_, meta) in &events {
+            assert_eq!(meta.get("connector"), Some(&Value::from("in")));
+            assert_eq!(meta.get("stream"), Some(&Value::from(DEFAULT_STREAM)));
+        }
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].get("error"), Some(&Value::from("bad frame")));
+        assert_eq!(errors[0].get("bytes"), Some(&Value::from("bad")));
+        assert_eq!(errors[0].get("connector"), Some(&Value::from("in")));
+        assert_eq!(counters.events_out.load(Ordering::Relaxed), 3);
+        assert_eq!(counters.errors.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.bytes_in.load(Ordering::Relaxed), 3 + 6 + 4);
+    }
+
+    #[test]
+    fn what_a_preprocessor_drops_is_an_error_event() {
+        let (events, errors, _) = run(
+            r#"["not base64!", "aGk="]"#,
+            r#"preprocessors = ["base64"]"#,
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].0, Value::from("v1:hi"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        let reason = errors[0].get("error").and_then(Value::as_str).unwrap();
+        assert!(reason.starts_with("base64: "), "{reason}");
+        assert_eq!(errors[0].get("connector"), Some(&Value::from("in")));
+    }
+
+    #[test]
+    fn meta_is_connector_and_stream_then_the_sources_own_fields() {
+        let own: Object = [
+            ("path", Value::from("/tmp/x")),
+            ("stream", Value::from("forged")),
+            ("connector", Value::from("forged")),
+        ]
+        .into_iter()
+        .collect();
+        let meta = stream_meta("in", 7, &Value::Object(own));
+        let keys: Vec<&str> = meta.as_object().unwrap().iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["connector", "stream", "path"]);
+        assert_eq!(meta.get("stream"), Some(&Value::from(7_u64)));
+        // A source's meta that is not a table is kept under `source`.
+        let meta = stream_meta("in", 0, &Value::from(42));
+        assert_eq!(meta.get("source"), Some(&Value::from(42)));
+        assert_eq!(
+            with_offset(&meta, 9).get("offset"),
+            Some(&Value::from(9_u64))
+        );
+    }
+
+    #[test]
+    fn an_error_event_shows_the_start_of_the_bytes_and_their_length() {
+        let long = vec![b'x'; ERROR_BYTES_SHOWN * 2];
+        let event = error_event("in", "why", Some(&long));
+        let shown = event.get("bytes").and_then(Value::as_str).unwrap();
+        assert_eq!(shown.len(), ERROR_BYTES_SHOWN);
+        assert_eq!(event.get("bytes_len"), Some(&Value::from(long.len())));
+        let event = error_event("in", "why", None);
+        assert_eq!(event.get("bytes"), None);
+        assert_eq!(event.get("error"), Some(&Value::from("why")));
+    }
+
+    #[test]
+    fn a_gate_is_closed_while_any_sink_holds_it() {
+        let gate = Gate::default();
+        assert!(!gate.is_closed());
+        gate.close();
+        gate.close();
+        gate.open();
+        assert!(gate.is_closed(), "one sink still holds it");
+        gate.open();
+        assert!(!gate.is_closed());
+        // An extra open does not make a later close count for nothing.
+        gate.open();
+        gate.close();
+        assert!(gate.is_closed());
+    }
+}
