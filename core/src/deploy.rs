@@ -21,7 +21,7 @@
 //! with its line and column. What is valid but likely a mistake (a pipeline that nothing feeds,
 //! or whose events go nowhere) is a warning: [`Plan::warnings`], [`DeployError::warnings`].
 
-use std::{collections::HashMap, fmt, ops::Range};
+use std::{collections::HashMap, ops::Range};
 
 use serde::Deserialize;
 use temblor_shim::{Object, Value, abi::PluginKind};
@@ -31,8 +31,9 @@ pub use temblor_processors::Named;
 
 use crate::{pipeline::PipelineDef, processors, registry::Registry};
 
-/// One problem in a deployment file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One problem in a deployment file, with where it is: `LINE:COLUMN: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{line}:{column}: {message}")]
 pub struct Diagnostic {
     /// 1-based line.
     pub line: usize,
@@ -42,14 +43,9 @@ pub struct Diagnostic {
     pub message: String,
 }
 
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.line, self.column, self.message)
-    }
-}
-
-/// Every problem found in a deployment file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Every problem found in a deployment file: one `FILE:LINE:COLUMN: message` line each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.lines().join("\n"))]
 pub struct DeployError {
     /// The file's name, as given.
     pub file: String,
@@ -68,21 +64,15 @@ impl DeployError {
             .map(|d| format!("{}:{d}", self.file))
             .collect()
     }
-}
 
-impl fmt::Display for DeployError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.diagnostics.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{}:{d}", self.file)?;
-        }
-        Ok(())
+    /// The problems, one `FILE:LINE:COLUMN: message` line each.
+    fn lines(&self) -> Vec<String> {
+        self.diagnostics
+            .iter()
+            .map(|d| format!("{}:{d}", self.file))
+            .collect()
     }
 }
-
-impl std::error::Error for DeployError {}
 
 /// A parsed deployment.
 #[derive(Debug, Clone, Deserialize)]

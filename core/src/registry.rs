@@ -54,25 +54,14 @@ impl Plugin {
 }
 
 /// A second plugin with a name already taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("duplicate plugin name '{name}': already loaded from {kept}")]
 pub struct DuplicateName {
     /// The name.
     pub name: String,
     /// Where the plugin that keeps it came from.
     pub kept: String,
 }
-
-impl fmt::Display for DuplicateName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "duplicate plugin name '{}': already loaded from {}",
-            self.name, self.kept
-        )
-    }
-}
-
-impl std::error::Error for DuplicateName {}
 
 /// Plugins by name.
 #[derive(Debug, Default, Clone)]

@@ -86,11 +86,13 @@ impl Cells {
 }
 
 /// Why a reload was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReloadError {
     /// The running deployment does not use a plugin of this name.
+    #[error("the running deployment uses no plugin named '{0}'")]
     NotInUse(String),
     /// The new plugin is of another kind than the running one.
+    #[error("plugin '{name}': the new library is a {new}, the running one a {running}")]
     WrongKind {
         /// The plugin.
         name: String,
@@ -100,22 +102,6 @@ pub enum ReloadError {
         new: &'static str,
     },
 }
-
-impl fmt::Display for ReloadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotInUse(name) => {
-                write!(f, "the running deployment uses no plugin named '{name}'")
-            }
-            Self::WrongKind { name, running, new } => write!(
-                f,
-                "plugin '{name}': the new library is a {new}, the running one a {running}"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ReloadError {}
 
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -69,20 +69,13 @@ use crate::wakeup::Stop;
 /// Batches in flight per channel. With up to ~1024 events a batch this bounds memory.
 const CHANNEL_BATCHES: usize = 4;
 
-/// Why a deployment could not start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a deployment could not start: one line per component that could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", problems.join("\n"))]
 pub struct StartError {
-    /// One line per component that could not be built.
+    /// One line per component that could not be built, naming it.
     pub problems: Vec<String>,
 }
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.problems.join("\n"))
-    }
-}
-
-impl std::error::Error for StartError {}
 
 /// Events from a source for a pipeline: decoded events, and error events for what failed.
 #[derive(Debug, Clone)]

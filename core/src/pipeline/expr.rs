@@ -457,26 +457,16 @@ pub enum Expr {
     Get(Box<Expr>, Vec<Segment>),
 }
 
-/// Why an expression could not be evaluated for an event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why an expression could not be evaluated for an event: `column N: message` (the message
+/// alone for column 0).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if *column == 0 { String::new() } else { format!("column {column}: ") })]
 pub struct EvalError {
     /// 1-based column of the operator or function at fault (0: the whole expression).
     pub column: u32,
     /// What went wrong.
     pub message: String,
 }
-
-impl fmt::Display for EvalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.column == 0 {
-            f.write_str(&self.message)
-        } else {
-            write!(f, "column {}: {}", self.column, self.message)
-        }
-    }
-}
-
-impl std::error::Error for EvalError {}
 
 type Eval<'a> = Result<Cow<'a, Value>, EvalError>;
 

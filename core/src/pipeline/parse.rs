@@ -18,8 +18,6 @@
 //! and `\uXXXX` escapes; numbers are decimal integers (up to `u64::MAX`) or floats (`1.5`,
 //! `2e3`). Constant sub-expressions are evaluated here, once ([`Expr::fold`]).
 
-use std::fmt;
-
 use temblor_shim::Value;
 use winnow::{
     LocatingSlice, ModalResult, Parser,
@@ -38,7 +36,8 @@ type In<'i> = LocatingSlice<&'i str>;
 type R<T> = ModalResult<T>;
 
 /// A syntax error in an expression or a path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {message}")]
 pub struct SyntaxError {
     /// 1-based column (in characters) in the expression's text.
     pub column: usize,
@@ -46,25 +45,10 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-impl fmt::Display for SyntaxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "column {}: {}", self.column, self.message)
-    }
-}
-
-impl std::error::Error for SyntaxError {}
-
 /// A message for an error that no grammar rule describes.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 struct Msg(String);
-
-impl fmt::Display for Msg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Msg {}
 
 /// Parses an expression.
 ///
