@@ -6,7 +6,10 @@
 //! - `core` opens no library: no `libloading`, no abi_stable loading call;
 //! - no library declares a `#[global_allocator]` outside its tests: only executables do;
 //! - every plugin's `//!` doc has a Config and an Example section;
-//! - `shim`, which every plugin compiles, depends on nothing outside its short list.
+//! - `shim`, which every plugin compiles, depends on nothing outside its short list;
+//! - `processors` (`temblor-processors`) needs no runtime: neither `temblor-core` nor an async
+//!   runtime is among its dependencies, direct or not (so the fuzz targets and benchmarks that
+//!   use it build none).
 
 use std::{
     collections::BTreeSet,
@@ -164,6 +167,89 @@ fn the_shim_keeps_its_short_dependency_list() {
     assert!(
         extra.is_empty(),
         "temblor-shim, which every plugin compiles, gained dependencies: {extra:?}"
+    );
+}
+
+/// What the processors must never pull in: the engine, and any async runtime.
+const NO_RUNTIME: [&str; 7] = [
+    "temblor-core",
+    "temblor-net",
+    "tokio",
+    "mio",
+    "hyper",
+    "async-std",
+    "futures-executor",
+];
+
+#[test]
+fn the_processors_need_no_runtime() {
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(project_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let name_of = |id: &str| -> String {
+        meta["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .find(|p| p["id"] == id)
+            .and_then(|p| p["name"].as_str())
+            .expect("every resolved id is a package")
+            .to_owned()
+    };
+    let nodes = meta["resolve"]["nodes"].as_array().expect("resolve nodes");
+    // Normal dependencies (not dev, not build) of a node, by id.
+    let normal_deps = |id: &str| -> Vec<String> {
+        nodes
+            .iter()
+            .find(|n| n["id"] == id)
+            .and_then(|n| n["deps"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .is_some_and(|kinds| kinds.iter().any(|k| k["kind"].is_null()))
+            })
+            .map(|d| d["pkg"].as_str().expect("pkg id").to_owned())
+            .collect()
+    };
+    let root = nodes
+        .iter()
+        .map(|n| n["id"].as_str().expect("id"))
+        .find(|id| name_of(id) == "temblor-processors")
+        .expect("temblor-processors is a member")
+        .to_owned();
+    // Every crate the processors build, through anything but workspace-hack (which unifies
+    // features for the whole workspace and is checked by hakari, not here).
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![(root, vec!["temblor-processors".to_owned()])];
+    let mut found = Vec::new();
+    while let Some((id, path)) = todo.pop() {
+        for dep in normal_deps(&id) {
+            let name = name_of(&dep);
+            if name == "workspace-hack" || !seen.insert(dep.clone()) {
+                continue;
+            }
+            let mut via = path.clone();
+            via.push(name.clone());
+            if NO_RUNTIME.contains(&name.as_str()) {
+                found.push(via.join(" -> "));
+            }
+            todo.push((dep, via));
+        }
+    }
+    assert!(found.is_empty(), "the processors pull in a runtime: {found:?}");
+    assert!(
+        seen.iter().any(|id| name_of(id) == "flate2"),
+        "the walk reached the processors' dependencies"
     );
 }
 
