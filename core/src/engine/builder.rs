@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use temblor_shim::Value;
+use temblor_shim::{Value, abi::CodecBox};
 
 use super::{
     dead_letter::DeadLetter,
@@ -113,6 +113,26 @@ impl<'a> Builder<'a> {
             .collect()
     }
 
+    /// Connector `i`'s id, its source or sink instance (`what`) and its codec, each built or
+    /// its problem recorded.
+    fn connector<T: Instance>(
+        &mut self,
+        i: usize,
+        plan: &ConnectorPlan,
+        what: &str,
+    ) -> (String, Option<Live<T>>, Option<Live<CodecBox>>) {
+        let spec = &self.deployment.connectors[i];
+        let id = spec.id.get_ref().clone();
+        let instance = self.live(what, spec.plugin.get_ref(), &id, &plan.config);
+        let codec = self.live(
+            "codec of connector",
+            &plan.codec.name,
+            &id,
+            &plan.codec.config,
+        );
+        (id, instance, codec)
+    }
+
     /// The source task of connector `i`, if its plugin, codec and preprocessors build.
     pub(crate) fn source(
         &mut self,
@@ -120,15 +140,7 @@ impl<'a> Builder<'a> {
         plan: &ConnectorPlan,
         gate: Arc<Gate>,
     ) -> Option<SourceTask> {
-        let spec = &self.deployment.connectors[i];
-        let id = spec.id.get_ref().clone();
-        let source = self.live("source", spec.plugin.get_ref(), &id, &plan.config);
-        let codec = self.live(
-            "codec of connector",
-            &plan.codec.name,
-            &id,
-            &plan.codec.config,
-        );
+        let (id, source, codec) = self.connector(i, plan, "source");
         // Checked here; each stream builds its own chain from the list.
         let pre = self.processors(&id, &plan.preprocessors, Preprocessor::new);
         if pre.len() != plan.preprocessors.len() {
@@ -159,15 +171,7 @@ impl<'a> Builder<'a> {
         plan: &ConnectorPlan,
         feeds: Vec<Arc<Gate>>,
     ) -> Option<SinkTask> {
-        let spec = &self.deployment.connectors[i];
-        let id = spec.id.get_ref().clone();
-        let sink = self.live("sink", spec.plugin.get_ref(), &id, &plan.config);
-        let codec = self.live(
-            "codec of connector",
-            &plan.codec.name,
-            &id,
-            &plan.codec.config,
-        );
+        let (id, sink, codec) = self.connector(i, plan, "sink");
         let post = self.processors(&id, &plan.postprocessors, Postprocessor::new);
         Some(SinkTask {
             encoder: codec?,

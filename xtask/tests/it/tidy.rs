@@ -246,7 +246,10 @@ fn the_processors_need_no_runtime() {
             todo.push((dep, via));
         }
     }
-    assert!(found.is_empty(), "the processors pull in a runtime: {found:?}");
+    assert!(
+        found.is_empty(),
+        "the processors pull in a runtime: {found:?}"
+    );
     assert!(
         seen.iter().any(|id| name_of(id) == "flate2"),
         "the walk reached the processors' dependencies"
