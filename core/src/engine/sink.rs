@@ -340,7 +340,80 @@ fn remaining(frames: &Frames, meta: &[Value], delivered: &[u32]) -> (Frames, Vec
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, atomic::Ordering, mpsc::sync_channel};
+
     use super::*;
+    use crate::engine::{builder::Builder, source::Gate, testing};
+
+    /// Runs the `flaky` sink `id` (`extra` lines in its table) over batches of `["a", "b"]`
+    /// until they end; the gate of the one source that feeds it is returned too.
+    fn run(id: &str, extra: &str) -> (ConnectorCounters, Arc<Gate>) {
+        let registry = testing::registry(false);
+        let (d, plan) = testing::sink_deployment(id, extra, &registry);
+        let gate = Arc::new(Gate::default());
+        let sink = Builder::new(&d, &registry)
+            .sink(0, &plan.connectors[0], vec![Arc::clone(&gate)])
+            .expect("builds");
+        let (tx, rx) = sync_channel(4);
+        tx.send(Events::local(
+            ["a", "b"].map(Value::from).into_iter().collect(),
+        ))
+        .unwrap();
+        drop(tx);
+        let counters = ConnectorCounters::default();
+        sink.run(rx, &testing::stop(), &counters);
+        (counters, gate)
+    }
+
+    fn count(counter: &std::sync::atomic::AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_failed_write_is_retried_and_pauses_its_sources_meanwhile() {
+        let (c, gate) = run(
+            "retried",
+            "postprocessors = [\"separate\"]\nretries = 3\nconfig = { fail = 2 }\n\
+             restart = { backoff_ms = 1, max_backoff_ms = 2, max_restarts = 3 }",
+        );
+        assert_eq!(testing::written("retried"), ["\"a\"\n", "\"b\"\n"]);
+        assert_eq!((count(&c.retries), count(&c.errors)), (2, 2));
+        assert_eq!((count(&c.paused), count(&c.resumed)), (1, 1));
+        assert!(!gate.is_closed(), "the source may pull again");
+        assert_eq!((count(&c.lost), count(&c.dead_lettered)), (0, 0));
+        assert_eq!(count(&c.events_in), 2);
+    }
+
+    #[test]
+    fn what_cannot_be_written_goes_to_the_dead_letter_file() {
+        let path = std::env::temp_dir().join(format!(
+            "temblor-core-dead-letter-{}.jsonl",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let (c, gate) = run(
+            "dead",
+            &format!(
+                "retries = 1\nconfig = {{ fail = 100 }}\ndead_letter = {:?}\n\
+                 restart = {{ backoff_ms = 1, max_backoff_ms = 2, max_restarts = 3 }}",
+                path.display().to_string()
+            ),
+        );
+        let letters = std::fs::read_to_string(&path).expect("the dead letter file");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(letters, "\"a\"\n\"b\"\n");
+        assert_eq!((count(&c.dead_lettered), count(&c.lost)), (2, 0));
+        assert_eq!(count(&c.retries), 1);
+        assert!(testing::written("dead").is_empty());
+        assert!(!gate.is_closed());
+    }
+
+    #[test]
+    fn without_a_dead_letter_file_what_cannot_be_written_is_counted_lost() {
+        let (c, _) = run("lost", "retries = 0\nconfig = { fail = 100 }");
+        assert_eq!((count(&c.lost), count(&c.dead_lettered)), (2, 0));
+        assert_eq!((count(&c.retries), count(&c.errors)), (0, 1));
+    }
 
     #[test]
     fn only_what_was_not_delivered_remains() {

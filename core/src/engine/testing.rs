@@ -93,6 +93,76 @@ pub(crate) mod chunks {
     temblor_shim::export_plugin! { name: "chunks", kind: Connector, source: new }
 }
 
+/// `flaky`: a sink whose first `fail` pushes fail (not a panic); what it writes is kept by
+/// connector id ([`written`]).
+pub(crate) mod flaky {
+    use std::{
+        collections::HashMap,
+        sync::{Mutex, OnceLock},
+    };
+
+    use temblor_shim::{ErrorKind, Sink};
+
+    use super::*;
+
+    pub(crate) fn store() -> &'static Mutex<HashMap<String, Vec<String>>> {
+        static STORE: OnceLock<Mutex<HashMap<String, Vec<String>>>> = OnceLock::new();
+        STORE.get_or_init(Mutex::default)
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    struct Config {
+        fail: u32,
+    }
+
+    struct Flaky {
+        id: String,
+        fail: u32,
+    }
+
+    impl Sink for Flaky {
+        fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
+            if self.fail > 0 {
+                self.fail -= 1;
+                return Err(PluginError::new(ErrorKind::Other, "not now"));
+            }
+            let mut store = store().lock().unwrap();
+            let mine = store.entry(self.id.clone()).or_default();
+            mine.extend(
+                frames
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned()),
+            );
+            Ok(())
+        }
+
+        fn flush(&mut self) -> Result<(), PluginError> {
+            Ok(())
+        }
+    }
+
+    fn new(setup: &Setup<'_>) -> Result<Flaky, PluginError> {
+        let c: Config = setup.config()?;
+        Ok(Flaky {
+            id: setup.id.to_owned(),
+            fail: c.fail,
+        })
+    }
+
+    temblor_shim::export_plugin! { name: "flaky", kind: Connector, sink: new }
+}
+
+/// What the `flaky` sink of connector `id` wrote, one string per frame.
+pub(crate) fn written(id: &str) -> Vec<String> {
+    flaky::store()
+        .lock()
+        .unwrap()
+        .get(id)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The plugin of `module`, as the registry would hold it.
 pub(crate) fn plugin(module: abi::PluginModRef, origin: &str) -> Plugin {
     Plugin::new(module, origin)
@@ -137,6 +207,7 @@ pub(crate) fn registry(broken_codec: bool) -> crate::registry::Registry {
     };
     r.add(plugin(codec, "test")).unwrap();
     r.add(plugin(chunks::plugin_module(), "test")).unwrap();
+    r.add(plugin(flaky::plugin_module(), "test")).unwrap();
     r
 }
 
@@ -147,12 +218,37 @@ pub(crate) fn deployment(
     extra: &str,
     registry: &crate::registry::Registry,
 ) -> (crate::deploy::Deployment, crate::deploy::Plan) {
-    let text = format!(
-        "[[connector]]\nid = \"in\"\nplugin = \"chunks\"\ncodec = \"ver\"\n{extra}\n\
-         config = {{ chunks = {chunks} }}\n\n[[pipeline]]\nid = \"p\"\n\n\
-         [[connect]]\nfrom = \"in\"\nto = \"p\"\n"
-    );
-    let d = crate::deploy::Deployment::parse(&text, "t.toml").expect("parses");
+    validated(
+        &format!(
+            "[[connector]]\nid = \"in\"\nplugin = \"chunks\"\ncodec = \"ver\"\n{extra}\n\
+             config = {{ chunks = {chunks} }}\n\n[[pipeline]]\nid = \"p\"\n\n\
+             [[connect]]\nfrom = \"in\"\nto = \"p\"\n"
+        ),
+        registry,
+    )
+}
+
+/// A deployment of pipeline `p` into the `flaky` sink `id` (codec `ver`, `extra` lines in its
+/// table), validated against `registry`.
+pub(crate) fn sink_deployment(
+    id: &str,
+    extra: &str,
+    registry: &crate::registry::Registry,
+) -> (crate::deploy::Deployment, crate::deploy::Plan) {
+    validated(
+        &format!(
+            "[[pipeline]]\nid = \"p\"\n\n[[connector]]\nid = \"{id}\"\nplugin = \"flaky\"\n\
+             codec = \"ver\"\n{extra}\n\n[[connect]]\nfrom = \"p\"\nto = \"{id}\"\n"
+        ),
+        registry,
+    )
+}
+
+fn validated(
+    text: &str,
+    registry: &crate::registry::Registry,
+) -> (crate::deploy::Deployment, crate::deploy::Plan) {
+    let d = crate::deploy::Deployment::parse(text, "t.toml").expect("parses");
     let plan = d.validate(registry, "t.toml").expect("valid");
     (d, plan)
 }
