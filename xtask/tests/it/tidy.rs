@@ -44,15 +44,11 @@ struct Package {
     deps: Vec<(String, bool)>,
 }
 
-fn packages() -> Vec<Package> {
+/// `cargo metadata` of the workspace, with `extra` arguments (`--no-deps`).
+fn metadata(extra: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO"))
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--offline",
-        ])
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(extra)
         .current_dir(project_root())
         .output()
         .expect("cargo metadata runs");
@@ -61,7 +57,11 @@ fn packages() -> Vec<Package> {
         "cargo metadata: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    serde_json::from_slice(&out.stdout).expect("metadata is JSON")
+}
+
+fn packages() -> Vec<Package> {
+    let meta = metadata(&["--no-deps"]);
     meta["packages"]
         .as_array()
         .expect("packages")
@@ -183,17 +183,7 @@ const NO_RUNTIME: [&str; 7] = [
 
 #[test]
 fn the_processors_need_no_runtime() {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(project_root())
-        .output()
-        .expect("cargo metadata runs");
-    assert!(
-        out.status.success(),
-        "cargo metadata: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
+    let meta = metadata(&[]);
     let name_of = |id: &str| -> String {
         meta["packages"]
             .as_array()
