@@ -257,43 +257,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 
 /// The plugins linked into this binary (the monolith build), registered like loaded ones.
 fn builtin_modules() -> Vec<PluginModRef> {
-    #[cfg(feature = "monolith")]
-    {
-        vec![
-            connector_bench::plugin_module(),
-            connector_blackhole::plugin_module(),
-            connector_exit::plugin_module(),
-            connector_file::plugin_module(),
-            connector_http_client::plugin_module(),
-            connector_http_server::plugin_module(),
-            connector_metronome::plugin_module(),
-            connector_nats::plugin_module(),
-            connector_stdio::plugin_module(),
-            connector_tcp_client::plugin_module(),
-            connector_tcp_server::plugin_module(),
-            connector_udp_client::plugin_module(),
-            connector_udp_server::plugin_module(),
-            connector_unix_client::plugin_module(),
-            connector_unix_server::plugin_module(),
-            connector_ws_client::plugin_module(),
-            connector_ws_server::plugin_module(),
-            codec_binary::plugin_module(),
-            codec_binflux::plugin_module(),
-            codec_cbor::plugin_module(),
-            codec_csv::plugin_module(),
-            codec_dogstatsd::plugin_module(),
-            codec_influx::plugin_module(),
-            codec_json::plugin_module(),
-            codec_msgpack::plugin_module(),
-            codec_statsd::plugin_module(),
-            codec_string::plugin_module(),
-            codec_yaml::plugin_module(),
-        ]
-    }
-    #[cfg(not(feature = "monolith"))]
-    {
-        Vec::new()
-    }
+    // Written by build.rs: one `LIB::plugin_module()` per plugin crate linked into this build.
+    include!(concat!(env!("OUT_DIR"), "/builtin_modules.rs"))
 }
 
 /// Registers the built-in plugins, then loads the plugin directories, enforcing `pins`.

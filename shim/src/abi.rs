@@ -279,7 +279,10 @@ impl RootModule for PluginModRef {
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
 }
 
-/// The symbol name under which a plugin library exports its root module header.
+/// The symbol name under which a plugin library exports its root module header: what
+/// `#[export_root_module]` (in `export_plugin!`) names it, and what plugins of older interfaces,
+/// which wrote it out by hand, export. abi_stable's loader must keep looking for this very name,
+/// or those plugins stop loading (the test below fails first).
 pub const ROOT_MODULE_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
 #[cfg(test)]

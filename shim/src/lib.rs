@@ -12,8 +12,8 @@
 //!   [`export_plugin!`], which hide abi_stable, catch panics and forward logs to the host.
 //!
 //! A plugin is written like this (a crate with `crate-type = ["cdylib", "rlib"]`, a default
-//! feature `export`, and for release builds a `<lib>_lto` cdylib example that only says
-//! `use <lib> as _;`; `cargo xtask new-plugin` writes all of it):
+//! feature `export`, and for release builds a `<lib>_lto` cdylib example whose source is the
+//! shared `shim/lto.rs`; `cargo xtask new-plugin` writes all of it):
 //! ```
 //! use temblor_shim::{Codec, PluginError, RVec, Setup, Value};
 //!
@@ -67,8 +67,17 @@ pub use tracing;
 /// (`#[serde(crate = "temblor_shim::serde")]`).
 pub use serde;
 
+/// The body of every plugin's `<lib>_lto` release example (`shim/lto.rs`): links the library.
+pub use temblor_shim_macros::link_plugin;
+
 /// Re-exported for the loader in the engine; plugins do not need it.
 pub use abi_stable;
+
+/// What `#[export_root_module]` (in [`export_plugin!`]) expands to names, as
+/// `::abi_stable::library::...`, where `::abi_stable` is the shim itself (the macro gives the
+/// plugin's crate root `extern crate temblor_shim as abi_stable;`). Not for direct use.
+#[doc(hidden)]
+pub use abi_stable::library;
 
 /// What [`export_plugin!`] expands to refers to these. Not for direct use.
 #[doc(hidden)]
@@ -80,10 +89,7 @@ pub mod __private {
     pub use crate::log::init as init_log;
     pub use crate::plugin::{codec_object, construct, sink_object, source_object, unsupported};
     pub use crate::{PluginError, Value};
-    pub use abi_stable::library::{
-        __call_root_module_loader as call_root_module_loader, CheckTypeLayout, LibHeader,
-        RootModuleResult,
-    };
+    pub use abi_stable::export_root_module;
     pub use abi_stable::prefix_type::WithMetadata;
     pub use abi_stable::std_types::{RResult, RStr};
 }

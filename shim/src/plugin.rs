@@ -419,8 +419,10 @@ macro_rules! __interface_version {
 /// It defines `pub fn plugin_module() -> PluginModRef` (how the monolith build registers the
 /// plugin) and, when the crate's `export` feature is on (the default), the library header that
 /// makes the `cdylib` loadable (the crate's own, and the `<lib>_lto` example's, which links the
-/// crate and so exports the header too). The monolith turns `export` off so that many plugins
-/// can be linked into one binary without their headers clashing.
+/// crate and so exports the header too), through abi_stable's `#[export_root_module]`. Invoke
+/// it at the crate root: the header's expansion needs the `extern crate` alias the macro puts
+/// there. The monolith turns `export` off so that many plugins can be linked into one binary
+/// without their headers clashing.
 #[macro_export]
 macro_rules! export_plugin {
     (
@@ -479,22 +481,21 @@ macro_rules! export_plugin {
             PluginModRef(MODULE.static_as_prefix())
         }
 
-        /// The header abi_stable looks for when it loads this library.
+        // The library header abi_stable's loader looks for, exported the documented way:
+        // `#[export_root_module]`. Its expansion names `::abi_stable::library::...`; plugins
+        // depend on the shim only, so the crate root gets the shim under that name (an
+        // `extern crate` at the crate root joins the extern prelude), and the shim's hidden
+        // `library` module is abi_stable's.
         #[cfg(feature = "export")]
-        #[unsafe(export_name = "_1as_0lib_1header_0root_bmodule_bloader")]
-        pub static TEMBLOR_PLUGIN_HEADER: $crate::__private::LibHeader = {
-            extern "C" fn root_module() -> $crate::__private::RootModuleResult {
-                $crate::__private::call_root_module_loader(plugin_module)
-            }
-            // SAFETY: `root_module` returns this crate's `PluginModRef`, the type named here,
-            // and the layout is checked by the loader.
-            unsafe {
-                $crate::__private::LibHeader::from_constructor::<$crate::abi::PluginModRef>(
-                    root_module,
-                    $crate::__private::CheckTypeLayout::Yes,
-                )
-            }
-        };
+        extern crate temblor_shim as abi_stable;
+
+        /// The root module abi_stable's loader calls.
+        #[cfg(feature = "export")]
+        #[$crate::__private::export_root_module]
+        #[doc(hidden)]
+        pub fn __temblor_root_module() -> $crate::abi::PluginModRef {
+            plugin_module()
+        }
     };
 }
 

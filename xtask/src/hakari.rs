@@ -5,6 +5,11 @@
 //! plugin alone (`cargo xtask build-plugins --only file`) compiles shared dependencies with the
 //! same features as the full build, and reuses them instead of rebuilding them.
 //!
+//! Its reach is limited on purpose (`.config/hakari.toml`): the binaries are not traversed and
+//! a few crates are left out, so the smallest plugin does not compile what only the binaries or
+//! the network plugins need. Those crates may then build with other features in a one-package
+//! build than in the full one, which is what `cargo hakari verify` reports: it is not run.
+//!
 //! Needs `cargo-hakari` (`cargo install cargo-hakari --locked`); `ci/test.sh` installs it.
 
 use anyhow::{Result, bail};
@@ -34,8 +39,7 @@ pub fn run(args: &Args) -> Result<()> {
         check()
     } else {
         run_cmd(cargo().args(["hakari", "generate"]))?;
-        run_cmd(cargo().args(["hakari", "manage-deps", "--yes"]))?;
-        run_cmd(cargo().args(["hakari", "verify"]))
+        run_cmd(cargo().args(["hakari", "manage-deps", "--yes"]))
     }
 }
 
@@ -46,6 +50,5 @@ pub fn check() -> Result<()> {
     })?;
     run_cmd(cargo().args(["hakari", "manage-deps", "--dry-run"])).map_err(|e| {
         e.context("a member does not depend on workspace-hack: run `cargo xtask hakari`")
-    })?;
-    run_cmd(cargo().args(["hakari", "verify"]))
+    })
 }

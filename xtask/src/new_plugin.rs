@@ -2,14 +2,17 @@
 //!
 //! 1. Checks NAME: lowercase ASCII letters, digits and `_`, starting with a letter, and no
 //!    plugin folder of that name yet (plugin names are shared by connectors and codecs).
-//! 2. Prepares the text edits: the crate in the root `Cargo.toml`'s `[workspace.dependencies]`,
-//!    an optional dependency of `app/Cargo.toml` in its `monolith` feature, and a line in
-//!    `builtin_modules` of `app/src/main.rs`. Each entry goes in sorted order among its
-//!    group's; a missing anchor fails before anything is written, saying what to add by hand.
-//! 3. Writes `connectors/NAME/` (package `connector-NAME`) or `codecs/NAME/` (`codec-NAME`)
-//!    from the templates in `xtask/templates/`: a small working plugin with its doc, `Config`,
-//!    unit tests and a `tests/it/main.rs` that runs the compliance harness (and, for a
-//!    connector, the `dev.toml` deployment `cargo xtask dev NAME` runs); then the edits.
+//! 2. Prepares the manifest edits with `toml_edit` (comments and layout kept): the optional
+//!    dependency in `app/Cargo.toml` and its name in the `monolith` feature, and for a codec its
+//!    fuzz target in `fuzz/Cargo.toml`. That is all there is to wire in: the workspace takes
+//!    `connectors/*` and `codecs/*` as members, `app/build.rs` generates the monolith's list of
+//!    built-in modules from the enabled features, and every plugin's release example is the
+//!    shared `shim/lto.rs`. A manifest that cannot be edited fails before anything is written.
+//! 3. Copies the templates of `xtask/templates/` with their placeholders filled in:
+//!    `connectors/NAME/` (package `connector-NAME`) or `codecs/NAME/` (`codec-NAME`), a small
+//!    working plugin with its doc, `Config`, unit tests and a `tests/it/main.rs` that runs the
+//!    compliance harness (and, for a connector, the `dev.toml` deployment `cargo xtask dev NAME`
+//!    runs; for a codec, `fuzz/fuzz_targets/codec_NAME.rs`); then the edits.
 //! 4. Runs `cargo hakari generate` and `manage-deps` when cargo-hakari is installed (as
 //!    `cargo xtask hakari` does), so the workspace-hack check stays green.
 //! 5. Unless `--no-build`: `cargo build -p PACKAGE`, then installs it into `target/plugins`
@@ -23,6 +26,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use toml_edit::{Array, DocumentMut, InlineTable, Item, Key, Table, value};
 
 use crate::{
     build_plugins::{self, Profile},
@@ -161,9 +165,9 @@ const CARGO_TOML: &str = include_str!("../templates/Cargo.toml.tmpl");
 const CONNECTOR_LIB: &str = include_str!("../templates/connector/lib.rs.tmpl");
 const CONNECTOR_IT: &str = include_str!("../templates/connector/it.rs.tmpl");
 const CONNECTOR_DEV: &str = include_str!("../templates/connector/dev.toml.tmpl");
-const LTO_EXAMPLE: &str = include_str!("../templates/lto.rs.tmpl");
 const CODEC_LIB: &str = include_str!("../templates/codec/lib.rs.tmpl");
 const CODEC_IT: &str = include_str!("../templates/codec/it.rs.tmpl");
+const CODEC_FUZZ: &str = include_str!("../templates/codec/fuzz.rs.tmpl");
 
 /// Replaces every `{{key}}` of `template`.
 fn render(template: &str, vars: &[(&str, &str)]) -> String {
@@ -172,7 +176,12 @@ fn render(template: &str, vars: &[(&str, &str)]) -> String {
     })
 }
 
-/// The files of the new crate: paths relative to the root, and their contents.
+/// A codec's fuzz target, relative to the root: `fuzz/fuzz_targets/codec_NAME.rs`.
+fn fuzz_target(c: &NewCrate) -> PathBuf {
+    Path::new("fuzz/fuzz_targets").join(format!("{}.rs", c.lib))
+}
+
+/// The files to write, from the templates: paths relative to the root, and their contents.
 pub fn crate_files(c: &NewCrate) -> Vec<(PathBuf, String)> {
     let camel = camel_case(&c.name);
     let description = match c.kind {
@@ -198,176 +207,177 @@ pub fn crate_files(c: &NewCrate) -> Vec<(PathBuf, String)> {
         (c.dir.join("Cargo.toml"), render(CARGO_TOML, &vars)),
         (c.dir.join("src/lib.rs"), render(lib, &vars)),
         (c.dir.join("tests/it/main.rs"), render(it, &vars)),
-        (c.dir.join("examples/lto.rs"), render(LTO_EXAMPLE, &vars)),
     ];
-    if c.kind == Kind::Connector {
+    match c.kind {
         // The deployment `cargo xtask dev NAME` runs (for a codec it writes its own).
-        files.push((c.dir.join("dev.toml"), render(CONNECTOR_DEV, &vars)));
+        Kind::Connector => files.push((c.dir.join("dev.toml"), render(CONNECTOR_DEV, &vars))),
+        Kind::Codec => files.push((fuzz_target(c), render(CODEC_FUZZ, &vars))),
     }
     files
 }
 
-/// A part of a file that holds a group of entries, one per line.
-struct Region {
-    /// What it is, for messages.
-    what: &'static str,
-    /// Whether a line (without its line break) opens it.
-    starts: fn(&str) -> bool,
-    /// Whether a later line closes it.
-    ends: fn(&str) -> bool,
+/// Parses a manifest to edit.
+fn parse(text: &str, file: &str) -> Result<DocumentMut> {
+    text.parse()
+        .with_context(|| format!("{file} is not valid TOML"))
 }
 
-/// A TOML table `[name]`: from its header to the next header.
-fn is_table_header(line: &str) -> bool {
-    line.trim_start().starts_with('[')
+/// Inserts `key = item` into `table` among the keys that start with `prefix`, in sorted order
+/// (before the first that sorts after it, else after the last; with none, at the end). `false`
+/// when `key` is there already: nothing to do. Comments above the entries stay with them.
+fn insert_in_group(table: &mut Table, prefix: &str, key: &str, item: Item) -> bool {
+    if table.contains_key(key) {
+        return false;
+    }
+    let keys: Vec<String> = table.iter().map(|(k, _)| k.to_owned()).collect();
+    let at = sorted_position(keys.iter().map(String::as_str), prefix, key);
+    // A table appends: take the entries after `at` out, and put them back behind the new one.
+    let tail: Vec<(Key, Item)> = keys[at..]
+        .iter()
+        .filter_map(|k| table.remove_entry(k))
+        .collect();
+    table.insert(key, item);
+    for (k, item) in tail {
+        table.insert_formatted(&k, item);
+    }
+    true
 }
 
-const WORKSPACE_DEPS: Region = Region {
-    what: "the `[workspace.dependencies]` table",
-    starts: |l| l.trim() == "[workspace.dependencies]",
-    ends: is_table_header,
-};
-
-const MONOLITH_FEATURE: Region = Region {
-    what: "the `monolith = [` feature list (one entry per line)",
-    starts: |l| l.trim() == "monolith = [",
-    ends: |l| l.trim_start().starts_with(']'),
-};
-
-const APP_DEPS: Region = Region {
-    what: "the `[dependencies]` table",
-    starts: |l| l.trim() == "[dependencies]",
-    ends: is_table_header,
-};
-
-const BUILTIN_MODULES: Region = Region {
-    what: "`fn builtin_modules` (up to its closing `}` in column 0)",
-    starts: |l| l.contains("fn builtin_modules("),
-    ends: |l| l == "}",
-};
-
-/// The plugin name of a group entry: what follows `prefix` up to the first character that
-/// cannot be in a name (`connector-file = ...` with prefix `connector-` gives `file`).
-fn entry_key<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
-    let rest = line.trim_start().strip_prefix(prefix)?;
-    let end = rest
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .unwrap_or(rest.len());
-    Some(&rest[..end])
+/// Where `name` goes among `names`: before the first that starts with `prefix` and sorts after
+/// it, else after the last that starts with `prefix`, else at the end.
+fn sorted_position<'a>(names: impl Iterator<Item = &'a str>, prefix: &str, name: &str) -> usize {
+    let names: Vec<&str> = names.collect();
+    let group: Vec<usize> = (0..names.len())
+        .filter(|&i| names[i].starts_with(prefix))
+        .collect();
+    group
+        .iter()
+        .copied()
+        .find(|&i| names[i] > name)
+        .or_else(|| group.last().map(|&i| i + 1))
+        .unwrap_or(names.len())
 }
 
-/// Inserts `entry` as a line of the group of lines starting with `prefix` inside `region` of
-/// `text`, before the first entry whose name sorts after `name`, with the group's indentation.
-/// `Ok(None)` when the group already has an entry for `name` (nothing to do).
+/// Inserts the string `name` into `array` as [`insert_in_group`] does, laid out as the entry
+/// beside it (one entry per line). `false` when it is there already.
+fn insert_in_array(array: &mut Array, prefix: &str, name: &str) -> bool {
+    if array.iter().any(|v| v.as_str() == Some(name)) {
+        return false;
+    }
+    let at = sorted_position(
+        array.iter().map(|v| v.as_str().unwrap_or_default()),
+        prefix,
+        name,
+    );
+    let layout = array
+        .get(at.min(array.len().saturating_sub(1)))
+        .map(|v| v.decor().clone());
+    array.insert(at, name);
+    if let (Some(layout), Some(new)) = (layout, array.get_mut(at)) {
+        *new.decor_mut() = layout;
+    }
+    true
+}
+
+/// `{ path = "...", default-features = false[, optional = true] }`.
+fn path_dependency(path: &str, optional: bool) -> Item {
+    let mut dep = InlineTable::new();
+    dep.insert("path", path.into());
+    dep.insert("default-features", false.into());
+    if optional {
+        dep.insert("optional", true.into());
+    }
+    value(dep)
+}
+
+/// The table `name` of `doc`, or an error naming the file and what to add by hand.
+fn table_mut<'a>(
+    doc: &'a mut DocumentMut,
+    file: &str,
+    name: &str,
+    by_hand: &str,
+) -> Result<&'a mut Table> {
+    doc.get_mut(name)
+        .and_then(Item::as_table_mut)
+        .with_context(|| format!("{file}: no `[{name}]` table; add {by_hand} by hand"))
+}
+
+/// `app/Cargo.toml`: the crate as an optional dependency, and its name in the `monolith`
+/// feature (an optional dependency is a feature of its own: `app/build.rs` makes the built-in
+/// module list of the enabled ones). `Ok(None)` when both are there already.
 ///
 /// # Errors
-/// When the region or the group cannot be found: `file` and what to add by hand are named.
-fn insert_in_group(
-    text: &str,
-    file: &str,
-    region: &Region,
-    prefix: &str,
-    name: &str,
-    entry: &str,
-) -> Result<Option<String>> {
-    let by_hand = || format!("add `{entry}` there by hand, or restore the anchor");
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let bare = |i: usize| lines[i].trim_end_matches(['\n', '\r']);
-    let start = (0..lines.len())
-        .find(|&i| (region.starts)(bare(i)))
-        .with_context(|| format!("{file}: cannot find {}; {}", region.what, by_hand()))?;
-    let end = (start + 1..lines.len())
-        .find(|&i| (region.ends)(bare(i)))
-        .unwrap_or(lines.len());
-    let members: Vec<(usize, &str)> = (start + 1..end)
-        .filter_map(|i| entry_key(lines[i], prefix).map(|key| (i, key)))
-        .collect();
-    let (Some(&(first, _)), Some(&(last, _))) = (members.first(), members.last()) else {
-        bail!(
-            "{file}: {} has no line starting with `{prefix}` to put the new entry beside; {}",
-            region.what,
-            by_hand()
-        );
-    };
-    if members.iter().any(|&(_, key)| key == name) {
-        return Ok(None);
-    }
-    let at = members
-        .iter()
-        .find(|&&(_, key)| key > name)
-        .map_or(last + 1, |&(i, _)| i);
-    let indent_len = lines[first].len() - lines[first].trim_start().len();
-    let indent = &lines[first][..indent_len];
-    let line_break = if lines[first].ends_with("\r\n") {
-        "\r\n"
-    } else {
-        "\n"
-    };
-    let mut out = String::with_capacity(text.len() + entry.len() + indent.len() + 2);
-    out.extend(lines[..at].iter().copied());
-    if at > 0 && !lines[at - 1].ends_with('\n') {
-        out.push_str(line_break);
-    }
-    out.push_str(indent);
-    out.push_str(entry);
-    out.push_str(line_break);
-    out.extend(lines[at..].iter().copied());
-    Ok(Some(out))
-}
-
-/// Adds the crate to the root `Cargo.toml`'s `[workspace.dependencies]`, among its kind's.
-pub fn add_workspace_dependency(text: &str, c: &NewCrate) -> Result<Option<String>> {
-    let entry = format!(
-        "{} = {{ path = \"{}/{}\", default-features = false }}",
-        c.package,
-        c.kind.folder(),
-        c.name
-    );
-    let prefix = format!("{}-", c.kind.prefix());
-    insert_in_group(
-        text,
-        "Cargo.toml",
-        &WORKSPACE_DEPS,
-        &prefix,
-        &c.name,
-        &entry,
-    )
-}
-
-/// Adds `dep:PACKAGE` to the `monolith` feature and the optional dependency to
-/// `app/Cargo.toml`.
-pub fn add_app_dependency(text: &str, c: &NewCrate) -> Result<Option<String>> {
+/// When the file is not TOML, or has no `[dependencies]` or no `monolith` feature array.
+pub fn add_to_app(text: &str, c: &NewCrate) -> Result<Option<String>> {
     let file = "app/Cargo.toml";
-    let feature = format!("\"dep:{}\",", c.package);
-    let feature_prefix = format!("\"dep:{}-", c.kind.prefix());
-    let after_feature = insert_in_group(
-        text,
-        file,
-        &MONOLITH_FEATURE,
-        &feature_prefix,
-        &c.name,
-        &feature,
-    )?;
-    let current = after_feature.as_deref().unwrap_or(text);
-    let dependency = format!("{} = {{ workspace = true, optional = true }}", c.package);
-    let dep_prefix = format!("{}-", c.kind.prefix());
-    let after_dependency =
-        insert_in_group(current, file, &APP_DEPS, &dep_prefix, &c.name, &dependency)?;
-    Ok(after_dependency.or(after_feature))
+    let mut doc = parse(text, file)?;
+    let prefix = format!("{}-", c.kind.prefix());
+    let dep_path = format!("../{}/{}", c.kind.folder(), c.name);
+    let by_hand = format!(
+        "`{} = {{ path = \"{dep_path}\", default-features = false, optional = true }}` and \
+         \"{}\" in the `monolith` feature",
+        c.package, c.package
+    );
+    let feature = doc
+        .get_mut("features")
+        .and_then(|f| f.get_mut("monolith"))
+        .and_then(Item::as_array_mut)
+        .with_context(|| {
+            format!(
+                "{file}: no `monolith` feature (an array in `[features]`); add {by_hand} by hand"
+            )
+        })?;
+    let in_feature = insert_in_array(feature, &prefix, &c.package);
+    let deps = table_mut(&mut doc, file, "dependencies", &by_hand)?;
+    let in_deps = insert_in_group(deps, &prefix, &c.package, path_dependency(&dep_path, true));
+    Ok((in_feature || in_deps).then(|| doc.to_string()))
 }
 
-/// Adds `LIB::plugin_module(),` to `builtin_modules` in `app/src/main.rs`.
-pub fn add_builtin_module(text: &str, c: &NewCrate) -> Result<Option<String>> {
-    let entry = format!("{}::plugin_module(),", c.lib);
-    let prefix = format!("{}_", c.kind.prefix());
-    insert_in_group(
-        text,
-        "app/src/main.rs",
-        &BUILTIN_MODULES,
-        &prefix,
-        &c.name,
-        &entry,
-    )
+/// `fuzz/Cargo.toml` (a codec): the crate as a dependency and its target `codec_NAME` as a
+/// `[[bin]]`. `Ok(None)` when both are there already.
+///
+/// # Errors
+/// When the file is not TOML, or has no `[dependencies]` or no `[[bin]]`.
+pub fn add_to_fuzz(text: &str, c: &NewCrate) -> Result<Option<String>> {
+    let file = "fuzz/Cargo.toml";
+    let mut doc = parse(text, file)?;
+    let dep_path = format!("../{}/{}", c.kind.folder(), c.name);
+    let target = fuzz_target(c);
+    let target = target
+        .strip_prefix("fuzz")
+        .unwrap_or(&target)
+        .display()
+        .to_string();
+    let by_hand = format!(
+        "`{} = {{ path = \"{dep_path}\", default-features = false }}` and a `[[bin]]` \
+         `{}` at `{target}`",
+        c.package, c.lib
+    );
+    let deps = table_mut(&mut doc, file, "dependencies", &by_hand)?;
+    let in_deps = insert_in_group(
+        deps,
+        "codec-",
+        &c.package,
+        path_dependency(&dep_path, false),
+    );
+    let bins = doc
+        .get_mut("bin")
+        .and_then(Item::as_array_of_tables_mut)
+        .with_context(|| format!("{file}: no `[[bin]]` fuzz targets; add {by_hand} by hand"))?;
+    let listed = bins
+        .iter()
+        .any(|t| t.get("name").and_then(Item::as_str) == Some(c.lib.as_str()));
+    if !listed {
+        let mut bin = Table::new();
+        bin.insert("name", value(c.lib.as_str()));
+        bin.insert("path", value(target.as_str()));
+        for key in ["test", "doc", "bench"] {
+            bin.insert(key, value(false));
+        }
+        bin.decor_mut().set_prefix("\n");
+        bins.push(bin);
+    }
+    Ok((in_deps || !listed).then(|| doc.to_string()))
 }
 
 /// A shared file and its edited text.
@@ -376,15 +386,14 @@ struct Edit {
     text: String,
 }
 
-/// Reads the shared files and prepares every edit, so a missing anchor fails before anything
-/// is written.
+/// Reads the manifests and prepares every edit, so a manifest that cannot be edited fails
+/// before anything is written.
 fn prepare_edits(root: &Path, c: &NewCrate) -> Result<Vec<Edit>> {
     type EditFn = fn(&str, &NewCrate) -> Result<Option<String>>;
-    let steps: [(&str, EditFn); 3] = [
-        ("Cargo.toml", add_workspace_dependency),
-        ("app/Cargo.toml", add_app_dependency),
-        ("app/src/main.rs", add_builtin_module),
-    ];
+    let mut steps: Vec<(&str, EditFn)> = vec![("app/Cargo.toml", add_to_app)];
+    if c.kind == Kind::Codec {
+        steps.push(("fuzz/Cargo.toml", add_to_fuzz));
+    }
     let mut edits = Vec::new();
     for (file, edit) in steps {
         let path = root.join(file);
@@ -405,10 +414,18 @@ fn cargo_in(root: &Path) -> Command {
     cmd
 }
 
-/// Writes the crate's files; removes the folder again when that fails halfway.
+/// Writes the crate's files (and a codec's fuzz target); fails before writing when one of them
+/// exists, and removes what it wrote when writing fails halfway.
 fn write_crate(root: &Path, c: &NewCrate) -> Result<()> {
+    let files = crate_files(c);
+    if let Some((rel, _)) = files.iter().find(|(rel, _)| root.join(rel).exists()) {
+        bail!(
+            "{} exists already: remove it, or choose another name",
+            root.join(rel).display()
+        );
+    }
     let write_all = || -> Result<()> {
-        for (rel, contents) in crate_files(c) {
+        for (rel, contents) in &files {
             let path = root.join(rel);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)
@@ -421,13 +438,18 @@ fn write_crate(root: &Path, c: &NewCrate) -> Result<()> {
     };
     write_all().inspect_err(|_| {
         let _ = std::fs::remove_dir_all(root.join(&c.dir));
+        let _ = std::fs::remove_file(root.join(fuzz_target(c)));
     })
 }
 
 /// Formats the generated Rust files (the templates are formatted, but a long name can change
 /// where rustfmt breaks lines). A missing rustfmt is a warning, not a failure.
 fn format_files(root: &Path, c: &NewCrate) {
-    let files = [c.dir.join("src/lib.rs"), c.dir.join("tests/it/main.rs")];
+    let files: Vec<PathBuf> = crate_files(c)
+        .into_iter()
+        .map(|(rel, _)| rel)
+        .filter(|rel| rel.extension().is_some_and(|x| x == "rs"))
+        .collect();
     let status = Command::new("rustfmt")
         .args(["--edition", "2024"])
         .args(&files)
@@ -461,8 +483,7 @@ fn hakari(root: &Path) -> Result<()> {
         return Ok(());
     }
     run_cmd(cargo_in(root).args(["hakari", "generate"]))?;
-    run_cmd(cargo_in(root).args(["hakari", "manage-deps", "--yes"]))?;
-    run_cmd(cargo_in(root).args(["hakari", "verify"]))
+    run_cmd(cargo_in(root).args(["hakari", "manage-deps", "--yes"]))
 }
 
 /// Builds the crate and installs it into `target/plugins` (dev profile), checking it loads.
@@ -684,132 +705,16 @@ mod tests {
         assert!(files[1].1.contains("pub struct MySourceSource"));
         assert!(files[1].1.contains("name: \"my_source\""));
         assert!(files[2].1.contains("connector_my_source::plugin_module()"));
-        assert!(files[3].1.contains("use connector_my_source as _;"));
-        assert!(files[0].1.contains("name = \"connector_my_source_lto\""));
-        assert!(files[4].1.contains("plugin = \"my_source\""));
-        assert_eq!(crate_files(&codec("upper")).len(), 4);
-    }
-
-    const WORKSPACE: &str = r#"[workspace]
-members = ["connectors/*"]
-
-[workspace.dependencies]
-# internal
-temblor-shim = { path = "shim" }
-connector-bench = { path = "connectors/bench", default-features = false }
-connector-file = { path = "connectors/file", default-features = false }
-connector-http_client = { path = "connectors/http_client", default-features = false }
-codec-json = { path = "codecs/json", default-features = false }
-codec-yaml = { path = "codecs/yaml", default-features = false }
-
-# external
-anyhow = "1"
-
-[workspace.lints.rust]
-"#;
-
-    #[test]
-    fn workspace_dependency_goes_in_sorted_order_in_its_group() {
-        let out = add_workspace_dependency(WORKSPACE, &connector("exit"))
-            .unwrap()
-            .unwrap();
-        let expected = WORKSPACE.replace(
-            "connector-file =",
-            "connector-exit = { path = \"connectors/exit\", default-features = false }\n\
-             connector-file =",
-        );
-        assert_eq!(out, expected);
-
-        // Before the first, after the last, and `http` before `http_client`.
-        let out = add_workspace_dependency(WORKSPACE, &connector("a"))
-            .unwrap()
-            .unwrap();
-        assert!(out.contains("# internal\ntemblor-shim = { path = \"shim\" }\nconnector-a = "));
-        let out = add_workspace_dependency(WORKSPACE, &connector("zz"))
-            .unwrap()
-            .unwrap();
-        assert!(out.contains("connectors/http_client\", default-features = false }\nconnector-zz"));
-        let out = add_workspace_dependency(WORKSPACE, &connector("http"))
-            .unwrap()
-            .unwrap();
         assert!(
-            out.contains("connectors/http\", default-features = false }\nconnector-http_client")
+            files[0]
+                .1
+                .contains("name = \"connector_my_source_lto\"\npath = \"../../shim/lto.rs\"")
         );
-        let out = add_workspace_dependency(WORKSPACE, &codec("zz"))
-            .unwrap()
-            .unwrap();
-        assert!(out.contains(
-            "codec-yaml = { path = \"codecs/yaml\", default-features = false }\n\
-             codec-zz = { path = \"codecs/zz\", default-features = false }\n\n# external"
-        ));
-    }
-
-    #[test]
-    fn edits_are_idempotent() {
-        let once = add_workspace_dependency(WORKSPACE, &codec("csv"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            add_workspace_dependency(&once, &codec("csv")).unwrap(),
-            None
-        );
-        // An existing entry is found whatever its form.
-        assert_eq!(
-            add_workspace_dependency(WORKSPACE, &codec("json")).unwrap(),
-            None
-        );
-        // A name that prefixes an existing one is not a duplicate.
-        assert!(
-            add_workspace_dependency(WORKSPACE, &codec("jso"))
-                .unwrap()
-                .is_some()
-        );
-
-        let app = add_app_dependency(APP, &codec("csv")).unwrap().unwrap();
-        assert_eq!(add_app_dependency(&app, &codec("csv")).unwrap(), None);
-        let main = add_builtin_module(MAIN, &codec("csv")).unwrap().unwrap();
-        assert_eq!(add_builtin_module(&main, &codec("csv")).unwrap(), None);
-    }
-
-    #[test]
-    fn a_missing_anchor_is_a_clear_error() {
-        let err = add_workspace_dependency("[workspace]\n", &connector("x"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("Cargo.toml: cannot find the `[workspace.dependencies]`"),
-            "{err}"
-        );
-        assert!(
-            err.contains("connector-x = { path = \"connectors/x\""),
-            "{err}"
-        );
-
-        let no_codecs = WORKSPACE
-            .lines()
-            .filter(|l| !l.starts_with("codec-"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let err = add_workspace_dependency(&no_codecs, &codec("x"))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no line starting with `codec-`"), "{err}");
-
-        let err = add_app_dependency("[dependencies]\n", &codec("x"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("app/Cargo.toml: cannot find the `monolith = [`"),
-            "{err}"
-        );
-        let err = add_builtin_module("fn main() {}\n", &codec("x"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("app/src/main.rs: cannot find `fn builtin_modules`"),
-            "{err}"
-        );
-        assert!(err.contains("codec_x::plugin_module(),"), "{err}");
+        assert!(files[3].1.contains("plugin = \"my_source\""));
+        let files = crate_files(&codec("upper"));
+        assert_eq!(files.len(), 4);
+        assert_eq!(files[3].0, Path::new("fuzz/fuzz_targets/codec_upper.rs"));
+        assert!(files[3].1.contains("codec_upper::plugin_module()"));
     }
 
     const APP: &str = r#"[package]
@@ -818,104 +723,154 @@ name = "temblor"
 [features]
 # Links every connector and codec crate.
 monolith = [
-    "dep:connector-bench",
-    "dep:connector-file",
-    "dep:codec-binary",
-    "dep:codec-json",
+    "connector-bench",
+    "connector-file",
+    "codec-binary",
+    "codec-json",
 ]
 
 [dependencies]
 anyhow.workspace = true
-connector-bench = { workspace = true, optional = true }
-connector-file = { workspace = true, optional = true }
-codec-binary = { workspace = true, optional = true }
-codec-json = { workspace = true, optional = true }
+connector-bench = { path = "../connectors/bench", default-features = false, optional = true }
+# The file connector.
+connector-file = { path = "../connectors/file", default-features = false, optional = true }
+codec-binary = { path = "../codecs/binary", default-features = false, optional = true }
+codec-json = { path = "../codecs/json", default-features = false, optional = true }
 workspace-hack = { version = "0.1", path = "../workspace-hack" }
 
 [dev-dependencies]
-codec-json.workspace = true
+codec-json = { path = "../codecs/json", default-features = false }
 "#;
 
     #[test]
-    fn app_gets_a_feature_entry_and_an_optional_dependency() {
-        let out = add_app_dependency(APP, &codec("csv")).unwrap().unwrap();
+    fn app_gets_a_feature_entry_and_an_optional_dependency_in_sorted_order() {
+        let out = add_to_app(APP, &codec("csv")).unwrap().unwrap();
         let expected = APP
             .replace(
-                "    \"dep:codec-json\",",
-                "    \"dep:codec-csv\",\n    \"dep:codec-json\",",
+                "    \"codec-json\",",
+                "    \"codec-csv\",\n    \"codec-json\",",
             )
             .replace(
-                "codec-json = { workspace",
-                "codec-csv = { workspace = true, optional = true }\ncodec-json = { workspace",
+                "codec-json = { path = \"../codecs/json\", default-features = false, optional",
+                "codec-csv = { path = \"../codecs/csv\", default-features = false, optional = true }\n\
+                 codec-json = { path = \"../codecs/json\", default-features = false, optional",
             );
         assert_eq!(out, expected);
 
-        let out = add_app_dependency(APP, &connector("zz")).unwrap().unwrap();
-        assert!(out.contains(
-            "\"dep:connector-file\",\n    \"dep:connector-zz\",\n    \"dep:codec-binary\""
-        ));
-        assert!(out.contains(
-            "optional = true }\nconnector-zz = { workspace = true, optional = true }\ncodec-binary"
-        ));
-    }
-
-    const MAIN: &str = "/// The plugins linked into this binary.
-fn builtin_modules() -> Vec<PluginModRef> {
-    #[cfg(feature = \"monolith\")]
-    {
-        vec![
-            connector_bench::plugin_module(),
-            connector_file::plugin_module(),
-            codec_binary::plugin_module(),
-            codec_yaml::plugin_module(),
-        ]
-    }
-    #[cfg(not(feature = \"monolith\"))]
-    {
-        Vec::new()
-    }
-}
-
-fn connector_other() {}
-";
-
-    #[test]
-    fn builtin_modules_get_a_line_in_sorted_order() {
-        let out = add_builtin_module(MAIN, &connector("exit"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            out,
-            MAIN.replace(
-                "            connector_file::",
-                "            connector_exit::plugin_module(),\n            connector_file::"
-            )
+        // After the last of its kind, and the comment above an entry stays with it.
+        let out = add_to_app(APP, &connector("zz")).unwrap().unwrap();
+        assert!(
+            out.contains("\"connector-file\",\n    \"connector-zz\",\n    \"codec-binary\""),
+            "{out}"
         );
-        let out = add_builtin_module(MAIN, &codec("zz")).unwrap().unwrap();
         assert!(out.contains(
-            "codec_yaml::plugin_module(),\n            codec_zz::plugin_module(),\n        ]"
-        ));
+            "# The file connector.\nconnector-file = { path = \"../connectors/file\", default-features = false, optional = true }\n\
+             connector-zz = { path = \"../connectors/zz\", default-features = false, optional = true }\n\
+             codec-binary"
+        ), "{out}");
+        // Before the first.
+        let out = add_to_app(APP, &connector("a")).unwrap().unwrap();
+        assert!(
+            out.contains("anyhow.workspace = true\nconnector-a = "),
+            "{out}"
+        );
+        assert!(
+            out.contains("monolith = [\n    \"connector-a\",\n    \"connector-bench\""),
+            "{out}"
+        );
     }
 
     #[test]
-    fn crlf_files_stay_crlf() {
-        let crlf = WORKSPACE.replace('\n', "\r\n");
-        let out = add_workspace_dependency(&crlf, &connector("exit"))
-            .unwrap()
-            .unwrap();
-        assert!(out.contains("connector-exit = { path = \"connectors/exit\", default-features = false }\r\nconnector-file"));
-        assert!(!out.replace("\r\n", "").contains('\n'));
+    fn edits_are_idempotent() {
+        let once = add_to_app(APP, &codec("csv")).unwrap().unwrap();
+        assert_eq!(add_to_app(&once, &codec("csv")).unwrap(), None);
+        assert_eq!(add_to_app(APP, &codec("json")).unwrap(), None);
+        // A name that prefixes an existing one is not a duplicate.
+        assert!(add_to_app(APP, &codec("jso")).unwrap().is_some());
+        let once = add_to_fuzz(FUZZ, &codec("csv")).unwrap().unwrap();
+        assert_eq!(add_to_fuzz(&once, &codec("csv")).unwrap(), None);
+    }
+
+    const FUZZ: &str = r#"[package]
+name = "temblor-fuzz"
+
+[dependencies]
+libfuzzer-sys = "0.4"
+codec-binary = { path = "../codecs/binary", default-features = false }
+codec-json = { path = "../codecs/json", default-features = false }
+
+[[bin]]
+name = "codec_binary"
+path = "fuzz_targets/codec_binary.rs"
+test = false
+
+[[bin]]
+name = "pre_gzip"
+path = "fuzz_targets/pre_gzip.rs"
+test = false
+"#;
+
+    #[test]
+    fn fuzz_gets_the_codec_and_its_target() {
+        let out = add_to_fuzz(FUZZ, &codec("csv")).unwrap().unwrap();
+        assert!(
+            out.contains(
+                "codec-binary = { path = \"../codecs/binary\", default-features = false }\n\
+             codec-csv = { path = \"../codecs/csv\", default-features = false }\n\
+             codec-json"
+            ),
+            "{out}"
+        );
+        assert!(out.ends_with(
+            "test = false\n\n[[bin]]\nname = \"codec_csv\"\npath = \"fuzz_targets/codec_csv.rs\"\n\
+             test = false\ndoc = false\nbench = false\n"
+        ), "{out}");
+        // It parses, with the target.
+        let doc: DocumentMut = out.parse().unwrap();
+        assert_eq!(doc["bin"].as_array_of_tables().unwrap().len(), 3);
     }
 
     #[test]
-    fn the_real_shared_files_have_their_anchors() {
+    fn a_manifest_that_cannot_be_edited_is_a_clear_error() {
+        let cases = [
+            (
+                add_to_app("[package]\n", &connector("x")),
+                [
+                    "app/Cargo.toml: no `monolith` feature",
+                    "connector-x = { path = \"../connectors/x\"",
+                ],
+            ),
+            (
+                add_to_app("[features]\nmonolith = []\n", &codec("x")),
+                ["app/Cargo.toml: no `[dependencies]` table", "\"codec-x\""],
+            ),
+            (
+                add_to_fuzz("[dependencies]\n", &codec("x")),
+                ["fuzz/Cargo.toml: no `[[bin]]`", "fuzz_targets/codec_x.rs"],
+            ),
+            (
+                add_to_app("[features\n", &codec("x")),
+                ["app/Cargo.toml is not valid TOML", "app/Cargo.toml"],
+            ),
+        ];
+        for (result, needles) in cases {
+            let err = format!("{:#}", result.unwrap_err());
+            for needle in needles {
+                assert!(err.contains(needle), "{needle}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_real_manifests_can_be_edited() {
         let root = project_root();
-        let c = connector("zz_not_a_plugin");
-        let edits = prepare_edits(&root, &c).unwrap();
-        assert_eq!(edits.len(), 3);
+        let edits = prepare_edits(&root, &connector("zz_not_a_plugin")).unwrap();
+        assert_eq!(edits.len(), 1);
+        let edits = prepare_edits(&root, &codec("zz_not_a_plugin")).unwrap();
+        assert_eq!(edits.len(), 2);
         for edit in edits {
             assert!(
-                edit.text.contains("zz_not_a_plugin"),
+                edit.text.contains("codec-zz_not_a_plugin"),
                 "{}",
                 edit.path.display()
             );

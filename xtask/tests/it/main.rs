@@ -20,6 +20,11 @@ use std::{
 const CONNECTOR: &str = "scaffold_conn";
 const CODEC: &str = "scaffold_codec";
 
+/// A file of this workspace (not the copy).
+fn read_root(rel: &str) -> String {
+    std::fs::read_to_string(project_root().join(rel)).expect(rel)
+}
+
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -94,6 +99,7 @@ fn copy_workspace(from: &Path, to: &Path) {
     let skip = [
         Path::new("connectors").join(CONNECTOR),
         Path::new("codecs").join(CODEC),
+        Path::new("fuzz/fuzz_targets").join(format!("codec_{CODEC}.rs")),
     ];
     for rel in workspace_files(from) {
         let src = from.join(&rel);
@@ -178,31 +184,31 @@ fn new_plugins_build_pass_their_tests_and_run_in_the_monolith() {
     let conn_dir = workspace.join("connectors").join(CONNECTOR);
     let codec_dir = workspace.join("codecs").join(CODEC);
     assert!(conn_dir.join("dev.toml").is_file());
-    for file in [
-        "Cargo.toml",
-        "src/lib.rs",
-        "tests/it/main.rs",
-        "examples/lto.rs",
-    ] {
+    for file in ["Cargo.toml", "src/lib.rs", "tests/it/main.rs"] {
         assert!(conn_dir.join(file).is_file(), "{file}");
         assert!(codec_dir.join(file).is_file(), "{file}");
     }
+    let fuzz_target = workspace.join(format!("fuzz/fuzz_targets/codec_{CODEC}.rs"));
+    assert!(fuzz_target.is_file());
     let read = |rel: &str| std::fs::read_to_string(workspace.join(rel)).expect(rel);
-    let manifest = read("Cargo.toml");
-    assert!(manifest.contains(&format!(
-        "connector-{CONNECTOR} = {{ path = \"connectors/{CONNECTOR}\", default-features = false }}"
-    )));
-    assert!(manifest.contains(&format!(
-        "codec-{CODEC} = {{ path = \"codecs/{CODEC}\", default-features = false }}"
-    )));
+    // Wired in: the app's optional dependency and `monolith` feature, the codec's fuzz target;
+    // the workspace members (globs), the built-in list (app/build.rs) and the release example
+    // (shim/lto.rs) need nothing.
     let app = read("app/Cargo.toml");
-    assert!(app.contains(&format!("\"dep:connector-{CONNECTOR}\",")));
+    for package in [format!("connector-{CONNECTOR}"), format!("codec-{CODEC}")] {
+        assert!(app.contains(&format!("    \"{package}\",\n")), "{app}");
+    }
     assert!(app.contains(&format!(
-        "codec-{CODEC} = {{ workspace = true, optional = true }}"
+        "codec-{CODEC} = {{ path = \"../codecs/{CODEC}\", default-features = false, optional = true }}"
     )));
-    let main = read("app/src/main.rs");
-    assert!(main.contains(&format!("connector_{CONNECTOR}::plugin_module(),")));
-    assert!(main.contains(&format!("codec_{CODEC}::plugin_module(),")));
+    let fuzz = read("fuzz/Cargo.toml");
+    assert!(fuzz.contains(&format!(
+        "codec-{CODEC} = {{ path = \"../codecs/{CODEC}\", default-features = false }}"
+    )));
+    assert!(fuzz.contains(&format!(
+        "name = \"codec_{CODEC}\"\npath = \"fuzz_targets/codec_{CODEC}.rs\""
+    )));
+    assert_eq!(read("Cargo.toml"), read_root("Cargo.toml"));
 
     // A second time, and a bad name, fail without touching anything.
     for (name, needle) in [
@@ -215,7 +221,8 @@ fn new_plugins_build_pass_their_tests_and_run_in_the_monolith() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(needle), "{stderr}");
     }
-    assert_eq!(read("Cargo.toml"), manifest);
+    assert_eq!(read("app/Cargo.toml"), app);
+    assert_eq!(read("fuzz/Cargo.toml"), fuzz);
 
     // The generated files are formatted.
     ok(Command::new("rustfmt")
@@ -226,8 +233,7 @@ fn new_plugins_build_pass_their_tests_and_run_in_the_monolith() {
             conn_dir.join("tests/it/main.rs"),
             codec_dir.join("src/lib.rs"),
             codec_dir.join("tests/it/main.rs"),
-            conn_dir.join("examples/lto.rs"),
-            codec_dir.join("examples/lto.rs"),
+            fuzz_target.clone(),
         ]));
 
     // Their own tests: unit tests, and the compliance harness through the ABI.

@@ -6,10 +6,13 @@
 //! - `core` opens no library: no `libloading`, no abi_stable loading call;
 //! - no library declares a `#[global_allocator]` outside its tests: only executables do;
 //! - every plugin's `//!` doc has a Config and an Example section;
-//! - `shim`, which every plugin compiles, depends on nothing outside its short list;
+//! - `shim`, which every plugin compiles, depends on nothing outside its short list, and its
+//!   whole dependency tree has none of the binaries' heavy crates (workspace-hack's reach);
 //! - `processors` (`temblor-processors`) needs no runtime: neither `temblor-core` nor an async
 //!   runtime is among its dependencies, direct or not (so the fuzz targets and benchmarks that
-//!   use it build none).
+//!   use it build none);
+//! - every plugin folder is wired in where a list must name it: the app's optional dependency
+//!   and `monolith` feature, a codec's fuzz target; and nothing is listed without its folder.
 
 use std::{
     collections::BTreeSet,
@@ -27,13 +30,15 @@ const PLUGIN_MAY_USE: [&str; 4] = [
     "workspace-hack",
 ];
 
-/// What `shim` may depend on (ARCHITECTURE.md: abi_stable, serde, tracing, itoa and ryu).
-const SHIM_MAY_USE: [&str; 6] = [
+/// What `shim` may depend on (ARCHITECTURE.md: abi_stable, serde, tracing, itoa and ryu, and
+/// its own proc-macro crate, which has no dependencies).
+const SHIM_MAY_USE: [&str; 7] = [
     "abi_stable",
     "serde",
     "tracing",
     "itoa",
     "ryu",
+    "temblor-shim-macros",
     "workspace-hack",
 ];
 
@@ -44,20 +49,26 @@ struct Package {
     deps: Vec<(String, bool)>,
 }
 
-/// `cargo metadata` of the workspace, with `extra` arguments (`--no-deps`).
-fn metadata(extra: &[&str]) -> serde_json::Value {
+/// The standard output of `cargo ARGS` in the workspace; fails the test when it fails.
+fn cargo_output(args: &[&str]) -> Vec<u8> {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .args(extra)
+        .args(args)
         .current_dir(project_root())
         .output()
-        .expect("cargo metadata runs");
+        .unwrap_or_else(|e| panic!("cargo {args:?}: {e}"));
     assert!(
         out.status.success(),
-        "cargo metadata: {}",
+        "cargo {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("metadata is JSON")
+    out.stdout
+}
+
+/// `cargo metadata` of the workspace, with `extra` arguments (`--no-deps`).
+fn metadata(extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["metadata", "--format-version", "1", "--offline"];
+    args.extend_from_slice(extra);
+    serde_json::from_slice(&cargo_output(&args)).expect("metadata is JSON")
 }
 
 fn packages() -> Vec<Package> {
@@ -335,4 +346,206 @@ fn every_plugin_documents_its_config_and_an_example() {
         }
     }
     assert!(missing.is_empty(), "{missing:?}");
+}
+
+/// The crates of the binaries (the CLI, the API server, `temblor top`, hashing) that the
+/// smallest codec must not compile: through workspace-hack they once reached every plugin.
+const NOT_IN_THE_SHIM_TREE: [&str; 9] = [
+    "clap",
+    "clap_builder",
+    "httparse",
+    "serde_json",
+    "sha2",
+    "ratatui",
+    "indicatif",
+    "tokio",
+    "zerocopy",
+];
+
+/// What the shim needs `syn` for: abi_stable's derives (`StableAbi`, `sabi_trait`), serde's
+/// (abi_stable derives `Deserialize` too), and workspace-hack, which builds it with the features
+/// of the full build so that a plugin built alone reuses the full build's proc macros.
+const SYN_ONLY_UNDER: [&str; 4] = [
+    "abi_stable_derive",
+    "as_derive_utils",
+    "serde_derive",
+    "workspace-hack",
+];
+
+/// `cargo tree -p PACKAGE -e normal,build` as (crate, the crate that depends on it) pairs.
+fn dependency_edges(package: &str) -> Vec<(String, String)> {
+    let out = cargo_output(&[
+        "tree",
+        "--offline",
+        "-e",
+        "normal,build",
+        "--prefix",
+        "depth",
+        "-p",
+        package,
+    ]);
+    let mut path: Vec<String> = Vec::new();
+    let mut edges = Vec::new();
+    for line in String::from_utf8_lossy(&out).lines() {
+        let digits = line.find(|c: char| !c.is_ascii_digit()).unwrap_or(0);
+        let (Ok(depth), Some(name)) = (
+            line[..digits].parse::<usize>(),
+            line[digits..].split(' ').next(),
+        ) else {
+            continue;
+        };
+        path.truncate(depth);
+        if let Some(parent) = path.last() {
+            edges.push((name.to_owned(), parent.clone()));
+        }
+        path.push(name.to_owned());
+    }
+    edges
+}
+
+#[test]
+fn the_shims_dependency_tree_has_none_of_the_binaries_crates() {
+    let edges = dependency_edges("temblor-shim");
+    assert!(
+        edges.iter().any(|(d, _)| d == "abi_stable"),
+        "cargo tree shows the shim's dependencies: {edges:?}"
+    );
+    let found: BTreeSet<&str> = edges
+        .iter()
+        .map(|(d, _)| d.as_str())
+        .filter(|d| NOT_IN_THE_SHIM_TREE.contains(d))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "every plugin compiles temblor-shim, whose tree now has {found:?}: keep them out of \
+         workspace-hack (.config/hakari.toml) and out of the shim"
+    );
+    let syn_for: BTreeSet<&str> = edges
+        .iter()
+        .filter(|(d, _)| d == "syn")
+        .map(|(_, by)| by.as_str())
+        .filter(|by| !SYN_ONLY_UNDER.contains(by))
+        .collect();
+    assert!(
+        syn_for.is_empty(),
+        "temblor-shim compiles syn for {syn_for:?} too (only {SYN_ONLY_UNDER:?} need it)"
+    );
+}
+
+/// `rel` (from the root) as a TOML document.
+fn manifest(rel: &str) -> toml_edit::DocumentMut {
+    let path = project_root().join(rel);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The entries of table `name` of `doc` whose keys start with `prefix`: key, and its `path`.
+fn path_deps<'a>(
+    doc: &'a toml_edit::DocumentMut,
+    name: &str,
+    prefix: &str,
+) -> Vec<(&'a str, Option<&'a str>)> {
+    doc[name]
+        .as_table_like()
+        .unwrap_or_else(|| panic!("no [{name}]"))
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k, v.get("path").and_then(|p| p.as_str())))
+        .collect()
+}
+
+#[test]
+fn every_plugin_folder_is_wired_in_and_nothing_else_is() {
+    let root = project_root();
+    let app = manifest("app/Cargo.toml");
+    let fuzz = manifest("fuzz/Cargo.toml");
+    let monolith: BTreeSet<&str> = app["features"]["monolith"]
+        .as_array()
+        .expect("app/Cargo.toml: a `monolith` feature")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let fuzz_bins: BTreeSet<&str> = fuzz["bin"]
+        .as_array_of_tables()
+        .expect("fuzz/Cargo.toml: [[bin]] targets")
+        .iter()
+        .filter_map(|t| t.get("name").and_then(|n| n.as_str()))
+        .collect();
+    let mut wrong = Vec::new();
+    let mut packages = BTreeSet::new();
+    for (folder, kind) in [("connectors", "connector"), ("codecs", "codec")] {
+        let mut names: Vec<String> = std::fs::read_dir(root.join(folder))
+            .expect("the plugin folder")
+            .flatten()
+            .filter(|e| e.path().join("Cargo.toml").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let package = format!("{kind}-{name}");
+            let lib = package.replace('-', "_");
+            let dir = format!("{folder}/{name}");
+            // The names app/build.rs and build-plugins derive from the folder.
+            let own = manifest(&format!("{dir}/Cargo.toml"));
+            if own["package"]["name"].as_str() != Some(package.as_str())
+                || own["lib"]["name"].as_str() != Some(lib.as_str())
+            {
+                wrong.push(format!(
+                    "{dir}: the package must be `{package}`, its [lib] `{lib}`"
+                ));
+            }
+            let dep = &app["dependencies"][package.as_str()];
+            let wanted = format!("../{dir}");
+            if dep.get("path").and_then(|p| p.as_str()) != Some(wanted.as_str())
+                || dep.get("optional").and_then(|o| o.as_bool()) != Some(true)
+                || dep.get("default-features").and_then(|o| o.as_bool()) != Some(false)
+            {
+                wrong.push(format!(
+                    "app/Cargo.toml: [dependencies] needs `{package} = {{ path = \"{wanted}\", \
+                     default-features = false, optional = true }}`"
+                ));
+            }
+            if !monolith.contains(package.as_str()) {
+                wrong.push(format!(
+                    "app/Cargo.toml: the `monolith` feature lacks \"{package}\""
+                ));
+            }
+            if kind == "codec" {
+                let path = fuzz["dependencies"][package.as_str()]
+                    .get("path")
+                    .and_then(|p| p.as_str());
+                if path != Some(format!("../{dir}").as_str()) {
+                    wrong.push(format!(
+                        "fuzz/Cargo.toml: no dependency {package} on ../{dir}"
+                    ));
+                }
+                let target = root.join(format!("fuzz/fuzz_targets/{lib}.rs"));
+                if !fuzz_bins.contains(lib.as_str()) || !target.is_file() {
+                    wrong.push(format!(
+                        "fuzz: no target `{lib}` ([[bin]] in fuzz/Cargo.toml, {})",
+                        target.display()
+                    ));
+                }
+            }
+            packages.insert(package);
+        }
+    }
+    assert!(packages.len() >= 20, "found only {packages:?}");
+    // Nothing listed without its folder (a removed plugin leaves no line behind).
+    let listed = path_deps(&app, "dependencies", "connector-")
+        .into_iter()
+        .chain(path_deps(&app, "dependencies", "codec-"))
+        .chain(path_deps(&fuzz, "dependencies", "codec-"))
+        .map(|(k, _)| k)
+        .chain(monolith.iter().copied());
+    for name in listed {
+        if !packages.contains(name) {
+            wrong.push(format!(
+                "{name} is listed in app/ or fuzz/, but has no plugin folder"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "plugins not wired in: {wrong:#?}");
 }
