@@ -8,7 +8,8 @@
 //! the same lines on one thread with no engine around it: the baseline.
 //!
 //! The network scenarios (`http-ingest`, `http-connections`, `tcp-ingest`, `tcp-latency`,
-//! module `bench_net`) run real clients (wrk, `net-load`) against the plugins layout.
+//! `nats-ingest`, module `bench_net`) run real clients (wrk, `net-load`, `nats-bench` and a
+//! `nats-server`) against the plugins layout; asked for alone, they build no monolith.
 //!
 //! Prints a table and writes `target/bench/report.json` and `chart.svg` (MB/s per scenario and layout).
 
@@ -64,6 +65,9 @@ pub enum Scenario {
     TcpIngest,
     /// 1,000 events/s through tcp_server → tcp_client: the p99 of the round trip.
     TcpLatency,
+    /// JetStream → nats source → blackhole in messages/s, against a raw consume-and-ack loop
+    /// on the connector's own client, alternating.
+    NatsIngest,
 }
 
 impl Scenario {
@@ -78,11 +82,12 @@ impl Scenario {
     ];
 
     /// The network scenarios, run after the others.
-    const NET: [Self; 4] = [
+    const NET: [Self; 5] = [
         Self::HttpIngest,
         Self::HttpConnections,
         Self::TcpIngest,
         Self::TcpLatency,
+        Self::NatsIngest,
     ];
 
     fn name(self) -> &'static str {
@@ -91,6 +96,7 @@ impl Scenario {
             Self::HttpConnections => "http-connections",
             Self::TcpIngest => "tcp-ingest",
             Self::TcpLatency => "tcp-latency",
+            Self::NatsIngest => "nats-ingest",
             Self::PassthroughJson => "passthrough-json",
             Self::PassthroughBinary => "passthrough-binary",
             Self::LargeJson => "large-json",
@@ -286,10 +292,12 @@ struct Built {
     raw_bin: PathBuf,
     bare_hyper: PathBuf,
     net_load: PathBuf,
+    nats_bench: PathBuf,
 }
 
-/// Builds both layouts (release) and the perf binaries.
-fn build() -> Result<Built> {
+/// Builds both layouts (release) and the perf binaries; the monolith only when `monolith`
+/// (the network scenarios run the plugins layout alone).
+fn build(monolith: bool) -> Result<Built> {
     let layouts = target_dir().join("layouts");
     let exe = |layout: &str, name: &str| {
         layouts
@@ -297,18 +305,20 @@ fn build() -> Result<Built> {
             .join("release")
             .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
     };
-    run_cmd(
-        cargo()
-            .env("CARGO_TARGET_DIR", layouts.join("monolith"))
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "temblor",
-                "--features",
-                "monolith",
-            ]),
-    )?;
+    if monolith {
+        run_cmd(
+            cargo()
+                .env("CARGO_TARGET_DIR", layouts.join("monolith"))
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "temblor",
+                    "--features",
+                    "monolith",
+                ]),
+        )?;
+    }
     let plugins = discover(groups(false))?;
     run_cmd(
         cargo()
@@ -338,6 +348,7 @@ fn build() -> Result<Built> {
         raw_bin: exe("plugins", "raw-simdjson"),
         bare_hyper: exe("plugins", "bare-hyper"),
         net_load: exe("plugins", "net-load"),
+        nats_bench: exe("plugins", "nats-bench"),
     })
 }
 
@@ -417,7 +428,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let scenarios = chosen(&Scenario::ALL);
     let net = chosen(&Scenario::NET);
-    let built = build()?;
+    let built = build(!scenarios.is_empty())?;
     let Built {
         plugins_bin,
         plugin_dir,
@@ -500,6 +511,7 @@ pub fn run(args: &Args) -> Result<()> {
         plugin_dir: &built.plugin_dir,
         bare_hyper: &built.bare_hyper,
         net_load: &built.net_load,
+        nats_bench: &built.nats_bench,
     };
     let mut net_results = Vec::new();
     let data = Scenario::PassthroughJson.data();
@@ -519,6 +531,9 @@ pub fn run(args: &Args) -> Result<()> {
                     })
                     .map(Cell::median_mb_s);
                 crate::bench_net::tcp_ingest(&bins, data, args.seconds, args.runs, passthrough)?
+            }
+            Scenario::NatsIngest => {
+                crate::bench_net::nats_ingest(&bins, data, args.seconds, args.runs)?
             }
             _ => crate::bench_net::tcp_latency(&bins, args.seconds.max(5.0))?,
         };

@@ -3,19 +3,22 @@
 //! message only once the engine delivered it; as a sink it publishes each frame, and with
 //! `jetstream = true` waits for the stream's acknowledgement of every message.
 //!
-//! The client is this crate's own (`proto.rs`, the NATS text protocol over TCP), run on the
-//! plugin's tokio runtime (`temblor-net`).
+//! The client is this crate's own (`proto.rs`, the NATS text protocol over TCP; `client.rs`,
+//! the connection), run on the plugin's tokio runtime (`temblor-net`); docs/scaling.md says
+//! why not async-nats.
 //!
 //! **Source, core NATS** (no `stream`): `SUB subject [queue]`. Every message is one event (one
 //! stream of one frame, with its metadata). Core NATS keeps nothing: what arrives while the
 //! source is down or its connection is broken is lost (at most once). Several instances in the
 //! same `queue` group share the messages (each goes to one of them).
 //!
-//! **Source, JetStream** (`stream` and `consumer` given): at each connection the source creates
-//! the durable pull consumer `consumer` on `stream` (explicit acks, `ack_wait_ms`,
+//! **Source, JetStream** (`stream` and `consumer` given): on its first connection the source
+//! creates the durable pull consumer `consumer` on `stream` (explicit acks, `ack_wait_ms`,
 //! `max_ack_pending`, `subject` as its filter) or binds to it when it exists with the same
-//! settings, then asks for `batch` messages at a time (`$JS.API.CONSUMER.MSG.NEXT`, at most two
-//! requests open, and no more while `2 × batch` messages wait for `pull`). The source asks the
+//! settings (again after a reconnection only when pull requests find no consumer: a cluster
+//! that just lost its meta leader cannot answer a create, but the consumer's own leader still
+//! serves pulls), then asks for `batch` messages at a time (`$JS.API.CONSUMER.MSG.NEXT`, at
+//! most two requests open, and no more while `2 × batch` messages wait for `pull`). The source asks the
 //! engine for acknowledgements (`docs/delivery.md`): a message is acked (`+ACK`) only when
 //! every sink wrote and flushed the batch it came in; a failed batch's messages are NAKed
 //! (`-NAK`) with a delay of `nak_delay_ms`, so the server delivers them again later. While a
@@ -109,7 +112,8 @@
 //! ```
 //! Several engines running this deployment share the `ORDERS` stream's messages.
 
-mod proto;
+pub mod client;
+pub mod proto;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -118,19 +122,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use client::Link;
 use proto::{Msg, Op};
 use temblor_net::{
     Service, StopSignal,
     inbox::{self, Inbox, Outbox, Received},
-    tokio::{
-        self,
-        io::{AsyncReadExt as _, AsyncWriteExt as _},
-        net::{
-            TcpStream,
-            tcp::{OwnedReadHalf, OwnedWriteHalf},
-        },
-        sync::mpsc,
-    },
+    tokio::{self, sync::mpsc},
 };
 use temblor_shim::{
     ErrorKind, Frames, Notify, Object, PluginError, Pull, RVec, Setup, Sink, Source, SourceBatch,
@@ -143,8 +140,15 @@ const PULL_ITEMS: usize = 1024;
 /// How long a stopping instance's tasks get to finish.
 const GRACE: Duration = Duration::from_secs(2);
 
-/// How long a JetStream pull request stays open at the server.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How long a JetStream pull request stays open at the server. Short, because a request can
+/// be lost without a word (sent while a new consumer's interest is still spreading through a
+/// cluster, or held by a consumer leader that died): the source sends a new one once this
+/// (and a second more) passed without its end, so a lost request idles an instance ~2 s.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+
+/// Pull requests in a row that no consumer answered (503, "consumer deleted", or nothing by
+/// their deadline), after which the source creates the consumer again.
+const UNANSWERED_LIMIT: u32 = 4;
 
 /// The largest `batch`.
 pub const MAX_BATCH: usize = 10_000;
@@ -286,87 +290,13 @@ impl Target {
     /// handshake.
     async fn open(&self, at: usize) -> Result<Link, String> {
         let server = &self.servers[at % self.servers.len()];
-        let work = async {
-            let tcp = TcpStream::connect(server.as_str())
-                .await
-                .map_err(|e| format!("connecting to {server}: {e}"))?;
-            let _ = tcp.set_nodelay(true);
-            let (rd, wr) = tcp.into_split();
-            let mut link = Link {
-                rd,
-                wr,
-                buf: Vec::with_capacity(64 * 1024),
-                server: server.clone(),
-            };
-            match link.next_op().await? {
-                Op::Info => {}
-                other => return Err(format!("{server} did not start with INFO: {other:?}")),
-            }
-            link.write(&proto::connect(&self.name)).await?;
-            loop {
-                match link.next_op().await? {
-                    Op::Pong => return Ok(link),
-                    Op::Err(e) => return Err(format!("{server} refused the connection: {e}")),
-                    _ => {}
-                }
-            }
-        };
-        match tokio::time::timeout(self.timeout, work).await {
+        match tokio::time::timeout(self.timeout, Link::open(server, &self.name)).await {
             Ok(done) => done,
             Err(_) => Err(format!(
                 "connecting to {server} took longer than {} ms",
                 self.timeout.as_millis()
             )),
         }
-    }
-}
-
-/// An open connection: its halves and what was read and not parsed yet.
-struct Link {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
-    buf: Vec<u8>,
-    server: String,
-}
-
-impl Link {
-    /// The next whole operation already read, if any.
-    fn parsed(&mut self) -> Result<Option<Op>, String> {
-        match proto::parse(&self.buf).map_err(|e| format!("{}: {e}", self.server))? {
-            Some((op, used)) => {
-                self.buf.drain(..used);
-                Ok(Some(op))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Reads more (cancel-safe).
-    async fn fill(&mut self) -> Result<(), String> {
-        self.buf.reserve(32 * 1024);
-        match self.rd.read_buf(&mut self.buf).await {
-            Ok(0) => Err(format!("{} closed the connection", self.server)),
-            Ok(_) => Ok(()),
-            Err(e) => Err(format!("reading from {}: {e}", self.server)),
-        }
-    }
-
-    /// The next operation, answering the server's `PING`s.
-    async fn next_op(&mut self) -> Result<Op, String> {
-        loop {
-            match self.parsed()? {
-                Some(Op::Ping) => self.write(b"PONG\r\n").await?,
-                Some(op) => return Ok(op),
-                None => self.fill().await?,
-            }
-        }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.wr
-            .write_all(bytes)
-            .await
-            .map_err(|e| format!("writing to {}: {e}", self.server))
     }
 }
 
@@ -508,6 +438,8 @@ impl NatsSource {
             backlog: VecDeque::new(),
             queued: 0,
             inbox: format!("_INBOX.{}", proto::nuid()),
+            bound: false,
+            unanswered: 0,
         };
         service.spawn(task.run());
         let nak = format!(
@@ -699,6 +631,13 @@ struct SourceTask {
     /// Messages handed over that `pull` has not taken yet.
     queued: usize,
     inbox: String,
+    /// The consumer was created or bound on an earlier connection: a new connection pulls at
+    /// once, without asking the cluster's meta leader again (which may be the node that died).
+    bound: bool,
+    /// Pull requests in a row that no consumer answered: 503 (no responders), 409 (consumer
+    /// deleted), or nothing at all by their deadline (a standalone server drops requests for
+    /// a consumer it does not have). After [`UNANSWERED_LIMIT`] the source creates it again.
+    unanswered: u32,
 }
 
 /// Why a connection's loop ended.
@@ -845,8 +784,11 @@ impl SourceTask {
             if let Err(e) = link.write(&out).await {
                 return End::Lost(e);
             }
-            if let Err(e) = self.create_consumer(link, js).await {
-                return End::Lost(e);
+            if !self.bound {
+                if let Err(e) = self.create_consumer(link, js).await {
+                    return End::Lost(e);
+                }
+                self.bound = true;
             }
         } else {
             let subject = self.subject.as_deref().unwrap_or(">");
@@ -899,7 +841,7 @@ impl SourceTask {
                     requests.push_back((
                         reply,
                         js.batch,
-                        now + PULL_EXPIRES + Duration::from_secs(2),
+                        now + PULL_EXPIRES + Duration::from_secs(1),
                     ));
                 }
             }
@@ -932,6 +874,13 @@ impl SourceTask {
                                     if status == 100 {
                                         continue;
                                     }
+                                    if status == 503 || (status == 409 && m.description.contains("Deleted")) {
+                                        if let Some(why) = self.unanswered(1) {
+                                            return End::Lost(format!("{}: {why} ({status} {})", link.server, m.description));
+                                        }
+                                    } else {
+                                        self.unanswered = 0;
+                                    }
                                     if status != 408 && status != 404 {
                                         tracing::debug!(id = %self.target.id, status, description = %m.description, "pull request ended");
                                         pause_until = Instant::now() + Duration::from_millis(250);
@@ -942,6 +891,7 @@ impl SourceTask {
                                 if m.reply.is_none() {
                                     continue;
                                 }
+                                self.unanswered = 0;
                                 if let Some(front) = requests.front_mut() {
                                     front.1 = front.1.saturating_sub(1);
                                     if front.1 == 0 {
@@ -960,12 +910,33 @@ impl SourceTask {
                 },
                 _ = wake.tick() => {
                     let now = Instant::now();
+                    let before = requests.len();
+                    // A request past its deadline with nothing at all came back got lost.
                     requests.retain(|(_, _, deadline)| *deadline > now);
+                    let lost = before - requests.len();
+                    if lost > 0 && let Some(why) = self.unanswered(lost as u32) {
+                        return End::Lost(format!("{}: {why} (no answer by their deadline)", link.server));
+                    }
                     // The backlog waits for room in the inbox; look again now and then.
                     self.take(Cmd::Pulled(0));
                 },
             }
         }
+    }
+
+    /// Counts `n` more unanswered pull requests; past [`UNANSWERED_LIMIT`], forgets the
+    /// binding (the next connection creates the consumer again) and says why.
+    fn unanswered(&mut self, n: u32) -> Option<String> {
+        self.unanswered += n;
+        if self.unanswered < UNANSWERED_LIMIT {
+            return None;
+        }
+        self.unanswered = 0;
+        self.bound = false;
+        let consumer = self.jetstream.as_ref().map_or("", |j| j.consumer.as_str());
+        Some(format!(
+            "{UNANSWERED_LIMIT} pull requests in a row found no consumer '{consumer}': creating it again"
+        ))
     }
 
     /// `+WPI` for the messages of batches that have waited `every` or longer since the last.
