@@ -9,7 +9,8 @@
 //!
 //! The network scenarios (`http-ingest`, `http-connections`, `tcp-ingest`, `tcp-latency`,
 //! `nats-ingest`, module `bench_net`) run real clients (wrk, `net-load`, `nats-bench` and a
-//! `nats-server`) against the plugins layout; asked for alone, they build no monolith.
+//! `nats-server`) against the plugins layout; asked for alone, they build no monolith and only
+//! the plugins they load.
 //!
 //! Prints a table and writes `target/bench/report.json` and `chart.svg` (MB/s per scenario and layout).
 
@@ -89,6 +90,17 @@ impl Scenario {
         Self::TcpLatency,
         Self::NatsIngest,
     ];
+
+    /// The plugins a network scenario's deployments load (folder names).
+    fn plugins(self) -> &'static [&'static str] {
+        match self {
+            Self::HttpIngest | Self::HttpConnections => &["http_server", "blackhole", "json"],
+            Self::TcpIngest => &["tcp_server", "file", "blackhole", "json"],
+            Self::TcpLatency => &["tcp_server", "tcp_client", "json"],
+            Self::NatsIngest => &["nats", "blackhole", "json"],
+            _ => &[],
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -295,9 +307,9 @@ struct Built {
     nats_bench: PathBuf,
 }
 
-/// Builds both layouts (release) and the perf binaries; the monolith only when `monolith`
-/// (the network scenarios run the plugins layout alone).
-fn build(monolith: bool) -> Result<Built> {
+/// Builds both layouts (release) and the perf binaries. `only`: the network scenarios
+/// alone, which run the plugins layout only: no monolith, and only the plugins they load.
+fn build(only: Option<&[Scenario]>) -> Result<Built> {
     let layouts = target_dir().join("layouts");
     let exe = |layout: &str, name: &str| {
         layouts
@@ -305,7 +317,7 @@ fn build(monolith: bool) -> Result<Built> {
             .join("release")
             .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
     };
-    if monolith {
+    if only.is_none() {
         run_cmd(
             cargo()
                 .env("CARGO_TARGET_DIR", layouts.join("monolith"))
@@ -319,7 +331,10 @@ fn build(monolith: bool) -> Result<Built> {
                 ]),
         )?;
     }
-    let plugins = discover(groups(false))?;
+    let mut plugins = discover(groups(false))?;
+    if let Some(net) = only {
+        plugins.retain(|p| net.iter().any(|s| s.plugins().contains(&p.name.as_str())));
+    }
     run_cmd(
         cargo()
             .env("CARGO_TARGET_DIR", layouts.join("plugins"))
@@ -428,7 +443,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let scenarios = chosen(&Scenario::ALL);
     let net = chosen(&Scenario::NET);
-    let built = build(!scenarios.is_empty())?;
+    let built = build(scenarios.is_empty().then_some(net.as_slice()))?;
     let Built {
         plugins_bin,
         plugin_dir,

@@ -134,7 +134,7 @@ use temblor_shim::{
     Value, meta_of, serde::Deserialize, tracing,
 };
 
-/// The most messages one `pull` takes.
+/// The most messages one `pull` takes (from JetStream: at most `batch`).
 const PULL_ITEMS: usize = 1024;
 
 /// How long a stopping instance's tasks get to finish.
@@ -336,6 +336,10 @@ pub struct NatsSource {
     cmds: mpsc::UnboundedSender<Cmd>,
     pending: Arc<Mutex<Pending>>,
     jetstream: bool,
+    /// The most messages one `pull` takes: [`PULL_ITEMS`], or `batch` from JetStream, so that
+    /// `max_ack_pending` spans several engine batches whose acks come back one by one (one
+    /// batch of them all would stop delivery until the engine acked it: stop and wait).
+    pull_items: usize,
     nak: Vec<u8>,
     next_stream: u64,
     messages: u64,
@@ -453,6 +457,7 @@ impl NatsSource {
             cmds,
             pending,
             jetstream: js.is_some(),
+            pull_items: js.as_ref().map_or(PULL_ITEMS, |j| j.batch.min(PULL_ITEMS)),
             nak,
             next_stream: 0,
             messages: 0,
@@ -517,7 +522,7 @@ impl Source for NatsSource {
                         replies.push(reply);
                     }
                     taken += 1;
-                    if taken >= PULL_ITEMS {
+                    if taken >= self.pull_items {
                         break;
                     }
                 }
@@ -699,22 +704,30 @@ impl SourceTask {
             Cmd::Acks(bytes) => self.acks.extend_from_slice(&bytes),
             Cmd::Pulled(n) => {
                 self.queued = self.queued.saturating_sub(n);
+                let mut moved = false;
                 while let Some(msg) = self.backlog.pop_front() {
-                    match self.outbox.try_send(msg) {
-                        Ok(()) => self.queued += 1,
+                    match self.outbox.try_send_quiet(msg) {
+                        Ok(()) => {
+                            self.queued += 1;
+                            moved = true;
+                        }
                         Err(msg) => {
                             self.backlog.push_front(msg);
                             break;
                         }
                     }
                 }
+                if moved {
+                    self.outbox.wake();
+                }
             }
         }
     }
 
+    /// Queues `msg` for `pull` without waking the engine: the caller wakes it once per read.
     fn hand_over(&mut self, msg: Msg) {
         if self.backlog.is_empty() {
-            match self.outbox.try_send(msg) {
+            match self.outbox.try_send_quiet(msg) {
                 Ok(()) => self.queued += 1,
                 Err(msg) => self.backlog.push_back(msg),
             }
@@ -814,11 +827,13 @@ impl SourceTask {
                 return End::Lost(e);
             }
             if let Some(js) = &js {
-                let expected: usize = requests.iter().map(|(_, n, _)| n).sum();
+                // Messages still to come do not count: a request goes out as soon as one is
+                // served, so the server is never left waiting for the engine (counting them
+                // held the source to half the raw client's rate, docs/performance.md).
                 let now = Instant::now();
                 if requests.len() < 2
                     && now >= pause_until
-                    && self.queued + self.backlog.len() + expected < 2 * js.batch
+                    && self.queued + self.backlog.len() < 2 * js.batch
                 {
                     request_no += 1;
                     let reply = format!("{}.p{request_no}", self.inbox);
@@ -856,53 +871,13 @@ impl SourceTask {
                     if let Err(e) = read {
                         return End::Lost(e);
                     }
-                    loop {
-                        let op = match link.parsed() {
-                            Ok(Some(op)) => op,
-                            Ok(None) => break,
-                            Err(e) => return End::Lost(e),
-                        };
-                        match op {
-                            Op::Ping => {
-                                if let Err(e) = link.write(b"PONG\r\n").await {
-                                    return End::Lost(e);
-                                }
-                            }
-                            Op::Err(e) => return End::Lost(format!("{}: -ERR {e}", link.server)),
-                            Op::Msg(m) if js.is_some() => {
-                                if let Some(status) = m.status {
-                                    if status == 100 {
-                                        continue;
-                                    }
-                                    if status == 503 || (status == 409 && m.description.contains("Deleted")) {
-                                        if let Some(why) = self.unanswered(1) {
-                                            return End::Lost(format!("{}: {why} ({status} {})", link.server, m.description));
-                                        }
-                                    } else {
-                                        self.unanswered = 0;
-                                    }
-                                    if status != 408 && status != 404 {
-                                        tracing::debug!(id = %self.target.id, status, description = %m.description, "pull request ended");
-                                        pause_until = Instant::now() + Duration::from_millis(250);
-                                    }
-                                    requests.retain(|(reply, _, _)| *reply != m.subject);
-                                    continue;
-                                }
-                                if m.reply.is_none() {
-                                    continue;
-                                }
-                                self.unanswered = 0;
-                                if let Some(front) = requests.front_mut() {
-                                    front.1 = front.1.saturating_sub(1);
-                                    if front.1 == 0 {
-                                        requests.pop_front();
-                                    }
-                                }
-                                self.hand_over(m);
-                            }
-                            Op::Msg(m) => self.hand_over(m),
-                            Op::Info | Op::Pong | Op::Ok => {}
-                        }
+                    let handed = self.queued + self.backlog.len();
+                    let end = self.read_ops(link, js.as_ref(), &mut requests, &mut pause_until).await;
+                    if self.queued + self.backlog.len() != handed {
+                        self.outbox.wake();
+                    }
+                    if let Some(end) = end {
+                        return end;
                     }
                 },
                 _ = tick.tick(), if js.is_some() => {
@@ -920,6 +895,68 @@ impl SourceTask {
                     // The backlog waits for room in the inbox; look again now and then.
                     self.take(Cmd::Pulled(0));
                 },
+            }
+        }
+    }
+
+    /// Handles every whole operation read so far: messages handed over (without waking the
+    /// engine: the caller wakes it once), pull requests' ends; `Some` when the connection ends.
+    async fn read_ops(
+        &mut self,
+        link: &mut Link,
+        js: Option<&Js>,
+        requests: &mut VecDeque<(String, usize, Instant)>,
+        pause_until: &mut Instant,
+    ) -> Option<End> {
+        loop {
+            let op = match link.parsed() {
+                Ok(Some(op)) => op,
+                Ok(None) => return None,
+                Err(e) => return Some(End::Lost(e)),
+            };
+            match op {
+                Op::Ping => {
+                    if let Err(e) = link.write(b"PONG\r\n").await {
+                        return Some(End::Lost(e));
+                    }
+                }
+                Op::Err(e) => return Some(End::Lost(format!("{}: -ERR {e}", link.server))),
+                Op::Msg(m) if js.is_some() => {
+                    if let Some(status) = m.status {
+                        if status == 100 {
+                            continue;
+                        }
+                        if status == 503 || (status == 409 && m.description.contains("Deleted")) {
+                            if let Some(why) = self.unanswered(1) {
+                                return Some(End::Lost(format!(
+                                    "{}: {why} ({status} {})",
+                                    link.server, m.description
+                                )));
+                            }
+                        } else {
+                            self.unanswered = 0;
+                        }
+                        if status != 408 && status != 404 {
+                            tracing::debug!(id = %self.target.id, status, description = %m.description, "pull request ended");
+                            *pause_until = Instant::now() + Duration::from_millis(250);
+                        }
+                        requests.retain(|(reply, _, _)| *reply != m.subject);
+                        continue;
+                    }
+                    if m.reply.is_none() {
+                        continue;
+                    }
+                    self.unanswered = 0;
+                    if let Some(front) = requests.front_mut() {
+                        front.1 = front.1.saturating_sub(1);
+                        if front.1 == 0 {
+                            requests.pop_front();
+                        }
+                    }
+                    self.hand_over(m);
+                }
+                Op::Msg(m) => self.hand_over(m),
+                Op::Info | Op::Pong | Op::Ok => {}
             }
         }
     }
