@@ -75,6 +75,16 @@ impl<T> Outbox<T> {
         }
     }
 
+    /// Queues `item` if there is room now, without waking the engine: for a task that hands
+    /// over many items of one read and then calls [`Outbox::wake`] once (a wake per item
+    /// makes the engine pull them a few at a time).
+    ///
+    /// # Errors
+    /// The queue is full or the inbox is gone: the item comes back.
+    pub fn try_send_quiet(&self, item: T) -> Result<(), T> {
+        self.tx.try_send(item).map_err(|e| e.into_inner())
+    }
+
     /// Wakes the engine without sending (say, after changing state it will look at).
     pub fn wake(&self) {
         self.waker.wake();

@@ -8,7 +8,9 @@
 //! the same lines on one thread with no engine around it: the baseline.
 //!
 //! The network scenarios (`http-ingest`, `http-connections`, `tcp-ingest`, `tcp-latency`,
-//! module `bench_net`) run real clients (wrk, `net-load`) against the plugins layout.
+//! `nats-ingest`, module `bench_net`) run real clients (wrk, `net-load`, `nats-bench` and a
+//! `nats-server`) against the plugins layout; asked for alone, they build no monolith and only
+//! the plugins they load.
 //!
 //! Prints a table and writes `target/bench/report.json` and `chart.svg` (MB/s per scenario and layout).
 
@@ -64,6 +66,9 @@ pub enum Scenario {
     TcpIngest,
     /// 1,000 events/s through tcp_server → tcp_client: the p99 of the round trip.
     TcpLatency,
+    /// JetStream → nats source → blackhole in messages/s, against a raw consume-and-ack loop
+    /// on the connector's own client, alternating.
+    NatsIngest,
 }
 
 impl Scenario {
@@ -78,12 +83,24 @@ impl Scenario {
     ];
 
     /// The network scenarios, run after the others.
-    const NET: [Self; 4] = [
+    const NET: [Self; 5] = [
         Self::HttpIngest,
         Self::HttpConnections,
         Self::TcpIngest,
         Self::TcpLatency,
+        Self::NatsIngest,
     ];
+
+    /// The plugins a network scenario's deployments load (folder names).
+    fn plugins(self) -> &'static [&'static str] {
+        match self {
+            Self::HttpIngest | Self::HttpConnections => &["http_server", "blackhole", "json"],
+            Self::TcpIngest => &["tcp_server", "file", "blackhole", "json"],
+            Self::TcpLatency => &["tcp_server", "tcp_client", "json"],
+            Self::NatsIngest => &["nats", "blackhole", "json"],
+            _ => &[],
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -91,6 +108,7 @@ impl Scenario {
             Self::HttpConnections => "http-connections",
             Self::TcpIngest => "tcp-ingest",
             Self::TcpLatency => "tcp-latency",
+            Self::NatsIngest => "nats-ingest",
             Self::PassthroughJson => "passthrough-json",
             Self::PassthroughBinary => "passthrough-binary",
             Self::LargeJson => "large-json",
@@ -286,10 +304,12 @@ struct Built {
     raw_bin: PathBuf,
     bare_hyper: PathBuf,
     net_load: PathBuf,
+    nats_bench: PathBuf,
 }
 
-/// Builds both layouts (release) and the perf binaries.
-fn build() -> Result<Built> {
+/// Builds both layouts (release) and the perf binaries. `only`: the network scenarios
+/// alone, which run the plugins layout only: no monolith, and only the plugins they load.
+fn build(only: Option<&[Scenario]>) -> Result<Built> {
     let layouts = target_dir().join("layouts");
     let exe = |layout: &str, name: &str| {
         layouts
@@ -297,19 +317,24 @@ fn build() -> Result<Built> {
             .join("release")
             .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
     };
-    run_cmd(
-        cargo()
-            .env("CARGO_TARGET_DIR", layouts.join("monolith"))
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "temblor",
-                "--features",
-                "monolith",
-            ]),
-    )?;
-    let plugins = discover(groups(false))?;
+    if only.is_none() {
+        run_cmd(
+            cargo()
+                .env("CARGO_TARGET_DIR", layouts.join("monolith"))
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "temblor",
+                    "--features",
+                    "monolith",
+                ]),
+        )?;
+    }
+    let mut plugins = discover(groups(false))?;
+    if let Some(net) = only {
+        plugins.retain(|p| net.iter().any(|s| s.plugins().contains(&p.name.as_str())));
+    }
     run_cmd(
         cargo()
             .env("CARGO_TARGET_DIR", layouts.join("plugins"))
@@ -338,6 +363,7 @@ fn build() -> Result<Built> {
         raw_bin: exe("plugins", "raw-simdjson"),
         bare_hyper: exe("plugins", "bare-hyper"),
         net_load: exe("plugins", "net-load"),
+        nats_bench: exe("plugins", "nats-bench"),
     })
 }
 
@@ -417,7 +443,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let scenarios = chosen(&Scenario::ALL);
     let net = chosen(&Scenario::NET);
-    let built = build()?;
+    let built = build(scenarios.is_empty().then_some(net.as_slice()))?;
     let Built {
         plugins_bin,
         plugin_dir,
@@ -500,6 +526,7 @@ pub fn run(args: &Args) -> Result<()> {
         plugin_dir: &built.plugin_dir,
         bare_hyper: &built.bare_hyper,
         net_load: &built.net_load,
+        nats_bench: &built.nats_bench,
     };
     let mut net_results = Vec::new();
     let data = Scenario::PassthroughJson.data();
@@ -519,6 +546,9 @@ pub fn run(args: &Args) -> Result<()> {
                     })
                     .map(Cell::median_mb_s);
                 crate::bench_net::tcp_ingest(&bins, data, args.seconds, args.runs, passthrough)?
+            }
+            Scenario::NatsIngest => {
+                crate::bench_net::nats_ingest(&bins, data, args.seconds, args.runs)?
             }
             _ => crate::bench_net::tcp_latency(&bins, args.seconds.max(5.0))?,
         };

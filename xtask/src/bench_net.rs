@@ -13,6 +13,13 @@
 //!   alternating (`file` reading the same lines → `separate` → json → `blackhole`: the same work
 //!   but the socket; target ≥ 0.9). The ratio to the `passthrough-json` scenario (the `bench`
 //!   source, whose lines need no framing) is reported beside it.
+//! - `nats-ingest`: JetStream → `nats` source → json → `blackhole`, in messages/s, against
+//!   `nats-bench drain` (crate `perf`: a raw consume-and-ack loop on the connector's own
+//!   client, the same batch size, every message acked) in the same run, alternating; both
+//!   timed alike from the server's side (`nats-bench watch`: the consumer's ack floor from its
+//!   first ack to the last message). The bench starts its own `nats-server` (free loopback
+//!   port, a store under target/bench) and fills one stream; each run drains it through a
+//!   fresh durable consumer (target ≥ 0.8).
 //! - `tcp-latency`: `net-load latency` sends 1,000 events/s through `tcp_server` → pipeline →
 //!   `tcp_client` and times each one's way back (target p99 ≤ 1 ms).
 
@@ -51,6 +58,7 @@ pub struct Bins<'a> {
     pub plugin_dir: &'a Path,
     pub bare_hyper: &'a Path,
     pub net_load: &'a Path,
+    pub nats_bench: &'a Path,
 }
 
 fn free_port() -> Result<u16> {
@@ -549,6 +557,170 @@ fn repeated_lines(data: &str, size: usize) -> Result<PathBuf> {
     std::fs::write(&path, one.repeat(copies))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
+}
+
+/// A `nats-server -js` of the bench's own: killed by its PID and its store removed when
+/// dropped.
+struct NatsServer {
+    child: Child,
+    store: PathBuf,
+    addr: String,
+}
+
+impl NatsServer {
+    fn start() -> Result<Self> {
+        let port = free_port()?;
+        let store = target_dir().join("bench").join("nats-ingest-store");
+        let _ = std::fs::remove_dir_all(&store);
+        std::fs::create_dir_all(&store)?;
+        let log = std::fs::File::create(target_dir().join("bench").join("nats-server.log"))?;
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context(
+                "cannot start nats-server: install it (`apt-get install nats-server`, or `cargo xtask test` installs it)",
+            )?;
+        let mut server = Self {
+            child,
+            store,
+            addr: format!("127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while TcpStream::connect(&server.addr).is_err() {
+            if let Some(status) = server.child.try_wait()? {
+                bail!("nats-server exited at start ({status}): see target/bench/nats-server.log");
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!("nats-server does not listen on {} after 20 s", server.addr);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// Runs `nats-bench` with `args` and reads the JSON it prints.
+fn nats_bench(bins: &Bins<'_>, args: &[&str]) -> Result<serde_json::Value> {
+    let out = Command::new(bins.nats_bench)
+        .args(args)
+        .output()
+        .context("cannot run nats-bench")?;
+    if !out.status.success() {
+        bail!(
+            "nats-bench {} failed: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("nats-bench printed no JSON")
+}
+
+/// `nats-ingest`: a JetStream stream drained by the engine (nats → blackhole) and by the raw
+/// consume-and-ack loop, alternating, each through its own fresh durable consumer.
+pub fn nats_ingest(bins: &Bins<'_>, data: &str, seconds: f64, runs: usize) -> Result<NetResult> {
+    /// The connector's defaults, given to both.
+    const BATCH: usize = 256;
+    const MAX_ACK_PENDING: u64 = 1024;
+    // About `seconds` at ~100,000 messages/s.
+    let n = ((seconds * 100_000.0) as u64).max(50_000);
+    let server = NatsServer::start()?;
+    let addr = server.addr.as_str();
+    let data = project_root().join(data).display().to_string();
+    eprintln!("nats-ingest: filling stream BENCH with {n} messages");
+    let filled = nats_bench(
+        bins,
+        &["fill", addr, "BENCH", "bench.in", &data, &n.to_string()],
+    )?;
+    let n_s = n.to_string();
+    let watch = |consumer: &str| -> Result<f64> {
+        let w = nats_bench(
+            bins,
+            &["watch", addr, "BENCH", consumer, &n_s, "--timeout", "300"],
+        )?;
+        w["messages_s"]
+            .as_f64()
+            .context("nats-bench watch printed no messages_s")
+    };
+    let (mut engine_ms, mut raw_ms, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        eprintln!("nats-ingest run {}/{runs}", i + 1);
+        let consumer = format!("engine{i}");
+        let deployment = format!(
+            r#"# Written by `cargo xtask bench`.
+[[connector]]
+id = "in"
+plugin = "nats"
+codec = "json"
+config = {{ servers = ["{addr}"], stream = "BENCH", consumer = "{consumer}", batch = {BATCH}, max_ack_pending = {MAX_ACK_PENDING} }}
+
+[[connector]]
+id = "out"
+plugin = "blackhole"
+codec = "json"
+
+[[pipeline]]
+id = "main"
+operators = []
+
+[[connect]]
+from = "in"
+to = "main"
+
+[[connect]]
+from = "main"
+to = "out"
+"#
+        );
+        let engine = Engine::start(bins, "nats-ingest", &deployment)?;
+        let e = watch(&consumer)?;
+        let stats = engine.stop()?;
+        let events = stats.connectors.get("in").map_or(0, |c| c.events_out);
+        if events < n {
+            bail!("nats-ingest: the engine's source counted {events} events of {n}");
+        }
+        let consumer = format!("raw{i}");
+        let mut drain = Command::new(bins.nats_bench)
+            .args(["drain", addr, "BENCH", &consumer, &n_s])
+            .args(["--batch", &BATCH.to_string()])
+            .args(["--max-ack-pending", &MAX_ACK_PENDING.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot run nats-bench drain")?;
+        let r = watch(&consumer);
+        let _ = drain.kill();
+        let _ = drain.wait();
+        let r = r?;
+        engine_ms.push(e);
+        raw_ms.push(r);
+        ratios.push(e / r);
+    }
+    drop(server);
+    let ratio = median(&ratios);
+    Ok(NetResult {
+        scenario: "nats-ingest",
+        figure: "messages/s".into(),
+        value: median(&engine_ms),
+        baseline: Some(median(&raw_ms)),
+        checked: ratio,
+        target: "≥ 0.8× raw consume-and-ack",
+        pass: ratio >= 0.8,
+        detail: serde_json::json!({
+            "messages": n, "batch": BATCH, "max_ack_pending": MAX_ACK_PENDING,
+            "fill": filled, "engine_messages_s": engine_ms, "raw_messages_s": raw_ms,
+            "ratios": ratios,
+        }),
+    })
 }
 
 /// `tcp-latency`: 1,000 events/s through tcp_server → pipeline → tcp_client.

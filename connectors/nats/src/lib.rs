@@ -3,19 +3,22 @@
 //! message only once the engine delivered it; as a sink it publishes each frame, and with
 //! `jetstream = true` waits for the stream's acknowledgement of every message.
 //!
-//! The client is this crate's own (`proto.rs`, the NATS text protocol over TCP), run on the
-//! plugin's tokio runtime (`temblor-net`).
+//! The client is this crate's own (`proto.rs`, the NATS text protocol over TCP; `client.rs`,
+//! the connection), run on the plugin's tokio runtime (`temblor-net`); docs/scaling.md says
+//! why not async-nats.
 //!
 //! **Source, core NATS** (no `stream`): `SUB subject [queue]`. Every message is one event (one
 //! stream of one frame, with its metadata). Core NATS keeps nothing: what arrives while the
 //! source is down or its connection is broken is lost (at most once). Several instances in the
 //! same `queue` group share the messages (each goes to one of them).
 //!
-//! **Source, JetStream** (`stream` and `consumer` given): at each connection the source creates
-//! the durable pull consumer `consumer` on `stream` (explicit acks, `ack_wait_ms`,
+//! **Source, JetStream** (`stream` and `consumer` given): on its first connection the source
+//! creates the durable pull consumer `consumer` on `stream` (explicit acks, `ack_wait_ms`,
 //! `max_ack_pending`, `subject` as its filter) or binds to it when it exists with the same
-//! settings, then asks for `batch` messages at a time (`$JS.API.CONSUMER.MSG.NEXT`, at most two
-//! requests open, and no more while `2 × batch` messages wait for `pull`). The source asks the
+//! settings (again after a reconnection only when pull requests find no consumer: a cluster
+//! that just lost its meta leader cannot answer a create, but the consumer's own leader still
+//! serves pulls), then asks for `batch` messages at a time (`$JS.API.CONSUMER.MSG.NEXT`, at
+//! most two requests open, and no more while `2 × batch` messages wait for `pull`). The source asks the
 //! engine for acknowledgements (`docs/delivery.md`): a message is acked (`+ACK`) only when
 //! every sink wrote and flushed the batch it came in; a failed batch's messages are NAKed
 //! (`-NAK`) with a delay of `nak_delay_ms`, so the server delivers them again later. While a
@@ -109,7 +112,8 @@
 //! ```
 //! Several engines running this deployment share the `ORDERS` stream's messages.
 
-mod proto;
+pub mod client;
+pub mod proto;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -118,33 +122,33 @@ use std::{
     time::{Duration, Instant},
 };
 
+use client::Link;
 use proto::{Msg, Op};
 use temblor_net::{
     Service, StopSignal,
     inbox::{self, Inbox, Outbox, Received},
-    tokio::{
-        self,
-        io::{AsyncReadExt as _, AsyncWriteExt as _},
-        net::{
-            TcpStream,
-            tcp::{OwnedReadHalf, OwnedWriteHalf},
-        },
-        sync::mpsc,
-    },
+    tokio::{self, sync::mpsc},
 };
 use temblor_shim::{
     ErrorKind, Frames, Notify, Object, PluginError, Pull, RVec, Setup, Sink, Source, SourceBatch,
     Value, meta_of, serde::Deserialize, tracing,
 };
 
-/// The most messages one `pull` takes.
+/// The most messages one `pull` takes (from JetStream: at most `batch`).
 const PULL_ITEMS: usize = 1024;
 
 /// How long a stopping instance's tasks get to finish.
 const GRACE: Duration = Duration::from_secs(2);
 
-/// How long a JetStream pull request stays open at the server.
-const PULL_EXPIRES: Duration = Duration::from_secs(5);
+/// How long a JetStream pull request stays open at the server. Short, because a request can
+/// be lost without a word (sent while a new consumer's interest is still spreading through a
+/// cluster, or held by a consumer leader that died): the source sends a new one once this
+/// (and a second more) passed without its end, so a lost request idles an instance ~2 s.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+
+/// Pull requests in a row that no consumer answered (503, "consumer deleted", or nothing by
+/// their deadline), after which the source creates the consumer again.
+const UNANSWERED_LIMIT: u32 = 4;
 
 /// The largest `batch`.
 pub const MAX_BATCH: usize = 10_000;
@@ -286,87 +290,13 @@ impl Target {
     /// handshake.
     async fn open(&self, at: usize) -> Result<Link, String> {
         let server = &self.servers[at % self.servers.len()];
-        let work = async {
-            let tcp = TcpStream::connect(server.as_str())
-                .await
-                .map_err(|e| format!("connecting to {server}: {e}"))?;
-            let _ = tcp.set_nodelay(true);
-            let (rd, wr) = tcp.into_split();
-            let mut link = Link {
-                rd,
-                wr,
-                buf: Vec::with_capacity(64 * 1024),
-                server: server.clone(),
-            };
-            match link.next_op().await? {
-                Op::Info => {}
-                other => return Err(format!("{server} did not start with INFO: {other:?}")),
-            }
-            link.write(&proto::connect(&self.name)).await?;
-            loop {
-                match link.next_op().await? {
-                    Op::Pong => return Ok(link),
-                    Op::Err(e) => return Err(format!("{server} refused the connection: {e}")),
-                    _ => {}
-                }
-            }
-        };
-        match tokio::time::timeout(self.timeout, work).await {
+        match tokio::time::timeout(self.timeout, Link::open(server, &self.name)).await {
             Ok(done) => done,
             Err(_) => Err(format!(
                 "connecting to {server} took longer than {} ms",
                 self.timeout.as_millis()
             )),
         }
-    }
-}
-
-/// An open connection: its halves and what was read and not parsed yet.
-struct Link {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
-    buf: Vec<u8>,
-    server: String,
-}
-
-impl Link {
-    /// The next whole operation already read, if any.
-    fn parsed(&mut self) -> Result<Option<Op>, String> {
-        match proto::parse(&self.buf).map_err(|e| format!("{}: {e}", self.server))? {
-            Some((op, used)) => {
-                self.buf.drain(..used);
-                Ok(Some(op))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Reads more (cancel-safe).
-    async fn fill(&mut self) -> Result<(), String> {
-        self.buf.reserve(32 * 1024);
-        match self.rd.read_buf(&mut self.buf).await {
-            Ok(0) => Err(format!("{} closed the connection", self.server)),
-            Ok(_) => Ok(()),
-            Err(e) => Err(format!("reading from {}: {e}", self.server)),
-        }
-    }
-
-    /// The next operation, answering the server's `PING`s.
-    async fn next_op(&mut self) -> Result<Op, String> {
-        loop {
-            match self.parsed()? {
-                Some(Op::Ping) => self.write(b"PONG\r\n").await?,
-                Some(op) => return Ok(op),
-                None => self.fill().await?,
-            }
-        }
-    }
-
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.wr
-            .write_all(bytes)
-            .await
-            .map_err(|e| format!("writing to {}: {e}", self.server))
     }
 }
 
@@ -406,6 +336,10 @@ pub struct NatsSource {
     cmds: mpsc::UnboundedSender<Cmd>,
     pending: Arc<Mutex<Pending>>,
     jetstream: bool,
+    /// The most messages one `pull` takes: [`PULL_ITEMS`], or `batch` from JetStream, so that
+    /// `max_ack_pending` spans several engine batches whose acks come back one by one (one
+    /// batch of them all would stop delivery until the engine acked it: stop and wait).
+    pull_items: usize,
     nak: Vec<u8>,
     next_stream: u64,
     messages: u64,
@@ -508,6 +442,8 @@ impl NatsSource {
             backlog: VecDeque::new(),
             queued: 0,
             inbox: format!("_INBOX.{}", proto::nuid()),
+            bound: false,
+            unanswered: 0,
         };
         service.spawn(task.run());
         let nak = format!(
@@ -521,6 +457,7 @@ impl NatsSource {
             cmds,
             pending,
             jetstream: js.is_some(),
+            pull_items: js.as_ref().map_or(PULL_ITEMS, |j| j.batch.min(PULL_ITEMS)),
             nak,
             next_stream: 0,
             messages: 0,
@@ -585,7 +522,7 @@ impl Source for NatsSource {
                         replies.push(reply);
                     }
                     taken += 1;
-                    if taken >= PULL_ITEMS {
+                    if taken >= self.pull_items {
                         break;
                     }
                 }
@@ -699,6 +636,13 @@ struct SourceTask {
     /// Messages handed over that `pull` has not taken yet.
     queued: usize,
     inbox: String,
+    /// The consumer was created or bound on an earlier connection: a new connection pulls at
+    /// once, without asking the cluster's meta leader again (which may be the node that died).
+    bound: bool,
+    /// Pull requests in a row that no consumer answered: 503 (no responders), 409 (consumer
+    /// deleted), or nothing at all by their deadline (a standalone server drops requests for
+    /// a consumer it does not have). After [`UNANSWERED_LIMIT`] the source creates it again.
+    unanswered: u32,
 }
 
 /// Why a connection's loop ended.
@@ -760,22 +704,30 @@ impl SourceTask {
             Cmd::Acks(bytes) => self.acks.extend_from_slice(&bytes),
             Cmd::Pulled(n) => {
                 self.queued = self.queued.saturating_sub(n);
+                let mut moved = false;
                 while let Some(msg) = self.backlog.pop_front() {
-                    match self.outbox.try_send(msg) {
-                        Ok(()) => self.queued += 1,
+                    match self.outbox.try_send_quiet(msg) {
+                        Ok(()) => {
+                            self.queued += 1;
+                            moved = true;
+                        }
                         Err(msg) => {
                             self.backlog.push_front(msg);
                             break;
                         }
                     }
                 }
+                if moved {
+                    self.outbox.wake();
+                }
             }
         }
     }
 
+    /// Queues `msg` for `pull` without waking the engine: the caller wakes it once per read.
     fn hand_over(&mut self, msg: Msg) {
         if self.backlog.is_empty() {
-            match self.outbox.try_send(msg) {
+            match self.outbox.try_send_quiet(msg) {
                 Ok(()) => self.queued += 1,
                 Err(msg) => self.backlog.push_back(msg),
             }
@@ -845,8 +797,11 @@ impl SourceTask {
             if let Err(e) = link.write(&out).await {
                 return End::Lost(e);
             }
-            if let Err(e) = self.create_consumer(link, js).await {
-                return End::Lost(e);
+            if !self.bound {
+                if let Err(e) = self.create_consumer(link, js).await {
+                    return End::Lost(e);
+                }
+                self.bound = true;
             }
         } else {
             let subject = self.subject.as_deref().unwrap_or(">");
@@ -872,11 +827,13 @@ impl SourceTask {
                 return End::Lost(e);
             }
             if let Some(js) = &js {
-                let expected: usize = requests.iter().map(|(_, n, _)| n).sum();
+                // Messages still to come do not count: a request goes out as soon as one is
+                // served, so the server is never left waiting for the engine (counting them
+                // held the source to half the raw client's rate, docs/performance.md).
                 let now = Instant::now();
                 if requests.len() < 2
                     && now >= pause_until
-                    && self.queued + self.backlog.len() + expected < 2 * js.batch
+                    && self.queued + self.backlog.len() < 2 * js.batch
                 {
                     request_no += 1;
                     let reply = format!("{}.p{request_no}", self.inbox);
@@ -899,7 +856,7 @@ impl SourceTask {
                     requests.push_back((
                         reply,
                         js.batch,
-                        now + PULL_EXPIRES + Duration::from_secs(2),
+                        now + PULL_EXPIRES + Duration::from_secs(1),
                     ));
                 }
             }
@@ -914,45 +871,13 @@ impl SourceTask {
                     if let Err(e) = read {
                         return End::Lost(e);
                     }
-                    loop {
-                        let op = match link.parsed() {
-                            Ok(Some(op)) => op,
-                            Ok(None) => break,
-                            Err(e) => return End::Lost(e),
-                        };
-                        match op {
-                            Op::Ping => {
-                                if let Err(e) = link.write(b"PONG\r\n").await {
-                                    return End::Lost(e);
-                                }
-                            }
-                            Op::Err(e) => return End::Lost(format!("{}: -ERR {e}", link.server)),
-                            Op::Msg(m) if js.is_some() => {
-                                if let Some(status) = m.status {
-                                    if status == 100 {
-                                        continue;
-                                    }
-                                    if status != 408 && status != 404 {
-                                        tracing::debug!(id = %self.target.id, status, description = %m.description, "pull request ended");
-                                        pause_until = Instant::now() + Duration::from_millis(250);
-                                    }
-                                    requests.retain(|(reply, _, _)| *reply != m.subject);
-                                    continue;
-                                }
-                                if m.reply.is_none() {
-                                    continue;
-                                }
-                                if let Some(front) = requests.front_mut() {
-                                    front.1 = front.1.saturating_sub(1);
-                                    if front.1 == 0 {
-                                        requests.pop_front();
-                                    }
-                                }
-                                self.hand_over(m);
-                            }
-                            Op::Msg(m) => self.hand_over(m),
-                            Op::Info | Op::Pong | Op::Ok => {}
-                        }
+                    let handed = self.queued + self.backlog.len();
+                    let end = self.read_ops(link, js.as_ref(), &mut requests, &mut pause_until).await;
+                    if self.queued + self.backlog.len() != handed {
+                        self.outbox.wake();
+                    }
+                    if let Some(end) = end {
+                        return end;
                     }
                 },
                 _ = tick.tick(), if js.is_some() => {
@@ -960,12 +885,95 @@ impl SourceTask {
                 },
                 _ = wake.tick() => {
                     let now = Instant::now();
+                    let before = requests.len();
+                    // A request past its deadline with nothing at all came back got lost.
                     requests.retain(|(_, _, deadline)| *deadline > now);
+                    let lost = before - requests.len();
+                    if lost > 0 && let Some(why) = self.unanswered(lost as u32) {
+                        return End::Lost(format!("{}: {why} (no answer by their deadline)", link.server));
+                    }
                     // The backlog waits for room in the inbox; look again now and then.
                     self.take(Cmd::Pulled(0));
                 },
             }
         }
+    }
+
+    /// Handles every whole operation read so far: messages handed over (without waking the
+    /// engine: the caller wakes it once), pull requests' ends; `Some` when the connection ends.
+    async fn read_ops(
+        &mut self,
+        link: &mut Link,
+        js: Option<&Js>,
+        requests: &mut VecDeque<(String, usize, Instant)>,
+        pause_until: &mut Instant,
+    ) -> Option<End> {
+        loop {
+            let op = match link.parsed() {
+                Ok(Some(op)) => op,
+                Ok(None) => return None,
+                Err(e) => return Some(End::Lost(e)),
+            };
+            match op {
+                Op::Ping => {
+                    if let Err(e) = link.write(b"PONG\r\n").await {
+                        return Some(End::Lost(e));
+                    }
+                }
+                Op::Err(e) => return Some(End::Lost(format!("{}: -ERR {e}", link.server))),
+                Op::Msg(m) if js.is_some() => {
+                    if let Some(status) = m.status {
+                        if status == 100 {
+                            continue;
+                        }
+                        if status == 503 || (status == 409 && m.description.contains("Deleted")) {
+                            if let Some(why) = self.unanswered(1) {
+                                return Some(End::Lost(format!(
+                                    "{}: {why} ({status} {})",
+                                    link.server, m.description
+                                )));
+                            }
+                        } else {
+                            self.unanswered = 0;
+                        }
+                        if status != 408 && status != 404 {
+                            tracing::debug!(id = %self.target.id, status, description = %m.description, "pull request ended");
+                            *pause_until = Instant::now() + Duration::from_millis(250);
+                        }
+                        requests.retain(|(reply, _, _)| *reply != m.subject);
+                        continue;
+                    }
+                    if m.reply.is_none() {
+                        continue;
+                    }
+                    self.unanswered = 0;
+                    if let Some(front) = requests.front_mut() {
+                        front.1 = front.1.saturating_sub(1);
+                        if front.1 == 0 {
+                            requests.pop_front();
+                        }
+                    }
+                    self.hand_over(m);
+                }
+                Op::Msg(m) => self.hand_over(m),
+                Op::Info | Op::Pong | Op::Ok => {}
+            }
+        }
+    }
+
+    /// Counts `n` more unanswered pull requests; past [`UNANSWERED_LIMIT`], forgets the
+    /// binding (the next connection creates the consumer again) and says why.
+    fn unanswered(&mut self, n: u32) -> Option<String> {
+        self.unanswered += n;
+        if self.unanswered < UNANSWERED_LIMIT {
+            return None;
+        }
+        self.unanswered = 0;
+        self.bound = false;
+        let consumer = self.jetstream.as_ref().map_or("", |j| j.consumer.as_str());
+        Some(format!(
+            "{UNANSWERED_LIMIT} pull requests in a row found no consumer '{consumer}': creating it again"
+        ))
     }
 
     /// `+WPI` for the messages of batches that have waited `every` or longer since the last.

@@ -241,6 +241,28 @@ fn a_failed_batch_is_naked_and_delivered_again() {
 }
 
 #[test]
+fn a_deleted_consumer_is_created_again() {
+    let dir = temp_dir("deleted");
+    let server = NatsServer::start(&dir);
+    let mut client = Client::connect(&server.addr());
+    client.create_stream("DEL", &["del.>"], 1);
+    client.js_publish_all("del.a", &payloads("d", 0..3), 3);
+    let mut source = js_source(&server, "DEL", "c1", &[]);
+    assert_eq!(pull(&mut source, 1, 3, Duration::from_secs(10)).len(), 3);
+    assert!(source.ack(1).is_ok());
+    wait_consumer(&mut client, "DEL", "c1", "num_ack_pending", 0);
+    let deleted = client.request("$JS.API.CONSUMER.DELETE.DEL.c1", b"");
+    assert!(deleted.contains("\"success\":true"), "{deleted}");
+    // Pull requests now find no consumer: after a few the source creates it again, which
+    // (deliver all) hands the stream over from its start.
+    let again = pull(&mut source, 2, 3, Duration::from_secs(20));
+    let seqs: Vec<u64> = again.iter().map(Got::seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3], "the re-created consumer delivers");
+    assert!(source.ack(2).is_ok());
+    wait_consumer(&mut client, "DEL", "c1", "num_ack_pending", 0);
+}
+
+#[test]
 fn unacked_messages_come_back_after_a_restart_and_slow_batches_are_kept() {
     let dir = temp_dir("restart");
     let server = NatsServer::start(&dir);
