@@ -166,3 +166,62 @@ pub fn compliance(module: PluginModRef, config: &Value, samples: &[&[u8]]) {
         }
     }
 }
+
+/// The manifest says codec, named `name`.
+///
+/// # Panics
+/// When it does not.
+pub fn manifest_names(module: PluginModRef, name: &str) {
+    let manifest = module.manifest()();
+    assert_eq!(manifest.name.as_str(), name);
+    assert_eq!(manifest.kind, PluginKind::Codec);
+}
+
+/// Decodes the shipped data set (`examples/data/data.json.xz`, 100 records, in this codec's
+/// form: `frames`) and checks what every record holds; the events.
+///
+/// # Panics
+/// When a frame does not decode or a record lacks a field.
+pub fn decodes_the_data_set(codec: &mut CodecBox, frames: &Frames) -> Vec<Value> {
+    let (events, errors) = decode(codec, frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(events.len(), 100);
+    for event in &events {
+        let object = event.as_object().expect("every record is an object");
+        assert!(
+            object.get("guid").and_then(Value::as_str).is_some(),
+            "{event}"
+        );
+        assert!(
+            object.get("aint").and_then(Value::as_i64).is_some(),
+            "{event}"
+        );
+        assert!(
+            matches!(object.get("abool"), Some(Value::Bool(_))),
+            "{event}"
+        );
+        assert!(
+            object.get("tags").and_then(Value::as_array).is_some(),
+            "{event}"
+        );
+    }
+    assert_eq!(
+        events[0].get("guid").and_then(Value::as_str),
+        Some("a95bb929-2567-4066-8023-8bf532665121")
+    );
+    assert_eq!(events[0].get("aint"), Some(&Value::I64(33)));
+    events
+}
+
+/// Encodes `events` (one frame each) and decodes them back to equal events; the frames.
+///
+/// # Panics
+/// When they do not come back equal.
+pub fn round_trips(codec: &mut CodecBox, events: &[Value]) -> Frames {
+    let encoded = encode(codec, events);
+    assert_eq!(encoded.len(), events.len(), "one frame per event");
+    let (again, errors) = decode(codec, &encoded);
+    assert!(errors.is_empty(), "what it encodes decodes: {errors:?}");
+    assert_eq!(again, events, "decode(encode(events)) == events");
+    encoded
+}

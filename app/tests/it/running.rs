@@ -4,7 +4,12 @@ use std::time::Duration;
 
 use codec_json::decode_slice;
 
-use crate::support::{deployment, file_to_file, output, root, temblor, temp_dir, xz_lines};
+#[cfg(feature = "monolith")]
+use crate::support::Pipeline;
+use crate::support::{
+    Connector, Deployment, Signal, deployment, file_to_file, output, root, signal, temblor,
+    temp_dir, wait_until, xz_lines,
+};
 
 #[test]
 fn file_json_passthrough_file_keeps_every_value() {
@@ -15,7 +20,7 @@ fn file_json_passthrough_file_keeps_every_value() {
         dir.join("err.json"),
         dir.join("stats.json"),
     );
-    let deploy = deployment(&dir, &file_to_file("json", &input, &out, &errors));
+    let deploy = file_to_file("json", &input, &out, &errors).write(&dir);
     let (status, _, stderr) = output(
         temblor()
             .arg("run")
@@ -68,7 +73,7 @@ fn invalid_json_goes_to_the_error_port_and_the_rest_goes_on() {
     let input = dir.join("in.json");
     std::fs::write(&input, "{\"a\":1}\n{\"a\":\n[1,2]\n\"\\x\"\n{\"b\":true}").unwrap();
     let (out, errors) = (dir.join("out.json"), dir.join("err.json"));
-    let deploy = deployment(&dir, &file_to_file("json", &input, &out, &errors));
+    let deploy = file_to_file("json", &input, &out, &errors).write(&dir);
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
     let good: Vec<_> = std::fs::read_to_string(&out)
@@ -125,37 +130,14 @@ fn bench_replays_into_blackhole() {
 fn sigint_stops_sources_drains_and_flushes() {
     let dir = temp_dir("sigint");
     let out = dir.join("out.json");
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "bench"
-codec = "json"
-config = {{ path = "examples/data/data.json.xz", duration_s = 60 }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            out.display()
-        ),
-    );
+    let deploy = Deployment::passthrough(
+        Connector::new("in", "bench")
+            .codec("json")
+            .set("path", "examples/data/data.json.xz")
+            .set("duration_s", 60),
+        Connector::file_write("out", &out),
+    )
+    .write(&dir);
     let stats = dir.join("stats.json");
     let mut child = temblor()
         .arg("run")
@@ -167,18 +149,13 @@ to = "out"
         .unwrap();
     // Wait until events are flowing, then interrupt.
     let started = std::time::Instant::now();
-    while std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no output after 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0) > 0
+        }),
+        "no output after 30 s"
+    );
+    signal(child.id(), Signal::SIGINT);
     let status = child.wait().unwrap();
     assert!(status.success(), "exit after SIGINT: {status}");
     assert!(
@@ -284,42 +261,24 @@ fn a_pinned_built_in_plugin_is_not_checked_and_says_so() {
     let dir = temp_dir("pin-monolith");
     let (input, out) = (dir.join("in.txt"), dir.join("out.txt"));
     std::fs::write(&input, "a\nb\n").unwrap();
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"
-[[plugin]]
-name = "file"
-sha256 = "{}"
-
-[[connector]]
-id = "in"
-plugin = "file"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            "0".repeat(64),
-            input.display(),
-            out.display()
-        ),
-    );
+    let deploy = Deployment::new()
+        .pin("file", &"0".repeat(64))
+        .connector(
+            Connector::new("in", "file")
+                .pre("separate")
+                .set_path("path", &input)
+                .set("mode", "read"),
+        )
+        .connector(
+            Connector::new("out", "file")
+                .post("separate")
+                .set_path("path", &out)
+                .set("mode", "write"),
+        )
+        .pipeline(Pipeline::new("main"))
+        .connect("in", "main")
+        .connect("main", "out")
+        .write(&dir);
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
     assert!(
