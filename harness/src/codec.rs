@@ -225,3 +225,18 @@ pub fn round_trips(codec: &mut CodecBox, events: &[Value]) -> Frames {
     assert_eq!(again, events, "decode(encode(events)) == events");
     encoded
 }
+
+/// Decodes a good frame, a bad one and a good one: two events, and one error at index 1 whose
+/// reason says `reason`; the events.
+///
+/// # Panics
+/// When it is otherwise.
+pub fn good_bad_good(codec: &mut CodecBox, frames: [&[u8]; 3], reason: &str) -> Vec<Value> {
+    let frames: Frames = frames.into_iter().collect();
+    let (events, errors) = decode(codec, &frames);
+    assert_eq!(events.len(), 2, "{events:?} {errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].index, 1);
+    assert!(errors[0].reason.contains(reason), "{}", errors[0].reason);
+    events
+}

@@ -1,8 +1,8 @@
 //! Child processes (the real clients and servers tests run), signals and waiting.
 
 use std::{
-    io::{BufRead as _, BufReader, Lines},
-    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
+    io::{BufRead as _, BufReader, Lines, Write as _},
+    process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -97,6 +97,48 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A process written to through its stdin (a `socat -` client, a shell reading commands),
+/// killed and reaped when dropped.
+#[derive(Debug)]
+pub struct Fed {
+    child: Spawned,
+    stdin: Option<ChildStdin>,
+}
+
+impl Fed {
+    /// Starts `command` with its stdin piped and its stdout dropped.
+    ///
+    /// # Panics
+    /// When it cannot start.
+    pub fn spawn(command: &mut Command) -> Self {
+        let mut child = Spawned::spawn(command.stdin(Stdio::piped()).stdout(Stdio::null()));
+        let stdin = child.0.stdin.take();
+        Self { child, stdin }
+    }
+
+    /// Writes `bytes` to its stdin, flushed.
+    ///
+    /// # Panics
+    /// When stdin is closed or the write fails.
+    pub fn write(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Closes its stdin and waits (10 s at most) for it to exit with success.
+    ///
+    /// # Panics
+    /// When it does not.
+    pub fn close(&mut self) {
+        drop(self.stdin.take());
+        assert!(
+            self.child.wait(Duration::from_secs(10)),
+            "the process did not exit, or failed, after its stdin closed"
+        );
     }
 }
 

@@ -1,22 +1,13 @@
 //! Pipelines with operators through the `temblor` binary, on the shipped data set: what comes
 //! out of each port is checked against the same rules computed here, in Rust.
 
-use std::path::Path;
-
 use codec_json::decode_slice;
 use temblor_shim::Value;
 
 use crate::support::{
-    Connector, Deployment, Pipeline, deployment, output, root, temblor, temp_dir, xz_lines,
+    Connector, Deployment, Pipeline, deployment, output, read_values, root, run_with_stats,
+    stat_at, temblor, temp_dir, xz_lines, xz_values,
 };
-
-fn read_values(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| decode_slice(l.as_bytes()).unwrap())
-        .collect()
-}
 
 fn text<'v>(event: &'v Value, key: &str) -> &'v str {
     event.get(key).and_then(Value::as_str).unwrap()
@@ -49,20 +40,10 @@ fn filter_set_remove_and_route_on_the_data_set() {
     }
     let deploy = deploy.write(&dir);
     let stats = dir.join("stats.json");
-    let (status, _, stderr) = output(
-        temblor()
-            .arg("run")
-            .arg(&deploy)
-            .arg("--stats-json")
-            .arg(&stats),
-    );
-    assert!(status.status.success(), "{stderr}");
+    run_with_stats(&deploy, &stats);
 
     // The same pipeline, in Rust, on the same records.
-    let records: Vec<Value> = xz_lines(&input)
-        .iter()
-        .map(|l| decode_slice(l.as_bytes()).unwrap())
-        .collect();
+    let records = xz_values(&input);
     assert_eq!(records.len(), 100);
     let (mut out, mut errors, mut app4) = (Vec::new(), Vec::new(), Vec::new());
     for r in &records {
@@ -96,15 +77,13 @@ fn filter_set_remove_and_route_on_the_data_set() {
     let first = &read_values(&file("errors.json"))[0];
     assert!(first.get("meta").is_none() && first.get("about").is_none());
 
-    let stats = decode_slice(std::fs::read_to_string(&stats).unwrap().as_bytes()).unwrap();
-    let main = stats.get("pipelines").and_then(|p| p.get("main")).unwrap();
-    let n = |k: &str| main.get(k).and_then(Value::as_u64);
-    assert_eq!(n("events_in"), Some(100));
+    let n = |k: &str| stat_at(&stats, &["pipelines", "main", k]);
+    assert_eq!(n("events_in"), 100);
     assert_eq!(
         n("events_out"),
-        Some((out.len() + errors.len() + app4.len()) as u64)
+        (out.len() + errors.len() + app4.len()) as u64
     );
-    assert_eq!(n("errors"), Some(0));
+    assert_eq!(n("errors"), 0);
 }
 
 #[test]
@@ -122,10 +101,7 @@ fn evaluation_errors_go_to_err_with_the_event_and_the_rest_goes_on() {
     .write(&dir);
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
-    let records: Vec<Value> = xz_lines(&input)
-        .iter()
-        .map(|l| decode_slice(l.as_bytes()).unwrap())
-        .collect();
+    let records = xz_values(&input);
     let thirty: Vec<&Value> = records
         .iter()
         .filter(|r| r.get("aint").and_then(Value::as_i64) == Some(30))

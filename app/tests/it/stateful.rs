@@ -3,7 +3,6 @@
 
 use std::{
     io::Write,
-    path::Path,
     process::{Command, Stdio},
 };
 
@@ -11,16 +10,9 @@ use codec_json::decode_slice;
 use temblor_shim::Value;
 
 use crate::support::{
-    Connector, Deployment, Engine, Pipeline, output, root, temblor, temp_dir, xz_lines,
+    Connector, Deployment, Engine, Pipeline, output, read_values, root, run_with_stats, stat_at,
+    temblor, temp_dir, xz_lines,
 };
-
-fn read_values(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| decode_slice(l.as_bytes()).unwrap())
-        .collect()
-}
 
 fn num(v: &Value) -> f64 {
     match v {
@@ -332,14 +324,7 @@ fn processing_time_windows_are_emitted_when_the_input_ends() {
         Connector::file_write("out", &out),
     )
     .write(&dir);
-    let (status, _, stderr) = output(
-        temblor()
-            .arg("run")
-            .arg(&deploy)
-            .arg("--stats-json")
-            .arg(&stats),
-    );
-    assert!(status.status.success(), "{stderr}");
+    run_with_stats(&deploy, &stats);
     // Six applications, at most four groups at once: early records sum up with the rest.
     let mut expected: Vec<(String, u64)> = Vec::new();
     for line in xz_lines(&input) {
@@ -377,13 +362,10 @@ fn processing_time_windows_are_emitted_when_the_input_ends() {
     totals.sort();
     expected.sort();
     assert_eq!(totals, expected, "no event is lost");
-    let stats = decode_slice(std::fs::read_to_string(&stats).unwrap().trim().as_bytes()).unwrap();
-    let evicted = stats
-        .get("pipelines")
-        .and_then(|p| p.get("main"))
-        .and_then(|p| p.get("evicted"))
-        .and_then(Value::as_u64);
-    assert_eq!(evicted, Some(early as u64));
+    assert_eq!(
+        stat_at(&stats, &["pipelines", "main", "evicted"]),
+        early as u64
+    );
 }
 
 #[cfg(unix)]
@@ -411,13 +393,7 @@ fn sigterm_emits_every_open_window() {
     engine.wait_for("deployment started");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     engine.stop();
-    let stats = decode_slice(std::fs::read_to_string(&stats).unwrap().trim().as_bytes()).unwrap();
-    let ticks = stats
-        .get("connectors")
-        .and_then(|c| c.get("tick"))
-        .and_then(|c| c.get("events_out"))
-        .and_then(Value::as_u64)
-        .unwrap();
+    let ticks = stat_at(&stats, &["connectors", "tick", "events_out"]);
     assert!(ticks > 0);
     // One record (two if an hour began during the run): every tick counted once, in order.
     let records = read_values(&out);

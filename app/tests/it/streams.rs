@@ -7,17 +7,10 @@
 //! a piece at a time. The engine is stopped with SIGTERM once the output holds every line.
 //! (Unix only: it signals the engine.)
 
-use std::{
-    collections::HashMap,
-    io::Write as _,
-    path::Path,
-    process::{ChildStdin, Command, Stdio},
-    thread,
-    time::Duration,
-};
+use std::{collections::HashMap, path::Path, process::Command, thread, time::Duration};
 
 use codec_json::decode_slice;
-use temblor_harness::{config, process::Spawned};
+use temblor_harness::{config, process::Fed};
 use temblor_shim::Value;
 
 use crate::support::{Connector, Deployment, Engine, Pipeline, free_port, temp_dir, wait_lines};
@@ -72,44 +65,15 @@ fn stop_when_written(engine: Engine, out: &Path, lines: usize) -> Vec<String> {
 }
 
 /// A `socat - TCP:127.0.0.1:PORT` client, written to through its stdin.
-struct Client {
-    child: Spawned,
-    stdin: Option<ChildStdin>,
-}
-
-impl Client {
-    fn connect(port: u16) -> Self {
-        let mut child = Spawned::spawn(
-            Command::new("socat")
-                .args(["-", &format!("TCP:127.0.0.1:{port}")])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null()),
-        );
-        let stdin = child.0.stdin.take();
-        Self { child, stdin }
-    }
-
-    fn write(&mut self, piece: &str) {
-        let stdin = self.stdin.as_mut().expect("still open");
-        stdin.write_all(piece.as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Closes stdin: socat closes the connection and exits.
-    fn close(&mut self) {
-        drop(self.stdin.take());
-        assert!(
-            self.child.wait(Duration::from_secs(10)),
-            "socat did not exit, or failed"
-        );
-    }
+fn socat(port: u16) -> Fed {
+    Fed::spawn(Command::new("socat").args(["-", &format!("TCP:127.0.0.1:{port}")]))
 }
 
 /// Two clients send `pieces(client, n)` for lines `0..LINES`, one piece each in turn with a
 /// pause between: the lines of both are always half-sent at the same time. Then both close.
 /// Returns what each client sent, line by line (without the newline).
 fn send_interleaved(port: u16, pieces: impl Fn(usize, usize) -> Vec<String>) -> [Vec<String>; 2] {
-    let mut clients = [Client::connect(port), Client::connect(port)];
+    let mut clients = [socat(port), socat(port)];
     // Let both connect, so that the first pieces interleave too.
     thread::sleep(Duration::from_millis(300));
     let mut sent: [Vec<String>; 2] = [Vec::new(), Vec::new()];
@@ -119,7 +83,7 @@ fn send_interleaved(port: u16, pieces: impl Fn(usize, usize) -> Vec<String>) -> 
         assert!(parts.iter().all(|p| p.last().unwrap().ends_with('\n')));
         for (a, b) in parts[0].iter().zip(&parts[1]) {
             for (client, piece) in clients.iter_mut().zip([a, b]) {
-                client.write(piece);
+                client.write(piece.as_bytes());
                 thread::sleep(PAUSE);
             }
         }

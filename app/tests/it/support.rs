@@ -103,6 +103,50 @@ pub fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     got
 }
 
+/// The JSON values of a file, one a line (parsed by codec-json, not by the code under test's
+/// writer).
+pub fn read_values(path: &Path) -> Vec<temblor_shim::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| codec_json::decode_slice(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// The JSON values of an xz file of JSON lines (the shipped data set).
+pub fn xz_values(path: &Path) -> Vec<temblor_shim::Value> {
+    xz_lines(path)
+        .iter()
+        .map(|l| codec_json::decode_slice(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// `temblor run DEPLOY --stats-json STATS`, which must succeed; its log.
+pub fn run_with_stats(deploy: &Path, stats: &Path) -> String {
+    let (status, _, stderr) = output(
+        temblor()
+            .arg("run")
+            .arg(deploy)
+            .arg("--stats-json")
+            .arg(stats),
+    );
+    assert!(status.status.success(), "{stderr}");
+    stderr
+}
+
+/// The count at `path` (`["connectors", "in", "events_out"]`) in the `--stats-json` file
+/// `stats`.
+pub fn stat_at(stats: &Path, path: &[&str]) -> u64 {
+    let text =
+        std::fs::read_to_string(stats).unwrap_or_else(|e| panic!("{}: {e}", stats.display()));
+    let value = codec_json::decode_slice(text.trim().as_bytes())
+        .unwrap_or_else(|e| panic!("stats are not JSON ({e}): {text}"));
+    path.iter()
+        .try_fold(&value, |v, key| v.get(key))
+        .and_then(temblor_shim::Value::as_u64)
+        .unwrap_or_else(|| panic!("stats lack the count {path:?}: {text}"))
+}
+
 /// Writes a deployment file into `dir` and returns its path.
 pub fn deployment(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("deploy.toml");
@@ -224,6 +268,11 @@ impl Engine {
             reader.join().unwrap();
         }
         status
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends it `signal`.

@@ -1,11 +1,10 @@
 //! Drives the `influx` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::{decode, encode};
-use temblor_shim::{Frames, Object, Value, abi::CodecBox, abi_stable::std_types::RStr};
+use temblor_shim::{Frames, Object, Value, abi::CodecBox};
 
 fn codec() -> CodecBox {
-    codec_influx::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
-        .unwrap()
+    temblor_harness::codec::build(codec_influx::plugin_module(), &temblor_harness::config(&[]))
 }
 
 fn field<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {

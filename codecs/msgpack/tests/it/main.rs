@@ -1,14 +1,16 @@
 //! Drives the `msgpack` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::decode;
-use temblor_shim::{Frames, Object, Value, abi::CodecBox, abi_stable::std_types::RStr};
+use temblor_shim::{Frames, Value, abi::CodecBox};
 
 // The data set shipped with the repository (`data.msgpack.xz`): 100 MessagePack values,
 // base64-encoded one per line, xz-compressed.
 
 fn codec() -> CodecBox {
-    codec_msgpack::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
-        .unwrap()
+    temblor_harness::codec::build(
+        codec_msgpack::plugin_module(),
+        &temblor_harness::config(&[]),
+    )
 }
 
 /// Decodes standard base64 (with `=` padding), or says why it cannot.

@@ -1,11 +1,10 @@
 //! Drives the `statsd` codec through its ABI object, as the engine does.
 
-use temblor_harness::codec::decode;
-use temblor_shim::{Frames, Object, Value, abi::CodecBox, abi_stable::std_types::RStr};
+use temblor_harness::codec::{decode, good_bad_good};
+use temblor_shim::{Frames, Value, abi::CodecBox};
 
 fn codec() -> CodecBox {
-    codec_statsd::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
-        .unwrap()
+    temblor_harness::codec::build(codec_statsd::plugin_module(), &temblor_harness::config(&[]))
 }
 
 fn event(pairs: &[(&str, Value)]) -> Value {
@@ -65,19 +64,12 @@ fn the_data_set_decodes_and_round_trips() {
 #[test]
 fn good_bad_good_gives_two_events_and_one_error() {
     let mut c = codec();
-    let frames: Frames = [&b"a:1|c|#x:y"[..], b"a:1|zz", b"b:-2|g"]
-        .into_iter()
-        .collect();
-    let (events, errors) = decode(&mut c, &frames);
-    assert_eq!(events.len(), 2);
-    assert_eq!(events[1].get("action"), Some(&Value::from("sub")));
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].index, 1);
-    assert!(
-        errors[0].reason.contains("unknown metric type"),
-        "{}",
-        errors[0].reason
+    let events = good_bad_good(
+        &mut c,
+        [b"a:1|c|#x:y", b"a:1|zz", b"b:-2|g"],
+        "unknown metric type",
     );
+    assert_eq!(events[1].get("action"), Some(&Value::from("sub")));
 }
 
 #[test]

@@ -1,11 +1,10 @@
 //! Drives the `string` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::{decode, encode};
-use temblor_shim::{Frames, Object, Value, abi::CodecBox, abi_stable::std_types::RStr};
+use temblor_shim::{Frames, Object, Value, abi::CodecBox};
 
 fn codec() -> CodecBox {
-    codec_string::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
-        .unwrap()
+    temblor_harness::codec::build(codec_string::plugin_module(), &temblor_harness::config(&[]))
 }
 
 #[test]

@@ -1,10 +1,10 @@
 //! Drives the `yaml` codec through its ABI object, as the engine does.
 
-use temblor_harness::codec::decode;
-use temblor_shim::{Frames, Object, Value, abi::CodecBox, abi_stable::std_types::RStr};
+use temblor_harness::codec::good_bad_good;
+use temblor_shim::{Frames, Value, abi::CodecBox};
 
 fn codec() -> CodecBox {
-    codec_yaml::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new())).unwrap()
+    temblor_harness::codec::build(codec_yaml::plugin_module(), &temblor_harness::config(&[]))
 }
 
 #[test]
@@ -39,20 +39,11 @@ fn the_json_data_set_decodes_as_yaml_and_round_trips() {
 #[test]
 fn good_bad_good_gives_two_events_and_one_error() {
     let mut c = codec();
-    let frames: Frames = [&b"a: 1"[..], b"a: [1", b"[true, x]"].into_iter().collect();
-    let (events, errors) = decode(&mut c, &frames);
-    assert_eq!(events.len(), 2);
+    let events = good_bad_good(&mut c, [b"a: 1", b"a: [1", b"[true, x]"], " at byte ");
     assert_eq!(events[0].get("a"), Some(&Value::I64(1)));
     assert_eq!(
         events[1],
         Value::from(vec![Value::Bool(true), Value::from("x")])
-    );
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].index, 1);
-    assert!(
-        errors[0].reason.contains(" at byte "),
-        "{}",
-        errors[0].reason
     );
 }
 
