@@ -3,7 +3,7 @@
 //! A test crate (or a `#[cfg(test)]` module) installs the allocator itself, since only the
 //! final binary may declare one:
 //!
-//! ```ignore
+//! ```text
 //! #[global_allocator]
 //! static ALLOCATOR: temblor_harness::alloc::Counting = temblor_harness::alloc::Counting;
 //!

@@ -2,14 +2,18 @@
 //! types: a test says which connectors, pipelines and links it wants, and gets the same file
 //! a user writes.
 //!
-//! ```ignore
+//! ```
+//! use std::path::Path;
+//!
+//! use temblor_harness::deploy::{Connector, Deployment, Pipeline};
+//!
 //! let deploy = Deployment::new()
-//!     .connector(Connector::file_read("in", "json", &input))
-//!     .connector(Connector::file_write("out", &out))
+//!     .connector(Connector::file_read("in", "json", Path::new("in.json")))
+//!     .connector(Connector::file_write("out", Path::new("out.json")))
 //!     .pipeline(Pipeline::new("main").op(r#"{ filter = 'event.a > 1' }"#))
 //!     .connect("in", "main")
-//!     .connect("main", "out")
-//!     .write(&dir);
+//!     .connect("main", "out");
+//! assert!(deploy.to_toml().contains("operators = [\n  { filter = 'event.a > 1' },\n]"));
 //! ```
 
 use std::{
@@ -319,36 +323,29 @@ mod tests {
                 .line("retries = 2"),
         )
         .to_toml();
+        let tables: Vec<&str> = text.split("\n\n").collect();
         assert_eq!(
-            text,
-            r#"[[connector]]
-id = "in"
-plugin = "file"
-codec = "json"
-preprocessors = ["separate"]
-config = { "path" = "/data/in \"x\".json", "mode" = "read" }
-
-[[connector]]
-id = "out"
-plugin = "tcp_client"
-codec = { "name" = "csv", "config" = {} }
-postprocessors = [{ "name" = "length-prefixed", "width" = 8 }]
-config = { "url" = "127.0.0.1:9", "tls" = { "ca" = "ca.pem" }, "ratio" = 2.0 }
-retries = 2
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-
-"#
+            tables[..2],
+            [
+                "[[connector]]\nid = \"in\"\nplugin = \"file\"\ncodec = \"json\"\n\
+                 preprocessors = [\"separate\"]\n\
+                 config = { \"path\" = \"/data/in \\\"x\\\".json\", \"mode\" = \"read\" }",
+                "[[connector]]\nid = \"out\"\nplugin = \"tcp_client\"\n\
+                 codec = { \"name\" = \"csv\", \"config\" = {} }\n\
+                 postprocessors = [{ \"name\" = \"length-prefixed\", \"width\" = 8 }]\n\
+                 config = { \"url\" = \"127.0.0.1:9\", \"tls\" = { \"ca\" = \"ca.pem\" }, \"ratio\" = 2.0 }\n\
+                 retries = 2",
+            ]
+        );
+        // The pipeline, then `in` → `main` → `out`.
+        assert_eq!(
+            tables[2..],
+            [
+                "[[pipeline]]\nid = \"main\"\noperators = []",
+                "[[connect]]\nfrom = \"in\"\nto = \"main\"",
+                "[[connect]]\nfrom = \"main\"\nto = \"out\"",
+                "",
+            ]
         );
     }
 }

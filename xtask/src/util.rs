@@ -82,18 +82,6 @@ pub fn utc_from_unix(secs: u64) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates_are_right() {
-        assert_eq!(utc_from_unix(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc_from_unix(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc_from_unix(1_795_623_045), "2026-11-25T16:10:45Z");
-    }
-}
-
 /// Sends SIGTERM to process `pid` (an engine this command started): it drains and flushes
 /// before it exits.
 pub fn terminate(pid: u32) -> Result<()> {
@@ -106,4 +94,16 @@ pub fn terminate(pid: u32) -> Result<()> {
 pub fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free local port")?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates_are_right() {
+        assert_eq!(utc_from_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_from_unix(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_from_unix(1_795_623_045), "2026-11-25T16:10:45Z");
+    }
 }

@@ -43,13 +43,7 @@ fn stop_mid_stream(signal: Signal) {
     let dir = temp_dir(&format!("shutdown-{signal}"));
     let (out, stats) = (dir.join("out.txt"), dir.join("stats.json"));
     let deploy = tcp_to_file(&out).write(&dir);
-    let mut engine = Engine::spawn(
-        temblor()
-            .arg("run")
-            .arg(&deploy)
-            .arg("--stats-json")
-            .arg(&stats),
-    );
+    let mut engine = Engine::start_with_stats(&deploy, &stats);
     let addr = engine.listening("tcp server listening");
 
     let data: Vec<u8> = (1..=LINES)
@@ -58,7 +52,7 @@ fn stop_mid_stream(signal: Signal) {
     let split = (1..=BEFORE_SIGNAL)
         .map(|i| i.to_string().len() + 1)
         .sum::<usize>();
-    let mut client = TcpStream::connect(&addr).unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
     client
         .set_write_timeout(Some(Duration::from_secs(20)))
         .unwrap();
@@ -164,13 +158,7 @@ fn sigterm_on_a_deployment_that_sends_to_itself_stops_at_once_and_loses_nothing(
     let (out, stats) = (dir.join("out.json"), dir.join("stats.json"));
     let port = crate::support::free_port();
     let deploy = tcp_loop(port, &out).write(&dir);
-    let mut engine = Engine::spawn(
-        temblor()
-            .arg("run")
-            .arg(&deploy)
-            .arg("--stats-json")
-            .arg(&stats),
-    );
+    let mut engine = Engine::start_with_stats(&deploy, &stats);
     engine.listening("tcp server listening");
     assert!(
         wait_until(Duration::from_secs(30), || size(&out) >= 1_000),

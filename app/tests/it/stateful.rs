@@ -381,13 +381,7 @@ fn sigterm_emits_every_open_window() {
         Connector::file_write("out", &out),
     )
     .write(&dir);
-    let engine = Engine::spawn(
-        temblor()
-            .arg("run")
-            .arg(&deploy)
-            .arg("--stats-json")
-            .arg(&stats),
-    );
+    let engine = Engine::start_with_stats(&deploy, &stats);
     // Ticks for a while once it runs (loading can take a while on a busy machine), then stops
     // with SIGTERM and exit status 0.
     engine.wait_for("deployment started");

@@ -196,6 +196,17 @@ impl Engine {
         Self::spawn(temblor().arg("run").arg(deploy))
     }
 
+    /// `temblor run DEPLOY --stats-json STATS`.
+    pub fn start_with_stats(deploy: &Path, stats: &Path) -> Self {
+        Self::spawn(
+            temblor()
+                .arg("run")
+                .arg(deploy)
+                .arg("--stats-json")
+                .arg(stats),
+        )
+    }
+
     /// Runs `cmd` (a `temblor run ...` with its arguments), its log collected.
     pub fn spawn(cmd: &mut Command) -> Self {
         let mut child = cmd
