@@ -17,7 +17,7 @@ use connector_tcp_server::TcpServer;
 use temblor_harness::{
     TempDir, config,
     connector::{self, Streams},
-    net::{free_port, wait_listening},
+    net::{Peer, free_port, wait_listening},
     process::{Spawned, netcat},
     texts,
     tls::files as tls_files,
@@ -96,14 +96,14 @@ fn harness_source_delivers_what_socat_sends() {
 #[test]
 fn a_connection_is_one_stream_from_start_to_end_with_its_peer() {
     let (mut source, addr) = server(&[]);
-    let mut client = TcpStream::connect(addr).expect("connect");
+    let mut client = Peer::tcp(addr);
     let me = client.local_addr().expect("addr").to_string();
-    client.write_all(b"one\ntw").expect("write");
+    client.send(b"one\ntw");
     let mut got = Streams::default();
     got.pull_for(&mut source, Duration::from_secs(10), |s| s.lines.len() == 1);
     assert_eq!(got.starts.len(), 1);
     assert!(got.ended.is_empty(), "the client is still connected");
-    client.write_all(b"o\nthree").expect("write");
+    client.send(b"o\nthree");
     drop(client);
     got.pull_for(&mut source, Duration::from_secs(10), |s| {
         !s.ended.is_empty()
@@ -123,8 +123,8 @@ fn a_connection_is_one_stream_from_start_to_end_with_its_peer() {
 #[test]
 fn interleaved_partial_lines_of_two_clients_stay_in_their_streams() {
     let (mut source, addr) = server(&[]);
-    let mut a = TcpStream::connect(addr).expect("connect");
-    let mut b = TcpStream::connect(addr).expect("connect");
+    let mut a = Peer::tcp(addr);
+    let mut b = Peer::tcp(addr);
     let a_addr = a.local_addr().expect("a's address").to_string();
     let mut got = Streams::default();
     got.pull_for(&mut source, Duration::from_secs(10), |s| {
@@ -139,7 +139,7 @@ fn interleaved_partial_lines_of_two_clients_stay_in_their_streams() {
             (false, "end\n".to_owned()),
         ] {
             let client = if to_a { &mut a } else { &mut b };
-            client.write_all(part.as_bytes()).expect("write");
+            client.send(part.as_bytes());
             let chunks = got.frames.len();
             got.pull_for(&mut source, Duration::from_secs(10), |s| {
                 s.frames.len() > chunks
@@ -286,10 +286,10 @@ fn raw_chunks_never_mix_two_clients() {
 fn clients_beyond_max_connections_are_closed_and_slots_come_back() {
     let (mut source, addr) = server(&[("max_connections", Value::from(2_u64))]);
     let mut got = Streams::default();
-    let mut first = TcpStream::connect(addr).expect("connect");
-    let mut second = TcpStream::connect(addr).expect("connect");
-    first.write_all(b"first\n").expect("write");
-    second.write_all(b"second\n").expect("write");
+    let mut first = Peer::tcp(addr);
+    let mut second = Peer::tcp(addr);
+    first.send_line("first");
+    second.send_line("second");
     let mut lines = got.lines_until(&mut source, 2, Duration::from_secs(10));
     lines.sort();
     assert_eq!(lines, ["first", "second"]);
@@ -314,7 +314,7 @@ fn clients_beyond_max_connections_are_closed_and_slots_come_back() {
     assert_eq!(got.starts.len(), 2, "the refused client has no stream");
 
     // The first two still work.
-    first.write_all(b"again\n").expect("write");
+    first.send_line("again");
     assert_eq!(
         got.lines_until(&mut source, 1, Duration::from_secs(10)),
         ["again"]

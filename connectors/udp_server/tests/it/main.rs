@@ -16,6 +16,7 @@ use std::{
 use connector_udp_server::UdpServer;
 use temblor_harness::{
     TempDir, config, connector,
+    net::Peer,
     process::{Spawned, netcat, wait_until},
 };
 use temblor_shim::{Setup, SourceBatch, Value, abi::SourceBox, source_object};
@@ -215,14 +216,10 @@ fn datagrams_larger_than_max_frame_are_dropped_and_the_rest_arrive() {
 #[test]
 fn each_datagram_carries_its_own_sender() {
     let (mut source, addr) = server(&[]);
-    let senders: Vec<UdpSocket> = (0..3)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
-        .collect();
+    let mut senders: Vec<Peer> = (0..3).map(|_| Peer::udp(addr)).collect();
     for round in 0..5 {
-        for (k, sender) in senders.iter().enumerate() {
-            sender
-                .send_to(format!("{k}/{round}\n").as_bytes(), addr)
-                .expect("send");
+        for (k, sender) in senders.iter_mut().enumerate() {
+            sender.send(format!("{k}/{round}\n").as_bytes());
         }
     }
     let datagrams = pull_until(&mut source, 15, Duration::from_secs(10));

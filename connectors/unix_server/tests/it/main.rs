@@ -2,8 +2,7 @@
 //! Unix socket clients, and the compliance harness.
 
 use std::{
-    io::{Read, Write},
-    os::unix::{fs::PermissionsExt, net::UnixListener, net::UnixStream},
+    os::unix::{fs::PermissionsExt, net::UnixListener},
     path::Path,
     time::Duration,
 };
@@ -11,6 +10,7 @@ use std::{
 use temblor_harness::{
     TempDir, config,
     connector::{self, Streams, Wakes},
+    net::Peer,
 };
 use temblor_shim::{ErrorKind, Pull, SourceBatch, Value};
 
@@ -42,10 +42,10 @@ fn each_connection_is_a_stream_named_path_n_with_chunks_of_at_most_max_frame() {
     let path = dir.join("in.sock");
     let cfg = path_config(&path, &[("max_frame", Value::from(7_u64))]);
     let mut source = connector::source(module(), &cfg).expect("source");
-    let mut a = UnixStream::connect(&path).expect("connect a");
+    let mut a = Peer::unix(&path);
     let mut got = Streams::default();
     got.pull_until(&mut source, |s| s.starts.len() == 1);
-    let mut b = UnixStream::connect(&path).expect("connect b");
+    let mut b = Peer::unix(&path);
     got.pull_until(&mut source, |s| s.starts.len() == 2);
     let (sa, sb) = (got.starts[0].0, got.starts[1].0);
     assert_ne!(sa, sb);
@@ -56,7 +56,7 @@ fn each_connection_is_a_stream_named_path_n_with_chunks_of_at_most_max_frame() {
     for n in 0..20 {
         for (k, client) in [&mut a, &mut b].into_iter().enumerate() {
             let piece = format!("{}{n}-", ["a", "b"][k]);
-            client.write_all(piece.as_bytes()).expect("write");
+            client.send(piece.as_bytes());
             sent[k].extend_from_slice(piece.as_bytes());
         }
     }
@@ -81,16 +81,11 @@ fn the_socket_file_has_the_mode_and_is_removed_on_drop() {
         assert_eq!(meta.permissions().mode() & 0o777, want, "{mode:?}");
         let leftovers: Vec<_> = std::fs::read_dir(&dir).expect("dir").collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left: {leftovers:?}");
-        let client = UnixStream::connect(&path).expect("connect");
+        let mut client = Peer::unix(&path);
         drop(source);
         assert!(!path.exists(), "removed on drop");
-        let mut client = client;
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let mut buf = [0; 1];
         assert!(
-            matches!(client.read(&mut buf), Ok(0) | Err(_)),
+            client.recv(Duration::from_secs(5)).is_empty(),
             "the client was closed"
         );
     }
@@ -106,15 +101,15 @@ fn a_stale_socket_is_replaced_and_a_live_one_refused() {
     assert!(path.exists());
     let cfg = path_config(&path, &[]);
     let mut source = connector::source(module(), &cfg).expect("the stale socket is replaced");
-    let mut client = UnixStream::connect(&path).expect("the new server accepts");
-    client.write_all(b"hi").expect("write");
+    let mut client = Peer::unix(&path);
+    client.send(b"hi");
     let mut got = Streams::default();
     got.pull_until(&mut source, |s| s.has_stream_of(b"hi"));
     // While it runs, a second server on the same path is refused, and the first goes on.
     let err = connector::source(module(), &cfg).err().expect("refused");
     assert_eq!(err.kind, ErrorKind::Io, "{err}");
     assert!(err.message.contains("in use"), "{err}");
-    client.write_all(b"!").expect("still served");
+    client.send(b"!");
     got.pull_until(&mut source, |s| s.has_stream_of(b"hi!"));
     drop(source);
     assert!(!path.exists());
@@ -127,16 +122,12 @@ fn a_client_over_max_connections_is_closed_without_a_stream() {
     let path = dir.join("l.sock");
     let cfg = path_config(&path, &[("max_connections", Value::from(1_u64))]);
     let mut source = connector::source(module(), &cfg).expect("source");
-    let first = UnixStream::connect(&path).expect("connect");
+    let first = Peer::unix(&path);
     let mut got = Streams::default();
     got.pull_until(&mut source, |s| s.starts.len() == 1);
-    let mut second = UnixStream::connect(&path).expect("connect (the kernel accepts)");
-    second
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    let mut buf = [0; 1];
+    let mut second = Peer::unix(&path);
     assert!(
-        matches!(second.read(&mut buf), Ok(0) | Err(_)),
+        second.recv(Duration::from_secs(5)).is_empty(),
         "closed by the server"
     );
     drop(first);
@@ -157,8 +148,7 @@ fn with_a_notify_pull_never_waits_and_data_wakes_the_engine() {
         source.pull_batch(&mut batch).into_result().expect("pull"),
         Pull::Idle
     );
-    let mut client = UnixStream::connect(&path).expect("connect");
-    client.write_all(b"x").expect("write");
+    Peer::unix(&path).send(b"x");
     wakes.wait_for(2);
     let mut got = Streams::default();
     got.pull_until(&mut source, |s| s.has_stream_of(b"x"));
