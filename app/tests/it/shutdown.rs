@@ -14,9 +14,7 @@ use std::{
 
 use codec_json::decode_slice;
 
-use crate::support::{
-    Connector, Deployment, Engine, Pipeline, Signal, temblor, temp_dir, wait_until,
-};
+use crate::support::{Connector, Deployment, Engine, Pipeline, Signal, temp_dir, wait_until};
 
 fn size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
