@@ -467,6 +467,16 @@ impl Streams {
             .collect()
     }
 
+    /// The complete lines of `stream` so far, as text.
+    #[must_use]
+    pub fn lines_of(&self, stream: u64) -> Vec<String> {
+        self.lines
+            .iter()
+            .filter(|(s, _)| *s == stream)
+            .map(|(_, l)| String::from_utf8_lossy(l).into_owned())
+            .collect()
+    }
+
     /// How many frames so far.
     #[must_use]
     pub fn frame_count(&self) -> usize {
