@@ -166,3 +166,77 @@ pub fn compliance(module: PluginModRef, config: &Value, samples: &[&[u8]]) {
         }
     }
 }
+
+/// The manifest says codec, named `name`.
+///
+/// # Panics
+/// When it does not.
+pub fn manifest_names(module: PluginModRef, name: &str) {
+    let manifest = module.manifest()();
+    assert_eq!(manifest.name.as_str(), name);
+    assert_eq!(manifest.kind, PluginKind::Codec);
+}
+
+/// Decodes the shipped data set (`examples/data/data.json.xz`, 100 records, in this codec's
+/// form: `frames`) and checks what every record holds; the events.
+///
+/// # Panics
+/// When a frame does not decode or a record lacks a field.
+pub fn decodes_the_data_set(codec: &mut CodecBox, frames: &Frames) -> Vec<Value> {
+    let (events, errors) = decode(codec, frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(events.len(), 100);
+    for event in &events {
+        let object = event.as_object().expect("every record is an object");
+        assert!(
+            object.get("guid").and_then(Value::as_str).is_some(),
+            "{event}"
+        );
+        assert!(
+            object.get("aint").and_then(Value::as_i64).is_some(),
+            "{event}"
+        );
+        assert!(
+            matches!(object.get("abool"), Some(Value::Bool(_))),
+            "{event}"
+        );
+        assert!(
+            object.get("tags").and_then(Value::as_array).is_some(),
+            "{event}"
+        );
+    }
+    assert_eq!(
+        events[0].get("guid").and_then(Value::as_str),
+        Some("a95bb929-2567-4066-8023-8bf532665121")
+    );
+    assert_eq!(events[0].get("aint"), Some(&Value::I64(33)));
+    events
+}
+
+/// Encodes `events` (one frame each) and decodes them back to equal events; the frames.
+///
+/// # Panics
+/// When they do not come back equal.
+pub fn round_trips(codec: &mut CodecBox, events: &[Value]) -> Frames {
+    let encoded = encode(codec, events);
+    assert_eq!(encoded.len(), events.len(), "one frame per event");
+    let (again, errors) = decode(codec, &encoded);
+    assert!(errors.is_empty(), "what it encodes decodes: {errors:?}");
+    assert_eq!(again, events, "decode(encode(events)) == events");
+    encoded
+}
+
+/// Decodes a good frame, a bad one and a good one: two events, and one error at index 1 whose
+/// reason says `reason`; the events.
+///
+/// # Panics
+/// When it is otherwise.
+pub fn good_bad_good(codec: &mut CodecBox, frames: [&[u8]; 3], reason: &str) -> Vec<Value> {
+    let frames: Frames = frames.into_iter().collect();
+    let (events, errors) = decode(codec, &frames);
+    assert_eq!(events.len(), 2, "{events:?} {errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].index, 1);
+    assert!(errors[0].reason.contains(reason), "{}", errors[0].reason);
+    events
+}

@@ -24,7 +24,7 @@
 //!   `tcp_client` and times each one's way back (target p99 ≤ 1 ms).
 
 use std::{
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -33,7 +33,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::util::{project_root, target_dir};
+use crate::util::{free_port, project_root, target_dir};
 
 /// What one network scenario measured.
 #[derive(Debug, Clone)]
@@ -59,10 +59,6 @@ pub struct Bins<'a> {
     pub bare_hyper: &'a Path,
     pub net_load: &'a Path,
     pub nats_bench: &'a Path,
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Waits until something accepts on `addr` (the engine is up), for at most 20 s.
@@ -113,12 +109,7 @@ impl Engine {
 
     /// SIGTERM, wait, and read the stats it wrote.
     fn stop(mut self) -> Result<Stats> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        if !status.success() {
-            bail!("cannot signal the engine");
-        }
+        crate::util::terminate(self.child.id()).context("cannot signal the engine")?;
         let status = self.child.wait()?;
         if !status.success() {
             bail!("the engine failed ({status})");
@@ -213,17 +204,16 @@ end
     Ok(script)
 }
 
-/// The data set's lines (xz-compressed JSON lines), read with `xz -dc`.
+/// The data set's lines (xz-compressed JSON lines).
 fn temblor_lines(data: &str) -> Result<Vec<String>> {
-    let out = Command::new("xz")
-        .arg("-dc")
-        .arg(project_root().join(data))
-        .output()
-        .context("cannot run xz")?;
-    if !out.status.success() {
-        bail!("xz -dc {data} failed");
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    use std::io::Read as _;
+    let file = std::fs::File::open(project_root().join(data))
+        .with_context(|| format!("cannot open {data}"))?;
+    let mut text = String::new();
+    xz2::read::XzDecoder::new(file)
+        .read_to_string(&mut text)
+        .with_context(|| format!("{data} is not xz-compressed text"))?;
+    Ok(text
         .lines()
         .filter(|l| !l.is_empty())
         .map(str::to_owned)

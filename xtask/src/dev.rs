@@ -160,7 +160,7 @@ pub fn run(args: &Args) -> Result<()> {
 /// A deployment that exercises the plugin (see the module doc).
 fn default_deployment(p: &PluginCrate, crate_dir: &Path, dev_dir: &Path) -> Result<PathBuf> {
     if p.package.starts_with("codec-") {
-        let port = free_port()?;
+        let port = crate::util::free_port()?;
         let path = dev_dir.join(format!("{}.toml", p.name));
         std::fs::write(&path, codec_deployment(&p.name, port))?;
         return Ok(path);
@@ -250,11 +250,6 @@ to = "out"
     )
 }
 
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free local port")?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// The `temblor` binary built in `profile`.
 fn temblor_exe(profile: Profile) -> PathBuf {
     target_dir()
@@ -328,11 +323,7 @@ impl Engine {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .context("cannot run kill")?;
-        if !status.success() {
+        if crate::util::terminate(child.id()).is_err() {
             child.kill()?;
         }
         let status = child.wait()?;

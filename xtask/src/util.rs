@@ -82,6 +82,20 @@ pub fn utc_from_unix(secs: u64) -> String {
     )
 }
 
+/// Sends SIGTERM to process `pid` (an engine this command started): it drains and flushes
+/// before it exits.
+pub fn terminate(pid: u32) -> Result<()> {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).context("a pid")?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+        .with_context(|| format!("cannot signal process {pid}"))
+}
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free local port")?;
+    Ok(listener.local_addr()?.port())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

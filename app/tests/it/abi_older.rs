@@ -12,7 +12,7 @@ use std::{
     sync::OnceLock,
 };
 
-use crate::support::{deployment, file_to_file, output, root, target_dir, temp_dir};
+use crate::support::{file_to_file, output, root, target_dir, temp_dir};
 
 /// The last commit whose shim speaks each older interface, and what its plugins go without.
 const OLDER: [(u32, &str, &str); 2] = [
@@ -110,7 +110,7 @@ fn file_and_json_plugins_move_every_line(version: u32) {
         .collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     let (out, errors) = (dir.join("out.json"), dir.join("errors.json"));
-    let plan = deployment(&dir, &file_to_file("json", &input, &out, &errors));
+    let plan = file_to_file("json", &input, &out, &errors).write(&dir);
     let (status, stdout, stderr) = output(
         Command::new(env!("CARGO_BIN_EXE_temblor"))
             .current_dir(&dir)

@@ -11,33 +11,17 @@ use std::{
 
 use serde_json::Value as Json;
 
-use crate::support::{deployment, free_port, output, temblor, temp_dir};
+use crate::support::{
+    Connector, Deployment, Signal, free_port, output, signal, temblor, temp_dir, wait_exit,
+};
 
-/// metronome `tick` (every 5 ms) → `main` → blackhole `sink`, and `tick` → `count` (a second
-/// pipeline) → blackhole `sink`.
-const TICKS: &str = r#"
-[[connector]]
-id = "tick"
-plugin = "metronome"
-config = { interval_ms = 5 }
-
-[[connector]]
-id = "sink"
-plugin = "blackhole"
-codec = "json"
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "tick"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "sink"
-"#;
+/// metronome `tick` (every 5 ms) → `main` → blackhole `sink`.
+fn ticks() -> Deployment {
+    Deployment::passthrough(
+        Connector::new("tick", "metronome").set("interval_ms", 5),
+        Connector::new("sink", "blackhole").codec("json"),
+    )
+}
 
 /// The engine, stopped with SIGTERM (and reaped) when dropped.
 struct Running {
@@ -100,19 +84,10 @@ impl Running {
     }
 
     fn stop(mut self) -> bool {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let since = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                since.elapsed() < Duration::from_secs(20),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        signal(self.child.id(), Signal::SIGTERM);
+        wait_exit(&mut self.child, Duration::from_secs(20))
+            .expect("no exit after SIGTERM")
+            .success()
     }
 }
 
@@ -148,7 +123,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
 #[test]
 fn metrics_health_and_status_of_a_running_engine() {
     let dir = temp_dir("api-running");
-    let file = deployment(&dir, TICKS);
+    let file = ticks().write(&dir);
     let stats = dir.join("stats.json");
     let engine = Running::start(
         temblor(),
@@ -315,7 +290,7 @@ fn metrics_health_and_status_of_a_running_engine() {
 #[test]
 fn a_bad_api_address_stops_the_start_with_the_flag_named() {
     let dir = temp_dir("api-bad-address");
-    let file = deployment(&dir, TICKS);
+    let file = ticks().write(&dir);
     let (out, _, err) = output(temblor().arg("run").arg(&file).args(["--api", "nonsense"]));
     assert!(!out.status.success());
     assert!(err.contains("--api 'nonsense'"), "{err}");
@@ -333,21 +308,17 @@ fn a_bad_api_address_stops_the_start_with_the_flag_named() {
 fn health_is_503_naming_a_connector_that_gave_up() {
     let dir = temp_dir("api-health-503");
     // `src` fails every pull and gives up after one restart; the ticks keep the engine up.
-    let text = format!(
-        r#"{TICKS}
-[[connector]]
-id = "src"
-plugin = "faulty"
-codec = "string"
-config = {{ lines = 1000, fail_pull_at = 1, fail_pull_times = 1000 }}
-restart = {{ backoff_ms = 1, max_backoff_ms = 2, max_restarts = 1 }}
-
-[[connect]]
-from = "src"
-to = "main"
-"#
-    );
-    let file = deployment(&dir, &text);
+    let file = ticks()
+        .connector(
+            Connector::new("src", "faulty")
+                .codec("string")
+                .set("lines", 1000)
+                .set("fail_pull_at", 1)
+                .set("fail_pull_times", 1000)
+                .line("restart = { backoff_ms = 1, max_backoff_ms = 2, max_restarts = 1 }"),
+        )
+        .connect("src", "main")
+        .write(&dir);
     let mut cmd = temblor();
     cmd.arg("--plugin-dir")
         .arg(crate::support::plugin_dir("test-plugins"));
@@ -395,7 +366,7 @@ fn json_logs_carry_the_connector_and_pipeline_ids() {
     std::fs::write(&input, "{\"a\":1}\n{\"a\":2}\n").unwrap();
     let text =
         crate::support::file_to_file("json", &input, &dir.join("out.json"), &dir.join("err.json"));
-    let file = deployment(&dir, &text);
+    let file = text.write(&dir);
     let (out, _, err) = output(
         temblor()
             .args(["--log-format", "json", "--log-level", "debug"])
@@ -467,7 +438,7 @@ impl Drop for Tmux {
 #[test]
 fn top_shows_the_connectors_and_quits_on_q() {
     let dir = temp_dir("api-top");
-    let file = deployment(&dir, TICKS);
+    let file = ticks().write(&dir);
     let engine = Running::start(temblor(), &file, &[]);
     let tmux = Tmux(format!("temblor-it-{}", std::process::id()));
     let top = format!(

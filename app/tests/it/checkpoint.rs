@@ -17,7 +17,7 @@ use std::{
 
 use codec_json::decode_slice;
 
-use crate::support::{connector_stat, deployment, output, temblor, temp_dir};
+use crate::support::{Connector, Deployment, connector_stat, output, temblor, temp_dir, wait_exit};
 
 /// The lines of the input of the crash test.
 const LINES: usize = 200_000;
@@ -56,38 +56,10 @@ fn lines_per_pull(lengths: &[usize]) -> usize {
 
 /// `in` (the file, checkpointed, JSON lines) → `main` → `out` (JSON lines, appended to, so
 /// that a second run adds to what the first one wrote).
-fn checkpointed(input: &Path, checkpoint: &Path, out: &Path) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read", checkpoint = "{}" }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "append" }}
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-        input.display(),
-        checkpoint.display(),
-        out.display()
+fn checkpointed(input: &Path, checkpoint: &Path, out: &Path) -> Deployment {
+    Deployment::passthrough(
+        Connector::file_read("in", "json", input).set_path("checkpoint", checkpoint),
+        Connector::file_write("out", out).set("mode", "append"),
     )
 }
 
@@ -122,18 +94,11 @@ fn log_of(path: &Path) -> String {
 
 /// Waits for the child to exit, at most `limit`; kills it and fails after that.
 fn wait_at_most(child: &mut Child, limit: Duration, log: &Path) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("temblor still running after {limit:?}: {}", log_of(log));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_exit(child, limit).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("temblor still running after {limit:?}: {}", log_of(log));
+    })
 }
 
 /// How often each input line occurs, whole, in the output, and how many output lines are not
@@ -167,7 +132,7 @@ fn a_killed_run_resumes_from_its_checkpoint_and_repeats_at_most_one_pull() {
     let (input, checkpoint, out) = (dir.join("in.json"), dir.join("in.cp"), dir.join("out.json"));
     let lengths = write_input(&input, LINES);
     let input_size = size(&input);
-    let deploy = deployment(&dir, &checkpointed(&input, &checkpoint, &out));
+    let deploy = checkpointed(&input, &checkpoint, &out).write(&dir);
 
     // First run: killed (SIGKILL) once a quarter of the output is there.
     let log1 = dir.join("run1.log");
@@ -259,7 +224,7 @@ fn a_run_after_a_clean_finish_hands_over_nothing() {
     let lines = 10_000;
     write_input(&input, lines);
     let input_size = size(&input);
-    let deploy = deployment(&dir, &checkpointed(&input, &checkpoint, &out));
+    let deploy = checkpointed(&input, &checkpoint, &out).write(&dir);
     let run = |stats: &PathBuf| {
         let (status, _, stderr) = output(
             temblor()

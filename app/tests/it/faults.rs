@@ -4,6 +4,7 @@
 use std::{
     fs::Permissions,
     os::unix::{fs::PermissionsExt as _, process::ExitStatusExt as _},
+    path::Path,
     process::Command,
 };
 
@@ -12,7 +13,9 @@ use temblor_shim::Value;
 
 use crate::{
     loading::temblor_only,
-    support::{deployment, file_to_file, output, plugin_dir, temblor, temp_dir},
+    support::{
+        Connector, Deployment, file_to_file, output, plugin_dir, stat_at, temblor, temp_dir,
+    },
 };
 
 /// `temblor` with the shipped plugins and the test fixtures.
@@ -22,32 +25,18 @@ fn temblor_with_fixtures() -> Command {
     cmd
 }
 
-/// `in` (faulty source) → `main` → `out` (faulty sink), each with its own config.
-fn faulty_to_faulty(source_config: &str, sink_config: &str) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "faulty"
-config = {{ {source_config} }}
-
-[[connector]]
-id = "out"
-plugin = "faulty"
-config = {{ {sink_config} }}
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#
-    )
+/// `in` (faulty source, `fail_new` when `side` is `in`, else 10 lines) → `main` → `out`
+/// (faulty sink writing `out`, `fail_new` when `side` is `out`).
+fn faulty_to_faulty(side: &str, fail_new: &str, out: &Path) -> Deployment {
+    let (source, sink) = (
+        Connector::new("in", "faulty"),
+        Connector::new("out", "faulty").set_path("path", out),
+    );
+    if side == "in" {
+        Deployment::passthrough(source.set("fail_new", fail_new), sink)
+    } else {
+        Deployment::passthrough(source.set("lines", 10), sink.set("fail_new", fail_new))
+    }
 }
 
 #[test]
@@ -55,13 +44,7 @@ fn a_constructor_error_stops_the_start_naming_the_connector_and_the_plugin() {
     for (side, what) in [("in", "source"), ("out", "sink")] {
         let dir = temp_dir(&format!("ctor-error-{side}"));
         let out = dir.join("out.txt");
-        let sink = format!("path = \"{}\"", out.display());
-        let text = if side == "in" {
-            faulty_to_faulty("fail_new = \"error\"", &sink)
-        } else {
-            faulty_to_faulty("lines = 10", &format!("{sink}, fail_new = \"error\""))
-        };
-        let deploy = deployment(&dir, &text);
+        let deploy = faulty_to_faulty(side, "error", &out).write(&dir);
         let (status, _, stderr) = output(temblor_with_fixtures().arg("run").arg(&deploy));
         assert_eq!(status.status.signal(), None, "{stderr}");
         assert_eq!(status.status.code(), Some(2), "{stderr}");
@@ -90,13 +73,7 @@ fn a_constructor_panic_is_caught_reported_and_logged_without_an_abort() {
     for (side, what) in [("in", "source"), ("out", "sink")] {
         let dir = temp_dir(&format!("ctor-panic-{side}"));
         let out = dir.join("out.txt");
-        let sink = format!("path = \"{}\"", out.display());
-        let text = if side == "in" {
-            faulty_to_faulty("fail_new = \"panic\"", &sink)
-        } else {
-            faulty_to_faulty("lines = 10", &format!("{sink}, fail_new = \"panic\""))
-        };
-        let deploy = deployment(&dir, &text);
+        let deploy = faulty_to_faulty(side, "panic", &out).write(&dir);
         let (status, _, stderr) = output(temblor_with_fixtures().arg("run").arg(&deploy));
         assert_eq!(
             status.status.signal(),
@@ -160,36 +137,16 @@ fn a_slow_sink_keeps_memory_bounded_while_a_fast_source_pushes_many_bytes() {
         std::fs::set_permissions(&to, Permissions::from_mode(0o755)).unwrap();
     }
     let stats = dir.join("stats.json");
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "bench"
-codec = "binary"
-config = {{ path = "{}", iters = {iters} }}
-
-[[connector]]
-id = "out"
-plugin = "faulty"
-codec = "binary"
-config = {{ delay_ms = 2 }}
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            input.display()
-        ),
-    );
+    let deploy = Deployment::passthrough(
+        Connector::new("in", "bench")
+            .codec("binary")
+            .set_path("path", &input)
+            .set("iters", iters),
+        Connector::new("out", "faulty")
+            .codec("binary")
+            .set("delay_ms", 2),
+    )
+    .write(&dir);
     let (status, _, stderr) = output(
         temblor_only(&[&plugins])
             .args(["--strict", "run"])
@@ -198,28 +155,14 @@ to = "out"
             .arg(&stats),
     );
     assert!(status.status.success(), "{stderr}");
-    let stats: Value = decode_slice(std::fs::read_to_string(&stats).unwrap().as_bytes()).unwrap();
-    let field = |path: &[&str]| {
-        let mut v = &stats;
-        for key in path {
-            v = v
-                .get(key)
-                .unwrap_or_else(|| panic!("stats lack {path:?}: {stats}"));
-        }
-        v.as_u64()
-            .unwrap_or_else(|| panic!("{path:?} is no count: {stats}"))
-    };
+    let field = |path: &[&str]| stat_at(&stats, path);
     let read = field(&["connectors", "in", "bytes_in"]);
     let written = field(&["connectors", "out", "bytes_out"]);
     let peak_kib = field(&["peak_rss_kb"]);
     eprintln!(
-        "overload: {} MiB through a sink sleeping 2 ms a batch, peak RSS {} MiB, {:.1} s",
+        "overload: {} MiB through a sink sleeping 2 ms a batch, peak RSS {} MiB",
         written >> 20,
         peak_kib >> 10,
-        match stats.get("elapsed_s") {
-            Some(Value::F64(s)) => *s,
-            _ => 0.0,
-        }
     );
     assert!(read >= want_bytes, "{read} bytes read, {want_bytes} wanted");
     assert_eq!(written, read, "every byte read was written");
@@ -257,7 +200,7 @@ fn each_codec_sends_a_frame_it_cannot_decode_to_the_error_port() {
         }
         std::fs::write(&input, &data).unwrap();
         let (out, err, stats) = (dir.join("out"), dir.join("err"), dir.join("stats.json"));
-        let deploy = deployment(&dir, &file_to_file(codec, &input, &out, &err));
+        let deploy = file_to_file(codec, &input, &out, &err).write(&dir);
         let (status, _, stderr) = output(
             temblor()
                 .arg("run")

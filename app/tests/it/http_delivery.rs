@@ -7,14 +7,14 @@
 //! (`#[cfg(not(feature = "monolith"))] mod http_delivery;`).
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex, mpsc},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use crate::support::{deployment, plugin_dir, temp_dir};
+use temblor_harness::path_value;
+
+use crate::support::{Connector, Deployment, Engine as Running, lines, plugin_dir, temp_dir};
 
 /// The binary with the shipped plugins and the test plugins.
 fn temblor() -> Command {
@@ -24,110 +24,49 @@ fn temblor() -> Command {
 }
 
 /// `in` (`http_server`, `response = "delivered"`, JSON, on a free loopback port, with
-/// `preprocessors`) → `main` → `out` (`sink`: the connector's table lines after `id`).
-fn http_to(preprocessors: &str, sink: &str) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "http_server"
-codec = "json"
-preprocessors = [{preprocessors}]
-config = {{ url = "127.0.0.1:0", response = "delivered", timeout_ms = 20000 }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connector]]
-id = "out"
-{sink}
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#
-    )
+/// `preprocessors`) → `main` → `sink` (with the id `out`).
+fn http_to(preprocessors: &[&str], sink: Connector) -> Deployment {
+    let mut source = Connector::new("in", "http_server")
+        .codec("json")
+        .set("url", "127.0.0.1:0")
+        .set("response", "delivered")
+        .set("timeout_ms", 20_000);
+    for pre in preprocessors {
+        source = source.pre(*pre);
+    }
+    Deployment::passthrough(source, sink)
 }
 
-/// A file sink writing JSON lines to `path`.
-fn file_sink(path: &Path) -> String {
-    format!(
-        "plugin = \"file\"\ncodec = \"json\"\npostprocessors = [\"separate\"]\nconfig = {{ path = \"{}\", mode = \"write\" }}",
-        path.display()
-    )
+/// A sink whose every push fails (the `faulty` plugin), not retried by the engine.
+fn failing_sink() -> Connector {
+    Connector::new("out", "faulty")
+        .codec("json")
+        .set("fail_push_times", 1_000_000)
+        .line("retries = 0")
 }
 
-/// A sink whose every push fails (the `faulty` plugin), not retried by the engine, with
-/// `extra` connector keys.
-fn failing_sink(extra: &str) -> String {
-    format!(
-        "plugin = \"faulty\"\ncodec = \"json\"\nconfig = {{ fail_push_times = 1000000 }}\nretries = 0\n{extra}"
-    )
-}
-
-/// A running engine: stopped with SIGTERM by `stop`, killed when dropped otherwise (a failed
-/// test leaves no engine behind).
+/// A running engine and its server's `host:port` (from its "http server listening" log
+/// line): stopped with SIGTERM by `stop`, killed when dropped otherwise.
 struct Engine {
-    child: Option<Child>,
-    log: Arc<Mutex<String>>,
-    /// The server's `host:port`, from its "http server listening" log line.
+    running: Running,
     addr: String,
 }
 
 impl Engine {
-    fn start(dir: &Path, text: &str) -> Self {
-        let file = deployment(dir, text);
-        let mut child = temblor()
-            .arg("run")
-            .arg(&file)
-            .arg("--stats-json")
-            .arg(dir.join("stats.json"))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::channel();
-        let keep = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                keep.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-        let mut engine = Self {
-            child: Some(child),
-            log,
-            addr: String::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while engine.addr.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = lines.recv_timeout(left).unwrap_or_else(|_| {
-                panic!(
-                    "no 'http server listening' line within 30 s: {}",
-                    engine.log()
-                )
-            });
-            if line.contains("http server listening")
-                && let Some(addr) = line
-                    .split_whitespace()
-                    .find_map(|word| word.strip_prefix("addr="))
-            {
-                engine.addr = addr.trim_matches('"').to_owned();
-            }
-        }
-        engine
+    fn start(dir: &Path, deploy: &Deployment) -> Self {
+        let running = Running::spawn(
+            temblor()
+                .arg("run")
+                .arg(deploy.write(dir))
+                .arg("--stats-json")
+                .arg(dir.join("stats.json")),
+        );
+        let (_, addr) = running.listening_id("http server listening");
+        Self { running, addr }
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.running.log()
     }
 
     /// `curl --data-binary body` to the server, the answer's body into `answer`: the status
@@ -144,55 +83,16 @@ impl Engine {
     }
 
     /// SIGTERM; waits at most 30 s for the exit, which must be a success.
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        let kill = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("temblor still running 30 s after SIGTERM: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(
-            status.success(),
-            "exit after SIGTERM: {status}: {}",
-            self.log()
-        );
+    fn stop(self) {
+        self.running.stop();
     }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]
 fn delivered_curl_gets_200_once_the_event_is_in_the_file() {
     let dir = temp_dir("http-delivered");
     let out = dir.join("out.json");
-    let engine = Engine::start(&dir, &http_to("", &file_sink(&out)));
+    let engine = Engine::start(&dir, &http_to(&[], Connector::file_write("out", &out)));
     // The real client, as a user would call it.
     let curl = Command::new("curl")
         .args([
@@ -223,7 +123,10 @@ fn delivered_curl_gets_200_once_the_event_is_in_the_file() {
 fn delivered_ndjson_bodies_are_split_per_request_and_answered_when_all_are_written() {
     let dir = temp_dir("http-delivered-ndjson");
     let (out, answer) = (dir.join("out.json"), dir.join("answer.txt"));
-    let engine = Engine::start(&dir, &http_to("\"separate\"", &file_sink(&out)));
+    let engine = Engine::start(
+        &dir,
+        &http_to(&["separate"], Connector::file_write("out", &out)),
+    );
     // The last line without a newline: it ends with its request (its stream), not later.
     let status = engine.post("{\"n\":1}\n{\"n\":2}\n{\"n\":3}", &answer);
     assert_eq!(status, "200", "{}", engine.log());
@@ -243,7 +146,7 @@ fn delivered_ndjson_bodies_are_split_per_request_and_answered_when_all_are_writt
 fn delivered_curl_gets_503_when_the_sink_gives_up() {
     let dir = temp_dir("http-delivered-lost");
     let answer = dir.join("answer.txt");
-    let engine = Engine::start(&dir, &http_to("", &failing_sink("")));
+    let engine = Engine::start(&dir, &http_to(&[], failing_sink()));
     let begin = Instant::now();
     let status = engine.post("{\"a\":1}", &answer);
     assert_eq!(status, "503", "{}", engine.log());
@@ -262,8 +165,8 @@ fn delivered_curl_gets_503_when_the_sink_gives_up() {
 fn delivered_curl_gets_200_when_the_event_is_dead_lettered() {
     let dir = temp_dir("http-delivered-dead-letter");
     let (answer, dead) = (dir.join("answer.txt"), dir.join("dead.json"));
-    let extra = format!("dead_letter = \"{}\"", dead.display());
-    let engine = Engine::start(&dir, &http_to("", &failing_sink(&extra)));
+    let sink = failing_sink().line(&format!("dead_letter = {}", path_value(&dead)));
+    let engine = Engine::start(&dir, &http_to(&[], sink));
     let status = engine.post("{\"a\":1}", &answer);
     assert_eq!(
         status,

@@ -8,14 +8,14 @@ use std::{
 
 use codec_json::decode_slice;
 
-use crate::support::{deployment, output, plugin_dir, temblor, temp_dir};
+use crate::support::{Connector, Deployment, output, plugin_dir, temblor, temp_dir};
 
 /// The binary under test with only the plugin directories given here: run from an empty
 /// directory, so that the default `./target/plugins` is not found.
 pub fn temblor_only(dirs: &[&Path]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_temblor"));
     static RUNS: AtomicUsize = AtomicUsize::new(0);
-    let cwd = temp_dir(&format!("cwd{}", RUNS.fetch_add(1, Ordering::Relaxed)));
+    let cwd = temp_dir(&format!("cwd{}", RUNS.fetch_add(1, Ordering::Relaxed))).keep();
     cmd.current_dir(cwd).env_remove("TEMBLOR_PLUGIN_PATH");
     for dir in dirs {
         cmd.arg("--plugin-dir").arg(dir);
@@ -42,7 +42,7 @@ fn system_library() -> PathBuf {
 
 /// A plugin directory: every shipped plugin plus the bad files, with their names.
 fn dir_with_bad_files(test: &str) -> PathBuf {
-    let dir = temp_dir(test);
+    let dir = temp_dir(test).keep();
     for entry in std::fs::read_dir(plugin_dir("plugins")).unwrap() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
@@ -237,50 +237,15 @@ fn a_plugin_that_panics_in_decode_is_isolated() {
         .collect();
     std::fs::write(&input, lines.join("\n")).unwrap();
     let (out, errors) = (dir.join("out.txt"), dir.join("err.json"));
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "bench"
-codec = "panicky"
-config = {{ path = "{}" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "string"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[connector]]
-id = "errors"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-
-[[connect]]
-from = "main/err"
-to = "errors"
-"#,
-            input.display(),
-            out.display(),
-            errors.display()
-        ),
-    );
+    let deploy = Deployment::passthrough(
+        Connector::new("in", "bench")
+            .codec("panicky")
+            .set_path("path", &input),
+        Connector::file_write("out", &out).codec("string"),
+    )
+    .connector(Connector::file_write("errors", &errors))
+    .connect("main/err", "errors")
+    .write(&dir);
     let (status, _, stderr) = output(
         temblor()
             .arg("--plugin-dir")

@@ -5,15 +5,14 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     net::TcpStream,
     path::Path,
-    process::{Child, Command, Output, Stdio},
-    sync::{Arc, Mutex, mpsc},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
-use crate::support::{deployment, temblor, temp_dir, tls_files};
+use crate::support::{Engine as Running, deployment, temblor, temp_dir, tls_files};
 
 /// `url` on a free loopback port.
 const LOOPBACK: &str = "url = \"127.0.0.1:0\"";
@@ -63,8 +62,7 @@ to = "out"
 
 /// A running engine: stopped with SIGTERM by `stop`, killed when dropped otherwise.
 struct Engine {
-    child: Option<Child>,
-    log: Arc<Mutex<String>>,
+    running: Running,
     /// Each server's `host:port`, by connector id, from its "http server listening" line.
     addrs: HashMap<String, String>,
 }
@@ -72,55 +70,19 @@ struct Engine {
 impl Engine {
     /// Runs `text` and waits until `servers` servers listen.
     fn start(dir: &Path, text: &str, servers: usize) -> Self {
-        let mut child = temblor()
-            .arg("run")
-            .arg(deployment(dir, text))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, lines) = mpsc::channel();
-        let keep = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                keep.lock().unwrap().push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
-        let mut engine = Self {
-            child: Some(child),
-            log,
-            addrs: HashMap::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while engine.addrs.len() < servers {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = lines.recv_timeout(left) else {
-                panic!("not every server listens after 30 s: {}", engine.log());
-            };
-            if !line.contains("http server listening") {
-                continue;
-            }
-            let field = |name: &str| {
-                line.split_whitespace()
-                    .find_map(|w| w.strip_prefix(name))
-                    .map(|v| v.trim_matches('"').to_owned())
-            };
-            if let (Some(id), Some(addr)) = (field("id="), field("addr=")) {
-                engine.addrs.insert(id, addr);
-            }
-        }
-        engine
+        let running = Running::spawn(temblor().arg("run").arg(deployment(dir, text)));
+        let addrs = (0..servers)
+            .map(|_| running.listening_id("http server listening"))
+            .collect();
+        Self { running, addrs }
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.running.log()
     }
 
     fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+        self.running.pid()
     }
 
     fn url(&self, id: &str, scheme: &str) -> String {
@@ -132,39 +94,8 @@ impl Engine {
     }
 
     /// SIGTERM; waits at most 30 s for the exit, which must be a success.
-    fn stop(mut self) {
-        let mut child = self.child.take().unwrap();
-        let kill = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("temblor still running 30 s after SIGTERM: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(
-            status.success(),
-            "exit after SIGTERM: {status}: {}",
-            self.log()
-        );
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    fn stop(self) {
+        self.running.stop();
     }
 }
 

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{free_port, temblor, temp_dir};
+use crate::support::{Signal, free_port, signal, temblor, temp_dir};
 
 /// tcp_server on `tcp` and http_server on `http`, both into out.txt, one event a line.
 fn two_servers(tcp: u16, http: u16, out: &Path) -> String {
@@ -97,11 +97,7 @@ impl Engine {
     /// SIGTERM; the exit status and the log.
     fn stop(mut self) -> (std::process::ExitStatus, String) {
         let mut child = self.child.take().unwrap();
-        let signalled = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(signalled.success());
+        signal(child.id(), Signal::SIGTERM);
         let status = child.wait().unwrap();
         (status, self.log())
     }

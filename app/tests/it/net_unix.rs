@@ -12,10 +12,9 @@
 use std::{
     collections::HashMap,
     fs::File,
-    io::Write as _,
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
-    process::{Child, ChildStdin, Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -23,50 +22,20 @@ use std::{
 use codec_json::decode_slice;
 use temblor_shim::Value;
 
-use crate::support::{Engine, deployment, output, temblor, temp_dir, wait_exit};
+use temblor_harness::process::{Fed, Spawned};
+
+use crate::support::{Engine, deployment, output, temblor, temp_dir, wait_until};
 
 /// Lines each client sends.
 const LINES: usize = 8;
 
-/// A `socat` process: killed and reaped when dropped.
-struct Socat {
-    child: Child,
-    stdin: Option<ChildStdin>,
-}
-
-impl Socat {
-    /// `socat - UNIX-CONNECT:path`, written to through its stdin.
-    fn connect(path: &Path) -> Self {
-        let mut child = Command::new("socat")
+/// `socat - UNIX-CONNECT:path`, written to through its stdin.
+fn socat(path: &Path) -> Fed {
+    Fed::spawn(
+        Command::new("socat")
             .arg("-")
-            .arg(format!("UNIX-CONNECT:{}", path.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start socat (is it installed?)");
-        let stdin = child.stdin.take();
-        Self { child, stdin }
-    }
-
-    fn write(&mut self, piece: &str) {
-        let stdin = self.stdin.as_mut().expect("still open");
-        stdin.write_all(piece.as_bytes()).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// Closes stdin: socat closes the connection and exits.
-    fn close(&mut self) {
-        drop(self.stdin.take());
-        let status = wait_exit(&mut self.child, Duration::from_secs(10)).expect("socat exits");
-        assert!(status.success(), "socat failed: {status}");
-    }
-}
-
-impl Drop for Socat {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+            .arg(format!("UNIX-CONNECT:{}", path.display())),
+    )
 }
 
 /// Waits (30 s at most) until `path` holds at least `n` lines; its lines.
@@ -140,7 +109,7 @@ fn lines_of_two_socat_clients_never_mix_and_the_socket_file_has_its_mode() {
     assert!(meta.file_type().is_socket());
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
 
-    let mut clients = [Socat::connect(&socket), Socat::connect(&socket)];
+    let mut clients = [socat(&socket), socat(&socket)];
     // Let both connect, so that the first pieces interleave too.
     thread::sleep(Duration::from_millis(300));
     for n in 0..LINES {
@@ -154,7 +123,7 @@ fn lines_of_two_socat_clients_never_mix_and_the_socket_file_has_its_mode() {
         });
         for i in 0..pieces[0].len() {
             for (client, part) in clients.iter_mut().zip(&pieces) {
-                client.write(&part[i]);
+                client.write(part[i].as_bytes());
                 thread::sleep(Duration::from_millis(10));
             }
         }
@@ -210,20 +179,19 @@ fn lines_of_two_socat_clients_never_mix_and_the_socket_file_has_its_mode() {
 }
 
 /// `socat -u UNIX-LISTEN:path,fork STDOUT`, its output into `out`.
-fn listen(path: &Path, out: &Path) -> Socat {
-    let child = Command::new("socat")
-        .arg("-u")
-        .arg(format!("UNIX-LISTEN:{},fork", path.display()))
-        .arg("STDOUT")
-        .stdout(File::create(out).unwrap())
-        .spawn()
-        .expect("start socat (is it installed?)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !path.exists() {
-        assert!(Instant::now() < deadline, "socat did not listen");
-        thread::sleep(Duration::from_millis(10));
-    }
-    Socat { child, stdin: None }
+fn listen(path: &Path, out: &Path) -> Spawned {
+    let child = Spawned::spawn(
+        Command::new("socat")
+            .arg("-u")
+            .arg(format!("UNIX-LISTEN:{},fork", path.display()))
+            .arg("STDOUT")
+            .stdout(File::create(out).unwrap()),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || path.exists()),
+        "socat did not listen"
+    );
+    child
 }
 
 #[test]

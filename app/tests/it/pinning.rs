@@ -1,34 +1,35 @@
 //! Plugin pinning: `[[plugin]]` tables with the SHA-256 of a plugin file. The expected hashes
-//! come from `sha256sum`, not from the code under test.
+//! come from the sha2 crate, not from the code under test (the app's own hashing).
 
 use std::{
     fs::Permissions,
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use temblor_shim::Value;
 
 use crate::{
     loading::temblor_only,
-    support::{deployment, output, plugin_dir, temp_dir},
+    support::{Connector, Deployment, Pipeline, output, plugin_dir, temp_dir},
 };
 
-/// The SHA-256 of a file, by coreutils' `sha256sum`.
+/// The SHA-256 of a file, in lower-case hex.
 fn sha256sum(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    assert!(out.status.success(), "sha256sum {}", path.display());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let hash = text.split_whitespace().next().unwrap().to_owned();
-    assert_eq!(hash.len(), 64, "{text}");
+    use sha2::Digest as _;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let hash: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(hash.len(), 64);
     hash
 }
 
 /// A fresh plugin directory (mode 0755) with copies of these shipped plugin files, each under
 /// the name given (`(shipped, copy)`).
 fn plugin_copies(test: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = temp_dir(test);
+    let dir = temp_dir(test).keep();
     std::fs::set_permissions(&dir, Permissions::from_mode(0o755)).unwrap();
     for (shipped, copy) in files {
         let to = dir.join(copy);
@@ -42,54 +43,36 @@ const FILE: &str = "libconnector_file.so";
 const BINARY: &str = "libcodec_binary.so";
 const JSON: &str = "libcodec_json.so";
 
-/// file → main → file, with `pins` (`[[plugin]]` tables) on top and `codec` on both ends.
-fn file_to_file(dir: &Path, pins: &str, codec: &str) -> (PathBuf, PathBuf) {
+/// file → main → file, with `pins` (`[[plugin]]` tables: name, sha256) on top and `codec` on
+/// both ends.
+fn file_to_file(dir: &Path, pins: &[(&str, String)], codec: &str) -> (PathBuf, PathBuf) {
     let (input, out) = (dir.join("in.txt"), dir.join("out.txt"));
     std::fs::write(&input, "{\"a\":1}\n{\"b\":2}\n").unwrap();
-    let text = format!(
-        r#"{pins}
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "{codec}"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "{codec}"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-        input.display(),
-        out.display()
-    );
-    (deployment(dir, &text), out)
-}
-
-fn pin(name: &str, sha256: &str) -> String {
-    format!("[[plugin]]\nname = \"{name}\"\nsha256 = \"{sha256}\"\n\n")
+    let mut deploy = Deployment::new();
+    for (name, sha256) in pins {
+        deploy = deploy.pin(name, sha256);
+    }
+    let deploy = deploy
+        .connector(Connector::file_read("in", codec, &input))
+        .connector(Connector::file_write("out", &out).codec(codec))
+        .pipeline(Pipeline::new("main"))
+        .connect("in", "main")
+        .connect("main", "out");
+    (deploy.write(dir), out)
 }
 
 #[test]
 fn plugins_pinned_to_their_hashes_load_and_run() {
     let plugins = plugin_copies("pin-ok", &[(FILE, FILE), (BINARY, BINARY)]);
     let work = temp_dir("pin-ok-work");
-    let pins = pin("file", &sha256sum(&plugins.join(FILE)))
+    let pins = [
+        ("file", sha256sum(&plugins.join(FILE))),
         // Upper case is accepted too.
-        + &pin("binary", &sha256sum(&plugins.join(BINARY)).to_ascii_uppercase());
+        (
+            "binary",
+            sha256sum(&plugins.join(BINARY)).to_ascii_uppercase(),
+        ),
+    ];
     let (deploy, out) = file_to_file(&work, &pins, "binary");
     for command in ["validate", "run"] {
         let (status, _, stderr) = output(
@@ -112,7 +95,7 @@ fn a_file_with_another_hash_is_refused_before_it_is_opened_and_the_run_fails() {
     let work = temp_dir("pin-wrong-work");
     let file = plugins.join(FILE);
     let (actual, other) = (sha256sum(&file), sha256sum(&plugins.join(BINARY)));
-    let (deploy, out) = file_to_file(&work, &pin("file", &other), "binary");
+    let (deploy, out) = file_to_file(&work, &[("file", other.clone())], "binary");
     for command in ["validate", "run"] {
         let (status, _, stderr) = output(
             temblor_only(&[&plugins])
@@ -149,7 +132,7 @@ fn a_file_with_another_hash_is_refused_before_it_is_opened_and_the_run_fails() {
         );
         assert!(
             stderr.contains(&format!(
-                "deploy.toml:8:10: connector 'in': no plugin named 'file' is loaded (it is pinned by the [[plugin]] at 2:8, and no plugin file with sha256 {other} was loaded"
+                "deploy.toml:7:10: connector 'in': no plugin named 'file' is loaded (it is pinned by the [[plugin]] at 2:8, and no plugin file with sha256 {other} was loaded"
             )),
             "{command}: {stderr}"
         );
@@ -166,7 +149,7 @@ fn a_renamed_file_whose_plugin_is_pinned_to_another_hash_is_not_registered() {
     let work = temp_dir("pin-renamed-work");
     let renamed = plugins.join("libmy_json.so");
     let wrong = sha256sum(&plugins.join(BINARY));
-    let (deploy, _) = file_to_file(&work, &pin("json", &wrong), "json");
+    let (deploy, _) = file_to_file(&work, &[("json", wrong.clone())], "json");
     let (status, _, stderr) = output(temblor_only(&[&plugins]).arg("run").arg(&deploy));
     assert_eq!(status.status.code(), Some(2), "{stderr}");
     let refusal = stderr
@@ -187,7 +170,7 @@ fn a_renamed_file_whose_plugin_is_pinned_to_another_hash_is_not_registered() {
     );
 
     // Pinned to its own hash, the renamed file is fine.
-    let (deploy, out) = file_to_file(&work, &pin("json", &sha256sum(&renamed)), "json");
+    let (deploy, out) = file_to_file(&work, &[("json", sha256sum(&renamed))], "json");
     let (status, _, stderr) = output(temblor_only(&[&plugins]).arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
     assert_eq!(
@@ -201,7 +184,10 @@ fn a_malformed_pin_is_a_deployment_error_with_line_and_column() {
     let plugins = plugin_copies("pin-malformed", &[(FILE, FILE), (BINARY, BINARY)]);
     let work = temp_dir("pin-malformed-work");
     let short = "ab".repeat(31);
-    let pins = pin("file", &short) + &pin("binary", &format!("{}zz", "0".repeat(62)));
+    let pins = [
+        ("file", short.clone()),
+        ("binary", format!("{}zz", "0".repeat(62))),
+    ];
     let (deploy, _) = file_to_file(&work, &pins, "binary");
     for command in ["validate", "run"] {
         let (status, _, stderr) = output(temblor_only(&[&plugins]).arg(command).arg(&deploy));

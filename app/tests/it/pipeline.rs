@@ -1,20 +1,13 @@
 //! Pipelines with operators through the `temblor` binary, on the shipped data set: what comes
 //! out of each port is checked against the same rules computed here, in Rust.
 
-use std::path::Path;
-
 use codec_json::decode_slice;
 use temblor_shim::Value;
 
-use crate::support::{deployment, output, root, temblor, temp_dir, xz_lines};
-
-fn read_values(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| decode_slice(l.as_bytes()).unwrap())
-        .collect()
-}
+use crate::support::{
+    Connector, Deployment, Pipeline, deployment, output, read_values, root, run_with_stats,
+    stat_at, temblor, temp_dir, xz_lines, xz_values,
+};
 
 fn text<'v>(event: &'v Value, key: &str) -> &'v str {
     event.get(key).and_then(Value::as_str).unwrap()
@@ -25,74 +18,32 @@ fn filter_set_remove_and_route_on_the_data_set() {
     let dir = temp_dir("pipeline-route");
     let input = root().join("examples/data/data.json.xz");
     let file = |name: &str| dir.join(name);
-    let sink = |id: &str| {
-        format!(
-            "[[connector]]\nid = \"{id}\"\nplugin = \"file\"\ncodec = \"json\"\n\
-             postprocessors = [\"separate\"]\nconfig = {{ path = \"{}\", mode = \"write\" }}\n\n",
-            file(&format!("{id}.json")).display()
+    let mut deploy = Deployment::new()
+        .connector(Connector::file_read("in", "json", &input))
+        .pipeline(
+            Pipeline::new("main")
+                .op(r#"{ filter = 'lower(event.short_message) != "warn" and event.aint >= 25' }"#)
+                .op(r#"{ set = { "event.level" = 'lower(event.short_message)', "meta.app" = 'event.application' } }"#)
+                .op(r#"{ remove = ["event.about", "event.array"] }"#)
+                .op(r#"{ route = { "errors" = 'event.level == "error"', "app4" = 'meta.app == "app4" and "tag1" in event.tags' } }"#),
         )
-    };
-    let text_ = format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-{}{}{}{}
-[[pipeline]]
-id = "main"
-operators = [
-  {{ filter = 'lower(event.short_message) != "warn" and event.aint >= 25' }},
-  {{ set = {{ "event.level" = 'lower(event.short_message)', "meta.app" = 'event.application' }} }},
-  {{ remove = ["event.about", "event.array"] }},
-  {{ route = {{ "errors" = 'event.level == "error"', "app4" = 'meta.app == "app4" and "tag1" in event.tags' }} }},
-]
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-
-[[connect]]
-from = "main/errors"
-to = "errors"
-
-[[connect]]
-from = "main/app4"
-to = "app4"
-
-[[connect]]
-from = "main/err"
-to = "err"
-"#,
-        input.display(),
-        sink("out"),
-        sink("errors"),
-        sink("app4"),
-        sink("err"),
-    );
-    let deploy = deployment(&dir, &text_);
+        .connect("in", "main");
+    for (id, port) in [
+        ("out", "main"),
+        ("errors", "main/errors"),
+        ("app4", "main/app4"),
+        ("err", "main/err"),
+    ] {
+        deploy = deploy
+            .connector(Connector::file_write(id, &file(&format!("{id}.json"))))
+            .connect(port, id);
+    }
+    let deploy = deploy.write(&dir);
     let stats = dir.join("stats.json");
-    let (status, _, stderr) = output(
-        temblor()
-            .arg("run")
-            .arg(&deploy)
-            .arg("--stats-json")
-            .arg(&stats),
-    );
-    assert!(status.status.success(), "{stderr}");
+    run_with_stats(&deploy, &stats);
 
     // The same pipeline, in Rust, on the same records.
-    let records: Vec<Value> = xz_lines(&input)
-        .iter()
-        .map(|l| decode_slice(l.as_bytes()).unwrap())
-        .collect();
+    let records = xz_values(&input);
     assert_eq!(records.len(), 100);
     let (mut out, mut errors, mut app4) = (Vec::new(), Vec::new(), Vec::new());
     for r in &records {
@@ -126,15 +77,13 @@ to = "err"
     let first = &read_values(&file("errors.json"))[0];
     assert!(first.get("meta").is_none() && first.get("about").is_none());
 
-    let stats = decode_slice(std::fs::read_to_string(&stats).unwrap().as_bytes()).unwrap();
-    let main = stats.get("pipelines").and_then(|p| p.get("main")).unwrap();
-    let n = |k: &str| main.get(k).and_then(Value::as_u64);
-    assert_eq!(n("events_in"), Some(100));
+    let n = |k: &str| stat_at(&stats, &["pipelines", "main", k]);
+    assert_eq!(n("events_in"), 100);
     assert_eq!(
         n("events_out"),
-        Some((out.len() + errors.len() + app4.len()) as u64)
+        (out.len() + errors.len() + app4.len()) as u64
     );
-    assert_eq!(n("errors"), Some(0));
+    assert_eq!(n("errors"), 0);
 }
 
 #[test]
@@ -142,58 +91,17 @@ fn evaluation_errors_go_to_err_with_the_event_and_the_rest_goes_on() {
     let dir = temp_dir("pipeline-err");
     let input = root().join("examples/data/data.json.xz");
     let (out, err) = (dir.join("out.json"), dir.join("err.json"));
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[connector]]
-id = "err"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-operators = [{{ set = {{ "event.ratio" = '100 / (event.aint - 30)' }} }}]
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-
-[[connect]]
-from = "main/err"
-to = "err"
-"#,
-            input.display(),
-            out.display(),
-            err.display()
-        ),
-    );
+    let deploy = Deployment::pipe(
+        Connector::file_read("in", "json", &input),
+        Pipeline::new("main").op(r#"{ set = { "event.ratio" = '100 / (event.aint - 30)' } }"#),
+        Connector::file_write("out", &out),
+    )
+    .connector(Connector::file_write("err", &err))
+    .connect("main/err", "err")
+    .write(&dir);
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
-    let records: Vec<Value> = xz_lines(&input)
-        .iter()
-        .map(|l| decode_slice(l.as_bytes()).unwrap())
-        .collect();
+    let records = xz_values(&input);
     let thirty: Vec<&Value> = records
         .iter()
         .filter(|r| r.get("aint").and_then(Value::as_i64) == Some(30))
@@ -286,40 +194,12 @@ fn count_windows_flush_when_the_input_ends() {
     let dir = temp_dir("pipeline-count");
     let input = root().join("examples/data/data.json.xz");
     let out = dir.join("counts.json");
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-operators = [{{ count = {{ by = "event.application", window_s = 3600 }} }}]
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            input.display(),
-            out.display()
-        ),
-    );
+    let deploy = Deployment::pipe(
+        Connector::file_read("in", "json", &input),
+        Pipeline::new("main").op(r#"{ count = { by = "event.application", window_s = 3600 } }"#),
+        Connector::file_write("out", &out),
+    )
+    .write(&dir);
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
     let mut expected: Vec<(String, u64)> = Vec::new();

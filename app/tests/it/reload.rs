@@ -7,7 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{connector_stat, output, plugin_dir, temp_dir};
+use crate::support::{
+    Connector, Deployment, Signal, connector_stat, output, plugin_dir, signal, temp_dir,
+};
 
 /// A private copy of the shipped plugins (so a test can replace a file) in `dir/plugins`.
 pub(crate) fn private_plugins(dir: &Path) -> PathBuf {
@@ -34,34 +36,13 @@ pub(crate) fn temblor_in(dir: &Path, plugins: &Path) -> Command {
 
 /// Ticks every 2 ms, encoded by `codec` into out.txt, one a line.
 fn ticks_to_file(codec: &str) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "tick"
-plugin = "metronome"
-codec = "json"
-config = {{ interval_ms = 2 }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "{codec}"
-postprocessors = ["separate"]
-config = {{ path = "out.txt", mode = "write" }}
-
-[[connect]]
-from = "tick"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#
+    Deployment::passthrough(
+        Connector::new("tick", "metronome")
+            .codec("json")
+            .set("interval_ms", 2),
+        Connector::file_write("out", Path::new("out.txt")).codec(codec),
     )
+    .to_toml()
 }
 
 struct Running {
@@ -134,11 +115,7 @@ impl Running {
     /// SIGTERM, then the exit status, the log and the stats.
     fn stop(mut self) -> (std::process::ExitStatus, String, String) {
         let child = self.child.take().unwrap();
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        signal(child.id(), Signal::SIGTERM);
         let out = child.wait_with_output().unwrap();
         let log = String::from_utf8_lossy(&out.stderr).into_owned();
         let stats = std::fs::read_to_string(self.dir.join("stats.json")).unwrap_or_default();

@@ -3,7 +3,12 @@
 
 use std::{collections::BTreeMap, path::Path, process::Command};
 
-use crate::support::{connector_stat as stat, deployment, output, plugin_dir, temp_dir};
+use temblor_harness::path_value;
+use temblor_shim::Value;
+
+use crate::support::{
+    Connector, Deployment, Engine, connector_stat as stat, free_port, output, plugin_dir, temp_dir,
+};
 
 fn temblor() -> Command {
     let mut cmd = crate::support::temblor();
@@ -11,51 +16,45 @@ fn temblor() -> Command {
     cmd
 }
 
-/// `faulty` numbered lines (1..=lines) → passthrough → a sink, with the given extra config.
-fn deploy(dir: &Path, source: &str, sink_plugin: &str, sink: &str, sink_extra: &str) -> String {
-    let out = dir.join("out.txt");
-    // The faulty sink adds a newline to each frame itself; the file sink needs `separate`.
-    let sink_config = if sink_plugin == "faulty" {
-        format!("config = {{ path = \"{}\"{sink} }}", out.display())
-    } else {
-        format!(
-            "postprocessors = [\"separate\"]\nconfig = {{ path = \"{}\", mode = \"write\" }}",
-            out.display()
-        )
-    };
-    format!(
-        r#"
-[[connector]]
-id = "src"
-plugin = "faulty"
-codec = "string"
-config = {{ lines = 1000, batch = 100{source} }}
-restart = {{ backoff_ms = 10, max_backoff_ms = 40 }}
+/// The source's restart policy in most tests.
+const RESTART: &str = "{ backoff_ms = 10, max_backoff_ms = 40 }";
 
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connector]]
-id = "dst"
-plugin = "{sink_plugin}"
-codec = "string"
-{sink_config}
-{sink_extra}
-
-[[connect]]
-from = "src"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "dst"
-"#
-    )
+/// `faulty` numbered lines (1..=1000, batches of 100, with `source`'s keys), restarted after
+/// `restart` → passthrough → `sink`.
+fn deploy(source: &[(&str, Value)], restart: &str, sink: Connector) -> Deployment {
+    let mut src = Connector::new("src", "faulty")
+        .codec("string")
+        .set("lines", 1000)
+        .set("batch", 100);
+    for (key, value) in source {
+        src = src.set(key, value.clone());
+    }
+    Deployment::passthrough(src.line(&format!("restart = {restart}")), sink)
 }
 
-fn run(dir: &Path, text: &str) -> (bool, String, String) {
-    let file = deployment(dir, text);
+/// The file sink writing `out.txt` in `dir`.
+fn file_sink(dir: &Path) -> Connector {
+    Connector::new("dst", "file")
+        .codec("string")
+        .post("separate")
+        .set_path("path", &dir.join("out.txt"))
+        .set("mode", "write")
+}
+
+/// The faulty sink (it adds a newline to each frame itself) writing `out.txt` in `dir`, with
+/// `keys`.
+fn faulty_sink(dir: &Path, keys: &[(&str, Value)]) -> Connector {
+    let mut sink = Connector::new("dst", "faulty")
+        .codec("string")
+        .set_path("path", &dir.join("out.txt"));
+    for (key, value) in keys {
+        sink = sink.set(key, value.clone());
+    }
+    sink
+}
+
+fn run(dir: &Path, deploy: &Deployment) -> (bool, String, String) {
+    let file = deploy.write(dir);
     let stats = dir.join("stats.json");
     let (out, _, log) = output(
         temblor()
@@ -101,11 +100,12 @@ fn assert_each_once(counts: &BTreeMap<u64, usize>, n: u64) {
 fn a_panicking_source_is_restarted_and_loses_nothing() {
     let dir = temp_dir("restart-source-panic");
     let text = deploy(
-        &dir,
-        ", panic_pull_at = 450, panic_pull_times = 2",
-        "file",
-        "",
-        "",
+        &[
+            ("panic_pull_at", 450.into()),
+            ("panic_pull_times", 2.into()),
+        ],
+        RESTART,
+        file_sink(&dir),
     );
     let (ok, log, stats) = run(&dir, &text);
     assert!(ok, "{log}");
@@ -121,11 +121,9 @@ fn a_panicking_source_is_restarted_and_loses_nothing() {
 fn a_failing_source_backs_off_exponentially() {
     let dir = temp_dir("restart-source-fail");
     let text = deploy(
-        &dir,
-        ", fail_pull_at = 1, fail_pull_times = 3",
-        "file",
-        "",
-        "",
+        &[("fail_pull_at", 1.into()), ("fail_pull_times", 3.into())],
+        RESTART,
+        file_sink(&dir),
     );
     let (ok, log, stats) = run(&dir, &text);
     assert!(ok, "{log}");
@@ -141,15 +139,12 @@ fn a_failing_source_backs_off_exponentially() {
 fn a_source_that_keeps_failing_is_given_up_after_max_restarts() {
     let dir = temp_dir("restart-source-give-up");
     let text = deploy(
-        &dir,
-        ", panic_pull_at = 301, panic_pull_times = 100",
-        "file",
-        "",
-        "",
-    )
-    .replace(
-        "restart = { backoff_ms = 10, max_backoff_ms = 40 }",
-        "restart = { backoff_ms = 1, max_backoff_ms = 2, max_restarts = 3 }",
+        &[
+            ("panic_pull_at", 301.into()),
+            ("panic_pull_times", 100.into()),
+        ],
+        "{ backoff_ms = 1, max_backoff_ms = 2, max_restarts = 3 }",
+        file_sink(&dir),
     );
     let (ok, log, stats) = run(&dir, &text);
     // The engine ends (the source gave up), having delivered what came before the fault.
@@ -162,7 +157,11 @@ fn a_source_that_keeps_failing_is_given_up_after_max_restarts() {
 #[test]
 fn a_panicking_sink_is_restarted_and_its_batch_written_once() {
     let dir = temp_dir("restart-sink-panic");
-    let text = deploy(&dir, "", "faulty", ", panic_push_times = 2", "");
+    let text = deploy(
+        &[],
+        RESTART,
+        faulty_sink(&dir, &[("panic_push_times", 2.into())]),
+    );
     let (ok, log, stats) = run(&dir, &text);
     assert!(ok, "{log}");
     assert_each_once(&counts(&[&dir.join("out.txt")]), 1000);
@@ -179,11 +178,11 @@ fn what_a_failing_sink_cannot_write_goes_to_the_dead_letter_file() {
     // 5 failures with 2 retries a batch: the first batch fails 3 times and is given up, the
     // second fails twice more and then goes through.
     let text = deploy(
-        &dir,
-        "",
-        "faulty",
-        ", fail_push_times = 5",
-        &format!("retries = 2\ndead_letter = \"{}\"", dead.display()),
+        &[],
+        RESTART,
+        faulty_sink(&dir, &[("fail_push_times", 5.into())])
+            .line("retries = 2")
+            .line(&format!("dead_letter = {}", path_value(&dead))),
     );
     let (ok, log, stats) = run(&dir, &text);
     assert!(ok, "{log}");
@@ -203,53 +202,28 @@ fn a_sink_that_cannot_write_pauses_its_source_until_it_can() {
     let out = dir.join("out.json");
     // A tick every 5 ms into a sink whose first three writes fail (50 ms apart): the source is
     // paused meanwhile instead of ticking into full channels, and resumes after.
-    let text = format!(
-        r#"
-[[connector]]
-id = "src"
-plugin = "metronome"
-config = {{ interval_ms = 5 }}
-
-[[pipeline]]
-id = "main"
-
-[[connector]]
-id = "dst"
-plugin = "faulty"
-codec = "json"
-config = {{ path = "{}", fail_push_times = 3 }}
-retries = 5
-restart = {{ backoff_ms = 50, max_backoff_ms = 50 }}
-
-[[connect]]
-from = "src"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "dst"
-"#,
-        out.display()
-    );
-    let file = deployment(&dir, &text);
+    let file = Deployment::passthrough(
+        Connector::new("src", "metronome").set("interval_ms", 5),
+        Connector::new("dst", "faulty")
+            .codec("json")
+            .set_path("path", &out)
+            .set("fail_push_times", 3)
+            .line("retries = 5")
+            .line("restart = { backoff_ms = 50, max_backoff_ms = 50 }"),
+    )
+    .write(&dir);
     let stats = dir.join("stats.json");
-    let child = temblor()
-        .arg("run")
-        .arg(&file)
-        .arg("--stats-json")
-        .arg(&stats)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let engine = Engine::spawn(
+        temblor()
+            .arg("run")
+            .arg(&file)
+            .arg("--stats-json")
+            .arg(&stats),
+    );
+    // Ticks for a while once it runs (loading can take a while on a busy machine).
+    engine.wait_for("deployment started");
     std::thread::sleep(std::time::Duration::from_millis(1200));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let done = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&done.stderr);
-    assert!(done.status.success(), "{log}");
+    let log = engine.stop();
     let stats = std::fs::read_to_string(&stats).unwrap();
     assert_eq!(stat(&stats, "dst", "paused"), 1, "{stats}");
     assert_eq!(stat(&stats, "dst", "resumed"), 1, "{stats}");
@@ -281,7 +255,11 @@ to = "dst"
 #[test]
 fn without_a_dead_letter_file_undeliverable_events_are_counted_lost() {
     let dir = temp_dir("restart-sink-lost");
-    let text = deploy(&dir, "", "faulty", ", fail_push_times = 1", "retries = 0");
+    let text = deploy(
+        &[],
+        RESTART,
+        faulty_sink(&dir, &[("fail_push_times", 1.into())]).line("retries = 0"),
+    );
     let (ok, log, stats) = run(&dir, &text);
     assert!(ok, "{log}");
     let written = counts(&[&dir.join("out.txt")]).len() as u64;
@@ -294,14 +272,15 @@ fn without_a_dead_letter_file_undeliverable_events_are_counted_lost() {
 #[test]
 fn a_bad_restart_policy_is_a_deployment_error() {
     let dir = temp_dir("restart-bad-policy");
-    let text = deploy(&dir, "", "file", "", "").replace(
-        "restart = { backoff_ms = 10, max_backoff_ms = 40 }",
-        "restart = { backoff_ms = 100, max_backoff_ms = 10 }",
+    let text = deploy(
+        &[],
+        "{ backoff_ms = 100, max_backoff_ms = 10 }",
+        file_sink(&dir),
     );
     let (ok, log, _) = run(&dir, &text);
     assert!(!ok);
     assert!(
-        log.contains("restart needs 0 < backoff_ms <= max_backoff_ms") && log.contains(":7:"),
+        log.contains("restart needs 0 < backoff_ms <= max_backoff_ms") && log.contains(":6:"),
         "{log}"
     );
 }
@@ -349,37 +328,22 @@ fn http_500_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
 }
 
 /// `faulty` lines → `http_client` at `url`, retried once by the engine, then dead-lettered.
-fn http_deployment(url: &str, dead: &Path) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "src"
-plugin = "faulty"
-codec = "string"
-config = {{ lines = 50, batch = 10 }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connector]]
-id = "dst"
-plugin = "http_client"
-codec = "string"
-config = {{ url = "{url}", max_retries = 1, backoff_ms = 1, max_backoff_ms = 2, timeout_ms = 2000 }}
-restart = {{ backoff_ms = 1, max_backoff_ms = 2 }}
-retries = 1
-dead_letter = "{}"
-
-[[connect]]
-from = "src"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "dst"
-"#,
-        dead.display()
+fn http_deployment(url: &str, dead: &Path) -> Deployment {
+    Deployment::passthrough(
+        Connector::new("src", "faulty")
+            .codec("string")
+            .set("lines", 50)
+            .set("batch", 10),
+        Connector::new("dst", "http_client")
+            .codec("string")
+            .set("url", url)
+            .set("max_retries", 1)
+            .set("backoff_ms", 1)
+            .set("max_backoff_ms", 2)
+            .set("timeout_ms", 2000)
+            .line("restart = { backoff_ms = 1, max_backoff_ms = 2 }")
+            .line("retries = 1")
+            .line(&format!("dead_letter = {}", path_value(dead))),
     )
 }
 
@@ -407,11 +371,7 @@ fn http_client_answered_with_500s_retries_then_dead_letters_every_event() {
 fn http_client_to_a_server_that_is_down_dead_letters_every_event() {
     let dir = temp_dir("restart-http-down");
     // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let dead = dir.join("dead.txt");
     let text = http_deployment(&format!("http://127.0.0.1:{port}/"), &dead);
     let (ok, log, stats) = run(&dir, &text);

@@ -19,7 +19,7 @@ const NOBODY: u32 = 65_534;
 
 /// A fresh directory (mode 0755) holding a copy of the json codec plugin (mode 0755).
 fn dir_with_json(test: &str) -> (PathBuf, PathBuf) {
-    let dir = temp_dir(test);
+    let dir = temp_dir(test).keep();
     std::fs::set_permissions(&dir, Permissions::from_mode(0o755)).unwrap();
     let file = dir.join("libcodec_json.so");
     std::fs::copy(plugin_dir("plugins").join("libcodec_json.so"), &file).unwrap();

@@ -6,17 +6,19 @@
 //! output must be exactly the lines `1..=k`, in order, with `k` that count.
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
+    io::Write as _,
     net::TcpStream,
     path::Path,
-    process::{Child, Stdio},
-    sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
 };
 
 use codec_json::decode_slice;
 
-use crate::support::{deployment, temblor, temp_dir};
+use crate::support::{Connector, Deployment, Engine, Pipeline, Signal, temp_dir, wait_until};
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
 
 /// How many numbered lines the client sends.
 const LINES: u64 = 100_000;
@@ -24,113 +26,23 @@ const LINES: u64 = 100_000;
 /// The lines written before the signal: the rest follow it, as fast as the client can.
 const BEFORE_SIGNAL: u64 = 30_000;
 
-fn tcp_to_file(out: &Path) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "tcp_server"
-codec = "binary"
-preprocessors = ["separate"]
-config = {{ url = "127.0.0.1:0" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "binary"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-        out.display()
+fn tcp_to_file(out: &Path) -> Deployment {
+    Deployment::passthrough(
+        Connector::new("in", "tcp_server")
+            .codec("binary")
+            .pre("separate")
+            .set("url", "127.0.0.1:0"),
+        Connector::file_write("out", out).codec("binary"),
     )
 }
 
-/// Collects the child's stderr on a thread; sends each line on as it comes.
-fn watch_stderr(child: &mut Child) -> (Arc<Mutex<String>>, mpsc::Receiver<String>) {
-    let stderr = child.stderr.take().unwrap();
-    let all = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = mpsc::channel();
-    let keep = Arc::clone(&all);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            keep.lock().unwrap().push_str(&format!("{line}\n"));
-            let _ = tx.send(line);
-        }
-    });
-    (all, rx)
-}
-
-/// The address the server logs when it listens (`addr=127.0.0.1:PORT`).
-fn listening_addr(lines: &mpsc::Receiver<String>, log: &Mutex<String>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines.recv_timeout(left).unwrap_or_else(|_| {
-            panic!(
-                "no 'tcp server listening' line within 30 s: {}",
-                log.lock().unwrap()
-            )
-        });
-        if line.contains("tcp server listening")
-            && let Some(addr) = line
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix("addr="))
-        {
-            return addr.trim_matches('"').to_owned();
-        }
-    }
-}
-
-/// Waits for the child to exit, at most `limit`; kills it and fails after that.
-fn wait_at_most(
-    child: &mut Child,
-    limit: Duration,
-    log: &Mutex<String>,
-) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "temblor still running {limit:?} after the signal: {}",
-                log.lock().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Streams numbered lines into `tcp_server`, sends `signal` mid-stream, and checks the output.
-fn stop_mid_stream(signal: &str) {
+fn stop_mid_stream(signal: Signal) {
     let dir = temp_dir(&format!("shutdown-{signal}"));
     let (out, stats) = (dir.join("out.txt"), dir.join("stats.json"));
-    let deploy = deployment(&dir, &tcp_to_file(&out));
-    let mut child = temblor()
-        .arg("run")
-        .arg(&deploy)
-        .arg("--stats-json")
-        .arg(&stats)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (log, lines) = watch_stderr(&mut child);
-    let addr = listening_addr(&lines, &log);
+    let deploy = tcp_to_file(&out).write(&dir);
+    let mut engine = Engine::start_with_stats(&deploy, &stats);
+    let addr = engine.listening("tcp server listening");
 
     let data: Vec<u8> = (1..=LINES)
         .flat_map(|i| format!("{i}\n").into_bytes())
@@ -138,38 +50,30 @@ fn stop_mid_stream(signal: &str) {
     let split = (1..=BEFORE_SIGNAL)
         .map(|i| i.to_string().len() + 1)
         .sum::<usize>();
-    let mut client = TcpStream::connect(&addr).unwrap();
+    let mut client = TcpStream::connect(addr).unwrap();
     client
         .set_write_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     client.write_all(&data[..split]).unwrap();
     // Mid-stream: once some output exists, signal, and go on sending as fast as possible.
-    let started = Instant::now();
-    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no output after 30 s: {}",
-            log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    assert!(
+        wait_until(Duration::from_secs(30), || size(&out) > 0),
+        "no output after 30 s: {}",
+        engine.log()
+    );
     let written_before = std::fs::read_to_string(&out).unwrap().lines().count();
     let sender = std::thread::spawn(move || {
         // The server closes the connection when it stops: the rest may fail, that is expected.
         let _ = client.write_all(&data[split..]);
     });
-    let kill = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = wait_at_most(&mut child, Duration::from_secs(30), &log);
+    engine.signal(signal);
+    let status = engine.wait();
     sender.join().unwrap();
-    let log = log.lock().unwrap().clone();
     assert_eq!(
         status.code(),
         Some(0),
-        "exit after SIG{signal}: {status}: {log}"
+        "exit after {signal}: {status}: {}",
+        engine.log()
     );
 
     let written = std::fs::read_to_string(&out).unwrap();
@@ -206,74 +110,44 @@ fn stop_mid_stream(signal: &str) {
     );
     assert_eq!(count("out", "events_in"), k);
     eprintln!(
-        "SIG{signal}: {k} of {LINES} lines acknowledged and written ({written_before} before the signal)"
+        "{signal}: {k} of {LINES} lines acknowledged and written ({written_before} before the signal)"
     );
 }
 
 #[test]
 fn sigterm_while_tcp_server_receives_loses_and_repeats_nothing_acknowledged() {
-    stop_mid_stream("TERM");
+    stop_mid_stream(Signal::SIGTERM);
 }
 
 #[test]
 fn sigint_while_tcp_server_receives_loses_and_repeats_nothing_acknowledged() {
-    stop_mid_stream("INT");
+    stop_mid_stream(Signal::SIGINT);
 }
 
 /// metronome → tcp_client → (socket) → tcp_server → file: one deployment that writes to itself.
-fn tcp_loop(port: u16, out: &Path) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "tick"
-plugin = "metronome"
-config = {{ interval_ms = 1 }}
-
-[[connector]]
-id = "send"
-plugin = "tcp_client"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ url = "127.0.0.1:{port}" }}
-
-[[connector]]
-id = "receive"
-plugin = "tcp_server"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ url = "127.0.0.1:{port}" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "ticks"
-
-[[pipeline]]
-id = "received"
-
-[[connect]]
-from = "tick"
-to = "ticks"
-
-[[connect]]
-from = "ticks"
-to = "send"
-
-[[connect]]
-from = "receive"
-to = "received"
-
-[[connect]]
-from = "received"
-to = "out"
-"#,
-        out.display()
-    )
+fn tcp_loop(port: u16, out: &Path) -> Deployment {
+    let url = format!("127.0.0.1:{port}");
+    Deployment::new()
+        .connector(Connector::new("tick", "metronome").set("interval_ms", 1))
+        .connector(
+            Connector::new("send", "tcp_client")
+                .codec("json")
+                .post("separate")
+                .set("url", url.as_str()),
+        )
+        .connector(
+            Connector::new("receive", "tcp_server")
+                .codec("json")
+                .pre("separate")
+                .set("url", url.as_str()),
+        )
+        .connector(Connector::file_write("out", out))
+        .pipeline(Pipeline::new("ticks"))
+        .pipeline(Pipeline::new("received"))
+        .connect("tick", "ticks")
+        .connect("ticks", "send")
+        .connect("receive", "received")
+        .connect("received", "out")
 }
 
 #[test]
@@ -281,39 +155,27 @@ fn sigterm_on_a_deployment_that_sends_to_itself_stops_at_once_and_loses_nothing(
     let dir = temp_dir("shutdown-loop");
     let (out, stats) = (dir.join("out.json"), dir.join("stats.json"));
     let port = crate::support::free_port();
-    let deploy = deployment(&dir, &tcp_loop(port, &out));
-    let mut child = temblor()
-        .arg("run")
-        .arg(&deploy)
-        .arg("--stats-json")
-        .arg(&stats)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (log, lines) = watch_stderr(&mut child);
-    listening_addr(&lines, &log);
-    let started = Instant::now();
-    while std::fs::metadata(&out).map_or(0, |m| m.len()) < 1_000 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no output after 30 s: {}",
-            log.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let before = log.lock().unwrap().len();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    let deploy = tcp_loop(port, &out).write(&dir);
+    let mut engine = Engine::start_with_stats(&deploy, &stats);
+    engine.listening("tcp server listening");
+    assert!(
+        wait_until(Duration::from_secs(30), || size(&out) >= 1_000),
+        "no output after 30 s: {}",
+        engine.log()
+    );
+    let before = engine.log().len();
+    engine.signal(Signal::SIGTERM);
     let signalled = Instant::now();
     // The sink to the engine's own server finishes before the server closes: no retries to a
     // closed port on the way out (they back off for about 30 s).
-    let status = wait_at_most(&mut child, Duration::from_secs(20), &log);
+    let status = engine.wait();
     let took = signalled.elapsed();
-    let log = log.lock().unwrap().clone();
+    let log = engine.log();
     assert_eq!(status.code(), Some(0), "{status}: {log}");
+    assert!(
+        took < Duration::from_secs(20),
+        "stopped {took:?} after SIGTERM: {log}"
+    );
     let after = &log[before..];
     assert!(
         !after.contains("reconnecting") && !after.contains("giving up"),

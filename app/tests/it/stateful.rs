@@ -3,38 +3,16 @@
 
 use std::{
     io::Write,
-    path::Path,
     process::{Command, Stdio},
 };
 
 use codec_json::decode_slice;
 use temblor_shim::Value;
 
-use crate::support::{deployment, output, root, temblor, temp_dir, xz_lines};
-
-fn read_values(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .lines()
-        .map(|l| decode_slice(l.as_bytes()).unwrap())
-        .collect()
-}
-
-fn file_sink(id: &str, path: &Path) -> String {
-    format!(
-        "[[connector]]\nid = \"{id}\"\nplugin = \"file\"\ncodec = \"json\"\n\
-         postprocessors = [\"separate\"]\nconfig = {{ path = \"{}\", mode = \"write\" }}\n\n",
-        path.display()
-    )
-}
-
-fn file_source(path: &Path) -> String {
-    format!(
-        "[[connector]]\nid = \"in\"\nplugin = \"file\"\ncodec = \"json\"\n\
-         preprocessors = [\"separate\"]\nconfig = {{ path = \"{}\", mode = \"read\" }}\n\n",
-        path.display()
-    )
-}
+use crate::support::{
+    Connector, Deployment, Engine, Pipeline, output, read_values, root, run_with_stats, stat_at,
+    temblor, temp_dir, xz_lines,
+};
 
 fn num(v: &Value) -> f64 {
     match v {
@@ -148,37 +126,20 @@ fn event_time_rollup_matches_an_independent_computation() {
         .collect();
     std::fs::write(&input, text).unwrap();
     let (out, late) = (dir.join("out.json"), dir.join("late.json"));
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"{}{}{}
-[[pipeline]]
-id = "rollup"
-operators = [
-  {{ aggregate = {{ window = {{ tumbling_s = 10 }}, time = 'event.ts_ms', allowed_lateness_s = 2,
+    let deploy = Deployment::pipe(
+        Connector::file_read("in", "json", &input),
+        Pipeline::new("rollup").op(
+            r#"{ aggregate = { window = { tumbling_s = 10 }, time = 'event.ts_ms', allowed_lateness_s = 2,
       group_by = ['event.host'],
-      emit = {{ "count" = 'count()', "sum" = 'sum(event.ms)', "min" = 'min(event.ms)', "max" = 'max(event.ms)',
+      emit = { "count" = 'count()', "sum" = 'sum(event.ms)', "min" = 'min(event.ms)', "max" = 'max(event.ms)',
                "mean" = 'mean(event.ms)', "var" = 'var(event.ms)', "stdev" = 'stdev(event.ms)',
-               "p90" = 'percentile(event.ms, 0.9)' }} }} }},
-]
-
-[[connect]]
-from = "in"
-to = "rollup"
-
-[[connect]]
-from = "rollup"
-to = "out"
-
-[[connect]]
-from = "rollup/late"
-to = "late"
-"#,
-            file_source(&input),
-            file_sink("out", &out),
-            file_sink("late", &late),
+               "p90" = 'percentile(event.ms, 0.9)' } } }"#,
         ),
-    );
+        Connector::file_write("out", &out),
+    )
+    .connector(Connector::file_write("late", &late))
+    .connect("rollup/late", "late")
+    .write(&dir);
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
 
@@ -287,16 +248,15 @@ fn shaping_passes_rate_events_per_class_and_dimension() {
     let end = start + example[start..].find("\n]\n").unwrap() + 3;
     let operators = example[start..end].replace("time_range_s = 1,", "time_range_s = 3600,");
     assert!(operators.contains("time_range_s = 3600"));
-    let deploy = deployment(
-        &dir,
-        &format!(
-            "{}{}{}[[pipeline]]\nid = \"shape\"\n{operators}\n[[connect]]\nfrom = \"in\"\nto = \"shape\"\n\n\
-             [[connect]]\nfrom = \"shape\"\nto = \"out\"\n\n[[connect]]\nfrom = \"shape/overflow\"\nto = \"overflow\"\n",
-            file_source(&input),
-            file_sink("out", &out),
-            file_sink("overflow", &overflow),
-        ),
-    );
+    let deploy = Deployment::new()
+        .connector(Connector::file_read("in", "json", &input))
+        .connector(Connector::file_write("out", &out))
+        .connector(Connector::file_write("overflow", &overflow))
+        .raw(&format!("[[pipeline]]\nid = \"shape\"\n{operators}"))
+        .connect("in", "shape")
+        .connect("shape", "out")
+        .connect("shape/overflow", "overflow")
+        .write(&dir);
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
 
@@ -355,37 +315,16 @@ fn processing_time_windows_are_emitted_when_the_input_ends() {
     let input = root().join("examples/data/data.json.xz");
     let out = dir.join("out.json");
     let stats = dir.join("stats.json");
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"{}{}
-[[pipeline]]
-id = "main"
-operators = [
-  {{ aggregate = {{ window = {{ tumbling_s = 3600 }}, group_by = ['event.application'],
-                   emit = {{ "n" = 'count()' }}, max_groups = 4 }} }},
-]
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            file_source(&input),
-            file_sink("out", &out),
+    let deploy = Deployment::pipe(
+        Connector::file_read("in", "json", &input),
+        Pipeline::new("main").op(
+            r#"{ aggregate = { window = { tumbling_s = 3600 }, group_by = ['event.application'],
+                   emit = { "n" = 'count()' }, max_groups = 4 } }"#,
         ),
-    );
-    let (status, _, stderr) = output(
-        temblor()
-            .arg("run")
-            .arg(&deploy)
-            .arg("--stats-json")
-            .arg(&stats),
-    );
-    assert!(status.status.success(), "{stderr}");
+        Connector::file_write("out", &out),
+    )
+    .write(&dir);
+    run_with_stats(&deploy, &stats);
     // Six applications, at most four groups at once: early records sum up with the rest.
     let mut expected: Vec<(String, u64)> = Vec::new();
     for line in xz_lines(&input) {
@@ -423,13 +362,10 @@ to = "out"
     totals.sort();
     expected.sort();
     assert_eq!(totals, expected, "no event is lost");
-    let stats = decode_slice(std::fs::read_to_string(&stats).unwrap().trim().as_bytes()).unwrap();
-    let evicted = stats
-        .get("pipelines")
-        .and_then(|p| p.get("main"))
-        .and_then(|p| p.get("evicted"))
-        .and_then(Value::as_u64);
-    assert_eq!(evicted, Some(early as u64));
+    assert_eq!(
+        stat_at(&stats, &["pipelines", "main", "evicted"]),
+        early as u64
+    );
 }
 
 #[cfg(unix)]
@@ -437,55 +373,21 @@ to = "out"
 fn sigterm_emits_every_open_window() {
     let dir = temp_dir("stateful-sigterm");
     let (out, stats) = (dir.join("out.json"), dir.join("stats.json"));
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"[[connector]]
-id = "tick"
-plugin = "metronome"
-config = {{ interval_ms = 5 }}
-
-{}
-[[pipeline]]
-id = "main"
-operators = [
-  {{ aggregate = {{ window = {{ tumbling_s = 3600 }}, emit = {{ "n" = 'count()', "ids" = 'collect(event.id, 1000000)' }} }} }},
-]
-
-[[connect]]
-from = "tick"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            file_sink("out", &out),
+    let deploy = Deployment::pipe(
+        Connector::new("tick", "metronome").set("interval_ms", 5),
+        Pipeline::new("main").op(
+            r#"{ aggregate = { window = { tumbling_s = 3600 }, emit = { "n" = 'count()', "ids" = 'collect(event.id, 1000000)' } } }"#,
         ),
-    );
-    let mut child = temblor()
-        .arg("run")
-        .arg(&deploy)
-        .arg("--stats-json")
-        .arg(&stats)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        Connector::file_write("out", &out),
+    )
+    .write(&dir);
+    let engine = Engine::start_with_stats(&deploy, &stats);
+    // Ticks for a while once it runs (loading can take a while on a busy machine), then stops
+    // with SIGTERM and exit status 0.
+    engine.wait_for("deployment started");
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{status}");
-    let stats = decode_slice(std::fs::read_to_string(&stats).unwrap().trim().as_bytes()).unwrap();
-    let ticks = stats
-        .get("connectors")
-        .and_then(|c| c.get("tick"))
-        .and_then(|c| c.get("events_out"))
-        .and_then(Value::as_u64)
-        .unwrap();
+    engine.stop();
+    let ticks = stat_at(&stats, &["connectors", "tick", "events_out"]);
     assert!(ticks > 0);
     // One record (two if an hour began during the run): every tick counted once, in order.
     let records = read_values(&out);

@@ -1,4 +1,5 @@
-//! Paths, temp dirs and running the binary.
+//! Paths, running the binary, and the engine as a child process. What the tests of several
+//! crates share (temp dirs, ports, signals, deployments) is in the test kit, `temblor-harness`.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -9,13 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The repository root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+pub use temblor_harness::process::{Signal, signal, wait_exit};
+pub use temblor_harness::{
+    TempDir,
+    deploy::{Connector, Deployment, Pipeline},
+    net::free_port,
+    process::wait_until,
+    root,
+    tls::files as tls_files,
+};
 
 /// The target directory this test binary was built into (`target/debug/deps/it-*` → `target`).
 pub fn target_dir() -> PathBuf {
@@ -41,20 +44,9 @@ pub fn plugin_dir(which: &str) -> PathBuf {
     dir
 }
 
-/// A loopback port nobody listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port()
-}
-
-/// A fresh, empty directory for one test.
-pub fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("temblor-it-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty directory for one test, removed when dropped.
+pub fn temp_dir(test: &str) -> TempDir {
+    TempDir::new(test)
 }
 
 /// The binary under test, run from the repository root, with the shipped plugins when it
@@ -78,15 +70,81 @@ pub fn output(cmd: &mut Command) -> (Output, String, String) {
     (out, stdout, stderr)
 }
 
-/// The lines of an xz file, decompressed by the `xz` tool (not by the code under test).
+/// The lines of an xz file, decompressed with xz2 (not by the code under test).
 pub fn xz_lines(path: &Path) -> Vec<String> {
-    let out = Command::new("xz").arg("-dc").arg(path).output().unwrap();
-    assert!(out.status.success(), "xz -dc {}", path.display());
-    String::from_utf8(out.stdout)
-        .unwrap()
+    temblor_harness::xz_text(path)
         .lines()
         .map(str::to_owned)
         .collect()
+}
+
+/// The lines of a text file; none when it does not exist (yet).
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until `path` holds at least `n` lines (30 s at most); its lines.
+pub fn wait_lines(path: &Path, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let done = wait_until(Duration::from_secs(30), || {
+        got = lines(path);
+        got.len() >= n
+    });
+    assert!(
+        done,
+        "{} holds {} lines after 30 s, want {n}",
+        path.display(),
+        got.len()
+    );
+    got
+}
+
+/// The JSON values of a file, one a line (parsed by codec-json, not by the code under test's
+/// writer).
+pub fn read_values(path: &Path) -> Vec<temblor_shim::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| codec_json::decode_slice(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// The JSON values of an xz file of JSON lines (the shipped data set).
+pub fn xz_values(path: &Path) -> Vec<temblor_shim::Value> {
+    xz_lines(path)
+        .iter()
+        .map(|l| codec_json::decode_slice(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// `temblor run DEPLOY --stats-json STATS`, which must succeed; its log.
+pub fn run_with_stats(deploy: &Path, stats: &Path) -> String {
+    let (status, _, stderr) = output(
+        temblor()
+            .arg("run")
+            .arg(deploy)
+            .arg("--stats-json")
+            .arg(stats),
+    );
+    assert!(status.status.success(), "{stderr}");
+    stderr
+}
+
+/// The count at `path` (`["connectors", "in", "events_out"]`) in the `--stats-json` file
+/// `stats`.
+pub fn stat_at(stats: &Path, path: &[&str]) -> u64 {
+    let text =
+        std::fs::read_to_string(stats).unwrap_or_else(|e| panic!("{}: {e}", stats.display()));
+    let value = codec_json::decode_slice(text.trim().as_bytes())
+        .unwrap_or_else(|e| panic!("stats are not JSON ({e}): {text}"));
+    path.iter()
+        .try_fold(&value, |v, key| v.get(key))
+        .and_then(temblor_shim::Value::as_u64)
+        .unwrap_or_else(|| panic!("stats lack the count {path:?}: {text}"))
 }
 
 /// Writes a deployment file into `dir` and returns its path.
@@ -112,94 +170,13 @@ pub fn connector_stat(stats: &str, id: &str, field: &str) -> u64 {
 
 /// `in` (a file read with `codec`, newline-separated) → `main` (no operators) → `out` (a JSON
 /// file), and `main/err` → `errors` (a JSON file).
-pub fn file_to_file(codec: &str, input: &Path, out: &Path, errors: &Path) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "{codec}"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[connector]]
-id = "errors"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-
-[[connect]]
-from = "main/err"
-to = "errors"
-"#,
-        input.display(),
-        out.display(),
-        errors.display()
+pub fn file_to_file(codec: &str, input: &Path, out: &Path, errors: &Path) -> Deployment {
+    Deployment::passthrough(
+        Connector::file_read("in", codec, input),
+        Connector::file_write("out", out),
     )
-}
-
-/// A certificate authority and a server certificate it signed, for `localhost` and
-/// `127.0.0.1`, written to `dir` as PEM: `(ca.pem, server.pem, server.key)`. A client that
-/// trusts `ca.pem` (`curl --cacert`, `openssl s_client -CAfile`, a connector's `tls.ca`)
-/// accepts the server.
-pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "temblor test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    );
-    std::fs::write(&paths.0, ca.pem()).unwrap();
-    std::fs::write(&paths.1, cert.pem()).unwrap();
-    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
-    paths
-}
-
-/// Waits for `child` to exit, at most `limit`.
-#[cfg(unix)]
-pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    .connector(Connector::file_write("errors", errors))
+    .connect("main/err", "errors")
 }
 
 /// `temblor run DEPLOYMENT` with its log collected as it comes: killed when dropped (a failed
@@ -216,9 +193,23 @@ pub struct Engine {
 #[cfg(unix)]
 impl Engine {
     pub fn start(deploy: &Path) -> Self {
-        let mut child = temblor()
-            .arg("run")
-            .arg(deploy)
+        Self::spawn(temblor().arg("run").arg(deploy))
+    }
+
+    /// `temblor run DEPLOY --stats-json STATS`.
+    pub fn start_with_stats(deploy: &Path, stats: &Path) -> Self {
+        Self::spawn(
+            temblor()
+                .arg("run")
+                .arg(deploy)
+                .arg("--stats-json")
+                .arg(stats),
+        )
+    }
+
+    /// Runs `cmd` (a `temblor run ...` with its arguments), its log collected.
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -262,14 +253,19 @@ impl Engine {
 
     /// The `addr=` of the next log line that says `what` (`tcp server listening`).
     pub fn listening(&self, what: &str) -> SocketAddr {
+        self.listening_id(what).1.parse().unwrap()
+    }
+
+    /// The `id=` and `addr=` of the next log line that says `what` and has both.
+    pub fn listening_id(&self, what: &str) -> (String, String) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let line = self.wait_for(what);
-            if let Some(addr) = line
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix("addr="))
-            {
-                return addr.trim_matches('"').parse().unwrap();
+            if let (Some(id), Some(addr)) = (field(&line, "id"), field(&line, "addr")) {
+                return (id, addr);
+            }
+            if let Some(addr) = field(&line, "addr") {
+                return (String::new(), addr);
             }
             assert!(Instant::now() < deadline, "no address in '{what}' lines");
         }
@@ -285,13 +281,19 @@ impl Engine {
         status
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends it `signal`.
+    pub fn signal(&self, what: Signal) {
+        signal(self.child.id(), what);
+    }
+
     /// SIGTERM, then waits for the exit, which must be 0; the whole log.
     pub fn stop(mut self) -> String {
-        let kill = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
+        signal(self.child.id(), Signal::SIGTERM);
         let status = self.wait();
         let log = self.log();
         assert_eq!(
@@ -309,4 +311,11 @@ impl Drop for Engine {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of `name=` in a log line, without quotes.
+pub fn field(line: &str, name: &str) -> Option<String> {
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| v.trim_matches('"').to_owned())
 }

@@ -297,43 +297,14 @@ temblor_shim::export_plugin! { name: "json", kind: Codec, codec: new }
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        alloc::{GlobalAlloc, Layout, System},
-        cell::Cell,
-    };
-
     use temblor_shim::{ErrorKind, FrameError, Frames, abi_stable::std_types::RStr};
+
+    use temblor_harness::alloc::allocations_of;
 
     use super::*;
 
-    /// Counts the allocations of the current thread.
-    struct Counting;
-
-    thread_local! {
-        static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-    }
-
-    // SAFETY: every call is forwarded to `System` unchanged; counting has no other effect.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-            // SAFETY: the caller's contract is `System`'s.
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: the caller's contract is `System`'s.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-    }
-
     #[global_allocator]
-    static ALLOCATOR: Counting = Counting;
-
-    fn allocations_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-        let before = ALLOCATIONS.with(Cell::get);
-        let result = f();
-        (result, ALLOCATIONS.with(Cell::get) - before)
-    }
+    static ALLOCATOR: temblor_harness::alloc::Counting = temblor_harness::alloc::Counting;
 
     fn ok(json: &str) -> Value {
         decode_slice(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"))

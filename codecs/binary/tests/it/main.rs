@@ -1,22 +1,15 @@
 //! Drives the `binary` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::{decode, encode};
-use temblor_shim::{
-    Frames, Object, Value,
-    abi::{CodecBox, PluginKind},
-    abi_stable::std_types::RStr,
-};
+use temblor_shim::{Frames, Value, abi::CodecBox};
 
 fn codec() -> CodecBox {
-    codec_binary::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
-        .unwrap()
+    temblor_harness::codec::build(codec_binary::plugin_module(), &temblor_harness::config(&[]))
 }
 
 #[test]
 fn manifest_names_a_binary_codec() {
-    let manifest = (codec_binary::plugin_module().manifest())();
-    assert_eq!(manifest.name.as_str(), "binary");
-    assert_eq!(manifest.kind, PluginKind::Codec);
+    temblor_harness::codec::manifest_names(codec_binary::plugin_module(), "binary");
 }
 
 #[test]

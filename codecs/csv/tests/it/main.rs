@@ -3,7 +3,7 @@
 use temblor_harness::codec::{decode, encode};
 use temblor_shim::{
     Frames, Value,
-    abi::{CodecBox, PluginKind},
+    abi::CodecBox,
     abi_stable::std_types::{RResult, RStr},
 };
 
@@ -32,9 +32,7 @@ fn lines() -> Frames {
 
 #[test]
 fn manifest_names_a_csv_codec() {
-    let manifest = (codec_csv::plugin_module().manifest())();
-    assert_eq!(manifest.name.as_str(), "csv");
-    assert_eq!(manifest.kind, PluginKind::Codec);
+    temblor_harness::codec::manifest_names(codec_csv::plugin_module(), "csv");
 }
 
 #[test]

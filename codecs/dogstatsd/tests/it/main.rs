@@ -2,10 +2,10 @@
 //! engine does.
 
 use temblor_harness::{
-    codec::{build, decode, encode},
+    codec::{build, decode},
     config,
 };
-use temblor_shim::{Frames, Value, abi::PluginKind};
+use temblor_shim::{Frames, Value};
 
 fn module() -> temblor_shim::abi::PluginModRef {
     codec_dogstatsd::plugin_module()
@@ -13,9 +13,7 @@ fn module() -> temblor_shim::abi::PluginModRef {
 
 #[test]
 fn manifest_names_a_codec() {
-    let manifest = (module().manifest())();
-    assert_eq!(manifest.name.as_str(), "dogstatsd");
-    assert_eq!(manifest.kind, PluginKind::Codec);
+    temblor_harness::codec::manifest_names(module(), "dogstatsd");
 }
 
 /// Tremor's statsd data set is DogStatsD too (plain metrics): every line decodes, one value
@@ -35,10 +33,7 @@ fn the_statsd_data_set_decodes_and_round_trips() {
             .and_then(Value::as_array);
         assert_eq!(values.map(<[Value]>::len), Some(1), "{event}");
     }
-    let encoded = encode(&mut c, &events);
-    let (again, errors) = decode(&mut c, &encoded);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(again, events);
+    temblor_harness::codec::round_trips(&mut c, &events);
 }
 
 #[test]

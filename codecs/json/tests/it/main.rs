@@ -1,42 +1,29 @@
 //! Drives the `json` codec through its ABI object, as the engine does.
 
-use temblor_harness::codec::{decode, encode};
-use temblor_shim::{
-    Frames, Object, Value,
-    abi::{CodecBox, PluginKind},
-    abi_stable::std_types::RStr,
-};
+use temblor_harness::codec::{decode, encode, good_bad_good};
+use temblor_shim::{Frames, Value, abi::CodecBox};
 
 fn codec() -> CodecBox {
-    codec_json::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new())).unwrap()
+    temblor_harness::codec::build(codec_json::plugin_module(), &temblor_harness::config(&[]))
 }
 
 #[test]
 fn manifest_names_a_json_codec() {
-    let manifest = (codec_json::plugin_module().manifest())();
-    assert_eq!(manifest.name.as_str(), "json");
-    assert_eq!(manifest.kind, PluginKind::Codec);
+    temblor_harness::codec::manifest_names(codec_json::plugin_module(), "json");
 }
 
 #[test]
 fn good_bad_good_gives_two_events_and_one_error() {
     let mut c = codec();
-    let frames: Frames = [&br#"{"a":1}"#[..], br#"{"a":"#, br#"[true,"x"]"#]
-        .into_iter()
-        .collect();
-    let (events, errors) = decode(&mut c, &frames);
-    assert_eq!(events.len(), 2);
+    let events = good_bad_good(
+        &mut c,
+        [br#"{"a":1}"#, br#"{"a":"#, br#"[true,"x"]"#],
+        "at character",
+    );
     assert_eq!(events[0].get("a"), Some(&Value::I64(1)));
     assert_eq!(
         events[1],
         Value::from(vec![Value::Bool(true), Value::from("x")])
-    );
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].index, 1);
-    assert!(
-        errors[0].reason.contains("at character"),
-        "{}",
-        errors[0].reason
     );
 
     let encoded = encode(&mut c, &events);
@@ -73,47 +60,17 @@ fn the_data_set_decodes_and_round_trips() {
     let frames: Frames = lines.iter().map(Vec::as_slice).collect();
 
     let mut c = codec();
-    let (events, errors) = decode(&mut c, &frames);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(events.len(), 100);
-    for event in &events {
-        let object = event.as_object().expect("every line is an object");
-        assert!(
-            object.get("guid").and_then(Value::as_str).is_some(),
-            "{event}"
-        );
-        assert!(
-            object.get("aint").and_then(Value::as_i64).is_some(),
-            "{event}"
-        );
-        assert!(
-            matches!(object.get("abool"), Some(Value::Bool(_))),
-            "{event}"
-        );
-        assert!(
-            object.get("tags").and_then(Value::as_array).is_some(),
-            "{event}"
-        );
-    }
-    assert_eq!(
-        events[0].get("guid").and_then(Value::as_str),
-        Some("a95bb929-2567-4066-8023-8bf532665121")
-    );
-    assert_eq!(events[0].get("aint"), Some(&Value::I64(33)));
+    let events = temblor_harness::codec::decodes_the_data_set(&mut c, &frames);
 
     // Encoding gives back the lines as they were (they are compact JSON), and decoding that
     // gives the same events.
-    let encoded = encode(&mut c, &events);
-    assert_eq!(encoded.len(), 100);
+    let encoded = temblor_harness::codec::round_trips(&mut c, &events);
     for (written, line) in encoded.iter().zip(&lines) {
         assert_eq!(
             String::from_utf8_lossy(written),
             String::from_utf8_lossy(line)
         );
     }
-    let (again, errors) = decode(&mut c, &encoded);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(again, events);
 }
 
 #[test]

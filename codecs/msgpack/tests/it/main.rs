@@ -1,24 +1,16 @@
 //! Drives the `msgpack` codec through its ABI object, as the engine does.
 
-use std::process::Command;
+use temblor_harness::codec::decode;
+use temblor_shim::{Frames, Value, abi::CodecBox};
 
-use temblor_harness::codec::{decode, encode};
-use temblor_shim::{
-    Frames, Object, Value,
-    abi::{CodecBox, PluginKind},
-    abi_stable::std_types::RStr,
-};
-
-/// The data set shipped with the repository: 100 MessagePack values, base64-encoded one per
-/// line, xz-compressed.
-const DATA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/data/data.msgpack.xz"
-);
+// The data set shipped with the repository (`data.msgpack.xz`): 100 MessagePack values,
+// base64-encoded one per line, xz-compressed.
 
 fn codec() -> CodecBox {
-    codec_msgpack::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
-        .unwrap()
+    temblor_harness::codec::build(
+        codec_msgpack::plugin_module(),
+        &temblor_harness::config(&[]),
+    )
 }
 
 /// Decodes standard base64 (with `=` padding), or says why it cannot.
@@ -53,17 +45,10 @@ fn base64_decode(text: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The lines of the data set, decompressed with the `xz` tool and base64-decoded.
+/// The lines of the data set, base64-decoded.
 fn data_frames() -> Vec<Vec<u8>> {
-    let output = Command::new("xz")
-        .args(["-dc", DATA])
-        .output()
-        .expect("the xz tool runs");
-    assert!(output.status.success(), "xz -dc {DATA} failed: {output:?}");
-    output
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.is_empty())
+    temblor_harness::data_lines("data.msgpack.xz")
+        .iter()
         .map(|line| base64_decode(line).unwrap())
         .collect()
 }
@@ -82,9 +67,7 @@ fn the_test_base64_decoder_is_right() {
 
 #[test]
 fn manifest_names_a_msgpack_codec() {
-    let manifest = (codec_msgpack::plugin_module().manifest())();
-    assert_eq!(manifest.name.as_str(), "msgpack");
-    assert_eq!(manifest.kind, PluginKind::Codec);
+    temblor_harness::codec::manifest_names(codec_msgpack::plugin_module(), "msgpack");
 }
 
 #[test]
@@ -94,47 +77,17 @@ fn the_data_set_decodes_and_round_trips() {
     let frames: Frames = lines.iter().map(Vec::as_slice).collect();
 
     let mut c = codec();
-    let (events, errors) = decode(&mut c, &frames);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(events.len(), 100);
-    for event in &events {
-        let object = event.as_object().expect("every value is a map");
-        assert!(
-            object.get("guid").and_then(Value::as_str).is_some(),
-            "{event}"
-        );
-        assert!(
-            object.get("aint").and_then(Value::as_i64).is_some(),
-            "{event}"
-        );
-        assert!(
-            matches!(object.get("abool"), Some(Value::Bool(_))),
-            "{event}"
-        );
-        assert!(
-            object.get("tags").and_then(Value::as_array).is_some(),
-            "{event}"
-        );
-    }
-    assert_eq!(
-        events[0].get("guid").and_then(Value::as_str),
-        Some("a95bb929-2567-4066-8023-8bf532665121")
-    );
-    assert_eq!(events[0].get("aint"), Some(&Value::I64(33)));
+    let events = temblor_harness::codec::decodes_the_data_set(&mut c, &frames);
     assert_eq!(
         events[0].get("array"),
         Some(&Value::from((0..10).map(Value::from).collect::<Vec<_>>()))
     );
 
     // The data set was written in the smallest forms too: it comes back byte for byte.
-    let encoded = encode(&mut c, &events);
-    assert_eq!(encoded.len(), 100);
+    let encoded = temblor_harness::codec::round_trips(&mut c, &events);
     for (written, line) in encoded.iter().zip(&lines) {
         assert_eq!(written, line.as_slice());
     }
-    let (again, errors) = decode(&mut c, &encoded);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(again, events);
 }
 
 #[test]
@@ -166,10 +119,7 @@ fn never_panics_on_garbage() {
     assert!(errors.len() >= 6, "{errors:?}");
     assert!(errors.iter().all(|e| !e.reason.is_empty()));
     // Whatever decoded encodes and decodes back to itself.
-    let encoded = encode(&mut c, &events);
-    let (again, errors) = decode(&mut c, &encoded);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(again, events);
+    temblor_harness::codec::round_trips(&mut c, &events);
 }
 
 #[test]

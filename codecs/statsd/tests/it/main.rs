@@ -1,15 +1,10 @@
 //! Drives the `statsd` codec through its ABI object, as the engine does.
 
-use temblor_harness::codec::{decode, encode};
-use temblor_shim::{
-    Frames, Object, Value,
-    abi::{CodecBox, PluginKind},
-    abi_stable::std_types::RStr,
-};
+use temblor_harness::codec::{decode, good_bad_good};
+use temblor_shim::{Frames, Value, abi::CodecBox};
 
 fn codec() -> CodecBox {
-    codec_statsd::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new()))
-        .unwrap()
+    temblor_harness::codec::build(codec_statsd::plugin_module(), &temblor_harness::config(&[]))
 }
 
 fn event(pairs: &[(&str, Value)]) -> Value {
@@ -18,9 +13,7 @@ fn event(pairs: &[(&str, Value)]) -> Value {
 
 #[test]
 fn manifest_names_a_statsd_codec() {
-    let manifest = (codec_statsd::plugin_module().manifest())();
-    assert_eq!(manifest.name.as_str(), "statsd");
-    assert_eq!(manifest.kind, PluginKind::Codec);
+    temblor_harness::codec::manifest_names(codec_statsd::plugin_module(), "statsd");
 }
 
 #[test]
@@ -62,31 +55,21 @@ fn the_data_set_decodes_and_round_trips() {
     );
 
     // Every line is written back as it was.
-    let encoded = encode(&mut c, &events);
+    let encoded = temblor_harness::codec::round_trips(&mut c, &events);
     let written: Vec<&[u8]> = encoded.iter().collect();
     let want: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
     assert_eq!(written, want);
-    let (again, errors) = decode(&mut c, &encoded);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(again, events);
 }
 
 #[test]
 fn good_bad_good_gives_two_events_and_one_error() {
     let mut c = codec();
-    let frames: Frames = [&b"a:1|c|#x:y"[..], b"a:1|zz", b"b:-2|g"]
-        .into_iter()
-        .collect();
-    let (events, errors) = decode(&mut c, &frames);
-    assert_eq!(events.len(), 2);
-    assert_eq!(events[1].get("action"), Some(&Value::from("sub")));
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].index, 1);
-    assert!(
-        errors[0].reason.contains("unknown metric type"),
-        "{}",
-        errors[0].reason
+    let events = good_bad_good(
+        &mut c,
+        [b"a:1|c|#x:y", b"a:1|zz", b"b:-2|g"],
+        "unknown metric type",
     );
+    assert_eq!(events[1].get("action"), Some(&Value::from("sub")));
 }
 
 #[test]

@@ -1,21 +1,15 @@
 //! Drives the `yaml` codec through its ABI object, as the engine does.
 
-use temblor_harness::codec::{decode, encode};
-use temblor_shim::{
-    Frames, Object, Value,
-    abi::{CodecBox, PluginKind},
-    abi_stable::std_types::RStr,
-};
+use temblor_harness::codec::good_bad_good;
+use temblor_shim::{Frames, Value, abi::CodecBox};
 
 fn codec() -> CodecBox {
-    codec_yaml::plugin_module().new_codec()(RStr::from("t"), &Value::Object(Object::new())).unwrap()
+    temblor_harness::codec::build(codec_yaml::plugin_module(), &temblor_harness::config(&[]))
 }
 
 #[test]
 fn manifest_names_a_yaml_codec() {
-    let manifest = (codec_yaml::plugin_module().manifest())();
-    assert_eq!(manifest.name.as_str(), "yaml");
-    assert_eq!(manifest.kind, PluginKind::Codec);
+    temblor_harness::codec::manifest_names(codec_yaml::plugin_module(), "yaml");
 }
 
 #[test]
@@ -25,36 +19,9 @@ fn the_json_data_set_decodes_as_yaml_and_round_trips() {
     let frames: Frames = lines.iter().map(Vec::as_slice).collect();
 
     let mut c = codec();
-    let (events, errors) = decode(&mut c, &frames);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(events.len(), 100);
-    for event in &events {
-        let object = event.as_object().expect("every line is a mapping");
-        assert!(
-            object.get("guid").and_then(Value::as_str).is_some(),
-            "{event}"
-        );
-        assert!(
-            object.get("aint").and_then(Value::as_i64).is_some(),
-            "{event}"
-        );
-        assert!(
-            matches!(object.get("abool"), Some(Value::Bool(_))),
-            "{event}"
-        );
-        assert!(
-            object.get("tags").and_then(Value::as_array).is_some(),
-            "{event}"
-        );
-    }
-    assert_eq!(
-        events[0].get("guid").and_then(Value::as_str),
-        Some("a95bb929-2567-4066-8023-8bf532665121")
-    );
-    assert_eq!(events[0].get("aint"), Some(&Value::I64(33)));
+    let events = temblor_harness::codec::decodes_the_data_set(&mut c, &frames);
 
-    let encoded = encode(&mut c, &events);
-    assert_eq!(encoded.len(), 100);
+    let encoded = temblor_harness::codec::round_trips(&mut c, &events);
     let first = String::from_utf8(encoded.get(0).unwrap().to_vec()).unwrap();
     // Plain scalars wherever they read back the same.
     assert!(
@@ -67,28 +34,16 @@ fn the_json_data_set_decodes_as_yaml_and_round_trips() {
     );
     assert!(first.contains("\nabool: false\naint: 33\n"), "{first}");
     assert!(first.contains("\ntags:\n  - tag4\n  - tag1\n"), "{first}");
-    let (again, errors) = decode(&mut c, &encoded);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(again, events);
 }
 
 #[test]
 fn good_bad_good_gives_two_events_and_one_error() {
     let mut c = codec();
-    let frames: Frames = [&b"a: 1"[..], b"a: [1", b"[true, x]"].into_iter().collect();
-    let (events, errors) = decode(&mut c, &frames);
-    assert_eq!(events.len(), 2);
+    let events = good_bad_good(&mut c, [b"a: 1", b"a: [1", b"[true, x]"], " at byte ");
     assert_eq!(events[0].get("a"), Some(&Value::I64(1)));
     assert_eq!(
         events[1],
         Value::from(vec![Value::Bool(true), Value::from("x")])
-    );
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].index, 1);
-    assert!(
-        errors[0].reason.contains(" at byte "),
-        "{}",
-        errors[0].reason
     );
 }
 

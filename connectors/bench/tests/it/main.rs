@@ -1,7 +1,8 @@
 //! Drives the bench connector through its ABI objects, as the engine does.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use temblor_harness::TempDir;
 use temblor_shim::{
     ErrorKind, Frames, PluginError, Pull, Value, abi::SourceBox, abi_stable::std_types::RStr,
 };
@@ -10,33 +11,6 @@ const DATA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../examples/data/data.json.xz"
 );
-
-/// A fresh folder for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "temblor-connector-bench-it-{}-{test}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, contents: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).expect("write test file");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn config(path: &Path, extra: &[(&str, Value)]) -> Value {
     let mut fields = vec![("path", Value::from(path.to_str().expect("utf-8 path")))];
@@ -73,7 +47,7 @@ fn replay(source: &mut SourceBox) -> (Vec<Vec<u8>>, Vec<usize>) {
 #[test]
 fn iters_replays_every_line_in_order() {
     let dir = TempDir::new("iters");
-    let path = dir.file("four.txt", b"one\ntwo\r\nthree\nfour\n");
+    let path = dir.write("four.txt", b"one\ntwo\r\nthree\nfour\n");
     let mut source = source(&config(&path, &[("iters", Value::from(3))])).expect("source");
     let (frames, _) = replay(&mut source);
     let expected: Vec<&[u8]> = [&b"one"[..], b"two", b"three", b"four"].repeat(3);
@@ -83,7 +57,7 @@ fn iters_replays_every_line_in_order() {
 #[test]
 fn neither_key_replays_once() {
     let dir = TempDir::new("once");
-    let path = dir.file("two.txt", b"a\nb");
+    let path = dir.write("two.txt", b"a\nb");
     let (frames, per_pull) = replay(&mut source(&config(&path, &[])).expect("source"));
     assert_eq!(frames, [b"a".to_vec(), b"b".to_vec()]);
     assert_eq!(per_pull, [2]);
@@ -115,7 +89,7 @@ fn compressed_example_data_has_100_lines_per_iteration() {
 #[test]
 fn gzip_files_load_too() {
     let dir = TempDir::new("gzip");
-    let path = dir.0.join("lines.txt.gz");
+    let path = dir.join("lines.txt.gz");
     let mut writer = temblor_compress::open_write(&path, false).expect("open");
     std::io::Write::write_all(&mut writer, b"x\ny\n").expect("write");
     writer.finish().expect("finish");
@@ -127,7 +101,7 @@ fn gzip_files_load_too() {
 #[test]
 fn duration_zero_ends_at_once() {
     let dir = TempDir::new("duration-zero");
-    let path = dir.file("lines.txt", b"a\nb\n");
+    let path = dir.write("lines.txt", b"a\nb\n");
     let mut source = source(&config(&path, &[("duration_s", Value::from(0))])).expect("source");
     let mut frames = Frames::new();
     assert_eq!(source.pull(&mut frames).into_result(), Ok(Pull::Exhausted));
@@ -137,7 +111,7 @@ fn duration_zero_ends_at_once() {
 #[test]
 fn duration_replays_until_time_is_up() {
     let dir = TempDir::new("duration");
-    let path = dir.file("lines.txt", b"a\nb\nc\n");
+    let path = dir.write("lines.txt", b"a\nb\nc\n");
     let begin = std::time::Instant::now();
     let mut source = source(&config(&path, &[("duration_s", Value::from(0.05))])).expect("source");
     let (frames, _) = replay(&mut source);
@@ -153,7 +127,7 @@ fn duration_replays_until_time_is_up() {
 #[test]
 fn both_iters_and_duration_is_a_config_error() {
     let dir = TempDir::new("both");
-    let path = dir.file("lines.txt", b"a\n");
+    let path = dir.write("lines.txt", b"a\n");
     let cfg = config(
         &path,
         &[("iters", Value::from(2)), ("duration_s", Value::from(1))],
@@ -170,7 +144,7 @@ fn both_iters_and_duration_is_a_config_error() {
 #[test]
 fn bad_values_are_config_errors() {
     let dir = TempDir::new("bad-values");
-    let path = dir.file("lines.txt", b"a\n");
+    let path = dir.write("lines.txt", b"a\n");
     for extra in [
         ("iters", Value::from(0)),
         ("iters", Value::from(-1)),
@@ -187,7 +161,7 @@ fn bad_values_are_config_errors() {
 #[test]
 fn empty_file_is_a_config_error() {
     let dir = TempDir::new("empty");
-    let path = dir.file("empty.txt", b"");
+    let path = dir.write("empty.txt", b"");
     let err = source(&config(&path, &[])).err().expect("empty file");
     assert_eq!(err.kind, ErrorKind::Config, "{err}");
     assert!(err.message.contains("no lines"), "{err}");
@@ -197,7 +171,7 @@ fn empty_file_is_a_config_error() {
 #[test]
 fn missing_file_is_an_io_error_naming_the_path() {
     let dir = TempDir::new("missing");
-    let path = dir.0.join("missing.json.xz");
+    let path = dir.join("missing.json.xz");
     let err = source(&config(&path, &[])).err().expect("missing file");
     assert_eq!(err.kind, ErrorKind::Io, "{err}");
     assert!(err.message.contains(path.to_str().expect("utf-8")), "{err}");
@@ -206,7 +180,7 @@ fn missing_file_is_an_io_error_naming_the_path() {
 #[test]
 fn bench_has_no_sink() {
     let dir = TempDir::new("no-sink");
-    let path = dir.file("lines.txt", b"a\n");
+    let path = dir.write("lines.txt", b"a\n");
     let result =
         (connector_bench::plugin_module().new_sink())(RStr::from("t"), &config(&path, &[]))
             .into_result();
@@ -219,7 +193,7 @@ fn bench_has_no_sink() {
 #[test]
 fn acks_are_off_by_default_and_taken_when_asked() {
     let dir = TempDir::new("acks");
-    let path = dir.file("lines.txt", b"a\nb\n");
+    let path = dir.write("lines.txt", b"a\nb\n");
     assert!(!source(&config(&path, &[])).expect("source").wants_acks());
     let mut source = source(&config(&path, &[("acks", Value::from(true))])).expect("source");
     assert!(source.wants_acks());
@@ -275,12 +249,7 @@ mod compliance {
     }
 
     #[test]
-    fn rejects_unknown_key() {
-        connector::rejects_unknown_key(module(), &data_once(), true);
-    }
-
-    #[test]
-    fn refuses_the_other_direction() {
-        connector::refuses_the_other_direction(module(), &data_once(), false);
+    fn compliance() {
+        connector::compliance(module(), &data_once(), connector::Offers::Source);
     }
 }

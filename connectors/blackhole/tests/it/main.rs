@@ -56,12 +56,7 @@ mod compliance {
     }
 
     #[test]
-    fn rejects_unknown_key() {
-        connector::rejects_unknown_key(module(), &config(&[]), false);
-    }
-
-    #[test]
-    fn refuses_the_other_direction() {
-        connector::refuses_the_other_direction(module(), &config(&[]), true);
+    fn compliance() {
+        connector::compliance(module(), &config(&[]), connector::Offers::Sink);
     }
 }

@@ -35,13 +35,11 @@ fn asks_to_stop_after_the_first_event_and_the_delay() {
 }
 
 #[test]
-fn rejects_unknown_key() {
-    connector::rejects_unknown_key(module(), &config(&[]), false);
-    connector::rejects_unknown_key(module(), &config(&[("delay_ms", Value::from(5))]), false);
-}
-
-#[test]
-fn refuses_the_other_direction() {
-    connector::manifest(module());
-    connector::refuses_the_other_direction(module(), &config(&[]), true);
+fn compliance() {
+    connector::compliance(module(), &config(&[]), connector::Offers::Sink);
+    connector::compliance(
+        module(),
+        &config(&[("delay_ms", Value::from(5))]),
+        connector::Offers::Sink,
+    );
 }

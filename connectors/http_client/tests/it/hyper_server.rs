@@ -3,12 +3,12 @@
 //! connections it accepted and saw closed: pooling, HTTP/2, TLS, and closing on drop.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Mutex, atomic::Ordering, mpsc},
     time::Duration,
 };
 
-use temblor_harness::connector;
+use temblor_harness::{TempDir, config, connector, tls::files as tls_files};
 use temblor_net::{
     Service,
     acceptor::{self, Counts, Listener, Options, Refuse},
@@ -124,45 +124,6 @@ impl Server {
     }
 }
 
-/// A CA and a server certificate it signed for `localhost` and `127.0.0.1`, in `dir`:
-/// `(ca.pem, server.pem, server.key)`.
-fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    std::fs::create_dir_all(dir).expect("dir");
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("params");
-    let cert = params.signed_by(&key, &issuer).expect("certificate");
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    );
-    std::fs::write(&paths.0, ca.pem()).expect("write");
-    std::fs::write(&paths.1, cert.pem()).expect("write");
-    std::fs::write(&paths.2, key.serialize_pem()).expect("write");
-    paths
-}
-
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "temblor-connector-http_client-{}-{test}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    dir
-}
-
-fn config(fields: &[(&str, Value)]) -> Value {
-    Value::Object(fields.iter().cloned().collect())
-}
-
 fn sink(fields: &[(&str, Value)]) -> SinkBox {
     connector::sink(connector_http_client::plugin_module(), &config(fields)).expect("sink")
 }
@@ -251,7 +212,7 @@ fn without_http2_plain_http_is_http1() {
 
 #[test]
 fn https_with_alpn_speaks_http2_when_the_server_offers_it() {
-    let dir = temp_dir("alpn-h2");
+    let dir = TempDir::new("alpn-h2");
     let (ca, cert, key) = tls_files(&dir);
     let server = Server::start(Some((&cert, &key, &[b"h2", b"http/1.1"])));
     let mut sink = sink(&[
@@ -273,7 +234,7 @@ fn https_with_alpn_speaks_http2_when_the_server_offers_it() {
 
 #[test]
 fn https_with_alpn_falls_back_to_http1() {
-    let dir = temp_dir("alpn-h1");
+    let dir = TempDir::new("alpn-h1");
     let (ca, cert, key) = tls_files(&dir);
     let server = Server::start(Some((&cert, &key, &[b"http/1.1"])));
     let mut sink = sink(&[
@@ -292,7 +253,7 @@ fn https_with_alpn_falls_back_to_http1() {
 
 #[test]
 fn a_certificate_the_ca_does_not_vouch_for_fails_the_batch() {
-    let dir = temp_dir("untrusted");
+    let dir = TempDir::new("untrusted");
     let (_, cert, key) = tls_files(&dir.join("server"));
     let (other_ca, _, _) = tls_files(&dir.join("other"));
     let server = Server::start(Some((&cert, &key, &[b"h2", b"http/1.1"])));
@@ -321,7 +282,7 @@ fn a_certificate_the_ca_does_not_vouch_for_fails_the_batch() {
 
 #[test]
 fn server_name_is_what_the_certificate_is_checked_against() {
-    let dir = temp_dir("server-name");
+    let dir = TempDir::new("server-name");
     let (ca, cert, key) = tls_files(&dir);
     let server = Server::start(Some((&cert, &key, &[b"http/1.1"])));
     let named = |name: &str| {
@@ -349,7 +310,7 @@ fn server_name_is_what_the_certificate_is_checked_against() {
 
 #[test]
 fn a_bad_ca_file_is_a_config_error_naming_the_connector_and_field() {
-    let dir = temp_dir("bad-ca");
+    let dir = TempDir::new("bad-ca");
     let not_pem = dir.join("not.pem");
     std::fs::write(&not_pem, "no certificate here\n").expect("write");
     for ca in [dir.join("missing.pem"), not_pem] {

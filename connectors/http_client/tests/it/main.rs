@@ -4,13 +4,9 @@
 
 mod hyper_server;
 
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-};
+use std::{path::PathBuf, process::Command};
 
-use temblor_harness::connector;
+use temblor_harness::{TempDir, config, connector, process::Spawned};
 use temblor_shim::{ErrorKind, Frames, PluginError, RVec, Value, abi::SinkBox};
 
 /// The Python server (a thread per connection): `mode` is `ok`, `fail:N` (the first N requests
@@ -60,31 +56,30 @@ server.serve_forever()
 
 /// The Python server, killed and reaped (and its record removed) when dropped.
 struct Server {
-    child: Child,
+    _child: Spawned,
     record: PathBuf,
     url: String,
+    _dir: TempDir,
 }
 
 impl Server {
     fn start(test: &str, mode: &str) -> Self {
-        let record = std::env::temp_dir().join(format!(
-            "temblor-connector-http_client-it-{}-{test}.txt",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&record);
-        let _ = std::fs::remove_file(conns(&record));
-        let mut child = Command::new("python3")
-            .args(["-c", SERVER, mode, record.to_str().expect("utf-8 path")])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start python3");
-        let mut port = String::new();
-        // Printed once the server listens.
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut port)
-            .expect("read the port");
-        let url = format!("http://127.0.0.1:{}/in?q=1", port.trim());
-        Self { child, record, url }
+        let dir = TempDir::new(test);
+        let record = dir.join("record.txt");
+        // The port is printed once the server listens.
+        let (child, port, _) = Spawned::reporting::<u16>(Command::new("python3").args([
+            "-c",
+            SERVER,
+            mode,
+            record.to_str().expect("utf-8 path"),
+        ]));
+        let url = format!("http://127.0.0.1:{port}/in?q=1");
+        Self {
+            _child: child,
+            record,
+            url,
+            _dir: dir,
+        }
     }
 
     /// The connections accepted so far.
@@ -105,15 +100,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.record);
-        let _ = std::fs::remove_file(conns(&self.record));
-    }
-}
-
 /// Where the server records its connections.
 fn conns(record: &std::path::Path) -> PathBuf {
     let mut name = record.as_os_str().to_owned();
@@ -123,10 +109,6 @@ fn conns(record: &std::path::Path) -> PathBuf {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn config(fields: &[(&str, Value)]) -> Value {
-    Value::Object(fields.iter().cloned().collect())
 }
 
 fn sink(cfg: &Value) -> Result<SinkBox, PluginError> {
@@ -140,10 +122,8 @@ fn batch(frames: &[&str]) -> Frames {
 #[test]
 fn compliance_sink_only_and_strict_config() {
     let module = connector_http_client::plugin_module();
-    connector::manifest(module);
     let cfg = config(&[("url", Value::from("http://127.0.0.1:9/"))]);
-    connector::refuses_the_other_direction(module, &cfg, true);
-    connector::rejects_unknown_key(module, &cfg, false);
+    connector::compliance(module, &cfg, connector::Offers::Sink);
     assert_eq!((module.manifest())().name.as_str(), "http_client");
 }
 

@@ -13,7 +13,7 @@ use std::{
 };
 
 use connector_http_server::HttpServer;
-use temblor_harness::connector;
+use temblor_harness::{config, connector, net::wait_listening};
 use temblor_net::{
     http_body_util::Full,
     hyper::{self, Version, body::Bytes},
@@ -101,10 +101,6 @@ impl Drop for TempFile {
     }
 }
 
-fn config(fields: &[(&str, Value)]) -> Value {
-    Value::Object(fields.iter().cloned().collect())
-}
-
 /// A server on a free loopback port, through the ABI object; and its URL.
 fn server(fields: &[(&str, Value)]) -> (SourceBox, String) {
     let mut fields = fields.to_vec();
@@ -141,10 +137,8 @@ fn statuses(lines: &[String]) -> Vec<&str> {
 #[test]
 fn compliance_source_only_and_strict_config() {
     let module = connector_http_server::plugin_module();
-    connector::manifest(module);
     let cfg = config(&[("url", Value::from("127.0.0.1:0"))]);
-    connector::refuses_the_other_direction(module, &cfg, false);
-    connector::rejects_unknown_key(module, &cfg, true);
+    connector::compliance(module, &cfg, connector::Offers::Source);
     assert_eq!((module.manifest())().name.as_str(), "http_server");
 }
 
@@ -156,11 +150,7 @@ fn harness_source_delivers_a_body_posted_by_curl() {
         .expect("a free port");
     let cfg = config(&[("url", Value::from(addr.to_string()))]);
     let poster = thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "the server never listened");
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_listening(addr);
         Curl::start(&[
             "--data-binary",
             "{\"hello\":\"world\"}",

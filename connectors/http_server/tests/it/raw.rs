@@ -13,11 +13,8 @@ use std::{
 };
 
 use connector_http_server::{HttpServer, MAX_HEAD};
+use temblor_harness::config;
 use temblor_shim::{Notify, Object, Pull, Setup, Source, SourceBatch, Value, Wake};
-
-fn config(fields: &[(&str, Value)]) -> Value {
-    Value::Object(fields.iter().cloned().collect())
-}
 
 fn server(fields: &[(&str, Value)]) -> HttpServer {
     let mut fields = fields.to_vec();

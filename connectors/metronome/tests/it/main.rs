@@ -101,17 +101,11 @@ fn a_slow_metronome_stays_responsive() {
 }
 
 #[test]
-fn rejects_unknown_key() {
-    connector::rejects_unknown_key(module(), &config(&[("interval_ms", Value::from(10))]), true);
-}
-
-#[test]
-fn refuses_the_other_direction() {
-    connector::manifest(module());
-    connector::refuses_the_other_direction(
+fn compliance() {
+    connector::compliance(
         module(),
         &config(&[("interval_ms", Value::from(10))]),
-        false,
+        connector::Offers::Source,
     );
 }
 

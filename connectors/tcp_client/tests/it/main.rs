@@ -2,46 +2,26 @@
 //! and a Python line server that comes and goes.
 
 use std::{
-    io::{BufRead, BufReader, Lines},
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
-    process::{Child, ChildStdout, Command, Stdio},
+    io::{BufReader, Lines},
+    net::SocketAddr,
+    process::{ChildStdout, Command},
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use temblor_harness::connector;
+use temblor_harness::{
+    TempDir, config, connector,
+    net::{free_port, wait_listening},
+    process::{Spawned, wait_until},
+    tls::files as tls_files,
+};
 use temblor_shim::{ErrorKind, Frames, PluginError, Value, abi::SinkBox};
-
-/// A child process, killed and reaped when dropped.
-struct Peer(Child);
-
-impl Peer {
-    /// Waits for the peer to exit on its own; true when it exited with success.
-    fn wait(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return status.success();
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A Python server on 127.0.0.1 (`port` 0: a free one): prints its port once it listens, then
 /// takes one connection and prints every line it receives, until the line `stop`, when it
 /// closes the connection and exits (or after 20 s of silence).
 struct LineServer {
-    peer: Peer,
+    peer: Spawned,
     lines: Lines<BufReader<ChildStdout>>,
     port: u16,
 }
@@ -62,23 +42,9 @@ impl LineServer {
                 if line == b'stop\\n':\n        break\n\
             c.close()\n\
             s.close()\n";
-        let mut child = Command::new("python3")
-            .args(["-c", script, &port.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start python3");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let port = lines
-            .next()
-            .expect("a port")
-            .expect("read")
-            .parse()
-            .expect("a port number");
-        Self {
-            peer: Peer(child),
-            lines,
-            port,
-        }
+        let (peer, port, lines) =
+            Spawned::reporting(Command::new("python3").args(["-c", script, &port.to_string()]));
+        Self { peer, lines, port }
     }
 
     /// The next `n` lines received.
@@ -90,10 +56,6 @@ impl LineServer {
     }
 }
 
-fn config(fields: &[(&str, Value)]) -> Value {
-    Value::Object(fields.iter().cloned().collect())
-}
-
 fn sink(cfg: &Value) -> Result<SinkBox, PluginError> {
     connector::sink(connector_tcp_client::plugin_module(), cfg)
 }
@@ -102,20 +64,11 @@ fn batch(frames: &[&str]) -> Frames {
     frames.iter().map(|f| f.as_bytes()).collect()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 #[test]
 fn compliance_sink_only_and_strict_config() {
     let module = connector_tcp_client::plugin_module();
-    connector::manifest(module);
     let cfg = config(&[("url", Value::from(format!("127.0.0.1:{}", free_port())))]);
-    connector::refuses_the_other_direction(module, &cfg, true);
-    connector::rejects_unknown_key(module, &cfg, false);
+    connector::compliance(module, &cfg, connector::Offers::Sink);
     assert_eq!((module.manifest())().name.as_str(), "tcp_client");
 }
 
@@ -123,26 +76,14 @@ fn compliance_sink_only_and_strict_config() {
 fn harness_sink_accepts_and_socat_receives_everything() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let out = std::env::temp_dir().join(format!(
-        "temblor-connector-tcp_client-it-{}-socat.txt",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&out);
-    let _socat = Peer(
-        Command::new("socat")
-            .args([
-                "-u".to_owned(),
-                format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
-                format!("OPEN:{},creat,append", out.display()),
-            ])
-            .spawn()
-            .expect("start socat"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "socat never listened");
-        thread::sleep(Duration::from_millis(20));
-    }
+    let dir = TempDir::new("socat");
+    let out = dir.join("socat.txt");
+    let _socat = Spawned::spawn(Command::new("socat").args([
+        "-u".to_owned(),
+        format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
+        format!("OPEN:{},creat,append", out.display()),
+    ]));
+    wait_listening(addr);
     let lines: Vec<String> = (0..500).map(|i| format!("{{\"n\":{i}}}\n")).collect();
     let frames: Vec<&[u8]> = lines.iter().map(String::as_bytes).collect();
     connector::sink_accepts(
@@ -151,13 +92,11 @@ fn harness_sink_accepts_and_socat_receives_everything() {
         &frames,
     );
     let expected = lines.concat();
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut got = String::new();
-    while got != expected && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
+    wait_until(Duration::from_secs(10), || {
         got = std::fs::read_to_string(&out).unwrap_or_default();
-    }
-    let _ = std::fs::remove_file(PathBuf::from(&out));
+        got == expected
+    });
     assert!(
         got == expected,
         "socat got {} of {} bytes",
@@ -225,54 +164,6 @@ fn a_server_that_never_comes_is_an_io_error_not_a_panic() {
         assert_eq!(err.kind, ErrorKind::Io, "{err}");
         assert!(err.message.contains("after 3 attempts"), "{err}");
     }
-}
-
-/// A fresh folder for one test, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "temblor-connector-tcp_client-it-{}-{test}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        Self(dir)
-    }
-
-    fn write(&self, name: &str, data: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, data).expect("write");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A certificate authority and a server certificate it signed for `localhost` and
-/// `127.0.0.1`, written to `dir`: `(ca.pem, server.pem, server.key)`.
-fn tls_files(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("ca");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().expect("key");
-    let cert = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .expect("params")
-        .signed_by(&key, &issuer)
-        .expect("cert");
-    (
-        dir.write("ca.pem", &ca.pem()),
-        dir.write("server.pem", &cert.pem()),
-        dir.write("server.key", &key.serialize_pem()),
-    )
 }
 
 /// A TLS server (rustls) on a free loopback port that reads each connection to its end and

@@ -2,18 +2,18 @@
 //! receiver that prints every datagram it gets.
 
 use std::{
-    io::{BufRead, BufReader, Lines},
+    io::{BufReader, Lines},
     net::UdpSocket,
-    process::{Child, ChildStdout, Command, Stdio},
+    process::{ChildStdout, Command},
 };
 
-use temblor_harness::connector;
+use temblor_harness::{config, connector, process::Spawned};
 use temblor_shim::{ErrorKind, Frames, PluginError, Value, abi::SinkBox};
 
 /// A Python UDP receiver on a free loopback port: prints its port, then each datagram in hex,
 /// and exits after `count` datagrams or 10 s of silence. Killed and reaped when dropped.
 struct Receiver {
-    child: Child,
+    _child: Spawned,
     lines: Lines<BufReader<ChildStdout>>,
     port: u16,
 }
@@ -26,20 +26,14 @@ impl Receiver {
             s.settimeout(10)\n\
             print(s.getsockname()[1], flush=True)\n\
             for _ in range(int(sys.argv[1])):\n    print(s.recv(70000).hex(), flush=True)\n";
-        let mut child = Command::new("python3")
-            .args(["-c", script, &count.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start python3");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         // The port is printed once the socket is bound: the receiver is ready.
-        let port = lines
-            .next()
-            .expect("a port")
-            .expect("read")
-            .parse()
-            .expect("a port number");
-        Self { child, lines, port }
+        let (child, port, lines) =
+            Spawned::reporting(Command::new("python3").args(["-c", script, &count.to_string()]));
+        Self {
+            _child: child,
+            lines,
+            port,
+        }
     }
 
     fn url(&self) -> String {
@@ -58,17 +52,6 @@ impl Receiver {
     }
 }
 
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn config(fields: &[(&str, Value)]) -> Value {
-    Value::Object(fields.iter().cloned().collect())
-}
-
 fn sink(cfg: &Value) -> Result<SinkBox, PluginError> {
     connector::sink(connector_udp_client::plugin_module(), cfg)
 }
@@ -76,10 +59,8 @@ fn sink(cfg: &Value) -> Result<SinkBox, PluginError> {
 #[test]
 fn compliance_sink_only_and_strict_config() {
     let module = connector_udp_client::plugin_module();
-    connector::manifest(module);
     let cfg = config(&[("url", Value::from("127.0.0.1:9"))]);
-    connector::refuses_the_other_direction(module, &cfg, true);
-    connector::rejects_unknown_key(module, &cfg, false);
+    connector::compliance(module, &cfg, connector::Offers::Sink);
     assert_eq!((module.manifest())().name.as_str(), "udp_client");
 }
 

@@ -4,8 +4,7 @@
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -15,60 +14,12 @@ use std::{
 };
 
 use connector_udp_server::UdpServer;
-use temblor_harness::connector;
+use temblor_harness::{
+    TempDir, config, connector,
+    net::Peer,
+    process::{Spawned, netcat, wait_until},
+};
 use temblor_shim::{Setup, SourceBatch, Value, abi::SourceBox, source_object};
-
-/// A child process, killed and reaped when dropped.
-struct Peer(Child);
-
-impl Peer {
-    fn spawn(command: &mut Command) -> Self {
-        Self(command.spawn().expect("start the peer (is it installed?)"))
-    }
-
-    /// Waits for the peer to exit on its own; true when it exited with success.
-    fn wait(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return status.success();
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A file for one test, removed when dropped.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(name: &str, data: &[u8]) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "temblor-connector-udp_server-it-{}-{name}",
-            std::process::id()
-        ));
-        std::fs::write(&path, data).expect("write");
-        Self(path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn config(fields: &[(&str, Value)]) -> Value {
-    Value::Object(fields.iter().cloned().collect())
-}
 
 /// A server on a free loopback port, through the ABI object; and its address.
 fn server(fields: &[(&str, Value)]) -> (SourceBox, SocketAddr) {
@@ -143,10 +94,8 @@ fn is_loopback_peer(peer: &str) -> bool {
 #[test]
 fn compliance_source_only_and_strict_config() {
     let module = connector_udp_server::plugin_module();
-    connector::manifest(module);
     let cfg = config(&[("url", Value::from("127.0.0.1:0"))]);
-    connector::refuses_the_other_direction(module, &cfg, false);
-    connector::rejects_unknown_key(module, &cfg, true);
+    connector::compliance(module, &cfg, connector::Offers::Source);
     assert_eq!((module.manifest())().name.as_str(), "udp_server");
 }
 
@@ -164,7 +113,7 @@ fn harness_source_delivers_datagrams_sent_by_socat() {
         thread::spawn(move || {
             let deadline = Instant::now() + Duration::from_secs(20);
             while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let mut peer = Peer::spawn(
+                let mut peer = Spawned::spawn(
                     Command::new("socat")
                         .args(["-u", "-", &format!("UDP-SENDTO:{addr}")])
                         .stdin(Stdio::piped()),
@@ -193,12 +142,13 @@ fn each_datagram_from_socat_is_one_frame() {
     let data: Vec<u8> = (0..40_000_u32)
         .map(|i| u8::try_from(i % 251).expect("byte"))
         .collect();
-    let file = TempFile::new("blocks.bin", &data);
-    let mut peer = Peer::spawn(Command::new("socat").args([
+    let dir = TempDir::new("blocks");
+    let file = dir.write("blocks.bin", &data);
+    let mut peer = Spawned::spawn(Command::new("socat").args([
         "-u".to_owned(),
         "-b".to_owned(),
         "1000".to_owned(),
-        format!("OPEN:{}", file.0.display()),
+        format!("OPEN:{}", file.display()),
         format!("UDP-SENDTO:{addr}"),
     ]));
     assert!(peer.wait(Duration::from_secs(10)), "socat failed");
@@ -221,11 +171,12 @@ fn each_datagram_from_socat_is_one_frame() {
 #[test]
 fn nc_sends_one_datagram() {
     let (mut source, addr) = server(&[]);
-    let file = TempFile::new("nc.txt", b"hello from nc");
-    let mut peer = Peer::spawn(
+    let dir = TempDir::new("nc");
+    let file = dir.write("nc.txt", b"hello from nc");
+    let mut peer = Spawned::spawn(
         Command::new(netcat())
             .args(["-u", "-w", "1", "127.0.0.1", &addr.port().to_string()])
-            .stdin(std::fs::File::open(&file.0).expect("open"))
+            .stdin(std::fs::File::open(&file).expect("open"))
             .stdout(Stdio::null()),
     );
     let datagrams = pull_until(&mut source, 1, Duration::from_secs(10));
@@ -249,7 +200,7 @@ fn datagrams_larger_than_max_frame_are_dropped_and_the_rest_arrive() {
         s.sendto(b'y' * 1000, to)\n\
         s.sendto(b'end', to)\n";
     let mut peer =
-        Peer::spawn(Command::new("python3").args(["-c", script, &addr.port().to_string()]));
+        Spawned::spawn(Command::new("python3").args(["-c", script, &addr.port().to_string()]));
     assert!(peer.wait(Duration::from_secs(10)), "python failed");
     let datagrams = pull_until(&mut source, 102, Duration::from_secs(10));
     let mut expected: Vec<Vec<u8>> = (0..100).map(|i| format!("msg-{i}").into_bytes()).collect();
@@ -265,14 +216,10 @@ fn datagrams_larger_than_max_frame_are_dropped_and_the_rest_arrive() {
 #[test]
 fn each_datagram_carries_its_own_sender() {
     let (mut source, addr) = server(&[]);
-    let senders: Vec<UdpSocket> = (0..3)
-        .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind"))
-        .collect();
+    let mut senders: Vec<Peer> = (0..3).map(|_| Peer::udp(addr)).collect();
     for round in 0..5 {
-        for (k, sender) in senders.iter().enumerate() {
-            sender
-                .send_to(format!("{k}/{round}\n").as_bytes(), addr)
-                .expect("send");
+        for (k, sender) in senders.iter_mut().enumerate() {
+            sender.send(format!("{k}/{round}\n").as_bytes());
         }
     }
     let datagrams = pull_until(&mut source, 15, Duration::from_secs(10));
@@ -302,19 +249,8 @@ fn a_port_in_use_is_an_io_error_and_dropping_frees_it() {
 /// Binds `addr`, which a dropped source has freed. Another test's sender may have taken it as
 /// its ephemeral port meanwhile, for a moment: try for a while.
 fn rebind(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while let Err(e) = UdpSocket::bind(addr) {
-        assert!(Instant::now() < deadline, "{addr} stays taken: {e}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// netcat-openbsd (`nc.openbsd` on Debian, where `nc` may be another netcat).
-fn netcat() -> &'static str {
-    let openbsd = Command::new("nc.openbsd")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if openbsd.is_ok() { "nc.openbsd" } else { "nc" }
+    assert!(
+        wait_until(Duration::from_secs(5), || UdpSocket::bind(addr).is_ok()),
+        "{addr} stays taken"
+    );
 }

@@ -1,29 +1,13 @@
 //! Drives the `unix_client` connector through its ABI objects, as the engine does, against std
 //! Unix socket servers, and the compliance harness.
 
-use std::{
-    io::Read,
-    os::unix::net::UnixListener,
-    path::{Path, PathBuf},
-    thread,
-    time::Duration,
-};
+use std::{io::Read, os::unix::net::UnixListener, path::Path, thread, time::Duration};
 
-use temblor_harness::{config, connector};
-use temblor_shim::{
-    ErrorKind, Frames, PluginError, RVec, Value, abi::SinkBox, abi_stable::std_types::RSlice,
-};
+use temblor_harness::{TempDir, config, connector};
+use temblor_shim::{ErrorKind, Frames, PluginError, Value, abi::SinkBox};
 
 fn module() -> temblor_shim::abi::PluginModRef {
     connector_unix_client::plugin_module()
-}
-
-/// A fresh folder for one test (short: socket paths are limited to 107 bytes).
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ucit-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    dir
 }
 
 fn sink(path: &Path, more: &[(&str, Value)]) -> SinkBox {
@@ -33,11 +17,7 @@ fn sink(path: &Path, more: &[(&str, Value)]) -> SinkBox {
 }
 
 fn push(sink: &mut SinkBox, frames: &Frames) -> (Result<(), PluginError>, Vec<u32>) {
-    let mut delivered = RVec::new();
-    let result = sink
-        .push_batch(frames, RSlice::from_slice(&[]), &mut delivered)
-        .into_result();
-    (result, delivered.to_vec())
+    connector::push(sink, frames, &[])
 }
 
 /// Reads a connection to its end.
@@ -52,14 +32,12 @@ fn read_all(mut s: std::os::unix::net::UnixStream) -> Vec<u8> {
 #[test]
 fn manifest_unknown_keys_and_no_source() {
     let cfg = config(&[("path", Value::from("/nonexistent/x.sock"))]);
-    connector::manifest(module());
-    connector::rejects_unknown_key(module(), &cfg, false);
-    connector::refuses_the_other_direction(module(), &cfg, true);
+    connector::compliance(module(), &cfg, connector::Offers::Sink);
 }
 
 #[test]
 fn every_frame_arrives_in_order_and_a_server_that_closed_between_batches_loses_nothing() {
-    let dir = temp_dir("order");
+    let dir = TempDir::new("order");
     let path = dir.join("s.sock");
     let listener = UnixListener::bind(&path).expect("bind");
     let mut sink = sink(&path, &[]);
@@ -90,7 +68,7 @@ fn every_frame_arrives_in_order_and_a_server_that_closed_between_batches_loses_n
 
 #[test]
 fn with_nobody_listening_the_batch_fails_after_the_retries_with_nothing_delivered() {
-    let dir = temp_dir("nobody");
+    let dir = TempDir::new("nobody");
     let path = dir.join("none.sock");
     let mut sink = sink(
         &path,
@@ -120,7 +98,7 @@ fn big_frames() -> Frames {
 
 #[test]
 fn a_stalled_server_gets_the_written_frames_listed_in_delivered() {
-    let dir = temp_dir("stall");
+    let dir = TempDir::new("stall");
     let path = dir.join("s.sock");
     let listener = UnixListener::bind(&path).expect("bind");
     let mut sink = sink(
@@ -151,7 +129,7 @@ fn a_stalled_server_gets_the_written_frames_listed_in_delivered() {
 
 #[test]
 fn after_a_broken_write_the_retry_goes_on_from_the_first_frame_not_written() {
-    let dir = temp_dir("resume");
+    let dir = TempDir::new("resume");
     let path = dir.join("s.sock");
     let listener = UnixListener::bind(&path).expect("bind");
     let mut sink = sink(

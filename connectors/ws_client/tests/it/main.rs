@@ -3,19 +3,17 @@
 //! test's async path), and the compliance harness.
 
 use std::{
-    collections::BTreeMap,
     net::{TcpListener, TcpStream},
     sync::mpsc,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use temblor_harness::{config, connector};
-use temblor_shim::{
-    ErrorKind, Frames, Object, PluginError, RVec, SourceBatch, Value,
-    abi::{SinkBox, SourceBox},
-    abi_stable::std_types::RSlice,
+use temblor_harness::{
+    config,
+    connector::{self, Streams, push},
 };
+use temblor_shim::{ErrorKind, Frames, Object, Value, abi::SinkBox};
 use tokio_tungstenite::tungstenite::{
     self, Message, WebSocket, protocol::frame::coding::CloseCode,
 };
@@ -57,18 +55,6 @@ fn sink(url: &str, more: &[(&str, Value)]) -> SinkBox {
     connector::sink(module(), &config(&fields)).expect("sink")
 }
 
-fn push(
-    sink: &mut SinkBox,
-    frames: &Frames,
-    meta: &[Value],
-) -> (Result<(), PluginError>, Vec<u32>) {
-    let mut delivered = RVec::new();
-    let result = sink
-        .push_batch(frames, RSlice::from_slice(meta), &mut delivered)
-        .into_result();
-    (result, delivered.to_vec())
-}
-
 fn binary_meta(binary: bool) -> Value {
     let mut m = Object::new();
     m.insert("binary", Value::from(binary));
@@ -76,11 +62,9 @@ fn binary_meta(binary: bool) -> Value {
 }
 
 #[test]
-fn manifest_and_unknown_keys() {
+fn compliance() {
     let cfg = config(&[("url", Value::from("ws://127.0.0.1:9/"))]);
-    connector::manifest(module());
-    connector::rejects_unknown_key(module(), &cfg, false);
-    connector::rejects_unknown_key(module(), &cfg, true);
+    connector::compliance(module(), &cfg, connector::Offers::Both);
 }
 
 #[test]
@@ -271,48 +255,6 @@ fn an_idle_connection_pings_and_one_that_never_answers_is_closed() {
     assert_eq!(code, Some(CloseCode::Away), "closed for want of a pong");
 }
 
-/// What the source handed over: each stream's meta and frames.
-#[derive(Default, Debug)]
-struct Streams {
-    starts: Vec<(u64, Value)>,
-    frames: BTreeMap<u64, Vec<(Vec<u8>, bool)>>,
-    ended: Vec<u64>,
-}
-
-impl Streams {
-    fn pull_until(&mut self, source: &mut SourceBox, done: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut batch = SourceBatch::new();
-        while !done(self) {
-            assert!(Instant::now() < deadline, "timed out: {self:?}");
-            batch.reset(0);
-            source.pull_batch(&mut batch).into_result().expect("pull");
-            for (range, run) in batch.all_runs() {
-                if run.starts() {
-                    self.starts.push((run.stream, run.meta.clone()));
-                }
-                let binary = self
-                    .starts
-                    .iter()
-                    .rev()
-                    .find(|(s, _)| *s == run.stream)
-                    .and_then(|(_, m)| m.get("binary").cloned())
-                    == Some(Value::from(true));
-                for i in range {
-                    let frame = batch.frames().get(i).expect("frame").to_vec();
-                    self.frames
-                        .entry(run.stream)
-                        .or_default()
-                        .push((frame, binary));
-                }
-                if run.ends() {
-                    self.ended.push(run.stream);
-                }
-            }
-        }
-    }
-}
-
 #[test]
 fn the_source_hands_over_what_the_server_sends_and_reconnects() {
     let (listener, url) = listen();
@@ -338,7 +280,7 @@ fn the_source_hands_over_what_the_server_sends_and_reconnects() {
     assert_ne!(streams[0], streams[1], "each connection is a stream");
     for (round, stream) in streams.iter().enumerate() {
         assert_eq!(
-            got.frames[stream],
+            got.frames_flagged(*stream, "binary"),
             [
                 (format!("hello {round}").into_bytes(), false),
                 (vec![round as u8, 0xfe], true),

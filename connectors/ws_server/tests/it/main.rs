@@ -3,20 +3,18 @@
 //! async path) and the compliance harness.
 
 use std::{
-    collections::BTreeMap,
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use connector_ws_server::{WsServer, WsServerSink};
-use temblor_harness::{config, connector};
+use temblor_harness::{
+    config,
+    connector::{self, Streams, Wakes},
+};
 use temblor_shim::{
-    Notify, Object, Pull, RVec, Setup, SourceBatch, Value, Wake,
+    Object, Pull, RVec, Setup, SourceBatch, Value,
     abi::{SinkBox, SourceBox},
     abi_stable::std_types::RSlice,
     sink_object, source_object,
@@ -50,87 +48,18 @@ fn client(addr: SocketAddr, path: &str) -> (WebSocket<TcpStream>, String) {
     (ws, me)
 }
 
-/// What the source handed over, by stream.
-#[derive(Default, Debug)]
-struct Streams {
-    /// Each start (restarts included): stream and meta.
-    starts: Vec<(u64, Value)>,
-    /// Each stream's frames, with the `binary` of the meta they came under.
-    frames: BTreeMap<u64, Vec<(Vec<u8>, bool)>>,
-    ended: Vec<u64>,
-}
-
-impl Streams {
-    fn take(&mut self, batch: &SourceBatch) {
-        for (range, run) in batch.all_runs() {
-            if run.starts() {
-                self.starts.push((run.stream, run.meta.clone()));
-            }
-            let binary = self
-                .starts
-                .iter()
-                .rev()
-                .find(|(s, _)| *s == run.stream)
-                .and_then(|(_, m)| m.get("binary").cloned())
-                == Some(Value::from(true));
-            for i in range {
-                let frame = batch.frames().get(i).expect("frame").to_vec();
-                assert!(!self.ended.contains(&run.stream), "a frame after the end");
-                self.frames
-                    .entry(run.stream)
-                    .or_default()
-                    .push((frame, binary));
-            }
-            if run.ends() {
-                self.ended.push(run.stream);
-            }
-        }
-    }
-
-    /// Pulls until `done`, or 10 s passed.
-    fn pull_until(&mut self, source: &mut SourceBox, done: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut batch = SourceBatch::new();
-        while !done(self) {
-            assert!(Instant::now() < deadline, "timed out: {self:?}");
-            batch.reset(0);
-            source.pull_batch(&mut batch).into_result().expect("pull");
-            self.take(&batch);
-        }
-    }
-
-    fn frame_count(&self) -> usize {
-        self.frames.values().map(Vec::len).sum()
-    }
-
-    fn first_meta(&self, stream: u64) -> &Value {
-        &self
-            .starts
-            .iter()
-            .find(|(s, _)| *s == stream)
-            .expect("started")
-            .1
-    }
-
-    /// The stream whose meta has this peer.
-    fn stream_of(&self, peer: &str) -> u64 {
-        self.starts
-            .iter()
-            .find(|(_, m)| m.get("peer") == Some(&Value::from(peer)))
-            .unwrap_or_else(|| panic!("no stream of {peer}: {self:?}"))
-            .0
-    }
-}
-
 #[test]
-fn manifest_and_unknown_keys() {
-    connector::manifest(module());
-    connector::rejects_unknown_key(
+fn compliance() {
+    connector::compliance(
         module(),
         &config(&[("url", Value::from("127.0.0.1:0"))]),
-        true,
+        connector::Offers::Source,
     );
-    connector::rejects_unknown_key(module(), &config(&[("server", Value::from("x"))]), false);
+    connector::compliance(
+        module(),
+        &config(&[("server", Value::from("x"))]),
+        connector::Offers::Sink,
+    );
 }
 
 #[test]
@@ -149,11 +78,8 @@ fn text_and_binary_messages_of_two_clients_are_frames_of_their_streams() {
     got.pull_until(&mut source, |s| s.frame_count() == 16);
     let (sa, sb) = (got.stream_of(&a_peer), got.stream_of(&b_peer));
     assert_ne!(sa, sb);
-    assert_eq!(
-        got.first_meta(sa).get("path"),
-        Some(&Value::from("/alpha?x=1"))
-    );
-    assert_eq!(got.first_meta(sb).get("path"), Some(&Value::from("/beta")));
+    assert_eq!(got.meta(sa).get("path"), Some(&Value::from("/alpha?x=1")));
+    assert_eq!(got.meta(sb).get("path"), Some(&Value::from("/beta")));
     let want_a: Vec<(Vec<u8>, bool)> = (0..5)
         .flat_map(|n| {
             [
@@ -163,12 +89,13 @@ fn text_and_binary_messages_of_two_clients_are_frames_of_their_streams() {
         })
         .collect();
     assert_eq!(
-        got.frames[&sa], want_a,
+        got.frames_flagged(sa, "binary"),
+        want_a,
         "a's messages in order, each with its kind"
     );
     let mut want_b: Vec<(Vec<u8>, bool)> = (0..5).map(|n| (vec![n, 0xff], true)).collect();
     want_b.push((Vec::new(), false));
-    assert_eq!(got.frames[&sb], want_b);
+    assert_eq!(got.frames_flagged(sb, "binary"), want_b);
     a.close(None).expect("close");
     drop(b);
     got.pull_until(&mut source, |s| s.ended.len() == 2);
@@ -197,7 +124,7 @@ fn a_ping_gets_its_pong() {
     ws.send(Message::text("after")).expect("send");
     let mut got = Streams::default();
     got.pull_until(&mut source, |s| s.frame_count() == 1);
-    assert_eq!(got.frames.values().next().unwrap()[0].0, b"after");
+    assert_eq!(got.frames[0].2, b"after");
 }
 
 #[test]
@@ -210,7 +137,7 @@ fn a_message_over_max_message_closes_its_connection_with_1009() {
     assert_eq!(close.map(|f| f.code), Some(CloseCode::Size));
     let mut got = Streams::default();
     got.pull_until(&mut source, |s| !s.ended.is_empty());
-    let frames: Vec<&Vec<u8>> = got.frames.values().flatten().map(|(f, _)| f).collect();
+    let frames: Vec<&Vec<u8>> = got.frames.iter().map(|(_, _, f)| f).collect();
     assert_eq!(frames, [&vec![1; 16]], "the message at the limit is kept");
 }
 
@@ -255,19 +182,10 @@ fn close_frame(ws: &mut WebSocket<TcpStream>) -> Option<tungstenite::protocol::C
     }
 }
 
-struct Count(AtomicUsize);
-
-impl Wake for Count {
-    fn wake(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn with_a_notify_pull_never_waits_and_messages_wake_the_engine() {
     let (mut source, addr) = server("notify", &[]);
-    let count = Arc::new(Count(AtomicUsize::new(0)));
-    assert!(source.set_notify(Notify::new(Arc::clone(&count))));
+    let wakes = Wakes::install(&mut source).expect("takes a notify");
     let mut batch = SourceBatch::new();
     assert_eq!(
         source.pull_batch(&mut batch).into_result().expect("pull"),
@@ -276,15 +194,11 @@ fn with_a_notify_pull_never_waits_and_messages_wake_the_engine() {
     assert!(batch.is_empty());
     let (mut ws, _) = client(addr, "/");
     ws.send(Message::text("wake")).expect("send");
-    let deadline = Instant::now() + Duration::from_secs(10);
     // Woken for the stream's start and for the message.
-    while count.0.load(Ordering::SeqCst) < 2 {
-        assert!(Instant::now() < deadline, "never woken");
-        std::thread::yield_now();
-    }
+    wakes.wait_for(2);
     let mut got = Streams::default();
     got.pull_until(&mut source, |s| s.frame_count() == 1);
-    assert_eq!(got.frames.values().next().unwrap()[0].0, b"wake");
+    assert_eq!(got.frames[0].2, b"wake");
 }
 
 #[test]
