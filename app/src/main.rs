@@ -266,6 +266,7 @@ fn builtin_modules() -> Vec<PluginModRef> {
             connector_file::plugin_module(),
             connector_http_client::plugin_module(),
             connector_http_server::plugin_module(),
+            connector_kafka::plugin_module(),
             connector_metronome::plugin_module(),
             connector_nats::plugin_module(),
             connector_stdio::plugin_module(),

@@ -1,8 +1,10 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 //!
 //! 0. the system tools the tests call (xz, curl, nc, socat, python3, promtool, tmux) and the C pieces some
-//!    crates build with (a C compiler, pkg-config, liblzma's headers), installed with apt-get
+//!    crates build with (a C compiler, make, pkg-config, liblzma's headers), installed with apt-get
 //!    when missing (as root, or through sudo), so that this command works on a fresh machine;
+//!    and tansu, the Kafka-protocol broker of the `kafka` connector's tests, built from
+//!    crates.io into `~/.cargo/bin` unless that version is already there;
 //! 1. `cargo fmt --check`, the workspace-hack check (when cargo-hakari is installed) and
 //!    `cargo clippy -D warnings` (skipped with `--quick`);
 //! 2. the plugins (dev profile) into `target/plugins`, the test fixture plugins into
@@ -13,6 +15,8 @@
 //! 5. the developer's loop end to end: `cargo xtask dev json --edits 2` and
 //!    `cargo xtask dev metronome --edits 2` (real edits, rebuilds and hot reloads into a running
 //!    engine, checked for lost events).
+
+use std::{path::PathBuf, process::Command, time::Instant};
 
 use anyhow::Result;
 
@@ -30,9 +34,11 @@ pub struct Args {
 }
 
 /// What the tests and the build need from the system: (how to tell it is there, Debian package).
-const SYSTEM_NEEDS: [(&str, &str); 14] = [
+const SYSTEM_NEEDS: [(&str, &str); 15] = [
     ("command -v xz", "xz-utils"),
     ("command -v cc", "gcc"),
+    // librdkafka (the kafka connector) is built from its bundled sources: ./configure, make.
+    ("command -v make", "make"),
     ("command -v pkg-config", "pkg-config"),
     ("test -e /usr/include/lzma.h", "liblzma-dev"),
     // The network connectors' tests use real peers.
@@ -92,8 +98,43 @@ fn ensure_system_tools() -> Result<()> {
     apt(&install)
 }
 
+/// The tansu release the `kafka` connector's tests run against ("Kafka protocol, against
+/// tansu"; `connectors/kafka/tests/it/tansu.rs` finds it on `PATH` or in `~/.cargo/bin`).
+pub const TANSU_VERSION: &str = "0.6.0";
+
+/// Whether `bin --version` names [`TANSU_VERSION`].
+fn is_tansu(bin: &std::path::Path) -> bool {
+    Command::new(bin).arg("--version").output().is_ok_and(|o| {
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(TANSU_VERSION)
+    })
+}
+
+/// Installs tansu with `cargo install` into `~/.cargo/bin` (kept on the machine between runs)
+/// unless [`TANSU_VERSION`] is already on `PATH` or there. It builds from source: about
+/// 16 minutes on 2 cores, once per machine.
+fn ensure_tansu() -> Result<()> {
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin").join("tansu"));
+    let found = std::iter::once(PathBuf::from("tansu"))
+        .chain(cargo_bin)
+        .any(|bin| is_tansu(&bin));
+    if found {
+        return Ok(());
+    }
+    eprintln!(
+        "installing tansu {TANSU_VERSION}, the Kafka-protocol broker of the kafka tests (once per machine)"
+    );
+    let started = Instant::now();
+    run_cmd(cargo().args(["install", "tansu", "--locked", "--version", TANSU_VERSION]))?;
+    eprintln!("tansu installed in {} s", started.elapsed().as_secs());
+    Ok(())
+}
+
 pub fn run(args: &Args) -> Result<()> {
     ensure_system_tools()?;
+    ensure_tansu()?;
     if !args.quick {
         run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
         if hakari::available() {
