@@ -105,8 +105,8 @@ to = "out"
 /// The partitions of the last "partitions assigned" line of `log` (none before one).
 fn assigned(log: &str) -> Vec<String> {
     log.lines()
-        .filter(|l| l.contains("partitions assigned"))
-        .last()
+        .rev()
+        .find(|l| l.contains("partitions assigned"))
         .and_then(|l| {
             l.split_whitespace()
                 .find_map(|w| w.strip_prefix("partitions="))
