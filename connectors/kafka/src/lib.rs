@@ -657,7 +657,8 @@ impl KafkaSource {
 
     fn apply(&self, actions: Actions) {
         for (tp, next) in actions.store {
-            if let Err(e) = self.consumer.store_offset(&tp.0, tp.1, next) {
+            // librdkafka stores (and commits) the offset given plus one: the next to read.
+            if let Err(e) = self.consumer.store_offset(&tp.0, tp.1, next - 1) {
                 // The partition was revoked meanwhile: its new owner reads from the committed
                 // offset.
                 tracing::debug!(id = %self.id, topic = %tp.0, partition = tp.1, offset = next, error = %e, "offset not stored");
