@@ -102,23 +102,32 @@ to = "out"
     )
 }
 
-/// The partitions of the last "partitions assigned" line of `log` (none before one).
+/// The partitions an instance holds now, from its log: each "partitions assigned" line adds
+/// its `partitions=`, each "partitions revoked" line takes its away (eager rebalances revoke
+/// all and assign all, cooperative ones only what moves).
 fn assigned(log: &str) -> Vec<String> {
-    log.lines()
-        .rev()
-        .find(|l| l.contains("partitions assigned"))
-        .and_then(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("partitions="))
-        })
-        .map(|list| {
-            list.trim_matches('"')
-                .split(',')
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+    let mut held: Vec<String> = Vec::new();
+    for line in log.lines() {
+        let adds = line.contains("partitions assigned");
+        if !adds && !line.contains("partitions revoked") {
+            continue;
+        }
+        let parts = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("partitions="))
+            .unwrap_or_default()
+            .trim_matches('"')
+            .split(',')
+            .filter(|p| !p.is_empty());
+        for p in parts {
+            held.retain(|h| h != p);
+            if adds {
+                held.push(p.to_owned());
+            }
+        }
+    }
+    held.sort();
+    held
 }
 
 /// Waits (at most `limit`) until `done` holds for the consumers' current assignments.
