@@ -1,6 +1,7 @@
 //! Scale-out on Kafka end to end ("Kafka protocol, against tansu"): two temblor instances in
 //! one consumer group split a 4-partition topic and write what they get to their own files;
-//! a third instance produces the messages (file → `kafka` sink) while they run. Mid-way one
+//! a third instance produces the messages (file → `kafka` sink, keyed by id so that they spread
+//! over the partitions) while they run. Mid-way one
 //! consumer is SIGKILLed; once the group notices (its session times out), the other takes its
 //! partitions over and reads them from the last committed offsets. At the end every message
 //! id is in the union of the outputs; the duplicates (what the killed instance wrote but had
@@ -81,7 +82,7 @@ config = {{ path = "{}" }}
 
 [[pipeline]]
 id = "main"
-operators = []
+operators = [{{ set = {{ "meta.key" = 'to_string(event.id)' }} }}]
 
 [[connector]]
 id = "out"

@@ -360,10 +360,21 @@ impl ConsumerContext for SourceContext {
             self.events.fetch_add(1, Ordering::SeqCst);
             match result {
                 Ok(()) => {
-                    tracing::debug!(id = %self.id, partitions = offsets.count(), "offsets committed");
+                    let committed: Vec<String> = offsets
+                        .elements()
+                        .iter()
+                        .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
+                        .collect();
+                    tracing::debug!(id = %self.id, offsets = %committed.join(","), "offsets committed");
                 }
                 // Nothing to commit (no offset stored since the last commit) is no problem.
                 Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                // The commit librdkafka sends when an eager rebalance revokes the partitions
+                // comes too late for the group: what was stored since the last periodic commit
+                // is read again by the partitions' next owner (at least once).
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress)) => {
+                    tracing::info!(id = %self.id, "offsets not committed: the group is rebalancing (the partitions' next owner reads the last few again)");
+                }
                 Err(e) => tracing::warn!(id = %self.id, error = %e, "committing offsets failed"),
             }
         });
