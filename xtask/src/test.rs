@@ -4,7 +4,7 @@
 //!    crates build with (a C compiler, make, pkg-config, liblzma's headers), installed with apt-get
 //!    when missing (as root, or through sudo), so that this command works on a fresh machine;
 //!    and tansu, the Kafka-protocol broker of the `kafka` connector's tests, built from
-//!    crates.io into `~/.cargo/bin` unless that version is already there;
+//!    crates.io (with its in-memory storage) into `~/.cargo/bin` unless it is already there;
 //! 1. `cargo fmt --check`, the workspace-hack check (when cargo-hakari is installed) and
 //!    `cargo clippy -D warnings` (skipped with `--quick`);
 //! 2. the plugins (dev profile) into `target/plugins`, the test fixture plugins into
@@ -16,7 +16,10 @@
 //!    `cargo xtask dev metronome --edits 2` (real edits, rebuilds and hot reloads into a running
 //!    engine, checked for lost events).
 
-use std::{path::PathBuf, process::Command, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::Result;
 
@@ -102,32 +105,58 @@ fn ensure_system_tools() -> Result<()> {
 /// tansu"; `connectors/kafka/tests/it/tansu.rs` finds it on `PATH` or in `~/.cargo/bin`).
 pub const TANSU_VERSION: &str = "0.6.0";
 
-/// Whether `bin --version` names [`TANSU_VERSION`].
-fn is_tansu(bin: &std::path::Path) -> bool {
-    Command::new(bin).arg("--version").output().is_ok_and(|o| {
-        o.status.success() && String::from_utf8_lossy(&o.stdout).contains(TANSU_VERSION)
-    })
+/// The feature that gives tansu its in-memory storage (`memory://`), which the tests use: a
+/// default build has only the `null` engine, which keeps nothing.
+pub const TANSU_FEATURE: &str = "dynostore";
+
+/// Whether cargo's record of installed crates (`CARGO_HOME/.crates2.json`) has tansu
+/// [`TANSU_VERSION`] with [`TANSU_FEATURE`], and its binary is there.
+fn tansu_installed(cargo_home: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(cargo_home.join(".crates2.json")) else {
+        return false;
+    };
+    let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    let prefix = format!("tansu {TANSU_VERSION} ");
+    let installed = record
+        .get("installs")
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|installs| {
+            installs.iter().any(|(key, info)| {
+                key.starts_with(&prefix)
+                    && info
+                        .get("features")
+                        .and_then(serde_json::Value::as_array)
+                        .is_some_and(|f| f.iter().any(|f| f.as_str() == Some(TANSU_FEATURE)))
+            })
+        });
+    installed && cargo_home.join("bin").join("tansu").is_file()
 }
 
 /// Installs tansu with `cargo install` into `~/.cargo/bin` (kept on the machine between runs)
-/// unless [`TANSU_VERSION`] is already on `PATH` or there. It builds from source: about
-/// 16 minutes on 2 cores, once per machine.
+/// unless [`TANSU_VERSION`] with [`TANSU_FEATURE`] is already there. It builds from source:
+/// 58 minutes on a busy 2-core machine (see the README), once per machine.
 fn ensure_tansu() -> Result<()> {
-    let cargo_bin = std::env::var_os("CARGO_HOME")
+    let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .map(|home| home.join("bin").join("tansu"));
-    let found = std::iter::once(PathBuf::from("tansu"))
-        .chain(cargo_bin)
-        .any(|bin| is_tansu(&bin));
-    if found {
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if cargo_home.as_deref().is_some_and(tansu_installed) {
         return Ok(());
     }
     eprintln!(
         "installing tansu {TANSU_VERSION}, the Kafka-protocol broker of the kafka tests (once per machine)"
     );
     let started = Instant::now();
-    run_cmd(cargo().args(["install", "tansu", "--locked", "--version", TANSU_VERSION]))?;
+    run_cmd(cargo().args([
+        "install",
+        "tansu",
+        "--locked",
+        "--version",
+        TANSU_VERSION,
+        "--features",
+        TANSU_FEATURE,
+    ]))?;
     eprintln!("tansu installed in {} s", started.elapsed().as_secs());
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Test support shared by the connector's tests and the app's scale-out test (included there
 //! by path): a tansu broker (a Kafka-protocol broker in Rust, `cargo install tansu --locked
-//! --version 0.6.0`; `cargo xtask test` installs it) on a free loopback port with in-memory
-//! storage, killed by its PID when dropped, and topic creation with tansu's own CLI.
+//! --version 0.6.0 --features dynostore`: the feature gives it the in-memory storage these tests
+//! use; `cargo xtask test` installs it) on a free loopback port, killed by its PID when
+//! dropped, and topic creation with tansu's own CLI.
 #![allow(dead_code)]
 
 use std::{
@@ -42,8 +43,8 @@ pub fn tansu_bin() -> PathBuf {
     match cargo_bin {
         Some(p) if p.is_file() => p,
         _ => panic!(
-            "tansu is not installed: `cargo install tansu --locked --version {TANSU_VERSION}` \
-             (`cargo xtask test` does it), or set TANSU to its path"
+            "tansu is not installed: `cargo install tansu --locked --version {TANSU_VERSION} \
+             --features dynostore` (`cargo xtask test` does it), or set TANSU to its path"
         ),
     }
 }
@@ -76,14 +77,24 @@ impl Tansu {
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("tansu (cargo install tansu --locked --version 0.6.0)");
-        let broker = Self {
+            .expect("tansu (cargo install tansu --locked --version 0.6.0 --features dynostore)");
+        let mut broker = Self {
             port,
             dir: dir.to_path_buf(),
             child,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                let log = broker.log();
+                let hint = if log.contains("FeatureNotEnabled") {
+                    "this tansu has no in-memory storage: reinstall it with `cargo install tansu \
+                     --locked --version 0.6.0 --features dynostore` (`cargo xtask test` does)"
+                } else {
+                    "see its log"
+                };
+                panic!("tansu exited ({status}) before listening: {hint}:\n{log}");
+            }
             assert!(
                 Instant::now() < deadline,
                 "tansu did not listen on {port} within 20 s: {}",
