@@ -18,8 +18,10 @@
 //! **Source.** `enable.auto.offset.store` is off: the source asks the engine for
 //! acknowledgements (`docs/delivery.md`) and stores a partition's offset (the next one to
 //! read) only when every batch up to it was acked, however the outcomes are ordered;
-//! librdkafka commits the stored offsets every `commit_interval_ms`, when partitions are
-//! revoked and when the source stops. A failed batch (a sink gave up on it) is replayed: each
+//! librdkafka commits the stored offsets every `commit_interval_ms` and when the source stops
+//! (the commit it also tries when a rebalance revokes partitions is refused by the group while
+//! it rebalances, so up to `commit_interval_ms` of acked batches are read again by the
+//! partitions' next owner). A failed batch (a sink gave up on it) is replayed: each
 //! of its partitions is sought back to the batch's first offset there, and everything from
 //! that offset on is delivered again (Tremor's `transactional` mode); later batches of that
 //! partition still in flight no longer count (their messages come again). When the group takes
