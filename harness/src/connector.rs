@@ -78,6 +78,39 @@ pub fn pull_frames(source: &mut SourceBox, want: usize, timeout: Duration) -> (V
     (got, false)
 }
 
+/// Pulls under delivery `token` (as the engine does for a source that wants acks) until `want`
+/// frames arrived or `timeout` passed; returns each frame with its stream's metadata. Sleeps
+/// 10 ms after an empty pull.
+///
+/// # Panics
+/// When a pull fails.
+pub fn pull_with_meta(
+    source: &mut SourceBox,
+    token: u64,
+    want: usize,
+    timeout: Duration,
+) -> Vec<(Vec<u8>, Value)> {
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut batch = SourceBatch::new();
+    while got.len() < want && started.elapsed() < timeout {
+        batch.reset(token);
+        if let RResult::RErr(e) = source.pull_batch(&mut batch) {
+            panic!("pull failed: {e}");
+        }
+        let frames: Vec<&[u8]> = batch.frames().iter().collect();
+        for (range, run) in batch.all_runs() {
+            for i in range {
+                got.push((frames[i].to_vec(), run.meta.clone()));
+            }
+        }
+        if batch.is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    got
+}
+
 /// A source built from `config` delivers at least `want` frames within `timeout`, and is
 /// dropped cleanly (it stops) afterwards; returns the frames.
 ///

@@ -1,8 +1,10 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails fastest.
 //!
 //! 0. the system tools the tests call (xz, curl, nc, socat, python3, promtool, tmux) and the C pieces some
-//!    crates build with (a C compiler, pkg-config, liblzma's headers), installed with apt-get
+//!    crates build with (a C compiler, make, pkg-config, liblzma's headers), installed with apt-get
 //!    when missing (as root, or through sudo), so that this command works on a fresh machine;
+//!    and tansu, the Kafka-protocol broker of the `kafka` connector's tests, built from
+//!    crates.io (with its in-memory storage) into `~/.cargo/bin` unless it is already there;
 //! 1. `cargo fmt --check`, the workspace-hack check (when cargo-hakari is installed) and
 //!    `cargo clippy -D warnings` (skipped with `--quick`);
 //! 2. the plugins (dev profile) into `target/plugins`, the test fixture plugins into
@@ -13,6 +15,11 @@
 //! 5. the developer's loop end to end: `cargo xtask dev json --edits 2` and
 //!    `cargo xtask dev metronome --edits 2` (real edits, rebuilds and hot reloads into a running
 //!    engine, checked for lost events).
+
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::Result;
 
@@ -30,9 +37,11 @@ pub struct Args {
 }
 
 /// What the tests and the build need from the system: (how to tell it is there, Debian package).
-const SYSTEM_NEEDS: [(&str, &str); 14] = [
+const SYSTEM_NEEDS: [(&str, &str); 15] = [
     ("command -v xz", "xz-utils"),
     ("command -v cc", "gcc"),
+    // librdkafka (the kafka connector) is built from its bundled sources: ./configure, make.
+    ("command -v make", "make"),
     ("command -v pkg-config", "pkg-config"),
     ("test -e /usr/include/lzma.h", "liblzma-dev"),
     // The network connectors' tests use real peers.
@@ -92,8 +101,69 @@ fn ensure_system_tools() -> Result<()> {
     apt(&install)
 }
 
+/// The tansu release the `kafka` connector's tests run against ("Kafka protocol, against
+/// tansu"; `connectors/kafka/tests/it/tansu.rs` finds it on `PATH` or in `~/.cargo/bin`).
+pub const TANSU_VERSION: &str = "0.6.0";
+
+/// The feature that gives tansu its in-memory storage (`memory://`), which the tests use: a
+/// default build has only the `null` engine, which keeps nothing.
+pub const TANSU_FEATURE: &str = "dynostore";
+
+/// Whether cargo's record of installed crates (`CARGO_HOME/.crates2.json`) has tansu
+/// [`TANSU_VERSION`] with [`TANSU_FEATURE`], and its binary is there.
+fn tansu_installed(cargo_home: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(cargo_home.join(".crates2.json")) else {
+        return false;
+    };
+    let Ok(record) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return false;
+    };
+    let prefix = format!("tansu {TANSU_VERSION} ");
+    let installed = record
+        .get("installs")
+        .and_then(serde_json::Value::as_object)
+        .is_some_and(|installs| {
+            installs.iter().any(|(key, info)| {
+                key.starts_with(&prefix)
+                    && info
+                        .get("features")
+                        .and_then(serde_json::Value::as_array)
+                        .is_some_and(|f| f.iter().any(|f| f.as_str() == Some(TANSU_FEATURE)))
+            })
+        });
+    installed && cargo_home.join("bin").join("tansu").is_file()
+}
+
+/// Installs tansu with `cargo install` into `~/.cargo/bin` (kept on the machine between runs)
+/// unless [`TANSU_VERSION`] with [`TANSU_FEATURE`] is already there. It builds from source:
+/// 58 minutes on a busy 2-core machine (see the README), once per machine.
+fn ensure_tansu() -> Result<()> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    if cargo_home.as_deref().is_some_and(tansu_installed) {
+        return Ok(());
+    }
+    eprintln!(
+        "installing tansu {TANSU_VERSION}, the Kafka-protocol broker of the kafka tests (once per machine)"
+    );
+    let started = Instant::now();
+    run_cmd(cargo().args([
+        "install",
+        "tansu",
+        "--locked",
+        "--version",
+        TANSU_VERSION,
+        "--features",
+        TANSU_FEATURE,
+    ]))?;
+    eprintln!("tansu installed in {} s", started.elapsed().as_secs());
+    Ok(())
+}
+
 pub fn run(args: &Args) -> Result<()> {
     ensure_system_tools()?;
+    ensure_tansu()?;
     if !args.quick {
         run_cmd(cargo().args(["fmt", "--all", "--", "--check"]))?;
         if hakari::available() {

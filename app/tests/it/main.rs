@@ -39,6 +39,8 @@ mod reload;
 mod restart;
 mod running;
 #[cfg(unix)]
+mod scale_kafka;
+#[cfg(unix)]
 mod scale_nats;
 #[cfg(all(unix, not(feature = "monolith")))]
 mod security;

@@ -319,3 +319,23 @@ pub fn field(line: &str, name: &str) -> Option<String> {
         .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
         .map(|v| v.trim_matches('"').to_owned())
 }
+
+/// The ids of the `{"id":N}` lines of an output file (a line cut short by a kill is skipped):
+/// what the scale-out tests' instances wrote.
+pub fn written_ids(path: &Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("{\"id\":")?;
+            rest.strip_suffix('}')?.parse().ok()
+        })
+        .collect()
+}
+
+/// The complete lines of a file so far (0 when it does not exist yet).
+pub fn line_count(path: &Path) -> u64 {
+    std::fs::read(path)
+        .map(|b| b.iter().filter(|c| **c == b'\n').count() as u64)
+        .unwrap_or(0)
+}
