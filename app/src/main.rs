@@ -287,6 +287,7 @@ fn builtin_modules() -> Vec<PluginModRef> {
             codec_msgpack::plugin_module(),
             codec_statsd::plugin_module(),
             codec_string::plugin_module(),
+            codec_syslog::plugin_module(),
             codec_yaml::plugin_module(),
         ]
     }
