@@ -108,7 +108,13 @@ impl Engine {
                     .find_map(|w| w.strip_prefix(name))
                     .map(|v| v.trim_matches('"').to_owned())
             };
-            if let (Some(id), Some(addr)) = (field("id="), field("addr=")) {
+            // The id is the span's, `connector{id=in}`.
+            let id = line
+                .split("connector{id=")
+                .nth(1)
+                .and_then(|rest| rest.split('}').next())
+                .map(|id| id.trim_matches('"').to_owned());
+            if let (Some(id), Some(addr)) = (id, field("addr=")) {
                 engine.addrs.insert(id, addr);
             }
         }
@@ -311,7 +317,7 @@ fn curl_http2_with_prior_knowledge_and_over_tls_with_alpn() {
             .log()
             .lines()
             .any(|l| l.contains("http server listening")
-                && l.contains("id=secure")
+                && l.contains("connector{id=secure}")
                 && l.contains("tls=true")),
         "{}",
         engine.log()
@@ -582,7 +588,7 @@ fn https_without_tls_and_a_bad_certificate_stop_the_start_naming_connector_and_f
     for (config, needle) in [
         (
             "url = \"https://127.0.0.1:0\"".to_owned(),
-            "'in' (plugin 'http_server'): config: `url` \"https://127.0.0.1:0\" is https:// but there is no `tls` table",
+            "'in' (plugin 'http_server'): invalid config: `url` \"https://127.0.0.1:0\" is https:// but there is no `tls` table",
         ),
         (
             format!(
@@ -590,7 +596,7 @@ fn https_without_tls_and_a_bad_certificate_stop_the_start_naming_connector_and_f
                 garbage.display(),
                 garbage.display()
             ),
-            "'in' (plugin 'http_server'): config: `tls.cert`",
+            "'in' (plugin 'http_server'): invalid config: `tls.cert`",
         ),
     ] {
         let text = servers_to_file(&[server("in", &config)], &out);

@@ -381,7 +381,7 @@ impl Builder<'_> {
         };
         let cell = self.cells.get_or_add(p);
         // The constructor's log lines name the connector as its thread's do (no plugin says it).
-        let _span = info_span!("connector", id).entered();
+        let _span = info_span!("connector", id = %id).entered();
         match Live::new(id, plugin, config, cell) {
             Ok(live) => Some(live),
             Err(e) => {
