@@ -30,7 +30,7 @@
 //! does, RFC 3164 §4.3.3): no PRI means `user`/`notice` and the whole frame is `msg`. An
 //! RFC 3164 message has the timestamp `Mmm dd hh:mm:ss` (no year: the current year in UTC is
 //! assumed, the previous one for a December message read in January), then the hostname
-//! (absent when the first word is already a `tag:`), then `appname[procid]: msg`; when the
+//! (absent when the first word holds a `[` or `:`, a tag), then `appname[procid]: msg`; when the
 //! timestamp is missing or invalid the rest after the PRI is all `msg` (RFC 3164 §4.3.2). A
 //! leading UTF-8 BOM of an RFC 5424 `msg` is dropped. RFC 5424 header fields are printable
 //! US-ASCII within the RFC's lengths (hostname 255, appname 48, procid 128, msgid 32), SD
@@ -528,8 +528,8 @@ fn decode_rfc3164(pri: u8, text: &str, now: i64) -> Object {
     let rest = c.rest.strip_prefix(' ').unwrap_or(c.rest);
     let mut c = Cursor { rest };
     let rest = match c.word() {
-        // A first word that is a `tag:` means there is no hostname.
-        Some(word) if word.ends_with(':') => rest,
+        // A first word that is (or starts) a `tag:` means there is no hostname.
+        Some(word) if word.contains(['[', ':']) => rest,
         Some(word) => {
             if word != "-" {
                 push_str(&mut out, "hostname", word);

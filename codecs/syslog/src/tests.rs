@@ -269,6 +269,16 @@ fn rfc3164_without_hostname_and_with_padded_days() {
 }
 
 #[test]
+fn rfc3164_a_first_word_with_a_bracket_is_no_hostname() {
+    // Found by the fuzzer: "myapp[" was taken for a hostname, which cannot be written back.
+    let text = "<13>Feb  6 17:32:18 myapp[ 17:32:i";
+    let event = decode(text);
+    assert_eq!(event.get("hostname"), None, "{event}");
+    assert_eq!(event.get("msg"), Some(&s("myapp[ 17:32:i")), "{event}");
+    assert_eq!(decode(&encode(&event)), event);
+}
+
+#[test]
 fn rfc3164_december_read_in_january_is_last_year() {
     // 2027-01-03.
     let mut january = Syslog {
