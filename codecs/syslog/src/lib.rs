@@ -26,8 +26,8 @@
 //!
 //! **Decoding** tells the two formats apart as RFC 5424 §6 defines them: after the PRI
 //! (`<0>` to `<191>`), a version of one to three digits and a space is RFC 5424. A frame that
-//! looks like RFC 5424 but does not parse as it, or has no PRI, is read as RFC 3164 (as a relay
-//! does, RFC 3164 §4.3.3): no PRI means `user`/`notice` and the whole frame is `msg`. An
+//! looks like RFC 5424 but does not parse as it is read as RFC 3164; one without a PRI is read
+//! as if `<13>` (`user`/`notice`) stood before it, as a relay does (RFC 3164 §4.3.3). An
 //! RFC 3164 message has the timestamp `Mmm dd hh:mm:ss` (no year: the current year in UTC is
 //! assumed, the previous one for a December message read in January), then the hostname
 //! (absent when the first word holds a `[` or `:`, a tag), then `appname[procid]: msg`; when the
@@ -556,11 +556,11 @@ fn decode_rfc3164(pri: u8, text: &str, now: i64) -> Object {
 
 impl Syslog {
     fn decode_text(&self, text: &str) -> Value {
-        let object = match parse_pri(text) {
-            Some((pri, rest)) => decode_rfc5424(pri, rest)
-                .unwrap_or_else(|| decode_rfc3164(pri, rest, (self.clock)())),
-            None => decode_rfc3164(DEFAULT_PRI, text, (self.clock)()),
-        };
+        // No PRI: read as if `<13>` stood before it (RFC 3164 §4.3.3), so that what such an
+        // event encodes to decodes the same.
+        let (pri, rest) = parse_pri(text).unwrap_or((DEFAULT_PRI, text));
+        let object =
+            decode_rfc5424(pri, rest).unwrap_or_else(|| decode_rfc3164(pri, rest, (self.clock)()));
         Value::Object(object)
     }
 }

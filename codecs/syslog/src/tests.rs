@@ -279,6 +279,15 @@ fn rfc3164_a_first_word_with_a_bracket_is_no_hostname() {
 }
 
 #[test]
+fn no_pri_reads_as_if_13_stood_before_it() {
+    // Found by the fuzzer: taken for a 3164 msg, it encoded to `<13>2 ...`, which is RFC 5424.
+    let text = "2 - - - [a-x 2 - - Oct";
+    assert_eq!(decode(text), decode(&format!("<13>{text}")));
+    assert_eq!(decode(text).get("protocol"), Some(&s("RFC5424")));
+    assert_eq!(decode(&encode(&decode(text))), decode(text));
+}
+
+#[test]
 fn rfc3164_december_read_in_january_is_last_year() {
     // 2027-01-03.
     let mut january = Syslog {
