@@ -20,19 +20,19 @@ pub fn split_scheme<'a>(url: &'a str, schemes: &[&'static str]) -> (&'static str
 /// The addresses `host_port` resolves to (a name is looked up, `localhost` included).
 ///
 /// # Errors
-/// A config error naming `id` and `field`: not `host:port`, or no address.
-pub fn resolve(id: &str, field: &str, host_port: &str) -> Result<Vec<SocketAddr>, PluginError> {
+/// A config error naming `field`: not `host:port`, or no address.
+pub fn resolve(field: &str, host_port: &str) -> Result<Vec<SocketAddr>, PluginError> {
     let addrs: Vec<SocketAddr> = host_port
         .to_socket_addrs()
         .map_err(|e| {
             PluginError::config(format_args!(
-                "'{id}': `{field}` must be host:port, found {host_port:?}: {e}"
+                "`{field}` must be host:port, found {host_port:?}: {e}"
             ))
         })?
         .collect();
     if addrs.is_empty() {
         return Err(PluginError::config(format_args!(
-            "'{id}': `{field}` {host_port:?} resolves to no address"
+            "`{field}` {host_port:?} resolves to no address"
         )));
     }
     Ok(addrs)
@@ -42,22 +42,22 @@ pub fn resolve(id: &str, field: &str, host_port: &str) -> Result<Vec<SocketAddr>
 /// reported when the engine starts, not later), non-blocking for tokio.
 ///
 /// # Errors
-/// An I/O error naming `id` and the address of the last failure.
-pub fn bind_tcp(id: &str, addrs: &[SocketAddr]) -> Result<std::net::TcpListener, PluginError> {
+/// An I/O error naming the address of the last failure.
+pub fn bind_tcp(addrs: &[SocketAddr]) -> Result<std::net::TcpListener, PluginError> {
     let mut last = None;
     for addr in addrs {
         match std::net::TcpListener::bind(addr) {
             Ok(l) => {
                 l.set_nonblocking(true)
-                    .map_err(|e| PluginError::io(format_args!("'{id}': {addr}"), &e))?;
+                    .map_err(|e| PluginError::io(format_args!("{addr}"), &e))?;
                 return Ok(l);
             }
             Err(e) => last = Some((addr, e)),
         }
     }
     Err(match last {
-        Some((addr, e)) => PluginError::io(format_args!("'{id}': cannot listen on {addr}"), &e),
-        None => PluginError::config(format_args!("'{id}': no address to listen on")),
+        Some((addr, e)) => PluginError::io(format_args!("cannot listen on {addr}"), &e),
+        None => PluginError::config(format_args!("no address to listen on")),
     })
 }
 
@@ -69,7 +69,6 @@ pub fn bind_tcp(id: &str, addrs: &[SocketAddr]) -> Result<std::net::TcpListener,
 /// # Errors
 /// As for [`bind_tcp`].
 pub fn listen_tcp(
-    id: &str,
     addrs: &[SocketAddr],
     backlog: u32,
 ) -> Result<tokio::net::TcpListener, PluginError> {
@@ -92,8 +91,8 @@ pub fn listen_tcp(
         }
     }
     Err(match last {
-        Some((addr, e)) => PluginError::io(format_args!("'{id}': cannot listen on {addr}"), &e),
-        None => PluginError::config(format_args!("'{id}': no address to listen on")),
+        Some((addr, e)) => PluginError::io(format_args!("cannot listen on {addr}"), &e),
+        None => PluginError::config(format_args!("no address to listen on")),
     })
 }
 
@@ -101,21 +100,21 @@ pub fn listen_tcp(
 ///
 /// # Errors
 /// As for [`bind_tcp`].
-pub fn bind_udp(id: &str, addrs: &[SocketAddr]) -> Result<std::net::UdpSocket, PluginError> {
+pub fn bind_udp(addrs: &[SocketAddr]) -> Result<std::net::UdpSocket, PluginError> {
     let mut last = None;
     for addr in addrs {
         match std::net::UdpSocket::bind(addr) {
             Ok(s) => {
                 s.set_nonblocking(true)
-                    .map_err(|e| PluginError::io(format_args!("'{id}': {addr}"), &e))?;
+                    .map_err(|e| PluginError::io(format_args!("{addr}"), &e))?;
                 return Ok(s);
             }
             Err(e) => last = Some((addr, e)),
         }
     }
     Err(match last {
-        Some((addr, e)) => PluginError::io(format_args!("'{id}': cannot bind {addr}"), &e),
-        None => PluginError::config(format_args!("'{id}': no address to bind")),
+        Some((addr, e)) => PluginError::io(format_args!("cannot bind {addr}"), &e),
+        None => PluginError::config(format_args!("no address to bind")),
     })
 }
 
@@ -134,17 +133,17 @@ mod tests {
 
     #[test]
     fn bad_addresses_name_the_connector_and_field() {
-        let e = resolve("in", "url", "no-port").unwrap_err();
-        assert!(e.message.contains("'in': `url` must be host:port"), "{e}");
-        assert_eq!(resolve("in", "url", "localhost:1").unwrap()[0].port(), 1);
+        let e = resolve("url", "no-port").unwrap_err();
+        assert!(e.message.contains("`url` must be host:port"), "{e}");
+        assert_eq!(resolve("url", "localhost:1").unwrap()[0].port(), 1);
     }
 
     #[test]
     fn a_listener_with_a_long_backlog_accepts_a_burst_and_refuses_a_taken_port() {
         let rt = crate::runtime::handle().unwrap();
         let _inside = rt.enter();
-        let addrs = resolve("a", "url", "127.0.0.1:0").unwrap();
-        let l = listen_tcp("a", &addrs, 1024).unwrap();
+        let addrs = resolve("url", "127.0.0.1:0").unwrap();
+        let l = listen_tcp(&addrs, 1024).unwrap();
         let at = l.local_addr().unwrap();
         // More than std's 128 connect before anything accepts.
         let clients: Vec<_> = (0..300)
@@ -159,18 +158,17 @@ mod tests {
             n
         });
         assert_eq!(accepted, 300);
-        let e = listen_tcp("b", &[at], 16).unwrap_err().message;
-        assert!(e.contains(&format!("'b': cannot listen on {at}")), "{e}");
+        let e = listen_tcp(&[at], 16).unwrap_err().message;
+        assert!(e.contains(&format!("cannot listen on {at}")), "{e}");
     }
 
     #[test]
     fn a_port_in_use_is_an_error_naming_it() {
-        let l = bind_tcp("a", &resolve("a", "url", "127.0.0.1:0").unwrap()).unwrap();
+        let l = bind_tcp(&resolve("url", "127.0.0.1:0").unwrap()).unwrap();
         let taken = l.local_addr().unwrap();
-        let e = bind_tcp("b", &[taken]).unwrap_err();
+        let e = bind_tcp(&[taken]).unwrap_err();
         assert!(
-            e.message
-                .contains(&format!("'b': cannot listen on {taken}")),
+            e.message.contains(&format!("cannot listen on {taken}")),
             "{e}"
         );
     }

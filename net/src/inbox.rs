@@ -5,14 +5,15 @@
 //! [`Inbox::try_recv`] and returns at once. The source hands the engine's
 //! [`Notify`](temblor_shim::Notify) to [`Inbox::set_notify`] in its `set_notify`, and every send
 //! then wakes the engine. Without one (a host that never offers it), [`Inbox::recv`] waits up
-//! to a limit instead.
+//! to a limit instead. A `pull` takes its batch with a [`Drain`]: the first item as `recv`
+//! does, the rest while there are some, up to a number of items.
 
 use std::{
     sync::{Arc, OnceLock},
     time::Duration,
 };
 
-use temblor_shim::Notify;
+use temblor_shim::{Notify, Pull};
 use tokio::{
     runtime::Handle,
     sync::mpsc::{self, error::TryRecvError},
@@ -173,6 +174,78 @@ impl<T> Inbox<T> {
     }
 }
 
+/// One `pull`'s taking from an [`Inbox`]: the first item as [`Inbox::recv`] takes it (waiting
+/// up to `wait` only for a host that gave no wake-up), then items while there are some, at
+/// most `max_items`. It borrows the inbox only per call, so the loop body may use the source:
+/// ```ignore
+/// let mut drain = Drain::new(PULL_ITEMS, WAIT);
+/// while let Some(item) = drain.next(&mut self.inbox).map_err(|Closed| self.lost())? {
+///     self.hand_over(item, out);
+///     if out.byte_len() >= PULL_BYTES {
+///         break;
+///     }
+/// }
+/// Ok(drain.pull())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Drain {
+    taken: usize,
+    max_items: usize,
+    wait: Duration,
+}
+
+impl Drain {
+    /// Takes at most `max_items` (at least one), waiting up to `wait` for the first.
+    #[must_use]
+    pub fn new(max_items: usize, wait: Duration) -> Self {
+        Self {
+            taken: 0,
+            max_items: max_items.max(1),
+            wait,
+        }
+    }
+
+    /// The next item; `None` when there is none now or `max_items` were taken.
+    ///
+    /// # Errors
+    /// [`Closed`] when every outbox is gone and nothing was taken (after items, the closed
+    /// inbox shows at the next `pull`).
+    pub fn next<T>(&mut self, inbox: &mut Inbox<T>) -> Result<Option<T>, Closed> {
+        if self.taken >= self.max_items {
+            return Ok(None);
+        }
+        let found = if self.taken == 0 {
+            inbox.recv(self.wait)
+        } else {
+            inbox.try_recv()
+        };
+        match found {
+            Received::Item(item) => {
+                self.taken += 1;
+                Ok(Some(item))
+            }
+            Received::Closed if self.taken == 0 => Err(Closed),
+            Received::Empty | Received::Closed => Ok(None),
+        }
+    }
+
+    /// How many items were taken.
+    #[must_use]
+    pub fn taken(&self) -> usize {
+        self.taken
+    }
+
+    /// What `pull` returns: idle when nothing was taken.
+    #[must_use]
+    pub fn pull(&self) -> Pull {
+        if self.taken == 0 {
+            Pull::Idle
+        } else {
+            Pull::Ready
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -218,5 +291,37 @@ mod tests {
         let (tx, _rx) = channel::<u32>(1, crate::runtime::handle().unwrap());
         assert_eq!(tx.try_send(1), Ok(()));
         assert_eq!(tx.try_send(2), Err(2));
+    }
+
+    #[test]
+    fn a_drain_takes_up_to_its_limit_and_says_closed_only_when_empty() {
+        let handle = crate::runtime::handle().unwrap();
+        let (tx, mut rx) = channel::<u32>(8, handle);
+        let mut drain = Drain::new(3, Duration::from_millis(1));
+        assert_eq!(drain.next(&mut rx), Ok(None), "nothing yet");
+        assert_eq!(drain.pull(), Pull::Idle);
+        for i in 0..5 {
+            assert_eq!(tx.try_send(i), Ok(()));
+        }
+        let mut drain = Drain::new(3, Duration::from_millis(1));
+        let mut got = Vec::new();
+        while let Some(i) = drain.next(&mut rx).unwrap() {
+            got.push(i);
+        }
+        assert_eq!(
+            (got, drain.taken(), drain.pull()),
+            (vec![0, 1, 2], 3, Pull::Ready)
+        );
+        drop(tx);
+        let mut drain = Drain::new(10, Duration::from_millis(1));
+        assert_eq!(drain.next(&mut rx), Ok(Some(3)));
+        assert_eq!(drain.next(&mut rx), Ok(Some(4)));
+        assert_eq!(
+            drain.next(&mut rx),
+            Ok(None),
+            "closed after items: next pull"
+        );
+        let mut drain = Drain::new(10, Duration::from_millis(1));
+        assert_eq!(drain.next(&mut rx), Err(Closed));
     }
 }

@@ -23,6 +23,7 @@ pub mod acceptor;
 pub mod addr;
 pub mod conn;
 pub mod inbox;
+pub mod retry;
 pub mod runtime;
 mod service;
 pub mod tls;

@@ -43,21 +43,15 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn certs(
-    id: &str,
-    field: &str,
-    path: &PathBuf,
-) -> Result<Vec<CertificateDer<'static>>, PluginError> {
+fn certs(field: &str, path: &PathBuf) -> Result<Vec<CertificateDer<'static>>, PluginError> {
     let read = std::fs::read(path)
-        .map_err(|e| PluginError::io(format_args!("'{id}': `{field}` {}", path.display()), &e))?;
+        .map_err(|e| PluginError::io(format_args!("`{field}` {}", path.display()), &e))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read)
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            PluginError::config(format_args!("'{id}': `{field}` {}: {e}", path.display()))
-        })?;
+        .map_err(|e| PluginError::config(format_args!("`{field}` {}: {e}", path.display())))?;
     if certs.is_empty() {
         return Err(PluginError::config(format_args!(
-            "'{id}': `{field}` {}: no PEM certificate in it",
+            "`{field}` {}: no PEM certificate in it",
             path.display()
         )));
     }
@@ -69,25 +63,24 @@ impl ServerTls {
     ///
     /// # Errors
     /// A file cannot be read, holds no certificate or key, or the key does not fit.
-    pub fn config(&self, id: &str, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, PluginError> {
-        let chain = certs(id, "tls.cert", &self.cert)?;
-        let key_pem = std::fs::read(&self.key).map_err(|e| {
-            PluginError::io(format_args!("'{id}': `tls.key` {}", self.key.display()), &e)
-        })?;
+    pub fn config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, PluginError> {
+        let chain = certs("tls.cert", &self.cert)?;
+        let key_pem = std::fs::read(&self.key)
+            .map_err(|e| PluginError::io(format_args!("`tls.key` {}", self.key.display()), &e))?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
             PluginError::config(format_args!(
-                "'{id}': `tls.key` {}: no usable PEM private key in it ({e})",
+                "`tls.key` {}: no usable PEM private key in it ({e})",
                 self.key.display()
             ))
         })?;
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| PluginError::config(format_args!("'{id}': TLS: {e}")))?
+            .map_err(|e| PluginError::config(format_args!("TLS: {e}")))?
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .map_err(|e| {
                 PluginError::config(format_args!(
-                    "'{id}': `tls.cert` {} and `tls.key` {} do not make a usable pair: {e}",
+                    "`tls.cert` {} and `tls.key` {} do not make a usable pair: {e}",
                     self.cert.display(),
                     self.key.display()
                 ))
@@ -100,8 +93,8 @@ impl ServerTls {
     ///
     /// # Errors
     /// As for [`ServerTls::config`].
-    pub fn acceptor(&self, id: &str, alpn: &[&[u8]]) -> Result<TlsAcceptor, PluginError> {
-        self.config(id, alpn).map(TlsAcceptor::from)
+    pub fn acceptor(&self, alpn: &[&[u8]]) -> Result<TlsAcceptor, PluginError> {
+        self.config(alpn).map(TlsAcceptor::from)
     }
 }
 
@@ -110,13 +103,13 @@ impl ClientTls {
     ///
     /// # Errors
     /// The `ca` file cannot be read or holds no certificate; no system roots were found.
-    pub fn config(&self, id: &str, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, PluginError> {
+    pub fn config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, PluginError> {
         let mut roots = RootCertStore::empty();
         match &self.ca {
             Some(ca) => {
-                for cert in certs(id, "tls.ca", ca)? {
+                for cert in certs("tls.ca", ca)? {
                     roots.add(cert).map_err(|e| {
-                        PluginError::config(format_args!("'{id}': `tls.ca` {}: {e}", ca.display()))
+                        PluginError::config(format_args!("`tls.ca` {}: {e}", ca.display()))
                     })?;
                 }
             }
@@ -125,14 +118,14 @@ impl ClientTls {
                 let (added, _) = roots.add_parsable_certificates(found.certs);
                 if added == 0 {
                     return Err(PluginError::config(format_args!(
-                        "'{id}': no `tls.ca` given and no system root certificates found"
+                        "no `tls.ca` given and no system root certificates found"
                     )));
                 }
             }
         }
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| PluginError::config(format_args!("'{id}': TLS: {e}")))?
+            .map_err(|e| PluginError::config(format_args!("TLS: {e}")))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -143,11 +136,11 @@ impl ClientTls {
     ///
     /// # Errors
     /// Not a DNS name or IP address.
-    pub fn name(&self, id: &str, host: &str) -> Result<ServerName<'static>, PluginError> {
+    pub fn name(&self, host: &str) -> Result<ServerName<'static>, PluginError> {
         let name = self.server_name.as_deref().unwrap_or(host);
         let name = name.trim_start_matches('[').trim_end_matches(']');
         ServerName::try_from(name.to_owned())
-            .map_err(|e| PluginError::config(format_args!("'{id}': TLS server name {name:?}: {e}")))
+            .map_err(|e| PluginError::config(format_args!("TLS server name {name:?}: {e}")))
     }
 
     /// A connector and the server name, for [`connect`].
@@ -156,14 +149,10 @@ impl ClientTls {
     /// As for [`ClientTls::config`] and [`ClientTls::name`].
     pub fn connector(
         &self,
-        id: &str,
         host: &str,
         alpn: &[&[u8]],
     ) -> Result<(TlsConnector, ServerName<'static>), PluginError> {
-        Ok((
-            TlsConnector::from(self.config(id, alpn)?),
-            self.name(id, host)?,
-        ))
+        Ok((TlsConnector::from(self.config(alpn)?), self.name(host)?))
     }
 }
 
@@ -238,18 +227,18 @@ mod tests {
             cert: cert.clone(),
             key,
         };
-        assert!(ok.config("s", &[b"h2"]).is_ok());
+        assert!(ok.config(&[b"h2"]).is_ok());
         let bad = ServerTls {
             cert: cert.clone(),
             key: other,
         };
-        let e = bad.config("s", &[]).unwrap_err();
+        let e = bad.config(&[]).unwrap_err();
         assert!(e.message.contains("do not make a usable pair"), "{e}");
         let client = ClientTls {
             ca: Some(cert),
             server_name: None,
         };
-        assert!(client.config("c", &[]).is_ok());
+        assert!(client.config(&[]).is_ok());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -261,7 +250,7 @@ mod tests {
             cert: dir.join("nope.pem"),
             key: empty.clone(),
         };
-        let e = missing.config("s", &[]).unwrap_err();
+        let e = missing.config(&[]).unwrap_err();
         assert!(
             e.message.contains("`tls.cert`") && e.message.contains("nope.pem"),
             "{e}"
@@ -270,7 +259,7 @@ mod tests {
             ca: Some(empty),
             server_name: None,
         };
-        let e = client.config("c", &[]).unwrap_err();
+        let e = client.config(&[]).unwrap_err();
         assert!(e.message.contains("no PEM certificate"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -361,10 +361,11 @@ pub fn construct<T, O>(
 }
 
 /// The constructor of something this plugin does not provide.
-pub fn unsupported<O>(plugin: &str, what: &str, id: RStr<'_>) -> RResult<O, PluginError> {
+/// (The engine's message names the component's id: it is not said again here.)
+pub fn unsupported<O>(plugin: &str, what: &str, _id: RStr<'_>) -> RResult<O, PluginError> {
     RResult::RErr(PluginError::new(
         ErrorKind::Unsupported,
-        format_args!("'{id}': plugin '{plugin}' has no {what}"),
+        format_args!("plugin '{plugin}' has no {what}"),
     ))
 }
 

@@ -49,3 +49,5 @@ mod shutdown;
 mod stateful;
 #[cfg(unix)]
 mod streams;
+#[cfg(unix)]
+mod syslog;

@@ -242,7 +242,7 @@ fn curl_http2_with_prior_knowledge_and_over_tls_with_alpn() {
             .log()
             .lines()
             .any(|l| l.contains("http server listening")
-                && l.contains("id=secure")
+                && l.contains("connector{id=secure}")
                 && l.contains("tls=true")),
         "{}",
         engine.log()
@@ -513,7 +513,7 @@ fn https_without_tls_and_a_bad_certificate_stop_the_start_naming_connector_and_f
     for (config, needle) in [
         (
             "url = \"https://127.0.0.1:0\"".to_owned(),
-            "'in': `url` \"https://127.0.0.1:0\" is https:// but there is no `tls` table",
+            "'in' (plugin 'http_server'): invalid config: `url` \"https://127.0.0.1:0\" is https:// but there is no `tls` table",
         ),
         (
             format!(
@@ -521,7 +521,7 @@ fn https_without_tls_and_a_bad_certificate_stop_the_start_naming_connector_and_f
                 garbage.display(),
                 garbage.display()
             ),
-            "'in': `tls.cert`",
+            "'in' (plugin 'http_server'): invalid config: `tls.cert`",
         ),
     ] {
         let text = servers_to_file(&[server("in", &config)], &out);
@@ -533,5 +533,7 @@ fn https_without_tls_and_a_bad_certificate_stop_the_start_naming_connector_and_f
         let log = String::from_utf8_lossy(&run.stderr);
         assert!(!run.status.success(), "{log}");
         assert!(log.contains(needle), "{needle}: {log}");
+        let line = log.lines().find(|l| l.contains(needle)).unwrap_or_default();
+        assert_eq!(line.matches("'in'").count(), 1, "the id said once: {line}");
     }
 }

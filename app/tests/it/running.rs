@@ -210,6 +210,31 @@ fn bad_plugin_config_is_reported_before_anything_runs() {
     assert!(stderr.contains("mdoe"), "{stderr}");
 }
 
+#[test]
+fn a_plugin_error_names_the_connector_once() {
+    let dir = temp_dir("missing-input");
+    let missing = dir.join("missing.json");
+    let deploy = deployment(
+        &dir,
+        &format!(
+            "[[connector]]\nid = \"in\"\nplugin = \"file\"\ncodec = \"json\"\nconfig = {{ path = \"{}\", mode = \"read\" }}\n\n[[pipeline]]\nid = \"main\"\n\n[[connect]]\nfrom = \"in\"\nto = \"main\"\n",
+            missing.display()
+        ),
+    );
+    let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
+    assert_eq!(status.status.code(), Some(2), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&missing.display().to_string()))
+        .unwrap_or_else(|| panic!("no line names the file: {stderr}"));
+    assert!(line.contains("source 'in' (plugin 'file')"), "{line}");
+    assert_eq!(
+        stderr.matches("'in'").count(),
+        1,
+        "the id said once: {stderr}"
+    );
+}
+
 #[cfg(feature = "monolith")]
 #[test]
 fn the_monolith_has_every_plugin_built_in() {

@@ -261,7 +261,13 @@ impl Engine {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let line = self.wait_for(what);
-            if let (Some(id), Some(addr)) = (field(&line, "id"), field(&line, "addr")) {
+            // The id is the host's span's, `connector{id=in}` (no plugin writes it itself).
+            let id = line
+                .split("connector{id=")
+                .nth(1)
+                .and_then(|rest| rest.split('}').next())
+                .map(|id| id.trim_matches('"').to_owned());
+            if let (Some(id), Some(addr)) = (id, field(&line, "addr")) {
                 return (id, addr);
             }
             if let Some(addr) = field(&line, "addr") {

@@ -77,7 +77,6 @@ enum Until {
 
 /// Replays the lines of a file held in memory.
 pub struct BenchSource {
-    id: String,
     data: Vec<u8>,
     /// Where each line is in `data` (without its newline or `\r`).
     lines: Vec<Range<usize>>,
@@ -141,24 +140,23 @@ impl BenchSource {
     /// when the file cannot be read.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
-        let id = setup.id;
         let path = config.path.display();
         let until = match (config.iters, config.duration_s) {
             (Some(_), Some(_)) => {
                 return Err(PluginError::config(format_args!(
-                    "'{id}': give the bench connector either `iters` or `duration_s`, not both"
+                    "give the bench connector either `iters` or `duration_s`, not both"
                 )));
             }
             (Some(0), None) => {
                 return Err(PluginError::config(format_args!(
-                    "'{id}': `iters` must be at least 1"
+                    "`iters` must be at least 1"
                 )));
             }
             (Some(iters), None) => Until::Iterations(iters),
             (None, Some(secs)) => {
                 Until::Elapsed(Duration::try_from_secs_f64(secs).map_err(|_| {
                     PluginError::config(format_args!(
-                        "'{id}': `duration_s` must be a number of seconds ≥ 0, not {secs}"
+                        "`duration_s` must be a number of seconds ≥ 0, not {secs}"
                     ))
                 })?)
             }
@@ -167,22 +165,20 @@ impl BenchSource {
         let mut data = Vec::new();
         temblor_compress::open_read(&config.path)
             .and_then(|mut reader| reader.read_to_end(&mut data))
-            .map_err(|e| PluginError::io(format_args!("'{id}': cannot read {path}"), &e))?;
+            .map_err(|e| PluginError::io(format_args!("cannot read {path}"), &e))?;
         let lines = split_lines(&data);
         if lines.is_empty() {
             return Err(PluginError::config(format_args!(
-                "'{id}': {path} has no lines to replay"
+                "{path} has no lines to replay"
             )));
         }
         tracing::info!(
-            id = %id,
             path = %path,
             lines = lines.len(),
             bytes = data.len(),
             "bench source loaded"
         );
         Ok(Self {
-            id: id.to_owned(),
             data,
             lines,
             until,
@@ -216,7 +212,6 @@ impl BenchSource {
             (0.0, 0.0)
         };
         tracing::info!(
-            id = %self.id,
             frames = self.frames,
             bytes = self.bytes,
             passes = self.passes,
@@ -279,7 +274,7 @@ impl Source for BenchSource {
     fn fail(&mut self, token: u64, reason: &str) -> Result<(), PluginError> {
         if let Some(acks) = &mut self.acks {
             acks.failed += 1;
-            tracing::debug!(id = %self.id, token, reason, "bench batch failed");
+            tracing::debug!(token, reason, "bench batch failed");
         }
         Ok(())
     }
@@ -289,7 +284,6 @@ impl Drop for BenchSource {
     fn drop(&mut self) {
         if let Some(acks) = self.acks {
             tracing::info!(
-                id = %self.id,
                 handed_out = acks.handed_out,
                 acked = acks.acked,
                 failed = acks.failed,
@@ -332,7 +326,6 @@ mod tests {
             .flat_map(|l| format!("{l}\n").into_bytes())
             .collect();
         BenchSource {
-            id: "t".into(),
             lines: split_lines(&data),
             data,
             until,

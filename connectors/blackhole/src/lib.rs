@@ -25,7 +25,6 @@ pub struct Config {}
 /// Discards frames, counting them.
 #[derive(Debug)]
 pub struct Blackhole {
-    id: String,
     frames: u64,
     bytes: u64,
 }
@@ -38,7 +37,6 @@ impl Blackhole {
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let Config {} = setup.config()?;
         Ok(Self {
-            id: setup.id.to_owned(),
             frames: 0,
             bytes: 0,
         })
@@ -60,7 +58,6 @@ impl Sink for Blackhole {
 
     fn flush(&mut self) -> Result<(), PluginError> {
         tracing::debug!(
-            id = %self.id,
             frames = self.frames,
             bytes = self.bytes,
             "blackhole flushed"
@@ -72,7 +69,6 @@ impl Sink for Blackhole {
 impl Drop for Blackhole {
     fn drop(&mut self) {
         tracing::info!(
-            id = %self.id,
             frames = self.frames,
             bytes = self.bytes,
             "blackhole discarded"
@@ -171,7 +167,7 @@ mod tests {
         assert!(lines[0].starts_with("DEBUG"), "{lines:?}");
         let last = &lines[1];
         assert!(last.starts_with("INFO"), "{last}");
-        for field in ["id=bh", "frames=2", "bytes=8"] {
+        for field in ["frames=2", "bytes=8"] {
             assert!(last.contains(field), "{field} in {last}");
         }
     }

@@ -44,7 +44,6 @@ pub struct Config {
 /// Asks the engine to stop after its first event.
 #[derive(Debug)]
 pub struct Exit {
-    id: String,
     delay: Duration,
     /// Whether the first event arrived and the delay passed.
     triggered: bool,
@@ -58,7 +57,6 @@ impl Exit {
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
         Ok(Self {
-            id: setup.id.to_owned(),
             delay: Duration::from_millis(config.delay_ms),
             triggered: false,
         })
@@ -71,7 +69,6 @@ impl Sink for Exit {
             return Ok(());
         }
         tracing::info!(
-            id = %self.id,
             delay_ms = self.delay.as_millis(),
             "exit: first event arrived; stopping the engine after the delay"
         );

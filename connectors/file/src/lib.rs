@@ -150,20 +150,20 @@ impl fmt::Display for Mode {
 ///
 /// # Errors
 /// A `Config` error naming the file when it exists but cannot be read or holds no offset.
-fn load_checkpoint(id: &str, file: &Path) -> Result<Option<u64>, PluginError> {
+fn load_checkpoint(file: &Path) -> Result<Option<u64>, PluginError> {
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) if e.kind() == IoErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(PluginError::config(format_args!(
-                "'{id}': cannot read the checkpoint file {} (`checkpoint`): {e}",
+                "cannot read the checkpoint file {} (`checkpoint`): {e}",
                 file.display()
             )));
         }
     };
     text.trim().parse().map(Some).map_err(|_| {
         PluginError::config(format_args!(
-            "'{id}': the checkpoint file {} (`checkpoint`) does not hold a byte offset: {:?}",
+            "the checkpoint file {} (`checkpoint`) does not hold a byte offset: {:?}",
             file.display(),
             text.chars().take(40).collect::<String>()
         ))
@@ -303,7 +303,6 @@ impl Checkpoint {
 
 /// Reads a file: 64 KiB chunks, or with a checkpoint chunks that end after a newline.
 pub struct FileSource {
-    id: String,
     path: PathBuf,
     reader: Box<dyn Read + Send>,
     chunk: Vec<u8>,
@@ -329,10 +328,9 @@ impl FileSource {
     /// checkpoint.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
-        let id = setup.id;
         if config.mode != Mode::Read {
             return Err(PluginError::config(format_args!(
-                "'{id}': the file connector is in {} mode, so it has no source \
+                "the file connector is in {} mode, so it has no source \
                  (use mode = \"read\" to read {})",
                 config.mode,
                 config.path.display()
@@ -341,34 +339,32 @@ impl FileSource {
         let max_in_flight = match (&config.checkpoint, config.max_in_flight) {
             (None, Some(_)) => {
                 return Err(PluginError::config(format_args!(
-                    "'{id}': `max_in_flight` is only for a source with a `checkpoint`"
+                    "`max_in_flight` is only for a source with a `checkpoint`"
                 )));
             }
             (_, Some(0)) => {
                 return Err(PluginError::config(format_args!(
-                    "'{id}': `max_in_flight` must be at least 1"
+                    "`max_in_flight` must be at least 1"
                 )));
             }
             (_, Some(n)) => usize::try_from(n).unwrap_or(usize::MAX),
             (_, None) => 1,
         };
         let stored = match &config.checkpoint {
-            Some(file) => load_checkpoint(id, file)?,
+            Some(file) => load_checkpoint(file)?,
             None => None,
         };
-        let (reader, start) = open_at(id, &config.path, stored.unwrap_or(0))?;
+        let (reader, start) = open_at(&config.path, stored.unwrap_or(0))?;
         let checkpoint = config
             .checkpoint
             .map(|file| Checkpoint::new(file, max_in_flight, start, Some(stored.unwrap_or(0))));
         tracing::debug!(
-            id = %id,
             path = %config.path.display(),
             offset = start,
             checkpoint = checkpoint.is_some(),
             "file source opened"
         );
         Ok(Self {
-            id: id.to_owned(),
             path: config.path,
             reader,
             chunk: vec![0; CHUNK],
@@ -382,10 +378,7 @@ impl FileSource {
     }
 
     fn read_error(&self, e: &io::Error) -> PluginError {
-        PluginError::io(
-            format_args!("'{}': reading {}", self.id, self.path.display()),
-            e,
-        )
+        PluginError::io(format_args!("reading {}", self.path.display()), e)
     }
 
     /// Fills `self.chunk[from..]` as far as it goes; returns the bytes read and whether the
@@ -450,7 +443,6 @@ impl FileSource {
                 self.done = true;
                 out.end_stream(STREAM);
                 tracing::info!(
-                    id = %self.id,
                     path = %self.path.display(),
                     bytes = self.offset - self.start,
                     "file source reached the end of the file"
@@ -474,11 +466,7 @@ impl FileSource {
         };
         cp.persist().map_err(|e| {
             PluginError::io(
-                format_args!(
-                    "'{}': cannot write the checkpoint file {}",
-                    self.id,
-                    cp.file.display()
-                ),
+                format_args!("cannot write the checkpoint file {}", cp.file.display()),
                 &e,
             )
         })
@@ -487,16 +475,15 @@ impl FileSource {
 
 /// Opens `path` at `offset` (of its decompressed data); an offset beyond its end starts at 0,
 /// with a warning. Returns the reader and where it stands.
-fn open_at(id: &str, path: &Path, offset: u64) -> Result<(Box<dyn Read + Send>, u64), PluginError> {
+fn open_at(path: &Path, offset: u64) -> Result<(Box<dyn Read + Send>, u64), PluginError> {
     let open_error = |e: &io::Error| {
         PluginError::io(
-            format_args!("'{id}': cannot open {} for reading", path.display()),
+            format_args!("cannot open {} for reading", path.display()),
             e,
         )
     };
     let beyond = |end: u64| {
         tracing::warn!(
-            id = %id,
             path = %path.display(),
             checkpoint = offset,
             end,
@@ -524,7 +511,7 @@ fn open_at(id: &str, path: &Path, offset: u64) -> Result<(Box<dyn Read + Send>, 
     let skipped = io::copy(&mut reader.by_ref().take(offset), &mut io::sink()).map_err(|e| {
         PluginError::io(
             format_args!(
-                "'{id}': skipping to the checkpoint (byte {offset}) in {}",
+                "skipping to the checkpoint (byte {offset}) in {}",
                 path.display()
             ),
             &e,
@@ -562,7 +549,6 @@ impl Source for FileSource {
                 if !cp.warned_untracked {
                     cp.warned_untracked = true;
                     tracing::warn!(
-                        id = %self.id,
                         "the engine hands out batches without a token: the checkpoint does not advance"
                     );
                 }
@@ -587,7 +573,7 @@ impl Source for FileSource {
             return Ok(());
         };
         if !cp.resolve(token, Outcome::Acked) {
-            tracing::warn!(id = %self.id, token, "ack for a batch that is not outstanding; ignored");
+            tracing::warn!(token, "ack for a batch that is not outstanding; ignored");
             return Ok(());
         }
         cp.advance();
@@ -599,12 +585,11 @@ impl Source for FileSource {
             return Ok(());
         };
         if !cp.resolve(token, Outcome::Failed) {
-            tracing::warn!(id = %self.id, token, "failure of a batch that is not outstanding; ignored");
+            tracing::warn!(token, "failure of a batch that is not outstanding; ignored");
             return Ok(());
         }
         cp.advance();
         tracing::warn!(
-            id = %self.id,
             path = %self.path.display(),
             token,
             reason,
@@ -620,7 +605,6 @@ impl Drop for FileSource {
     fn drop(&mut self) {
         if let Some(cp) = &self.checkpoint {
             tracing::info!(
-                id = %self.id,
                 path = %self.path.display(),
                 checkpoint = cp.committed,
                 read = self.offset,
@@ -633,7 +617,6 @@ impl Drop for FileSource {
 
 /// Writes frames to a file, compressing by its extension; finishes the file when dropped.
 pub struct FileSink {
-    id: String,
     path: PathBuf,
     writer: Option<temblor_compress::Writer>,
 }
@@ -646,11 +629,10 @@ impl FileSink {
     /// file cannot be opened.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
-        let id = setup.id;
         let append = match config.mode {
             Mode::Read => {
                 return Err(PluginError::config(format_args!(
-                    "'{id}': the file connector is in read mode, so it has no sink \
+                    "the file connector is in read mode, so it has no sink \
                      (use mode = \"write\" or \"append\" to write {})",
                     config.path.display()
                 )));
@@ -664,25 +646,23 @@ impl FileSink {
         ] {
             if given {
                 return Err(PluginError::config(format_args!(
-                    "'{id}': `{key}` is only for a source (mode = \"read\"), not in {} mode",
+                    "`{key}` is only for a source (mode = \"read\"), not in {} mode",
                     config.mode
                 )));
             }
         }
         let writer = temblor_compress::open_write(&config.path, append).map_err(|e| {
             PluginError::io(
-                format_args!("'{id}': cannot open {} for writing", config.path.display()),
+                format_args!("cannot open {} for writing", config.path.display()),
                 &e,
             )
         })?;
         tracing::debug!(
-            id = %id,
             path = %config.path.display(),
             mode = %config.mode,
             "file sink opened"
         );
         Ok(Self {
-            id: id.to_owned(),
             path: config.path,
             writer: Some(writer),
         })
@@ -693,16 +673,13 @@ impl FileSink {
         self.writer.as_mut().ok_or_else(|| {
             PluginError::new(
                 temblor_shim::ErrorKind::Other,
-                format_args!("'{}': {} is already closed", self.id, self.path.display()),
+                format_args!("{} is already closed", self.path.display()),
             )
         })
     }
 
     fn io_error(&self, what: &str, e: &std::io::Error) -> PluginError {
-        PluginError::io(
-            format_args!("'{}': {what} {}", self.id, self.path.display()),
-            e,
-        )
+        PluginError::io(format_args!("{what} {}", self.path.display()), e)
     }
 }
 
@@ -725,7 +702,6 @@ impl Drop for FileSink {
             && let Err(e) = writer.finish()
         {
             tracing::error!(
-                id = %self.id,
                 path = %self.path.display(),
                 error = %e,
                 "file sink could not finish the file"
@@ -785,7 +761,7 @@ mod tests {
                 .err()
                 .expect("no source in a sink mode");
             assert_eq!(err.kind, ErrorKind::Config);
-            assert!(err.message.contains("'src'"), "{err}");
+            assert!(!err.message.contains("'src'"), "{err}");
             assert!(err.message.contains(&format!("in {mode} mode")), "{err}");
         }
         let cfg = config(&[("path", "x.json")]);
@@ -796,7 +772,7 @@ mod tests {
         let err = FileSink::new(&setup).err().expect("no sink in read mode");
         assert_eq!(err.kind, ErrorKind::Config);
         assert!(
-            err.message.contains("'snk'") && err.message.contains("read mode"),
+            !err.message.contains("'snk'") && err.message.contains("read mode"),
             "{err}"
         );
         assert!(
@@ -913,18 +889,14 @@ mod tests {
     }
 
     fn stored(checkpoint: &Path) -> Option<u64> {
-        load_checkpoint("t", checkpoint).expect("a readable checkpoint")
+        load_checkpoint(checkpoint).expect("a readable checkpoint")
     }
 
     #[test]
     fn checkpoint_offsets_are_written_and_read_back() {
         let dir = temp_dir("cp-round-trip");
         let file = dir.join("cp");
-        assert_eq!(
-            load_checkpoint("t", &file),
-            Ok(None),
-            "no file: from the start"
-        );
+        assert_eq!(load_checkpoint(&file), Ok(None), "no file: from the start");
         store_checkpoint(&file, 12_345).expect("store");
         assert_eq!(std::fs::read_to_string(&file).expect("read"), "12345\n");
         assert_eq!(stored(&file), Some(12_345));

@@ -134,6 +134,7 @@ use temblor_net::{
         },
         rt::{TokioIo, TokioTimer},
     },
+    retry,
     rustls::pki_types::ServerName,
     tls::ClientTls,
     tokio::{self, net::TcpStream, runtime::Handle, task::JoinSet},
@@ -160,16 +161,16 @@ pub struct Config {
     #[serde(default)]
     pub headers_from_meta: bool,
     /// The most one request may take, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "retry::default_timeout_ms")]
     pub timeout_ms: u64,
     /// Retries of a frame after its first attempt.
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
     /// The wait before the first retry, in milliseconds.
-    #[serde(default = "default_backoff_ms")]
+    #[serde(default = "retry::default_backoff_ms")]
     pub backoff_ms: u64,
     /// The longest wait between retries, in milliseconds.
-    #[serde(default = "default_max_backoff_ms")]
+    #[serde(default = "retry::default_max_backoff_ms")]
     pub max_backoff_ms: u64,
     /// HTTP/2 only: h2c with prior knowledge over `http://`, ALPN `h2` alone over `https://`.
     #[serde(default)]
@@ -186,20 +187,8 @@ fn default_method() -> String {
     "POST".to_owned()
 }
 
-fn default_timeout_ms() -> u64 {
-    5000
-}
-
 fn default_max_retries() -> u32 {
     3
-}
-
-fn default_backoff_ms() -> u64 {
-    100
-}
-
-fn default_max_backoff_ms() -> u64 {
-    5000
 }
 
 fn default_concurrency() -> u32 {
@@ -377,7 +366,6 @@ where
 
 /// The `http_client` sink.
 pub struct HttpClient {
-    id: String,
     url: String,
     uri: Uri,
     method: Method,
@@ -403,9 +391,7 @@ impl HttpClient {
     /// error when the network runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
-        let id = setup.id;
-        let bad =
-            |what: std::fmt::Arguments<'_>| PluginError::config(format_args!("'{id}': {what}"));
+        let bad = |what: std::fmt::Arguments<'_>| PluginError::config(format_args!("{what}"));
         let uri: Uri = config
             .url
             .parse()
@@ -452,18 +438,7 @@ impl HttpClient {
                 .map_err(|e| bad(format_args!("header {name} value {value:?}: {e}")))?;
             headers.push((name, value));
         }
-        if config.timeout_ms == 0 {
-            return Err(bad(format_args!("`timeout_ms` must be at least 1")));
-        }
-        if config.backoff_ms == 0 {
-            return Err(bad(format_args!("`backoff_ms` must be at least 1")));
-        }
-        if config.max_backoff_ms < config.backoff_ms {
-            return Err(bad(format_args!(
-                "`max_backoff_ms` ({}) must be at least `backoff_ms` ({})",
-                config.max_backoff_ms, config.backoff_ms
-            )));
-        }
+        retry::check(config.backoff_ms, config.max_backoff_ms, config.timeout_ms)?;
         if !(1..=MAX_CONCURRENCY).contains(&config.concurrency) {
             return Err(bad(format_args!(
                 "`concurrency` must be 1 to {MAX_CONCURRENCY}, found {}",
@@ -488,7 +463,7 @@ impl HttpClient {
                 // holds no certificate.
                 let connector = tls
                     .unwrap_or_default()
-                    .connector(id, &host, alpn)
+                    .connector(&host, alpn)
                     .map_err(|e| PluginError::config(e.message))?;
                 Some(connector)
             }
@@ -511,7 +486,6 @@ impl HttpClient {
             .http2_only(config.http2)
             .build(Connector(Arc::clone(&target)));
         tracing::debug!(
-            id = %id,
             url = %config.url,
             method = %method,
             http2 = config.http2,
@@ -519,7 +493,6 @@ impl HttpClient {
             "http client ready"
         );
         Ok(Self {
-            id: id.to_owned(),
             url: config.url,
             uri,
             method,
@@ -605,7 +578,6 @@ impl HttpClient {
             }
             retry += 1;
             tracing::warn!(
-                id = %self.id,
                 url = %self.url,
                 retry,
                 backoff_ms = backoff,
@@ -663,7 +635,6 @@ impl HttpClient {
             Some(Value::Object(headers)) => headers,
             Some(other) => {
                 tracing::warn!(
-                    id = %self.id,
                     found = other.type_name(),
                     "meta.headers is not an object: no headers taken from meta"
                 );
@@ -673,7 +644,7 @@ impl HttpClient {
         let mut out = Vec::with_capacity(headers.len());
         for (name, value) in headers.iter() {
             let Ok(header) = HeaderName::from_bytes(name.as_bytes()) else {
-                tracing::warn!(id = %self.id, header = %name, "meta.headers: not a valid header name; skipped");
+                tracing::warn!(header = %name, "meta.headers: not a valid header name; skipped");
                 continue;
             };
             if NOT_FROM_META.contains(&header.as_str()) {
@@ -682,7 +653,6 @@ impl HttpClient {
             let valid = value.as_str().map(HeaderValue::from_str);
             let Some(Ok(value)) = valid else {
                 tracing::warn!(
-                    id = %self.id,
                     header = %name,
                     "meta.headers: the value is not a string valid in a header; skipped"
                 );
@@ -753,7 +723,7 @@ impl Sink for HttpClient {
             // `block_on` would panic: the engine never calls a sink from a runtime thread.
             return Err(PluginError::new(
                 ErrorKind::Io,
-                format_args!("'{}': push called from inside an async runtime", self.id),
+                format_args!("push called from inside an async runtime"),
             ));
         }
         let (outcomes, unsent) = self.tasks.handle.block_on(self.send(frames, meta));
@@ -768,14 +738,13 @@ impl Sink for HttpClient {
                 Outcome::Delivered => sent.push(u32::try_from(i).unwrap_or(u32::MAX)),
                 Outcome::Refused(why) => {
                     refused += 1;
-                    tracing::warn!(id = %self.id, url = %self.url, why = %why, "frame refused; not retried");
+                    tracing::warn!(url = %self.url, why = %why, "frame refused; not retried");
                     last_refusal = why;
                 }
                 Outcome::Failed(why) => {
                     failed += 1;
                     if failure.is_none() {
                         tracing::warn!(
-                            id = %self.id,
                             url = %self.url,
                             why = %why,
                             "a frame failed after its retries; trying the rest of the batch once"
@@ -783,7 +752,6 @@ impl Sink for HttpClient {
                         failure = Some(why);
                     } else {
                         tracing::error!(
-                            id = %self.id,
                             url = %self.url,
                             unsent = unsent + failed,
                             refused,
@@ -808,13 +776,13 @@ impl Sink for HttpClient {
                     String::new()
                 };
                 format!(
-                    "'{}': {undelivered} of {n} frames not delivered to {}: {why}{also}",
-                    self.id, self.url
+                    "{undelivered} of {n} frames not delivered to {}: {why}{also}",
+                    self.url
                 )
             }
             None => format!(
-                "'{}': {refused} of {n} frames refused by {} (not retried): {last_refusal}",
-                self.id, self.url
+                "{refused} of {n} frames refused by {} (not retried): {last_refusal}",
+                self.url
             ),
         };
         sent.sort_unstable();
@@ -852,7 +820,6 @@ impl Drop for HttpClient {
             self.tasks.handle.block_on(join);
         }
         tracing::debug!(
-            id = %self.id,
             url = %self.url,
             sent = self.sent,
             connections = self.target.opened.load(Ordering::Relaxed),
@@ -989,7 +956,7 @@ mod tests {
                         config(&[("ca", Value::from("/nonexistent/temblor-ca.pem"))]),
                     ),
                 ],
-                "'t': `tls.ca` /nonexistent/temblor-ca.pem",
+                "`tls.ca` /nonexistent/temblor-ca.pem",
             ),
             (
                 vec![url.clone(), ("concurrency", Value::from(0_u64))],

@@ -135,7 +135,7 @@ use temblor_net::{
         rt::{TokioExecutor, TokioIo, TokioTimer},
         server::conn::auto,
     },
-    inbox::{self, Inbox, Outbox, Received},
+    inbox::{self, Closed, Drain, Inbox, Outbox},
     tls::ServerTls,
     tokio::{
         self,
@@ -267,10 +267,8 @@ fn default_timeout_ms() -> u64 {
 
 impl Config {
     /// Checks the values serde cannot; returns the addresses to listen on.
-    fn validate(&self, id: &str) -> Result<Vec<SocketAddr>, PluginError> {
-        let fail = |what: std::fmt::Arguments<'_>| {
-            Err(PluginError::config(format_args!("'{id}': {what}")))
-        };
+    fn validate(&self) -> Result<Vec<SocketAddr>, PluginError> {
+        let fail = |what: std::fmt::Arguments<'_>| Err(PluginError::config(format_args!("{what}")));
         if self.max_connections == 0 {
             return fail(format_args!("`max_connections` must be at least 1"));
         }
@@ -293,7 +291,7 @@ impl Config {
                 "`url` {:?} is http:// but `tls` is set: use https:// or host:port",
                 self.url
             )),
-            _ => addr::resolve(id, "url", host_port),
+            _ => addr::resolve("url", host_port),
         }
     }
 }
@@ -436,7 +434,6 @@ impl Shared {
 
 /// The `http_server` source.
 pub struct HttpServer {
-    id: String,
     local: SocketAddr,
     response: Response,
     counts: Arc<Counts>,
@@ -464,9 +461,9 @@ impl HttpServer {
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
         let id = setup.id;
-        let addrs = config.validate(id)?;
+        let addrs = config.validate()?;
         let tls = match &config.tls {
-            Some(tls) => Some(tls.acceptor(id, &[b"h2", b"http/1.1"])?),
+            Some(tls) => Some(tls.acceptor(&[b"h2", b"http/1.1"])?),
             None => None,
         };
         let handle = temblor_net::runtime::handle()?;
@@ -475,11 +472,11 @@ impl HttpServer {
             // A burst of clients waits in the kernel until accepted.
             let backlog =
                 u32::try_from(config.max_connections).map_or(BACKLOG, |n| n.clamp(128, BACKLOG));
-            addr::listen_tcp(id, &addrs, backlog)?
+            addr::listen_tcp(&addrs, backlog)?
         };
         let local = listener
             .local_addr()
-            .map_err(|e| PluginError::io(format_args!("'{id}': listening socket"), &e))?;
+            .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?;
         let (outbox, inbox) = inbox::channel(QUEUE, handle.clone());
         let shared = Arc::new(Shared {
             id: id.to_owned(),
@@ -509,7 +506,6 @@ impl HttpServer {
         );
         service.spawn(serve);
         tracing::info!(
-            id = %id,
             addr = %local,
             tls = config.tls.is_some(),
             max_body = config.max_body,
@@ -518,7 +514,6 @@ impl HttpServer {
             "http server listening"
         );
         Ok(Self {
-            id: id.to_owned(),
             local,
             response: config.response,
             counts,
@@ -570,7 +565,6 @@ impl HttpServer {
             if !self.warned_no_acks {
                 self.warned_no_acks = true;
                 tracing::warn!(
-                    id = %self.id,
                     "response = \"delivered\", but the engine tracks no acknowledgements \
                      (token 0): requests are answered 202 when handed over"
                 );
@@ -597,27 +591,22 @@ impl HttpServer {
 impl Source for HttpServer {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         // Waits only when the engine gave no wake-up handle.
-        let mut next = self.inbox.recv(WAIT);
-        for _ in 0..PULL_REQUESTS {
-            match next {
-                Received::Item(request) => self.take(request, out),
-                Received::Empty if out.is_empty() => return Ok(Pull::Idle),
-                Received::Closed if out.is_empty() => {
-                    return Err(PluginError::new(
-                        ErrorKind::Other,
-                        format_args!("'{}': the http acceptor stopped unexpectedly", self.id),
-                    ));
-                }
-                // A lost acceptor shows in the next pull.
-                Received::Empty | Received::Closed => return Ok(Pull::Ready),
-            }
+        let mut drain = Drain::new(PULL_REQUESTS, WAIT);
+        while let Some(request) = drain.next(&mut self.inbox).map_err(|Closed| {
+            PluginError::new(ErrorKind::Other, "the http acceptor stopped unexpectedly")
+        })? {
+            self.take(request, out);
             if out.byte_len() >= PULL_BYTES {
                 break;
             }
-            next = self.inbox.try_recv();
         }
-        // More may wait: the engine pulls again at once.
-        Ok(Pull::Ready)
+        // A request answered while it waited hands nothing over. Else more may wait: the
+        // engine pulls again at once.
+        Ok(if out.is_empty() {
+            Pull::Idle
+        } else {
+            Pull::Ready
+        })
     }
 
     fn wants_acks(&self) -> bool {
@@ -633,7 +622,7 @@ impl Source for HttpServer {
         let body = format!("not delivered: {reason}\n");
         let n = self.answer(token, &Reply::new(StatusCode::SERVICE_UNAVAILABLE, body));
         if n > 0 {
-            tracing::warn!(id = %self.id, requests = n, reason = %reason, "requests not delivered: answered 503");
+            tracing::warn!(requests = n, reason = %reason, "requests not delivered: answered 503");
         }
         self.failed += n;
         Ok(())
@@ -650,7 +639,6 @@ impl Drop for HttpServer {
         // queued ones follow when `inbox` is dropped, then `_service` stops and joins.
         let unanswered: usize = self.waiting.drain().map(|(_, a)| a.len()).sum();
         tracing::info!(
-            id = %self.id,
             addr = %self.local,
             connections = self.counts.accepted.load(Ordering::Relaxed),
             refused = self.counts.refused.load(Ordering::Relaxed),
@@ -721,7 +709,7 @@ async fn connection(shared: Arc<Shared>, conn: Conn, peer: String, mut stop: Sto
         tokio::select! {
             result = served.as_mut() => {
                 if let Err(e) = result {
-                    tracing::debug!(id = %shared.id, peer = %ctx.peer, error = %e, "connection ended");
+                    tracing::debug!(connector = %shared.id, peer = %ctx.peer, error = %e, "connection ended");
                 }
                 return;
             }
@@ -773,7 +761,7 @@ impl Ctx {
             Ok(meta) => match read_body(&mut body, self.shared.max_body).await {
                 Ok(bytes) => self.hand_over(meta, bytes).await,
                 Err(BodyError::Stalled) => {
-                    tracing::debug!(id = %self.shared.id, peer = %self.peer, "request body stalled: connection closed");
+                    tracing::debug!(connector = %self.shared.id, peer = %self.peer, "request body stalled: connection closed");
                     return Err(std::io::ErrorKind::TimedOut.into());
                 }
                 Err(BodyError::TooLarge) => self.too_large(),
@@ -781,7 +769,7 @@ impl Ctx {
             },
         };
         if reply.close {
-            tracing::debug!(id = %self.shared.id, peer = %self.peer, status = %reply.status, "request refused");
+            tracing::debug!(connector = %self.shared.id, peer = %self.peer, status = %reply.status, "request refused");
             // Read the rest (the client sends it anyway), unless it waits for a 100 Continue.
             // Over HTTP/2 too: a stream whose body is dropped unread is reset, and a client
             // may see the reset before the answer (curl then reports no status at all).
@@ -885,7 +873,7 @@ impl Ctx {
                  forwarded\n"
             )
         };
-        tracing::warn!(id = %self.shared.id, peer = %self.peer, taken, "request timed out: answered 503");
+        tracing::warn!(connector = %self.shared.id, peer = %self.peer, taken, "request timed out: answered 503");
         Reply::new(StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }
@@ -1005,11 +993,11 @@ mod tests {
             (vec![("max_body", Value::from(0_u64))], "max_body"),
             (
                 vec![("url", Value::from("https://127.0.0.1:0"))],
-                "'bad': `url` \"https://127.0.0.1:0\" is https:// but there is no `tls` table",
+                "`url` \"https://127.0.0.1:0\" is https:// but there is no `tls` table",
             ),
             (
                 vec![("url", Value::from("localhost"))],
-                "'bad': `url` must be host:port",
+                "`url` must be host:port",
             ),
             (vec![("tls", tls)], "key"),
         ] {

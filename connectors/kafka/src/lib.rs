@@ -231,7 +231,7 @@ fn client_config(
     brokers: &[String],
     options: &HashMap<String, OptionValue>,
 ) -> Result<ClientConfig, PluginError> {
-    let bad = |what: String| PluginError::config(format_args!("'{id}': {what}"));
+    let bad = |what: String| PluginError::config(format_args!("{what}"));
     if brokers.is_empty() {
         return Err(bad("`brokers` is empty".into()));
     }
@@ -265,8 +265,8 @@ fn client_config(
 }
 
 /// librdkafka's refusal of a setting, as a config error naming the connector.
-fn creation_error(id: &str, e: &KafkaError) -> PluginError {
-    PluginError::config(format_args!("'{id}': librdkafka refused the settings: {e}"))
+fn creation_error(e: &KafkaError) -> PluginError {
+    PluginError::config(format_args!("librdkafka refused the settings: {e}"))
 }
 
 /// Runs `f`, catching a panic: for code librdkafka calls through `extern "C"`, where an
@@ -285,13 +285,17 @@ fn forward_log(id: &str, level: RDKafkaLogLevel, facility: &str, message: &str) 
         | RDKafkaLogLevel::Alert
         | RDKafkaLogLevel::Critical
         | RDKafkaLogLevel::Error => {
-            tracing::error!(id, facility, "librdkafka: {message}");
+            tracing::error!(connector = id, facility, "librdkafka: {message}");
         }
-        RDKafkaLogLevel::Warning => tracing::warn!(id, facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(connector = id, facility, "librdkafka: {message}")
+        }
         RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-            tracing::info!(id, facility, "librdkafka: {message}");
+            tracing::info!(connector = id, facility, "librdkafka: {message}");
         }
-        RDKafkaLogLevel::Debug => tracing::debug!(id, facility, "librdkafka: {message}"),
+        RDKafkaLogLevel::Debug => {
+            tracing::debug!(connector = id, facility, "librdkafka: {message}")
+        }
     });
 }
 
@@ -320,7 +324,7 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         guarded("error callback", || {
-            tracing::warn!(id = %self.id, error = %error, reason, "kafka client error");
+            tracing::warn!(connector = %self.id, error = %error, reason, "kafka client error");
         });
     }
 }
@@ -336,7 +340,7 @@ impl ConsumerContext for SourceContext {
                         .iter()
                         .map(|e| (e.topic().to_owned(), e.partition()))
                         .collect();
-                    tracing::info!(id = %self.id, partitions = %list(&parts), "partitions revoked");
+                    tracing::info!(connector = %self.id, partitions = %list(&parts), "partitions revoked");
                     self.revoked
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -348,10 +352,10 @@ impl ConsumerContext for SourceContext {
                         .iter()
                         .map(|e| (e.topic().to_owned(), e.partition()))
                         .collect();
-                    tracing::info!(id = %self.id, partitions = %list(&parts), "partitions assigned");
+                    tracing::info!(connector = %self.id, partitions = %list(&parts), "partitions assigned");
                 }
                 Rebalance::Error(e) => {
-                    tracing::warn!(id = %self.id, error = %e, "rebalance failed");
+                    tracing::warn!(connector = %self.id, error = %e, "rebalance failed");
                 }
             }
         });
@@ -367,7 +371,7 @@ impl ConsumerContext for SourceContext {
                         .iter()
                         .map(|e| format!("{}/{}@{:?}", e.topic(), e.partition(), e.offset()))
                         .collect();
-                    tracing::debug!(id = %self.id, offsets = %committed.join(","), "offsets committed");
+                    tracing::debug!(connector = %self.id, offsets = %committed.join(","), "offsets committed");
                 }
                 // Nothing to commit (no offset stored since the last commit) is no problem.
                 Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
@@ -375,9 +379,11 @@ impl ConsumerContext for SourceContext {
                 // comes too late for the group: what was stored since the last periodic commit
                 // is read again by the partitions' next owner (at least once).
                 Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress)) => {
-                    tracing::info!(id = %self.id, "offsets not committed: the group is rebalancing (the partitions' next owner reads the last few again)");
+                    tracing::info!(connector = %self.id, "offsets not committed: the group is rebalancing (the partitions' next owner reads the last few again)");
                 }
-                Err(e) => tracing::warn!(id = %self.id, error = %e, "committing offsets failed"),
+                Err(e) => {
+                    tracing::warn!(connector = %self.id, error = %e, "committing offsets failed")
+                }
             }
         });
     }
@@ -532,7 +538,6 @@ impl Drop for Keepalive {
 
 /// The `kafka` source.
 pub struct KafkaSource {
-    id: String,
     consumer: BaseConsumer<SourceContext>,
     inflight: Inflight,
     /// Topic names, shared by the partitions' keys.
@@ -555,7 +560,7 @@ impl KafkaSource {
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let c: SourceConfig = setup.config()?;
         let id = setup.id;
-        let bad = |what: String| PluginError::config(format_args!("'{id}': {what}"));
+        let bad = |what: String| PluginError::config(format_args!("{what}"));
         if c.group_id.is_empty() {
             return Err(bad("`group_id` is empty".into()));
         }
@@ -596,14 +601,13 @@ impl KafkaSource {
         };
         let consumer: BaseConsumer<SourceContext> = cfg
             .create_with_context(context)
-            .map_err(|e| creation_error(id, &e))?;
+            .map_err(|e| creation_error(&e))?;
         let topics: Vec<&str> = c.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
             .map_err(|e| bad(format!("cannot subscribe to {topics:?}: {e}")))?;
-        tracing::info!(id, group = %c.group_id, topics = ?topics, "kafka consumer subscribed");
+        tracing::info!(group = %c.group_id, topics = ?topics, "kafka consumer subscribed");
         Ok(Self {
-            id: id.to_owned(),
             consumer,
             inflight: Inflight::default(),
             topics: HashMap::new(),
@@ -663,7 +667,12 @@ impl KafkaSource {
             let tp = (intern(&mut self.topics, &topic), partition);
             let forgotten = self.inflight.revoke(&tp) + usize::from(batch.remove(&tp).is_some());
             if forgotten > 0 {
-                tracing::info!(id = %self.id, topic, partition, batches = forgotten, "partition revoked with batches in flight: its next owner reads them again from the last committed offset");
+                tracing::info!(
+                    topic,
+                    partition,
+                    batches = forgotten,
+                    "partition revoked with batches in flight: its next owner reads them again from the last committed offset"
+                );
             }
         }
     }
@@ -674,7 +683,7 @@ impl KafkaSource {
             if let Err(e) = self.consumer.store_offset(&tp.0, tp.1, next - 1) {
                 // The partition was revoked meanwhile: its new owner reads from the committed
                 // offset.
-                tracing::debug!(id = %self.id, topic = %tp.0, partition = tp.1, offset = next, error = %e, "offset not stored");
+                tracing::debug!(topic = %tp.0, partition = tp.1, offset = next, error = %e, "offset not stored");
             }
         }
         for (tp, first) in actions.seek {
@@ -683,10 +692,10 @@ impl KafkaSource {
                 .seek(&tp.0, tp.1, Offset::Offset(first), self.timeout)
             {
                 Ok(()) => {
-                    tracing::info!(id = %self.id, topic = %tp.0, partition = tp.1, offset = first, "sought back to replay a failed batch");
+                    tracing::info!(topic = %tp.0, partition = tp.1, offset = first, "sought back to replay a failed batch");
                 }
                 Err(e) => {
-                    tracing::warn!(id = %self.id, topic = %tp.0, partition = tp.1, offset = first, error = %e, "cannot seek back to replay a failed batch (the partition was revoked?): its next owner reads it from the last committed offset");
+                    tracing::warn!(topic = %tp.0, partition = tp.1, offset = first, error = %e, "cannot seek back to replay a failed batch (the partition was revoked?): its next owner reads it from the last committed offset");
                 }
             }
         }
@@ -752,11 +761,11 @@ impl Source for KafkaSource {
                     // offsets (what this pull took is handed over all the same).
                     return Err(PluginError::new(
                         ErrorKind::Io,
-                        format_args!("'{}': the kafka consumer failed: {e}", self.id),
+                        format_args!("the kafka consumer failed: {e}"),
                     ));
                 }
                 Some(Err(e)) => {
-                    tracing::warn!(id = %self.id, error = %e, "kafka consumer error");
+                    tracing::warn!(error = %e, "kafka consumer error");
                 }
                 // A rebalance or commit event was served: more may wait.
                 None if event => {}
@@ -804,7 +813,11 @@ impl Source for KafkaSource {
         let actions = self.inflight.fail(token);
         if !actions.seek.is_empty() {
             self.replays += 1;
-            tracing::warn!(id = %self.id, partitions = actions.seek.len(), reason, "batch failed; replaying it from its first offsets");
+            tracing::warn!(
+                partitions = actions.seek.len(),
+                reason,
+                "batch failed; replaying it from its first offsets"
+            );
         }
         self.apply(actions);
         Ok(())
@@ -821,7 +834,7 @@ impl Source for KafkaSource {
                 true
             }
             Err(e) => {
-                tracing::warn!(id = %self.id, error = %e, "cannot start the keep-alive thread; polling in pull instead");
+                tracing::warn!(error = %e, "cannot start the keep-alive thread; polling in pull instead");
                 false
             }
         }
@@ -837,10 +850,15 @@ impl Drop for KafkaSource {
         match self.consumer.commit_consumer_state(CommitMode::Async) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
-                tracing::warn!(id = %self.id, error = %e, "last commit failed: the offsets stored since the previous one are read again");
+                tracing::warn!(error = %e, "last commit failed: the offsets stored since the previous one are read again");
             }
         }
-        tracing::debug!(id = %self.id, messages = self.messages, replays = self.replays, in_flight = self.inflight.batches(), "kafka source closed");
+        tracing::debug!(
+            messages = self.messages,
+            replays = self.replays,
+            in_flight = self.inflight.batches(),
+            "kafka source closed"
+        );
     }
 }
 
@@ -862,7 +880,7 @@ impl ClientContext for SinkContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         guarded("error callback", || {
-            tracing::warn!(id = %self.id, error = %error, reason, "kafka client error");
+            tracing::warn!(connector = %self.id, error = %error, reason, "kafka client error");
         });
     }
 }
@@ -891,7 +909,6 @@ fn tag(batch: u64, index: usize) -> usize {
 
 /// The `kafka` sink.
 pub struct KafkaSink {
-    id: String,
     producer: BaseProducer<SinkContext>,
     topic: Option<String>,
     timeout: Duration,
@@ -909,13 +926,11 @@ impl KafkaSink {
         let id = setup.id;
         if c.timeout_ms == 0 {
             return Err(PluginError::config(format_args!(
-                "'{id}': `timeout_ms` must be at least 1"
+                "`timeout_ms` must be at least 1"
             )));
         }
         if c.topic.as_deref() == Some("") {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `topic` is empty"
-            )));
+            return Err(PluginError::config(format_args!("`topic` is empty")));
         }
         let mut cfg = client_config(id, &c.brokers, &c.options)?;
         cfg.set("enable.idempotence", "true")
@@ -927,9 +942,8 @@ impl KafkaSink {
         };
         let producer: BaseProducer<SinkContext> = cfg
             .create_with_context(context)
-            .map_err(|e| creation_error(id, &e))?;
+            .map_err(|e| creation_error(&e))?;
         Ok(Self {
-            id: id.to_owned(),
             producer,
             topic: c.topic,
             timeout: Duration::from_millis(c.timeout_ms),
@@ -1094,12 +1108,11 @@ impl Sink for KafkaSink {
                 .filter(|(_, d)| **d)
                 .filter_map(|(i, _)| u32::try_from(i).ok()),
         );
-        tracing::warn!(id = %self.id, confirmed, frames = frames.len(), error = %errors[0], "kafka batch not fully delivered");
+        tracing::warn!(confirmed, frames = frames.len(), error = %errors[0], "kafka batch not fully delivered");
         Err(PluginError::new(
             ErrorKind::Io,
             format_args!(
-                "'{}': {} of {} messages not delivered to kafka: {}",
-                self.id,
+                "{} of {} messages not delivered to kafka: {}",
                 frames.len() - confirmed,
                 frames.len(),
                 errors[0]
@@ -1116,9 +1129,9 @@ impl Sink for KafkaSink {
 impl Drop for KafkaSink {
     fn drop(&mut self) {
         if let Err(e) = self.producer.flush(self.timeout) {
-            tracing::warn!(id = %self.id, error = %e, "kafka producer not flushed when closing");
+            tracing::warn!(error = %e, "kafka producer not flushed when closing");
         }
-        tracing::debug!(id = %self.id, messages = self.messages, "kafka sink closed");
+        tracing::debug!(messages = self.messages, "kafka sink closed");
     }
 }
 

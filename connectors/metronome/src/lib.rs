@@ -147,8 +147,7 @@ impl Metronome {
         let config: Config = setup.config()?;
         if config.interval_ms == 0 {
             return Err(PluginError::config(format_args!(
-                "'{}': `interval_ms` must be at least 1",
-                setup.id
+                "`interval_ms` must be at least 1"
             )));
         }
         Ok(Self {

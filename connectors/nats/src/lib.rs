@@ -126,7 +126,8 @@ use client::Link;
 use proto::{Msg, Op};
 use temblor_net::{
     Service, StopSignal,
-    inbox::{self, Inbox, Outbox, Received},
+    inbox::{self, Closed, Drain, Inbox, Outbox, Received},
+    retry,
     tokio::{self, sync::mpsc},
 };
 use temblor_shim::{
@@ -156,15 +157,6 @@ pub const MAX_BATCH: usize = 10_000;
 fn default_servers() -> Vec<String> {
     vec!["127.0.0.1:4222".to_owned()]
 }
-fn default_backoff_ms() -> u64 {
-    100
-}
-fn default_max_backoff_ms() -> u64 {
-    5000
-}
-fn default_timeout_ms() -> u64 {
-    5000
-}
 fn default_batch() -> usize {
     256
 }
@@ -177,10 +169,6 @@ fn default_ack_wait_ms() -> u64 {
 fn default_nak_delay_ms() -> u64 {
     1000
 }
-fn default_max_retries() -> u32 {
-    10
-}
-
 /// The source's `config`.
 #[derive(Deserialize, Debug, Clone)]
 #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
@@ -189,11 +177,11 @@ pub struct SourceConfig {
     pub servers: Vec<String>,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default = "default_backoff_ms")]
+    #[serde(default = "retry::default_backoff_ms")]
     pub backoff_ms: u64,
-    #[serde(default = "default_max_backoff_ms")]
+    #[serde(default = "retry::default_max_backoff_ms")]
     pub max_backoff_ms: u64,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "retry::default_timeout_ms")]
     pub timeout_ms: u64,
     #[serde(default)]
     pub subject: Option<String>,
@@ -221,17 +209,17 @@ pub struct Config {
     pub servers: Vec<String>,
     #[serde(default)]
     pub name: Option<String>,
-    #[serde(default = "default_backoff_ms")]
+    #[serde(default = "retry::default_backoff_ms")]
     pub backoff_ms: u64,
-    #[serde(default = "default_max_backoff_ms")]
+    #[serde(default = "retry::default_max_backoff_ms")]
     pub max_backoff_ms: u64,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "retry::default_timeout_ms")]
     pub timeout_ms: u64,
     #[serde(default)]
     pub subject: Option<String>,
     #[serde(default)]
     pub jetstream: bool,
-    #[serde(default = "default_max_retries")]
+    #[serde(default = "retry::default_max_retries")]
     pub max_retries: u32,
 }
 
@@ -255,25 +243,15 @@ impl Target {
         max_backoff_ms: u64,
         timeout_ms: u64,
     ) -> Result<Self, PluginError> {
-        let bad = |what: String| PluginError::config(format_args!("'{id}': {what}"));
-        if backoff_ms == 0 {
-            return Err(bad("`backoff_ms` must be at least 1".into()));
-        }
-        if max_backoff_ms < backoff_ms {
-            return Err(bad(format!(
-                "`max_backoff_ms` ({max_backoff_ms}) must be at least `backoff_ms` ({backoff_ms})"
-            )));
-        }
-        if timeout_ms == 0 {
-            return Err(bad("`timeout_ms` must be at least 1".into()));
-        }
+        let bad = |what: String| PluginError::config(format_args!("{what}"));
+        retry::check(backoff_ms, max_backoff_ms, timeout_ms)?;
         if servers.is_empty() {
             return Err(bad("`servers` is empty".into()));
         }
         let mut list = Vec::with_capacity(servers.len());
         for server in servers {
             let (_, host_port) = temblor_net::addr::split_scheme(server, &["nats://"]);
-            temblor_net::addr::resolve(id, "servers", host_port)?;
+            temblor_net::addr::resolve("servers", host_port)?;
             list.push(host_port.to_owned());
         }
         Ok(Self {
@@ -331,7 +309,6 @@ struct Js {
 
 /// The `nats` source.
 pub struct NatsSource {
-    id: String,
     inbox: Inbox<Msg>,
     cmds: mpsc::UnboundedSender<Cmd>,
     pending: Arc<Mutex<Pending>>,
@@ -354,7 +331,7 @@ impl NatsSource {
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let c: SourceConfig = setup.config()?;
         let id = setup.id;
-        let bad = |what: String| PluginError::config(format_args!("'{id}': {what}"));
+        let bad = |what: String| PluginError::config(format_args!("{what}"));
         let target = Target::new(
             id,
             &c.servers,
@@ -452,7 +429,6 @@ impl NatsSource {
         )
         .into_bytes();
         Ok(Self {
-            id: id.to_owned(),
             inbox,
             cmds,
             pending,
@@ -504,42 +480,30 @@ impl NatsSource {
 impl Source for NatsSource {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         let mut replies = Vec::new();
-        let mut taken = 0;
         // Waits (up to 100 ms) only for the first item, and only for a host that gave no
         // wake-up.
-        let mut next = self.inbox.recv(Duration::from_millis(100));
-        loop {
-            match next {
-                Received::Item(msg) => {
-                    self.next_stream += 1;
-                    let stream = self.next_stream;
-                    out.start_stream(stream, Self::meta(&msg));
-                    out.push_stream(stream, &msg.payload);
-                    out.end_stream(stream);
-                    if self.jetstream
-                        && let Some(reply) = msg.reply
-                    {
-                        replies.push(reply);
-                    }
-                    taken += 1;
-                    if taken >= self.pull_items {
-                        break;
-                    }
-                }
-                Received::Empty => break,
-                Received::Closed if taken == 0 => {
-                    return Err(PluginError::new(
-                        ErrorKind::Other,
-                        format_args!("'{}': the nats client task stopped unexpectedly", self.id),
-                    ));
-                }
-                Received::Closed => break,
+        let mut drain = Drain::new(self.pull_items, Duration::from_millis(100));
+        while let Some(msg) = drain.next(&mut self.inbox).map_err(|Closed| {
+            PluginError::new(
+                ErrorKind::Other,
+                "the nats client task stopped unexpectedly",
+            )
+        })? {
+            self.next_stream += 1;
+            let stream = self.next_stream;
+            out.start_stream(stream, Self::meta(&msg));
+            out.push_stream(stream, &msg.payload);
+            out.end_stream(stream);
+            if self.jetstream
+                && let Some(reply) = msg.reply
+            {
+                replies.push(reply);
             }
             if out.byte_len() > 1024 * 1024 {
                 break;
             }
-            next = self.inbox.try_recv();
         }
+        let taken = drain.taken();
         if taken == 0 {
             return Ok(Pull::Idle);
         }
@@ -590,7 +554,11 @@ impl Source for NatsSource {
             .batches
             .remove(&token);
         if let Some((replies, _)) = done {
-            tracing::warn!(id = %self.id, messages = replies.len(), reason, "batch failed; NAKing its messages for redelivery");
+            tracing::warn!(
+                messages = replies.len(),
+                reason,
+                "batch failed; NAKing its messages for redelivery"
+            );
             let _ = self.cmds.send(Cmd::Acks(Self::answer(&replies, &self.nak)));
         }
         Ok(())
@@ -614,7 +582,11 @@ impl Drop for NatsSource {
             let _ = self.cmds.send(Cmd::Acks(Self::answer(&left, b"-NAK")));
         }
         self.service.stop();
-        tracing::debug!(id = %self.id, messages = self.messages, returned = left.len(), "nats source closed");
+        tracing::debug!(
+            messages = self.messages,
+            returned = left.len(),
+            "nats source closed"
+        );
     }
 }
 
@@ -663,7 +635,7 @@ impl SourceTask {
             let since = Instant::now();
             let why = match opened {
                 Ok(mut link) => {
-                    tracing::info!(id = %self.target.id, server = %link.server, "connected to the nats server");
+                    tracing::info!(connector = %self.target.id, server = %link.server, "connected to the nats server");
                     match self.serve(&mut link).await {
                         End::Stopped => {
                             let _ = self.write_acks(&mut link).await;
@@ -677,7 +649,7 @@ impl SourceTask {
             if since.elapsed() > self.target.max_backoff {
                 backoff = self.target.backoff;
             }
-            tracing::warn!(id = %self.target.id, error = %why, backoff_ms = backoff.as_millis() as u64, "nats connection lost or refused; connecting again");
+            tracing::warn!(connector = %self.target.id, error = %why, backoff_ms = backoff.as_millis() as u64, "nats connection lost or refused; connecting again");
             at += 1;
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
@@ -783,7 +755,7 @@ impl SourceTask {
                 js.consumer, js.stream
             ));
         }
-        tracing::info!(id = %self.target.id, stream = %js.stream, consumer = %js.consumer, "bound to the JetStream consumer");
+        tracing::info!(connector = %self.target.id, stream = %js.stream, consumer = %js.consumer, "bound to the JetStream consumer");
         Ok(())
     }
 
@@ -991,7 +963,7 @@ impl SourceTask {
             }
         }
         if touched > 0 {
-            tracing::debug!(id = %self.target.id, messages = touched, "in progress (+WPI) for messages waiting for their sinks");
+            tracing::debug!(connector = %self.target.id, messages = touched, "in progress (+WPI) for messages waiting for their sinks");
         }
     }
 }
@@ -1032,8 +1004,7 @@ impl NatsSink {
             && !proto::valid_subject(s, false)
         {
             return Err(PluginError::config(format_args!(
-                "'{}': `subject` {s:?} is not a subject to publish to (no wildcards)",
-                setup.id
+                "`subject` {s:?} is not a subject to publish to (no wildcards)"
             )));
         }
         let handle = temblor_net::runtime::handle()?;
@@ -1050,7 +1021,7 @@ impl NatsSink {
             service: Service::new(handle, GRACE),
         };
         if let Err(e) = sink.connect() {
-            tracing::warn!(id = %sink.target.id, error = %e, "nats server not reachable yet; the first batch tries again");
+            tracing::warn!(error = %e, "nats server not reachable yet; the first batch tries again");
         }
         Ok(sink)
     }
@@ -1066,7 +1037,7 @@ impl NatsSink {
             link.write(sub.as_bytes()).await?;
             Ok::<Link, String>(link)
         })?;
-        tracing::info!(id = %self.target.id, server = %link.server, "connected to the nats server");
+        tracing::info!(server = %link.server, "connected to the nats server");
         self.link = Some(link);
         Ok(())
     }
@@ -1234,7 +1205,7 @@ impl Sink for NatsSink {
             };
             if retry == self.max_retries {
                 let sent = stored.iter().filter(|s| **s).count();
-                tracing::error!(id = %self.target.id, attempts = retry + 1, stored = sent, frames = frames.len(), error = %e, "giving up on a batch");
+                tracing::error!(attempts = retry + 1, stored = sent, frames = frames.len(), error = %e, "giving up on a batch");
                 delivered.extend(
                     stored
                         .iter()
@@ -1245,15 +1216,14 @@ impl Sink for NatsSink {
                 return Err(PluginError::new(
                     ErrorKind::Io,
                     format_args!(
-                        "'{}': cannot publish to nats after {} attempts ({sent} of {} stored): {e}",
-                        self.target.id,
+                        "cannot publish to nats after {} attempts ({sent} of {} stored): {e}",
                         retry + 1,
                         frames.len()
                     ),
                 ));
             }
             retry += 1;
-            tracing::warn!(id = %self.target.id, retry, backoff_ms = backoff.as_millis() as u64, error = %e, "publishing to nats failed; trying again");
+            tracing::warn!(retry, backoff_ms = backoff.as_millis() as u64, error = %e, "publishing to nats failed; trying again");
             self.link = None;
             thread::sleep(backoff);
             backoff = (backoff * 2).min(self.target.max_backoff);
@@ -1270,7 +1240,7 @@ impl Drop for NatsSink {
     fn drop(&mut self) {
         self.link = None;
         self.service.stop();
-        tracing::debug!(id = %self.target.id, messages = self.messages, "nats sink closed");
+        tracing::debug!(messages = self.messages, "nats sink closed");
     }
 }
 

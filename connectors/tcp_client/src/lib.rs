@@ -70,6 +70,7 @@ use std::{
 use temblor_net::{
     Service, addr,
     conn::Conn,
+    retry,
     rustls::pki_types::ServerName,
     tls::{self, ClientTls},
     tokio::{
@@ -94,57 +95,25 @@ pub struct Config {
     /// The server's `host:port`.
     pub url: String,
     /// The wait before the first retry, in milliseconds.
-    #[serde(default = "default_backoff_ms")]
+    #[serde(default = "retry::default_backoff_ms")]
     pub backoff_ms: u64,
     /// The longest wait between retries, in milliseconds.
-    #[serde(default = "default_max_backoff_ms")]
+    #[serde(default = "retry::default_max_backoff_ms")]
     pub max_backoff_ms: u64,
     /// Attempts after the first before a batch fails.
-    #[serde(default = "default_max_retries")]
+    #[serde(default = "retry::default_max_retries")]
     pub max_retries: u32,
     /// The timeout for connecting and for each write, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "retry::default_timeout_ms")]
     pub timeout_ms: u64,
     /// TLS: the certificates to trust and the server's name (none: plain TCP).
     #[serde(default)]
     pub tls: Option<ClientTls>,
 }
 
-fn default_backoff_ms() -> u64 {
-    100
-}
-
-fn default_max_backoff_ms() -> u64 {
-    5000
-}
-
-fn default_max_retries() -> u32 {
-    10
-}
-
-fn default_timeout_ms() -> u64 {
-    5000
-}
-
 impl Config {
-    fn validate(&self, id: &str) -> Result<(), PluginError> {
-        if self.backoff_ms == 0 {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `backoff_ms` must be at least 1"
-            )));
-        }
-        if self.max_backoff_ms < self.backoff_ms {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `max_backoff_ms` ({}) must be at least `backoff_ms` ({})",
-                self.max_backoff_ms, self.backoff_ms
-            )));
-        }
-        if self.timeout_ms == 0 {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `timeout_ms` must be at least 1"
-            )));
-        }
-        Ok(())
+    fn validate(&self) -> Result<(), PluginError> {
+        retry::check(self.backoff_ms, self.max_backoff_ms, self.timeout_ms)
     }
 }
 
@@ -155,7 +124,6 @@ fn as_config_error(e: PluginError) -> PluginError {
 
 /// The `tcp_client` sink.
 pub struct TcpClient {
-    id: String,
     config: Config,
     /// The addresses `url` resolved to last.
     addrs: Vec<SocketAddr>,
@@ -177,20 +145,18 @@ impl TcpClient {
     /// resolve; an `Io` error when the network runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
-        let id = setup.id;
-        config.validate(id)?;
-        let addrs = addr::resolve(id, "url", &config.url)?;
+        config.validate()?;
+        let addrs = addr::resolve("url", &config.url)?;
         let tls = config
             .tls
             .as_ref()
             .map(|tls| {
-                tls.connector(id, tls::host_of(&config.url), &[])
+                tls.connector(tls::host_of(&config.url), &[])
                     .map_err(as_config_error)
             })
             .transpose()?;
         let service = Service::new(temblor_net::runtime::handle()?, CLOSE_WAIT);
         let mut client = Self {
-            id: id.to_owned(),
             config,
             addrs,
             tls,
@@ -202,7 +168,6 @@ impl TcpClient {
         };
         if let Err(e) = client.connect() {
             tracing::warn!(
-                id = %client.id,
                 url = %client.config.url,
                 error = %e,
                 "tcp server not reachable yet; the first batch tries again"
@@ -231,7 +196,6 @@ impl TcpClient {
                 .block_on(connect(&self.addrs, self.tls.as_ref(), timeout))?;
         self.connects += 1;
         tracing::info!(
-            id = %self.id,
             peer = %addr,
             tls = self.tls.is_some(),
             connects = self.connects,
@@ -369,7 +333,6 @@ impl Sink for TcpClient {
                     self.conn = None;
                     if retry == self.config.max_retries {
                         tracing::error!(
-                            id = %self.id,
                             url = %self.config.url,
                             attempts = retry + 1,
                             frames = frames.len(),
@@ -378,8 +341,7 @@ impl Sink for TcpClient {
                         );
                         return Err(PluginError::io(
                             format_args!(
-                                "'{}': cannot write to {} after {} attempts",
-                                self.id,
+                                "cannot write to {} after {} attempts",
                                 self.config.url,
                                 retry + 1
                             ),
@@ -388,7 +350,6 @@ impl Sink for TcpClient {
                     }
                     retry += 1;
                     tracing::warn!(
-                        id = %self.id,
                         url = %self.config.url,
                         retry,
                         backoff_ms = backoff,
@@ -419,7 +380,7 @@ impl Sink for TcpClient {
         flushed.map_err(|e| {
             PluginError::new(
                 ErrorKind::Io,
-                format_args!("'{}': flushing {}: {e}", self.id, self.config.url),
+                format_args!("flushing {}: {e}", self.config.url),
             )
         })
     }
@@ -437,7 +398,6 @@ impl Drop for TcpClient {
                 .block_on(async { tokio::time::timeout(CLOSE_WAIT, conn.shutdown()).await });
         }
         tracing::debug!(
-            id = %self.id,
             url = %self.config.url,
             bytes = self.bytes,
             connects = self.connects,
@@ -531,7 +491,7 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_ca_file_is_a_config_error_naming_the_connector_field_and_file() {
+    fn a_bad_ca_file_is_a_config_error_naming_the_field_and_file() {
         let dir =
             std::env::temp_dir().join(format!("temblor-tcp_client-ca-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
@@ -547,9 +507,10 @@ mod tests {
             .err()
             .expect("refused");
             assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            for needle in ["'t'", "`tls.ca`", &ca.display().to_string()] {
+            for needle in ["`tls.ca`", &ca.display().to_string()] {
                 assert!(err.message.contains(needle), "{needle}: {err}");
             }
+            assert!(!err.message.contains("'t'"), "the engine names it: {err}");
         }
         let mut tls = Object::new();
         tls.insert("ca_file", Value::from("x"));

@@ -109,7 +109,7 @@ use temblor_net::{
     acceptor::{self, Counts, Listener, Options, Refuse},
     addr,
     conn::Conn,
-    inbox::{self, Inbox, Outbox, Received},
+    inbox::{self, Closed, Drain, Inbox, Outbox},
     tls::ServerTls,
     tokio::{self, io::AsyncReadExt},
 };
@@ -169,9 +169,9 @@ fn default_max_frame() -> usize {
 }
 
 /// The error for a config that still has the `separator` of interface 1.
-fn separator_removed(id: &str) -> PluginError {
+fn separator_removed() -> PluginError {
     PluginError::config(format_args!(
-        "'{id}': unknown field `separator`: tcp_server no longer splits lines; the engine now \
+        "unknown field `separator`: tcp_server no longer splits lines; the engine now \
          runs the connector's preprocessors per connection, so use the `separate` preprocessor \
          instead, e.g. preprocessors = [{{ name = \"separate\", separator = \"\\n\" }}] \
          (and remove `separator` from `config`)"
@@ -182,25 +182,25 @@ impl Config {
     /// Reads the config, with a clear word for the removed `separator`.
     fn read(setup: &Setup<'_>) -> Result<Self, PluginError> {
         if setup.config.get("separator").is_some() {
-            return Err(separator_removed(setup.id));
+            return Err(separator_removed());
         }
         setup.config()
     }
 
     /// Checks the values serde cannot; returns the address to listen on.
-    fn validate(&self, id: &str) -> Result<Vec<SocketAddr>, PluginError> {
+    fn validate(&self) -> Result<Vec<SocketAddr>, PluginError> {
         if self.max_connections == 0 {
             return Err(PluginError::config(format_args!(
-                "'{id}': `max_connections` must be at least 1"
+                "`max_connections` must be at least 1"
             )));
         }
         if !(1..=MAX_FRAME_LIMIT).contains(&self.max_frame) {
             return Err(PluginError::config(format_args!(
-                "'{id}': `max_frame` must be between 1 and {MAX_FRAME_LIMIT}, found {}",
+                "`max_frame` must be between 1 and {MAX_FRAME_LIMIT}, found {}",
                 self.max_frame
             )));
         }
-        addr::resolve(id, "url", &self.url)
+        addr::resolve("url", &self.url)
     }
 }
 
@@ -229,7 +229,6 @@ fn peer_meta(peer: String) -> Value {
 
 /// The `tcp_server` source.
 pub struct TcpServer {
-    id: String,
     local: SocketAddr,
     /// What the client tasks read, for `pull`.
     inbox: Inbox<Message>,
@@ -249,26 +248,25 @@ impl TcpServer {
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config = Config::read(setup)?;
         let id = setup.id;
-        let addrs = config.validate(id)?;
+        let addrs = config.validate()?;
         let tls = config
             .tls
             .as_ref()
-            .map(|tls| tls.acceptor(id, &[]).map_err(as_config_error))
+            .map(|tls| tls.acceptor(&[]).map_err(as_config_error))
             .transpose()?;
-        let listener = std::net::TcpListener::bind(&addrs[..]).map_err(|e| {
-            PluginError::io(format_args!("'{id}': cannot listen on {}", config.url), &e)
-        })?;
+        let listener = std::net::TcpListener::bind(&addrs[..])
+            .map_err(|e| PluginError::io(format_args!("cannot listen on {}", config.url), &e))?;
         let local = listener
             .local_addr()
-            .map_err(|e| PluginError::io(format_args!("'{id}': listening socket"), &e))?;
+            .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?;
         listener
             .set_nonblocking(true)
-            .map_err(|e| PluginError::io(format_args!("'{id}': listening socket"), &e))?;
+            .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?;
         let handle = temblor_net::runtime::handle()?;
         let listener = {
             let _runtime = handle.enter();
             Listener::tcp(listener)
-                .map_err(|e| PluginError::io(format_args!("'{id}': listening socket"), &e))?
+                .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?
         };
         let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
         let mut service = Service::new(handle, GRACE);
@@ -298,14 +296,12 @@ impl TcpServer {
             },
         ));
         tracing::info!(
-            id = %id,
             addr = %local,
             max_connections = config.max_connections,
             tls = config.tls.is_some(),
             "tcp server listening"
         );
         Ok(Self {
-            id: id.to_owned(),
             local,
             inbox,
             service,
@@ -323,7 +319,7 @@ impl TcpServer {
     fn acceptor_lost(&self) -> PluginError {
         PluginError::new(
             ErrorKind::Other,
-            format_args!("'{}': the tcp acceptor stopped unexpectedly", self.id),
+            format_args!("the tcp acceptor stopped unexpectedly"),
         )
     }
 
@@ -343,24 +339,17 @@ impl TcpServer {
 impl Source for TcpServer {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         // With the engine's wake-up this does not wait; without it, up to `WAIT`.
-        let mut message = match self.inbox.recv(WAIT) {
-            Received::Item(message) => message,
-            Received::Empty => return Ok(Pull::Idle),
-            Received::Closed => return Err(self.acceptor_lost()),
-        };
-        for _ in 1..PULL_ITEMS {
+        let mut drain = Drain::new(PULL_ITEMS, WAIT);
+        while let Some(message) = drain
+            .next(&mut self.inbox)
+            .map_err(|Closed| self.acceptor_lost())?
+        {
             self.hand_over(message, out);
             if out.byte_len() >= PULL_BYTES {
-                return Ok(Pull::Ready);
+                break;
             }
-            message = match self.inbox.try_recv() {
-                Received::Item(message) => message,
-                // A lost acceptor shows in the next pull.
-                Received::Empty | Received::Closed => return Ok(Pull::Ready),
-            };
         }
-        self.hand_over(message, out);
-        Ok(Pull::Ready)
+        Ok(drain.pull())
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
@@ -374,7 +363,6 @@ impl Drop for TcpServer {
         // when this returns.
         self.service.stop();
         tracing::info!(
-            id = %self.id,
             addr = %self.local,
             bytes = self.bytes,
             accepted = self.counts.accepted.load(Ordering::Relaxed),
@@ -405,7 +393,7 @@ impl Client {
     /// Reads one client until it closes, an error, or the source stops: its stream's start,
     /// its chunks and (unless the source stopped) its end.
     async fn serve(self, mut conn: Conn, stream: u64, peer: String, mut stop: StopSignal) {
-        tracing::debug!(id = %self.id, peer = %peer, stream, "client connected");
+        tracing::debug!(connector = %self.id, peer = %peer, stream, "client connected");
         if !self
             .send(
                 Message::Start {
@@ -439,7 +427,7 @@ impl Client {
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(id = %self.id, peer = %peer, error = %e, "reading a client failed");
+                    tracing::debug!(connector = %self.id, peer = %peer, error = %e, "reading a client failed");
                     break ("reading failed", true);
                 }
             }
@@ -449,7 +437,7 @@ impl Client {
             let _ = self.send(Message::End { stream }, &mut stop).await;
         }
         tracing::debug!(
-            id = %self.id,
+            connector = %self.id,
             peer = %peer,
             stream,
             bytes,
@@ -593,7 +581,7 @@ mod tests {
             .expect("refused");
             assert_eq!(err.kind, ErrorKind::Config, "{err}");
             assert!(err.message.contains(needle), "{err}");
-            assert!(err.message.contains("'bad'"), "{err}");
+            assert!(!err.message.contains("'bad'"), "{err}");
         }
     }
 
@@ -611,8 +599,8 @@ mod tests {
             .err()
             .expect("refused");
             assert_eq!(err.kind, ErrorKind::Config, "{err}");
+            assert!(!err.message.contains("'old'"), "the engine names it: {err}");
             for needle in [
-                "'old'",
                 "`separator`",
                 "`separate` preprocessor",
                 "preprocessors = [",
@@ -677,7 +665,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_tls_files_are_config_errors_naming_the_connector_and_field() {
+    fn bad_tls_files_are_config_errors_naming_the_field() {
         let dir =
             std::env::temp_dir().join(format!("temblor-tcp_server-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
@@ -702,7 +690,7 @@ mod tests {
             .err()
             .expect("refused");
             assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains("'secure'"), "{err}");
+            assert!(!err.message.contains("'secure'"), "{err}");
             assert!(err.message.contains(field), "{err}");
             assert!(err.message.contains(&file.display().to_string()), "{err}");
         }

@@ -66,13 +66,12 @@ fn default_max_frame() -> usize {
     MAX_DATAGRAM
 }
 
-fn resolve(id: &str, key: &str, host_port: &str) -> Result<SocketAddr, PluginError> {
-    Ok(addr::resolve(id, key, host_port)?[0])
+fn resolve(key: &str, host_port: &str) -> Result<SocketAddr, PluginError> {
+    Ok(addr::resolve(key, host_port)?[0])
 }
 
 /// The `udp_client` sink.
 pub struct UdpClient {
-    id: String,
     socket: UdpSocket,
     peer: SocketAddr,
     max_frame: usize,
@@ -90,16 +89,15 @@ impl UdpClient {
     /// network runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
-        let id = setup.id;
         if !(1..=MAX_DATAGRAM).contains(&config.max_frame) {
             return Err(PluginError::config(format_args!(
-                "'{id}': `max_frame` must be between 1 and {MAX_DATAGRAM}, found {}",
+                "`max_frame` must be between 1 and {MAX_DATAGRAM}, found {}",
                 config.max_frame
             )));
         }
-        let peer = resolve(id, "url", &config.url)?;
+        let peer = resolve("url", &config.url)?;
         let local = match &config.bind {
-            Some(bind) => resolve(id, "bind", bind)?,
+            Some(bind) => resolve("bind", bind)?,
             None => {
                 let ip = match peer.ip() {
                     ip if ip.is_loopback() => ip,
@@ -111,16 +109,15 @@ impl UdpClient {
         };
         let socket = std::net::UdpSocket::bind(local)
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
-            .map_err(|e| PluginError::io(format_args!("'{id}': cannot bind {local}"), &e))?;
+            .map_err(|e| PluginError::io(format_args!("cannot bind {local}"), &e))?;
         let handle = temblor_net::runtime::handle()?;
         let socket = {
             let _runtime = handle.enter();
             UdpSocket::from_std(socket)
-                .map_err(|e| PluginError::io(format_args!("'{id}': cannot bind {local}"), &e))?
+                .map_err(|e| PluginError::io(format_args!("cannot bind {local}"), &e))?
         };
-        tracing::debug!(id = %id, peer = %peer, local = %local, "udp client ready");
+        tracing::debug!(peer = %peer, local = %local, "udp client ready");
         Ok(Self {
-            id: id.to_owned(),
             socket,
             peer,
             max_frame: config.max_frame,
@@ -183,7 +180,6 @@ impl Sink for UdpClient {
         self.dropped += too_large + failures;
         if let Some(e) = failed {
             tracing::warn!(
-                id = %self.id,
                 peer = %self.peer,
                 failed = failures,
                 too_large,
@@ -193,9 +189,8 @@ impl Sink for UdpClient {
             );
             return Err(PluginError::io(
                 format_args!(
-                    "'{}': {failures} of {} datagrams could not be sent to {} \
+                    "{failures} of {} datagrams could not be sent to {} \
                      ({too_large} more were larger than max_frame)",
-                    self.id,
                     frames.len(),
                     self.peer
                 ),
@@ -204,7 +199,6 @@ impl Sink for UdpClient {
         }
         if too_large > 0 {
             tracing::warn!(
-                id = %self.id,
                 peer = %self.peer,
                 too_large,
                 max_frame = self.max_frame,
@@ -212,9 +206,8 @@ impl Sink for UdpClient {
                 "frames larger than a datagram were dropped"
             );
             return Err(PluginError::data(format_args!(
-                "'{}': {too_large} of {} frames were larger than max_frame ({} bytes) and were \
+                "{too_large} of {} frames were larger than max_frame ({} bytes) and were \
                  not sent; the others were",
-                self.id,
                 frames.len(),
                 self.max_frame
             )));
@@ -230,7 +223,6 @@ impl Sink for UdpClient {
 impl Drop for UdpClient {
     fn drop(&mut self) {
         tracing::debug!(
-            id = %self.id,
             peer = %self.peer,
             sent = self.sent,
             dropped = self.dropped,

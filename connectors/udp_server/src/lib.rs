@@ -64,7 +64,7 @@ use std::{
 
 use temblor_net::{
     Service, StopSignal, addr,
-    inbox::{self, Inbox, Outbox, Received},
+    inbox::{self, Closed, Drain, Inbox, Outbox},
     tokio::{self, net::UdpSocket},
 };
 use temblor_shim::{
@@ -160,7 +160,6 @@ enum Message {
 
 /// The `udp_server` source.
 pub struct UdpServer {
-    id: String,
     local: SocketAddr,
     /// What the receiving task received, for `pull`.
     inbox: Inbox<Message>,
@@ -188,25 +187,24 @@ impl UdpServer {
         let id = setup.id;
         if !(1..=MAX_DATAGRAM).contains(&config.max_frame) {
             return Err(PluginError::config(format_args!(
-                "'{id}': `max_frame` must be between 1 and {MAX_DATAGRAM}, found {}",
+                "`max_frame` must be between 1 and {MAX_DATAGRAM}, found {}",
                 config.max_frame
             )));
         }
-        let addrs = addr::resolve(id, "url", &config.url)?;
-        let socket = std::net::UdpSocket::bind(&addrs[..]).map_err(|e| {
-            PluginError::io(format_args!("'{id}': cannot listen on {}", config.url), &e)
-        })?;
+        let addrs = addr::resolve("url", &config.url)?;
+        let socket = std::net::UdpSocket::bind(&addrs[..])
+            .map_err(|e| PluginError::io(format_args!("cannot listen on {}", config.url), &e))?;
         let setup_socket = |socket: &std::net::UdpSocket| {
             socket.set_nonblocking(true)?;
             socket.local_addr()
         };
-        let local = setup_socket(&socket)
-            .map_err(|e| PluginError::io(format_args!("'{id}': udp socket"), &e))?;
+        let local =
+            setup_socket(&socket).map_err(|e| PluginError::io(format_args!("udp socket"), &e))?;
         let handle = temblor_net::runtime::handle()?;
         let socket = {
             let _runtime = handle.enter();
             UdpSocket::from_std(socket)
-                .map_err(|e| PluginError::io(format_args!("'{id}': udp socket"), &e))?
+                .map_err(|e| PluginError::io(format_args!("udp socket"), &e))?
         };
         let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
         let mut service = Service::new(handle, GRACE);
@@ -219,9 +217,8 @@ impl UdpServer {
             outbox,
         };
         service.spawn(receiver.run(service.signal()));
-        tracing::info!(id = %id, addr = %local, "udp server listening");
+        tracing::info!(addr = %local, "udp server listening");
         Ok(Self {
-            id: id.to_owned(),
             local,
             inbox,
             service,
@@ -261,16 +258,13 @@ impl UdpServer {
     }
 
     fn failure(&self, e: &io::Error) -> PluginError {
-        PluginError::io(
-            format_args!("'{}': receiving on {}", self.id, self.local),
-            e,
-        )
+        PluginError::io(format_args!("receiving on {}", self.local), e)
     }
 
     fn receiver_lost(&self) -> PluginError {
         PluginError::new(
             ErrorKind::Other,
-            format_args!("'{}': the udp receiver stopped unexpectedly", self.id),
+            format_args!("the udp receiver stopped unexpectedly"),
         )
     }
 
@@ -294,30 +288,24 @@ impl Source for UdpServer {
             return Err(self.failure(&e));
         }
         // With the engine's wake-up this does not wait; without it, up to `WAIT`.
-        let mut message = match self.inbox.recv(WAIT) {
-            Received::Item(message) => message,
-            Received::Empty => return Ok(Pull::Idle),
-            Received::Closed => return Err(self.receiver_lost()),
-        };
-        for _ in 0..PULL_ITEMS {
+        let mut drain = Drain::new(PULL_ITEMS, WAIT);
+        while let Some(message) = drain
+            .next(&mut self.inbox)
+            .map_err(|Closed| self.receiver_lost())?
+        {
             match message {
                 Message::Datagrams(datagrams) => self.hand_over(&datagrams, out),
                 Message::Failed(e) if out.is_empty() => return Err(self.failure(&e)),
                 Message::Failed(e) => {
                     self.failed = Some(e);
-                    return Ok(Pull::Ready);
+                    break;
                 }
             }
             if out.len() >= PULL_DATAGRAMS || out.byte_len() >= PULL_BYTES {
                 break;
             }
-            message = match self.inbox.try_recv() {
-                Received::Item(message) => message,
-                // A lost receiver shows in the next pull.
-                Received::Empty | Received::Closed => break,
-            };
         }
-        Ok(Pull::Ready)
+        Ok(drain.pull())
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
@@ -330,7 +318,6 @@ impl Drop for UdpServer {
         // Stops the receiving task and waits for it: the socket is closed when this returns.
         self.service.stop();
         tracing::info!(
-            id = %self.id,
             addr = %self.local,
             received = self.received,
             dropped = self.dropped(),
@@ -391,7 +378,7 @@ impl Receiver {
                 return;
             }
             if let Some(e) = failed {
-                tracing::warn!(id = %self.id, error = %e, "receiving failed");
+                tracing::warn!(connector = %self.id, error = %e, "receiving failed");
                 let _ = self.send(Message::Failed(e), &mut stop).await;
                 return;
             }
@@ -411,7 +398,7 @@ impl Receiver {
         if datagram.len() > self.max_frame {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::warn!(
-                id = %self.id,
+                connector = %self.id,
                 peer = %peer,
                 max_frame = self.max_frame,
                 dropped,

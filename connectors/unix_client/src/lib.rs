@@ -46,7 +46,7 @@
 use std::{io, path::PathBuf, thread, time::Duration};
 
 use temblor_net::{
-    Service,
+    Service, retry,
     tokio::{self, io::AsyncWriteExt, net::UnixStream},
 };
 use temblor_shim::{Frames, PluginError, RVec, Setup, Sink, Value, serde::Deserialize, tracing};
@@ -61,59 +61,27 @@ pub struct Config {
     /// The server's socket file.
     pub path: PathBuf,
     /// The wait before the first retry, in milliseconds.
-    #[serde(default = "default_backoff_ms")]
+    #[serde(default = "retry::default_backoff_ms")]
     pub backoff_ms: u64,
     /// The longest wait between retries, in milliseconds.
-    #[serde(default = "default_max_backoff_ms")]
+    #[serde(default = "retry::default_max_backoff_ms")]
     pub max_backoff_ms: u64,
     /// Attempts after the first before a batch fails.
-    #[serde(default = "default_max_retries")]
+    #[serde(default = "retry::default_max_retries")]
     pub max_retries: u32,
     /// The timeout for connecting and for each write, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "retry::default_timeout_ms")]
     pub timeout_ms: u64,
 }
 
-fn default_backoff_ms() -> u64 {
-    100
-}
-
-fn default_max_backoff_ms() -> u64 {
-    5000
-}
-
-fn default_max_retries() -> u32 {
-    10
-}
-
-fn default_timeout_ms() -> u64 {
-    5000
-}
-
 impl Config {
-    fn validate(&self, id: &str) -> Result<(), PluginError> {
+    fn validate(&self) -> Result<(), PluginError> {
         if self.path.as_os_str().is_empty() {
             return Err(PluginError::config(format_args!(
-                "'{id}': `path` must name the server's socket file"
+                "`path` must name the server's socket file"
             )));
         }
-        if self.backoff_ms == 0 {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `backoff_ms` must be at least 1"
-            )));
-        }
-        if self.max_backoff_ms < self.backoff_ms {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `max_backoff_ms` ({}) must be at least `backoff_ms` ({})",
-                self.max_backoff_ms, self.backoff_ms
-            )));
-        }
-        if self.timeout_ms == 0 {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `timeout_ms` must be at least 1"
-            )));
-        }
-        Ok(())
+        retry::check(self.backoff_ms, self.max_backoff_ms, self.timeout_ms)
     }
 }
 
@@ -150,7 +118,6 @@ fn is_open(stream: &UnixStream) -> bool {
 
 /// The `unix_client` sink.
 pub struct UnixClient {
-    id: String,
     config: Config,
     stream: Option<UnixStream>,
     buf: Vec<u8>,
@@ -166,11 +133,9 @@ impl UnixClient {
     /// A `Config` error for a bad config; an `Io` error when the runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
-        let id = setup.id;
-        config.validate(id)?;
+        config.validate()?;
         let handle = temblor_net::runtime::handle()?;
         let mut client = Self {
-            id: id.to_owned(),
             config,
             stream: None,
             buf: Vec::with_capacity(CHUNK),
@@ -181,7 +146,6 @@ impl UnixClient {
         let handle = client.service.handle().clone();
         if let Err(e) = handle.block_on(client.connect()) {
             tracing::warn!(
-                id = %client.id,
                 path = %client.config.path.display(),
                 error = %e,
                 "unix server not reachable yet; the first batch tries again"
@@ -204,7 +168,6 @@ impl UnixClient {
         .await?;
         self.connects += 1;
         tracing::info!(
-            id = %self.id,
             path = %self.config.path.display(),
             connects = self.connects,
             "connected to the unix server"
@@ -263,7 +226,6 @@ impl Sink for UnixClient {
             self.stream = None;
             if retry == self.config.max_retries {
                 tracing::error!(
-                    id = %self.id,
                     path = %self.config.path.display(),
                     attempts = retry + 1,
                     written = next,
@@ -274,8 +236,7 @@ impl Sink for UnixClient {
                 delivered.extend((0..next).filter_map(|i| u32::try_from(i).ok()));
                 return Err(PluginError::io(
                     format_args!(
-                        "'{}': cannot write to {} after {} attempts ({next} of {} frames written)",
-                        self.id,
+                        "cannot write to {} after {} attempts ({next} of {} frames written)",
                         self.config.path.display(),
                         retry + 1,
                         frames.len()
@@ -285,7 +246,6 @@ impl Sink for UnixClient {
             }
             retry += 1;
             tracing::warn!(
-                id = %self.id,
                 path = %self.config.path.display(),
                 retry,
                 backoff_ms = backoff,
@@ -309,7 +269,6 @@ impl Drop for UnixClient {
         let _entered = self.service.handle().enter();
         drop(self.stream.take());
         tracing::debug!(
-            id = %self.id,
             path = %self.config.path.display(),
             bytes = self.bytes,
             connects = self.connects,

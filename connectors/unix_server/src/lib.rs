@@ -90,7 +90,7 @@ use temblor_net::{
     Service, StopSignal,
     acceptor::{self, Counts, Listener, Options, Refuse},
     conn::Conn,
-    inbox::{self, Inbox, Outbox, Received},
+    inbox::{self, Closed, Drain, Inbox, Outbox},
     tokio::{self, io::AsyncReadExt},
 };
 use temblor_shim::{
@@ -147,26 +147,26 @@ fn default_max_frame() -> usize {
 
 impl Config {
     /// Checks the values serde cannot; returns the mode.
-    fn validate(&self, id: &str) -> Result<u32, PluginError> {
+    fn validate(&self) -> Result<u32, PluginError> {
         if self.path.as_os_str().is_empty() {
             return Err(PluginError::config(format_args!(
-                "'{id}': `path` must name the socket file"
+                "`path` must name the socket file"
             )));
         }
         if self.max_connections == 0 {
             return Err(PluginError::config(format_args!(
-                "'{id}': `max_connections` must be at least 1"
+                "`max_connections` must be at least 1"
             )));
         }
         if !(1..=MAX_FRAME_LIMIT).contains(&self.max_frame) {
             return Err(PluginError::config(format_args!(
-                "'{id}': `max_frame` must be between 1 and {MAX_FRAME_LIMIT}, found {}",
+                "`max_frame` must be between 1 and {MAX_FRAME_LIMIT}, found {}",
                 self.max_frame
             )));
         }
         parse_mode(&self.mode).ok_or_else(|| {
             PluginError::config(format_args!(
-                "'{id}': `mode` must be octal permissions from \"0000\" to \"0777\" (e.g. \"0660\"), found {:?}",
+                "`mode` must be octal permissions from \"0000\" to \"0777\" (e.g. \"0660\"), found {:?}",
                 self.mode
             ))
         })
@@ -184,20 +184,20 @@ fn parse_mode(mode: &str) -> Option<u32> {
 
 /// Makes way for a socket at `path`: removes a stale one, refuses a live one or anything
 /// that is not a socket.
-fn clear_stale(id: &str, path: &Path) -> Result<(), PluginError> {
+fn clear_stale(path: &Path) -> Result<(), PluginError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => {
             return Err(PluginError::io(
-                format_args!("'{id}': `path` {}", path.display()),
+                format_args!("`path` {}", path.display()),
                 &e,
             ));
         }
     };
     if !meta.file_type().is_socket() {
         return Err(PluginError::config(format_args!(
-            "'{id}': `path` {} exists and is not a socket: it is left alone; remove it or choose another path",
+            "`path` {} exists and is not a socket: it is left alone; remove it or choose another path",
             path.display()
         )));
     }
@@ -205,22 +205,22 @@ fn clear_stale(id: &str, path: &Path) -> Result<(), PluginError> {
         Ok(_) => Err(PluginError::new(
             ErrorKind::Io,
             format_args!(
-                "'{id}': `path` {} is in use: another server accepts connections on it",
+                "`path` {} is in use: another server accepts connections on it",
                 path.display()
             ),
         )),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            tracing::info!(id = %id, path = %path.display(), "removing a stale socket file (nothing accepts on it)");
+            tracing::info!(path = %path.display(), "removing a stale socket file (nothing accepts on it)");
             std::fs::remove_file(path).map_err(|e| {
                 PluginError::io(
-                    format_args!("'{id}': cannot remove the stale socket {}", path.display()),
+                    format_args!("cannot remove the stale socket {}", path.display()),
                     &e,
                 )
             })
         }
         Err(e) => Err(PluginError::io(
             format_args!(
-                "'{id}': `path` {}: cannot tell whether it is in use",
+                "`path` {}: cannot tell whether it is in use",
                 path.display()
             ),
             &e,
@@ -231,13 +231,12 @@ fn clear_stale(id: &str, path: &Path) -> Result<(), PluginError> {
 /// Binds the socket at `path` with `mode`: under a temporary name in the same folder, given
 /// its mode, then renamed into place. Returns the listener and the file's identity.
 fn bind(
-    id: &str,
     path: &Path,
     mode: u32,
 ) -> Result<(std::os::unix::net::UnixListener, (u64, u64)), PluginError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let io_err = |what: &str, p: &Path, e: &io::Error| {
-        PluginError::io(format_args!("'{id}': {what} {}", p.display()), e)
+        PluginError::io(format_args!("{what} {}", p.display()), e)
     };
     let dir = path.parent().unwrap_or(Path::new(""));
     let temp = dir.join(format!(
@@ -293,7 +292,6 @@ struct Shared {
 
 /// The `unix_server` source.
 pub struct UnixServer {
-    id: String,
     path: PathBuf,
     /// The socket file's device and inode: removed on drop only if it is still this one.
     file: (u64, u64),
@@ -314,15 +312,14 @@ impl UnixServer {
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
         let id = setup.id;
-        let mode = config.validate(id)?;
+        let mode = config.validate()?;
         let handle = temblor_net::runtime::handle()?;
-        clear_stale(id, &config.path)?;
-        let (std_listener, file) = bind(id, &config.path, mode)?;
+        clear_stale(&config.path)?;
+        let (std_listener, file) = bind(&config.path, mode)?;
         let listener = {
             let _entered = handle.enter();
-            Listener::unix(std_listener, &config.path).map_err(|e| {
-                PluginError::io(format_args!("'{id}': {}", config.path.display()), &e)
-            })?
+            Listener::unix(std_listener, &config.path)
+                .map_err(|e| PluginError::io(format_args!("{}", config.path.display()), &e))?
         };
         let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
         let shared = Arc::new(Shared {
@@ -358,14 +355,12 @@ impl UnixServer {
             }
         });
         tracing::info!(
-            id = %id,
             path = %config.path.display(),
             mode = %format_args!("{mode:04o}"),
             max_connections = config.max_connections,
             "unix server listening"
         );
         Ok(Self {
-            id: id.to_owned(),
             path: config.path,
             file,
             inbox,
@@ -404,28 +399,16 @@ impl UnixServer {
 
 impl Source for UnixServer {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        let mut taken = 0;
-        let mut next = self.inbox.recv(WAIT);
-        loop {
-            match next {
-                Received::Item(msg) => self.hand_over(msg, out),
-                Received::Empty if taken == 0 => return Ok(Pull::Idle),
-                Received::Empty => return Ok(Pull::Ready),
-                Received::Closed if taken == 0 => {
-                    return Err(PluginError::new(
-                        ErrorKind::Other,
-                        format_args!("'{}': the unix acceptor stopped unexpectedly", self.id),
-                    ));
-                }
-                // The lost acceptor shows in the next pull.
-                Received::Closed => return Ok(Pull::Ready),
+        let mut drain = Drain::new(PULL_ITEMS, WAIT);
+        while let Some(msg) = drain.next(&mut self.inbox).map_err(|Closed| {
+            PluginError::new(ErrorKind::Other, "the unix acceptor stopped unexpectedly")
+        })? {
+            self.hand_over(msg, out);
+            if out.byte_len() >= PULL_BYTES {
+                break;
             }
-            taken += 1;
-            if taken >= PULL_ITEMS || out.byte_len() >= PULL_BYTES {
-                return Ok(Pull::Ready);
-            }
-            next = self.inbox.try_recv();
         }
+        Ok(drain.pull())
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
@@ -440,10 +423,9 @@ impl Drop for UnixServer {
         let ours =
             std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.file);
         if ours && let Err(e) = std::fs::remove_file(&self.path) {
-            tracing::warn!(id = %self.id, path = %self.path.display(), error = %e, "cannot remove the socket file");
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the socket file");
         }
         tracing::info!(
-            id = %self.id,
             path = %self.path.display(),
             accepted = self.counts.accepted.load(Ordering::Relaxed),
             refused = self.counts.refused.load(Ordering::Relaxed),
@@ -473,7 +455,7 @@ async fn serve_client(mut conn: Conn, peer: String, mut stop: StopSignal, shared
     if !forward(&shared.outbox, &mut stop, start).await {
         return;
     }
-    tracing::debug!(id = %shared.id, peer = %peer, stream, "unix client connected");
+    tracing::debug!(connector = %shared.id, peer = %peer, stream, "unix client connected");
     let mut buf = vec![0; shared.max_frame];
     let mut bytes = 0_u64;
     // Why it ended (`None`: the source stopped, and the stream needs no end).
@@ -498,7 +480,7 @@ async fn serve_client(mut conn: Conn, peer: String, mut stop: StopSignal, shared
             Err(e) => break Some(format!("reading failed: {e}")),
         }
     };
-    tracing::debug!(id = %shared.id, peer = %peer, stream, bytes, why = why.as_deref().unwrap_or("the server stopped"), "unix client disconnected");
+    tracing::debug!(connector = %shared.id, peer = %peer, stream, bytes, why = why.as_deref().unwrap_or("the server stopped"), "unix client disconnected");
     if why.is_some() {
         let _ = forward(&shared.outbox, &mut stop, Msg::End { stream }).await;
     }

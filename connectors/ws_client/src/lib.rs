@@ -91,7 +91,8 @@ use std::{
 use temblor_net::{
     Service, StopSignal, addr,
     conn::Conn,
-    inbox::{self, Inbox, Outbox, Received},
+    inbox::{self, Closed, Drain, Inbox, Outbox},
+    retry,
     tls::{self, ClientTls},
     tokio::{
         self,
@@ -152,16 +153,16 @@ pub struct Config {
     #[serde(default = "default_max_message")]
     pub max_message: usize,
     /// The wait before the first reconnection, in milliseconds.
-    #[serde(default = "default_backoff_ms")]
+    #[serde(default = "retry::default_backoff_ms")]
     pub backoff_ms: u64,
     /// The longest wait between attempts, in milliseconds.
-    #[serde(default = "default_max_backoff_ms")]
+    #[serde(default = "retry::default_max_backoff_ms")]
     pub max_backoff_ms: u64,
     /// Attempts after the first before a batch fails.
-    #[serde(default = "default_max_retries")]
+    #[serde(default = "retry::default_max_retries")]
     pub max_retries: u32,
     /// For connecting and for each write, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "retry::default_timeout_ms")]
     pub timeout_ms: u64,
     /// TLS for `wss://`.
     #[serde(default)]
@@ -181,13 +182,13 @@ pub struct SourceConfig {
     #[serde(default = "default_max_message")]
     pub max_message: usize,
     /// The wait before the first reconnection, in milliseconds.
-    #[serde(default = "default_backoff_ms")]
+    #[serde(default = "retry::default_backoff_ms")]
     pub backoff_ms: u64,
     /// The longest wait between attempts, in milliseconds.
-    #[serde(default = "default_max_backoff_ms")]
+    #[serde(default = "retry::default_max_backoff_ms")]
     pub max_backoff_ms: u64,
     /// For connecting and for each write, in milliseconds.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "retry::default_timeout_ms")]
     pub timeout_ms: u64,
     /// TLS for `wss://`.
     #[serde(default)]
@@ -204,22 +205,6 @@ fn default_ping_interval_s() -> u64 {
 
 fn default_max_message() -> usize {
     1024 * 1024
-}
-
-fn default_backoff_ms() -> u64 {
-    100
-}
-
-fn default_max_backoff_ms() -> u64 {
-    5000
-}
-
-fn default_max_retries() -> u32 {
-    10
-}
-
-fn default_timeout_ms() -> u64 {
-    5000
 }
 
 /// What connecting needs, checked once: shared by the sink and the source.
@@ -253,26 +238,12 @@ impl Target {
         timeout_ms: u64,
     ) -> Result<Self, PluginError> {
         let bad = |what: &dyn std::fmt::Display| {
-            PluginError::config(format_args!("'{id}': `url` {url:?}: {what}"))
+            PluginError::config(format_args!("`url` {url:?}: {what}"))
         };
-        if backoff_ms == 0 {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `backoff_ms` must be at least 1"
-            )));
-        }
-        if max_backoff_ms < backoff_ms {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `max_backoff_ms` ({max_backoff_ms}) must be at least `backoff_ms` ({backoff_ms})"
-            )));
-        }
-        if timeout_ms == 0 {
-            return Err(PluginError::config(format_args!(
-                "'{id}': `timeout_ms` must be at least 1"
-            )));
-        }
+        retry::check(backoff_ms, max_backoff_ms, timeout_ms)?;
         if !(1..=MAX_MESSAGE_LIMIT).contains(&max_message) {
             return Err(PluginError::config(format_args!(
-                "'{id}': `max_message` must be between 1 and {MAX_MESSAGE_LIMIT}, found {max_message}"
+                "`max_message` must be between 1 and {MAX_MESSAGE_LIMIT}, found {max_message}"
             )));
         }
         let request = url.into_client_request().map_err(|e| bad(&e))?;
@@ -285,13 +256,13 @@ impl Target {
         let host = uri.host().ok_or_else(|| bad(&"no host"))?;
         let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
         let host_port = format!("{host}:{port}");
-        addr::resolve(id, "url", &host_port)?;
+        addr::resolve("url", &host_port)?;
         let tls = match (secure, tls) {
-            (true, tls) => Some(tls.cloned().unwrap_or_default().connector(
-                id,
-                tls::host_of(&host_port),
-                &[b"http/1.1"],
-            )?),
+            (true, tls) => Some(
+                tls.cloned()
+                    .unwrap_or_default()
+                    .connector(tls::host_of(&host_port), &[b"http/1.1"])?,
+            ),
             (false, None) => None,
             (false, Some(_)) => {
                 return Err(bad(&"`tls` is given but the url says ws://: use wss://"));
@@ -548,7 +519,6 @@ impl WsClient {
         };
         if let Err(e) = client.connect() {
             tracing::warn!(
-                id = %client.target.id,
                 url = %client.target.url,
                 error = %e,
                 "ws server not reachable yet; the first batch tries again"
@@ -562,7 +532,7 @@ impl WsClient {
         self.conn = None;
         let (mut ws, peer) = self.service.block_on(self.target.open())?;
         self.connects += 1;
-        tracing::info!(id = %self.target.id, url = %self.target.url, peer = %peer, connects = self.connects, "connected to the ws server");
+        tracing::info!(url = %self.target.url, peer = %peer, connects = self.connects, "connected to the ws server");
         let (tx, mut rx) = mpsc::channel(1);
         let mut stop = self.service.signal();
         let ping = self.target.ping;
@@ -574,7 +544,7 @@ impl WsClient {
             };
             let ended = drive(&mut ws, Some(&mut rx), incoming, &mut stop, ping).await;
             if let Ended::Lost(why) = ended {
-                tracing::info!(id = %id, peer = %peer, why = %why, "ws connection lost; the next batch connects again");
+                tracing::info!(connector = %id, peer = %peer, why = %why, "ws connection lost; the next batch connects again");
             }
         });
         self.conn = Some(tx);
@@ -648,7 +618,6 @@ impl Sink for WsClient {
             self.conn = None;
             if retry == self.max_retries {
                 tracing::error!(
-                    id = %self.target.id,
                     url = %self.target.url,
                     attempts = retry + 1,
                     sent = next,
@@ -660,8 +629,7 @@ impl Sink for WsClient {
                 return Err(PluginError::new(
                     ErrorKind::Io,
                     format_args!(
-                        "'{}': cannot send to {} after {} attempts ({next} of {} frames sent): {e}",
-                        self.target.id,
+                        "cannot send to {} after {} attempts ({next} of {} frames sent): {e}",
                         self.target.url,
                         retry + 1,
                         frames.len()
@@ -670,7 +638,6 @@ impl Sink for WsClient {
             }
             retry += 1;
             tracing::warn!(
-                id = %self.target.id,
                 url = %self.target.url,
                 retry,
                 backoff_ms = backoff.as_millis() as u64,
@@ -693,7 +660,7 @@ impl Drop for WsClient {
         // The task closes the connection (code 1000) and is joined.
         self.conn = None;
         self.service.stop();
-        tracing::debug!(id = %self.target.id, url = %self.target.url, messages = self.messages, connects = self.connects, "ws client closed");
+        tracing::debug!(url = %self.target.url, messages = self.messages, connects = self.connects, "ws client closed");
     }
 }
 
@@ -714,7 +681,6 @@ enum Msg {
 
 /// The `ws_client` source.
 pub struct WsClientSource {
-    id: String,
     url: String,
     inbox: Inbox<Msg>,
     /// The open stream: its id, peer and kind of its last message.
@@ -747,7 +713,6 @@ impl WsClientSource {
         let stop = service.signal();
         service.spawn(subscribe(target, outbox, stop));
         Ok(Self {
-            id: setup.id.to_owned(),
             url: c.url,
             inbox,
             open: None,
@@ -798,27 +763,16 @@ impl WsClientSource {
 
 impl Source for WsClientSource {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        let mut taken = 0;
-        let mut next = self.inbox.recv(WAIT);
-        loop {
-            match next {
-                Received::Item(msg) => self.hand_over(msg, out),
-                Received::Empty if taken == 0 => return Ok(Pull::Idle),
-                Received::Empty => return Ok(Pull::Ready),
-                Received::Closed if taken == 0 => {
-                    return Err(PluginError::new(
-                        ErrorKind::Other,
-                        format_args!("'{}': the ws client task stopped unexpectedly", self.id),
-                    ));
-                }
-                Received::Closed => return Ok(Pull::Ready),
+        let mut drain = Drain::new(PULL_ITEMS, WAIT);
+        while let Some(msg) = drain.next(&mut self.inbox).map_err(|Closed| {
+            PluginError::new(ErrorKind::Other, "the ws client task stopped unexpectedly")
+        })? {
+            self.hand_over(msg, out);
+            if out.byte_len() >= PULL_BYTES {
+                break;
             }
-            taken += 1;
-            if taken >= PULL_ITEMS || out.byte_len() >= PULL_BYTES {
-                return Ok(Pull::Ready);
-            }
-            next = self.inbox.try_recv();
         }
+        Ok(drain.pull())
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
@@ -829,7 +783,7 @@ impl Source for WsClientSource {
 impl Drop for WsClientSource {
     fn drop(&mut self) {
         self.service.stop();
-        tracing::debug!(id = %self.id, url = %self.url, messages = self.messages, "ws client source closed");
+        tracing::debug!(url = %self.url, messages = self.messages, "ws client source closed");
     }
 }
 
@@ -846,7 +800,7 @@ async fn subscribe(target: Target, outbox: Outbox<Msg>, mut stop: StopSignal) {
         match opened {
             Ok((mut ws, peer)) => {
                 stream += 1;
-                tracing::info!(id = %target.id, url = %target.url, peer = %peer, stream, "connected to the ws server");
+                tracing::info!(connector = %target.id, url = %target.url, peer = %peer, stream, "connected to the ws server");
                 let start = Msg::Start {
                     stream,
                     peer: peer.to_string(),
@@ -866,7 +820,7 @@ async fn subscribe(target: Target, outbox: Outbox<Msg>, mut stop: StopSignal) {
                 };
                 let ended = drive(&mut ws, None, incoming, &mut stop, target.ping).await;
                 let Ended::Lost(why) = ended else { return };
-                tracing::info!(id = %target.id, url = %target.url, why = %why, "ws connection lost; connecting again");
+                tracing::info!(connector = %target.id, url = %target.url, why = %why, "ws connection lost; connecting again");
                 let ended = tokio::select! {
                     sent = outbox.send(Msg::End { stream }) => sent.is_ok(),
                     () = stop.stopped() => false,
@@ -880,7 +834,7 @@ async fn subscribe(target: Target, outbox: Outbox<Msg>, mut stop: StopSignal) {
                 }
             }
             Err(e) => {
-                tracing::warn!(id = %target.id, url = %target.url, backoff_ms = backoff.as_millis() as u64, error = %e, "cannot connect to the ws server; trying again");
+                tracing::warn!(connector = %target.id, url = %target.url, backoff_ms = backoff.as_millis() as u64, error = %e, "cannot connect to the ws server; trying again");
             }
         }
         tokio::select! {

@@ -112,7 +112,7 @@ use temblor_net::{
     acceptor::{self, Counts, Listener, Options, Refuse},
     addr,
     conn::Conn,
-    inbox::{self, Inbox, Outbox, Received},
+    inbox::{self, Closed, Drain, Inbox, Outbox},
     tls::ServerTls,
     tokio::{self, sync::mpsc},
 };
@@ -205,32 +205,32 @@ fn default_text() -> bool {
 
 impl Config {
     /// Checks the values serde cannot; returns the addresses to listen on.
-    fn validate(&self, id: &str) -> Result<Vec<SocketAddr>, PluginError> {
+    fn validate(&self) -> Result<Vec<SocketAddr>, PluginError> {
         if self.max_connections == 0 {
             return Err(PluginError::config(format_args!(
-                "'{id}': `max_connections` must be at least 1"
+                "`max_connections` must be at least 1"
             )));
         }
         if !(1..=MAX_MESSAGE_LIMIT).contains(&self.max_message) {
             return Err(PluginError::config(format_args!(
-                "'{id}': `max_message` must be between 1 and {MAX_MESSAGE_LIMIT}, found {}",
+                "`max_message` must be between 1 and {MAX_MESSAGE_LIMIT}, found {}",
                 self.max_message
             )));
         }
         let (scheme, host_port) = addr::split_scheme(&self.url, &["ws://", "wss://"]);
         if scheme == "wss://" && self.tls.is_none() {
             return Err(PluginError::config(format_args!(
-                "'{id}': `url` {:?} says wss:// but there is no `tls` table (cert and key)",
+                "`url` {:?} says wss:// but there is no `tls` table (cert and key)",
                 self.url
             )));
         }
         if scheme == "ws://" && self.tls.is_some() {
             return Err(PluginError::config(format_args!(
-                "'{id}': `url` {:?} says ws:// but `tls` is given: use wss://",
+                "`url` {:?} says ws:// but `tls` is given: use wss://",
                 self.url
             )));
         }
-        addr::resolve(id, "url", host_port)
+        addr::resolve("url", host_port)
     }
 }
 
@@ -312,7 +312,6 @@ struct Shared {
 
 /// The `ws_server` source.
 pub struct WsServer {
-    id: String,
     local: SocketAddr,
     inbox: Inbox<Msg>,
     open: HashMap<u64, Open>,
@@ -334,20 +333,20 @@ impl WsServer {
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
         let id = setup.id;
-        let addrs = config.validate(id)?;
+        let addrs = config.validate()?;
         let tls = match &config.tls {
-            Some(tls) => Some(tls.acceptor(id, &[b"http/1.1"])?),
+            Some(tls) => Some(tls.acceptor(&[b"http/1.1"])?),
             None => None,
         };
         let handle = temblor_net::runtime::handle()?;
-        let std_listener = addr::bind_tcp(id, &addrs)?;
+        let std_listener = addr::bind_tcp(&addrs)?;
         let local = std_listener
             .local_addr()
-            .map_err(|e| PluginError::io(format_args!("'{id}': listening socket"), &e))?;
+            .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?;
         let listener = {
             let _entered = handle.enter();
             Listener::tcp(std_listener)
-                .map_err(|e| PluginError::io(format_args!("'{id}': listening socket"), &e))?
+                .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?
         };
         let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
         let hub = Arc::new(Hub::default());
@@ -386,14 +385,12 @@ impl WsServer {
             }
         });
         tracing::info!(
-            id = %id,
             addr = %local,
             tls = tls.is_some(),
             max_connections = config.max_connections,
             "ws server listening"
         );
         Ok(Self {
-            id: id.to_owned(),
             local,
             inbox,
             open: HashMap::new(),
@@ -450,28 +447,16 @@ impl WsServer {
 
 impl Source for WsServer {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        let mut taken = 0;
-        let mut next = self.inbox.recv(WAIT);
-        loop {
-            match next {
-                Received::Item(msg) => self.hand_over(msg, out),
-                Received::Empty if taken == 0 => return Ok(Pull::Idle),
-                Received::Empty => return Ok(Pull::Ready),
-                Received::Closed if taken == 0 => {
-                    return Err(PluginError::new(
-                        ErrorKind::Other,
-                        format_args!("'{}': the ws acceptor stopped unexpectedly", self.id),
-                    ));
-                }
-                // The lost acceptor shows in the next pull.
-                Received::Closed => return Ok(Pull::Ready),
+        let mut drain = Drain::new(PULL_ITEMS, WAIT);
+        while let Some(msg) = drain.next(&mut self.inbox).map_err(|Closed| {
+            PluginError::new(ErrorKind::Other, "the ws acceptor stopped unexpectedly")
+        })? {
+            self.hand_over(msg, out);
+            if out.byte_len() >= PULL_BYTES {
+                break;
             }
-            taken += 1;
-            if taken >= PULL_ITEMS || out.byte_len() >= PULL_BYTES {
-                return Ok(Pull::Ready);
-            }
-            next = self.inbox.try_recv();
         }
+        Ok(drain.pull())
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
@@ -483,7 +468,6 @@ impl Drop for WsServer {
     fn drop(&mut self) {
         self.service.stop();
         tracing::info!(
-            id = %self.id,
             addr = %self.local,
             accepted = self.counts.accepted.load(Ordering::Relaxed),
             refused = self.counts.refused.load(Ordering::Relaxed),
@@ -509,12 +493,12 @@ async fn serve_client(conn: Conn, peer: String, mut stop: StopSignal, shared: Ar
     let (mut ws, path) = match wsio::accept(conn, shared.ws_config, WRITE_TIMEOUT).await {
         Ok(accepted) => accepted,
         Err(e) => {
-            tracing::debug!(id = %id, peer = %peer, error = %e, "WebSocket handshake failed");
+            tracing::debug!(connector = %id, peer = %peer, error = %e, "WebSocket handshake failed");
             return;
         }
     };
     let stream = shared.next_stream.fetch_add(1, Ordering::Relaxed);
-    tracing::debug!(id = %id, peer = %peer, path = %path, stream, "ws client connected");
+    tracing::debug!(connector = %id, peer = %peer, path = %path, stream, "ws client connected");
     let start = Msg::Start {
         stream,
         peer: peer.clone(),
@@ -578,13 +562,13 @@ async fn serve_client(conn: Conn, peer: String, mut stop: StopSignal, shared: Ar
             }
             Event::Failed(e) => {
                 ws.fail(&e).await;
-                tracing::warn!(id = %id, peer = %peer, stream, error = %e, "ws client closed");
+                tracing::warn!(connector = %id, peer = %peer, stream, error = %e, "ws client closed");
                 break Some(e.to_string());
             }
         }
     };
     shared.hub.clients().remove(&stream);
-    tracing::debug!(id = %id, peer = %peer, stream, why = why.as_deref().unwrap_or("server stopping"), "ws client disconnected");
+    tracing::debug!(connector = %id, peer = %peer, stream, why = why.as_deref().unwrap_or("server stopping"), "ws client disconnected");
     if why.is_some() {
         let _ = forward(&shared.outbox, &mut stop, Msg::End { stream }).await;
     }
@@ -593,7 +577,6 @@ async fn serve_client(conn: Conn, peer: String, mut stop: StopSignal, shared: Ar
 /// The `ws_server` sink: writes to the clients of a `ws_server` source.
 #[derive(Debug)]
 pub struct WsServerSink {
-    id: String,
     config: SinkConfig,
     sent: u64,
     dropped: u64,
@@ -610,12 +593,10 @@ impl WsServerSink {
         let config: SinkConfig = setup.config()?;
         if config.server.is_empty() {
             return Err(PluginError::config(format_args!(
-                "'{}': `server` must name a ws_server source",
-                setup.id
+                "`server` must name a ws_server source"
             )));
         }
         Ok(Self {
-            id: setup.id.to_owned(),
             config,
             sent: 0,
             dropped: 0,
@@ -669,7 +650,7 @@ impl Sink for WsServerSink {
         if self.found != Some(hub.is_some()) {
             self.found = Some(hub.is_some());
             if hub.is_none() {
-                tracing::warn!(id = %self.id, server = %self.config.server, "no ws_server source of that id runs: frames are dropped until one does");
+                tracing::warn!(server = %self.config.server, "no ws_server source of that id runs: frames are dropped until one does");
             }
         }
         let Some(hub) = hub else {
@@ -693,7 +674,10 @@ impl Sink for WsServerSink {
             }
         }
         if self.dropped > before {
-            tracing::debug!(id = %self.id, dropped = self.dropped - before, "frames for clients that are gone or full were dropped");
+            tracing::debug!(
+                dropped = self.dropped - before,
+                "frames for clients that are gone or full were dropped"
+            );
         }
         Ok(())
     }
@@ -706,7 +690,7 @@ impl Sink for WsServerSink {
 
 impl Drop for WsServerSink {
     fn drop(&mut self) {
-        tracing::info!(id = %self.id, server = %self.config.server, sent = self.sent, dropped = self.dropped, "ws server sink done");
+        tracing::info!(server = %self.config.server, sent = self.sent, dropped = self.dropped, "ws server sink done");
     }
 }
 

@@ -88,6 +88,8 @@ impl<'a> Builder<'a> {
             return None;
         };
         let cell = self.cells.get_or_add(p);
+        // The constructor's log lines name the connector as its thread's do (no plugin says it).
+        let _span = tracing::info_span!("connector", id = %id).entered();
         match Live::new(id, plugin, config, cell) {
             Ok(live) => Some(live),
             Err(e) => {

@@ -172,7 +172,7 @@ fn missing_file_is_an_io_error_naming_the_path() {
         let err = source(&config(&path, None)).err().expect("no such file");
         assert_eq!(err.kind, ErrorKind::Io, "{err}");
         assert!(err.message.contains(path.to_str().expect("utf-8")), "{err}");
-        assert!(err.message.contains("'t'"), "{err}");
+        assert!(!err.message.contains("'t'"), "{err}");
     }
     let path = dir.join("no-such-folder/out.json");
     let err = sink(&config(&path, Some("write")))

@@ -181,7 +181,7 @@ impl TlsServer {
             cert: cert.to_owned(),
             key: key.to_owned(),
         };
-        let acceptor = tls.acceptor("server", &[]).expect("server tls");
+        let acceptor = tls.acceptor(&[]).expect("server tls");
         let handle = temblor_net::runtime::handle().expect("runtime");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");

@@ -399,9 +399,7 @@ fn send_over_tls(addr: SocketAddr, ca: &Path, data: &[u8]) -> String {
         ca: Some(ca.to_owned()),
         server_name: Some("localhost".to_owned()),
     };
-    let (connector, name) = tls
-        .connector("client", "localhost", &[])
-        .expect("client tls");
+    let (connector, name) = tls.connector("localhost", &[]).expect("client tls");
     let runtime = temblor_net::runtime::handle().expect("runtime");
     runtime.block_on(async {
         let tcp = temblor_net::tokio::net::TcpStream::connect(addr)
@@ -462,9 +460,7 @@ fn a_tls_client_that_does_not_trust_the_certificate_starts_no_stream() {
         ca: Some(other_ca),
         server_name: None,
     };
-    let (connector, name) = tls
-        .connector("client", "127.0.0.1", &[])
-        .expect("client tls");
+    let (connector, name) = tls.connector("127.0.0.1", &[]).expect("client tls");
     let refused = temblor_net::runtime::handle()
         .expect("runtime")
         .block_on(async {
