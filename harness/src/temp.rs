@@ -74,6 +74,13 @@ impl AsRef<Path> for TempDir {
     }
 }
 
+/// As a command's argument: `Command::new("ls").arg(&dir)`.
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);

@@ -9,6 +9,7 @@ use std::{
 use codec_json::decode_slice;
 
 use crate::support::{Connector, Deployment, output, plugin_dir, temblor, temp_dir};
+use temblor_harness::TempDir;
 
 /// The binary under test with only the plugin directories given here: run from an empty
 /// directory, so that the default `./target/plugins` is not found.
@@ -41,8 +42,8 @@ fn system_library() -> PathBuf {
 }
 
 /// A plugin directory: every shipped plugin plus the bad files, with their names.
-fn dir_with_bad_files(test: &str) -> PathBuf {
-    let dir = temp_dir(test).keep();
+fn dir_with_bad_files(test: &str) -> TempDir {
+    let dir = temp_dir(test);
     for entry in std::fs::read_dir(plugin_dir("plugins")).unwrap() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();

@@ -7,6 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use temblor_harness::TempDir;
 use temblor_shim::Value;
 
 use crate::{
@@ -28,8 +29,8 @@ fn sha256sum(path: &Path) -> String {
 
 /// A fresh plugin directory (mode 0755) with copies of these shipped plugin files, each under
 /// the name given (`(shipped, copy)`).
-fn plugin_copies(test: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = temp_dir(test).keep();
+fn plugin_copies(test: &str, files: &[(&str, &str)]) -> TempDir {
+    let dir = temp_dir(test);
     std::fs::set_permissions(&dir, Permissions::from_mode(0o755)).unwrap();
     for (shipped, copy) in files {
         let to = dir.join(copy);

@@ -7,6 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use temblor_harness::TempDir;
 use temblor_shim::Value;
 
 use crate::{
@@ -18,8 +19,8 @@ use crate::{
 const NOBODY: u32 = 65_534;
 
 /// A fresh directory (mode 0755) holding a copy of the json codec plugin (mode 0755).
-fn dir_with_json(test: &str) -> (PathBuf, PathBuf) {
-    let dir = temp_dir(test).keep();
+fn dir_with_json(test: &str) -> (TempDir, PathBuf) {
+    let dir = temp_dir(test);
     std::fs::set_permissions(&dir, Permissions::from_mode(0o755)).unwrap();
     let file = dir.join("libcodec_json.so");
     std::fs::copy(plugin_dir("plugins").join("libcodec_json.so"), &file).unwrap();
