@@ -21,11 +21,13 @@
 
 pub mod acceptor;
 pub mod addr;
+pub mod backoff;
 pub mod conn;
 pub mod inbox;
 pub mod retry;
 pub mod runtime;
 mod service;
+pub mod sink;
 pub mod tls;
 
 pub use runtime::shutdown;

@@ -166,21 +166,26 @@ impl BenchSource {
         temblor_compress::open_read(&config.path)
             .and_then(|mut reader| reader.read_to_end(&mut data))
             .map_err(|e| PluginError::io(format_args!("cannot read {path}"), &e))?;
-        let lines = split_lines(&data);
-        if lines.is_empty() {
+        let source = Self::replaying(data, until, config.acks);
+        if source.lines.is_empty() {
             return Err(PluginError::config(format_args!(
                 "{path} has no lines to replay"
             )));
         }
         tracing::info!(
             path = %path,
-            lines = lines.len(),
-            bytes = data.len(),
+            lines = source.lines.len(),
+            bytes = source.data.len(),
             "bench source loaded"
         );
-        Ok(Self {
+        Ok(source)
+    }
+
+    /// A source replaying the lines of `data` until `until`, counting acks with `acks`.
+    fn replaying(data: Vec<u8>, until: Until, acks: bool) -> Self {
+        Self {
+            lines: split_lines(&data),
             data,
-            lines,
             until,
             next: 0,
             passes: 0,
@@ -188,8 +193,8 @@ impl BenchSource {
             bytes: 0,
             started: None,
             done: false,
-            acks: config.acks.then(AckCounts::default),
-        })
+            acks: acks.then(AckCounts::default),
+        }
     }
 
     /// With `acks`: the batches handed out, acknowledged and failed so far.
@@ -325,18 +330,7 @@ mod tests {
             .iter()
             .flat_map(|l| format!("{l}\n").into_bytes())
             .collect();
-        BenchSource {
-            lines: split_lines(&data),
-            data,
-            until,
-            next: 0,
-            passes: 0,
-            frames: 0,
-            bytes: 0,
-            started: None,
-            done: false,
-            acks: None,
-        }
+        BenchSource::replaying(data, until, false)
     }
 
     #[test]

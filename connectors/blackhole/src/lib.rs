@@ -57,22 +57,16 @@ impl Sink for Blackhole {
     }
 
     fn flush(&mut self) -> Result<(), PluginError> {
-        tracing::debug!(
-            frames = self.frames,
-            bytes = self.bytes,
-            "blackhole flushed"
-        );
+        let (frames, bytes) = self.totals();
+        tracing::debug!(frames, bytes, "blackhole flushed");
         Ok(())
     }
 }
 
 impl Drop for Blackhole {
     fn drop(&mut self) {
-        tracing::info!(
-            frames = self.frames,
-            bytes = self.bytes,
-            "blackhole discarded"
-        );
+        let (frames, bytes) = self.totals();
+        tracing::info!(frames, bytes, "blackhole discarded");
     }
 }
 
@@ -87,14 +81,14 @@ mod tests {
     use super::*;
     use temblor_shim::{ErrorKind, Value};
 
+    /// The sink `id` with `config`, or its error.
+    fn blackhole(id: &str, config: &Value) -> Result<Blackhole, PluginError> {
+        Blackhole::new(&Setup { id, config })
+    }
+
     #[test]
     fn counts_frames_and_bytes() {
-        let config = Value::Object(temblor_shim::Object::new());
-        let mut sink = Blackhole::new(&Setup {
-            id: "t",
-            config: &config,
-        })
-        .expect("sink");
+        let mut sink = blackhole("t", &Value::Object(temblor_shim::Object::new())).expect("sink");
         assert_eq!(sink.totals(), (0, 0));
         let frames: Frames = [&b"abc"[..], b"", b"de\n"].into_iter().collect();
         sink.push(&frames).expect("push");
@@ -106,11 +100,7 @@ mod tests {
     #[test]
     fn any_config_key_is_refused() {
         let config = Value::Object([("path", Value::from("x"))].into_iter().collect());
-        let err = Blackhole::new(&Setup {
-            id: "t",
-            config: &config,
-        })
-        .expect_err("a key");
+        let err = blackhole("t", &config).expect_err("a key");
         assert_eq!(err.kind, ErrorKind::Config);
         assert!(err.message.contains("unknown field `path`"), "{err}");
     }
@@ -151,12 +141,8 @@ mod tests {
     fn totals_are_logged_on_drop() {
         let capture = Capture::default();
         tracing::subscriber::with_default(capture.clone(), || {
-            let config = Value::Object(temblor_shim::Object::new());
-            let mut sink = Blackhole::new(&Setup {
-                id: "bh",
-                config: &config,
-            })
-            .expect("sink");
+            let mut sink =
+                blackhole("bh", &Value::Object(temblor_shim::Object::new())).expect("sink");
             sink.push(&[&b"12345"[..], b"678"].into_iter().collect())
                 .expect("push");
             sink.flush().expect("flush");

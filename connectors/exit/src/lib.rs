@@ -99,13 +99,13 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use temblor_harness::config;
     use temblor_shim::{ErrorKind, Value};
 
-    fn exit(config: &[(&str, Value)]) -> Result<Exit, PluginError> {
-        let config = Value::Object(config.iter().cloned().collect());
+    fn exit(fields: &[(&str, Value)]) -> Result<Exit, PluginError> {
         Exit::new(&Setup {
             id: "x",
-            config: &config,
+            config: &config(fields),
         })
     }
 

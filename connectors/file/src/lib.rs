@@ -569,35 +569,40 @@ impl Source for FileSource {
     }
 
     fn ack(&mut self, token: u64) -> Result<(), PluginError> {
-        let Some(cp) = &mut self.checkpoint else {
-            return Ok(());
-        };
-        if !cp.resolve(token, Outcome::Acked) {
-            tracing::warn!(token, "ack for a batch that is not outstanding; ignored");
+        if self.resolve(token, Outcome::Acked, "ack").is_none() {
             return Ok(());
         }
-        cp.advance();
         self.persist()
     }
 
     fn fail(&mut self, token: u64, reason: &str) -> Result<(), PluginError> {
-        let Some(cp) = &mut self.checkpoint else {
+        let Some(committed) = self.resolve(token, Outcome::Failed, "failure") else {
             return Ok(());
         };
-        if !cp.resolve(token, Outcome::Failed) {
-            tracing::warn!(token, "failure of a batch that is not outstanding; ignored");
-            return Ok(());
-        }
-        cp.advance();
         tracing::warn!(
             path = %self.path.display(),
             token,
             reason,
-            checkpoint = cp.committed,
+            checkpoint = committed,
             "a batch was not delivered: the checkpoint stays before it for the rest of this run \
              (it is read again on the next start)"
         );
         self.persist()
+    }
+}
+
+impl FileSource {
+    /// Records `outcome` for `token` and moves the checkpoint on: the committed offset then,
+    /// or none without a checkpoint or when `token` is not outstanding (a warning names the
+    /// `what`).
+    fn resolve(&mut self, token: u64, outcome: Outcome, what: &str) -> Option<u64> {
+        let cp = self.checkpoint.as_mut()?;
+        if !cp.resolve(token, outcome) {
+            tracing::warn!(token, "{what} for a batch that is not outstanding; ignored");
+            return None;
+        }
+        cp.advance();
+        Some(cp.committed)
     }
 }
 
@@ -720,20 +725,11 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use temblor_harness::TempDir;
     use temblor_shim::{ErrorKind, Value};
 
     fn config(fields: &[(&str, &str)]) -> Value {
         Value::Object(fields.iter().map(|(k, v)| (*k, Value::from(*v))).collect())
-    }
-
-    fn temp_dir(test: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "temblor-connector-file-unit-{}-{test}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        dir
     }
 
     #[test]
@@ -783,7 +779,7 @@ mod tests {
 
     #[test]
     fn source_reads_whole_chunks_and_ends_with_the_last_one() {
-        let dir = temp_dir("chunks");
+        let dir = TempDir::new("chunks");
         let path = dir.join("big.bin");
         // Five and a half chunks: two pulls of at most four chunks each.
         let data: Vec<u8> = (0..CHUNK * 11 / 2).map(|i| (i % 251) as u8).collect();
@@ -806,12 +802,11 @@ mod tests {
         frames.reset(0);
         assert_eq!(source.pull(&mut frames).expect("pull"), Pull::Exhausted);
         assert!(frames.is_empty());
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn sink_finishes_compressed_file_on_drop() {
-        let dir = temp_dir("drop");
+        let dir = TempDir::new("drop");
         let path = dir.join("out.txt.xz");
         let cfg = config(&[
             ("path", path.to_str().expect("utf-8 path")),
@@ -831,7 +826,6 @@ mod tests {
             .read_to_string(&mut text)
             .expect("a complete xz stream");
         assert_eq!(text, "a\nb\n");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     fn checkpointed(path: &Path, checkpoint: &Path, max_in_flight: Option<u64>) -> FileSource {
@@ -888,13 +882,23 @@ mod tests {
         data
     }
 
+    /// A checkpoint at `committed` (of at most 8 in flight) with pulls 1, 2 and 3 handed out,
+    /// ending at 100, 200 and 300.
+    fn three_handed_out(committed: u64) -> Checkpoint {
+        let mut cp = Checkpoint::new(PathBuf::from("unused"), 8, committed, None);
+        for token in 1..=3 {
+            cp.handed_out(token, token * 100);
+        }
+        cp
+    }
+
     fn stored(checkpoint: &Path) -> Option<u64> {
         load_checkpoint(checkpoint).expect("a readable checkpoint")
     }
 
     #[test]
     fn checkpoint_offsets_are_written_and_read_back() {
-        let dir = temp_dir("cp-round-trip");
+        let dir = TempDir::new("cp-round-trip");
         let file = dir.join("cp");
         assert_eq!(load_checkpoint(&file), Ok(None), "no file: from the start");
         store_checkpoint(&file, 12_345).expect("store");
@@ -907,12 +911,11 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["cp"], "no temporary file is left behind");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_bad_checkpoint_file_is_a_config_error_naming_it() {
-        let dir = temp_dir("cp-bad");
+        let dir = TempDir::new("cp-bad");
         let input = dir.join("in.txt");
         std::fs::write(&input, b"a\n").expect("write");
         let garbage = dir.join("garbage.cp");
@@ -939,15 +942,11 @@ mod tests {
             assert!(err.message.contains(cp.to_str().expect("utf-8")), "{err}");
             assert!(err.message.contains("`checkpoint`"), "{err}");
         }
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn out_of_order_acks_commit_only_the_acked_prefix() {
-        let mut cp = Checkpoint::new(PathBuf::from("unused"), 8, 0, None);
-        cp.handed_out(1, 100);
-        cp.handed_out(2, 200);
-        cp.handed_out(3, 300);
+        let mut cp = three_handed_out(0);
         assert!(cp.resolve(3, Outcome::Acked));
         assert!(!cp.advance());
         assert!(cp.resolve(2, Outcome::Acked));
@@ -962,7 +961,7 @@ mod tests {
         assert_eq!(cp.pending, 0);
 
         // The same through the source, with the file on disk.
-        let dir = temp_dir("cp-out-of-order");
+        let dir = TempDir::new("cp-out-of-order");
         let (input, file) = (dir.join("in.txt"), dir.join("cp"));
         let data = numbered(20_000);
         std::fs::write(&input, &data).expect("write");
@@ -983,15 +982,11 @@ mod tests {
         );
         source.ack(1).expect("ack");
         assert_eq!(stored(&file), Some(ends[2]));
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_failed_pull_holds_the_checkpoint_for_the_rest_of_the_run() {
-        let mut cp = Checkpoint::new(PathBuf::from("unused"), 8, 50, None);
-        cp.handed_out(1, 100);
-        cp.handed_out(2, 200);
-        cp.handed_out(3, 300);
+        let mut cp = three_handed_out(50);
         assert!(cp.resolve(1, Outcome::Acked));
         assert!(cp.advance());
         assert!(cp.resolve(2, Outcome::Failed));
@@ -1009,7 +1004,7 @@ mod tests {
 
     #[test]
     fn max_in_flight_holds_back_until_acked() {
-        let dir = temp_dir("cp-in-flight");
+        let dir = TempDir::new("cp-in-flight");
         let (input, file) = (dir.join("in.txt"), dir.join("cp"));
         std::fs::write(&input, numbered(20_000)).expect("write");
         let mut source = checkpointed(&input, &file, None);
@@ -1037,12 +1032,11 @@ mod tests {
             batch.reset(token);
             assert_eq!(source.pull(&mut batch).expect("pull"), expected, "{token}");
         }
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn checkpointed_chunks_end_at_newlines() {
-        let dir = temp_dir("cp-newlines");
+        let dir = TempDir::new("cp-newlines");
         let (input, file) = (dir.join("in.txt"), dir.join("cp"));
         let data = numbered(30_000);
         assert!(data.len() > 8 * CHUNK);
@@ -1066,12 +1060,11 @@ mod tests {
         let mut source = checkpointed(&input, &file, None);
         let (frames, _) = drain_acking(&mut source);
         assert!(frames.is_empty());
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn the_stream_starts_with_the_path_and_the_resumed_offset() {
-        let dir = temp_dir("cp-stream");
+        let dir = TempDir::new("cp-stream");
         let (input, file) = (dir.join("in.txt"), dir.join("cp"));
         std::fs::write(&input, b"one\ntwo\nthree\n").expect("write");
         store_checkpoint(&file, 4).expect("store");
@@ -1099,12 +1092,11 @@ mod tests {
         batch.reset(0);
         source.pull(&mut batch).expect("pull");
         assert_eq!(batch.runs()[0].offset, 0);
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn gzip_files_resume_after_the_checkpoint() {
-        let dir = temp_dir("cp-gz");
+        let dir = TempDir::new("cp-gz");
         let (input, file) = (dir.join("in.txt.gz"), dir.join("cp"));
         let data = numbered(20_000);
         let mut writer = temblor_compress::open_write(&input, false).expect("open");
@@ -1131,12 +1123,11 @@ mod tests {
         let (rest, _) = drain_acking(&mut source);
         assert_eq!(rest.concat(), data[at as usize..]);
         assert_eq!(stored(&file), Some(data.len() as u64));
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn a_checkpoint_beyond_the_end_starts_over() {
-        let dir = temp_dir("cp-beyond");
+        let dir = TempDir::new("cp-beyond");
         for name in ["short.txt", "short.txt.xz"] {
             let (input, file) = (dir.join(name), dir.join(format!("{name}.cp")));
             let mut writer = temblor_compress::open_write(&input, false).expect("open");
@@ -1149,7 +1140,6 @@ mod tests {
             assert_eq!(frames.concat(), b"a\nb\n", "{name}");
             assert_eq!(stored(&file), Some(4), "{name}");
         }
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -225,44 +225,35 @@ impl<'de> Deserialize<'de> for Response {
     }
 }
 
-/// The connector's `config`.
+/// The connector's `config` (every key has a default).
 #[derive(Deserialize, Debug, Clone)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+#[serde(crate = "temblor_shim::serde", default, deny_unknown_fields)]
 pub struct Config {
     /// The `host:port` to listen on.
-    #[serde(default = "default_url")]
     pub url: String,
     /// The largest body accepted, in bytes.
-    #[serde(default = "default_max_body")]
     pub max_body: usize,
     /// Connections served at once.
-    #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// When requests are answered.
-    #[serde(default)]
     pub response: Response,
     /// With `Response::Delivered`: the longest a request waits for its outcome, in ms.
-    #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// TLS on every connection.
-    #[serde(default)]
     pub tls: Option<ServerTls>,
 }
 
-fn default_url() -> String {
-    "127.0.0.1:8139".to_owned()
-}
-
-fn default_max_body() -> usize {
-    1024 * 1024
-}
-
-fn default_max_connections() -> usize {
-    64
-}
-
-fn default_timeout_ms() -> u64 {
-    10_000
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            url: "127.0.0.1:8139".to_owned(),
+            max_body: 1024 * 1024,
+            max_connections: 64,
+            response: Response::default(),
+            timeout_ms: 10_000,
+            tls: None,
+        }
+    }
 }
 
 impl Config {
@@ -462,10 +453,11 @@ impl HttpServer {
         let config: Config = setup.config()?;
         let id = setup.id;
         let addrs = config.validate()?;
-        let tls = match &config.tls {
-            Some(tls) => Some(tls.acceptor(&[b"h2", b"http/1.1"])?),
-            None => None,
-        };
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|tls| tls.acceptor(&[b"h2", b"http/1.1"]))
+            .transpose()?;
         let handle = temblor_net::runtime::handle()?;
         let listener = {
             let _runtime = handle.enter();
@@ -950,16 +942,12 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::config;
 
     fn refused(fields: &[(&str, Value)]) -> PluginError {
-        let cfg = config(fields);
         HttpServer::new(&Setup {
             id: "bad",
-            config: &cfg,
+            config: &config(fields),
         })
         .err()
         .expect("refused")

@@ -108,7 +108,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     panic::AssertUnwindSafe,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
@@ -117,7 +117,7 @@ use std::{
 
 use rdkafka::{
     ClientConfig, ClientContext, Message as _, Offset, TopicPartitionList,
-    config::RDKafkaLogLevel,
+    config::{FromClientConfigAndContext, RDKafkaLogLevel},
     consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance},
     error::{KafkaError, KafkaResult, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers as _, OwnedHeaders},
@@ -153,9 +153,23 @@ const RESERVED: [&str; 12] = [
     "message.timeout.ms",
 ];
 
-fn default_brokers() -> Vec<String> {
-    vec!["127.0.0.1:9092".to_owned()]
+/// The keys the source and the sink share (flattened into both): brokers and `options`.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(crate = "temblor_shim::serde", default)]
+pub struct Client {
+    pub brokers: Vec<String>,
+    pub options: HashMap<String, OptionValue>,
 }
+
+impl Default for Client {
+    fn default() -> Self {
+        Self {
+            brokers: vec!["127.0.0.1:9092".to_owned()],
+            options: HashMap::new(),
+        }
+    }
+}
+
 fn default_offset_reset() -> String {
     "earliest".to_owned()
 }
@@ -168,18 +182,13 @@ fn default_session_timeout_ms() -> u64 {
 fn default_source_timeout_ms() -> u64 {
     5000
 }
-fn default_sink_timeout_ms() -> u64 {
-    30_000
-}
 
 /// The source's `config`.
 #[derive(Deserialize, Debug, Clone)]
 #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
 pub struct SourceConfig {
-    #[serde(default = "default_brokers")]
-    pub brokers: Vec<String>,
-    #[serde(default)]
-    pub options: HashMap<String, OptionValue>,
+    #[serde(flatten)]
+    pub client: Client,
     pub group_id: String,
     pub topics: Vec<String>,
     #[serde(default = "default_offset_reset")]
@@ -194,16 +203,22 @@ pub struct SourceConfig {
 
 /// The sink's `config`.
 #[derive(Deserialize, Debug, Clone)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+#[serde(crate = "temblor_shim::serde", default, deny_unknown_fields)]
 pub struct Config {
-    #[serde(default = "default_brokers")]
-    pub brokers: Vec<String>,
-    #[serde(default)]
-    pub options: HashMap<String, OptionValue>,
-    #[serde(default)]
+    #[serde(flatten)]
+    pub client: Client,
     pub topic: Option<String>,
-    #[serde(default = "default_sink_timeout_ms")]
     pub timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            client: Client::default(),
+            topic: None,
+            timeout_ms: 30_000,
+        }
+    }
 }
 
 /// A value of `options`.
@@ -225,48 +240,56 @@ impl OptionValue {
     }
 }
 
-/// The librdkafka settings common to both sides: brokers and `options`, checked.
-fn client_config(
-    id: &str,
-    brokers: &[String],
-    options: &HashMap<String, OptionValue>,
-) -> Result<ClientConfig, PluginError> {
-    let bad = |what: String| PluginError::config(format_args!("{what}"));
-    if brokers.is_empty() {
-        return Err(bad("`brokers` is empty".into()));
-    }
-    for b in brokers {
-        let host_port = b.strip_prefix("kafka://").unwrap_or(b);
-        if host_port.is_empty() || !host_port.contains(':') || host_port.contains(',') {
-            return Err(bad(format!("`brokers`: {b:?} is not `host:port`")));
+impl Client {
+    /// The librdkafka settings common to both sides: brokers and `options`, checked.
+    fn settings(&self, id: &str) -> Result<ClientConfig, PluginError> {
+        if self.brokers.is_empty() {
+            return Err(PluginError::config("`brokers` is empty"));
         }
-    }
-    let mut cfg = ClientConfig::new();
-    cfg.set("client.id", format!("temblor-{id}"));
-    let mut keys: Vec<&String> = options.keys().collect();
-    keys.sort();
-    for key in keys {
-        if RESERVED.contains(&key.as_str()) {
-            return Err(bad(format!(
-                "`options` may not set {key:?}: the connector sets it (see its own keys)"
-            )));
+        for b in &self.brokers {
+            let host_port = b.strip_prefix("kafka://").unwrap_or(b);
+            if host_port.is_empty() || !host_port.contains(':') || host_port.contains(',') {
+                return Err(PluginError::config(format_args!(
+                    "`brokers`: {b:?} is not `host:port`"
+                )));
+            }
         }
-        cfg.set(key.as_str(), options[key].text());
+        let mut cfg = ClientConfig::new();
+        cfg.set("client.id", format!("temblor-{id}"));
+        let mut keys: Vec<&String> = self.options.keys().collect();
+        keys.sort();
+        for key in keys {
+            if RESERVED.contains(&key.as_str()) {
+                return Err(PluginError::config(format_args!(
+                    "`options` may not set {key:?}: the connector sets it (see its own keys)"
+                )));
+            }
+            cfg.set(key.as_str(), self.options[key].text());
+        }
+        cfg.set(
+            "bootstrap.servers",
+            self.brokers
+                .iter()
+                .map(|b| b.strip_prefix("kafka://").unwrap_or(b))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        Ok(cfg)
     }
-    cfg.set(
-        "bootstrap.servers",
-        brokers
-            .iter()
-            .map(|b| b.strip_prefix("kafka://").unwrap_or(b))
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    Ok(cfg)
 }
 
-/// librdkafka's refusal of a setting, as a config error naming the connector.
-fn creation_error(e: &KafkaError) -> PluginError {
-    PluginError::config(format_args!("librdkafka refused the settings: {e}"))
+/// A consumer or producer on `cfg`, its callbacks logging for connector `id` and keeping
+/// `state`; librdkafka's refusal of a setting is a config error.
+fn create<T, C>(cfg: &ClientConfig, id: &str, state: T) -> Result<C, PluginError>
+where
+    T: Send + Sync,
+    C: FromClientConfigAndContext<Context<T>>,
+{
+    cfg.create_with_context(Context {
+        id: id.to_owned(),
+        state,
+    })
+    .map_err(|e| PluginError::config(format_args!("librdkafka refused the settings: {e}")))
 }
 
 /// Runs `f`, catching a panic: for code librdkafka calls through `extern "C"`, where an
@@ -305,19 +328,14 @@ fn forward_log(id: &str, level: RDKafkaLogLevel, facility: &str, message: &str) 
 /// A topic and partition.
 type Tp = (Arc<str>, i32);
 
-/// What librdkafka's callbacks tell the source (they run inside `poll`, on the engine's
-/// thread, or on librdkafka's threads for the wake-up).
-#[derive(Default)]
-struct SourceContext {
+/// What librdkafka's callbacks see: the connector's id (for their logs) and the state of
+/// the source or the sink they report to.
+struct Context<T> {
     id: String,
-    /// Partitions taken away since the source last looked.
-    revoked: Mutex<Vec<(String, i32)>>,
-    /// Bumped by every rebalance or commit event `poll` consumed (it then returns no message
-    /// although more may wait).
-    events: AtomicU64,
+    state: T,
 }
 
-impl ClientContext for SourceContext {
+impl<T: Send + Sync> ClientContext for Context<T> {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         forward_log(&self.id, level, fac, log_message);
     }
@@ -329,30 +347,29 @@ impl ClientContext for SourceContext {
     }
 }
 
-impl ConsumerContext for SourceContext {
+/// What librdkafka's callbacks tell the source (they run inside `poll`, on the engine's
+/// thread, or on librdkafka's threads for the wake-up).
+#[derive(Default)]
+struct Consumed {
+    /// Partitions taken away since the source last looked.
+    revoked: Mutex<Vec<(String, i32)>>,
+    /// Bumped by every rebalance or commit event `poll` consumed (it then returns no message
+    /// although more may wait).
+    events: AtomicU64,
+}
+
+impl ConsumerContext for Context<Consumed> {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         guarded("rebalance callback", || {
-            self.events.fetch_add(1, Ordering::SeqCst);
+            self.state.events.fetch_add(1, Ordering::SeqCst);
             match rebalance {
                 Rebalance::Revoke(tpl) => {
-                    let parts: Vec<(String, i32)> = tpl
-                        .elements()
-                        .iter()
-                        .map(|e| (e.topic().to_owned(), e.partition()))
-                        .collect();
+                    let parts = partitions(tpl);
                     tracing::info!(connector = %self.id, partitions = %list(&parts), "partitions revoked");
-                    self.revoked
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend(parts);
+                    locked(&self.state.revoked).extend(parts);
                 }
                 Rebalance::Assign(tpl) => {
-                    let parts: Vec<(String, i32)> = tpl
-                        .elements()
-                        .iter()
-                        .map(|e| (e.topic().to_owned(), e.partition()))
-                        .collect();
-                    tracing::info!(connector = %self.id, partitions = %list(&parts), "partitions assigned");
+                    tracing::info!(connector = %self.id, partitions = %list(&partitions(tpl)), "partitions assigned");
                 }
                 Rebalance::Error(e) => {
                     tracing::warn!(connector = %self.id, error = %e, "rebalance failed");
@@ -363,7 +380,7 @@ impl ConsumerContext for SourceContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         guarded("commit callback", || {
-            self.events.fetch_add(1, Ordering::SeqCst);
+            self.state.events.fetch_add(1, Ordering::SeqCst);
             match result {
                 Ok(()) => {
                     let committed: Vec<String> = offsets
@@ -387,6 +404,19 @@ impl ConsumerContext for SourceContext {
             }
         });
     }
+}
+
+/// The topics and partitions of `tpl`.
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+/// The value behind `m`, also when a panic poisoned it (every user leaves it consistent).
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `topic/partition` pairs, for logs.
@@ -510,10 +540,7 @@ impl Keepalive {
             .spawn(move || {
                 while !stopping.load(Ordering::SeqCst) {
                     thread::park_timeout(KEEPALIVE);
-                    let since = last_pull
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .elapsed();
+                    let since = locked(&last_pull).elapsed();
                     if since >= KEEPALIVE && !stopping.load(Ordering::SeqCst) {
                         notify.notify();
                     }
@@ -536,9 +563,57 @@ impl Drop for Keepalive {
     }
 }
 
+impl SourceConfig {
+    /// The consumer's librdkafka settings, the keys checked.
+    fn settings(&self, id: &str) -> Result<ClientConfig, PluginError> {
+        if self.group_id.is_empty() {
+            return Err(PluginError::config("`group_id` is empty"));
+        }
+        if self.topics.is_empty() || self.topics.iter().any(String::is_empty) {
+            return Err(PluginError::config(
+                "`topics` must name at least one topic (and no empty name)",
+            ));
+        }
+        if !matches!(self.offset_reset.as_str(), "earliest" | "latest") {
+            return Err(PluginError::config(format_args!(
+                "`offset_reset` must be \"earliest\" or \"latest\", found {:?}",
+                self.offset_reset
+            )));
+        }
+        if self.commit_interval_ms < 10 {
+            return Err(PluginError::config(
+                "`commit_interval_ms` must be at least 10",
+            ));
+        }
+        if self.session_timeout_ms < 1000 {
+            return Err(PluginError::config(
+                "`session_timeout_ms` must be at least 1000",
+            ));
+        }
+        if self.timeout_ms == 0 {
+            return Err(PluginError::config("`timeout_ms` must be at least 1"));
+        }
+        let mut cfg = self.client.settings(id)?;
+        cfg.set("group.id", &self.group_id)
+            .set("enable.auto.offset.store", "false")
+            .set("enable.auto.commit", "true")
+            .set(
+                "auto.commit.interval.ms",
+                self.commit_interval_ms.to_string(),
+            )
+            .set("auto.offset.reset", &self.offset_reset)
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout_ms / 3).max(100).to_string(),
+            );
+        Ok(cfg)
+    }
+}
+
 /// The `kafka` source.
 pub struct KafkaSource {
-    consumer: BaseConsumer<SourceContext>,
+    consumer: BaseConsumer<Context<Consumed>>,
     inflight: Inflight,
     /// Topic names, shared by the partitions' keys.
     topics: HashMap<String, Arc<str>>,
@@ -559,53 +634,12 @@ impl KafkaSource {
     /// A `Config` error for a bad config or settings librdkafka refuses.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let c: SourceConfig = setup.config()?;
-        let id = setup.id;
-        let bad = |what: String| PluginError::config(format_args!("{what}"));
-        if c.group_id.is_empty() {
-            return Err(bad("`group_id` is empty".into()));
-        }
-        if c.topics.is_empty() || c.topics.iter().any(String::is_empty) {
-            return Err(bad(
-                "`topics` must name at least one topic (and no empty name)".into(),
-            ));
-        }
-        if !matches!(c.offset_reset.as_str(), "earliest" | "latest") {
-            return Err(bad(format!(
-                "`offset_reset` must be \"earliest\" or \"latest\", found {:?}",
-                c.offset_reset
-            )));
-        }
-        if c.commit_interval_ms < 10 {
-            return Err(bad("`commit_interval_ms` must be at least 10".into()));
-        }
-        if c.session_timeout_ms < 1000 {
-            return Err(bad("`session_timeout_ms` must be at least 1000".into()));
-        }
-        if c.timeout_ms == 0 {
-            return Err(bad("`timeout_ms` must be at least 1".into()));
-        }
-        let mut cfg = client_config(id, &c.brokers, &c.options)?;
-        cfg.set("group.id", &c.group_id)
-            .set("enable.auto.offset.store", "false")
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", c.commit_interval_ms.to_string())
-            .set("auto.offset.reset", &c.offset_reset)
-            .set("session.timeout.ms", c.session_timeout_ms.to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (c.session_timeout_ms / 3).max(100).to_string(),
-            );
-        let context = SourceContext {
-            id: id.to_owned(),
-            ..SourceContext::default()
-        };
-        let consumer: BaseConsumer<SourceContext> = cfg
-            .create_with_context(context)
-            .map_err(|e| creation_error(&e))?;
+        let consumer: BaseConsumer<Context<Consumed>> =
+            create(&c.settings(setup.id)?, setup.id, Consumed::default())?;
         let topics: Vec<&str> = c.topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| bad(format!("cannot subscribe to {topics:?}: {e}")))?;
+        consumer.subscribe(&topics).map_err(|e| {
+            PluginError::config(format_args!("cannot subscribe to {topics:?}: {e}"))
+        })?;
         tracing::info!(group = %c.group_id, topics = ?topics, "kafka consumer subscribed");
         Ok(Self {
             consumer,
@@ -655,14 +689,7 @@ impl KafkaSource {
     /// Forgets what is in flight for partitions the group took away meanwhile (and for those
     /// of `batch`, the ranges of the pull under way).
     fn take_revoked(&mut self, batch: &mut HashMap<Tp, (i64, i64)>) {
-        let revoked = std::mem::take(
-            &mut *self
-                .consumer
-                .context()
-                .revoked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let revoked = std::mem::take(&mut *locked(&self.consumer.context().state.revoked));
         for (topic, partition) in revoked {
             let tp = (intern(&mut self.topics, &topic), partition);
             let forgotten = self.inflight.revoke(&tp) + usize::from(batch.remove(&tp).is_some());
@@ -722,7 +749,7 @@ fn text_or_bytes(bytes: &[u8]) -> Value {
 
 impl Source for KafkaSource {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        *self.last_pull.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *locked(&self.last_pull) = Instant::now();
         let token = out.token();
         let mut batch: HashMap<Tp, (i64, i64)> = HashMap::new();
         let mut taken = 0;
@@ -733,11 +760,11 @@ impl Source for KafkaSource {
         } else {
             Duration::from_millis(100)
         };
-        let mut events = self.consumer.context().events.load(Ordering::SeqCst);
+        let mut events = self.consumer.context().state.events.load(Ordering::SeqCst);
         while taken < PULL_ITEMS && out.byte_len() < PULL_BYTES {
             let polled = self.consumer.poll(wait);
             wait = Duration::ZERO;
-            let now = self.consumer.context().events.load(Ordering::SeqCst);
+            let now = self.consumer.context().state.events.load(Ordering::SeqCst);
             let event = now != events;
             events = now;
             match polled {
@@ -865,27 +892,11 @@ impl Drop for KafkaSource {
 // ---------------------------------------------------------------------------------------
 // Sink
 
-/// Delivery reports, gathered by the producer's callback (run inside `poll`, on the engine's
-/// thread).
-#[derive(Default)]
-struct SinkContext {
-    id: String,
-    reports: Mutex<Vec<(usize, Result<(), String>)>>,
-}
+/// Delivery reports by tag, gathered by the producer's callback (run inside `poll`, on the
+/// engine's thread).
+type Reports = Mutex<Vec<(usize, Result<(), String>)>>;
 
-impl ClientContext for SinkContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        forward_log(&self.id, level, fac, log_message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        guarded("error callback", || {
-            tracing::warn!(connector = %self.id, error = %error, reason, "kafka client error");
-        });
-    }
-}
-
-impl ProducerContext for SinkContext {
+impl ProducerContext for Context<Reports> {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
@@ -894,10 +905,7 @@ impl ProducerContext for SinkContext {
                 Ok(_) => Ok(()),
                 Err((e, _)) => Err(e.to_string()),
             };
-            self.reports
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((tag, outcome));
+            locked(&self.state).push((tag, outcome));
         });
     }
 }
@@ -907,9 +915,26 @@ fn tag(batch: u64, index: usize) -> usize {
     (((batch & 0x7fff_ffff) as usize) << 32) | (index & 0xffff_ffff)
 }
 
+impl Config {
+    /// The producer's librdkafka settings, the keys checked.
+    fn settings(&self, id: &str) -> Result<ClientConfig, PluginError> {
+        if self.timeout_ms == 0 {
+            return Err(PluginError::config("`timeout_ms` must be at least 1"));
+        }
+        if self.topic.as_deref() == Some("") {
+            return Err(PluginError::config("`topic` is empty"));
+        }
+        let mut cfg = self.client.settings(id)?;
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", self.timeout_ms.to_string());
+        Ok(cfg)
+    }
+}
+
 /// The `kafka` sink.
 pub struct KafkaSink {
-    producer: BaseProducer<SinkContext>,
+    producer: BaseProducer<Context<Reports>>,
     topic: Option<String>,
     timeout: Duration,
     batch_no: u64,
@@ -923,26 +948,8 @@ impl KafkaSink {
     /// A `Config` error for a bad config or settings librdkafka refuses.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let c: Config = setup.config()?;
-        let id = setup.id;
-        if c.timeout_ms == 0 {
-            return Err(PluginError::config(format_args!(
-                "`timeout_ms` must be at least 1"
-            )));
-        }
-        if c.topic.as_deref() == Some("") {
-            return Err(PluginError::config(format_args!("`topic` is empty")));
-        }
-        let mut cfg = client_config(id, &c.brokers, &c.options)?;
-        cfg.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", c.timeout_ms.to_string());
-        let context = SinkContext {
-            id: id.to_owned(),
-            ..SinkContext::default()
-        };
-        let producer: BaseProducer<SinkContext> = cfg
-            .create_with_context(context)
-            .map_err(|e| creation_error(&e))?;
+        let producer: BaseProducer<Context<Reports>> =
+            create(&c.settings(setup.id)?, setup.id, Reports::default())?;
         Ok(Self {
             producer,
             topic: c.topic,
@@ -1004,24 +1011,14 @@ fn headers(h: &Object) -> OwnedHeaders {
             Value::Null => None,
             Value::String(s) => Some(s.as_bytes()),
             Value::Bytes(b) => Some(b.as_slice()),
-            Value::Bool(b) => {
-                text = b.to_string();
-                Some(text.as_bytes())
-            }
-            Value::I64(n) => {
-                text = n.to_string();
-                Some(text.as_bytes())
-            }
-            Value::U64(n) => {
-                text = n.to_string();
-                Some(text.as_bytes())
-            }
-            Value::F64(n) => {
-                text = n.to_string();
-                Some(text.as_bytes())
-            }
-            Value::Array(_) | Value::Object(_) => {
-                text = v.to_json();
+            other => {
+                text = match other {
+                    Value::Bool(b) => b.to_string(),
+                    Value::I64(n) => n.to_string(),
+                    Value::U64(n) => n.to_string(),
+                    Value::F64(n) => n.to_string(),
+                    _ => other.to_json(),
+                };
                 Some(text.as_bytes())
             }
         };
@@ -1071,14 +1068,7 @@ impl Sink for KafkaSink {
         let mut ok = vec![false; frames.len()];
         while waiting > 0 && Instant::now() < deadline {
             self.producer.poll(Duration::from_millis(50));
-            let reports = std::mem::take(
-                &mut *self
-                    .producer
-                    .context()
-                    .reports
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()),
-            );
+            let reports = std::mem::take(&mut *locked(&self.producer.context().state));
             for (t, outcome) in reports {
                 let index = t & 0xffff_ffff;
                 if t >> 32 != (self.batch_no & 0x7fff_ffff) as usize || index >= ok.len() {
@@ -1145,13 +1135,19 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::{config, connector};
 
     fn tp(p: i32) -> Tp {
         (Arc::from("t"), p)
+    }
+
+    /// What is in flight after adding each `(partition, first, last, token)` of topic `t`.
+    fn inflight(ranges: &[(i32, i64, i64, u64)]) -> Inflight {
+        let mut f = Inflight::default();
+        for &(p, first, last, token) in ranges {
+            f.add(tp(p), first, last, token);
+        }
+        f
     }
 
     #[test]
@@ -1161,7 +1157,7 @@ mod tests {
             ("topics", Value::Array(RVec::from(vec![Value::from("a")]))),
         ]))
         .expect("c");
-        assert_eq!(c.brokers, ["127.0.0.1:9092"]);
+        assert_eq!(c.client.brokers, ["127.0.0.1:9092"]);
         assert_eq!(
             (
                 c.offset_reset.as_str(),
@@ -1172,7 +1168,7 @@ mod tests {
             ("earliest", 5000, 45_000, 5000)
         );
         let s: Config = temblor_shim::from_value(&config(&[])).expect("c");
-        assert!(s.topic.is_none() && s.options.is_empty());
+        assert!(s.topic.is_none() && s.client.options.is_empty());
         assert_eq!(s.timeout_ms, 30_000);
     }
 
@@ -1180,90 +1176,59 @@ mod tests {
     fn bad_configs_are_config_errors() {
         let s = |v: &str| Value::from(v);
         let topics = Value::Array(RVec::from(vec![s("a")]));
-        let options = |k: &str| {
-            let mut o = Object::new();
-            o.insert(k, s("x"));
-            Value::Object(o)
-        };
-        for (fields, needle) in [
+        let options = |k: &str| Value::Object([(k, s("x"))].into_iter().collect());
+        let mut cases = vec![
             (vec![("topics", topics.clone())], "group_id"),
             (vec![("group_id", s("g"))], "topics"),
+        ];
+        // One key added to (or replacing one of) a valid source config.
+        for (key, value, needle) in [
+            ("topics", Value::Array(RVec::new()), "`topics` must name"),
+            ("offset_reset", s("smallest"), "`offset_reset`"),
             (
-                vec![("group_id", s("g")), ("topics", Value::Array(RVec::new()))],
-                "`topics` must name",
-            ),
-            (
-                vec![
-                    ("group_id", s("g")),
-                    ("topics", topics.clone()),
-                    ("offset_reset", s("smallest")),
-                ],
-                "`offset_reset`",
-            ),
-            (
-                vec![
-                    ("group_id", s("g")),
-                    ("topics", topics.clone()),
-                    ("brokers", Value::Array(RVec::from(vec![s("nohost")]))),
-                ],
+                "brokers",
+                Value::Array(RVec::from(vec![s("nohost")])),
                 "not `host:port`",
             ),
             (
-                vec![
-                    ("group_id", s("g")),
-                    ("topics", topics.clone()),
-                    ("options", options("enable.auto.offset.store")),
-                ],
+                "options",
+                options("enable.auto.offset.store"),
                 "may not set \"enable.auto.offset.store\"",
             ),
+            ("options", options("no.such.setting"), "librdkafka refused"),
             (
-                vec![
-                    ("group_id", s("g")),
-                    ("topics", topics.clone()),
-                    ("options", options("no.such.setting")),
-                ],
-                "librdkafka refused",
-            ),
-            (
-                vec![
-                    ("group_id", s("g")),
-                    ("topics", topics.clone()),
-                    ("session_timeout_ms", Value::from(5_u64)),
-                ],
+                "session_timeout_ms",
+                Value::from(5_u64),
                 "session_timeout_ms",
             ),
-            (
-                vec![("group_id", s("g")), ("topics", topics), ("topic", s("x"))],
-                "unknown field `topic`",
-            ),
+            ("topic", s("x"), "unknown field `topic`"),
         ] {
-            let cfg = config(&fields);
-            let err = KafkaSource::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
+            let mut fields = vec![("group_id", s("g")), ("topics", topics.clone())];
+            fields.retain(|(k, _)| *k != key);
+            fields.push((key, value));
+            cases.push((fields, needle));
+        }
+        for (fields, needle) in cases {
+            let err = connector::source(plugin_module(), &config(&fields))
+                .err()
+                .expect("refused");
             assert_eq!(err.kind, ErrorKind::Config, "{err}");
             assert!(err.message.contains(needle), "{needle}: {err}");
         }
-        let cfg = config(&[("options", options("acks"))]);
-        let err = KafkaSink::new(&Setup {
-            id: "bad",
-            config: &cfg,
-        })
-        .err()
-        .expect("acks is the connector's");
+        let err = connector::sink(plugin_module(), &config(&[("options", options("acks"))]))
+            .err()
+            .expect("acks is the connector's");
         assert!(err.message.contains("may not set \"acks\""), "{err}");
     }
 
     #[test]
     fn offsets_are_stored_only_up_to_the_first_batch_not_acked() {
-        let mut f = Inflight::default();
-        f.add(tp(0), 0, 9, 1);
-        f.add(tp(1), 100, 104, 1);
-        f.add(tp(0), 10, 19, 2);
-        f.add(tp(0), 20, 29, 3);
+        let mut f = inflight(&[
+            (0, 0, 9, 1),
+            (1, 100, 104, 1),
+            (0, 10, 19, 2),
+            (0, 20, 29, 3),
+        ]);
         // Out of order: 2 first stores nothing on partition 0.
         assert_eq!(f.ack(2), Actions::default());
         assert_eq!(
@@ -1285,11 +1250,7 @@ mod tests {
 
     #[test]
     fn a_failed_batch_is_replayed_from_its_first_offset_and_later_ones_forgotten() {
-        let mut f = Inflight::default();
-        f.add(tp(0), 0, 9, 1);
-        f.add(tp(0), 10, 19, 2);
-        f.add(tp(0), 20, 29, 3);
-        f.add(tp(1), 5, 6, 3);
+        let mut f = inflight(&[(0, 0, 9, 1), (0, 10, 19, 2), (0, 20, 29, 3), (1, 5, 6, 3)]);
         assert_eq!(
             f.fail(2),
             Actions {
@@ -1312,9 +1273,7 @@ mod tests {
 
     #[test]
     fn a_revoked_partition_is_forgotten() {
-        let mut f = Inflight::default();
-        f.add(tp(0), 0, 9, 1);
-        f.add(tp(1), 0, 9, 1);
+        let mut f = inflight(&[(0, 0, 9, 1), (1, 0, 9, 1)]);
         assert_eq!(f.revoke(&tp(0)), 1);
         assert_eq!(f.ack(1).store, vec![(tp(1), 10)]);
     }

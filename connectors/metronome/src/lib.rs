@@ -197,13 +197,13 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use temblor_harness::config;
     use temblor_shim::{ErrorKind, Value};
 
-    fn metronome(config: &[(&str, Value)]) -> Result<Metronome, PluginError> {
-        let config = Value::Object(config.iter().cloned().collect());
+    fn metronome(fields: &[(&str, Value)]) -> Result<Metronome, PluginError> {
         Metronome::new(&Setup {
             id: "m",
-            config: &config,
+            config: &config(fields),
         })
     }
 

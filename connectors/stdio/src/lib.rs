@@ -407,6 +407,20 @@ mod tests {
         }
     }
 
+    /// Pulls until `source` fails, checking each pull that does not with `ok`: the error.
+    fn first_error(
+        source: &mut StreamSource,
+        frames: &mut SourceBatch,
+        ok: impl Fn(Pull),
+    ) -> PluginError {
+        loop {
+            match source.pull(frames) {
+                Ok(pull) => ok(pull),
+                Err(e) => return e,
+            }
+        }
+    }
+
     #[test]
     fn read_errors_come_after_the_data_read_before_them() {
         let reader = Flaky {
@@ -415,12 +429,9 @@ mod tests {
         };
         let mut source = StreamSource::spawn("src", "flaky", reader).expect("spawn");
         let mut frames = SourceBatch::new();
-        let err = loop {
-            match source.pull(&mut frames) {
-                Ok(pull) => assert_ne!(pull, Pull::Exhausted),
-                Err(e) => break e,
-            }
-        };
+        let err = first_error(&mut source, &mut frames, |pull| {
+            assert_ne!(pull, Pull::Exhausted);
+        });
         let got: Vec<&[u8]> = frames.iter().collect();
         assert_eq!(got, [&b"ab"[..], b"cd"]);
         assert_eq!(err.kind, ErrorKind::Io);
@@ -445,12 +456,9 @@ mod tests {
         }
         let mut source = StreamSource::spawn("t", "boom", Boom).expect("spawn");
         let mut frames = SourceBatch::new();
-        let err = loop {
-            match source.pull(&mut frames) {
-                Ok(pull) => assert_eq!(pull, Pull::Idle),
-                Err(e) => break e,
-            }
-        };
+        let err = first_error(&mut source, &mut frames, |pull| {
+            assert_eq!(pull, Pull::Idle)
+        });
         assert_eq!(err.kind, ErrorKind::Other);
         assert!(err.message.contains("stopped"), "{err}");
     }

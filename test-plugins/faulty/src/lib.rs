@@ -228,6 +228,28 @@ fn fails_now(at: Option<u64>, times: Option<u64>, lines: (u64, u64), done: &mut 
     true
 }
 
+/// A fault due now: the how-manyth of how many, by kind.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Panic(u64, u64),
+    Fail(u64, u64),
+}
+
+/// Acts `fault` out for instance `id`: panics, or returns an `Io` error, saying what `doing`
+/// says was being done and which time of how many this is.
+fn act(fault: Option<Fault>, id: &str, doing: impl Fn(Fault) -> String) -> Result<(), PluginError> {
+    match fault {
+        None => Ok(()),
+        Some(f @ Fault::Panic(n, of)) => {
+            panic!("'{id}': {} panics on purpose ({n} of {of})", doing(f))
+        }
+        Some(f @ Fault::Fail(n, of)) => Err(PluginError::new(
+            ErrorKind::Io,
+            format_args!("'{id}': {} fails on purpose ({n} of {of})", doing(f)),
+        )),
+    }
+}
+
 impl Source for FaultySource {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         let c = &self.config;
@@ -236,44 +258,35 @@ impl Source for FaultySource {
             return Ok(Pull::Exhausted);
         }
         let last = c.lines.min(first.saturating_add(c.batch - 1));
-        let (panic, fail) = with_counters(&self.id, |n| {
+        let fault = with_counters(&self.id, |n| {
             if fails_now(
                 c.panic_pull_at,
                 c.panic_pull_times,
                 (first, last),
                 &mut n.pull_panics,
             ) {
-                (Some(n.pull_panics), None)
+                Some(Fault::Panic(n.pull_panics, c.panic_pull_times.unwrap_or(1)))
             } else if fails_now(
                 c.fail_pull_at,
                 c.fail_pull_times,
                 (first, last),
                 &mut n.pull_failures,
             ) {
-                (None, Some(n.pull_failures))
+                Some(Fault::Fail(n.pull_failures, c.fail_pull_times.unwrap_or(1)))
             } else {
-                (None, None)
+                None
             }
         });
-        if let Some(n) = panic {
-            panic!(
-                "'{}': panic_pull_at = {}: pull of lines {first}..={last} panics on purpose ({n} of {})",
-                self.id,
-                c.panic_pull_at.unwrap_or_default(),
-                c.panic_pull_times.unwrap_or(1)
-            );
-        }
-        if let Some(n) = fail {
-            return Err(PluginError::new(
-                ErrorKind::Io,
-                format_args!(
-                    "'{}': fail_pull_at = {}: pull of lines {first}..={last} fails on purpose ({n} of {})",
-                    self.id,
-                    c.fail_pull_at.unwrap_or_default(),
-                    c.fail_pull_times.unwrap_or(1)
-                ),
-            ));
-        }
+        act(fault, &self.id, |f| {
+            let (key, at) = match f {
+                Fault::Panic(..) => ("panic_pull_at", c.panic_pull_at),
+                Fault::Fail(..) => ("fail_pull_at", c.fail_pull_at),
+            };
+            format!(
+                "{key} = {}: pull of lines {first}..={last}",
+                at.unwrap_or_default()
+            )
+        })?;
         let mut digits = String::with_capacity(20);
         for line in first..=last {
             digits.clear();
@@ -341,36 +354,20 @@ impl Sink for FaultySink {
         if c.delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(c.delay_ms));
         }
-        let (panic, fail) = with_counters(&self.id, |n| {
+        let fault = with_counters(&self.id, |n| {
             if n.push_panics < c.panic_push_times {
                 n.push_panics += 1;
-                (Some(n.push_panics), None)
+                Some(Fault::Panic(n.push_panics, c.panic_push_times))
             } else if n.push_failures < c.fail_push_times {
                 n.push_failures += 1;
-                (None, Some(n.push_failures))
+                Some(Fault::Fail(n.push_failures, c.fail_push_times))
             } else {
-                (None, None)
+                None
             }
         });
-        if let Some(n) = panic {
-            panic!(
-                "'{}': push of {} frames panics on purpose ({n} of {})",
-                self.id,
-                frames.len(),
-                c.panic_push_times
-            );
-        }
-        if let Some(n) = fail {
-            return Err(PluginError::new(
-                ErrorKind::Io,
-                format_args!(
-                    "'{}': push of {} frames fails on purpose ({n} of {})",
-                    self.id,
-                    frames.len(),
-                    c.fail_push_times
-                ),
-            ));
-        }
+        act(fault, &self.id, |_| {
+            format!("push of {} frames", frames.len())
+        })?;
         let Some(file) = &mut self.file else {
             return Ok(());
         };

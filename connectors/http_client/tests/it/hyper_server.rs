@@ -176,79 +176,57 @@ fn http1_connections_are_kept_alive_across_batches_and_closed_when_the_sink_is_d
     }
 }
 
+/// The HTTP version batches go out in: over `http://` HTTP/1.1, or HTTP/2 with prior
+/// knowledge with `http2` (its requests multiplexed on one connection); over `https://` what
+/// ALPN agrees on (`offers`: the server's protocols). Every connection closes when the sink is
+/// dropped.
 #[test]
-fn http2_prior_knowledge_multiplexes_one_connection() {
-    let server = Server::start(None);
-    let mut sink = sink(&[
-        ("url", Value::from(server.url.clone())),
+fn the_http_version_follows_http2_and_alpn() {
+    let dir = TempDir::new("versions");
+    let (ca, cert, key) = tls_files(&dir);
+    let h2c = [
         ("http2", Value::from(true)),
         ("concurrency", Value::from(4_u64)),
-    ]);
-    for b in 0..3 {
-        assert_eq!(push(&mut sink, &frames(&format!("{b}-"), 8)), Ok(()));
+    ];
+    let tls = [("tls", ca_config(&ca))];
+    let both: &[&[u8]] = &[b"h2", b"http/1.1"];
+    let http1: &[&[u8]] = &[b"http/1.1"];
+    // The server's ALPN offer (none: plain http), the settings, batches x frames, the
+    // version, whether every request went on one connection, and whether in order.
+    for (offers, settings, batches, version, one_connection, in_order) in [
+        (None, &h2c[..], (3, 8), Version::HTTP_2, true, false),
+        (None, &[][..], (1, 2), Version::HTTP_11, false, true),
+        (Some(both), &tls[..], (2, 5), Version::HTTP_2, true, true),
+        (Some(http1), &tls[..], (1, 3), Version::HTTP_11, false, true),
+    ] {
+        let server = Server::start(offers.map(|alpn| (cert.as_path(), key.as_path(), alpn)));
+        let mut fields = vec![("url", Value::from(server.url.clone()))];
+        fields.extend_from_slice(settings);
+        let mut sink = sink(&fields);
+        let (count, size) = batches;
+        for b in 0..count {
+            assert_eq!(push(&mut sink, &frames(&format!("{b}-"), size)), Ok(()));
+        }
+        let seen = server.seen();
+        assert!(seen.iter().all(|s| s.version == version), "{seen:?}");
+        let mut bodies: Vec<String> = seen.into_iter().map(|s| s.body).collect();
+        let mut sent: Vec<String> = (0..count)
+            .flat_map(|b| (0..size).map(move |i| format!("{b}-{i}")))
+            .collect();
+        if !in_order {
+            bodies.sort();
+            sent.sort();
+        }
+        assert_eq!(bodies, sent);
+        if one_connection {
+            assert_eq!(server.accepted(), 1, "every stream on one connection");
+        }
+        drop(sink);
+        server
+            .closed
+            .recv_timeout(Duration::from_secs(5))
+            .expect("closed by the drop");
     }
-    let seen = server.seen();
-    assert_eq!(seen.len(), 24);
-    assert!(
-        seen.iter().all(|s| s.version == Version::HTTP_2),
-        "{seen:?}"
-    );
-    assert_eq!(server.accepted(), 1, "every stream on one connection");
-    drop(sink);
-    server
-        .closed
-        .recv_timeout(Duration::from_secs(5))
-        .expect("closed by the drop");
-}
-
-#[test]
-fn without_http2_plain_http_is_http1() {
-    let server = Server::start(None);
-    let mut sink = sink(&[("url", Value::from(server.url.clone()))]);
-    assert_eq!(push(&mut sink, &frames("x", 2)), Ok(()));
-    let versions: Vec<Version> = server.seen().iter().map(|s| s.version).collect();
-    assert_eq!(versions, [Version::HTTP_11, Version::HTTP_11]);
-}
-
-#[test]
-fn https_with_alpn_speaks_http2_when_the_server_offers_it() {
-    let dir = TempDir::new("alpn-h2");
-    let (ca, cert, key) = tls_files(&dir);
-    let server = Server::start(Some((&cert, &key, &[b"h2", b"http/1.1"])));
-    let mut sink = sink(&[
-        ("url", Value::from(server.url.clone())),
-        ("tls", ca_config(&ca)),
-    ]);
-    assert_eq!(push(&mut sink, &frames("a", 5)), Ok(()));
-    assert_eq!(push(&mut sink, &frames("b", 5)), Ok(()));
-    let seen = server.seen();
-    assert_eq!(seen.len(), 10);
-    assert!(
-        seen.iter().all(|s| s.version == Version::HTTP_2),
-        "{seen:?}"
-    );
-    assert_eq!(seen[0].body, "a0");
-    assert_eq!(server.accepted(), 1);
-    std::fs::remove_dir_all(dir).expect("clean up");
-}
-
-#[test]
-fn https_with_alpn_falls_back_to_http1() {
-    let dir = TempDir::new("alpn-h1");
-    let (ca, cert, key) = tls_files(&dir);
-    let server = Server::start(Some((&cert, &key, &[b"http/1.1"])));
-    let mut sink = sink(&[
-        ("url", Value::from(server.url.clone())),
-        ("tls", ca_config(&ca)),
-    ]);
-    assert_eq!(push(&mut sink, &frames("a", 3)), Ok(()));
-    let seen = server.seen();
-    assert_eq!(seen.len(), 3);
-    assert!(
-        seen.iter().all(|s| s.version == Version::HTTP_11),
-        "{seen:?}"
-    );
-    std::fs::remove_dir_all(dir).expect("clean up");
 }
 
 #[test]

@@ -200,79 +200,65 @@ fn answers_500_are_retried_until_delivered() {
     );
 }
 
+/// Batches that fail: the server's script (none: no server, port 9), the settings, the
+/// frames, what the `Io` error says, and how many requests the server got.
 #[test]
-fn after_max_retries_the_batch_is_an_io_error() {
-    let server = Server::start("give-up", "fail:1000");
-    let mut sink = sink(&config(&[
-        ("url", Value::from(server.url.clone())),
-        ("max_retries", Value::from(2_u64)),
-        ("backoff_ms", Value::from(10_u64)),
-    ]))
-    .expect("sink");
-    let err = sink
-        .push(&batch(&["x", "y"]))
-        .into_result()
-        .expect_err("always 500");
-    assert_eq!(err.kind, ErrorKind::Io, "{err}");
-    assert!(err.message.contains("2 of 2 frames not delivered"), "{err}");
-    assert!(err.message.contains("500"), "{err}");
-    assert_eq!(
-        server.requests().len(),
-        4,
-        "x: one attempt and two retries; y: one attempt, then the batch is given up"
-    );
-}
-
-#[test]
-fn answers_4xx_are_not_retried() {
-    let server = Server::start("4xx", "status:400");
-    let mut sink = sink(&config(&[("url", Value::from(server.url.clone()))])).expect("sink");
-    let err = sink
-        .push(&batch(&["bad", "worse"]))
-        .into_result()
-        .expect_err("400");
-    assert_eq!(err.kind, ErrorKind::Io, "{err}");
-    assert!(err.message.contains("2 of 2 frames refused"), "{err}");
-    assert_eq!(server.requests().len(), 2, "each frame once");
-}
-
-#[test]
-fn no_server_is_an_io_error_after_the_retries_not_a_panic() {
-    // Port 9 (discard) is below the ephemeral range: no other test's server binds it, as one
-    // may a port freed here.
-    let mut sink = sink(&config(&[
-        ("url", Value::from("http://127.0.0.1:9/")),
-        ("max_retries", Value::from(1_u64)),
-        ("backoff_ms", Value::from(10_u64)),
-    ]))
-    .expect("nothing is connected yet");
-    let err = sink
-        .push(&batch(&["lost"]))
-        .into_result()
-        .expect_err("refused");
-    assert_eq!(err.kind, ErrorKind::Io, "{err}");
-    assert!(err.message.contains("after 2 attempts"), "{err}");
-}
-
-#[test]
-fn a_slow_server_times_out() {
-    let server = Server::start("slow", "slow:3000");
-    let mut sink = sink(&config(&[
-        ("url", Value::from(server.url.clone())),
-        ("timeout_ms", Value::from(300_u64)),
-        ("max_retries", Value::from(0_u64)),
-    ]))
-    .expect("sink");
-    let err = sink
-        .push(&batch(&["patience"]))
-        .into_result()
-        .expect_err("timed out");
-    assert_eq!(err.kind, ErrorKind::Io, "{err}");
-    assert!(
-        err.message
-            .contains("no complete answer within 300 ms (timed out) (after 1 attempt)"),
-        "{err}"
-    );
+fn failed_batches_are_io_errors_that_say_why() {
+    for (script, settings, frames, says, requests) in [
+        // After max_retries: x gets one attempt and two retries, y one attempt, then the
+        // batch is given up.
+        (
+            Some(("give-up", "fail:1000")),
+            &[("max_retries", 2_u64), ("backoff_ms", 10)][..],
+            &["x", "y"][..],
+            &["2 of 2 frames not delivered", "500"][..],
+            Some(4),
+        ),
+        // 4xx answers are not retried: each frame once.
+        (
+            Some(("4xx", "status:400")),
+            &[],
+            &["bad", "worse"],
+            &["2 of 2 frames refused"],
+            Some(2),
+        ),
+        // No server: an error after the retries, not a panic. Port 9 (discard) is below the
+        // ephemeral range: no other test's server binds it, as one may a port freed here.
+        (
+            None,
+            &[("max_retries", 1), ("backoff_ms", 10)],
+            &["lost"],
+            &["after 2 attempts"],
+            None,
+        ),
+        // A slow server times out.
+        (
+            Some(("slow", "slow:3000")),
+            &[("timeout_ms", 300), ("max_retries", 0)],
+            &["patience"],
+            &["no complete answer within 300 ms (timed out) (after 1 attempt)"],
+            None,
+        ),
+    ] {
+        let server = script.map(|(name, script)| Server::start(name, script));
+        let url = server
+            .as_ref()
+            .map_or_else(|| "http://127.0.0.1:9/".to_owned(), |s| s.url.clone());
+        let mut fields = vec![("url", Value::from(url))];
+        fields.extend(settings.iter().map(|(k, v)| (*k, Value::from(*v))));
+        let mut sink = sink(&config(&fields)).expect("nothing is connected yet");
+        let err = sink
+            .push(&batch(frames))
+            .into_result()
+            .expect_err("the batch fails");
+        assert_eq!(err.kind, ErrorKind::Io, "{err}");
+        for needle in says {
+            assert!(err.message.contains(needle), "{needle}: {err}");
+        }
+        if let (Some(server), Some(requests)) = (&server, requests) {
+            assert_eq!(server.requests().len(), requests, "{err}");
+        }
+    }
 }
 
 /// The body of each recorded request, as text.

@@ -20,7 +20,7 @@ use temblor_net::{
     hyper_util::rt::{TokioExecutor, TokioIo},
     tokio,
 };
-use temblor_shim::{Frames, Setup, SourceBatch, Value, abi::SourceBox, source_object};
+use temblor_shim::{Frames, PluginError, Setup, SourceBatch, Value, abi::SourceBox, source_object};
 
 /// A running `curl`, killed and reaped when dropped.
 struct Curl(Child);
@@ -101,16 +101,24 @@ impl Drop for TempFile {
     }
 }
 
-/// A server on a free loopback port, through the ABI object; and its URL.
-fn server(fields: &[(&str, Value)]) -> (SourceBox, String) {
+/// The server `id` with the config `fields`, or why not.
+fn http_server(id: &str, fields: &[(&str, Value)]) -> Result<HttpServer, PluginError> {
+    HttpServer::new(&Setup {
+        id,
+        config: &config(fields),
+    })
+}
+
+/// A server with the config `fields` on a free loopback port.
+fn on_free_port(fields: &[(&str, Value)]) -> HttpServer {
     let mut fields = fields.to_vec();
     fields.push(("url", Value::from("127.0.0.1:0")));
-    let cfg = config(&fields);
-    let server = HttpServer::new(&Setup {
-        id: "it",
-        config: &cfg,
-    })
-    .expect("server");
+    http_server("it", &fields).expect("server")
+}
+
+/// A server on a free loopback port, through the ABI object; and its URL.
+fn server(fields: &[(&str, Value)]) -> (SourceBox, String) {
+    let server = on_free_port(fields);
     let url = format!("http://{}/ingest", server.local_addr());
     (source_object(server), url)
 }
@@ -520,25 +528,24 @@ fn self_signed(name: &str) -> (TempFile, TempFile) {
     (cert, key)
 }
 
-fn tls(cert: &TempFile, key: &TempFile) -> Value {
-    config(&[
+/// A server `id` on `url` with TLS from the files `cert` and `key`, or why not.
+fn tls_server(
+    id: &str,
+    url: &str,
+    cert: &TempFile,
+    key: &TempFile,
+) -> Result<HttpServer, PluginError> {
+    let tls = config(&[
         ("cert", Value::from(cert.0.display().to_string())),
         ("key", Value::from(key.0.display().to_string())),
-    ])
+    ]);
+    http_server(id, &[("url", Value::from(url)), ("tls", tls)])
 }
 
 #[test]
 fn tls_serves_http2_and_http1_through_alpn() {
     let (cert, key) = self_signed("tls");
-    let cfg = config(&[
-        ("url", Value::from("https://127.0.0.1:0")),
-        ("tls", tls(&cert, &key)),
-    ]);
-    let server = HttpServer::new(&Setup {
-        id: "it",
-        config: &cfg,
-    })
-    .expect("server");
+    let server = tls_server("it", "https://127.0.0.1:0", &cert, &key).expect("server");
     let url = format!("https://localhost:{}/in", server.local_addr().port());
     let resolve = format!("localhost:{}:127.0.0.1", server.local_addr().port());
     let mut source = source_object(server);
@@ -590,33 +597,18 @@ fn a_bad_certificate_is_a_config_error_naming_the_field() {
         "garbage.pem",
         b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n",
     );
-    let cfg = config(&[
-        ("url", Value::from("127.0.0.1:0")),
-        ("tls", tls(&garbage, &key)),
-    ]);
-    let e = HttpServer::new(&Setup {
-        id: "secure",
-        config: &cfg,
-    })
-    .err()
-    .expect("refused");
-    assert_eq!(e.kind, temblor_shim::ErrorKind::Config, "{e}");
-    assert!(e.message.contains("`tls.cert`"), "{e}");
     // A certificate with another's key.
     let (other, _) = self_signed("other");
-    let cfg = config(&[
-        ("url", Value::from("127.0.0.1:0")),
-        ("tls", tls(&other, &key)),
-    ]);
-    let e = HttpServer::new(&Setup {
-        id: "secure",
-        config: &cfg,
-    })
-    .err()
-    .expect("refused");
-    assert_eq!(e.kind, temblor_shim::ErrorKind::Config, "{e}");
-    assert!(
-        e.message.contains("`tls.cert`") && e.message.contains("`tls.key`"),
-        "{e}"
-    );
+    for (cert, names) in [
+        (&garbage, &["`tls.cert`"][..]),
+        (&other, &["`tls.cert`", "`tls.key`"]),
+    ] {
+        let e = tls_server("secure", "127.0.0.1:0", cert, &key)
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind, temblor_shim::ErrorKind::Config, "{e}");
+        for name in names {
+            assert!(e.message.contains(name), "{name}: {e}");
+        }
+    }
 }

@@ -13,19 +13,9 @@ use std::{
 };
 
 use connector_http_server::{HttpServer, MAX_HEAD};
-use temblor_harness::config;
-use temblor_shim::{Notify, Object, Pull, Setup, Source, SourceBatch, Value, Wake};
+use temblor_shim::{Notify, Object, Pull, Source, SourceBatch, Value, Wake};
 
-fn server(fields: &[(&str, Value)]) -> HttpServer {
-    let mut fields = fields.to_vec();
-    fields.push(("url", Value::from("127.0.0.1:0")));
-    let cfg = config(&fields);
-    HttpServer::new(&Setup {
-        id: "t",
-        config: &cfg,
-    })
-    .expect("server")
-}
+use super::on_free_port as server;
 
 /// Sends raw bytes on a new connection, pulling meanwhile; returns the whole answer (the
 /// server closes) and the frames pulled.

@@ -7,7 +7,7 @@ mod tansu;
 use std::time::{Duration, Instant};
 
 use tansu::Tansu;
-use temblor_harness::{config, connector};
+use temblor_harness::{TempDir, config, connector};
 use temblor_shim::{
     Frames, Object, RVec, Value,
     abi::{SinkBox, SourceBox},
@@ -16,13 +16,6 @@ use temblor_shim::{
 
 fn module() -> temblor_shim::abi::PluginModRef {
     connector_kafka::plugin_module()
-}
-
-fn temp_dir(test: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("temblor-kafka-it-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn brokers(broker: &Tansu) -> Value {
@@ -101,6 +94,22 @@ fn names(prefix: &str, range: std::ops::Range<u32>) -> Vec<String> {
     range.map(|i| format!("{prefix}{i}")).collect()
 }
 
+/// The payloads of `got`, in order.
+fn payloads(got: &[Got]) -> Vec<String> {
+    got.iter().map(|g| g.payload.clone()).collect()
+}
+
+/// A broker for `test` whose one-partition `topic` holds `{prefix}0` to `{prefix}9`: its
+/// folder, the broker, and the sink (to `topic`) that produced them.
+fn topic_of(test: &str, topic: &str, prefix: &str) -> (TempDir, Tansu, SinkBox) {
+    let dir = TempDir::new(&format!("kafka-{test}"));
+    let broker = Tansu::start(&dir);
+    broker.create_topic(topic, 1);
+    let mut out = sink(&broker, Some(topic));
+    produce(&mut out, &names(prefix, 0..10), &[]);
+    (dir, broker, out)
+}
+
 #[test]
 fn the_manifest_and_unknown_keys() {
     connector::manifest(module());
@@ -114,7 +123,8 @@ fn the_manifest_and_unknown_keys() {
 
 #[test]
 fn kafka_protocol_against_tansu_round_trip_with_key_headers_and_meta() {
-    let broker = Tansu::start(&temp_dir("round-trip"));
+    let dir = TempDir::new("kafka-round-trip");
+    let broker = Tansu::start(&dir);
     broker.create_topic("rt", 2);
     let mut out = sink(&broker, None);
     let payloads = names("m", 0..50);
@@ -195,10 +205,7 @@ fn kafka_protocol_against_tansu_round_trip_with_key_headers_and_meta() {
 
 #[test]
 fn kafka_protocol_against_tansu_a_failed_batch_is_replayed() {
-    let broker = Tansu::start(&temp_dir("replay"));
-    broker.create_topic("rp", 1);
-    let mut out = sink(&broker, Some("rp"));
-    produce(&mut out, &names("r", 0..10), &[]);
+    let (_dir, broker, mut out) = topic_of("replay", "rp", "r");
     let mut src = source(&broker, "rp-group", "rp");
     let first = pull(&mut src, 1, 10, Duration::from_secs(60));
     assert_eq!(first.len(), 10);
@@ -209,7 +216,7 @@ fn kafka_protocol_against_tansu_a_failed_batch_is_replayed() {
     assert!(src.fail(1, RStr::from_str("a sink gave up")).is_ok());
     let again = pull(&mut src, 2, 10, Duration::from_secs(30));
     assert_eq!(
-        again.iter().map(|g| g.payload.clone()).collect::<Vec<_>>(),
+        payloads(&again),
         names("r", 0..10),
         "the failed batch comes again, in order"
     );
@@ -222,7 +229,7 @@ fn kafka_protocol_against_tansu_a_failed_batch_is_replayed() {
     let mut next = source(&broker, "rp-group", "rp");
     let rest = pull(&mut next, 1, 12, Duration::from_secs(30));
     assert_eq!(
-        rest.iter().map(|g| g.payload.clone()).collect::<Vec<_>>(),
+        payloads(&rest),
         names("r", 10..12),
         "only what came after the acked batch"
     );
@@ -230,10 +237,7 @@ fn kafka_protocol_against_tansu_a_failed_batch_is_replayed() {
 
 #[test]
 fn kafka_protocol_against_tansu_offsets_survive_a_restart_of_the_consumer() {
-    let broker = Tansu::start(&temp_dir("restart"));
-    broker.create_topic("rs", 1);
-    let mut out = sink(&broker, Some("rs"));
-    produce(&mut out, &names("s", 0..10), &[]);
+    let (_dir, broker, mut out) = topic_of("restart", "rs", "s");
     // No periodic commit within the test: the commit that counts is the one at the stop.
     let mut src = source_with(&broker, "rs-group", "rs", 600_000);
     assert_eq!(pull(&mut src, 1, 10, Duration::from_secs(60)).len(), 10);
@@ -246,7 +250,7 @@ fn kafka_protocol_against_tansu_offsets_survive_a_restart_of_the_consumer() {
     let mut next = source(&broker, "rs-group", "rs");
     let again = pull(&mut next, 1, 10, Duration::from_secs(60));
     assert_eq!(
-        again.iter().map(|g| g.payload.clone()).collect::<Vec<_>>(),
+        payloads(&again),
         names("s", 10..20),
         "what was acked is not delivered again, what was not is"
     );

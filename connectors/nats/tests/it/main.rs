@@ -9,7 +9,7 @@ use std::{
 };
 
 use server::{Client, NatsServer};
-use temblor_harness::{config, connector};
+use temblor_harness::{TempDir, config, connector};
 use temblor_shim::{
     ErrorKind, Frames, RVec, SourceBatch, Value,
     abi::SourceBox,
@@ -18,13 +18,6 @@ use temblor_shim::{
 
 fn module() -> temblor_shim::abi::PluginModRef {
     connector_nats::plugin_module()
-}
-
-fn temp_dir(test: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("temblor-nats-it-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// A message as the source handed it over: its payload and meta.
@@ -97,6 +90,23 @@ fn js_source(
 }
 
 /// Polls the consumer's info until `field` is `want` (10 s at most); the last info.
+/// A JetStream server for `test` with the stream `stream` on `subjects` (one replica), and a
+/// client of it; first the server's folder, which outlives them.
+fn with_stream(test: &str, stream: &str, subjects: &[&str]) -> (TempDir, NatsServer, Client) {
+    let dir = TempDir::new(&format!("nats-{test}"));
+    let server = NatsServer::start(&dir);
+    let mut client = Client::connect(&server.addr());
+    client.create_stream(stream, subjects, 1);
+    (dir, server, client)
+}
+
+/// Acks the batch `token` of `source` and waits until consumer `c1` of `stream` has no
+/// message pending.
+fn acked(source: &mut SourceBox, token: u64, client: &mut Client, stream: &str) {
+    assert!(source.ack(token).is_ok());
+    wait_consumer(client, stream, "c1", "num_ack_pending", 0);
+}
+
 fn wait_consumer(
     client: &mut Client,
     stream: &str,
@@ -132,7 +142,7 @@ fn the_manifest_and_unknown_keys() {
 
 #[test]
 fn core_subjects_and_queue_groups() {
-    let dir = temp_dir("core");
+    let dir = TempDir::new("nats-core");
     let server = NatsServer::start(&dir);
     let servers = Value::Array(RVec::from(vec![Value::from(server.addr())]));
     let queued = config(&[
@@ -193,10 +203,7 @@ fn core_subjects_and_queue_groups() {
 
 #[test]
 fn jetstream_acks_only_after_the_engine_acked() {
-    let dir = temp_dir("ack");
-    let server = NatsServer::start(&dir);
-    let mut client = Client::connect(&server.addr());
-    client.create_stream("ACK", &["ack.>"], 1);
+    let (_dir, server, mut client) = with_stream("ack", "ACK", &["ack.>"]);
     client.js_publish_all("ack.a", &payloads("a", 0..10), 10);
     let mut source = js_source(&server, "ACK", "c1", &[("subject", Value::from("ack.>"))]);
     let got = pull(&mut source, 7, 10, Duration::from_secs(10));
@@ -210,18 +217,14 @@ fn jetstream_acks_only_after_the_engine_acked() {
     std::thread::sleep(Duration::from_millis(300));
     let info = client.consumer_info("ACK", "c1");
     assert_eq!(Client::field(&info, "num_ack_pending"), 10, "{info}");
-    assert!(source.ack(7).is_ok());
-    wait_consumer(&mut client, "ACK", "c1", "num_ack_pending", 0);
+    acked(&mut source, 7, &mut client, "ACK");
     let info = client.consumer_info("ACK", "c1");
     assert_eq!(Client::field(&info, "num_redelivered"), 0, "{info}");
 }
 
 #[test]
 fn a_failed_batch_is_naked_and_delivered_again() {
-    let dir = temp_dir("nak");
-    let server = NatsServer::start(&dir);
-    let mut client = Client::connect(&server.addr());
-    client.create_stream("NAK", &["nak.>"], 1);
+    let (_dir, server, mut client) = with_stream("nak", "NAK", &["nak.>"]);
     client.js_publish_all("nak.a", &payloads("n", 0..5), 5);
     let mut source = js_source(
         &server,
@@ -236,21 +239,16 @@ fn a_failed_batch_is_naked_and_delivered_again() {
     let again = pull(&mut source, 2, 5, Duration::from_secs(10));
     assert_eq!(again.len(), 5, "the NAKed messages come back");
     assert!(again.iter().all(|g| g.delivered() == 2), "{again:?}");
-    assert!(source.ack(2).is_ok());
-    wait_consumer(&mut client, "NAK", "c1", "num_ack_pending", 0);
+    acked(&mut source, 2, &mut client, "NAK");
 }
 
 #[test]
 fn a_deleted_consumer_is_created_again() {
-    let dir = temp_dir("deleted");
-    let server = NatsServer::start(&dir);
-    let mut client = Client::connect(&server.addr());
-    client.create_stream("DEL", &["del.>"], 1);
+    let (_dir, server, mut client) = with_stream("deleted", "DEL", &["del.>"]);
     client.js_publish_all("del.a", &payloads("d", 0..3), 3);
     let mut source = js_source(&server, "DEL", "c1", &[]);
     assert_eq!(pull(&mut source, 1, 3, Duration::from_secs(10)).len(), 3);
-    assert!(source.ack(1).is_ok());
-    wait_consumer(&mut client, "DEL", "c1", "num_ack_pending", 0);
+    acked(&mut source, 1, &mut client, "DEL");
     let deleted = client.request("$JS.API.CONSUMER.DELETE.DEL.c1", b"");
     assert!(deleted.contains("\"success\":true"), "{deleted}");
     // Pull requests now find no consumer: after a few the source creates it again, which
@@ -258,22 +256,17 @@ fn a_deleted_consumer_is_created_again() {
     let again = pull(&mut source, 2, 3, Duration::from_secs(20));
     let seqs: Vec<u64> = again.iter().map(Got::seq).collect();
     assert_eq!(seqs, vec![1, 2, 3], "the re-created consumer delivers");
-    assert!(source.ack(2).is_ok());
-    wait_consumer(&mut client, "DEL", "c1", "num_ack_pending", 0);
+    acked(&mut source, 2, &mut client, "DEL");
 }
 
 #[test]
 fn unacked_messages_come_back_after_a_restart_and_slow_batches_are_kept() {
-    let dir = temp_dir("restart");
-    let server = NatsServer::start(&dir);
-    let mut client = Client::connect(&server.addr());
-    client.create_stream("RS", &["rs.>"], 1);
+    let (_dir, server, mut client) = with_stream("restart", "RS", &["rs.>"]);
     let settings = [("ack_wait_ms", Value::from(1000_u64))];
     client.js_publish_all("rs.a", &payloads("r", 0..5), 5);
     let mut first = js_source(&server, "RS", "c1", &settings);
     assert_eq!(pull(&mut first, 1, 5, Duration::from_secs(10)).len(), 5);
-    assert!(first.ack(1).is_ok());
-    wait_consumer(&mut client, "RS", "c1", "num_ack_pending", 0);
+    acked(&mut first, 1, &mut client, "RS");
 
     // A slow sink: five more wait 3 ack_waits for their outcome; `+WPI` keeps them.
     client.js_publish_all("rs.a", &payloads("r", 5..10), 5);
@@ -302,8 +295,7 @@ fn unacked_messages_come_back_after_a_restart_and_slow_batches_are_kept() {
         "only the unacked ones come back"
     );
     assert!(again.iter().all(|g| g.delivered() == 2), "{again:?}");
-    assert!(second.ack(3).is_ok());
-    wait_consumer(&mut client, "RS", "c1", "num_ack_pending", 0);
+    acked(&mut second, 3, &mut client, "RS");
 }
 
 fn sink_config(server: &NatsServer, fields: &[(&str, Value)]) -> Value {
@@ -333,10 +325,7 @@ fn meta(subject: Option<&str>, msg_id: &str) -> Value {
 
 #[test]
 fn the_jetstream_sink_waits_for_pubacks_and_ids_drop_duplicates() {
-    let dir = temp_dir("sink");
-    let mut server = NatsServer::start(&dir);
-    let mut client = Client::connect(&server.addr());
-    client.create_stream("OUT", &["out.>"], 1);
+    let (_dir, mut server, mut client) = with_stream("sink", "OUT", &["out.>"]);
     let cfg = sink_config(&server, &[("jetstream", Value::from(true))]);
     let mut sink = connector::sink(module(), &cfg).expect("sink");
     let frames: Frames = [b"a".as_slice(), b"b", b"c"].into_iter().collect();
@@ -405,7 +394,7 @@ fn the_jetstream_sink_waits_for_pubacks_and_ids_drop_duplicates() {
 
 #[test]
 fn the_core_sink_publishes_to_its_subject_with_headers() {
-    let dir = temp_dir("core-sink");
+    let dir = TempDir::new("nats-core-sink");
     let server = NatsServer::start(&dir);
     let mut client = Client::connect(&server.addr());
     client.send(b"SUB plain.> 77\r\n");
