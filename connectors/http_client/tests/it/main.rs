@@ -115,6 +115,13 @@ fn sink(cfg: &Value) -> Result<SinkBox, PluginError> {
     connector::sink(connector_http_client::plugin_module(), cfg)
 }
 
+/// A sink to `server`, with the `settings` beside its url.
+fn sink_to(server: &Server, settings: &[(&str, Value)]) -> SinkBox {
+    let mut fields = vec![("url", Value::from(server.url.clone()))];
+    fields.extend_from_slice(settings);
+    sink(&config(&fields)).expect("sink")
+}
+
 fn batch(frames: &[&str]) -> Frames {
     frames.iter().map(|f| f.as_bytes()).collect()
 }
@@ -161,11 +168,7 @@ fn harness_sink_accepts_and_python_records_one_request_per_frame() {
 #[test]
 fn put_with_no_headers() {
     let server = Server::start("put", "ok");
-    let mut sink = sink(&config(&[
-        ("url", Value::from(server.url.clone())),
-        ("method", Value::from("PUT")),
-    ]))
-    .expect("sink");
+    let mut sink = sink_to(&server, &[("method", Value::from("PUT"))]);
     assert_eq!(sink.push(&batch(&["a", ""])).into_result(), Ok(()));
     assert_eq!(sink.flush().into_result(), Ok(()));
     assert_eq!(
@@ -180,11 +183,7 @@ fn put_with_no_headers() {
 #[test]
 fn answers_500_are_retried_until_delivered() {
     let server = Server::start("retry", "fail:2");
-    let mut sink = sink(&config(&[
-        ("url", Value::from(server.url.clone())),
-        ("backoff_ms", Value::from(10_u64)),
-    ]))
-    .expect("sink");
+    let mut sink = sink_to(&server, &[("backoff_ms", Value::from(10_u64))]);
     assert_eq!(
         sink.push(&batch(&["first", "second"])).into_result(),
         Ok(())
@@ -280,11 +279,7 @@ fn bodies(server: &Server) -> Vec<String> {
 #[test]
 fn push_batch_lists_the_frames_delivered_before_and_after_a_failed_one() {
     let server = Server::start("partial", "nth:3");
-    let mut sink = sink(&config(&[
-        ("url", Value::from(server.url.clone())),
-        ("max_retries", Value::from(0_u64)),
-    ]))
-    .expect("sink");
+    let mut sink = sink_to(&server, &[("max_retries", Value::from(0_u64))]);
     let frames = batch(&["f0", "f1", "f2", "f3", "f4"]);
     let mut delivered = RVec::new();
     let err = sink
@@ -320,33 +315,18 @@ fn token_meta(token: &str) -> Value {
 fn headers_from_meta_reach_python_and_are_off_by_default() {
     let server = Server::start("meta-headers", "ok");
     let meta = [token_meta("t-1"), token_meta("t-2")];
-    let mut sink_on = sink(&config(&[
-        ("url", Value::from(server.url.clone())),
-        ("headers_from_meta", Value::from(true)),
-    ]))
-    .expect("sink");
-    assert_eq!(
-        sink_on
-            .push_batch(
-                &batch(&["a", "b"]),
-                meta.as_slice().into(),
-                &mut RVec::new()
-            )
-            .into_result(),
-        Ok(())
-    );
-    drop(sink_on);
-    let mut sink_off = sink(&config(&[("url", Value::from(server.url.clone()))])).expect("sink");
-    assert_eq!(
-        sink_off
-            .push_batch(
-                &batch(&["c", "d"]),
-                meta.as_slice().into(),
-                &mut RVec::new()
-            )
-            .into_result(),
-        Ok(())
-    );
+    // On, then off (the default).
+    for (settings, frames) in [
+        (&[("headers_from_meta", Value::from(true))][..], ["a", "b"]),
+        (&[], ["c", "d"]),
+    ] {
+        let mut sink = sink_to(&server, settings);
+        assert_eq!(
+            sink.push_batch(&batch(&frames), meta.as_slice().into(), &mut RVec::new())
+                .into_result(),
+            Ok(())
+        );
+    }
     assert_eq!(
         server.requests(),
         [
@@ -361,7 +341,7 @@ fn headers_from_meta_reach_python_and_are_off_by_default() {
 #[test]
 fn one_kept_alive_connection_carries_many_requests_and_batches() {
     let server = Server::start("pooled", "ok");
-    let mut sink = sink(&config(&[("url", Value::from(server.url.clone()))])).expect("sink");
+    let mut sink = sink_to(&server, &[]);
     for b in 0..5 {
         let frames: Vec<String> = (0..10).map(|i| format!("{b}-{i}")).collect();
         let frames: Vec<&str> = frames.iter().map(String::as_str).collect();

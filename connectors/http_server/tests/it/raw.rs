@@ -251,6 +251,16 @@ fn pull_until(server: &mut HttpServer, token: u64, n: usize) -> SourceBatch {
     out
 }
 
+/// A server answering once delivered, with a request of `body` pulled under `token` and not
+/// answered while it waits for its outcome; and the request's connection.
+fn waiting_for_its_outcome(body: &str, token: u64) -> (HttpServer, TcpStream) {
+    let mut server = delivering(10_000);
+    let mut client = post(&server, &close(body));
+    pull_until(&mut server, token, 1);
+    assert!(unanswered(&mut client));
+    (server, client)
+}
+
 /// The whole answer (the server closes after it).
 fn read_answer(client: &mut TcpStream) -> String {
     client
@@ -293,10 +303,7 @@ fn delivered_answers_200_only_after_the_ack() {
 
 #[test]
 fn delivered_answers_503_with_the_reason_after_a_fail() {
-    let mut server = delivering(10_000);
-    let mut client = post(&server, &close("{\"a\":1}"));
-    pull_until(&mut server, 3, 1);
-    assert!(unanswered(&mut client));
+    let (mut server, mut client) = waiting_for_its_outcome("{\"a\":1}", 3);
     server
         .fail(3, "'out': writing failed after 0 retries")
         .expect("fail");
@@ -432,10 +439,7 @@ fn each_request_is_a_stream_with_its_meta_and_lower_case_headers() {
 
 #[test]
 fn dropping_the_source_answers_requests_waiting_for_their_outcome_503() {
-    let mut server = delivering(10_000);
-    let mut client = post(&server, &close("pending"));
-    pull_until(&mut server, 4, 1);
-    assert!(unanswered(&mut client));
+    let (server, mut client) = waiting_for_its_outcome("pending", 4);
     drop(server);
     let answer = read_answer(&mut client);
     assert_eq!(statuses(&answer), ["503"], "{answer}");
