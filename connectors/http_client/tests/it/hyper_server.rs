@@ -119,6 +119,13 @@ impl Server {
         self.counts.accepted.load(Ordering::Relaxed)
     }
 
+    /// Waits (up to 5 s each) until `n` more connections ended; `why` they should have.
+    fn wait_closed(&self, n: u64, why: &str) {
+        for _ in 0..n {
+            self.closed.recv_timeout(Duration::from_secs(5)).expect(why);
+        }
+    }
+
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().expect("seen").clone()
     }
@@ -168,12 +175,10 @@ fn http1_connections_are_kept_alive_across_batches_and_closed_when_the_sink_is_d
         "the pool keeps connections open: {early} of {accepted} closed before the drop"
     );
     drop(sink);
-    for _ in early..accepted {
-        server
-            .closed
-            .recv_timeout(Duration::from_secs(5))
-            .expect("every pooled connection closed by the drop");
-    }
+    server.wait_closed(
+        accepted - early,
+        "every pooled connection closed by the drop",
+    );
 }
 
 /// The HTTP version batches go out in: over `http://` HTTP/1.1, or HTTP/2 with prior
@@ -222,10 +227,7 @@ fn the_http_version_follows_http2_and_alpn() {
             assert_eq!(server.accepted(), 1, "every stream on one connection");
         }
         drop(sink);
-        server
-            .closed
-            .recv_timeout(Duration::from_secs(5))
-            .expect("closed by the drop");
+        server.wait_closed(1, "closed by the drop");
     }
 }
 
