@@ -18,6 +18,26 @@ impl Batch<'_> {
     pub fn meta(&self, index: usize) -> &Value {
         meta_of(self.meta, index)
     }
+
+    /// Where frame `index` goes: `configured` (the sink's own key `key`), else the frame's
+    /// `meta.<key>` (a string).
+    ///
+    /// # Errors
+    /// When there is neither, naming the frame and `key`.
+    pub fn destination<'b>(
+        &'b self,
+        index: usize,
+        configured: Option<&'b str>,
+        key: &str,
+    ) -> Result<&'b str, String> {
+        match (configured, self.meta(index).get(key)) {
+            (Some(to), _) => Ok(to),
+            (None, Some(Value::String(to))) => Ok(to.as_str()),
+            (None, _) => Err(format!(
+                "frame {index} has no `meta.{key}` and the config gives no `{key}`"
+            )),
+        }
+    }
 }
 
 /// A sink that writes a batch at a time, with its metadata.
@@ -143,5 +163,25 @@ mod tests {
         assert_eq!(err.message, "fail");
         assert_eq!(delivered.as_slice(), [0, 1]);
         assert_eq!(sink.metas, vec![Value::from("all"); 3]);
+    }
+
+    #[test]
+    fn the_configured_destination_comes_before_the_meta() {
+        let frames: Frames = [&b"a"[..], b"b"].into_iter().collect();
+        let meta = [
+            Value::Object([("topic", Value::from("t1"))].into_iter().collect()),
+            Value::Null,
+        ];
+        let batch = Batch {
+            frames: &frames,
+            meta: &meta,
+        };
+        assert_eq!(batch.destination(0, None, "topic"), Ok("t1"));
+        assert_eq!(batch.destination(0, Some("mine"), "topic"), Ok("mine"));
+        assert_eq!(batch.destination(1, Some("mine"), "topic"), Ok("mine"));
+        assert_eq!(
+            batch.destination(1, None, "topic"),
+            Err("frame 1 has no `meta.topic` and the config gives no `topic`".to_owned())
+        );
     }
 }

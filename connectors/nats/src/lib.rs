@@ -133,8 +133,8 @@ use temblor_net::{
     tokio::{self, sync::mpsc},
 };
 use temblor_shim::{
-    ErrorKind, Frames, Notify, Object, PluginError, Pull, RVec, Setup, Source, SourceBatch, Value,
-    meta_of, serde::Deserialize, tracing,
+    ErrorKind, Notify, Object, PluginError, Pull, RVec, Setup, Source, SourceBatch, Value,
+    serde::Deserialize, tracing,
 };
 
 /// The most messages one `pull` takes (from JetStream: at most `batch`).
@@ -1033,12 +1033,8 @@ impl NatsSink {
     }
 
     /// Sends the frames not `stored` yet and waits for the server: marks what it took.
-    fn attempt(
-        &mut self,
-        frames: &Frames,
-        meta: &[Value],
-        stored: &mut [bool],
-    ) -> Result<(), String> {
+    fn attempt(&mut self, batch: Batch<'_>, stored: &mut [bool]) -> Result<(), String> {
+        let frames = batch.frames;
         if self.link.is_none() {
             self.connect()?;
         }
@@ -1049,18 +1045,9 @@ impl NatsSink {
             if stored[i] {
                 continue;
             }
-            let m = meta_of(meta, i);
-            let subject = match (&self.subject, m.get("subject")) {
-                (Some(s), _) => s.as_str(),
-                (None, Some(Value::String(s))) => s.as_str(),
-                (None, _) => {
-                    return Err(format!(
-                        "frame {i} has no `meta.subject` and the config gives no `subject`"
-                    ));
-                }
-            };
+            let subject = batch.destination(i, self.subject.as_deref(), "subject")?;
             let mut headers = Vec::new();
-            if let Some(Value::Object(h)) = m.get("headers") {
+            if let Some(Value::Object(h)) = batch.meta(i).get("headers") {
                 for (k, v) in h.iter() {
                     match v {
                         Value::String(s) => headers.push((k.to_string(), s.to_string())),
@@ -1170,12 +1157,12 @@ fn scalar(v: &Value) -> String {
 
 impl BatchSink for NatsSink {
     fn write(&mut self, batch: Batch<'_>, delivered: &mut RVec<u32>) -> Result<(), PluginError> {
-        let Batch { frames, meta } = batch;
+        let frames = batch.frames;
         let mut stored = vec![false; frames.len()];
         let mut backoff = self.target.backoff;
         let mut retry = 0;
         loop {
-            let e = match self.attempt(frames, meta, &mut stored) {
+            let e = match self.attempt(batch, &mut stored) {
                 Ok(()) => {
                     self.messages += frames.len() as u64;
                     return Ok(());
