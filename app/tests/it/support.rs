@@ -12,7 +12,7 @@ use std::{
 
 pub use temblor_harness::process::{Signal, signal, wait_exit};
 pub use temblor_harness::{
-    TempDir,
+    TempDir, config,
     deploy::{Connector, Deployment, Pipeline},
     net::free_port,
     process::wait_until,
@@ -89,6 +89,11 @@ pub fn lines(path: &Path) -> Vec<String> {
 
 /// Waits until `path` holds at least `n` lines (30 s at most); its lines.
 pub fn wait_lines(path: &Path, n: usize) -> Vec<String> {
+    wait_lines_or(path, n, String::new)
+}
+
+/// [`wait_lines`], saying `context()` (a log) when they do not come.
+fn wait_lines_or(path: &Path, n: usize, context: impl Fn() -> String) -> Vec<String> {
     let mut got = Vec::new();
     let done = wait_until(Duration::from_secs(30), || {
         got = lines(path);
@@ -96,11 +101,35 @@ pub fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     });
     assert!(
         done,
-        "{} holds {} lines after 30 s, want {n}",
+        "{} holds {} lines after 30 s, want {n}: {got:?}\n{}",
         path.display(),
-        got.len()
+        got.len(),
+        context()
     );
     got
+}
+
+/// One JSON line, parsed by codec-json.
+pub fn event(line: &str) -> temblor_shim::Value {
+    codec_json::decode_slice(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// A `set` operator copying each of `fields` from the event's meta into the event
+/// (`"event.peer" = 'meta.peer'`).
+pub fn meta_into_event(fields: &[&str]) -> String {
+    let pairs: Vec<String> = fields
+        .iter()
+        .map(|f| format!("\"event.{f}\" = 'meta.{f}'"))
+        .collect();
+    format!("{{ set = {{ {} }} }}", pairs.join(", "))
+}
+
+/// A server's `tls` table: its certificate and key files.
+pub fn server_tls(cert: &Path, key: &Path) -> temblor_shim::Value {
+    config(&[
+        ("cert", temblor_harness::path_value(cert)),
+        ("key", temblor_harness::path_value(key)),
+    ])
 }
 
 /// The JSON values of a file, one a line (parsed by codec-json, not by the code under test's
@@ -109,16 +138,13 @@ pub fn read_values(path: &Path) -> Vec<temblor_shim::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .lines()
-        .map(|l| codec_json::decode_slice(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .map(event)
         .collect()
 }
 
 /// The JSON values of an xz file of JSON lines (the shipped data set).
 pub fn xz_values(path: &Path) -> Vec<temblor_shim::Value> {
-    xz_lines(path)
-        .iter()
-        .map(|l| codec_json::decode_slice(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
+    xz_lines(path).iter().map(|l| event(l)).collect()
 }
 
 /// `temblor run DEPLOY --stats-json STATS`, which must succeed; its log.
@@ -236,6 +262,12 @@ impl Engine {
     /// The log so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until `path` holds at least `n` lines (30 s at most); its lines. When they do not
+    /// come, the failure shows the log.
+    pub fn wait_lines(&self, path: &Path, n: usize) -> Vec<String> {
+        wait_lines_or(path, n, || self.log())
     }
 
     /// The next log line that says `what` (30 s at most).
