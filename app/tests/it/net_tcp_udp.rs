@@ -56,6 +56,19 @@ fn s_client(addr: SocketAddr, ca: &Path) -> Child {
         .expect("start openssl (is it installed?)")
 }
 
+/// Waits (30 s at most) for `s_client` to exit: its status and what it said on stderr.
+fn exit_and_stderr(mut s_client: Child) -> (ExitStatus, String) {
+    let status = wait_exit(&mut s_client, Duration::from_secs(30)).expect("s_client exits");
+    let mut said = String::new();
+    s_client
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    (status, said)
+}
+
 #[test]
 fn tcp_server_with_tls_takes_lines_from_openssl_s_client() {
     const LINES: u64 = 200;
@@ -74,14 +87,7 @@ fn tcp_server_with_tls_takes_lines_from_openssl_s_client() {
     // It may have given up (and closed its stdin) before the line is written: a broken pipe
     // then is the refusal this part expects, and the status below says so.
     let _ = untrusting.stdin.take().unwrap().write_all(b"{\"n\":-1}\n");
-    let status = wait_exit(&mut untrusting, Duration::from_secs(30)).expect("s_client exits");
-    let mut complaint = String::new();
-    untrusting
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut complaint)
-        .unwrap();
+    let (status, complaint) = exit_and_stderr(untrusting);
     assert!(!status.success(), "an unknown CA is refused: {complaint}");
     assert!(complaint.contains("verify"), "{complaint}");
 
@@ -103,14 +109,7 @@ fn tcp_server_with_tls_takes_lines_from_openssl_s_client() {
             .unwrap();
     }
     drop(stdin);
-    let status = wait_exit(&mut client, Duration::from_secs(30)).expect("s_client exits");
-    let mut said = String::new();
-    client
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut said)
-        .unwrap();
+    let (status, said) = exit_and_stderr(client);
     assert!(
         status.success(),
         "s_client verified the server and sent: {said}"

@@ -10,7 +10,6 @@
 //! Socket paths are in the test's temp dir.
 
 use std::{
-    collections::HashMap,
     fs::File,
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
@@ -23,8 +22,8 @@ use temblor_harness::process::{Fed, Spawned};
 use temblor_shim::Value;
 
 use crate::support::{
-    Connector, Deployment, Engine, Pipeline, config, event, meta_into_event, output, temblor,
-    temp_dir, wait_lines, wait_until,
+    Connector, Deployment, Engine, Pipeline, config, meta_into_event, output, temblor, temp_dir,
+    two_clients, wait_lines, wait_until,
 };
 
 /// Lines each client sends.
@@ -97,44 +96,19 @@ fn lines_of_two_socat_clients_never_mix_and_the_socket_file_has_its_mode() {
     );
     assert_eq!(got.len(), 2 * LINES, "{got:?}");
 
-    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
-    let mut of_client: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
-    for line in &got {
-        // A line whose pieces mixed is no JSON.
-        let e = event(line);
-        let field = |name: &str| e.get(name).unwrap_or_else(|| panic!("no {name}: {line}"));
-        let k = usize::try_from(field("client").as_u64().unwrap()).unwrap();
-        let n = field("n").as_u64().unwrap();
+    let peers = two_clients(&got, LINES, |e, k, n| {
         assert_eq!(
-            field("pad"),
-            &Value::from(["a", "b"][k].repeat(n as usize + 1)),
-            "{line}"
+            e.get("pad"),
+            Some(&Value::from(["a", "b"][k].repeat(n as usize + 1))),
+            "{e}"
         );
-        numbers[k].push(n);
-        let peer = field("peer").as_str().unwrap().to_owned();
-        of_client[k].push((peer, field("stream").as_u64().unwrap()));
-    }
-    let mut peers = HashMap::new();
-    for k in 0..2 {
-        assert_eq!(
-            numbers[k],
-            (0..LINES as u64).collect::<Vec<_>>(),
-            "client {k}: {got:?}"
-        );
-        let first = &of_client[k][0];
-        assert!(
-            of_client[k].iter().all(|s| s == first),
-            "{:?}",
-            of_client[k]
-        );
-        let n = first
-            .0
+    });
+    for (peer, _) in &peers {
+        let n = peer
             .strip_prefix(&format!("{}#", socket.display()))
-            .unwrap_or_else(|| panic!("peer is PATH#N: {}", first.0));
-        assert!(n.parse::<u64>().is_ok(), "{}", first.0);
-        peers.insert(first.clone(), k);
+            .unwrap_or_else(|| panic!("peer is PATH#N: {peer}"));
+        assert!(n.parse::<u64>().is_ok(), "{peer}");
     }
-    assert_eq!(peers.len(), 2, "two peers, two streams: {peers:?}");
 }
 
 /// `socat -u UNIX-LISTEN:path,fork STDOUT`, its output into `out`.

@@ -26,8 +26,8 @@ use temblor_harness::process::Spawned;
 use temblor_shim::Value;
 
 use crate::support::{
-    Connector, Deployment, Engine, Pipeline, event, meta_into_event, server_tls, temp_dir,
-    tls_files,
+    Connector, Deployment, Engine, Pipeline, meta_into_event, server_tls, temp_dir, tls_files,
+    two_clients,
 };
 
 /// Debian's Python, with `python3-websockets`.
@@ -112,42 +112,18 @@ fn text_and_binary_messages_of_two_clients_arrive_in_order_and_a_ping_gets_a_pon
     engine.stop();
     assert_eq!(got.len(), 2 * MESSAGES, "{got:?}");
 
-    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
-    let mut streams: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
-    for line in &got {
-        let e = event(line);
-        let field = |name: &str| e.get(name).unwrap_or_else(|| panic!("no {name}: {line}"));
-        let k = usize::try_from(field("client").as_u64().unwrap()).unwrap();
-        let n = field("n").as_u64().unwrap();
-        numbers[k].push(n);
-        assert_eq!(
-            field("path"),
-            &Value::from(format!("/client-{k}")),
-            "{line}"
-        );
+    two_clients(&got, MESSAGES, |e, k, n| {
+        let field = |name: &str| e.get(name).unwrap_or_else(|| panic!("no {name}: {e}"));
+        assert_eq!(field("path"), &Value::from(format!("/client-{k}")), "{e}");
         assert_eq!(
             field("binary"),
             &Value::from(n % 2 == 1),
-            "text and binary in turn: {line}"
+            "text and binary in turn: {e}"
         );
-        assert_eq!(field("connector"), &Value::from("in"), "{line}");
-        let peer = field("peer").as_str().unwrap().to_owned();
-        assert!(peer.starts_with("127.0.0.1:"), "{line}");
-        streams[k].push((peer, field("stream").as_u64().unwrap()));
-    }
-    for k in 0..2 {
-        assert_eq!(
-            numbers[k],
-            (0..MESSAGES as u64).collect::<Vec<_>>(),
-            "client {k}'s messages, in order: {got:?}"
-        );
-        assert!(
-            streams[k].iter().all(|s| *s == streams[k][0]),
-            "one peer and one stream per client: {:?}",
-            streams[k]
-        );
-    }
-    assert_ne!(streams[0][0], streams[1][0], "two clients, two streams");
+        assert_eq!(field("connector"), &Value::from("in"), "{e}");
+        let peer = field("peer").as_str().unwrap();
+        assert!(peer.starts_with("127.0.0.1:"), "{e}");
+    });
 }
 
 /// Sends `n` messages, text and binary in turn, and checks that each reply is the same

@@ -114,6 +114,50 @@ pub fn event(line: &str) -> temblor_shim::Value {
     codec_json::decode_slice(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
+/// Two clients' events (JSON lines with `client` 0 or 1, `n`, and `peer` and `stream` from
+/// their meta), checked: each client's `n` are `0..lines` in order, and all of a client's
+/// events have one `(peer, stream)`, not the other's. `check` sees each event with its client
+/// and `n` first. The two clients' `(peer, stream)`.
+pub fn two_clients(
+    got: &[String],
+    lines: usize,
+    check: impl Fn(&temblor_shim::Value, usize, u64),
+) -> [(String, u64); 2] {
+    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    let mut streams: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
+    for line in got {
+        // A line whose pieces mixed is no JSON.
+        let e = event(line);
+        let field = |name: &str| e.get(name).unwrap_or_else(|| panic!("no {name}: {line}"));
+        let k = usize::try_from(field("client").as_u64().unwrap()).unwrap();
+        let n = field("n").as_u64().unwrap();
+        check(&e, k, n);
+        numbers[k].push(n);
+        let peer = field("peer")
+            .as_str()
+            .unwrap_or_else(|| panic!("`peer` is not a string: {line}"));
+        let stream = field("stream")
+            .as_u64()
+            .unwrap_or_else(|| panic!("`stream` is not a number: {line}"));
+        streams[k].push((peer.to_owned(), stream));
+    }
+    for k in 0..2 {
+        assert_eq!(
+            numbers[k],
+            (0..lines as u64).collect::<Vec<_>>(),
+            "client {k}'s events, in order: {got:?}"
+        );
+        assert!(
+            streams[k].iter().all(|s| *s == streams[k][0]),
+            "one peer and one stream for all of client {k}'s events: {:?}",
+            streams[k]
+        );
+    }
+    let [a, b] = streams.map(|s| s[0].clone());
+    assert_ne!(a, b, "two clients, two streams");
+    [a, b]
+}
+
 /// A `set` operator copying each of `fields` from the event's meta into the event
 /// (`"event.peer" = 'meta.peer'`).
 pub fn meta_into_event(fields: &[&str]) -> String {
