@@ -151,6 +151,12 @@ impl Pipeline {
         }
     }
 
+    /// Its id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// One more operator, as a TOML inline table (`{ filter = 'event.a > 1' }`): operators are
     /// the pipeline language, which a test writes as a user does.
     pub fn op(mut self, operator: &str) -> Self {

@@ -249,6 +249,24 @@ pub fn file_to_file(codec: &str, input: &Path, out: &Path, errors: &Path) -> Dep
     .connect("main/err", "errors")
 }
 
+/// `in` (a file of JSON lines) → `pipeline` → `out` (a JSON file), and the pipeline's port
+/// `port` → a JSON file `side` (a connector named after the port).
+pub fn file_pipe(
+    input: &Path,
+    pipeline: Pipeline,
+    out: &Path,
+    (port, side): (&str, &Path),
+) -> Deployment {
+    let from = format!("{}/{port}", pipeline.id());
+    Deployment::pipe(
+        Connector::file_read("in", "json", input),
+        pipeline,
+        Connector::file_write("out", out),
+    )
+    .connector(Connector::file_write(port, side))
+    .connect(&from, port)
+}
+
 /// `temblor run DEPLOYMENT` with its log collected as it comes: killed when dropped (a failed
 /// test leaves nothing behind).
 #[cfg(unix)]
