@@ -178,7 +178,9 @@ fn an_idle_engine_with_network_sources_open_does_not_poll() {
 mod reloads {
     use super::*;
     use crate::reload::{private_plugins, temblor_in};
+    use crate::support::TempDir;
     use std::io::Read as _;
+    use std::path::PathBuf;
 
     fn reload(dir: &Path, plugins: &Path, name: &str) {
         let out = temblor_in(dir, plugins)
@@ -193,13 +195,20 @@ mod reloads {
         );
     }
 
-    #[test]
-    fn a_hundred_reloads_of_a_network_plugin_leave_no_thread_and_no_listener_behind() {
-        let dir = temp_dir("net-reloads");
+    /// The two servers on the test's own copy of the plugins (a reload replaces files): the
+    /// folder `test`, the plugins, the output file, the tcp server's port and the engine.
+    fn start_private(test: &str) -> (TempDir, PathBuf, PathBuf, u16, Engine) {
+        let dir = temp_dir(test);
         let plugins = private_plugins(&dir);
-        let out = dir.join("out.txt");
         let (tcp, http) = (free_port(), free_port());
         let engine = start(temblor_in(&dir, &plugins), &dir, tcp, http);
+        let out = dir.join("out.txt");
+        (dir, plugins, out, tcp, engine)
+    }
+
+    #[test]
+    fn a_hundred_reloads_of_a_network_plugin_leave_no_thread_and_no_listener_behind() {
+        let (dir, plugins, out, tcp, engine) = start_private("net-reloads");
         send_line(tcp, "0");
         wait_until("the first line", || lines(&out).len() == 1);
         let pid = engine.pid();
@@ -223,11 +232,7 @@ mod reloads {
 
     #[test]
     fn a_plugin_reloaded_with_open_connections_closes_them_cleanly() {
-        let dir = temp_dir("net-unload-open");
-        let plugins = private_plugins(&dir);
-        let out = dir.join("out.txt");
-        let (tcp, http) = (free_port(), free_port());
-        let engine = start(temblor_in(&dir, &plugins), &dir, tcp, http);
+        let (dir, plugins, out, tcp, engine) = start_private("net-unload-open");
         let mut clients: Vec<TcpStream> = (0..3)
             .map(|i| {
                 let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
