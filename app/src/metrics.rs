@@ -29,81 +29,41 @@ use crate::status::Report;
 /// The `Content-Type` of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-type ConnectorCounter = (
-    &'static str,
-    &'static str,
-    fn(&ConnectorCounters) -> &AtomicU64,
-);
+/// A counter of a counters struct `C`: its name, help and field.
+type Counter<C> = (&'static str, &'static str, fn(&C) -> &AtomicU64);
 
-/// Every connector counter: name (without prefix and `_total`), help, field.
-const CONNECTOR_COUNTERS: [ConnectorCounter; 13] = [
-    ("events_in", "Events a sink received.", |c| &c.events_in),
-    ("events_out", "Events a source emitted.", |c| &c.events_out),
-    ("bytes_in", "Bytes a source read.", |c| &c.bytes_in),
-    ("bytes_out", "Bytes a sink wrote.", |c| &c.bytes_out),
-    (
-        "errors",
-        "Frames or events that failed, and failed calls.",
-        |c| &c.errors,
-    ),
-    (
-        "restarts",
-        "Instances rebuilt after a failure or a panic.",
-        |c| &c.restarts,
-    ),
-    ("retries", "Writes tried again after a failure.", |c| {
-        &c.retries
-    }),
-    (
-        "dead_lettered",
-        "Events written to the dead letter file after their retries.",
-        |c| &c.dead_lettered,
-    ),
-    (
-        "lost",
-        "Events that could not be delivered and had nowhere else to go.",
-        |c| &c.lost,
-    ),
-    (
-        "acked",
-        "Batches whose delivery was acknowledged to the source.",
-        |c| &c.acked,
-    ),
-    ("failed", "Batches reported failed to the source.", |c| {
-        &c.failed
-    }),
-    (
-        "paused",
-        "Times a failing write paused the sources feeding this sink.",
-        |c| &c.paused,
-    ),
-    (
-        "resumed",
-        "Times a write succeeded again and those sources resumed.",
-        |c| &c.resumed,
-    ),
-];
+/// A table of counters: each field of a counters struct, named after the field (the metric's
+/// name without prefix and `_total`), with its help text.
+macro_rules! counters {
+    ($($field:ident: $help:literal,)*) => {
+        [$((stringify!($field), $help, |c| &c.$field),)*]
+    };
+}
 
-type PipelineCounter = (
-    &'static str,
-    &'static str,
-    fn(&PipelineCounters) -> &AtomicU64,
-);
+/// Every connector counter: name, help, field.
+const CONNECTOR_COUNTERS: [Counter<ConnectorCounters>; 13] = counters! {
+    events_in: "Events a sink received.",
+    events_out: "Events a source emitted.",
+    bytes_in: "Bytes a source read.",
+    bytes_out: "Bytes a sink wrote.",
+    errors: "Frames or events that failed, and failed calls.",
+    restarts: "Instances rebuilt after a failure or a panic.",
+    retries: "Writes tried again after a failure.",
+    dead_lettered: "Events written to the dead letter file after their retries.",
+    lost: "Events that could not be delivered and had nowhere else to go.",
+    acked: "Batches whose delivery was acknowledged to the source.",
+    failed: "Batches reported failed to the source.",
+    paused: "Times a failing write paused the sources feeding this sink.",
+    resumed: "Times a write succeeded again and those sources resumed.",
+};
 
-const PIPELINE_COUNTERS: [PipelineCounter; 4] = [
-    ("events_in", "Events a pipeline received.", |p| &p.events_in),
-    (
-        "events_out",
-        "Events a pipeline sent on out and route ports.",
-        |p| &p.events_out,
-    ),
-    (
-        "dropped",
-        "Events dropped because nothing is connected to their port.",
-        |p| &p.dropped,
-    ),
-    ("errors", "Error events sent on err.", |p| &p.errors),
-];
+/// Every pipeline counter: name, help, field.
+const PIPELINE_COUNTERS: [Counter<PipelineCounters>; 4] = counters! {
+    events_in: "Events a pipeline received.",
+    events_out: "Events a pipeline sent on out and route ports.",
+    dropped: "Events dropped because nothing is connected to their port.",
+    errors: "Error events sent on err.",
+};
 
 /// Escapes a label value: backslash, double quote and newline.
 fn escape(value: &str) -> String {
@@ -153,23 +113,36 @@ fn sample(out: &mut String, name: &str, pairs: &[(&str, &str)], value: impl std:
     let _ = writeln!(out, "{name}{} {value}", labels(pairs));
 }
 
+/// One counter family `temblor_{what}_{name}_total` per row of `table`, with a sample for each
+/// of `items()` (its id as the label `what`).
+fn counter_families<'a, C: 'a, I: Iterator<Item = (&'a str, &'a C)>>(
+    out: &mut String,
+    what: &str,
+    table: &[Counter<C>],
+    items: impl Fn() -> I,
+) {
+    for (name, help, field) in table {
+        let metric = format!("temblor_{what}_{name}_total");
+        family(out, &metric, "counter", help);
+        for (id, counters) in items() {
+            sample(
+                out,
+                &metric,
+                &[(what, id)],
+                field(counters).load(Ordering::Relaxed),
+            );
+        }
+    }
+}
+
 /// The whole exposition.
 #[allow(clippy::cast_precision_loss)]
 pub fn render(report: &Report) -> String {
     let mut out = String::with_capacity(8 * 1024);
     let stats = &report.stats;
-    for (name, help, field) in CONNECTOR_COUNTERS {
-        let metric = format!("temblor_connector_{name}_total");
-        family(&mut out, &metric, "counter", help);
-        for (id, c) in stats.connectors() {
-            sample(
-                &mut out,
-                &metric,
-                &[("connector", id)],
-                field(c).load(Ordering::Relaxed),
-            );
-        }
-    }
+    counter_families(&mut out, "connector", &CONNECTOR_COUNTERS, || {
+        stats.connectors()
+    });
     family(
         &mut out,
         "temblor_connector_state",
@@ -226,18 +199,9 @@ pub fn render(report: &Report) -> String {
             h.count,
         );
     }
-    for (name, help, field) in PIPELINE_COUNTERS {
-        let metric = format!("temblor_pipeline_{name}_total");
-        family(&mut out, &metric, "counter", help);
-        for (id, p) in stats.pipelines() {
-            sample(
-                &mut out,
-                &metric,
-                &[("pipeline", id)],
-                field(p).load(Ordering::Relaxed),
-            );
-        }
-    }
+    counter_families(&mut out, "pipeline", &PIPELINE_COUNTERS, || {
+        stats.pipelines()
+    });
     family(
         &mut out,
         "temblor_pipeline_state",

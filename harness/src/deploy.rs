@@ -151,6 +151,12 @@ impl Pipeline {
         }
     }
 
+    /// Its id.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// One more operator, as a TOML inline table (`{ filter = 'event.a > 1' }`): operators are
     /// the pipeline language, which a test writes as a user does.
     pub fn op(mut self, operator: &str) -> Self {
@@ -192,13 +198,24 @@ impl Deployment {
 
     /// `source` → `pipeline` → `sink`.
     pub fn pipe(source: Connector, pipeline: Pipeline, sink: Connector) -> Self {
+        Self::new().flow(source, pipeline, sink)
+    }
+
+    /// One more `source` → `pipeline` → `sink`, beside what is there (a deployment that sends
+    /// to itself has two).
+    pub fn flow(self, source: Connector, pipeline: Pipeline, sink: Connector) -> Self {
         let (from, via, to) = (source.id.clone(), pipeline.id.clone(), sink.id.clone());
-        Self::new()
-            .connector(source)
+        self.connector(source)
             .connector(sink)
             .pipeline(pipeline)
             .connect(&from, &via)
             .connect(&via, &to)
+    }
+
+    /// One more connector, linked into `to` (a pipeline, `pipeline/port`, or a connector).
+    pub fn source(self, source: Connector, to: &str) -> Self {
+        let from = source.id.clone();
+        self.connector(source).connect(&from, to)
     }
 
     /// One more connector.
@@ -252,13 +269,14 @@ impl Deployment {
         self.text.clone()
     }
 
-    /// Writes the file as `deploy.toml` in `dir`; its path.
+    /// Writes the file as `deploy.toml` in `dir`, created when missing; its path.
     ///
     /// # Panics
     /// When it cannot be written.
     pub fn write(&self, dir: impl AsRef<Path>) -> PathBuf {
         let path = dir.as_ref().join("deploy.toml");
-        std::fs::write(&path, &self.text)
+        std::fs::create_dir_all(dir.as_ref())
+            .and_then(|()| std::fs::write(&path, &self.text))
             .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         path
     }

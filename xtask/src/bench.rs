@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use crate::{
     build_plugins::{Profile, built_library, discover, groups, library_file, plugin_build_args},
+    deploy,
     util::{cargo, cores, project_root, run as run_cmd, target_dir, utc_now},
 };
 
@@ -171,43 +172,30 @@ impl Scenario {
     }
 
     fn deployment(self, seconds: f64) -> String {
-        format!(
-            r#"# Written by `cargo xtask bench` for the {name} scenario.
-[[connector]]
-id = "in"
-plugin = "bench"
-codec = "{codec}"
-config = {{ path = "{data}", duration_s = {seconds}, acks = {acks} }}
-
-[[connector]]
-id = "out"
-plugin = "blackhole"
-codec = "{codec}"
-postprocessors = ["separate"]
-
-[[pipeline]]
-id = "main"
-operators = {operators}
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-{extra}"#,
-            extra = self
-                .extra_ports()
-                .iter()
-                .map(|p| format!("\n[[connect]]\nfrom = \"main/{p}\"\nto = \"out\"\n"))
-                .collect::<String>(),
-            name = self.name(),
-            codec = self.codec(),
-            data = project_root().join(self.data()).display(),
-            operators = self.operators(),
-            acks = self.acks(),
-        )
+        let codec = format!("codec = \"{}\"", self.codec());
+        let config = format!(
+            "config = {{ path = \"{}\", duration_s = {seconds}, acks = {} }}",
+            project_root().join(self.data()).display(),
+            self.acks()
+        );
+        let extra: Vec<(String, &str)> = self
+            .extra_ports()
+            .iter()
+            .map(|p| (format!("main/{p}"), "out"))
+            .collect();
+        deploy::passthrough(
+            &format!(
+                "# Written by `cargo xtask bench` for the {} scenario.",
+                self.name()
+            ),
+            &deploy::connector("in", "bench", &[&codec, &config]),
+            &deploy::connector(
+                "out",
+                "blackhole",
+                &[&codec, r#"postprocessors = ["separate"]"#],
+            ),
+            self.operators(),
+        ) + &deploy::connect(&extra)
     }
 }
 

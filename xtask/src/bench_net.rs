@@ -33,7 +33,10 @@ use std::{
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::util::{free_port, project_root, target_dir};
+use crate::{
+    deploy,
+    util::{free_port, project_root, target_dir},
+};
 
 /// What one network scenario measured.
 #[derive(Debug, Clone)]
@@ -50,6 +53,45 @@ pub struct NetResult {
     pub pass: bool,
     /// Per-run detail for the report.
     pub detail: serde_json::Value,
+}
+
+/// The runs of a scenario measured beside a baseline: the engine's figure, the baseline's,
+/// and their ratio, per run.
+#[derive(Debug, Default)]
+struct Paired {
+    engine: Vec<f64>,
+    baseline: Vec<f64>,
+    ratios: Vec<f64>,
+}
+
+impl Paired {
+    fn push(&mut self, engine: f64, baseline: f64) {
+        self.engine.push(engine);
+        self.baseline.push(baseline);
+        self.ratios.push(engine / baseline);
+    }
+
+    /// The result: the medians, passing when the median ratio is at least `floor` (`target`
+    /// says so); `detail` gets `ratios`.
+    fn result(
+        &self,
+        (scenario, figure): (&'static str, &str),
+        (floor, target): (f64, &'static str),
+        mut detail: serde_json::Value,
+    ) -> NetResult {
+        let ratio = median(&self.ratios);
+        detail["ratios"] = serde_json::json!(self.ratios);
+        NetResult {
+            scenario,
+            figure: figure.into(),
+            value: median(&self.engine),
+            baseline: Some(median(&self.baseline)),
+            checked: ratio,
+            target,
+            pass: ratio >= floor,
+            detail,
+        }
+    }
 }
 
 /// The binaries the scenarios run.
@@ -75,6 +117,18 @@ fn wait_listening(addr: SocketAddr, child: &mut Child) -> Result<()> {
     }
     Ok(())
 }
+
+/// The first line of every deployment written here.
+const HEADER: &str = "# Written by `cargo xtask bench`.";
+
+/// The codec of every connector here.
+const JSON: &str = r#"codec = "json""#;
+
+/// One event a line: the source's preprocessors, the sink's postprocessors.
+const SEPARATE: (&str, &str) = (
+    r#"preprocessors = ["separate"]"#,
+    r#"postprocessors = ["separate"]"#,
+);
 
 /// A running engine with a deployment and a stats file.
 struct Engine {
@@ -236,31 +290,13 @@ fn wrk(args: &[String]) -> Result<Wrk> {
 }
 
 fn http_deployment(port: u16, max_connections: usize) -> String {
-    format!(
-        r#"# Written by `cargo xtask bench`.
-[[connector]]
-id = "in"
-plugin = "http_server"
-codec = "json"
-config = {{ url = "127.0.0.1:{port}", max_connections = {max_connections} }}
-
-[[connector]]
-id = "out"
-plugin = "blackhole"
-codec = "json"
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#
+    let config =
+        format!("config = {{ url = \"127.0.0.1:{port}\", max_connections = {max_connections} }}");
+    deploy::passthrough(
+        HEADER,
+        &deploy::connector("in", "http_server", &[JSON, &config]),
+        &deploy::connector("out", "blackhole", &[JSON]),
+        "[]",
     )
 }
 
@@ -281,7 +317,7 @@ pub fn http_ingest(bins: &Bins<'_>, data: &str, seconds: f64, runs: usize) -> Re
             format!("http://127.0.0.1:{port}/"),
         ]
     };
-    let (mut engine_rs, mut hyper_rs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut paired = Paired::default();
     for i in 0..runs {
         eprintln!("http-ingest run {}/{runs}", i + 1);
         let port = free_port()?;
@@ -298,21 +334,13 @@ pub fn http_ingest(bins: &Bins<'_>, data: &str, seconds: f64, runs: usize) -> Re
         let _ = hyper.kill();
         let _ = hyper.wait();
         let h = h?;
-        engine_rs.push(e.requests_s);
-        hyper_rs.push(h.requests_s);
-        ratios.push(e.requests_s / h.requests_s);
+        paired.push(e.requests_s, h.requests_s);
     }
-    let ratio = median(&ratios);
-    Ok(NetResult {
-        scenario: "http-ingest",
-        figure: "requests/s".into(),
-        value: median(&engine_rs),
-        baseline: Some(median(&hyper_rs)),
-        checked: ratio,
-        target: "≥ 0.8× bare hyper",
-        pass: ratio >= 0.8,
-        detail: serde_json::json!({ "engine_requests_s": engine_rs, "bare_hyper_requests_s": hyper_rs, "ratios": ratios }),
-    })
+    Ok(paired.result(
+        ("http-ingest", "requests/s"),
+        (0.8, "≥ 0.8× bare hyper"),
+        serde_json::json!({ "engine_requests_s": paired.engine, "bare_hyper_requests_s": paired.baseline }),
+    ))
 }
 
 /// Starts `bare-hyper` on a free port: the child and its port.
@@ -432,14 +460,14 @@ pub fn tcp_ingest(
     passthrough_mb_s: Option<f64>,
 ) -> Result<NetResult> {
     let big = repeated_lines(data, 256 << 20)?;
-    let (mut mb_s, mut file_mb_s, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut paired = Paired::default();
     for i in 0..runs {
         eprintln!("tcp-ingest run {}/{runs}", i + 1);
         let port = free_port()?;
-        let deployment = ndjson_to_blackhole(&format!(
-            r#"plugin = "tcp_server"
-config = {{ url = "127.0.0.1:{port}" }}"#
-        ));
+        let deployment = ndjson_to_blackhole(
+            "tcp_server",
+            &format!("config = {{ url = \"127.0.0.1:{port}\" }}"),
+        );
         let mut engine = Engine::start(bins, "tcp-ingest", &deployment)?;
         wait_listening(([127, 0, 0, 1], port).into(), &mut engine.child)?;
         let out = Command::new(bins.net_load)
@@ -461,11 +489,13 @@ config = {{ url = "127.0.0.1:{port}" }}"#
         let tcp = bytes as f64 / 1e6 / elapsed;
 
         // The same lines from a file, framed and decoded the same way, until it is read.
-        let deployment = ndjson_to_blackhole(&format!(
-            r#"plugin = "file"
-config = {{ path = "{}", mode = "read" }}"#,
-            big.display()
-        ));
+        let deployment = ndjson_to_blackhole(
+            "file",
+            &format!(
+                "config = {{ path = \"{}\", mode = \"read\" }}",
+                big.display()
+            ),
+        );
         let mut engine = Engine::start(bins, "tcp-ingest-file", &deployment)?;
         let status = engine.child.wait()?;
         if !status.success() {
@@ -477,58 +507,28 @@ config = {{ path = "{}", mode = "read" }}"#,
             serde_json::from_str(&text).with_context(|| format!("bad stats: {text}"))?;
         let bytes = stats.connectors.get("in").map_or(0, |c| c.bytes_in);
         let file = bytes as f64 / 1e6 / stats.elapsed_s.context("no elapsed_s in the stats")?;
-        mb_s.push(tcp);
-        file_mb_s.push(file);
-        ratios.push(tcp / file);
+        paired.push(tcp, file);
     }
-    let value = median(&mb_s);
-    let file = median(&file_mb_s);
-    let ratio = median(&ratios);
-    Ok(NetResult {
-        scenario: "tcp-ingest",
-        figure: "MB/s".into(),
-        value,
-        baseline: Some(file),
-        checked: ratio,
-        target: "≥ 0.9× file passthrough",
-        pass: ratio >= 0.9,
-        detail: serde_json::json!({
-            "mb_s": mb_s, "clients": 4, "file_passthrough_mb_s": file_mb_s, "ratios": ratios,
+    let value = median(&paired.engine);
+    Ok(paired.result(
+        ("tcp-ingest", "MB/s"),
+        (0.9, "≥ 0.9× file passthrough"),
+        serde_json::json!({
+            "mb_s": paired.engine, "clients": 4, "file_passthrough_mb_s": paired.baseline,
             "passthrough_json_mb_s": passthrough_mb_s,
             "over_passthrough_json": passthrough_mb_s.map(|p| value / p),
         }),
-    })
+    ))
 }
 
-/// A deployment: the source `source` (its `plugin` and `config` lines) → `separate` → json →
-/// empty pipeline → json → `blackhole`.
-fn ndjson_to_blackhole(source: &str) -> String {
-    format!(
-        r#"# Written by `cargo xtask bench`.
-[[connector]]
-id = "in"
-codec = "json"
-preprocessors = ["separate"]
-{source}
-
-[[connector]]
-id = "out"
-plugin = "blackhole"
-codec = "json"
-postprocessors = ["separate"]
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#
+/// A deployment: the source `plugin` (with its `config` line) → `separate` → json → empty
+/// pipeline → json → `separate` → `blackhole`.
+fn ndjson_to_blackhole(plugin: &str, config: &str) -> String {
+    deploy::passthrough(
+        HEADER,
+        &deploy::connector("in", plugin, &[JSON, SEPARATE.0, config]),
+        &deploy::connector("out", "blackhole", &[JSON, SEPARATE.1]),
+        "[]",
     )
 }
 
@@ -642,35 +642,19 @@ pub fn nats_ingest(bins: &Bins<'_>, data: &str, seconds: f64, runs: usize) -> Re
             .as_f64()
             .context("nats-bench watch printed no messages_s")
     };
-    let (mut engine_ms, mut raw_ms, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut paired = Paired::default();
     for i in 0..runs {
         eprintln!("nats-ingest run {}/{runs}", i + 1);
         let consumer = format!("engine{i}");
-        let deployment = format!(
-            r#"# Written by `cargo xtask bench`.
-[[connector]]
-id = "in"
-plugin = "nats"
-codec = "json"
-config = {{ servers = ["{addr}"], stream = "BENCH", consumer = "{consumer}", batch = {BATCH}, max_ack_pending = {MAX_ACK_PENDING} }}
-
-[[connector]]
-id = "out"
-plugin = "blackhole"
-codec = "json"
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#
+        let config = format!(
+            "config = {{ servers = [\"{addr}\"], stream = \"BENCH\", consumer = \"{consumer}\", \
+             batch = {BATCH}, max_ack_pending = {MAX_ACK_PENDING} }}"
+        );
+        let deployment = deploy::passthrough(
+            HEADER,
+            &deploy::connector("in", "nats", &[JSON, &config]),
+            &deploy::connector("out", "blackhole", &[JSON]),
+            "[]",
         );
         let engine = Engine::start(bins, "nats-ingest", &deployment)?;
         let e = watch(&consumer)?;
@@ -691,59 +675,28 @@ to = "out"
         let _ = drain.kill();
         let _ = drain.wait();
         let r = r?;
-        engine_ms.push(e);
-        raw_ms.push(r);
-        ratios.push(e / r);
+        paired.push(e, r);
     }
     drop(server);
-    let ratio = median(&ratios);
-    Ok(NetResult {
-        scenario: "nats-ingest",
-        figure: "messages/s".into(),
-        value: median(&engine_ms),
-        baseline: Some(median(&raw_ms)),
-        checked: ratio,
-        target: "≥ 0.8× raw consume-and-ack",
-        pass: ratio >= 0.8,
-        detail: serde_json::json!({
+    Ok(paired.result(
+        ("nats-ingest", "messages/s"),
+        (0.8, "≥ 0.8× raw consume-and-ack"),
+        serde_json::json!({
             "messages": n, "batch": BATCH, "max_ack_pending": MAX_ACK_PENDING,
-            "fill": filled, "engine_messages_s": engine_ms, "raw_messages_s": raw_ms,
-            "ratios": ratios,
+            "fill": filled, "engine_messages_s": paired.engine, "raw_messages_s": paired.baseline,
         }),
-    })
+    ))
 }
 
 /// `tcp-latency`: 1,000 events/s through tcp_server → pipeline → tcp_client.
 pub fn tcp_latency(bins: &Bins<'_>, seconds: f64) -> Result<NetResult> {
     let (p_in, p_out) = (free_port()?, free_port()?);
-    let deployment = format!(
-        r#"# Written by `cargo xtask bench`.
-[[connector]]
-id = "in"
-plugin = "tcp_server"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ url = "127.0.0.1:{p_in}" }}
-
-[[connector]]
-id = "out"
-plugin = "tcp_client"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ url = "127.0.0.1:{p_out}" }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#
+    let url = |port: u16| format!("config = {{ url = \"127.0.0.1:{port}\" }}");
+    let deployment = deploy::passthrough(
+        HEADER,
+        &deploy::connector("in", "tcp_server", &[JSON, SEPARATE.0, &url(p_in)]),
+        &deploy::connector("out", "tcp_client", &[JSON, SEPARATE.1, &url(p_out)]),
+        "[]",
     );
     // The probe listens first, so the engine's client finds it.
     let probe = Command::new(bins.net_load)

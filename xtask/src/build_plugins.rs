@@ -57,6 +57,19 @@ pub struct Args {
     pub test_plugins: bool,
 }
 
+impl Args {
+    /// Every plugin of the repository (or, with `test_plugins`, every test fixture plugin)
+    /// built in `profile` into its default folder.
+    pub fn all(profile: Profile, test_plugins: bool) -> Self {
+        Self {
+            profile,
+            only: Vec::new(),
+            out: None,
+            test_plugins,
+        }
+    }
+}
+
 /// One plugin crate.
 #[derive(Debug, Clone)]
 pub struct PluginCrate {

@@ -463,26 +463,21 @@ pub fn run(args: &Args) -> Result<()> {
         for layout in [Layout::Monolith, Layout::Plugins] {
             let target = layouts.join(format!("{layout_prefix}{}", layout.name()));
             let what = |s: &str| format!("{} {} {s}", profile.name(), layout.name());
-            if !scenarios.contains(&Scenario::Clean) {
-                let args = build_args(
-                    layout,
-                    profile,
-                    Scenario::Noop,
-                    &plugins,
-                    &args.connector,
-                    &args.codec,
-                );
-                runner.build(&what("warm-up"), &target, &args)?;
-            }
-            for &scenario in &scenarios {
-                let cargo_args = build_args(
+            let cargo_args_of = |scenario| {
+                build_args(
                     layout,
                     profile,
                     scenario,
                     &plugins,
                     &args.connector,
                     &args.codec,
-                );
+                )
+            };
+            if !scenarios.contains(&Scenario::Clean) {
+                runner.build(&what("warm-up"), &target, &cargo_args_of(Scenario::Noop))?;
+            }
+            for &scenario in &scenarios {
+                let cargo_args = cargo_args_of(scenario);
                 let mut runs_s = Vec::new();
                 match edited_file(scenario, &args.connector, &args.codec) {
                     None => {
@@ -518,14 +513,7 @@ pub fn run(args: &Args) -> Result<()> {
                         edit.restore()?;
                         drop(edit);
                         // Back to the unedited, fully built state for the next scenario.
-                        let everything = build_args(
-                            layout,
-                            profile,
-                            Scenario::Noop,
-                            &plugins,
-                            &args.connector,
-                            &args.codec,
-                        );
+                        let everything = cargo_args_of(Scenario::Noop);
                         runner.build(&what("restore"), &target, &everything)?;
                     }
                 }

@@ -32,6 +32,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     build_plugins::{self, PluginCrate, Profile, discover, groups, library_file},
     compare_compile_times::{Edit, median},
+    deploy,
     util::{cargo, project_root, target_dir},
 };
 
@@ -91,12 +92,7 @@ pub fn run(args: &Args) -> Result<()> {
         if generated { " (generated)" } else { "" }
     );
 
-    build_plugins::run(&build_plugins::Args {
-        profile: args.profile,
-        only: Vec::new(),
-        out: None,
-        test_plugins: false,
-    })?;
+    build_plugins::run(&build_plugins::Args::all(args.profile, false))?;
 
     let interrupted = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted))?;
@@ -190,64 +186,45 @@ fn default_deployment(p: &PluginCrate, crate_dir: &Path, dev_dir: &Path) -> Resu
 
 /// Ticks through codec `name` both ways (over loopback TCP, length-prefixed) into a file.
 fn codec_deployment(name: &str, port: u16) -> String {
+    let codec = format!("codec = \"{name}\"");
+    let url = format!("config = {{ url = \"127.0.0.1:{port}\" }}");
+    let out = format!("config = {{ path = \"target/dev/{name}.out\", mode = \"write\" }}");
     format!(
-        r#"# Written by `cargo xtask dev {name}`: metronome ticks are encoded with `{name}` (tcp_client),
-# decoded with `{name}` (tcp_server) and written as JSON lines to target/dev/{name}.out.
-[[connector]]
-id = "tick"
-plugin = "metronome"
-config = {{ interval_ms = 5 }}
-
-[[pipeline]]
-id = "to-codec"
-operators = []
-
-[[connector]]
-id = "encode"
-plugin = "tcp_client"
-codec = "{name}"
-postprocessors = ["length-prefixed"]
-config = {{ url = "127.0.0.1:{port}" }}
-
-[[connector]]
-id = "decode"
-plugin = "tcp_server"
-codec = "{name}"
-preprocessors = ["length-prefixed"]
-config = {{ url = "127.0.0.1:{port}" }}
-
-[[pipeline]]
-id = "from-codec"
-operators = []
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "target/dev/{name}.out", mode = "write" }}
-
-[[connect]]
-from = "tick"
-to = "to-codec"
-
-[[connect]]
-from = "to-codec"
-to = "encode"
-
-[[connect]]
-from = "decode"
-to = "from-codec"
-
-[[connect]]
-from = "from-codec"
-to = "out"
-
-[[connect]]
-from = "from-codec/err"
-to = "out"
-"#
-    )
+        "# Written by `cargo xtask dev {name}`: metronome ticks are encoded with `{name}` \
+         (tcp_client),\n# decoded with `{name}` (tcp_server) and written as JSON lines to \
+         target/dev/{name}.out.\n"
+    ) + &[
+        deploy::connector("tick", "metronome", &["config = { interval_ms = 5 }"]),
+        deploy::pipeline("to-codec", "[]"),
+        deploy::connector(
+            "encode",
+            "tcp_client",
+            &[&codec, r#"postprocessors = ["length-prefixed"]"#, &url],
+        ),
+        deploy::connector(
+            "decode",
+            "tcp_server",
+            &[&codec, r#"preprocessors = ["length-prefixed"]"#, &url],
+        ),
+        deploy::pipeline("from-codec", "[]"),
+        deploy::connector(
+            "out",
+            "file",
+            &[
+                r#"codec = "json""#,
+                r#"postprocessors = ["separate"]"#,
+                &out,
+            ],
+        ),
+        deploy::connect(&[
+            ("tick", "to-codec"),
+            ("to-codec", "encode"),
+            ("decode", "from-codec"),
+            ("from-codec", "out"),
+            ("from-codec/err", "out"),
+        ]),
+    ]
+    .concat()
 }
 
 /// The `temblor` binary built in `profile`.

@@ -5,6 +5,7 @@ mod bench_net;
 mod build_plugins;
 mod chart;
 mod compare_compile_times;
+mod deploy;
 mod dev;
 mod fuzz;
 mod hakari;

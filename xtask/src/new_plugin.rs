@@ -491,10 +491,8 @@ fn build(root: &Path, c: &NewCrate) -> Result<()> {
     run_cmd(cargo_in(root).args(["build", "-p", &c.package]))?;
     if same_dir(root, &project_root()) {
         build_plugins::run(&build_plugins::Args {
-            profile: Profile::Dev,
             only: vec![c.name.clone()],
-            out: None,
-            test_plugins: false,
+            ..build_plugins::Args::all(Profile::Dev, false)
         })?;
     } else {
         // Another copy of the workspace: its own xtask knows its own paths.

@@ -22,12 +22,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    build_plugins::run(&build_plugins::Args {
-        profile: args.profile,
-        only: Vec::new(),
-        out: None,
-        test_plugins: false,
-    })?;
+    build_plugins::run(&build_plugins::Args::all(args.profile, false))?;
     let root = project_root();
     let deployment = args
         .deployment

@@ -186,12 +186,7 @@ pub fn run(args: &Args) -> Result<()> {
         ]))?;
     }
     for test_plugins in [false, true] {
-        build_plugins::run(&build_plugins::Args {
-            profile: Profile::Dev,
-            only: Vec::new(),
-            out: None,
-            test_plugins,
-        })?;
+        build_plugins::run(&build_plugins::Args::all(Profile::Dev, test_plugins))?;
     }
     run_cmd(cargo().args(["test", "--workspace"]))?;
     run_cmd(cargo().args(["test", "-p", "temblor", "--features", "monolith"]))?;

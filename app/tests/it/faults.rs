@@ -4,7 +4,7 @@
 use std::{
     fs::Permissions,
     os::unix::{fs::PermissionsExt as _, process::ExitStatusExt as _},
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
 };
 
@@ -14,7 +14,8 @@ use temblor_shim::Value;
 use crate::{
     loading::temblor_only,
     support::{
-        Connector, Deployment, file_to_file, output, plugin_dir, stat_at, temblor, temp_dir,
+        Connector, Deployment, TempDir, file_to_file, output, plugin_dir, stat_at, temblor,
+        temp_dir,
     },
 };
 
@@ -39,25 +40,37 @@ fn faulty_to_faulty(side: &str, fail_new: &str, out: &Path) -> Deployment {
     }
 }
 
+/// Runs [`faulty_to_faulty`] with `fail_new` on `side` (in a folder `test-side`), which must
+/// stop at the start: exit 2, not by a signal (SIGABRT is 6), with no deployment started and
+/// nothing written. The deployment file and the log.
+fn fails_to_start(test: &str, side: &str, fail_new: &str) -> (TempDir, PathBuf, String) {
+    let dir = temp_dir(&format!("{test}-{side}"));
+    let out = dir.join("out.txt");
+    let deploy = faulty_to_faulty(side, fail_new, &out).write(&dir);
+    let (status, _, stderr) = output(temblor_with_fixtures().arg("run").arg(&deploy));
+    assert_eq!(
+        status.status.signal(),
+        None,
+        "killed by a signal (SIGABRT is 6): {stderr}"
+    );
+    assert_eq!(status.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("deployment started"), "{stderr}");
+    assert!(
+        std::fs::read_to_string(&out).unwrap_or_default().is_empty(),
+        "nothing ran"
+    );
+    (dir, deploy, stderr)
+}
+
 #[test]
 fn a_constructor_error_stops_the_start_naming_the_connector_and_the_plugin() {
     for (side, what) in [("in", "source"), ("out", "sink")] {
-        let dir = temp_dir(&format!("ctor-error-{side}"));
-        let out = dir.join("out.txt");
-        let deploy = faulty_to_faulty(side, "error", &out).write(&dir);
-        let (status, _, stderr) = output(temblor_with_fixtures().arg("run").arg(&deploy));
-        assert_eq!(status.status.signal(), None, "{stderr}");
-        assert_eq!(status.status.code(), Some(2), "{stderr}");
+        let (_dir, deploy, stderr) = fails_to_start("ctor-error", side, "error");
         assert!(
             stderr.contains(&format!(
                 "error: {what} '{side}' (plugin 'faulty'): error: '{side}': fail_new = \"error\": the constructor fails on purpose"
             )),
             "{stderr}"
-        );
-        assert!(!stderr.contains("deployment started"), "{stderr}");
-        assert!(
-            std::fs::read_to_string(&out).unwrap_or_default().is_empty(),
-            "nothing ran"
         );
         // `validate` checks names, links and ports; it builds nothing, so it cannot see this.
         let (status, stdout, stderr) = output(temblor_with_fixtures().arg("validate").arg(&deploy));
@@ -71,16 +84,7 @@ fn a_constructor_error_stops_the_start_naming_the_connector_and_the_plugin() {
 #[test]
 fn a_constructor_panic_is_caught_reported_and_logged_without_an_abort() {
     for (side, what) in [("in", "source"), ("out", "sink")] {
-        let dir = temp_dir(&format!("ctor-panic-{side}"));
-        let out = dir.join("out.txt");
-        let deploy = faulty_to_faulty(side, "panic", &out).write(&dir);
-        let (status, _, stderr) = output(temblor_with_fixtures().arg("run").arg(&deploy));
-        assert_eq!(
-            status.status.signal(),
-            None,
-            "killed by a signal (SIGABRT is 6): {stderr}"
-        );
-        assert_eq!(status.status.code(), Some(2), "{stderr}");
+        let (_dir, _, stderr) = fails_to_start("ctor-panic", side, "panic");
         let message = format!("'{side}': fail_new = \"panic\": the constructor panics on purpose");
         assert!(
             stderr.contains(&format!(
@@ -95,11 +99,6 @@ fn a_constructor_panic_is_caught_reported_and_logged_without_an_abort() {
                 && l.contains(&message)
                 && l.contains("plugin=\"faulty\"")),
             "{stderr}"
-        );
-        assert!(!stderr.contains("deployment started"), "{stderr}");
-        assert!(
-            std::fs::read_to_string(&out).unwrap_or_default().is_empty(),
-            "nothing ran"
         );
     }
 }

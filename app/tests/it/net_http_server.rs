@@ -7,57 +7,44 @@ use std::{
     collections::{HashMap, HashSet},
     io::{Read as _, Write as _},
     net::TcpStream,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Output},
     time::{Duration, Instant},
 };
 
-use crate::support::{Engine as Running, deployment, temblor, temp_dir, tls_files};
+use crate::support::{
+    Connector, Deployment, Engine as Running, Pipeline, TempDir, lines, server_tls, temblor,
+    temp_dir, tls_files,
+};
 
-/// `url` on a free loopback port.
-const LOOPBACK: &str = "url = \"127.0.0.1:0\"";
-
-/// An `http_server` connector `id` (JSON, one event per line of a body) with `config` (the
-/// inside of its table).
-fn server(id: &str, config: &str) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "{id}"
-plugin = "http_server"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ {config} }}
-
-[[connect]]
-from = "{id}"
-to = "main"
-"#
-    )
+/// An `http_server` connector `id` (JSON, one event per line of a body) on a free loopback
+/// port.
+fn server(id: &str) -> Connector {
+    Connector::new(id, "http_server")
+        .codec("json")
+        .pre("separate")
+        .set("url", "127.0.0.1:0")
 }
 
-/// The servers' tables, a pipeline and a file sink writing JSON lines to `out`.
-fn servers_to_file(servers: &[String], out: &Path) -> String {
-    format!(
-        r#"{}
-[[pipeline]]
-id = "main"
-operators = []
+/// The servers, into a pipeline and a file sink writing JSON lines to `out`.
+fn servers_to_file(servers: Vec<Connector>, out: &Path) -> Deployment {
+    servers
+        .into_iter()
+        .fold(Deployment::new(), |deploy, server| {
+            deploy.source(server, "main")
+        })
+        .pipeline(Pipeline::new("main"))
+        .connector(Connector::file_write("out", out))
+        .connect("main", "out")
+}
 
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-        servers.concat(),
-        out.display()
-    )
+/// A test's folder `test`, its output file and an engine running `servers` into it.
+fn start(test: &str, servers: Vec<Connector>) -> (TempDir, PathBuf, Engine) {
+    let dir = temp_dir(test);
+    let out = dir.join("out.json");
+    let n = servers.len();
+    let engine = Engine::start(&dir, &servers_to_file(servers, &out), n);
+    (dir, out, engine)
 }
 
 /// A running engine: stopped with SIGTERM by `stop`, killed when dropped otherwise.
@@ -68,9 +55,9 @@ struct Engine {
 }
 
 impl Engine {
-    /// Runs `text` and waits until `servers` servers listen.
-    fn start(dir: &Path, text: &str, servers: usize) -> Self {
-        let running = Running::spawn(temblor().arg("run").arg(deployment(dir, text)));
+    /// Runs `deploy` and waits until `servers` servers listen.
+    fn start(dir: &Path, deploy: &Deployment, servers: usize) -> Self {
+        let running = Running::spawn(temblor().arg("run").arg(deploy.write(dir)));
         let addrs = (0..servers)
             .map(|_| running.listening_id("http server listening"))
             .collect();
@@ -102,10 +89,15 @@ impl Engine {
 /// What curl printed per request: `<status> <new connections> <HTTP version>`.
 const FORMAT: &str = "%{http_code} %{num_connects} %{http_version}\\n";
 
-/// `curl -s -o /dev/null -w FORMAT <args>` (add `--next` groups with [`next`]).
+/// What starts another request of the same curl: `--next` and the options of [`curl`]'s
+/// first (curl forgets them at a `--next`).
+const NEXT: [&str; 6] = ["--next", "-sS", "-o", "/dev/null", "-w", FORMAT];
+
+/// `curl -s -o /dev/null -w FORMAT <args>` (add requests with [`NEXT`]).
 fn curl(args: &[&str]) -> Output {
     Command::new("curl")
-        .args(["-sS", "--max-time", "30", "-o", "/dev/null", "-w", FORMAT])
+        .args(["-sS", "--max-time", "30"])
+        .args(&NEXT[2..])
         .args(args)
         .output()
         .unwrap()
@@ -123,14 +115,6 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The lines of `path`, sorted, after checking that none is there twice.
 fn once_each(path: &Path) -> Vec<String> {
     let mut got = lines(path);
@@ -142,29 +126,14 @@ fn once_each(path: &Path) -> Vec<String> {
 
 #[test]
 fn curl_http1_keep_alive_chunked_expect_continue_and_max_body() {
-    let dir = temp_dir("net-http-h1");
-    let out = dir.join("out.json");
-    let text = servers_to_file(
-        &[server("in", &format!("{LOOPBACK}, max_body = 1024"))],
-        &out,
-    );
-    let engine = Engine::start(&dir, &text, 1);
+    let (_dir, out, engine) = start("net-http-h1", vec![server("in").set("max_body", 1024)]);
     let url = engine.url("in", "http");
 
     // Three requests, one connection: `--next` starts each with its own body.
     let mut args = vec!["-d", "{\"n\":1}", &url];
     for body in ["{\"n\":2}", "{\"n\":3}"] {
-        args.extend([
-            "--next",
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            FORMAT,
-            "-d",
-            body,
-            &url,
-        ]);
+        args.extend(NEXT);
+        args.extend(["-d", body, &url]);
     }
     let keep_alive = curl(&args);
     assert_eq!(
@@ -230,13 +199,14 @@ fn curl_http2_with_prior_knowledge_and_over_tls_with_alpn() {
     let dir = temp_dir("net-http-h2-tls");
     let out = dir.join("out.json");
     let (ca, cert, key) = tls_files(&dir);
-    let tls = format!(
-        "{LOOPBACK}, tls = {{ cert = \"{}\", key = \"{}\" }}",
-        cert.display(),
-        key.display()
+    let deploy = servers_to_file(
+        vec![
+            server("plain"),
+            server("secure").set("tls", server_tls(&cert, &key)),
+        ],
+        &out,
     );
-    let text = servers_to_file(&[server("plain", LOOPBACK), server("secure", &tls)], &out);
-    let engine = Engine::start(&dir, &text, 2);
+    let engine = Engine::start(&dir, &deploy, 2);
     assert!(
         engine
             .log()
@@ -263,17 +233,8 @@ fn curl_http2_with_prior_knowledge_and_over_tls_with_alpn() {
     let ca = ca.display().to_string();
     let tls_args = ["--cacert", &ca, "--resolve", &resolve];
     let mut args = tls_args.to_vec();
-    args.extend([
-        "-d",
-        "{\"h2\":1}",
-        &url,
-        "--next",
-        "-sS",
-        "-o",
-        "/dev/null",
-        "-w",
-        FORMAT,
-    ]);
+    args.extend(["-d", "{\"h2\":1}", &url]);
+    args.extend(NEXT);
     args.extend(tls_args);
     args.extend(["-d", "{\"h2\":2}", &url]);
     let h2 = curl(&args);
@@ -301,13 +262,10 @@ fn curl_http2_with_prior_knowledge_and_over_tls_with_alpn() {
 
 #[test]
 fn one_connection_over_max_connections_is_answered_503() {
-    let dir = temp_dir("net-http-max-connections");
-    let out = dir.join("out.json");
-    let text = servers_to_file(
-        &[server("in", &format!("{LOOPBACK}, max_connections = 2"))],
-        &out,
+    let (dir, out, engine) = start(
+        "net-http-max-connections",
+        vec![server("in").set("max_connections", 2)],
     );
-    let engine = Engine::start(&dir, &text, 1);
     let url = engine.url("in", "http");
     // Two idle connections hold both slots (accepted in the order they connected).
     let holders: Vec<TcpStream> = (0..2)
@@ -373,10 +331,7 @@ end
 
 #[test]
 fn wrk_posts_lines_every_request_is_answered_202_and_every_event_arrives_once() {
-    let dir = temp_dir("net-http-wrk");
-    let out = dir.join("out.json");
-    let text = servers_to_file(&[server("in", LOOPBACK)], &out);
-    let engine = Engine::start(&dir, &text, 1);
+    let (dir, out, engine) = start("net-http-wrk", vec![server("in")]);
     let script = dir.join("post.lua");
     std::fs::write(&script, WRK_SCRIPT).unwrap();
     let wrk = Command::new("wrk")
@@ -444,16 +399,10 @@ fn read_head(stream: &mut TcpStream) -> String {
 #[test]
 fn ten_thousand_keep_alive_connections_at_once_with_small_memory_and_no_thread_each() {
     const N: usize = 10_000;
-    let dir = temp_dir("net-http-10k");
-    let out = dir.join("out.json");
-    let text = servers_to_file(
-        &[server(
-            "in",
-            &format!("{LOOPBACK}, max_connections = 20000"),
-        )],
-        &out,
+    let (_dir, out, engine) = start(
+        "net-http-10k",
+        vec![server("in").set("max_connections", 20000)],
     );
-    let engine = Engine::start(&dir, &text, 1);
     let addr = engine.addrs["in"].clone();
     let post = |stream: &mut TcpStream, body: &str| {
         let request = format!(
@@ -510,26 +459,18 @@ fn https_without_tls_and_a_bad_certificate_stop_the_start_naming_connector_and_f
     let out = dir.join("out.json");
     let garbage = dir.join("garbage.pem");
     std::fs::write(&garbage, "not a certificate\n").unwrap();
-    for (config, needle) in [
+    for (connector, needle) in [
         (
-            "url = \"https://127.0.0.1:0\"".to_owned(),
+            server("in").set("url", "https://127.0.0.1:0"),
             "'in' (plugin 'http_server'): invalid config: `url` \"https://127.0.0.1:0\" is https:// but there is no `tls` table",
         ),
         (
-            format!(
-                "{LOOPBACK}, tls = {{ cert = \"{}\", key = \"{}\" }}",
-                garbage.display(),
-                garbage.display()
-            ),
+            server("in").set("tls", server_tls(&garbage, &garbage)),
             "'in' (plugin 'http_server'): invalid config: `tls.cert`",
         ),
     ] {
-        let text = servers_to_file(&[server("in", &config)], &out);
-        let run = temblor()
-            .arg("run")
-            .arg(deployment(&dir, &text))
-            .output()
-            .unwrap();
+        let deploy = servers_to_file(vec![connector], &out).write(&dir);
+        let run = temblor().arg("run").arg(deploy).output().unwrap();
         let log = String::from_utf8_lossy(&run.stderr);
         assert!(!run.status.success(), "{log}");
         assert!(log.contains(needle), "{needle}: {log}");

@@ -6,146 +6,53 @@
 //! threads tell how many runtimes run: one per network plugin library when plugins are
 //! loaded from files (each cdylib has its own copy of tokio), one in the monolith.
 
-use std::{
-    io::Write as _,
-    net::TcpStream,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{io::Write as _, net::TcpStream, path::Path, process::Command, time::Duration};
 
-use crate::support::{Signal, free_port, signal, temblor, temp_dir};
+use crate::support::{Connector, Deployment, Engine, free_port, lines, temblor, temp_dir};
 
 /// tcp_server on `tcp` and http_server on `http`, both into out.txt, one event a line.
-fn two_servers(tcp: u16, http: u16, out: &Path) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "tcp"
-plugin = "tcp_server"
-codec = "string"
-preprocessors = ["separate"]
-config = {{ url = "127.0.0.1:{tcp}" }}
-
-[[connector]]
-id = "http"
-plugin = "http_server"
-codec = "string"
-config = {{ url = "127.0.0.1:{http}" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "string"
-postprocessors = ["separate"]
-config = {{ path = "{out}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "tcp"
-to = "main"
-
-[[connect]]
-from = "http"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-        out = out.display()
+fn two_servers(tcp: u16, http: u16, out: &Path) -> Deployment {
+    Deployment::passthrough(
+        Connector::new("tcp", "tcp_server")
+            .codec("string")
+            .pre("separate")
+            .set("url", format!("127.0.0.1:{tcp}")),
+        Connector::file_write("out", out).codec("string"),
+    )
+    .source(
+        Connector::new("http", "http_server")
+            .codec("string")
+            .set("url", format!("127.0.0.1:{http}")),
+        "main",
     )
 }
 
-/// An engine whose log goes to a file (a pipe nobody reads would fill up and stall it).
-struct Engine {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Engine {
-    fn start(mut cmd: Command, dir: &Path, deployment: &str) -> Self {
-        let file = dir.join("deploy.toml");
-        std::fs::write(&file, deployment).unwrap();
-        let log = dir.join("log.txt");
-        let child = cmd
-            .env("TEMBLOR_NET_THREADS", "1")
-            .arg("run")
-            .arg(&file)
-            .args(extra_args(dir))
-            .stderr(std::fs::File::create(&log).unwrap())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self {
-            child: Some(child),
-            log,
-        }
+/// Runs `cmd` (`temblor`, with its plugin folder) on the two servers in `dir`, with one worker
+/// thread per runtime and, for the plugin layout (reloads), `--control dir/control.sock`; once
+/// both listen.
+fn start(mut cmd: Command, dir: &Path, tcp: u16, http: u16) -> Engine {
+    let out = dir.join("out.txt");
+    cmd.env("TEMBLOR_NET_THREADS", "1")
+        .arg("run")
+        .arg(two_servers(tcp, http, &out).write(dir));
+    if !cfg!(feature = "monolith") {
+        cmd.arg("--control").arg(dir.join("control.sock"));
     }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM; the exit status and the log.
-    fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let mut child = self.child.take().unwrap();
-        signal(child.id(), Signal::SIGTERM);
-        let status = child.wait().unwrap();
-        (status, self.log())
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// `--control dir/control.sock` for the plugin layout (reloads), nothing in the monolith.
-fn extra_args(dir: &Path) -> Vec<String> {
-    if cfg!(feature = "monolith") {
-        Vec::new()
-    } else {
-        vec![
-            "--control".into(),
-            dir.join("control.sock").display().to_string(),
-        ]
-    }
+    let engine = Engine::spawn(&mut cmd);
+    wait_until("both servers listen", || listening(tcp) && listening(http));
+    engine
 }
 
 /// Waits (20 s at most) until `what` holds.
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !f() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "timed out: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    assert!(
+        crate::support::wait_until(Duration::from_secs(20), f),
+        "timed out: {what}"
+    );
 }
 
 fn listening(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
-}
-
-fn lines(out: &Path) -> Vec<String> {
-    std::fs::read_to_string(out)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// The names of the process's threads.
@@ -217,8 +124,7 @@ fn two_network_plugins_run_side_by_side_each_on_its_own_runtime() {
     let dir = temp_dir("net-side-by-side");
     let out = dir.join("out.txt");
     let (tcp, http) = (free_port(), free_port());
-    let engine = Engine::start(temblor(), &dir, &two_servers(tcp, http, &out));
-    wait_until("both servers listen", || listening(tcp) && listening(http));
+    let engine = start(temblor(), &dir, tcp, http);
     send_line(tcp, "over tcp");
     post(http, "over http");
     wait_until("both events written", || lines(&out).len() == 2);
@@ -234,17 +140,14 @@ fn two_network_plugins_run_side_by_side_each_on_its_own_runtime() {
         "runtime threads: {:?}",
         thread_names(engine.pid())
     );
-    let (status, log) = engine.stop();
-    assert!(status.success(), "{log}");
+    engine.stop();
 }
 
 #[test]
 fn an_idle_engine_with_network_sources_open_does_not_poll() {
     let dir = temp_dir("net-idle");
-    let out = dir.join("out.txt");
     let (tcp, http) = (free_port(), free_port());
-    let engine = Engine::start(temblor(), &dir, &two_servers(tcp, http, &out));
-    wait_until("both servers listen", || listening(tcp) && listening(http));
+    let engine = start(temblor(), &dir, tcp, http);
     // A client connected and silent: its connection's task is idle too.
     let _quiet = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -268,15 +171,16 @@ fn an_idle_engine_with_network_sources_open_does_not_poll() {
         woke < 10,
         "the idle engine's threads woke {woke} times in 2 s: something polls"
     );
-    let (status, log) = engine.stop();
-    assert!(status.success(), "{log}");
+    engine.stop();
 }
 
 #[cfg(not(feature = "monolith"))]
 mod reloads {
     use super::*;
     use crate::reload::{private_plugins, temblor_in};
+    use crate::support::TempDir;
     use std::io::Read as _;
+    use std::path::PathBuf;
 
     fn reload(dir: &Path, plugins: &Path, name: &str) {
         let out = temblor_in(dir, plugins)
@@ -291,18 +195,20 @@ mod reloads {
         );
     }
 
+    /// The two servers on the test's own copy of the plugins (a reload replaces files): the
+    /// folder `test`, the plugins, the output file, the tcp server's port and the engine.
+    fn start_private(test: &str) -> (TempDir, PathBuf, PathBuf, u16, Engine) {
+        let dir = temp_dir(test);
+        let plugins = private_plugins(&dir);
+        let (tcp, http) = (free_port(), free_port());
+        let engine = start(temblor_in(&dir, &plugins), &dir, tcp, http);
+        let out = dir.join("out.txt");
+        (dir, plugins, out, tcp, engine)
+    }
+
     #[test]
     fn a_hundred_reloads_of_a_network_plugin_leave_no_thread_and_no_listener_behind() {
-        let dir = temp_dir("net-reloads");
-        let plugins = private_plugins(&dir);
-        let out = dir.join("out.txt");
-        let (tcp, http) = (free_port(), free_port());
-        let engine = Engine::start(
-            temblor_in(&dir, &plugins),
-            &dir,
-            &two_servers(tcp, http, &out),
-        );
-        wait_until("both servers listen", || listening(tcp) && listening(http));
+        let (dir, plugins, out, tcp, engine) = start_private("net-reloads");
         send_line(tcp, "0");
         wait_until("the first line", || lines(&out).len() == 1);
         let pid = engine.pid();
@@ -321,22 +227,12 @@ mod reloads {
         wait_until("old runtimes joined", || thread_names(pid).len() == threads);
         assert_eq!(net_threads(pid), 2, "{:?}", thread_names(pid));
         assert_eq!(listeners_on(pid, tcp), 1, "one listener on the tcp port");
-        let (status, log) = engine.stop();
-        assert!(status.success(), "{log}");
+        engine.stop();
     }
 
     #[test]
     fn a_plugin_reloaded_with_open_connections_closes_them_cleanly() {
-        let dir = temp_dir("net-unload-open");
-        let plugins = private_plugins(&dir);
-        let out = dir.join("out.txt");
-        let (tcp, http) = (free_port(), free_port());
-        let engine = Engine::start(
-            temblor_in(&dir, &plugins),
-            &dir,
-            &two_servers(tcp, http, &out),
-        );
-        wait_until("both servers listen", || listening(tcp) && listening(http));
+        let (dir, plugins, out, tcp, engine) = start_private("net-unload-open");
         let mut clients: Vec<TcpStream> = (0..3)
             .map(|i| {
                 let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
@@ -359,7 +255,6 @@ mod reloads {
         let mut got = lines(&out);
         got.sort();
         assert_eq!(got, ["after", "client 0", "client 1", "client 2"]);
-        let (status, log) = engine.stop();
-        assert!(status.success(), "{log}");
+        engine.stop();
     }
 }

@@ -17,98 +17,28 @@ use std::{
     net::{SocketAddr, TcpStream, UdpSocket},
     path::Path,
     process::{Child, Command, ExitStatus, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use codec_json::decode_slice;
+use temblor_harness::process::Spawned;
 use temblor_shim::Value;
 
-use crate::support::{Engine, deployment, free_port, temp_dir, tls_files, wait_exit};
-
-/// A child process, killed and reaped when dropped.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The lines of `path` (none when it does not exist yet).
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Waits (30 s at most) until `path` holds at least `n` lines; its lines.
-fn wait_lines(path: &Path, n: usize, engine: &Engine) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = lines(path);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} holds {} of {n} lines after 30 s: {got:?}\n{}",
-            path.display(),
-            got.len(),
-            engine.log()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn event(line: &str) -> Value {
-    decode_slice(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
-}
-
-/// `tls = { cert, key }` as TOML.
-fn server_tls(cert: &Path, key: &Path) -> String {
-    format!(
-        r#"{{ cert = "{}", key = "{}" }}"#,
-        cert.display(),
-        key.display()
-    )
-}
+use crate::support::{
+    Connector, Deployment, Engine, Pipeline, config, event, free_port, lines, meta_into_event,
+    server_tls, temp_dir, tls_files, wait_exit, wait_until,
+};
 
 /// `in` (tcp_server on `url` with `tls`, JSON lines) → `main` (each event gets `peer` and
 /// `stream` from its meta) → `out` (a JSON file).
-fn tls_server_to_file(url: &str, tls: &str, out: &Path) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "tcp_server"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ url = "{url}", tls = {tls} }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-operators = [{{ set = {{ "event.peer" = 'meta.peer', "event.stream" = 'meta.stream' }} }}]
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-        out.display()
+fn tls_server_to_file(url: &str, tls: Value, out: &Path) -> Deployment {
+    Deployment::pipe(
+        Connector::new("in", "tcp_server")
+            .codec("json")
+            .pre("separate")
+            .set("url", url)
+            .set("tls", tls),
+        Pipeline::new("main").op(&meta_into_event(&["peer", "stream"])),
+        Connector::file_write("out", out),
     )
 }
 
@@ -126,16 +56,26 @@ fn s_client(addr: SocketAddr, ca: &Path) -> Child {
         .expect("start openssl (is it installed?)")
 }
 
+/// Waits (30 s at most) for `s_client` to exit: its status and what it said on stderr.
+fn exit_and_stderr(mut s_client: Child) -> (ExitStatus, String) {
+    let status = wait_exit(&mut s_client, Duration::from_secs(30)).expect("s_client exits");
+    let mut said = String::new();
+    s_client
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    (status, said)
+}
+
 #[test]
 fn tcp_server_with_tls_takes_lines_from_openssl_s_client() {
     const LINES: u64 = 200;
     let dir = temp_dir("net-tcp-tls-server");
     let (ca, cert, key) = tls_files(&dir);
     let out = dir.join("out.json");
-    let deploy = deployment(
-        &dir,
-        &tls_server_to_file("127.0.0.1:0", &server_tls(&cert, &key), &out),
-    );
+    let deploy = tls_server_to_file("127.0.0.1:0", server_tls(&cert, &key), &out).write(&dir);
     let engine = Engine::start(&deploy);
     let addr = engine.listening("tcp server listening");
 
@@ -147,14 +87,7 @@ fn tcp_server_with_tls_takes_lines_from_openssl_s_client() {
     // It may have given up (and closed its stdin) before the line is written: a broken pipe
     // then is the refusal this part expects, and the status below says so.
     let _ = untrusting.stdin.take().unwrap().write_all(b"{\"n\":-1}\n");
-    let status = wait_exit(&mut untrusting, Duration::from_secs(30)).expect("s_client exits");
-    let mut complaint = String::new();
-    untrusting
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut complaint)
-        .unwrap();
+    let (status, complaint) = exit_and_stderr(untrusting);
     assert!(!status.success(), "an unknown CA is refused: {complaint}");
     assert!(complaint.contains("verify"), "{complaint}");
 
@@ -176,19 +109,12 @@ fn tcp_server_with_tls_takes_lines_from_openssl_s_client() {
             .unwrap();
     }
     drop(stdin);
-    let status = wait_exit(&mut client, Duration::from_secs(30)).expect("s_client exits");
-    let mut said = String::new();
-    client
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut said)
-        .unwrap();
+    let (status, said) = exit_and_stderr(client);
     assert!(
         status.success(),
         "s_client verified the server and sent: {said}"
     );
-    wait_lines(&out, LINES as usize, &engine);
+    engine.wait_lines(&out, LINES as usize);
     let log = engine.stop();
 
     let got = lines(&out);
@@ -220,47 +146,29 @@ fn tcp_server_with_tls_takes_lines_from_openssl_s_client() {
     assert!(log.contains("TLS handshake failed"), "{log}");
 }
 
+/// A `tcp_client` `id` to `url` with `tls`, sending lines, retrying its connection.
+fn tls_client(id: &str, url: &str, tls: Value) -> Connector {
+    Connector::new(id, "tcp_client")
+        .codec("string")
+        .post("separate")
+        .set("url", url)
+        .set("backoff_ms", 50)
+        .set("max_backoff_ms", 500)
+        .set("max_retries", 40)
+        .set("tls", tls)
+}
+
 /// `in` (a file of lines) → `main` → `out` (tcp_client to `url` with `tls`).
-fn file_to_tls_client(input: &Path, url: &str, tls: &str) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "string"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-[[connector]]
-id = "out"
-plugin = "tcp_client"
-codec = "string"
-postprocessors = ["separate"]
-config = {{ url = "{url}", backoff_ms = 50, max_backoff_ms = 500, max_retries = 40, tls = {tls} }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-        input.display()
+fn file_to_tls_client(input: &Path, url: &str, tls: Value) -> Deployment {
+    Deployment::passthrough(
+        Connector::file_read("in", "string", input),
+        tls_client("out", url, tls),
     )
 }
 
-/// Waits (30 s at most) until something accepts TCP connections on `port`.
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        thread::sleep(Duration::from_millis(20));
-    }
+/// `tls = { ca }`.
+fn client_tls(ca: &Path) -> Value {
+    config(&[("ca", temblor_harness::path_value(ca))])
 }
 
 #[test]
@@ -271,7 +179,7 @@ fn tcp_client_with_tls_ca_writes_to_openssl_s_server() {
     let received = dir.join("received.txt");
     // stdin stays open (and unread: `-quiet` ignores its end); what clients send goes to
     // stdout, one connection after the other.
-    let mut server = Peer(
+    let mut server = Spawned::spawn(
         Command::new("openssl")
             .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
             .arg(&cert)
@@ -280,11 +188,14 @@ fn tcp_client_with_tls_ca_writes_to_openssl_s_server() {
             .arg("-quiet")
             .stdin(Stdio::piped())
             .stdout(std::fs::File::create(&received).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start openssl (is it installed?)"),
+            .stderr(Stdio::null()),
     );
-    wait_listening(port);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }),
+        "nothing listens on {port}"
+    );
     let input = dir.join("in.txt");
     let sent: Vec<String> = (0..500).map(|n| format!("line {n} to s_server")).collect();
     std::fs::write(
@@ -293,19 +204,15 @@ fn tcp_client_with_tls_ca_writes_to_openssl_s_server() {
     )
     .unwrap();
     // The server's certificate is for 127.0.0.1, the host of `url`.
-    let tls = format!(r#"{{ ca = "{}" }}"#, ca.display());
-    let deploy = deployment(
-        &dir,
-        &file_to_tls_client(&input, &format!("127.0.0.1:{port}"), &tls),
-    );
+    let deploy =
+        file_to_tls_client(&input, &format!("127.0.0.1:{port}"), client_tls(&ca)).write(&dir);
     let mut engine = Engine::start(&deploy);
     // The file source ends: the engine drains, the client closes, and it exits.
     let status = engine.wait();
     assert!(status.success(), "{status}: {}", engine.log());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while lines(&received).len() < sent.len() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(Duration::from_secs(30), || {
+        lines(&received).len() >= sent.len()
+    });
     assert_eq!(lines(&received), sent, "{}", engine.log());
     assert!(
         server.0.try_wait().unwrap().is_none(),
@@ -328,68 +235,33 @@ fn tcp_client_with_tls_to_the_engine_s_own_tls_server() {
     )
     .unwrap();
     // file → tcp_client (TLS, checking the name `localhost`) → tcp_server (TLS) → file.
-    let text = format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "string"
-preprocessors = ["separate"]
-config = {{ path = "{input}", mode = "read" }}
-
-[[connector]]
-id = "send"
-plugin = "tcp_client"
-codec = "string"
-postprocessors = ["separate"]
-config = {{ url = "127.0.0.1:{port}", backoff_ms = 50, max_backoff_ms = 500, max_retries = 40, tls = {{ ca = "{ca}", server_name = "localhost" }} }}
-
-[[connector]]
-id = "receive"
-plugin = "tcp_server"
-codec = "string"
-preprocessors = ["separate"]
-config = {{ url = "127.0.0.1:{port}", tls = {tls} }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "string"
-postprocessors = ["separate"]
-config = {{ path = "{out}", mode = "write" }}
-
-[[pipeline]]
-id = "outbound"
-operators = []
-
-[[pipeline]]
-id = "inbound"
-operators = []
-
-[[connect]]
-from = "in"
-to = "outbound"
-
-[[connect]]
-from = "outbound"
-to = "send"
-
-[[connect]]
-from = "receive"
-to = "inbound"
-
-[[connect]]
-from = "inbound"
-to = "out"
-"#,
-        input = input.display(),
-        ca = ca.display(),
-        tls = server_tls(&cert, &key),
-        out = out.display()
-    );
-    let engine = Engine::start(&deployment(&dir, &text));
+    let url = format!("127.0.0.1:{port}");
+    let deploy = Deployment::new()
+        .flow(
+            Connector::file_read("in", "string", &input),
+            Pipeline::new("outbound"),
+            tls_client(
+                "send",
+                &url,
+                config(&[
+                    ("ca", temblor_harness::path_value(&ca)),
+                    ("server_name", "localhost".into()),
+                ]),
+            ),
+        )
+        .flow(
+            Connector::new("receive", "tcp_server")
+                .codec("string")
+                .pre("separate")
+                .set("url", url.as_str())
+                .set("tls", server_tls(&cert, &key)),
+            Pipeline::new("inbound"),
+            Connector::file_write("out", &out).codec("string"),
+        )
+        .write(&dir);
+    let engine = Engine::start(&deploy);
     assert_eq!(engine.listening("tcp server listening").port(), port);
-    wait_lines(&out, sent.len(), &engine);
+    engine.wait_lines(&out, sent.len());
     let log = engine.stop();
     assert_eq!(lines(&out), sent, "{log}");
 }
@@ -416,7 +288,7 @@ fn a_bad_tls_file_stops_the_engine_at_start_up_naming_it() {
         // The CA's certificate with the server's key: not a pair.
         (server_tls(&ca, &key), "`tls.key`", &key),
     ] {
-        let deploy = deployment(&dir, &tls_server_to_file("127.0.0.1:0", &tls, &out));
+        let deploy = tls_server_to_file("127.0.0.1:0", tls, &out).write(&dir);
         let (status, log) = start_up_failure(&deploy);
         assert!(!status.success(), "{status}: {log}");
         assert!(!log.contains("tcp server listening"), "{log}");
@@ -432,8 +304,7 @@ fn a_bad_tls_file_stops_the_engine_at_start_up_naming_it() {
     let input = dir.join("in.txt");
     std::fs::write(&input, "x\n").unwrap();
     for ca in [&missing, &junk] {
-        let tls = format!(r#"{{ ca = "{}" }}"#, ca.display());
-        let deploy = deployment(&dir, &file_to_tls_client(&input, "127.0.0.1:9", &tls));
+        let deploy = file_to_tls_client(&input, "127.0.0.1:9", client_tls(ca)).write(&dir);
         let (status, log) = start_up_failure(&deploy);
         assert!(!status.success(), "{status}: {log}");
         let error = log
@@ -456,48 +327,22 @@ fn udp_server_and_udp_client_carry_datagrams_with_their_sender() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     // udp_server → main (each event gets its sender) → a JSON file, and → udp_client to `relay`.
-    let text = format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "udp_server"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ url = "127.0.0.1:0" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[connector]]
-id = "relay"
-plugin = "udp_client"
-codec = "json"
-config = {{ url = "{}" }}
-
-[[pipeline]]
-id = "main"
-operators = [{{ set = {{ "event.peer" = 'meta.peer' }} }}]
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-
-[[connect]]
-from = "main"
-to = "relay"
-"#,
-        out.display(),
-        relay.local_addr().unwrap()
-    );
-    let engine = Engine::start(&deployment(&dir, &text));
+    let deploy = Deployment::pipe(
+        Connector::new("in", "udp_server")
+            .codec("json")
+            .pre("separate")
+            .set("url", "127.0.0.1:0"),
+        Pipeline::new("main").op(&meta_into_event(&["peer"])),
+        Connector::file_write("out", &out),
+    )
+    .connector(
+        Connector::new("relay", "udp_client")
+            .codec("json")
+            .set("url", relay.local_addr().unwrap().to_string()),
+    )
+    .connect("main", "relay")
+    .write(&dir);
+    let engine = Engine::start(&deploy);
     let addr = engine.listening("udp server listening");
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     let me = sender.local_addr().unwrap().to_string();
@@ -511,7 +356,7 @@ to = "relay"
             .unwrap();
     }
     let want = 2 * DATAGRAMS as usize;
-    wait_lines(&out, want, &engine);
+    engine.wait_lines(&out, want);
     let mut relayed = Vec::new();
     let mut buf = [0; 2048];
     while relayed.len() < want {

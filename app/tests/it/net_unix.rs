@@ -10,21 +10,21 @@
 //! Socket paths are in the test's temp dir.
 
 use std::{
-    collections::HashMap,
     fs::File,
     os::unix::fs::{FileTypeExt, PermissionsExt},
     path::{Path, PathBuf},
     process::Command,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use codec_json::decode_slice;
+use temblor_harness::process::{Fed, Spawned};
 use temblor_shim::Value;
 
-use temblor_harness::process::{Fed, Spawned};
-
-use crate::support::{Engine, deployment, output, temblor, temp_dir, wait_until};
+use crate::support::{
+    Connector, Deployment, Engine, Pipeline, config, meta_into_event, output, temblor, temp_dir,
+    two_clients, wait_lines, wait_until,
+};
 
 /// Lines each client sends.
 const LINES: usize = 8;
@@ -38,62 +38,20 @@ fn socat(path: &Path) -> Fed {
     )
 }
 
-/// Waits (30 s at most) until `path` holds at least `n` lines; its lines.
-fn wait_lines(path: &Path, n: usize, what: &dyn Fn() -> String) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got: Vec<String> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} holds {} of {n} lines after 30 s: {got:?}\n{}",
-            path.display(),
-            got.len(),
-            what()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// `in` (unix_server at `socket`, json, `separate` per connection) → `main` (meta into the
 /// event) → `out` (a JSON file).
-fn unix_to_file(socket: &Path, mode: &str, out: &Path) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "unix_server"
-codec = "json"
-preprocessors = [{{ name = "separate", separator = "\n" }}]
-config = {{ path = "{}", mode = "{mode}" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-operators = [{{ set = {{ "event.peer" = 'meta.peer', "event.stream" = 'meta.stream' }} }}]
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-        socket.display(),
-        out.display()
+fn unix_to_file(socket: &Path, mode: &str, out: &Path) -> Deployment {
+    Deployment::pipe(
+        Connector::new("in", "unix_server")
+            .codec("json")
+            .pre(config(&[
+                ("name", "separate".into()),
+                ("separator", "\n".into()),
+            ]))
+            .set_path("path", socket)
+            .set("mode", mode),
+        Pipeline::new("main").op(&meta_into_event(&["peer", "stream"])),
+        Connector::file_write("out", out),
     )
 }
 
@@ -102,8 +60,7 @@ fn lines_of_two_socat_clients_never_mix_and_the_socket_file_has_its_mode() {
     let dir = temp_dir("unix-two");
     let socket = dir.join("in.sock");
     let out = dir.join("out.json");
-    let deploy = deployment(&dir, &unix_to_file(&socket, "0660", &out));
-    let engine = Engine::start(&deploy);
+    let engine = Engine::start(&unix_to_file(&socket, "0660", &out).write(&dir));
     engine.wait_for("unix server listening");
     let meta = std::fs::symlink_metadata(&socket).expect("the socket file");
     assert!(meta.file_type().is_socket());
@@ -131,7 +88,7 @@ fn lines_of_two_socat_clients_never_mix_and_the_socket_file_has_its_mode() {
     for client in &mut clients {
         client.close();
     }
-    let got = wait_lines(&out, 2 * LINES, &|| engine.log());
+    let got = engine.wait_lines(&out, 2 * LINES);
     engine.stop();
     assert!(
         !socket.exists(),
@@ -139,43 +96,19 @@ fn lines_of_two_socat_clients_never_mix_and_the_socket_file_has_its_mode() {
     );
     assert_eq!(got.len(), 2 * LINES, "{got:?}");
 
-    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
-    let mut of_client: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
-    for line in &got {
-        let e = decode_slice(line.as_bytes()).unwrap_or_else(|e| panic!("mixed? {line}: {e}"));
-        let field = |name: &str| e.get(name).unwrap_or_else(|| panic!("no {name}: {line}"));
-        let k = usize::try_from(field("client").as_u64().unwrap()).unwrap();
-        let n = field("n").as_u64().unwrap();
+    let peers = two_clients(&got, LINES, |e, k, n| {
         assert_eq!(
-            field("pad"),
-            &Value::from(["a", "b"][k].repeat(n as usize + 1)),
-            "{line}"
+            e.get("pad"),
+            Some(&Value::from(["a", "b"][k].repeat(n as usize + 1))),
+            "{e}"
         );
-        numbers[k].push(n);
-        let peer = field("peer").as_str().unwrap().to_owned();
-        of_client[k].push((peer, field("stream").as_u64().unwrap()));
-    }
-    let mut peers = HashMap::new();
-    for k in 0..2 {
-        assert_eq!(
-            numbers[k],
-            (0..LINES as u64).collect::<Vec<_>>(),
-            "client {k}: {got:?}"
-        );
-        let first = &of_client[k][0];
-        assert!(
-            of_client[k].iter().all(|s| s == first),
-            "{:?}",
-            of_client[k]
-        );
-        let n = first
-            .0
+    });
+    for (peer, _) in &peers {
+        let n = peer
             .strip_prefix(&format!("{}#", socket.display()))
-            .unwrap_or_else(|| panic!("peer is PATH#N: {}", first.0));
-        assert!(n.parse::<u64>().is_ok(), "{}", first.0);
-        peers.insert(first.clone(), k);
+            .unwrap_or_else(|| panic!("peer is PATH#N: {peer}"));
+        assert!(n.parse::<u64>().is_ok(), "{peer}");
     }
-    assert_eq!(peers.len(), 2, "two peers, two streams: {peers:?}");
 }
 
 /// `socat -u UNIX-LISTEN:path,fork STDOUT`, its output into `out`.
@@ -199,7 +132,7 @@ fn a_unix_server_refuses_a_path_a_live_server_listens_on() {
     let dir = temp_dir("unix-live");
     let socket = dir.join("live.sock");
     let _socat = listen(&socket, &dir.join("ignored.txt"));
-    let deploy = deployment(&dir, &unix_to_file(&socket, "0600", &dir.join("out.json")));
+    let deploy = unix_to_file(&socket, "0600", &dir.join("out.json")).write(&dir);
     let (out, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(!out.status.success(), "{stderr}");
     assert!(
@@ -218,45 +151,19 @@ fn unix_client_delivers_every_line_to_socat() {
     let input = dir.join("in.txt");
     let lines: Vec<String> = (0..2000).map(|n| format!("line {n}")).collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "string"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-[[connector]]
-id = "out"
-plugin = "unix_client"
-codec = "string"
-postprocessors = ["separate"]
-config = {{ path = "{}" }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            input.display(),
-            socket.display()
-        ),
-    );
+    let deploy = Deployment::passthrough(
+        Connector::file_read("in", "string", &input),
+        Connector::new("out", "unix_client")
+            .codec("string")
+            .post("separate")
+            .set_path("path", &socket),
+    )
+    .write(&dir);
     // The file ends, so the engine drains, closes its connection and exits by itself.
     let mut engine = Engine::start(&deploy);
     let status = engine.wait();
     assert_eq!(status.code(), Some(0), "{status}: {}", engine.log());
-    let got = wait_lines(&received, lines.len(), &String::new);
+    let got = wait_lines(&received, lines.len());
     assert_eq!(got, lines, "every line once, in order");
     drop(server);
 }

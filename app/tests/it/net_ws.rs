@@ -16,33 +16,25 @@
 //! addr=`).
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::Path,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use codec_json::decode_slice;
+use temblor_harness::process::Spawned;
 use temblor_shim::Value;
 
-use crate::support::{Engine, deployment, temp_dir, tls_files};
+use crate::support::{
+    Connector, Deployment, Engine, Pipeline, meta_into_event, server_tls, temp_dir, tls_files,
+    two_clients,
+};
 
 /// Debian's Python, with `python3-websockets`.
 const PYTHON: &str = "/usr/bin/python3";
 
 /// Messages each client sends.
 const MESSAGES: usize = 10;
-
-/// A child process, killed and reaped when dropped.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs a Python script (written to `dir`) with `args`; its output, which must be a success.
 fn python(dir: &Path, name: &str, script: &str, args: &[&str]) -> Output {
@@ -61,33 +53,6 @@ fn python(dir: &Path, name: &str, script: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// Waits (30 s at most) until `path` holds at least `n` lines; its lines.
-fn wait_lines(path: &Path, n: usize, engine: &Engine) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got: Vec<String> = std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} holds {} of {n} lines after 30 s: {got:?}\n{}",
-            path.display(),
-            got.len(),
-            engine.log()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn event(line: &str) -> Value {
-    decode_slice(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
 }
 
 /// Two clients at once, on `/client-K`: each sends MESSAGES JSON messages, text and binary in
@@ -119,38 +84,21 @@ asyncio.run(main())
 fn text_and_binary_messages_of_two_clients_arrive_in_order_and_a_ping_gets_a_pong() {
     let dir = temp_dir("ws-two-clients");
     let out = dir.join("out.json");
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "ws_server"
-codec = "json"
-config = {{ url = "127.0.0.1:0", max_message = 4096 }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-operators = [{{ set = {{ "event.peer" = 'meta.peer', "event.path" = 'meta.path', "event.binary" = 'meta.binary', "event.stream" = 'meta.stream', "event.connector" = 'meta.connector' }} }}]
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            out.display()
-        ),
-    );
+    let deploy = Deployment::pipe(
+        Connector::new("in", "ws_server")
+            .codec("json")
+            .set("url", "127.0.0.1:0")
+            .set("max_message", 4096),
+        Pipeline::new("main").op(&meta_into_event(&[
+            "peer",
+            "path",
+            "binary",
+            "stream",
+            "connector",
+        ])),
+        Connector::file_write("out", &out),
+    )
+    .write(&dir);
     let engine = Engine::start(&deploy);
     let addr = engine.listening("ws server listening");
     let said = python(
@@ -160,46 +108,22 @@ to = "out"
         &[&format!("ws://{addr}"), &MESSAGES.to_string()],
     );
     assert_eq!(String::from_utf8_lossy(&said.stdout).trim(), "pong");
-    let got = wait_lines(&out, 2 * MESSAGES, &engine);
+    let got = engine.wait_lines(&out, 2 * MESSAGES);
     engine.stop();
     assert_eq!(got.len(), 2 * MESSAGES, "{got:?}");
 
-    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
-    let mut streams: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
-    for line in &got {
-        let e = event(line);
-        let field = |name: &str| e.get(name).unwrap_or_else(|| panic!("no {name}: {line}"));
-        let k = usize::try_from(field("client").as_u64().unwrap()).unwrap();
-        let n = field("n").as_u64().unwrap();
-        numbers[k].push(n);
-        assert_eq!(
-            field("path"),
-            &Value::from(format!("/client-{k}")),
-            "{line}"
-        );
+    two_clients(&got, MESSAGES, |e, k, n| {
+        let field = |name: &str| e.get(name).unwrap_or_else(|| panic!("no {name}: {e}"));
+        assert_eq!(field("path"), &Value::from(format!("/client-{k}")), "{e}");
         assert_eq!(
             field("binary"),
             &Value::from(n % 2 == 1),
-            "text and binary in turn: {line}"
+            "text and binary in turn: {e}"
         );
-        assert_eq!(field("connector"), &Value::from("in"), "{line}");
-        let peer = field("peer").as_str().unwrap().to_owned();
-        assert!(peer.starts_with("127.0.0.1:"), "{line}");
-        streams[k].push((peer, field("stream").as_u64().unwrap()));
-    }
-    for k in 0..2 {
-        assert_eq!(
-            numbers[k],
-            (0..MESSAGES as u64).collect::<Vec<_>>(),
-            "client {k}'s messages, in order: {got:?}"
-        );
-        assert!(
-            streams[k].iter().all(|s| *s == streams[k][0]),
-            "one peer and one stream per client: {:?}",
-            streams[k]
-        );
-    }
-    assert_ne!(streams[0][0], streams[1][0], "two clients, two streams");
+        assert_eq!(field("connector"), &Value::from("in"), "{e}");
+        let peer = field("peer").as_str().unwrap();
+        assert!(peer.starts_with("127.0.0.1:"), "{e}");
+    });
 }
 
 /// Sends `n` messages, text and binary in turn, and checks that each reply is the same
@@ -227,41 +151,26 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// `in` (ws_server, string codec, `tls` as given) → `main` → `reply` (ws_server sink to `in`).
-fn echo_deployment(tls: &str) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "ws_server"
-codec = "string"
-config = {{ url = "127.0.0.1:0"{tls} }}
-
-[[connector]]
-id = "reply"
-plugin = "ws_server"
-codec = "string"
-config = {{ server = "in" }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "reply"
-"#
+/// `in` (ws_server, string codec, `tls` when given) → `main` → `reply` (ws_server sink to `in`).
+fn echo_deployment(tls: Option<Value>) -> Deployment {
+    let mut server = Connector::new("in", "ws_server")
+        .codec("string")
+        .set("url", "127.0.0.1:0");
+    if let Some(tls) = tls {
+        server = server.set("tls", tls);
+    }
+    Deployment::passthrough(
+        server,
+        Connector::new("reply", "ws_server")
+            .codec("string")
+            .set("server", "in"),
     )
 }
 
 #[test]
 fn a_ws_server_sink_replies_to_the_client_each_event_came_from() {
     let dir = temp_dir("ws-echo");
-    let deploy = deployment(&dir, &echo_deployment(""));
+    let deploy = echo_deployment(None).write(&dir);
     let engine = Engine::start(&deploy);
     let addr = engine.listening("ws server listening");
     let said = python(
@@ -284,12 +193,7 @@ fn a_ws_server_sink_replies_to_the_client_each_event_came_from() {
 fn wss_with_the_configured_certificate() {
     let dir = temp_dir("ws-tls");
     let (ca, cert, key) = tls_files(&dir);
-    let tls = format!(
-        r#", tls = {{ cert = "{}", key = "{}" }}"#,
-        cert.display(),
-        key.display()
-    );
-    let deploy = deployment(&dir, &echo_deployment(&tls));
+    let deploy = echo_deployment(Some(server_tls(&cert, &key))).write(&dir);
     let engine = Engine::start(&deploy);
     let addr = engine.listening("ws server listening");
     let url = format!("wss://localhost:{}", addr.port());
@@ -331,57 +235,24 @@ fn ws_client_delivers_every_event_to_a_python_websockets_server() {
     let script = dir.join("server.py");
     std::fs::write(&script, SERVER).unwrap();
     let received = dir.join("received.txt");
-    let mut child = Command::new(PYTHON)
-        .arg(&script)
-        .arg(&received)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run /usr/bin/python3");
-    let stdout = child.stdout.take().unwrap();
-    let server = Peer(child);
-    let mut port = String::new();
-    BufReader::new(stdout).read_line(&mut port).unwrap();
-    let port: u16 = port
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("no port: {port:?}"));
+    let (server, port, _) = Spawned::reporting::<u16>(
+        Command::new(PYTHON)
+            .arg(&script)
+            .arg(&received)
+            .stderr(Stdio::inherit()),
+    );
 
     let input = dir.join("in.txt");
     let lines: Vec<String> = (0..200).map(|n| format!("event {n}")).collect();
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let deploy = deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "string"
-preprocessors = ["separate"]
-config = {{ path = "{}", mode = "read" }}
-
-[[connector]]
-id = "out"
-plugin = "ws_client"
-codec = "string"
-config = {{ url = "ws://127.0.0.1:{port}/ingest", ping_interval_s = 5 }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            input.display()
-        ),
-    );
+    let deploy = Deployment::passthrough(
+        Connector::file_read("in", "string", &input),
+        Connector::new("out", "ws_client")
+            .codec("string")
+            .set("url", format!("ws://127.0.0.1:{port}/ingest"))
+            .set("ping_interval_s", 5),
+    )
+    .write(&dir);
     // The file ends, so the engine drains, closes and exits by itself.
     let mut engine = Engine::start(&deploy);
     let status = engine.wait();

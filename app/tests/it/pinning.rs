@@ -48,19 +48,21 @@ const JSON: &str = "libcodec_json.so";
 /// both ends.
 fn file_to_file(dir: &Path, pins: &[(&str, String)], codec: &str) -> (PathBuf, PathBuf) {
     let (input, out) = (dir.join("in.txt"), dir.join("out.txt"));
-    std::fs::write(&input, "{\"a\":1}\n{\"b\":2}\n").unwrap();
+    std::fs::write(&input, LINES).unwrap();
     let mut deploy = Deployment::new();
     for (name, sha256) in pins {
         deploy = deploy.pin(name, sha256);
     }
-    let deploy = deploy
-        .connector(Connector::file_read("in", codec, &input))
-        .connector(Connector::file_write("out", &out).codec(codec))
-        .pipeline(Pipeline::new("main"))
-        .connect("in", "main")
-        .connect("main", "out");
+    let deploy = deploy.flow(
+        Connector::file_read("in", codec, &input),
+        Pipeline::new("main"),
+        Connector::file_write("out", &out).codec(codec),
+    );
     (deploy.write(dir), out)
 }
+
+/// What [`file_to_file`] reads, and writes when it ran.
+const LINES: &str = "{\"a\":1}\n{\"b\":2}\n";
 
 #[test]
 fn plugins_pinned_to_their_hashes_load_and_run() {
@@ -84,10 +86,7 @@ fn plugins_pinned_to_their_hashes_load_and_run() {
         assert!(status.status.success(), "{command}: {stderr}");
         assert!(!stderr.contains("refused"), "{stderr}");
     }
-    assert_eq!(
-        std::fs::read_to_string(&out).unwrap(),
-        "{\"a\":1}\n{\"b\":2}\n"
-    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), LINES);
 }
 
 #[test]
@@ -174,10 +173,7 @@ fn a_renamed_file_whose_plugin_is_pinned_to_another_hash_is_not_registered() {
     let (deploy, out) = file_to_file(&work, &[("json", sha256sum(&renamed))], "json");
     let (status, _, stderr) = output(temblor_only(&[&plugins]).arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
-    assert_eq!(
-        std::fs::read_to_string(&out).unwrap(),
-        "{\"a\":1}\n{\"b\":2}\n"
-    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), LINES);
 }
 
 #[test]

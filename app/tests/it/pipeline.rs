@@ -5,8 +5,8 @@ use codec_json::decode_slice;
 use temblor_shim::Value;
 
 use crate::support::{
-    Connector, Deployment, Pipeline, deployment, output, read_values, root, run_with_stats,
-    stat_at, temblor, temp_dir, xz_lines, xz_values,
+    Connector, Deployment, Pipeline, deployment, file_pipe, output, read_values, root,
+    run_with_stats, stat_at, temblor, temp_dir, xz_lines, xz_values,
 };
 
 fn text<'v>(event: &'v Value, key: &str) -> &'v str {
@@ -91,14 +91,9 @@ fn evaluation_errors_go_to_err_with_the_event_and_the_rest_goes_on() {
     let dir = temp_dir("pipeline-err");
     let input = root().join("examples/data/data.json.xz");
     let (out, err) = (dir.join("out.json"), dir.join("err.json"));
-    let deploy = Deployment::pipe(
-        Connector::file_read("in", "json", &input),
-        Pipeline::new("main").op(r#"{ set = { "event.ratio" = '100 / (event.aint - 30)' } }"#),
-        Connector::file_write("out", &out),
-    )
-    .connector(Connector::file_write("err", &err))
-    .connect("main/err", "err")
-    .write(&dir);
+    let main =
+        Pipeline::new("main").op(r#"{ set = { "event.ratio" = '100 / (event.aint - 30)' } }"#);
+    let deploy = file_pipe(&input, main, &out, ("err", &err)).write(&dir);
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");
     let records = xz_values(&input);

@@ -32,6 +32,11 @@ fn deploy(source: &[(&str, Value)], restart: &str, sink: Connector) -> Deploymen
     Deployment::passthrough(src.line(&format!("restart = {restart}")), sink)
 }
 
+/// `faulty` numbered lines, restarted after [`RESTART`], → passthrough → `sink`.
+fn into_sink(sink: Connector) -> Deployment {
+    deploy(&[], RESTART, sink)
+}
+
 /// The file sink writing `out.txt` in `dir`.
 fn file_sink(dir: &Path) -> Connector {
     Connector::new("dst", "file")
@@ -51,6 +56,30 @@ fn faulty_sink(dir: &Path, keys: &[(&str, Value)]) -> Connector {
         sink = sink.set(key, value.clone());
     }
     sink
+}
+
+/// Runs `deploy` in `dir`: it must succeed, with the counts `want` (`(count, value)`) of
+/// connector `id` and a log that says each of `says`; the log and the stats.
+fn run_ok(
+    dir: &Path,
+    deploy: &Deployment,
+    (id, want): (&str, &[(&str, u64)]),
+    says: &[&str],
+) -> (String, String) {
+    let (ok, log, stats) = run(dir, deploy);
+    assert!(ok, "{log}");
+    assert_counts(&stats, id, want);
+    for needle in says {
+        assert!(log.contains(needle), "{needle} missing in {log}");
+    }
+    (log, stats)
+}
+
+/// Each `(count, value)` of `want` for connector `id` in the stats.
+fn assert_counts(stats: &str, id: &str, want: &[(&str, u64)]) {
+    for (count, value) in want {
+        assert_eq!(stat(stats, id, count), *value, "{id}.{count}: {stats}");
+    }
 }
 
 fn run(dir: &Path, deploy: &Deployment) -> (bool, String, String) {
@@ -96,79 +125,71 @@ fn assert_each_once(counts: &BTreeMap<u64, usize>, n: u64) {
     assert_eq!(counts.keys().last(), Some(&n));
 }
 
+/// A `faulty` source with `keys`, restarted after `restart`, into the file sink: the run
+/// succeeds with `restarts` restarts of the source, a log that says each of `says`, and lines
+/// 1..=`delivered` written once each.
+fn faulty_source(
+    test: &str,
+    keys: &[(&str, Value)],
+    restart: &str,
+    restarts: u64,
+    says: &[&str],
+    delivered: u64,
+) {
+    let dir = temp_dir(test);
+    let text = deploy(keys, restart, file_sink(&dir));
+    run_ok(&dir, &text, ("src", &[("restarts", restarts)]), says);
+    assert_each_once(&counts(&[&dir.join("out.txt")]), delivered);
+}
+
 #[test]
 fn a_panicking_source_is_restarted_and_loses_nothing() {
-    let dir = temp_dir("restart-source-panic");
-    let text = deploy(
-        &[
-            ("panic_pull_at", 450.into()),
-            ("panic_pull_times", 2.into()),
-        ],
-        RESTART,
-        file_sink(&dir),
-    );
-    let (ok, log, stats) = run(&dir, &text);
-    assert!(ok, "{log}");
-    assert_each_once(&counts(&[&dir.join("out.txt")]), 1000);
-    assert_eq!(stat(&stats, "src", "restarts"), 2, "{stats}");
-    assert!(log.contains("restarting the source"), "{log}");
-    assert!(log.contains("source restarted"), "{log}");
     // The panic's own message reaches the host's log.
-    assert!(log.contains("panic"), "{log}");
+    let says = ["restarting the source", "source restarted", "panic"];
+    let keys = [
+        ("panic_pull_at", 450.into()),
+        ("panic_pull_times", 2.into()),
+    ];
+    faulty_source("restart-source-panic", &keys, RESTART, 2, &says, 1000);
 }
 
 #[test]
 fn a_failing_source_backs_off_exponentially() {
-    let dir = temp_dir("restart-source-fail");
-    let text = deploy(
-        &[("fail_pull_at", 1.into()), ("fail_pull_times", 3.into())],
-        RESTART,
-        file_sink(&dir),
-    );
-    let (ok, log, stats) = run(&dir, &text);
-    assert!(ok, "{log}");
-    assert_each_once(&counts(&[&dir.join("out.txt")]), 1000);
-    assert_eq!(stat(&stats, "src", "restarts"), 3, "{stats}");
     // 10 ms, 20 ms, then 40 ms (the maximum), in the log's structured fields.
-    for wait in ["wait_ms=10", "wait_ms=20", "wait_ms=40"] {
-        assert!(log.contains(wait), "{wait} missing in {log}");
-    }
+    let says = ["wait_ms=10", "wait_ms=20", "wait_ms=40"];
+    let keys = [("fail_pull_at", 1.into()), ("fail_pull_times", 3.into())];
+    faulty_source("restart-source-fail", &keys, RESTART, 3, &says, 1000);
 }
 
 #[test]
 fn a_source_that_keeps_failing_is_given_up_after_max_restarts() {
-    let dir = temp_dir("restart-source-give-up");
-    let text = deploy(
-        &[
-            ("panic_pull_at", 301.into()),
-            ("panic_pull_times", 100.into()),
-        ],
-        "{ backoff_ms = 1, max_backoff_ms = 2, max_restarts = 3 }",
-        file_sink(&dir),
-    );
-    let (ok, log, stats) = run(&dir, &text);
     // The engine ends (the source gave up), having delivered what came before the fault.
-    assert!(ok, "{log}");
-    assert_eq!(stat(&stats, "src", "restarts"), 3, "{stats}");
-    assert!(log.contains("giving up"), "{log}");
-    assert_each_once(&counts(&[&dir.join("out.txt")]), 300);
+    let keys = [
+        ("panic_pull_at", 301.into()),
+        ("panic_pull_times", 100.into()),
+    ];
+    let restart = "{ backoff_ms = 1, max_backoff_ms = 2, max_restarts = 3 }";
+    faulty_source(
+        "restart-source-give-up",
+        &keys,
+        restart,
+        3,
+        &["giving up"],
+        300,
+    );
 }
 
 #[test]
 fn a_panicking_sink_is_restarted_and_its_batch_written_once() {
     let dir = temp_dir("restart-sink-panic");
-    let text = deploy(
-        &[],
-        RESTART,
-        faulty_sink(&dir, &[("panic_push_times", 2.into())]),
+    let text = into_sink(faulty_sink(&dir, &[("panic_push_times", 2.into())]));
+    run_ok(
+        &dir,
+        &text,
+        ("dst", &[("restarts", 2), ("retries", 2), ("lost", 0)]),
+        &["restarting the sink"],
     );
-    let (ok, log, stats) = run(&dir, &text);
-    assert!(ok, "{log}");
     assert_each_once(&counts(&[&dir.join("out.txt")]), 1000);
-    assert_eq!(stat(&stats, "dst", "restarts"), 2, "{stats}");
-    assert_eq!(stat(&stats, "dst", "retries"), 2, "{stats}");
-    assert_eq!(stat(&stats, "dst", "lost"), 0, "{stats}");
-    assert!(log.contains("restarting the sink"), "{log}");
 }
 
 #[test]
@@ -177,23 +198,22 @@ fn what_a_failing_sink_cannot_write_goes_to_the_dead_letter_file() {
     let dead = dir.join("dead.txt");
     // 5 failures with 2 retries a batch: the first batch fails 3 times and is given up, the
     // second fails twice more and then goes through.
-    let text = deploy(
-        &[],
-        RESTART,
+    let text = into_sink(
         faulty_sink(&dir, &[("fail_push_times", 5.into())])
             .line("retries = 2")
             .line(&format!("dead_letter = {}", path_value(&dead))),
     );
-    let (ok, log, stats) = run(&dir, &text);
-    assert!(ok, "{log}");
+    let (log, stats) = run_ok(
+        &dir,
+        &text,
+        ("dst", &[("retries", 4), ("lost", 0)]),
+        &["failed after its retries"],
+    );
     let out = dir.join("out.txt");
     assert_each_once(&counts(&[&out, &dead]), 1000);
     let dead_lines = counts(&[&dead]).len() as u64;
     assert!(dead_lines > 0, "{log}");
-    assert_eq!(stat(&stats, "dst", "dead_lettered"), dead_lines, "{stats}");
-    assert_eq!(stat(&stats, "dst", "retries"), 4, "{stats}");
-    assert_eq!(stat(&stats, "dst", "lost"), 0, "{stats}");
-    assert!(log.contains("failed after its retries"), "{log}");
+    assert_counts(&stats, "dst", &[("dead_lettered", dead_lines)]);
 }
 
 #[test]
@@ -225,15 +245,18 @@ fn a_sink_that_cannot_write_pauses_its_source_until_it_can() {
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let log = engine.stop();
     let stats = std::fs::read_to_string(&stats).unwrap();
-    assert_eq!(stat(&stats, "dst", "paused"), 1, "{stats}");
-    assert_eq!(stat(&stats, "dst", "resumed"), 1, "{stats}");
-    assert_eq!(stat(&stats, "dst", "retries"), 3, "{stats}");
-    assert!(log.contains("pausing the sources that feed it"), "{log}");
-    assert!(
-        log.contains("source paused by a sink that cannot write"),
-        "{log}"
+    assert_counts(
+        &stats,
+        "dst",
+        &[("paused", 1), ("resumed", 1), ("retries", 3)],
     );
-    assert!(log.contains("resuming its sources"), "{log}");
+    for needle in [
+        "pausing the sources that feed it",
+        "source paused by a sink that cannot write",
+        "resuming its sources",
+    ] {
+        assert!(log.contains(needle), "{needle} missing in {log}");
+    }
     // Every tick emitted was written, once, in order.
     let ids: Vec<u64> = std::fs::read_to_string(&out)
         .unwrap()
@@ -255,18 +278,17 @@ fn a_sink_that_cannot_write_pauses_its_source_until_it_can() {
 #[test]
 fn without_a_dead_letter_file_undeliverable_events_are_counted_lost() {
     let dir = temp_dir("restart-sink-lost");
-    let text = deploy(
-        &[],
-        RESTART,
-        faulty_sink(&dir, &[("fail_push_times", 1.into())]).line("retries = 0"),
+    let text = into_sink(faulty_sink(&dir, &[("fail_push_times", 1.into())]).line("retries = 0"));
+    let (_, stats) = run_ok(
+        &dir,
+        &text,
+        ("dst", &[]),
+        &["no dead_letter file is configured"],
     );
-    let (ok, log, stats) = run(&dir, &text);
-    assert!(ok, "{log}");
     let written = counts(&[&dir.join("out.txt")]).len() as u64;
     let lost = stat(&stats, "dst", "lost");
     assert!(lost > 0, "{stats}");
     assert_eq!(written + lost, 1000, "{stats}");
-    assert!(log.contains("no dead_letter file is configured"), "{log}");
 }
 
 #[test]
@@ -353,12 +375,13 @@ fn http_client_answered_with_500s_retries_then_dead_letters_every_event() {
     let (port, requests) = http_500_server();
     let dead = dir.join("dead.txt");
     let text = http_deployment(&format!("http://127.0.0.1:{port}/ingest"), &dead);
-    let (ok, log, stats) = run(&dir, &text);
-    assert!(ok, "{log}");
+    run_ok(
+        &dir,
+        &text,
+        ("dst", &[("dead_lettered", 50), ("retries", 5), ("lost", 0)]),
+        &[],
+    );
     assert_each_once(&counts(&[&dead]), 50);
-    assert_eq!(stat(&stats, "dst", "dead_lettered"), 50, "{stats}");
-    assert_eq!(stat(&stats, "dst", "retries"), 5, "{stats}");
-    assert_eq!(stat(&stats, "dst", "lost"), 0, "{stats}");
     // Each batch, in each of the engine's two attempts: its first frame is tried twice by the
     // connector (its own retry), the next once (a second failure ends the attempt).
     assert_eq!(
@@ -374,11 +397,13 @@ fn http_client_to_a_server_that_is_down_dead_letters_every_event() {
     let port = free_port();
     let dead = dir.join("dead.txt");
     let text = http_deployment(&format!("http://127.0.0.1:{port}/"), &dead);
-    let (ok, log, stats) = run(&dir, &text);
-    assert!(ok, "{log}");
+    let (_, stats) = run_ok(
+        &dir,
+        &text,
+        ("dst", &[("dead_lettered", 50), ("lost", 0)]),
+        &[],
+    );
     assert_each_once(&counts(&[&dead]), 50);
-    assert_eq!(stat(&stats, "dst", "dead_lettered"), 50, "{stats}");
-    assert_eq!(stat(&stats, "dst", "lost"), 0, "{stats}");
     // Each failing batch opened the circuit breaker, and giving it up closed it.
     let paused = stat(&stats, "dst", "paused");
     assert!(paused >= 1, "{stats}");

@@ -4,10 +4,8 @@ use std::time::Duration;
 
 use codec_json::decode_slice;
 
-#[cfg(feature = "monolith")]
-use crate::support::Pipeline;
 use crate::support::{
-    Connector, Deployment, Signal, deployment, file_to_file, output, read_values, root,
+    Connector, Deployment, Pipeline, Signal, deployment, file_to_file, output, read_values, root,
     run_with_stats, signal, stat_at, temblor, temp_dir, wait_until, xz_values,
 };
 
@@ -160,6 +158,16 @@ fn sigint_stops_sources_drains_and_flushes() {
     );
 }
 
+/// Runs `cmd`, which must exit with `code` and say each of `says` on stderr; its stderr.
+fn exits_saying(cmd: &mut std::process::Command, code: i32, says: &[&str]) -> String {
+    let (status, _, stderr) = output(cmd);
+    assert_eq!(status.status.code(), Some(code), "{stderr}");
+    for needle in says {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    stderr
+}
+
 #[test]
 fn validate_reports_problems_with_line_and_column() {
     let dir = temp_dir("validate");
@@ -167,15 +175,13 @@ fn validate_reports_problems_with_line_and_column() {
         &dir,
         "[[connector]]\nid = \"in\"\nplugin = \"nosuch\"\n\n[[pipeline]]\nid = \"main\"\n\n[[connect]]\nfrom = \"main/side\"\nto = \"in\"\n",
     );
-    let (status, _, stderr) = output(temblor().arg("validate").arg(&deploy));
-    assert_eq!(status.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("deploy.toml:3:10: connector 'in': no plugin named 'nosuch'"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("deploy.toml:9:8: connect: pipeline 'main' has no port 'side'"),
-        "{stderr}"
+    exits_saying(
+        temblor().arg("validate").arg(&deploy),
+        2,
+        &[
+            "deploy.toml:3:10: connector 'in': no plugin named 'nosuch'",
+            "deploy.toml:9:8: connect: pipeline 'main' has no port 'side'",
+        ],
     );
 
     let (status, stdout, stderr) =
@@ -189,40 +195,48 @@ fn validate_reports_problems_with_line_and_column() {
 
 #[test]
 fn a_missing_deployment_file_is_named() {
-    let (status, _, stderr) = output(temblor().args(["run", "no/such/file.toml"]));
-    assert_eq!(status.status.code(), Some(1));
-    assert!(
-        stderr.contains("cannot read deployment file no/such/file.toml"),
-        "{stderr}"
+    exits_saying(
+        temblor().args(["run", "no/such/file.toml"]),
+        1,
+        &["cannot read deployment file no/such/file.toml"],
     );
+}
+
+/// `source` into a pipeline `main` that goes nowhere.
+fn into_main(source: Connector) -> Deployment {
+    Deployment::new()
+        .source(source, "main")
+        .pipeline(Pipeline::new("main"))
 }
 
 #[test]
 fn bad_plugin_config_is_reported_before_anything_runs() {
     let dir = temp_dir("badconfig");
-    let deploy = deployment(
-        &dir,
-        "[[connector]]\nid = \"in\"\nplugin = \"file\"\nconfig = { path = \"x\", mdoe = \"read\" }\n\n[[pipeline]]\nid = \"main\"\n\n[[connect]]\nfrom = \"in\"\nto = \"main\"\n",
+    let deploy = into_main(
+        Connector::new("in", "file")
+            .set("path", "x")
+            .set("mdoe", "read"),
+    )
+    .write(&dir);
+    exits_saying(
+        temblor().arg("run").arg(&deploy),
+        2,
+        &["source 'in' (plugin 'file')", "mdoe"],
     );
-    let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
-    assert_eq!(status.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("source 'in' (plugin 'file')"), "{stderr}");
-    assert!(stderr.contains("mdoe"), "{stderr}");
 }
 
 #[test]
 fn a_plugin_error_names_the_connector_once() {
     let dir = temp_dir("missing-input");
     let missing = dir.join("missing.json");
-    let deploy = deployment(
-        &dir,
-        &format!(
-            "[[connector]]\nid = \"in\"\nplugin = \"file\"\ncodec = \"json\"\nconfig = {{ path = \"{}\", mode = \"read\" }}\n\n[[pipeline]]\nid = \"main\"\n\n[[connect]]\nfrom = \"in\"\nto = \"main\"\n",
-            missing.display()
-        ),
-    );
-    let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
-    assert_eq!(status.status.code(), Some(2), "{stderr}");
+    let deploy = into_main(
+        Connector::new("in", "file")
+            .codec("json")
+            .set_path("path", &missing)
+            .set("mode", "read"),
+    )
+    .write(&dir);
+    let stderr = exits_saying(temblor().arg("run").arg(&deploy), 2, &[]);
     let line = stderr
         .lines()
         .find(|l| l.contains(&missing.display().to_string()))
@@ -267,21 +281,17 @@ fn a_pinned_built_in_plugin_is_not_checked_and_says_so() {
     std::fs::write(&input, "a\nb\n").unwrap();
     let deploy = Deployment::new()
         .pin("file", &"0".repeat(64))
-        .connector(
+        .flow(
             Connector::new("in", "file")
                 .pre("separate")
                 .set_path("path", &input)
                 .set("mode", "read"),
-        )
-        .connector(
+            Pipeline::new("main"),
             Connector::new("out", "file")
                 .post("separate")
                 .set_path("path", &out)
                 .set("mode", "write"),
         )
-        .pipeline(Pipeline::new("main"))
-        .connect("in", "main")
-        .connect("main", "out")
         .write(&dir);
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");

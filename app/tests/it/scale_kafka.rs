@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{Engine, deployment, line_count as lines, temp_dir, written_ids as ids};
+use crate::support::{
+    Connector, Deployment, Engine, Pipeline, line_count as lines, temp_dir, written_ids as ids,
+};
 
 #[path = "../../../connectors/kafka/tests/it/tansu.rs"]
 mod tansu;
@@ -29,78 +31,36 @@ const PARTITIONS: usize = 4;
 /// The consumers' `session_timeout_ms`: how long the group waits for a killed member.
 const SESSION_MS: u64 = 6000;
 
-fn consumer(dir: &Path, broker: &str, out: &Path) -> PathBuf {
-    let dir = dir.join(out.file_stem().unwrap());
-    std::fs::create_dir_all(&dir).unwrap();
-    deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "kafka"
-codec = "json"
-config = {{ brokers = ["{broker}"], group_id = "workers", topics = ["scale"], commit_interval_ms = 200, session_timeout_ms = {SESSION_MS} }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            out.display()
-        ),
-    )
+/// A `kafka` connector `id` on `broker`, JSON.
+fn kafka(id: &str, broker: &str) -> Connector {
+    Connector::new(id, "kafka")
+        .codec("json")
+        .set("brokers", vec![broker.into()])
 }
 
-fn producer(dir: &Path, broker: &str, input: &Path) -> PathBuf {
-    let dir = dir.join("producer");
-    std::fs::create_dir_all(&dir).unwrap();
-    deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "file"
-codec = "json"
-preprocessors = ["separate"]
-config = {{ path = "{}" }}
-
-[[pipeline]]
-id = "main"
-operators = [{{ set = {{ "meta.key" = 'to_string(event.id)' }} }}]
-
-[[connector]]
-id = "out"
-plugin = "kafka"
-codec = "json"
-config = {{ brokers = ["{broker}"], topic = "scale", timeout_ms = 30000 }}
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            input.display()
-        ),
+/// A consumer instance writing to `out`, its deployment in a folder of its own.
+fn consumer(dir: &Path, broker: &str, out: &Path) -> PathBuf {
+    Deployment::passthrough(
+        kafka("in", broker)
+            .set("group_id", "workers")
+            .set("topics", vec!["scale".into()])
+            .set("commit_interval_ms", 200)
+            .set("session_timeout_ms", SESSION_MS),
+        Connector::file_write("out", out),
     )
+    .write(dir.join(out.file_stem().unwrap()))
+}
+
+/// The producer instance: the lines of `input`, keyed by their id, into the topic.
+fn producer(dir: &Path, broker: &str, input: &Path) -> PathBuf {
+    Deployment::pipe(
+        Connector::file_read("in", "json", input),
+        Pipeline::new("main").op(r#"{ set = { "meta.key" = 'to_string(event.id)' } }"#),
+        kafka("out", broker)
+            .set("topic", "scale")
+            .set("timeout_ms", 30000),
+    )
+    .write(dir.join("producer"))
 }
 
 /// The partitions an instance holds now, from its log: each "partitions assigned" line adds

@@ -15,71 +15,37 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{Engine, deployment, temp_dir};
+use crate::support::{
+    Connector, Deployment, Engine, line_count as lines, temp_dir, written_ids as ids,
+};
 
 #[path = "../../../connectors/nats/tests/it/server.rs"]
 mod server;
 
 use server::{Client, NatsServer};
+use temblor_shim::Value;
 
 /// The consumer's `max_ack_pending`: the most messages delivered and not acked at any time.
 const MAX_ACK_PENDING: u64 = 1000;
 
+/// An instance on `servers` writing to `out`, its deployment in a folder of its own.
 fn instance(dir: &Path, servers: &[String], out: &Path) -> PathBuf {
-    let dir = dir.join(out.file_stem().unwrap());
-    std::fs::create_dir_all(&dir).unwrap();
-    let servers: Vec<String> = servers.iter().map(|s| format!("\"{s}\"")).collect();
-    deployment(
-        &dir,
-        &format!(
-            r#"
-[[connector]]
-id = "in"
-plugin = "nats"
-codec = "json"
-config = {{ servers = [{}], stream = "SCALE", consumer = "workers", subject = "scale.>", batch = 100, max_ack_pending = {MAX_ACK_PENDING}, ack_wait_ms = 2000, backoff_ms = 50, max_backoff_ms = 500 }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-            servers.join(", "),
-            out.display()
-        ),
+    let servers: Vec<Value> = servers.iter().map(|s| s.as_str().into()).collect();
+    Deployment::passthrough(
+        Connector::new("in", "nats")
+            .codec("json")
+            .set("servers", servers)
+            .set("stream", "SCALE")
+            .set("consumer", "workers")
+            .set("subject", "scale.>")
+            .set("batch", 100)
+            .set("max_ack_pending", MAX_ACK_PENDING)
+            .set("ack_wait_ms", 2000)
+            .set("backoff_ms", 50)
+            .set("max_backoff_ms", 500),
+        Connector::file_write("out", out),
     )
-}
-
-/// The message ids in an output file (a line cut short by the kill is skipped).
-fn ids(path: &Path) -> Vec<u64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("{\"id\":")?;
-            rest.strip_suffix('}')?.parse().ok()
-        })
-        .collect()
-}
-
-fn lines(path: &Path) -> u64 {
-    std::fs::read(path)
-        .map(|b| b.iter().filter(|c| **c == b'\n').count() as u64)
-        .unwrap_or(0)
+    .write(dir.join(out.file_stem().unwrap()))
 }
 
 /// Fills the stream with `messages` messages (`{"id":N}`, each with its `Nats-Msg-Id`).

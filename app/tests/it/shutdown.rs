@@ -128,26 +128,22 @@ fn sigint_while_tcp_server_receives_loses_and_repeats_nothing_acknowledged() {
 fn tcp_loop(port: u16, out: &Path) -> Deployment {
     let url = format!("127.0.0.1:{port}");
     Deployment::new()
-        .connector(Connector::new("tick", "metronome").set("interval_ms", 1))
-        .connector(
+        .flow(
+            Connector::new("tick", "metronome").set("interval_ms", 1),
+            Pipeline::new("ticks"),
             Connector::new("send", "tcp_client")
                 .codec("json")
                 .post("separate")
                 .set("url", url.as_str()),
         )
-        .connector(
+        .flow(
             Connector::new("receive", "tcp_server")
                 .codec("json")
                 .pre("separate")
                 .set("url", url.as_str()),
+            Pipeline::new("received"),
+            Connector::file_write("out", out),
         )
-        .connector(Connector::file_write("out", out))
-        .pipeline(Pipeline::new("ticks"))
-        .pipeline(Pipeline::new("received"))
-        .connect("tick", "ticks")
-        .connect("ticks", "send")
-        .connect("receive", "received")
-        .connect("received", "out")
 }
 
 #[test]

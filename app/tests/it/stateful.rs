@@ -10,8 +10,8 @@ use codec_json::decode_slice;
 use temblor_shim::Value;
 
 use crate::support::{
-    Connector, Deployment, Engine, Pipeline, output, read_values, root, run_with_stats, stat_at,
-    temblor, temp_dir, xz_lines,
+    Connector, Deployment, Engine, Pipeline, file_pipe, output, read_values, root, run_with_stats,
+    stat_at, temblor, temp_dir, xz_lines,
 };
 
 fn num(v: &Value) -> f64 {
@@ -126,8 +126,8 @@ fn event_time_rollup_matches_an_independent_computation() {
         .collect();
     std::fs::write(&input, text).unwrap();
     let (out, late) = (dir.join("out.json"), dir.join("late.json"));
-    let deploy = Deployment::pipe(
-        Connector::file_read("in", "json", &input),
+    let deploy = file_pipe(
+        &input,
         Pipeline::new("rollup").op(
             r#"{ aggregate = { window = { tumbling_s = 10 }, time = 'event.ts_ms', allowed_lateness_s = 2,
       group_by = ['event.host'],
@@ -135,10 +135,9 @@ fn event_time_rollup_matches_an_independent_computation() {
                "mean" = 'mean(event.ms)', "var" = 'var(event.ms)', "stdev" = 'stdev(event.ms)',
                "p90" = 'percentile(event.ms, 0.9)' } } }"#,
         ),
-        Connector::file_write("out", &out),
+        &out,
+        ("late", &late),
     )
-    .connector(Connector::file_write("late", &late))
-    .connect("rollup/late", "late")
     .write(&dir);
     let (status, _, stderr) = output(temblor().arg("run").arg(&deploy));
     assert!(status.status.success(), "{stderr}");

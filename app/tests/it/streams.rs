@@ -9,11 +9,13 @@
 
 use std::{collections::HashMap, path::Path, process::Command, thread, time::Duration};
 
-use codec_json::decode_slice;
 use temblor_harness::{config, process::Fed};
 use temblor_shim::Value;
 
-use crate::support::{Connector, Deployment, Engine, Pipeline, free_port, temp_dir, wait_lines};
+use crate::support::{
+    Connector, Deployment, Engine, Pipeline, free_port, meta_into_event, temp_dir, two_clients,
+    wait_lines,
+};
 
 /// How many lines each client sends.
 const LINES: usize = 8;
@@ -21,20 +23,20 @@ const LINES: usize = 8;
 /// The pause between two writes, so that the clients' pieces really arrive interleaved.
 const PAUSE: Duration = Duration::from_millis(25);
 
-/// `in` (tcp_server on `port`, `codec`, split per connection by `separate`) → `main`
-/// (`operators`) → `out` (a file, `out_codec`, one event per line).
-fn tcp_to_file(
-    port: u16,
+/// `in` (tcp_server on a free port, `codec`, split per connection by `separate`) → `main` →
+/// `out` (a file, `codec`, one event per line), run in a folder `test` while two clients send
+/// `pieces` (see [`send_interleaved`]). The port, what each client sent, and the lines written
+/// once they all arrived.
+fn interleaved(
+    test: &str,
     codec: &str,
-    operators: &[&str],
-    out_codec: &str,
-    out: &Path,
-) -> Deployment {
-    let mut main = Pipeline::new("main");
-    for op in operators {
-        main = main.op(op);
-    }
-    Deployment::pipe(
+    main: Pipeline,
+    pieces: impl Fn(usize, usize) -> Vec<String>,
+) -> (u16, [Vec<String>; 2], Vec<String>) {
+    let dir = temp_dir(test);
+    let out = dir.join("out.txt");
+    let port = free_port();
+    let deploy = Deployment::pipe(
         Connector::new("in", "tcp_server")
             .codec(codec)
             .pre(config(&[
@@ -43,15 +45,15 @@ fn tcp_to_file(
             ]))
             .set("url", format!("127.0.0.1:{port}")),
         main,
-        Connector::file_write("out", out).codec(out_codec),
+        Connector::file_write("out", &out).codec(codec),
     )
-}
-
-/// Runs `deploy` and waits until the tcp server listens.
-fn start(deploy: &Path) -> Engine {
-    let engine = Engine::start(deploy);
+    .write(&dir);
+    let engine = Engine::start(&deploy);
     engine.wait_for("tcp server listening");
-    engine
+    let sent = send_interleaved(port, pieces);
+    let want = sent.iter().map(Vec::len).sum();
+    let got = stop_when_written(engine, &out, want);
+    (port, sent, got)
 }
 
 /// Waits until `out` holds `lines` lines (the engine writes as it goes), then stops the engine
@@ -100,21 +102,20 @@ fn send_interleaved(port: u16, pieces: impl Fn(usize, usize) -> Vec<String>) -> 
 
 #[test]
 fn partial_lines_of_two_clients_never_mix() {
-    let dir = temp_dir("streams-interleave");
-    let out = dir.join("out.txt");
-    let port = free_port();
-    let deploy = tcp_to_file(port, "string", &[], "string", &out).write(&dir);
-    let engine = start(&deploy);
-    let sent = send_interleaved(port, |k, n| {
-        let name = ["alpha", "beta"][k];
-        vec![
-            format!("{name}-{n}-"),
-            format!("mid-{n}-"),
-            "end\n".to_owned(),
-        ]
-    });
+    let (_, sent, got) = interleaved(
+        "streams-interleave",
+        "string",
+        Pipeline::new("main"),
+        |k, n| {
+            let name = ["alpha", "beta"][k];
+            vec![
+                format!("{name}-{n}-"),
+                format!("mid-{n}-"),
+                "end\n".to_owned(),
+            ]
+        },
+    );
     let want: usize = sent.iter().map(Vec::len).sum();
-    let got = stop_when_written(engine, &out, want);
 
     let owner: HashMap<&str, usize> = sent
         .iter()
@@ -149,15 +150,8 @@ fn partial_lines_of_two_clients_never_mix() {
 
 #[test]
 fn events_carry_their_connection_s_peer_stream_and_connector() {
-    let dir = temp_dir("streams-meta");
-    let out = dir.join("out.json");
-    let port = free_port();
-    let operators = [
-        r#"{ set = { "event.peer" = 'meta.peer', "event.stream" = 'meta.stream', "event.connector" = 'meta.connector' } }"#,
-    ];
-    let deploy = tcp_to_file(port, "json", &operators, "json", &out).write(&dir);
-    let engine = start(&deploy);
-    let sent = send_interleaved(port, |k, n| {
+    let main = Pipeline::new("main").op(&meta_into_event(&["peer", "stream", "connector"]));
+    let (port, sent, got) = interleaved("streams-meta", "json", main, |k, n| {
         vec![
             format!("{{\"client\":{k},"),
             format!("\"n\":{n}"),
@@ -165,48 +159,18 @@ fn events_carry_their_connection_s_peer_stream_and_connector() {
         ]
     });
     let want: usize = sent.iter().map(Vec::len).sum();
-    let got = stop_when_written(engine, &out, want);
     assert_eq!(got.len(), want, "{got:?}");
 
-    // Per client: the (peer, stream) of its events, and the numbers it sent.
-    let mut of_client: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
-    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
-    for line in &got {
-        let event = decode_slice(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
-        let field = |name: &str| {
-            event
-                .get(name)
-                .unwrap_or_else(|| panic!("no `{name}` in {line}"))
-        };
-        let client = usize::try_from(field("client").as_u64().unwrap()).unwrap();
-        numbers[client].push(field("n").as_u64().unwrap());
-        assert_eq!(field("connector"), &Value::from("in"), "{line}");
-        let stream = field("stream")
-            .as_u64()
-            .unwrap_or_else(|| panic!("`stream` is not a number: {line}"));
-        let peer = field("peer")
-            .as_str()
-            .unwrap_or_else(|| panic!("`peer` is not a string: {line}"))
-            .to_owned();
-        let peer_port = peer
-            .strip_prefix("127.0.0.1:")
+    let [a, b] = two_clients(&got, LINES, |e, _, _| {
+        assert_eq!(e.get("connector"), Some(&Value::from("in")), "{e}");
+        let peer_port = e
+            .get("peer")
+            .and_then(Value::as_str)
+            .and_then(|p| p.strip_prefix("127.0.0.1:"))
             .and_then(|p| p.parse::<u16>().ok())
-            .unwrap_or_else(|| panic!("`peer` is not 127.0.0.1:PORT: {line}"));
-        assert!(peer_port > 0 && peer_port != port, "{line}");
-        of_client[client].push((peer, stream));
-    }
-    for (k, seen) in of_client.iter().enumerate() {
-        assert_eq!(
-            numbers[k],
-            (0..LINES as u64).collect::<Vec<_>>(),
-            "client {k}'s events, in order"
-        );
-        assert!(
-            seen.iter().all(|s| *s == seen[0]),
-            "one peer and one stream for all of client {k}'s events: {seen:?}"
-        );
-    }
-    let (a, b) = (&of_client[0][0], &of_client[1][0]);
+            .unwrap_or_else(|| panic!("`peer` is not 127.0.0.1:PORT: {e}"));
+        assert!(peer_port > 0 && peer_port != port, "{e}");
+    });
     assert_ne!(a.0, b.0, "the two clients have different peers");
     assert_ne!(a.1, b.1, "the two clients have different streams");
 }

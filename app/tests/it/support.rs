@@ -12,7 +12,7 @@ use std::{
 
 pub use temblor_harness::process::{Signal, signal, wait_exit};
 pub use temblor_harness::{
-    TempDir,
+    TempDir, config,
     deploy::{Connector, Deployment, Pipeline},
     net::free_port,
     process::wait_until,
@@ -89,6 +89,11 @@ pub fn lines(path: &Path) -> Vec<String> {
 
 /// Waits until `path` holds at least `n` lines (30 s at most); its lines.
 pub fn wait_lines(path: &Path, n: usize) -> Vec<String> {
+    wait_lines_or(path, n, String::new)
+}
+
+/// [`wait_lines`], saying `context()` (a log) when they do not come.
+fn wait_lines_or(path: &Path, n: usize, context: impl Fn() -> String) -> Vec<String> {
     let mut got = Vec::new();
     let done = wait_until(Duration::from_secs(30), || {
         got = lines(path);
@@ -96,11 +101,79 @@ pub fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     });
     assert!(
         done,
-        "{} holds {} lines after 30 s, want {n}",
+        "{} holds {} lines after 30 s, want {n}: {got:?}\n{}",
         path.display(),
-        got.len()
+        got.len(),
+        context()
     );
     got
+}
+
+/// One JSON line, parsed by codec-json.
+pub fn event(line: &str) -> temblor_shim::Value {
+    codec_json::decode_slice(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// Two clients' events (JSON lines with `client` 0 or 1, `n`, and `peer` and `stream` from
+/// their meta), checked: each client's `n` are `0..lines` in order, and all of a client's
+/// events have one `(peer, stream)`, not the other's. `check` sees each event with its client
+/// and `n` first. The two clients' `(peer, stream)`.
+pub fn two_clients(
+    got: &[String],
+    lines: usize,
+    check: impl Fn(&temblor_shim::Value, usize, u64),
+) -> [(String, u64); 2] {
+    let mut numbers: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    let mut streams: [Vec<(String, u64)>; 2] = [Vec::new(), Vec::new()];
+    for line in got {
+        // A line whose pieces mixed is no JSON.
+        let e = event(line);
+        let field = |name: &str| e.get(name).unwrap_or_else(|| panic!("no {name}: {line}"));
+        let k = usize::try_from(field("client").as_u64().unwrap()).unwrap();
+        let n = field("n").as_u64().unwrap();
+        check(&e, k, n);
+        numbers[k].push(n);
+        let peer = field("peer")
+            .as_str()
+            .unwrap_or_else(|| panic!("`peer` is not a string: {line}"));
+        let stream = field("stream")
+            .as_u64()
+            .unwrap_or_else(|| panic!("`stream` is not a number: {line}"));
+        streams[k].push((peer.to_owned(), stream));
+    }
+    for k in 0..2 {
+        assert_eq!(
+            numbers[k],
+            (0..lines as u64).collect::<Vec<_>>(),
+            "client {k}'s events, in order: {got:?}"
+        );
+        assert!(
+            streams[k].iter().all(|s| *s == streams[k][0]),
+            "one peer and one stream for all of client {k}'s events: {:?}",
+            streams[k]
+        );
+    }
+    let [a, b] = streams.map(|s| s[0].clone());
+    assert_ne!(a, b, "two clients, two streams");
+    [a, b]
+}
+
+/// A `set` operator copying each of `fields` from the event's meta into the event
+/// (`"event.peer" = 'meta.peer'`).
+pub fn meta_into_event(fields: &[&str]) -> String {
+    let pairs: Vec<String> = fields
+        .iter()
+        .map(|f| format!("\"event.{f}\" = 'meta.{f}'"))
+        .collect();
+    format!("{{ set = {{ {} }} }}", pairs.join(", "))
+}
+
+/// A server's `tls` table: its certificate and key files.
+pub fn server_tls(cert: &Path, key: &Path) -> temblor_shim::Value {
+    config(&[
+        ("cert", temblor_harness::path_value(cert)),
+        ("key", temblor_harness::path_value(key)),
+    ])
 }
 
 /// The JSON values of a file, one a line (parsed by codec-json, not by the code under test's
@@ -109,16 +182,13 @@ pub fn read_values(path: &Path) -> Vec<temblor_shim::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .lines()
-        .map(|l| codec_json::decode_slice(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .map(event)
         .collect()
 }
 
 /// The JSON values of an xz file of JSON lines (the shipped data set).
 pub fn xz_values(path: &Path) -> Vec<temblor_shim::Value> {
-    xz_lines(path)
-        .iter()
-        .map(|l| codec_json::decode_slice(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
+    xz_lines(path).iter().map(|l| event(l)).collect()
 }
 
 /// `temblor run DEPLOY --stats-json STATS`, which must succeed; its log.
@@ -179,6 +249,24 @@ pub fn file_to_file(codec: &str, input: &Path, out: &Path, errors: &Path) -> Dep
     .connect("main/err", "errors")
 }
 
+/// `in` (a file of JSON lines) → `pipeline` → `out` (a JSON file), and the pipeline's port
+/// `port` → a JSON file `side` (a connector named after the port).
+pub fn file_pipe(
+    input: &Path,
+    pipeline: Pipeline,
+    out: &Path,
+    (port, side): (&str, &Path),
+) -> Deployment {
+    let from = format!("{}/{port}", pipeline.id());
+    Deployment::pipe(
+        Connector::file_read("in", "json", input),
+        pipeline,
+        Connector::file_write("out", out),
+    )
+    .connector(Connector::file_write(port, side))
+    .connect(&from, port)
+}
+
 /// `temblor run DEPLOYMENT` with its log collected as it comes: killed when dropped (a failed
 /// test leaves nothing behind).
 #[cfg(unix)]
@@ -236,6 +324,12 @@ impl Engine {
     /// The log so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until `path` holds at least `n` lines (30 s at most); its lines. When they do not
+    /// come, the failure shows the log.
+    pub fn wait_lines(&self, path: &Path, n: usize) -> Vec<String> {
+        wait_lines_or(path, n, || self.log())
     }
 
     /// The next log line that says `what` (30 s at most).

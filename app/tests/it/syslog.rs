@@ -2,46 +2,21 @@
 //! messages over UDP and TCP (newline framing and RFC 6587 octet counting) to `udp_server` and
 //! `tcp_server` with the `syslog` codec; the decoded events land in a JSON file.
 
-use std::{
-    path::Path,
-    process::Command,
-    thread,
-    time::{Duration, Instant},
-};
+use std::process::Command;
 
-use codec_json::decode_slice;
 use temblor_shim::Value;
 
-use crate::support::{Engine, deployment, free_port, temp_dir};
+use crate::support::{Connector, Deployment, Engine, Pipeline, free_port, read_values, temp_dir};
 
-/// The events in `path` once it holds `n` lines (30 s at most).
-fn wait_events(path: &Path, n: usize, engine: &Engine) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.lines().count() >= n {
-            return text
-                .lines()
-                .map(|l| decode_slice(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e}")))
-                .collect();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} lines of {n} after 30 s: {text}\n{}",
-            text.lines().count(),
-            engine.log()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn logger(port: u16, args: &[&str]) {
+/// `logger --server 127.0.0.1 --port PORT FLAGS... MSG` (`flags` split at white space).
+fn logger(port: u16, flags: &str, msg: &str) {
     let status = Command::new("logger")
         .args(["--server", "127.0.0.1", "--port", &port.to_string()])
-        .args(args)
+        .args(flags.split_whitespace())
+        .arg(msg)
         .status()
         .expect("util-linux logger (package bsdutils)");
-    assert!(status.success(), "logger {args:?}: {status}");
+    assert!(status.success(), "logger {flags} {msg}: {status}");
 }
 
 fn str_of<'a>(event: &'a Value, key: &str) -> Option<&'a str> {
@@ -53,127 +28,53 @@ fn logger_over_udp_and_tcp_in_both_formats_decodes_to_events() {
     let dir = temp_dir("syslog-logger");
     let out = dir.join("out.json");
     let (udp, tcp, counted) = (free_port(), free_port(), free_port());
-    let text = format!(
-        r#"
-[[connector]]
-id = "udp"
-plugin = "udp_server"
-codec = "syslog"
-config = {{ url = "127.0.0.1:{udp}" }}
-
-[[connector]]
-id = "tcp"
-plugin = "tcp_server"
-codec = "syslog"
-preprocessors = ["separate"]
-config = {{ url = "127.0.0.1:{tcp}" }}
-
-[[connector]]
-id = "counted"
-plugin = "tcp_server"
-codec = "syslog"
-preprocessors = ["textual-length-prefixed"]
-config = {{ url = "127.0.0.1:{counted}" }}
-
-[[connector]]
-id = "out"
-plugin = "file"
-codec = "json"
-postprocessors = ["separate"]
-config = {{ path = "{}", mode = "write" }}
-
-[[pipeline]]
-id = "main"
-operators = [{{ set = {{ "event.via" = 'meta.connector' }} }}]
-
-[[connect]]
-from = "udp"
-to = "main"
-
-[[connect]]
-from = "tcp"
-to = "main"
-
-[[connect]]
-from = "counted"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#,
-        out.display()
-    );
-    let engine = Engine::start(&deployment(&dir, &text));
+    let server = |id: &str, plugin: &str, port: u16| {
+        Connector::new(id, plugin)
+            .codec("syslog")
+            .set("url", format!("127.0.0.1:{port}"))
+    };
+    let deploy = Deployment::pipe(
+        server("udp", "udp_server", udp),
+        Pipeline::new("main").op(r#"{ set = { "event.via" = 'meta.connector' } }"#),
+        Connector::file_write("out", &out),
+    )
+    .source(server("tcp", "tcp_server", tcp).pre("separate"), "main")
+    .source(
+        server("counted", "tcp_server", counted).pre("textual-length-prefixed"),
+        "main",
+    )
+    .write(&dir);
+    let engine = Engine::start(&deploy);
     engine.wait_for("udp server listening");
     for _ in 0..2 {
         engine.wait_for("tcp server listening");
     }
 
-    let sd = ["--sd-id", "zoo@32473", "--sd-param", "tiger=\"hungry\""];
-    let mut args = vec![
-        "--udp",
-        "--rfc5424",
-        "-t",
-        "app5",
-        "--id=42",
-        "--msgid",
-        "ID47",
-    ];
-    args.extend(["-p", "local4.notice"]);
-    args.extend(sd);
-    args.push("udp 5424");
-    logger(udp, &args);
-    logger(
-        udp,
-        &[
-            "--udp",
-            "--rfc3164",
-            "-t",
-            "app3",
-            "--id=7",
-            "-p",
-            "auth.crit",
+    for (port, flags, msg) in [
+        (
+            udp,
+            "--udp --rfc5424 -t app5 --id=42 --msgid ID47 -p local4.notice \
+             --sd-id zoo@32473 --sd-param tiger=\"hungry\"",
+            "udp 5424",
+        ),
+        (
+            udp,
+            "--udp --rfc3164 -t app3 --id=7 -p auth.crit",
             "udp 3164",
-        ],
-    );
-    logger(
-        tcp,
-        &[
-            "--tcp",
-            "--rfc5424",
-            "-t",
-            "app5",
-            "-p",
-            "daemon.err",
-            "tcp 5424",
-        ],
-    );
-    logger(
-        tcp,
-        &[
-            "--tcp",
-            "--rfc3164",
-            "-t",
-            "app3",
-            "-p",
-            "mail.info",
-            "tcp 3164",
-        ],
-    );
-    logger(
-        counted,
-        &[
-            "--tcp",
-            "--octet-count",
-            "--rfc5424",
-            "-t",
-            "app5",
+        ),
+        (tcp, "--tcp --rfc5424 -t app5 -p daemon.err", "tcp 5424"),
+        (tcp, "--tcp --rfc3164 -t app3 -p mail.info", "tcp 3164"),
+        (
+            counted,
+            "--tcp --octet-count --rfc5424 -t app5",
             "counted 5424",
-        ],
-    );
+        ),
+    ] {
+        logger(port, flags, msg);
+    }
 
-    let events = wait_events(&out, 5, &engine);
+    engine.wait_lines(&out, 5);
+    let events = read_values(&out);
     let log = engine.stop();
     let by_msg = |msg: &str| {
         events

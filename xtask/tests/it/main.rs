@@ -10,6 +10,10 @@
 
 mod tidy;
 
+/// The deployment writer xtask's tasks use (a file of xtask's own: this test is another crate).
+#[path = "../../src/deploy.rs"]
+mod deploy;
+
 use std::{
     fs::File,
     path::{Path, PathBuf},
@@ -323,33 +327,24 @@ fn new_plugins_build_pass_their_tests_and_run_in_the_monolith() {
     std::fs::create_dir_all(&run).expect("mkdir run");
     let out_file = run.join("out.txt");
     let _ = std::fs::remove_file(&out_file);
-    let codec = format!("{{ name = \"{CODEC}\", config = {{ prefix = \"hi \" }} }}");
-    let deployment = format!(
-        r#"[[connector]]
-id = "in"
-plugin = "{CONNECTOR}"
-codec = {codec}
-config = {{ count = 3, text = "hi" }}
-
-[[connector]]
-id = "out"
-plugin = "{CONNECTOR}"
-codec = {codec}
-postprocessors = ["separate"]
-config = {{ path = "out.txt" }}
-
-[[pipeline]]
-id = "main"
-operators = []
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main"
-to = "out"
-"#
+    let codec = format!("codec = {{ name = \"{CODEC}\", config = {{ prefix = \"hi \" }} }}");
+    let deployment = deploy::passthrough(
+        "# Written by the scaffold test.",
+        &deploy::connector(
+            "in",
+            CONNECTOR,
+            &[&codec, r#"config = { count = 3, text = "hi" }"#],
+        ),
+        &deploy::connector(
+            "out",
+            CONNECTOR,
+            &[
+                &codec,
+                r#"postprocessors = ["separate"]"#,
+                r#"config = { path = "out.txt" }"#,
+            ],
+        ),
+        "[]",
     );
     std::fs::write(run.join("deployment.toml"), deployment).expect("write deployment");
     ok(Command::new(&temblor)
