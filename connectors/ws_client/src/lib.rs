@@ -91,7 +91,7 @@ use std::{
 use temblor_net::{
     Service, StopSignal, addr,
     conn::Conn,
-    inbox::{self, Closed, Drain, Inbox, Outbox},
+    feed::{Fed, Feed, Intake},
     retry,
     tls::{self, ClientTls},
     tokio::{
@@ -116,17 +116,17 @@ mod wsio;
 
 use wsio::{Event, WsConn};
 
-/// How long `pull` waits for input when the engine gave no wake-up.
-const WAIT: Duration = Duration::from_millis(100);
-
-/// Messages (stream starts, messages, ends) the source's task may queue ahead of `pull`.
-const READ_AHEAD: usize = 256;
-
-/// The most bytes one `pull` appends.
-const PULL_BYTES: usize = 1024 * 1024;
-
-/// The most queue items one `pull` takes.
-const PULL_ITEMS: usize = 1024;
+/// How the source takes in what its task reads: 256 messages (stream starts, messages, ends)
+/// queued ahead of `pull`, at most 1024 of them or about 1 MiB per pull, a 100 ms wait for input
+/// when the engine gave no wake-up.
+const INTAKE: Intake = Intake {
+    read_ahead: 256,
+    pull_items: 1024,
+    pull_bytes: 1024 * 1024,
+    wait: Duration::from_millis(100),
+    grace: GRACE,
+    task: "ws client task",
+};
 
 /// Messages are written out (and counted as sent) in chunks of about this size.
 const CHUNK: usize = 64 * 1024;
@@ -339,7 +339,7 @@ struct Outgoing {
 
 /// Where a connection's incoming messages go: nowhere (the sink), or the source's queue.
 struct Incoming<'a> {
-    outbox: Option<&'a Outbox<Msg>>,
+    feed: Option<&'a Feed<Msg>>,
     stream: u64,
 }
 
@@ -371,7 +371,7 @@ async fn drive(
         match ws.next() {
             Event::Data(m) => {
                 heard = true;
-                let Some(outbox) = incoming.outbox else {
+                let Some(feed) = incoming.feed else {
                     ignored += 1;
                     if ignored == 1 {
                         tracing::debug!("the server sent a message to a sink: ignored");
@@ -384,11 +384,7 @@ async fn drive(
                     bytes: m.into_data(),
                     binary,
                 };
-                let sent = tokio::select! {
-                    sent = outbox.send(data) => sent.is_ok(),
-                    () = stop.stopped() => false,
-                };
-                if !sent {
+                if !feed.send(data, stop).await {
                     ws.close(CloseCode::Normal, "client stopping").await;
                     return Ended::Stopped;
                 }
@@ -539,7 +535,7 @@ impl WsClient {
         let id = self.target.id.clone();
         self.service.spawn(async move {
             let incoming = Incoming {
-                outbox: None,
+                feed: None,
                 stream: 0,
             };
             let ended = drive(&mut ws, Some(&mut rx), incoming, &mut stop, ping).await;
@@ -681,12 +677,16 @@ enum Msg {
 
 /// The `ws_client` source.
 pub struct WsClientSource {
+    streams: Streams,
+    fed: Fed<Msg>,
+}
+
+/// What `pull` keeps of the streams: the url (for the metadata), the open stream (its id, peer
+/// and kind of its last message), and a count for the log.
+struct Streams {
     url: String,
-    inbox: Inbox<Msg>,
-    /// The open stream: its id, peer and kind of its last message.
     open: Option<(u64, String, bool)>,
     messages: u64,
-    service: Service,
 }
 
 impl WsClientSource {
@@ -707,20 +707,21 @@ impl WsClientSource {
             c.max_backoff_ms,
             c.timeout_ms,
         )?;
-        let handle = temblor_net::runtime::handle()?;
-        let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
-        let mut service = Service::new(handle, GRACE);
-        let stop = service.signal();
-        service.spawn(subscribe(target, outbox, stop));
+        let (mut fed, feed) = Fed::new(INTAKE)?;
+        let stop = fed.service().signal();
+        fed.service().spawn(subscribe(target, feed, stop));
         Ok(Self {
-            url: c.url,
-            inbox,
-            open: None,
-            messages: 0,
-            service,
+            streams: Streams {
+                url: c.url,
+                open: None,
+                messages: 0,
+            },
+            fed,
         })
     }
+}
 
+impl Streams {
     fn meta(&self, peer: &str, binary: bool) -> Value {
         let mut meta = Object::with_capacity(3);
         meta.insert("url", Value::from(self.url.as_str()));
@@ -763,33 +764,27 @@ impl WsClientSource {
 
 impl Source for WsClientSource {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        let mut drain = Drain::new(PULL_ITEMS, WAIT);
-        while let Some(msg) = drain.next(&mut self.inbox).map_err(|Closed| {
-            PluginError::new(ErrorKind::Other, "the ws client task stopped unexpectedly")
-        })? {
-            self.hand_over(msg, out);
-            if out.byte_len() >= PULL_BYTES {
-                break;
-            }
-        }
-        Ok(drain.pull())
+        self.fed.pull(out, |msg, out| {
+            self.streams.hand_over(msg, out);
+            Ok(true)
+        })
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
-        self.inbox.set_notify(notify)
+        self.fed.set_notify(notify)
     }
 }
 
 impl Drop for WsClientSource {
     fn drop(&mut self) {
-        self.service.stop();
-        tracing::debug!(url = %self.url, messages = self.messages, "ws client source closed");
+        self.fed.service().stop();
+        tracing::debug!(url = %self.streams.url, messages = self.streams.messages, "ws client source closed");
     }
 }
 
 /// The source's task: connect, hand over what comes, and connect again after a backoff,
 /// until the source stops.
-async fn subscribe(target: Target, outbox: Outbox<Msg>, mut stop: StopSignal) {
+async fn subscribe(target: Target, feed: Feed<Msg>, mut stop: StopSignal) {
     let mut backoff = target.backoff;
     let mut stream = 0_u64;
     loop {
@@ -805,27 +800,19 @@ async fn subscribe(target: Target, outbox: Outbox<Msg>, mut stop: StopSignal) {
                     stream,
                     peer: peer.to_string(),
                 };
-                let started = tokio::select! {
-                    sent = outbox.send(start) => sent.is_ok(),
-                    () = stop.stopped() => false,
-                };
-                if !started {
+                if !feed.send(start, &mut stop).await {
                     ws.close(CloseCode::Normal, "client stopping").await;
                     return;
                 }
                 let since = Instant::now();
                 let incoming = Incoming {
-                    outbox: Some(&outbox),
+                    feed: Some(&feed),
                     stream,
                 };
                 let ended = drive(&mut ws, None, incoming, &mut stop, target.ping).await;
                 let Ended::Lost(why) = ended else { return };
                 tracing::info!(connector = %target.id, url = %target.url, why = %why, "ws connection lost; connecting again");
-                let ended = tokio::select! {
-                    sent = outbox.send(Msg::End { stream }) => sent.is_ok(),
-                    () = stop.stopped() => false,
-                };
-                if !ended {
+                if !feed.send(Msg::End { stream }, &mut stop).await {
                     return;
                 }
                 // A connection that lasted resets the backoff.
