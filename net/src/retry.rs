@@ -1,8 +1,11 @@
 //! The retry settings the client connectors share (`backoff_ms`, `max_backoff_ms`,
 //! `max_retries`, `timeout_ms`): their defaults, for `#[serde(default = "...")]`, and their
-//! check.
+//! check; and [`Retrying`], the sink of a client connector that writes each batch through a
+//! [`Link`], reconnecting and backing off between attempts.
 
-use temblor_shim::PluginError;
+use std::{fmt::Display, time::Duration};
+
+use temblor_shim::{ErrorKind, Frames, PluginError, RVec, Sink, Value, tracing};
 
 /// `backoff_ms`: the wait before the first retry.
 #[must_use]
@@ -46,6 +49,164 @@ pub fn check(backoff_ms: u64, max_backoff_ms: u64, timeout_ms: u64) -> Result<()
         return Err(PluginError::config("`timeout_ms` must be at least 1"));
     }
     Ok(())
+}
+
+/// How a [`Retrying`] sink tries again: `backoff` before the first retry, doubling up to
+/// `max_backoff`, and `max_retries` retries before a batch fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// The wait before the first retry.
+    pub backoff: Duration,
+    /// The longest wait between retries.
+    pub max_backoff: Duration,
+    /// Attempts after the first before a batch fails.
+    pub max_retries: u32,
+}
+
+impl Policy {
+    /// The policy of the config's `backoff_ms`, `max_backoff_ms` and `max_retries`, checked
+    /// with its `timeout_ms` (see [`check`]).
+    ///
+    /// # Errors
+    /// A `Config` error naming the field.
+    pub fn new(
+        backoff_ms: u64,
+        max_backoff_ms: u64,
+        max_retries: u32,
+        timeout_ms: u64,
+    ) -> Result<Self, PluginError> {
+        check(backoff_ms, max_backoff_ms, timeout_ms)?;
+        Ok(Self {
+            backoff: Duration::from_millis(backoff_ms),
+            max_backoff: Duration::from_millis(max_backoff_ms),
+            max_retries,
+        })
+    }
+}
+
+/// The connection of a client connector's sink, which [`Retrying`] writes batches through.
+pub trait Link: Send + 'static {
+    /// Why an attempt failed.
+    type Error: Display;
+
+    /// What it writes to, for the log and errors (the `url`, the socket's path).
+    fn target(&self) -> String;
+
+    /// Opens a connection (replacing the one there is).
+    ///
+    /// # Errors
+    /// Connecting failed.
+    fn connect(&mut self) -> Result<(), Self::Error>;
+
+    /// Writes the frames from `*next` on (with their `meta`), connecting first when there is
+    /// no connection or the server has closed it; `*next` follows what was written.
+    ///
+    /// # Errors
+    /// Connecting or writing failed.
+    fn attempt(
+        &mut self,
+        frames: &Frames,
+        meta: &[Value],
+        next: &mut usize,
+    ) -> Result<(), Self::Error>;
+
+    /// Drops the connection after a failed attempt: the next one connects again.
+    fn disconnect(&mut self);
+
+    /// The sink's `flush`. The default has nothing to do: every attempt writes and flushes
+    /// before it returns.
+    ///
+    /// # Errors
+    /// Flushing failed.
+    fn flush(&mut self) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+/// A sink writing through a [`Link`]: a failed attempt drops the connection, waits (the
+/// engine's thread waits here: backpressure) and tries again from the first frame not written,
+/// up to the policy's retries; then the batch fails, with the frames written listed in
+/// `delivered`.
+#[derive(Debug)]
+pub struct Retrying<L> {
+    /// The connection.
+    pub link: L,
+    policy: Policy,
+}
+
+impl<L: Link> Retrying<L> {
+    /// A sink on `link`, which tries to connect once now (a server not up yet is no error: the
+    /// first batch tries again).
+    pub fn new(mut link: L, policy: Policy) -> Self {
+        if let Err(e) = link.connect() {
+            tracing::warn!(
+                to = %link.target(),
+                error = %e,
+                "server not reachable yet; the first batch tries again"
+            );
+        }
+        Self { link, policy }
+    }
+}
+
+impl<L: Link> Sink for Retrying<L> {
+    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
+        self.push_batch(frames, &[], &mut RVec::new())
+    }
+
+    fn push_batch(
+        &mut self,
+        frames: &Frames,
+        meta: &[Value],
+        delivered: &mut RVec<u32>,
+    ) -> Result<(), PluginError> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let mut next = 0;
+        let mut backoff = self.policy.backoff;
+        let mut retry = 0;
+        loop {
+            let Err(e) = self.link.attempt(frames, meta, &mut next) else {
+                return Ok(());
+            };
+            self.link.disconnect();
+            if retry == self.policy.max_retries {
+                let to = self.link.target();
+                tracing::error!(
+                    to = %to,
+                    attempts = retry + 1,
+                    written = next,
+                    frames = frames.len(),
+                    error = %e,
+                    "giving up on a batch"
+                );
+                delivered.extend((0..next).filter_map(|i| u32::try_from(i).ok()));
+                return Err(PluginError::new(
+                    ErrorKind::Io,
+                    format_args!(
+                        "cannot write to {to} after {} attempts ({next} of {} frames written): {e}",
+                        retry + 1,
+                        frames.len()
+                    ),
+                ));
+            }
+            retry += 1;
+            tracing::warn!(
+                to = %self.link.target(),
+                retry,
+                backoff_ms = backoff.as_millis() as u64,
+                error = %e,
+                "writing failed; reconnecting"
+            );
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(self.policy.max_backoff);
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), PluginError> {
+        self.link.flush()
+    }
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ use std::{
 use temblor_net::{
     Service, addr,
     conn::Conn,
-    retry,
+    retry::{self, Link, Policy, Retrying},
     rustls::pki_types::ServerName,
     tls::{self, ClientTls},
     tokio::{
@@ -80,7 +80,7 @@ use temblor_net::{
     },
     tokio_rustls::TlsConnector,
 };
-use temblor_shim::{ErrorKind, Frames, PluginError, Setup, Sink, serde::Deserialize, tracing};
+use temblor_shim::{ErrorKind, Frames, PluginError, Setup, Value, serde::Deserialize, tracing};
 
 /// Frames are gathered into writes of about this size.
 const CHUNK: usize = 64 * 1024;
@@ -111,18 +111,12 @@ pub struct Config {
     pub tls: Option<ClientTls>,
 }
 
-impl Config {
-    fn validate(&self) -> Result<(), PluginError> {
-        retry::check(self.backoff_ms, self.max_backoff_ms, self.timeout_ms)
-    }
-}
-
 /// A CA file that cannot be read is a mistake in the config, as one that holds no certificate is.
 fn as_config_error(e: PluginError) -> PluginError {
     PluginError::config(e.message)
 }
 
-/// The `tcp_client` sink.
+/// The `tcp_client` sink's connection (the sink is a [`Retrying`] on it).
 pub struct TcpClient {
     config: Config,
     /// The addresses `url` resolved to last.
@@ -143,9 +137,14 @@ impl TcpClient {
     /// # Errors
     /// A `Config` error for a bad config (a `tls.ca` file among them) or a `url` that does not
     /// resolve; an `Io` error when the network runtime cannot start.
-    pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
+    pub fn new(setup: &Setup<'_>) -> Result<Retrying<Self>, PluginError> {
         let config: Config = setup.config()?;
-        config.validate()?;
+        let policy = Policy::new(
+            config.backoff_ms,
+            config.max_backoff_ms,
+            config.max_retries,
+            config.timeout_ms,
+        )?;
         let addrs = addr::resolve("url", &config.url)?;
         let tls = config
             .tls
@@ -156,7 +155,7 @@ impl TcpClient {
             })
             .transpose()?;
         let service = Service::new(temblor_net::runtime::handle()?, CLOSE_WAIT);
-        let mut client = Self {
+        let client = Self {
             config,
             addrs,
             tls,
@@ -166,14 +165,7 @@ impl TcpClient {
             bytes: 0,
             service,
         };
-        if let Err(e) = client.connect() {
-            tracing::warn!(
-                url = %client.config.url,
-                error = %e,
-                "tcp server not reachable yet; the first batch tries again"
-            );
-        }
-        Ok(client)
+        Ok(Retrying::new(client, policy))
     }
 
     fn timeout(&self) -> Duration {
@@ -182,7 +174,7 @@ impl TcpClient {
 
     /// Connects to the first address of `url` that answers (resolving it again first), with
     /// the TLS handshake when `tls` is set.
-    fn connect(&mut self) -> io::Result<()> {
+    fn open(&mut self) -> io::Result<()> {
         self.conn = None;
         if let Ok(addrs) = self.config.url.to_socket_addrs() {
             let addrs: Vec<SocketAddr> = addrs.collect();
@@ -207,13 +199,13 @@ impl TcpClient {
 
     /// Writes the whole batch on the current connection (connecting first when there is none
     /// or the server has closed it).
-    fn attempt(&mut self, frames: &Frames) -> io::Result<()> {
+    fn write_all(&mut self, frames: &Frames) -> io::Result<()> {
         let open = match self.conn.as_mut() {
             Some(conn) => self.service.block_on(is_open(conn)),
             None => false,
         };
         if !open {
-            self.connect()?;
+            self.open()?;
         }
         let timeout = self.timeout();
         let Self {
@@ -316,54 +308,26 @@ async fn is_open(conn: &mut Conn) -> bool {
     .await
 }
 
-impl Sink for TcpClient {
-    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let mut backoff = self.config.backoff_ms;
-        let mut retry = 0;
-        loop {
-            match self.attempt(frames) {
-                Ok(()) => {
-                    self.bytes += frames.byte_len() as u64;
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.conn = None;
-                    if retry == self.config.max_retries {
-                        tracing::error!(
-                            url = %self.config.url,
-                            attempts = retry + 1,
-                            frames = frames.len(),
-                            error = %e,
-                            "giving up on a batch"
-                        );
-                        return Err(PluginError::io(
-                            format_args!(
-                                "cannot write to {} after {} attempts",
-                                self.config.url,
-                                retry + 1
-                            ),
-                            &e,
-                        ));
-                    }
-                    retry += 1;
-                    tracing::warn!(
-                        url = %self.config.url,
-                        retry,
-                        backoff_ms = backoff,
-                        error = %e,
-                        "writing to the tcp server failed; reconnecting"
-                    );
-                    // The backoff between attempts (the engine's thread waits here: backpressure).
-                    let wait = Duration::from_millis(backoff);
-                    self.service
-                        .block_on(async { tokio::time::sleep(wait).await });
-                    backoff = backoff.saturating_mul(2).min(self.config.max_backoff_ms);
-                }
-            }
-        }
+impl Link for TcpClient {
+    type Error = io::Error;
+
+    fn target(&self) -> String {
+        self.config.url.clone()
+    }
+
+    fn connect(&mut self) -> io::Result<()> {
+        self.open()
+    }
+
+    /// The whole batch, every time: `next` stays at the start.
+    fn attempt(&mut self, frames: &Frames, _meta: &[Value], _next: &mut usize) -> io::Result<()> {
+        self.write_all(frames)?;
+        self.bytes += frames.byte_len() as u64;
+        Ok(())
+    }
+
+    fn disconnect(&mut self) {
+        self.conn = None;
     }
 
     fn flush(&mut self) -> Result<(), PluginError> {
@@ -422,13 +386,13 @@ mod tests {
         thread,
         time::Instant,
     };
-    use temblor_shim::{Object, Value};
+    use temblor_shim::{Object, Sink};
 
     fn config(fields: &[(&str, Value)]) -> Value {
         Value::Object(fields.iter().cloned().collect())
     }
 
-    fn client(fields: &[(&str, Value)]) -> Result<TcpClient, PluginError> {
+    fn client(fields: &[(&str, Value)]) -> Result<Retrying<TcpClient>, PluginError> {
         let cfg = config(fields);
         TcpClient::new(&Setup {
             id: "t",
@@ -540,7 +504,7 @@ mod tests {
         client.push(&batch(&[b"two\n", b"three\n"])).expect("push");
         let (mut second, _) = listener.accept().expect("reconnected");
         assert_eq!(read_exactly(&mut second, 10), b"two\nthree\n");
-        assert_eq!(client.connects, 2);
+        assert_eq!(client.link.connects, 2);
     }
 
     #[test]

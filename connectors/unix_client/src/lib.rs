@@ -43,13 +43,14 @@
 //! config = { path = "/run/collector.sock", backoff_ms = 100, max_backoff_ms = 5000 }
 //! ```
 
-use std::{io, path::PathBuf, thread, time::Duration};
+use std::{io, path::PathBuf, time::Duration};
 
 use temblor_net::{
-    Service, retry,
+    Service,
+    retry::{self, Link, Policy, Retrying},
     tokio::{self, io::AsyncWriteExt, net::UnixStream},
 };
-use temblor_shim::{Frames, PluginError, RVec, Setup, Sink, Value, serde::Deserialize, tracing};
+use temblor_shim::{Frames, PluginError, Setup, Value, serde::Deserialize, tracing};
 
 /// Frames are gathered into writes of about this size.
 const CHUNK: usize = 64 * 1024;
@@ -116,7 +117,7 @@ fn is_open(stream: &UnixStream) -> bool {
     true
 }
 
-/// The `unix_client` sink.
+/// The `unix_client` sink's connection (the sink is a [`Retrying`] on it).
 pub struct UnixClient {
     config: Config,
     stream: Option<UnixStream>,
@@ -131,11 +132,17 @@ impl UnixClient {
     ///
     /// # Errors
     /// A `Config` error for a bad config; an `Io` error when the runtime cannot start.
-    pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
+    pub fn new(setup: &Setup<'_>) -> Result<Retrying<Self>, PluginError> {
         let config: Config = setup.config()?;
         config.validate()?;
+        let policy = Policy::new(
+            config.backoff_ms,
+            config.max_backoff_ms,
+            config.max_retries,
+            config.timeout_ms,
+        )?;
         let handle = temblor_net::runtime::handle()?;
-        let mut client = Self {
+        let client = Self {
             config,
             stream: None,
             buf: Vec::with_capacity(CHUNK),
@@ -143,22 +150,14 @@ impl UnixClient {
             bytes: 0,
             service: Service::new(handle, Duration::from_secs(1)),
         };
-        let handle = client.service.handle().clone();
-        if let Err(e) = handle.block_on(client.connect()) {
-            tracing::warn!(
-                path = %client.config.path.display(),
-                error = %e,
-                "unix server not reachable yet; the first batch tries again"
-            );
-        }
-        Ok(client)
+        Ok(Retrying::new(client, policy))
     }
 
     fn timeout(&self) -> Duration {
         Duration::from_millis(self.config.timeout_ms)
     }
 
-    async fn connect(&mut self) -> io::Result<()> {
+    async fn open(&mut self) -> io::Result<()> {
         self.stream = None;
         let stream = within(
             self.timeout(),
@@ -178,9 +177,9 @@ impl UnixClient {
 
     /// Writes the frames from `*next` on, connecting first when there is no connection or the
     /// server has closed it; `*next` follows what was written.
-    async fn attempt(&mut self, frames: &Frames, next: &mut usize) -> io::Result<()> {
+    async fn write(&mut self, frames: &Frames, next: &mut usize) -> io::Result<()> {
         if !self.stream.as_ref().is_some_and(is_open) {
-            self.connect().await?;
+            self.open().await?;
         }
         let limit = self.timeout();
         let Some(stream) = self.stream.as_mut() else {
@@ -201,65 +200,25 @@ impl UnixClient {
     }
 }
 
-impl Sink for UnixClient {
-    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
-        self.push_batch(frames, &[], &mut RVec::new())
+impl Link for UnixClient {
+    type Error = io::Error;
+
+    fn target(&self) -> String {
+        self.config.path.display().to_string()
     }
 
-    fn push_batch(
-        &mut self,
-        frames: &Frames,
-        _meta: &[Value],
-        delivered: &mut RVec<u32>,
-    ) -> Result<(), PluginError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
+    fn connect(&mut self) -> io::Result<()> {
         let handle = self.service.handle().clone();
-        let mut next = 0;
-        let mut backoff = self.config.backoff_ms;
-        let mut retry = 0;
-        loop {
-            let Err(e) = handle.block_on(self.attempt(frames, &mut next)) else {
-                return Ok(());
-            };
-            self.stream = None;
-            if retry == self.config.max_retries {
-                tracing::error!(
-                    path = %self.config.path.display(),
-                    attempts = retry + 1,
-                    written = next,
-                    frames = frames.len(),
-                    error = %e,
-                    "giving up on a batch"
-                );
-                delivered.extend((0..next).filter_map(|i| u32::try_from(i).ok()));
-                return Err(PluginError::io(
-                    format_args!(
-                        "cannot write to {} after {} attempts ({next} of {} frames written)",
-                        self.config.path.display(),
-                        retry + 1,
-                        frames.len()
-                    ),
-                    &e,
-                ));
-            }
-            retry += 1;
-            tracing::warn!(
-                path = %self.config.path.display(),
-                retry,
-                backoff_ms = backoff,
-                error = %e,
-                "writing to the unix server failed; reconnecting"
-            );
-            thread::sleep(Duration::from_millis(backoff));
-            backoff = backoff.saturating_mul(2).min(self.config.max_backoff_ms);
-        }
+        handle.block_on(self.open())
     }
 
-    fn flush(&mut self) -> Result<(), PluginError> {
-        // Every push writes and flushes before it returns: nothing is buffered here.
-        Ok(())
+    fn attempt(&mut self, frames: &Frames, _meta: &[Value], next: &mut usize) -> io::Result<()> {
+        let handle = self.service.handle().clone();
+        handle.block_on(self.write(frames, next))
+    }
+
+    fn disconnect(&mut self) {
+        self.stream = None;
     }
 }
 

@@ -84,7 +84,6 @@
 
 use std::{
     net::SocketAddr,
-    thread,
     time::{Duration, Instant},
 };
 
@@ -92,7 +91,7 @@ use temblor_net::{
     Service, StopSignal, addr,
     conn::Conn,
     feed::{Fed, Feed, Intake},
-    retry,
+    retry::{self, Link, Policy, Retrying},
     tls::{self, ClientTls},
     tokio::{
         self,
@@ -103,8 +102,8 @@ use temblor_net::{
     tokio_rustls::TlsConnector,
 };
 use temblor_shim::{
-    ErrorKind, Frames, Notify, Object, PluginError, Pull, RVec, Setup, Sink, Source, SourceBatch,
-    Value, meta_of, serde::Deserialize, tracing,
+    Frames, Notify, Object, PluginError, Pull, Setup, Source, SourceBatch, Value, meta_of,
+    serde::Deserialize, tracing,
 };
 use tokio_tungstenite::tungstenite::{
     Bytes, Message, client::IntoClientRequest, protocol::frame::coding::CloseCode,
@@ -473,11 +472,10 @@ async fn write_all(
     (Ok(()), None)
 }
 
-/// The `ws_client` sink.
+/// The `ws_client` sink's connection (the sink is a [`Retrying`] on it).
 pub struct WsClient {
     target: Target,
     text: bool,
-    max_retries: u32,
     /// The open connection's task, when there is one.
     conn: Option<mpsc::Sender<Outgoing>>,
     connects: u64,
@@ -491,7 +489,7 @@ impl WsClient {
     /// # Errors
     /// A `Config` error for a bad config (`url`, `tls` files); an `Io` error when the runtime
     /// cannot start.
-    pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
+    pub fn new(setup: &Setup<'_>) -> Result<Retrying<Self>, PluginError> {
         let c: Config = setup.config()?;
         let target = Target::new(
             setup.id,
@@ -503,24 +501,25 @@ impl WsClient {
             c.max_backoff_ms,
             c.timeout_ms,
         )?;
+        let policy = Policy::new(c.backoff_ms, c.max_backoff_ms, c.max_retries, c.timeout_ms)?;
         let handle = temblor_net::runtime::handle()?;
-        let mut client = Self {
+        let client = Self {
             target,
             text: c.text,
-            max_retries: c.max_retries,
             conn: None,
             connects: 0,
             messages: 0,
             service: Service::new(handle, GRACE),
         };
-        if let Err(e) = client.connect() {
-            tracing::warn!(
-                url = %client.target.url,
-                error = %e,
-                "ws server not reachable yet; the first batch tries again"
-            );
-        }
-        Ok(client)
+        Ok(Retrying::new(client, policy))
+    }
+}
+
+impl Link for WsClient {
+    type Error = String;
+
+    fn target(&self) -> String {
+        self.target.url.clone()
     }
 
     /// Opens a connection and starts its task.
@@ -545,6 +544,10 @@ impl WsClient {
         });
         self.conn = Some(tx);
         Ok(())
+    }
+
+    fn disconnect(&mut self) {
+        self.conn = None;
     }
 
     /// Sends the frames from `*next` on, connecting first when needed; `*next` follows what
@@ -587,67 +590,6 @@ impl WsClient {
                 Err(why)
             }
         }
-    }
-}
-
-impl Sink for WsClient {
-    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
-        self.push_batch(frames, &[], &mut RVec::new())
-    }
-
-    fn push_batch(
-        &mut self,
-        frames: &Frames,
-        meta: &[Value],
-        delivered: &mut RVec<u32>,
-    ) -> Result<(), PluginError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let mut next = 0;
-        let mut backoff = self.target.backoff;
-        let mut retry = 0;
-        loop {
-            let Err(e) = self.attempt(frames, meta, &mut next) else {
-                return Ok(());
-            };
-            self.conn = None;
-            if retry == self.max_retries {
-                tracing::error!(
-                    url = %self.target.url,
-                    attempts = retry + 1,
-                    sent = next,
-                    frames = frames.len(),
-                    error = %e,
-                    "giving up on a batch"
-                );
-                delivered.extend((0..next).filter_map(|i| u32::try_from(i).ok()));
-                return Err(PluginError::new(
-                    ErrorKind::Io,
-                    format_args!(
-                        "cannot send to {} after {} attempts ({next} of {} frames sent): {e}",
-                        self.target.url,
-                        retry + 1,
-                        frames.len()
-                    ),
-                ));
-            }
-            retry += 1;
-            tracing::warn!(
-                url = %self.target.url,
-                retry,
-                backoff_ms = backoff.as_millis() as u64,
-                error = %e,
-                "sending to the ws server failed; reconnecting"
-            );
-            thread::sleep(backoff);
-            backoff = (backoff * 2).min(self.target.max_backoff);
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), PluginError> {
-        // Every push writes and flushes before it returns: nothing is buffered here.
-        Ok(())
     }
 }
 
@@ -843,6 +785,7 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use temblor_shim::ErrorKind;
 
     fn config(fields: &[(&str, Value)]) -> Value {
         Value::Object(fields.iter().cloned().collect())
