@@ -30,6 +30,8 @@ pub mod inbox;
 pub mod retry;
 pub mod runtime;
 mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 
 pub use runtime::shutdown;

@@ -269,14 +269,11 @@ mod tests {
         collections::BTreeMap,
         io::{Read, Write},
         net::{TcpListener, TcpStream},
-        sync::{Arc, atomic::Ordering},
         time::{Duration, Instant},
     };
-    use temblor_shim::{ErrorKind, Object, Value, Wake};
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::config;
+    use temblor_net::testing::{self, refused};
+    use temblor_shim::{Object, Value};
 
     fn server(fields: &[(&str, Value)]) -> TcpServer {
         let mut fields = fields.to_vec();
@@ -381,75 +378,29 @@ mod tests {
             ),
             (vec![("url", Value::from("no port"))], "url"),
         ] {
-            let cfg = config(&fields);
-            let err = TcpServer::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{err}");
-            assert!(!err.message.contains("'bad'"), "{err}");
+            refused(TcpServer::new, &fields, needle);
         }
     }
 
     #[test]
     fn the_removed_separator_points_to_the_separate_preprocessor() {
         for separator in ["\n", "\r\n", ""] {
-            let cfg = config(&[
+            let fields = [
                 ("url", Value::from("127.0.0.1:0")),
                 ("separator", Value::from(separator)),
-            ]);
-            let err = TcpServer::new(&Setup {
-                id: "old",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(!err.message.contains("'old'"), "the engine names it: {err}");
-            for needle in [
-                "`separator`",
-                "`separate` preprocessor",
-                "preprocessors = [",
-            ] {
+            ];
+            let err = refused(TcpServer::new, &fields, "`separator`");
+            for needle in ["`separate` preprocessor", "preprocessors = ["] {
                 assert!(err.message.contains(needle), "{needle}: {err}");
             }
-        }
-    }
-
-    /// Counts the engine's wake-ups.
-    struct Wakes(std::sync::atomic::AtomicUsize);
-
-    impl Wake for Wakes {
-        fn wake(&self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
 
     #[test]
     fn a_notified_source_never_waits_and_wakes_the_engine_when_a_client_sends() {
         let mut server = server(&[]);
-        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-        assert!(server.set_notify(Notify::new(Arc::clone(&wakes))));
+        let wakes = testing::idle_pulls_never_wait(&mut server);
         let mut batch = SourceBatch::new();
-        // Twenty idle pulls: without the wake-up each would wait 100 ms for input.
-        let begin = Instant::now();
-        for _ in 0..20 {
-            assert_eq!(server.pull(&mut batch).expect("pull"), Pull::Idle);
-        }
-        assert!(
-            begin.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            begin.elapsed()
-        );
-        assert!(batch.is_empty());
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            0,
-            "nothing arrived, nobody woke"
-        );
         let mut client = TcpStream::connect(server.local_addr()).expect("connect");
         client.write_all(b"wake up\n").expect("write");
         let mut got = Streams::default();
@@ -457,7 +408,7 @@ mod tests {
         while got.bytes.values().map(Vec::len).sum::<usize>() < 8 {
             assert!(Instant::now() < deadline, "timed out: {got:?}");
             // The engine pulls only once woken.
-            if wakes.0.load(Ordering::SeqCst) == 0 {
+            if wakes.count() == 0 {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
@@ -470,7 +421,7 @@ mod tests {
             Some(&b"wake up\n"[..])
         );
         // A start and a chunk: a wake for each.
-        assert!(wakes.0.load(Ordering::SeqCst) >= 2);
+        assert!(wakes.count() >= 2);
     }
 
     #[test]
@@ -488,42 +439,24 @@ mod tests {
             let mut tls = Object::new();
             tls.insert("cert", Value::from(cert.display().to_string()));
             tls.insert("key", Value::from(key.display().to_string()));
-            let cfg = config(&[
+            let fields = [
                 ("url", Value::from("127.0.0.1:0")),
                 ("tls", Value::Object(tls)),
-            ]);
-            let err = TcpServer::new(&Setup {
-                id: "secure",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(!err.message.contains("'secure'"), "{err}");
-            assert!(err.message.contains(field), "{err}");
+            ];
+            let err = refused(TcpServer::new, &fields, field);
             assert!(err.message.contains(&file.display().to_string()), "{err}");
         }
-        let cfg = config(&[("tls", Value::Object(Object::new()))]);
-        let err = TcpServer::new(&Setup {
-            id: "secure",
-            config: &cfg,
-        })
-        .err()
-        .expect("refused");
-        assert_eq!(err.kind, ErrorKind::Config, "{err}");
-        assert!(err.message.contains("cert"), "{err}");
+        refused(
+            TcpServer::new,
+            &[("tls", Value::Object(Object::new()))],
+            "cert",
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn idle_pull_returns_within_about_100_ms() {
-        let mut server = server(&[]);
-        let mut frames = SourceBatch::new();
-        let begin = Instant::now();
-        assert_eq!(server.pull(&mut frames).expect("pull"), Pull::Idle);
-        assert!(begin.elapsed() >= Duration::from_millis(90));
-        assert!(begin.elapsed() < Duration::from_secs(1));
-        assert!(frames.is_empty());
+        testing::an_idle_pull_waits_about_100_ms(&mut server(&[]));
     }
 
     #[test]

@@ -242,11 +242,9 @@ temblor_shim::export_plugin! {
 mod tests {
     use super::*;
     use std::net::UdpSocket;
+    use temblor_harness::config;
+    use temblor_net::testing::refused;
     use temblor_shim::{ErrorKind, Value};
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
 
     fn client(fields: &[(&str, Value)]) -> Result<UdpClient, PluginError> {
         let cfg = config(fields);
@@ -276,9 +274,7 @@ mod tests {
                 "bind",
             ),
         ] {
-            let err = client(&fields).err().expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{err}");
+            refused(UdpClient::new, &fields, needle);
         }
     }
 

@@ -418,12 +418,10 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::{net::UdpSocket, sync::atomic::AtomicUsize, time::Instant};
-    use temblor_shim::{ErrorKind, Value, Wake};
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use std::{net::UdpSocket, time::Instant};
+    use temblor_harness::config;
+    use temblor_net::testing::{self, refused};
+    use temblor_shim::Value;
 
     fn server(max_frame: u64) -> UdpServer {
         let cfg = config(&[
@@ -451,52 +449,19 @@ mod tests {
             (vec![("max_frame", Value::from(65536_u64))], "max_frame"),
             (vec![("url", Value::from("nowhere"))], "url"),
         ] {
-            let cfg = config(&fields);
-            let err = UdpServer::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{err}");
-        }
-    }
-
-    /// Counts the engine's wake-ups.
-    struct Wakes(AtomicUsize);
-
-    impl Wake for Wakes {
-        fn wake(&self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
+            refused(UdpServer::new, &fields, needle);
         }
     }
 
     #[test]
     fn a_notified_source_never_waits_and_wakes_the_engine_for_datagrams() {
         let mut server = server(100);
-        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
-        assert!(server.set_notify(Notify::new(Arc::clone(&wakes))));
+        let wakes = testing::idle_pulls_never_wait(&mut server);
         let mut batch = SourceBatch::new();
-        // Twenty idle pulls: without the wake-up each would wait 100 ms for a datagram.
-        let begin = Instant::now();
-        for _ in 0..20 {
-            assert_eq!(server.pull(&mut batch).expect("pull"), Pull::Idle);
-        }
-        assert!(
-            begin.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            begin.elapsed()
-        );
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            0,
-            "nothing arrived, nobody woke"
-        );
         let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
         client.send_to(b"wake", server.local_addr()).expect("send");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while wakes.0.load(Ordering::SeqCst) == 0 {
+        while wakes.count() == 0 {
             assert!(Instant::now() < deadline, "never woken");
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -509,12 +474,7 @@ mod tests {
 
     #[test]
     fn idle_pull_returns_within_about_100_ms() {
-        let mut server = server(100);
-        let mut frames = SourceBatch::new();
-        let begin = Instant::now();
-        assert_eq!(server.pull(&mut frames).expect("pull"), Pull::Idle);
-        assert!(begin.elapsed() >= Duration::from_millis(90));
-        assert!(begin.elapsed() < Duration::from_secs(1));
+        testing::an_idle_pull_waits_about_100_ms(&mut server(100));
     }
 
     /// (stream, meta.peer, datagram) for each stream in `batch`, checking that each is one

@@ -246,11 +246,8 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use temblor_shim::ErrorKind;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::config;
+    use temblor_net::testing::refused;
 
     #[test]
     fn defaults_and_bad_values() {
@@ -281,15 +278,7 @@ mod tests {
                 "timeout_ms",
             ),
         ] {
-            let cfg = config(&fields);
-            let err = UnixClient::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{needle}: {err}");
+            refused(UnixClient::new, &fields, needle);
         }
     }
 }

@@ -341,11 +341,9 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use temblor_harness::config;
+    use temblor_net::testing::refused;
     use temblor_shim::Value;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("us-{}-{name}", std::process::id()));
@@ -394,15 +392,7 @@ mod tests {
                 "max_connections",
             ),
         ] {
-            let cfg = config(&fields);
-            let err = UnixServer::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{needle}: {err}");
+            refused(UnixServer::new, &fields, needle);
         }
     }
 
@@ -411,15 +401,8 @@ mod tests {
         let dir = temp_dir("regular");
         let path = dir.join("not-a-socket");
         std::fs::write(&path, b"keep me").expect("write");
-        let cfg = config(&[("path", Value::from(path.display().to_string()))]);
-        let err = UnixServer::new(&Setup {
-            id: "reg",
-            config: &cfg,
-        })
-        .err()
-        .expect("refused");
-        assert_eq!(err.kind, ErrorKind::Config, "{err}");
-        assert!(err.message.contains("is not a socket"), "{err}");
+        let fields = [("path", Value::from(path.display().to_string()))];
+        refused(UnixServer::new, &fields, "is not a socket");
         assert_eq!(std::fs::read(&path).expect("still there"), b"keep me");
         std::fs::remove_dir_all(dir).expect("clean up");
     }

@@ -785,11 +785,8 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use temblor_shim::ErrorKind;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::config;
+    use temblor_net::testing::refused;
 
     #[test]
     fn defaults() {
@@ -845,24 +842,10 @@ mod tests {
                 "use wss://",
             ),
         ] {
-            let cfg = config(&fields);
-            let err = WsClient::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{needle}: {err}");
+            refused(WsClient::new, &fields, needle);
         }
-        let cfg = config(&[url, ("text", Value::from(true))]);
-        let err = WsClientSource::new(&Setup {
-            id: "bad",
-            config: &cfg,
-        })
-        .err()
-        .expect("a sink key");
-        assert!(err.message.contains("unknown field `text`"), "{err}");
+        let fields = [url, ("text", Value::from(true))];
+        refused(WsClientSource::new, &fields, "unknown field `text`");
     }
 
     #[test]

@@ -673,11 +673,8 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use temblor_shim::ErrorKind;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::config;
+    use temblor_net::testing::refused;
 
     fn setup(config: &Value) -> Setup<'_> {
         Setup { id: "t", config }
@@ -715,16 +712,11 @@ mod tests {
             ),
             (vec![("server", Value::from("x"))], "unknown field `server`"),
         ] {
-            let cfg = config(&fields);
-            let err = WsServer::new(&setup(&cfg)).err().expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{needle}: {err}");
+            refused(WsServer::new, &fields, needle);
         }
-        let err = WsServerSink::new(&setup(&config(&[]))).expect_err("no server");
-        assert!(err.message.contains("server"), "{err}");
-        let cfg = config(&[("server", Value::from("in")), ("url", Value::from("x:1"))]);
-        let err = WsServerSink::new(&setup(&cfg)).expect_err("a source key");
-        assert!(err.message.contains("unknown field `url`"), "{err}");
+        refused(WsServerSink::new, &[], "server");
+        let fields = [("server", Value::from("in")), ("url", Value::from("x:1"))];
+        refused(WsServerSink::new, &fields, "unknown field `url`");
     }
 
     #[test]
