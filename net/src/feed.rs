@@ -62,6 +62,12 @@ impl<M> Feed<M> {
     }
 }
 
+/// What a source keeps of its streams, which puts each item its tasks queued into the batch.
+pub trait HandOver<M> {
+    /// Puts `msg` into `out`.
+    fn hand_over(&mut self, msg: M, out: &mut SourceBatch);
+}
+
 /// The source's end of a [`Feed`], and the service running the tasks that send into it:
 /// dropping it stops and joins them.
 #[derive(Debug)]
@@ -157,6 +163,21 @@ impl<M: Send + 'static> Fed<M> {
             }
         }
         Ok(drain.pull())
+    }
+
+    /// A `pull` that hands every item to `streams` (see [`Fed::pull`]).
+    ///
+    /// # Errors
+    /// Every task is gone.
+    pub fn pull_to(
+        &mut self,
+        out: &mut SourceBatch,
+        streams: &mut impl HandOver<M>,
+    ) -> Result<Pull, PluginError> {
+        self.pull(out, |msg, out| {
+            streams.hand_over(msg, out);
+            Ok(true)
+        })
     }
 
     /// The source's `set_notify`: from now on every item queued wakes the engine.

@@ -51,6 +51,67 @@ pub fn check(backoff_ms: u64, max_backoff_ms: u64, timeout_ms: u64) -> Result<()
     Ok(())
 }
 
+/// Declares a client connector's config struct: the fields written in it, then the retry
+/// settings every client shares, `backoff_ms`, `max_backoff_ms` and `timeout_ms`, with the
+/// defaults above; ending in `with max_retries`, also `max_retries` and a `policy()` method that
+/// checks them into a [`Policy`]. The body's last field ends with a comma.
+/// ```ignore
+/// temblor_net::client_config! {
+///     /// The connector's `config`.
+///     #[derive(Deserialize, Debug, Clone)]
+///     #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+///     pub struct Config {
+///         /// The server's `host:port`.
+///         pub url: String,
+///     }
+///     with max_retries
+/// }
+/// ```
+#[macro_export]
+macro_rules! client_config {
+    (@struct $(#[$attr:meta])* $vis:vis struct $name:ident { $($body:tt)* } { $($more:tt)* }) => {
+        $(#[$attr])*
+        $vis struct $name {
+            $($body)*
+            /// The wait before the first retry, in milliseconds.
+            #[serde(default = "temblor_net::retry::default_backoff_ms")]
+            pub backoff_ms: u64,
+            /// The longest wait between retries, in milliseconds.
+            #[serde(default = "temblor_net::retry::default_max_backoff_ms")]
+            pub max_backoff_ms: u64,
+            /// The timeout for connecting and for each write, in milliseconds.
+            #[serde(default = "temblor_net::retry::default_timeout_ms")]
+            pub timeout_ms: u64,
+            $($more)*
+        }
+    };
+    ($(#[$attr:meta])* $vis:vis struct $name:ident { $($body:tt)* } with max_retries) => {
+        $crate::client_config!(@struct $(#[$attr])* $vis struct $name { $($body)* } {
+            /// Attempts after the first before a batch fails.
+            #[serde(default = "temblor_net::retry::default_max_retries")]
+            pub max_retries: u32,
+        });
+
+        impl $name {
+            /// The retry settings, checked.
+            ///
+            /// # Errors
+            /// A `Config` error naming the field.
+            pub fn policy(&self) -> Result<$crate::retry::Policy, ::temblor_shim::PluginError> {
+                $crate::retry::Policy::new(
+                    self.backoff_ms,
+                    self.max_backoff_ms,
+                    self.max_retries,
+                    self.timeout_ms,
+                )
+            }
+        }
+    };
+    ($(#[$attr:meta])* $vis:vis struct $name:ident { $($body:tt)* }) => {
+        $crate::client_config!(@struct $(#[$attr])* $vis struct $name { $($body)* } {});
+    };
+}
+
 /// How a [`Retrying`] sink tries again: `backoff` before the first retry, doubling up to
 /// `max_backoff`, and `max_retries` retries before a batch fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

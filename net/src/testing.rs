@@ -102,3 +102,26 @@ pub fn an_idle_pull_waits_about_100_ms(source: &mut impl Source) {
     assert!(begin.elapsed() < Duration::from_secs(1));
     assert!(batch.is_empty());
 }
+
+/// Checks that `new` refuses each bad retry setting (`backoff_ms` 0, `max_backoff_ms` under
+/// `backoff_ms`, `timeout_ms` 0) with an error naming it, the rest of the config being `base`.
+///
+/// # Panics
+/// As [`refused`].
+pub fn refuses_bad_retry_settings<T>(
+    new: impl Fn(&Setup<'_>) -> Result<T, PluginError>,
+    base: &[(&str, Value)],
+) {
+    for (bad, field) in [
+        (&[("backoff_ms", 0_u64)][..], "backoff_ms"),
+        (
+            &[("backoff_ms", 10), ("max_backoff_ms", 5)],
+            "max_backoff_ms",
+        ),
+        (&[("timeout_ms", 0)], "timeout_ms"),
+    ] {
+        let mut fields = base.to_vec();
+        fields.extend(bad.iter().map(|&(k, v)| (k, Value::from(v))));
+        refused(&new, &fields, field);
+    }
+}

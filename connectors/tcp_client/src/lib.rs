@@ -70,7 +70,7 @@ use std::{
 use temblor_net::{
     Service, addr,
     conn::Conn,
-    retry::{self, Link, Policy, Retrying},
+    retry::{Link, Retrying},
     rustls::pki_types::ServerName,
     tls::{self, ClientTls},
     tokio::{
@@ -88,27 +88,18 @@ const CHUNK: usize = 64 * 1024;
 /// How long a dropped sink waits for its connection to close cleanly (TLS: `close_notify`).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-/// The connector's `config`.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
-pub struct Config {
-    /// The server's `host:port`.
-    pub url: String,
-    /// The wait before the first retry, in milliseconds.
-    #[serde(default = "retry::default_backoff_ms")]
-    pub backoff_ms: u64,
-    /// The longest wait between retries, in milliseconds.
-    #[serde(default = "retry::default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// Attempts after the first before a batch fails.
-    #[serde(default = "retry::default_max_retries")]
-    pub max_retries: u32,
-    /// The timeout for connecting and for each write, in milliseconds.
-    #[serde(default = "retry::default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// TLS: the certificates to trust and the server's name (none: plain TCP).
-    #[serde(default)]
-    pub tls: Option<ClientTls>,
+temblor_net::client_config! {
+    /// The connector's `config`.
+    #[derive(Deserialize, Debug, Clone)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    pub struct Config {
+        /// The server's `host:port`.
+        pub url: String,
+        /// TLS: the certificates to trust and the server's name (none: plain TCP).
+        #[serde(default)]
+        pub tls: Option<ClientTls>,
+    }
+    with max_retries
 }
 
 /// A CA file that cannot be read is a mistake in the config, as one that holds no certificate is.
@@ -139,12 +130,7 @@ impl TcpClient {
     /// resolve; an `Io` error when the network runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Retrying<Self>, PluginError> {
         let config: Config = setup.config()?;
-        let policy = Policy::new(
-            config.backoff_ms,
-            config.max_backoff_ms,
-            config.max_retries,
-            config.timeout_ms,
-        )?;
+        let policy = config.policy()?;
         let addrs = addr::resolve("url", &config.url)?;
         let tls = config
             .tls
@@ -387,7 +373,7 @@ mod tests {
         time::Instant,
     };
     use temblor_harness::config;
-    use temblor_net::testing::refused;
+    use temblor_net::testing::{self, refused};
     use temblor_shim::{Object, Sink};
 
     fn client(fields: &[(&str, Value)]) -> Result<Retrying<TcpClient>, PluginError> {
@@ -423,31 +409,10 @@ mod tests {
         for (fields, needle) in [
             (vec![], "url"),
             (vec![("url", Value::from("no port"))], "url"),
-            (
-                vec![
-                    ("url", Value::from("127.0.0.1:9")),
-                    ("backoff_ms", Value::from(0_u64)),
-                ],
-                "backoff_ms",
-            ),
-            (
-                vec![
-                    ("url", Value::from("127.0.0.1:9")),
-                    ("backoff_ms", Value::from(10_u64)),
-                    ("max_backoff_ms", Value::from(5_u64)),
-                ],
-                "max_backoff_ms",
-            ),
-            (
-                vec![
-                    ("url", Value::from("127.0.0.1:9")),
-                    ("timeout_ms", Value::from(0_u64)),
-                ],
-                "timeout_ms",
-            ),
         ] {
             refused(TcpClient::new, &fields, needle);
         }
+        testing::refuses_bad_retry_settings(TcpClient::new, &[("url", Value::from("127.0.0.1:9"))]);
     }
 
     #[test]

@@ -47,7 +47,7 @@ use std::{io, path::PathBuf, time::Duration};
 
 use temblor_net::{
     Service,
-    retry::{self, Link, Policy, Retrying},
+    retry::{Link, Policy, Retrying},
     tokio::{self, io::AsyncWriteExt, net::UnixStream},
 };
 use temblor_shim::{Frames, PluginError, Setup, Value, serde::Deserialize, tracing};
@@ -55,34 +55,26 @@ use temblor_shim::{Frames, PluginError, Setup, Value, serde::Deserialize, tracin
 /// Frames are gathered into writes of about this size.
 const CHUNK: usize = 64 * 1024;
 
-/// The connector's `config`.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
-pub struct Config {
-    /// The server's socket file.
-    pub path: PathBuf,
-    /// The wait before the first retry, in milliseconds.
-    #[serde(default = "retry::default_backoff_ms")]
-    pub backoff_ms: u64,
-    /// The longest wait between retries, in milliseconds.
-    #[serde(default = "retry::default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// Attempts after the first before a batch fails.
-    #[serde(default = "retry::default_max_retries")]
-    pub max_retries: u32,
-    /// The timeout for connecting and for each write, in milliseconds.
-    #[serde(default = "retry::default_timeout_ms")]
-    pub timeout_ms: u64,
+temblor_net::client_config! {
+    /// The connector's `config`.
+    #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    pub struct Config {
+        /// The server's socket file.
+        pub path: PathBuf,
+    }
+    with max_retries
 }
 
 impl Config {
-    fn validate(&self) -> Result<(), PluginError> {
+    /// Checks the values serde cannot: the retry settings for the sink.
+    fn validate(&self) -> Result<Policy, PluginError> {
         if self.path.as_os_str().is_empty() {
             return Err(PluginError::config(format_args!(
                 "`path` must name the server's socket file"
             )));
         }
-        retry::check(self.backoff_ms, self.max_backoff_ms, self.timeout_ms)
+        self.policy()
     }
 }
 
@@ -134,13 +126,7 @@ impl UnixClient {
     /// A `Config` error for a bad config; an `Io` error when the runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Retrying<Self>, PluginError> {
         let config: Config = setup.config()?;
-        config.validate()?;
-        let policy = Policy::new(
-            config.backoff_ms,
-            config.max_backoff_ms,
-            config.max_retries,
-            config.timeout_ms,
-        )?;
+        let policy = config.validate()?;
         let handle = temblor_net::runtime::handle()?;
         let client = Self {
             config,
@@ -247,7 +233,7 @@ temblor_shim::export_plugin! {
 mod tests {
     use super::*;
     use temblor_harness::config;
-    use temblor_net::testing::refused;
+    use temblor_net::testing::{self, refused};
 
     #[test]
     fn defaults_and_bad_values() {
@@ -261,24 +247,9 @@ mod tests {
         for (fields, needle) in [
             (vec![], "missing field `path`"),
             (vec![("path", Value::from(""))], "`path`"),
-            (
-                vec![p.clone(), ("backoff_ms", Value::from(0_u64))],
-                "backoff_ms",
-            ),
-            (
-                vec![
-                    p.clone(),
-                    ("backoff_ms", Value::from(10_u64)),
-                    ("max_backoff_ms", Value::from(5_u64)),
-                ],
-                "max_backoff_ms",
-            ),
-            (
-                vec![p.clone(), ("timeout_ms", Value::from(0_u64))],
-                "timeout_ms",
-            ),
         ] {
             refused(UnixClient::new, &fields, needle);
         }
+        testing::refuses_bad_retry_settings(UnixClient::new, &[p]);
     }
 }

@@ -90,8 +90,8 @@ use std::{
 use temblor_net::{
     Service, StopSignal, addr,
     conn::Conn,
-    feed::{Fed, Feed, Intake},
-    retry::{self, Link, Policy, Retrying},
+    feed::{Fed, Feed, HandOver, Intake},
+    retry::{self, Link, Retrying},
     tls::{self, ClientTls},
     tokio::{
         self,
@@ -136,62 +136,65 @@ const GRACE: Duration = Duration::from_secs(1);
 /// The largest `max_message` accepted.
 pub const MAX_MESSAGE_LIMIT: usize = 256 * 1024 * 1024;
 
-/// The sink's `config`.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
-pub struct Config {
-    /// `ws://host:port/path` or `wss://...`.
-    pub url: String,
-    /// UTF-8 frames as text messages.
-    #[serde(default = "default_text")]
-    pub text: bool,
-    /// Seconds between pings (0: none).
-    #[serde(default = "default_ping_interval_s")]
-    pub ping_interval_s: u64,
-    /// The largest message accepted from the server.
-    #[serde(default = "default_max_message")]
-    pub max_message: usize,
-    /// The wait before the first reconnection, in milliseconds.
-    #[serde(default = "retry::default_backoff_ms")]
-    pub backoff_ms: u64,
-    /// The longest wait between attempts, in milliseconds.
-    #[serde(default = "retry::default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// Attempts after the first before a batch fails.
-    #[serde(default = "retry::default_max_retries")]
-    pub max_retries: u32,
-    /// For connecting and for each write, in milliseconds.
-    #[serde(default = "retry::default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// TLS for `wss://`.
-    #[serde(default)]
-    pub tls: Option<ClientTls>,
+/// Declares a config of this connector: the fields written in it, then what the sink and the
+/// source share (`url`, `ping_interval_s`, `max_message`, `tls`, the retry settings but
+/// `max_retries`), and `target()`, which checks them into a [`Target`].
+macro_rules! ws_config {
+    ($(#[$attr:meta])* pub struct $name:ident { $($body:tt)* } $($with:tt)*) => {
+        temblor_net::client_config! {
+            $(#[$attr])*
+            pub struct $name {
+                $($body)*
+                /// `ws://host:port/path` or `wss://...`.
+                pub url: String,
+                /// Seconds between pings (0: none).
+                #[serde(default = "default_ping_interval_s")]
+                pub ping_interval_s: u64,
+                /// The largest message accepted from the server.
+                #[serde(default = "default_max_message")]
+                pub max_message: usize,
+                /// TLS for `wss://`.
+                #[serde(default)]
+                pub tls: Option<ClientTls>,
+            }
+            $($with)*
+        }
+
+        impl $name {
+            /// What connecting needs, checked.
+            fn target(&self, id: &str) -> Result<Target, PluginError> {
+                Target::new(
+                    id,
+                    &self.url,
+                    self.tls.as_ref(),
+                    self.ping_interval_s,
+                    self.max_message,
+                    self.backoff_ms,
+                    self.max_backoff_ms,
+                    self.timeout_ms,
+                )
+            }
+        }
+    };
 }
 
-/// The source's `config`: the sink's but `text` and `max_retries`.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
-pub struct SourceConfig {
-    /// `ws://host:port/path` or `wss://...`.
-    pub url: String,
-    /// Seconds between pings (0: none).
-    #[serde(default = "default_ping_interval_s")]
-    pub ping_interval_s: u64,
-    /// The largest message accepted from the server.
-    #[serde(default = "default_max_message")]
-    pub max_message: usize,
-    /// The wait before the first reconnection, in milliseconds.
-    #[serde(default = "retry::default_backoff_ms")]
-    pub backoff_ms: u64,
-    /// The longest wait between attempts, in milliseconds.
-    #[serde(default = "retry::default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// For connecting and for each write, in milliseconds.
-    #[serde(default = "retry::default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// TLS for `wss://`.
-    #[serde(default)]
-    pub tls: Option<ClientTls>,
+ws_config! {
+    /// The sink's `config`.
+    #[derive(Deserialize, Debug, Clone)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    pub struct Config {
+        /// UTF-8 frames as text messages.
+        #[serde(default = "default_text")]
+        pub text: bool,
+    }
+    with max_retries
+}
+
+ws_config! {
+    /// The source's `config`: the sink's but `text` and `max_retries`.
+    #[derive(Deserialize, Debug, Clone)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    pub struct SourceConfig {}
 }
 
 fn default_text() -> bool {
@@ -491,17 +494,8 @@ impl WsClient {
     /// cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Retrying<Self>, PluginError> {
         let c: Config = setup.config()?;
-        let target = Target::new(
-            setup.id,
-            &c.url,
-            c.tls.as_ref(),
-            c.ping_interval_s,
-            c.max_message,
-            c.backoff_ms,
-            c.max_backoff_ms,
-            c.timeout_ms,
-        )?;
-        let policy = Policy::new(c.backoff_ms, c.max_backoff_ms, c.max_retries, c.timeout_ms)?;
+        let target = c.target(setup.id)?;
+        let policy = c.policy()?;
         let handle = temblor_net::runtime::handle()?;
         let client = Self {
             target,
@@ -639,16 +633,7 @@ impl WsClientSource {
     /// cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let c: SourceConfig = setup.config()?;
-        let target = Target::new(
-            setup.id,
-            &c.url,
-            c.tls.as_ref(),
-            c.ping_interval_s,
-            c.max_message,
-            c.backoff_ms,
-            c.max_backoff_ms,
-            c.timeout_ms,
-        )?;
+        let target = c.target(setup.id)?;
         let (mut fed, feed) = Fed::new(INTAKE)?;
         let stop = fed.service().signal();
         fed.service().spawn(subscribe(target, feed, stop));
@@ -671,7 +656,9 @@ impl Streams {
         meta.insert("binary", Value::from(binary));
         Value::Object(meta)
     }
+}
 
+impl HandOver<Msg> for Streams {
     fn hand_over(&mut self, msg: Msg, out: &mut SourceBatch) {
         match msg {
             Msg::Start { stream, peer } => {
@@ -706,10 +693,7 @@ impl Streams {
 
 impl Source for WsClientSource {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        self.fed.pull(out, |msg, out| {
-            self.streams.hand_over(msg, out);
-            Ok(true)
-        })
+        self.fed.pull_to(out, &mut self.streams)
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
@@ -719,7 +703,7 @@ impl Source for WsClientSource {
 
 impl Drop for WsClientSource {
     fn drop(&mut self) {
-        self.fed.service().stop();
+        // The task stops (and the connection closes) when `fed` is dropped, after this.
         tracing::debug!(url = %self.streams.url, messages = self.streams.messages, "ws client source closed");
     }
 }
@@ -786,7 +770,7 @@ temblor_shim::export_plugin! {
 mod tests {
     use super::*;
     use temblor_harness::config;
-    use temblor_net::testing::refused;
+    use temblor_net::testing::{self, refused};
 
     #[test]
     fn defaults() {
@@ -818,22 +802,6 @@ mod tests {
             ),
             (vec![("url", Value::from("ws://"))], "`url`"),
             (
-                vec![url.clone(), ("backoff_ms", Value::from(0_u64))],
-                "backoff_ms",
-            ),
-            (
-                vec![
-                    url.clone(),
-                    ("backoff_ms", Value::from(10_u64)),
-                    ("max_backoff_ms", Value::from(5_u64)),
-                ],
-                "max_backoff_ms",
-            ),
-            (
-                vec![url.clone(), ("timeout_ms", Value::from(0_u64))],
-                "timeout_ms",
-            ),
-            (
                 vec![url.clone(), ("max_message", Value::from(0_u64))],
                 "max_message",
             ),
@@ -844,6 +812,8 @@ mod tests {
         ] {
             refused(WsClient::new, &fields, needle);
         }
+        testing::refuses_bad_retry_settings(WsClient::new, &[url.clone()]);
+        testing::refuses_bad_retry_settings(WsClientSource::new, &[url.clone()]);
         let fields = [url, ("text", Value::from(true))];
         refused(WsClientSource::new, &fields, "unknown field `text`");
     }

@@ -109,7 +109,7 @@ use temblor_net::{
     acceptor::{Counts, Listener, Options, Refuse},
     addr, check,
     conn::Conn,
-    feed::{Fed, Feed, Intake},
+    feed::{Fed, Feed, HandOver, Intake},
     tls::ServerTls,
     tokio::{self, sync::mpsc},
 };
@@ -308,8 +308,7 @@ struct Streams {
     bytes: u64,
 }
 
-impl Streams {
-    /// Puts one task's message into the batch.
+impl HandOver<Msg> for Streams {
     fn hand_over(&mut self, msg: Msg, out: &mut SourceBatch) {
         match msg {
             Msg::Start { stream, peer, path } => {
@@ -423,10 +422,7 @@ impl WsServer {
 
 impl Source for WsServer {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        self.fed.pull(out, |msg, out| {
-            self.streams.hand_over(msg, out);
-            Ok(true)
-        })
+        self.fed.pull_to(out, &mut self.streams)
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
