@@ -38,6 +38,49 @@ pub struct Intake {
     pub task: &'static str,
 }
 
+impl Intake {
+    /// The intake of the `task` whose end closes the queue: `read_ahead` items queued ahead of
+    /// `pull`, `grace` for the tasks to end after a stop; at most 1024 items or about 1 MiB per
+    /// pull, and a 100 ms wait for input when the engine gave no wake-up.
+    #[must_use]
+    pub const fn new(task: &'static str, read_ahead: usize, grace: Duration) -> Self {
+        Self {
+            read_ahead,
+            pull_items: 1024,
+            pull_bytes: 1024 * 1024,
+            wait: Duration::from_millis(100),
+            grace,
+            task,
+        }
+    }
+
+    /// The same, taking at most `pull_items` per pull.
+    #[must_use]
+    pub const fn pull_items(self, pull_items: usize) -> Self {
+        Self { pull_items, ..self }
+    }
+}
+
+/// Implements the shim's `Source` for a struct whose field `fed` is a [`Fed`] and whose field
+/// `streams` hands its items over ([`HandOver`]).
+#[macro_export]
+macro_rules! fed_source {
+    ($source:ty) => {
+        impl ::temblor_shim::Source for $source {
+            fn pull(
+                &mut self,
+                out: &mut ::temblor_shim::SourceBatch,
+            ) -> Result<::temblor_shim::Pull, ::temblor_shim::PluginError> {
+                self.fed.pull_to(out, &mut self.streams)
+            }
+
+            fn set_notify(&mut self, notify: ::temblor_shim::Notify) -> bool {
+                self.fed.set_notify(notify)
+            }
+        }
+    };
+}
+
 /// What a source's tasks hand to `pull`, and the stream ids of their connections. The tasks
 /// share it (in an `Arc`).
 #[derive(Debug)]

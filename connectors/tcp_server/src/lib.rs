@@ -98,7 +98,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use temblor_net::{
-    acceptor::{Listener, Options, Refuse},
+    acceptor::{self, Listener, Options, Refuse},
     addr, check,
     feed::{ChunkServer, Intake},
     tls::ServerTls,
@@ -111,14 +111,7 @@ use temblor_shim::{
 /// ends) queued ahead of `pull`, at most 256 items or about 1 MiB per pull, a 100 ms wait for
 /// input without a wake-up from the engine, and 2 s for the tasks to end after a stop (they end
 /// at once: each watches the stop).
-const INTAKE: Intake = Intake {
-    read_ahead: 64,
-    pull_items: 256,
-    pull_bytes: 1024 * 1024,
-    wait: Duration::from_millis(100),
-    grace: Duration::from_secs(2),
-    task: "tcp acceptor",
-};
+const INTAKE: Intake = Intake::new("tcp acceptor", 64, Duration::from_secs(2)).pull_items(256);
 
 /// The largest `max_frame` accepted.
 pub const MAX_FRAME_LIMIT: usize = 16 * 1024 * 1024;
@@ -131,7 +124,7 @@ pub struct Config {
     #[serde(default = "default_url")]
     pub url: String,
     /// Clients served at once.
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "acceptor::default_max_connections")]
     pub max_connections: usize,
     /// The largest chunk read.
     #[serde(default = "default_max_frame")]
@@ -143,10 +136,6 @@ pub struct Config {
 
 fn default_url() -> String {
     "127.0.0.1:4242".to_owned()
-}
-
-fn default_max_connections() -> usize {
-    64
 }
 
 fn default_max_frame() -> usize {
@@ -215,12 +204,8 @@ impl TcpServer {
         listener
             .set_nonblocking(true)
             .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?;
-        let handle = temblor_net::runtime::handle()?;
-        let listener = {
-            let _runtime = handle.enter();
-            Listener::tcp(listener)
-                .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?
-        };
+        let listener =
+            temblor_net::runtime::register("listening socket", || Listener::tcp(listener))?;
         let options = Options {
             id: setup.id.to_owned(),
             max_connections: config.max_connections,

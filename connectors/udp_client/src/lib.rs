@@ -110,12 +110,10 @@ impl UdpClient {
         let socket = std::net::UdpSocket::bind(local)
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .map_err(|e| PluginError::io(format_args!("cannot bind {local}"), &e))?;
-        let handle = temblor_net::runtime::handle()?;
-        let socket = {
-            let _runtime = handle.enter();
+        let socket = temblor_net::runtime::register(format_args!("cannot bind {local}"), || {
             UdpSocket::from_std(socket)
-                .map_err(|e| PluginError::io(format_args!("cannot bind {local}"), &e))?
-        };
+        })?;
+        let handle = temblor_net::runtime::handle()?;
         tracing::debug!(peer = %peer, local = %local, "udp client ready");
         Ok(Self {
             socket,

@@ -76,14 +76,7 @@ use temblor_shim::{
 /// queued ahead of `pull`, at most 256 of them or about 1 MiB per pull (it stops after the item
 /// that crosses this), a 100 ms wait for a first datagram without a wake-up from the engine, and
 /// 2 s for the task to end after a stop (it ends at once).
-const INTAKE: Intake = Intake {
-    read_ahead: 16,
-    pull_items: 256,
-    pull_bytes: 1024 * 1024,
-    wait: Duration::from_millis(100),
-    grace: Duration::from_secs(2),
-    task: "udp receiver",
-};
+const INTAKE: Intake = Intake::new("udp receiver", 16, Duration::from_secs(2)).pull_items(256);
 
 /// The most datagrams the task groups into one item.
 const GROUP_DATAGRAMS: usize = 64;
@@ -196,12 +189,7 @@ impl UdpServer {
         };
         let local =
             setup_socket(&socket).map_err(|e| PluginError::io(format_args!("udp socket"), &e))?;
-        let handle = temblor_net::runtime::handle()?;
-        let socket = {
-            let _runtime = handle.enter();
-            UdpSocket::from_std(socket)
-                .map_err(|e| PluginError::io(format_args!("udp socket"), &e))?
-        };
+        let socket = temblor_net::runtime::register("udp socket", || UdpSocket::from_std(socket))?;
         let (mut fed, feed) = Fed::new(INTAKE)?;
         let dropped = Arc::new(AtomicU64::new(0));
         let receiver = Receiver {

@@ -83,7 +83,7 @@ use std::{
 };
 
 use temblor_net::{
-    acceptor::{Listener, Options, Refuse},
+    acceptor::{self, Listener, Options, Refuse},
     check,
     feed::{ChunkServer, Intake},
 };
@@ -97,14 +97,7 @@ const GRACE: Duration = Duration::from_millis(500);
 /// How the source takes in what the connection tasks read: 64 messages (stream starts, chunks,
 /// ends) queued ahead of `pull`, at most 1024 of them or about 1 MiB per pull, a 100 ms wait
 /// for input when the engine gave no wake-up.
-const INTAKE: Intake = Intake {
-    read_ahead: 64,
-    pull_items: 1024,
-    pull_bytes: 1024 * 1024,
-    wait: Duration::from_millis(100),
-    grace: GRACE,
-    task: "unix acceptor",
-};
+const INTAKE: Intake = Intake::new("unix acceptor", 64, GRACE);
 
 /// The largest `max_frame` accepted.
 pub const MAX_FRAME_LIMIT: usize = 16 * 1024 * 1024;
@@ -119,7 +112,7 @@ pub struct Config {
     #[serde(default = "default_mode")]
     pub mode: String,
     /// Clients served at once.
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "acceptor::default_max_connections")]
     pub max_connections: usize,
     /// The largest chunk read.
     #[serde(default = "default_max_frame")]
@@ -128,10 +121,6 @@ pub struct Config {
 
 fn default_mode() -> String {
     "0600".to_owned()
-}
-
-fn default_max_connections() -> usize {
-    64
 }
 
 fn default_max_frame() -> usize {
@@ -273,14 +262,11 @@ impl UnixServer {
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
         let mode = config.validate()?;
-        let handle = temblor_net::runtime::handle()?;
         clear_stale(&config.path)?;
         let (std_listener, file) = bind(&config.path, mode)?;
-        let listener = {
-            let _entered = handle.enter();
+        let listener = temblor_net::runtime::register(config.path.display(), || {
             Listener::unix(std_listener, &config.path)
-                .map_err(|e| PluginError::io(format_args!("{}", config.path.display()), &e))?
-        };
+        })?;
         let options = Options {
             id: setup.id.to_owned(),
             max_connections: config.max_connections,

@@ -102,8 +102,7 @@ use temblor_net::{
     tokio_rustls::TlsConnector,
 };
 use temblor_shim::{
-    Frames, Notify, Object, PluginError, Pull, Setup, Source, SourceBatch, Value, meta_of,
-    serde::Deserialize, tracing,
+    Frames, Object, PluginError, Setup, SourceBatch, Value, meta_of, serde::Deserialize, tracing,
 };
 use tokio_tungstenite::tungstenite::{
     Bytes, Message, client::IntoClientRequest, protocol::frame::coding::CloseCode,
@@ -118,14 +117,7 @@ use wsio::{Event, WsConn};
 /// How the source takes in what its task reads: 256 messages (stream starts, messages, ends)
 /// queued ahead of `pull`, at most 1024 of them or about 1 MiB per pull, a 100 ms wait for input
 /// when the engine gave no wake-up.
-const INTAKE: Intake = Intake {
-    read_ahead: 256,
-    pull_items: 1024,
-    pull_bytes: 1024 * 1024,
-    wait: Duration::from_millis(100),
-    grace: GRACE,
-    task: "ws client task",
-};
+const INTAKE: Intake = Intake::new("ws client task", 256, GRACE);
 
 /// Messages are written out (and counted as sent) in chunks of about this size.
 const CHUNK: usize = 64 * 1024;
@@ -691,15 +683,7 @@ impl HandOver<Msg> for Streams {
     }
 }
 
-impl Source for WsClientSource {
-    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        self.fed.pull_to(out, &mut self.streams)
-    }
-
-    fn set_notify(&mut self, notify: Notify) -> bool {
-        self.fed.set_notify(notify)
-    }
-}
+temblor_net::fed_source!(WsClientSource);
 
 impl Drop for WsClientSource {
     fn drop(&mut self) {
@@ -812,8 +796,8 @@ mod tests {
         ] {
             refused(WsClient::new, &fields, needle);
         }
-        testing::refuses_bad_retry_settings(WsClient::new, &[url.clone()]);
-        testing::refuses_bad_retry_settings(WsClientSource::new, &[url.clone()]);
+        testing::refuses_bad_retry_settings(WsClient::new, std::slice::from_ref(&url));
+        testing::refuses_bad_retry_settings(WsClientSource::new, std::slice::from_ref(&url));
         let fields = [url, ("text", Value::from(true))];
         refused(WsClientSource::new, &fields, "unknown field `text`");
     }

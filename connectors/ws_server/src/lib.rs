@@ -106,7 +106,7 @@ use std::{
 
 use temblor_net::{
     StopSignal,
-    acceptor::{Counts, Listener, Options, Refuse},
+    acceptor::{self, Counts, Listener, Options, Refuse},
     addr, check,
     conn::Conn,
     feed::{Fed, Feed, HandOver, Intake},
@@ -114,8 +114,8 @@ use temblor_net::{
     tokio::{self, sync::mpsc},
 };
 use temblor_shim::{
-    Frames, Notify, Object, PluginError, Pull, RVec, Setup, Sink, Source, SourceBatch, Value,
-    meta_of, serde::Deserialize, tracing,
+    Frames, Object, PluginError, RVec, Setup, Sink, SourceBatch, Value, meta_of,
+    serde::Deserialize, tracing,
 };
 use tokio_tungstenite::tungstenite::{Bytes, Message, protocol::frame::coding::CloseCode};
 
@@ -128,14 +128,7 @@ use wsio::Event;
 /// messages, ends) queued ahead of `pull`, at most 1024 of them or about 1 MiB per pull, a
 /// 100 ms wait for input when the engine gave no wake-up, 2 s for open connections to close
 /// when the source stops.
-const INTAKE: Intake = Intake {
-    read_ahead: 256,
-    pull_items: 1024,
-    pull_bytes: 1024 * 1024,
-    wait: Duration::from_millis(100),
-    grace: GRACE,
-    task: "ws acceptor",
-};
+const INTAKE: Intake = Intake::new("ws acceptor", 256, GRACE);
 
 /// Replies a connection's task gathers into one write.
 const WRITE_BYTES: usize = 1024 * 1024;
@@ -164,7 +157,7 @@ pub struct Config {
     #[serde(default = "default_url")]
     pub url: String,
     /// Clients served at once.
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "acceptor::default_max_connections")]
     pub max_connections: usize,
     /// The largest message accepted, in bytes.
     #[serde(default = "default_max_message")]
@@ -190,10 +183,6 @@ pub struct SinkConfig {
 
 fn default_url() -> String {
     "127.0.0.1:8080".to_owned()
-}
-
-fn default_max_connections() -> usize {
-    64
 }
 
 fn default_max_message() -> usize {
@@ -370,16 +359,12 @@ impl WsServer {
             Some(tls) => Some(tls.acceptor(&[b"http/1.1"])?),
             None => None,
         };
-        let handle = temblor_net::runtime::handle()?;
         let std_listener = addr::bind_tcp(&addrs)?;
         let local = std_listener
             .local_addr()
             .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?;
-        let listener = {
-            let _entered = handle.enter();
-            Listener::tcp(std_listener)
-                .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?
-        };
+        let listener =
+            temblor_net::runtime::register("listening socket", || Listener::tcp(std_listener))?;
         let hub = Arc::new(Hub::default());
         register(id, &hub);
         let shared = Arc::new(Shared {
@@ -420,15 +405,7 @@ impl WsServer {
     }
 }
 
-impl Source for WsServer {
-    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        self.fed.pull_to(out, &mut self.streams)
-    }
-
-    fn set_notify(&mut self, notify: Notify) -> bool {
-        self.fed.set_notify(notify)
-    }
-}
+temblor_net::fed_source!(WsServer);
 
 impl Drop for WsServer {
     fn drop(&mut self) {
