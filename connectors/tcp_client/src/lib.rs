@@ -417,11 +417,8 @@ mod tests {
 
     #[test]
     fn a_bad_ca_file_is_a_config_error_naming_the_field_and_file() {
-        let dir =
-            std::env::temp_dir().join(format!("temblor-tcp_client-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let junk = dir.join("junk.pem");
-        std::fs::write(&junk, "not a certificate\n").expect("write");
+        let dir = temblor_harness::TempDir::new("tcp_client-ca");
+        let junk = dir.write("junk.pem", "not a certificate\n");
         for ca in [dir.join("missing.pem"), junk] {
             let mut tls = Object::new();
             tls.insert("ca", Value::from(ca.display().to_string()));
@@ -439,7 +436,6 @@ mod tests {
             ("tls", Value::Object(tls)),
         ];
         refused(TcpClient::new, &fields, "ca_file");
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

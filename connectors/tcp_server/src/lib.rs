@@ -411,11 +411,8 @@ mod tests {
 
     #[test]
     fn bad_tls_files_are_config_errors_naming_the_field() {
-        let dir =
-            std::env::temp_dir().join(format!("temblor-tcp_server-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let junk = dir.join("junk.pem");
-        std::fs::write(&junk, "no pem here\n").expect("write");
+        let dir = temblor_harness::TempDir::new("tcp_server-tls");
+        let junk = dir.write("junk.pem", "no pem here\n");
         let missing = dir.join("missing.pem");
         for (cert, key, field, file) in [
             (&missing, &junk, "`tls.cert`", &missing),
@@ -436,7 +433,6 @@ mod tests {
             &[("tls", Value::Object(Object::new()))],
             "cert",
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
