@@ -274,6 +274,99 @@ impl<L: Link> Sink for Retrying<L> {
 mod tests {
     use super::*;
 
+    /// A link that writes one frame per attempt, then fails, `fails` times at the most.
+    #[derive(Default)]
+    struct Flaky {
+        fails: usize,
+        attempts: usize,
+        connects: usize,
+        disconnects: usize,
+    }
+
+    impl Link for Flaky {
+        type Error = String;
+
+        fn target(&self) -> String {
+            "flaky:1".to_owned()
+        }
+
+        fn connect(&mut self) -> Result<(), String> {
+            self.connects += 1;
+            Err("not up yet".to_owned())
+        }
+
+        fn attempt(
+            &mut self,
+            frames: &Frames,
+            _: &[Value],
+            next: &mut usize,
+        ) -> Result<(), String> {
+            self.attempts += 1;
+            if self.attempts > self.fails {
+                *next = frames.len();
+                return Ok(());
+            }
+            *next = (*next + 1).min(frames.len());
+            Err(format!("broke after frame {next}"))
+        }
+
+        fn disconnect(&mut self) {
+            self.disconnects += 1;
+        }
+    }
+
+    fn policy(max_retries: u32) -> Policy {
+        Policy::new(1, 2, max_retries, 1).unwrap()
+    }
+
+    #[test]
+    fn a_batch_goes_on_from_the_first_frame_not_written_until_the_retries_run_out() {
+        let frames: Frames = [&b"a"[..], b"b", b"c", b"d"].into_iter().collect();
+        let mut sink = Retrying::new(
+            Flaky {
+                fails: 2,
+                ..Flaky::default()
+            },
+            policy(2),
+        );
+        assert_eq!(sink.link.connects, 1, "the constructor tried once");
+        let mut delivered = RVec::new();
+        assert!(sink.push_batch(&frames, &[], &mut delivered).is_ok());
+        assert!(delivered.is_empty());
+        assert_eq!((sink.link.attempts, sink.link.disconnects), (3, 2));
+
+        let mut sink = Retrying::new(
+            Flaky {
+                fails: 9,
+                ..Flaky::default()
+            },
+            policy(2),
+        );
+        let e = sink.push_batch(&frames, &[], &mut delivered).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Io);
+        assert_eq!(
+            e.message,
+            "cannot write to flaky:1 after 3 attempts (3 of 4 frames written): broke after frame 3"
+        );
+        assert_eq!(delivered.as_slice(), [0, 1, 2]);
+        assert!(sink.push(&Frames::new()).is_ok(), "nothing to write");
+        assert_eq!(sink.link.attempts, 3);
+        assert!(sink.flush().is_ok());
+    }
+
+    #[test]
+    fn a_policy_is_checked() {
+        assert_eq!(
+            policy(3),
+            Policy {
+                backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(2),
+                max_retries: 3,
+            }
+        );
+        assert!(Policy::new(0, 1, 1, 1).is_err());
+    }
+
     #[test]
     fn each_bad_value_is_named() {
         assert!(check(100, 5000, 5000).is_ok());
