@@ -74,6 +74,12 @@ impl Listener {
     }
 }
 
+/// `max_connections`: clients a server serves at once, by default.
+#[must_use]
+pub fn default_max_connections() -> usize {
+    64
+}
+
 /// What a connection over the limit gets.
 #[derive(Debug, Clone, Copy)]
 pub enum Refuse {

@@ -11,6 +11,8 @@
 //! - [`runtime::handle`]: the plugin's runtime (built on first use).
 //! - [`addr`]: `host:port` parsing and binding, with messages naming the connector and field.
 //! - [`acceptor::serve`]: accepts connections up to a limit; stops and joins them.
+//! - [`feed`]: what a source's tasks hand to `pull`; the raw-chunk stream server.
+//! - [`check`]: config values serde cannot check.
 //! - [`Service`]: the tasks of one source or sink instance: stopped and joined when dropped.
 //! - [`inbox`]: a bounded queue from network tasks to `pull` that wakes the engine.
 //! - [`tls`]: rustls configs from `tls = { cert, key }` (servers) and `tls = { ca }` (clients).
@@ -22,12 +24,16 @@
 pub mod acceptor;
 pub mod addr;
 pub mod backoff;
+pub mod check;
 pub mod conn;
+pub mod feed;
 pub mod inbox;
 pub mod retry;
 pub mod runtime;
 mod service;
 pub mod sink;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 
 pub use runtime::shutdown;

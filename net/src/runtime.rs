@@ -45,6 +45,21 @@ pub fn handle() -> Result<Handle, PluginError> {
     Ok(handle)
 }
 
+/// Runs `register` inside the runtime (building it first if there is none): for taking over a
+/// bound std socket (`UdpSocket::from_std`, [`Listener::tcp`](crate::acceptor::Listener::tcp),
+/// ...), which registers it with the runtime.
+///
+/// # Errors
+/// The runtime cannot be built, or `register` fails: an `Io` error saying `what`.
+pub fn register<T>(
+    what: impl std::fmt::Display,
+    register: impl FnOnce() -> std::io::Result<T>,
+) -> Result<T, PluginError> {
+    let handle = handle()?;
+    let _inside = handle.enter();
+    register().map_err(|e| PluginError::io(what, &e))
+}
+
 /// Stops the runtime (if one runs) and joins its threads, waiting up to 2 s for tasks that
 /// do not stop. For the root module's `shutdown`: the host builds nothing more from this
 /// library.

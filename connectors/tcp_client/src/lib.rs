@@ -70,7 +70,7 @@ use std::{
 use temblor_net::{
     Service, addr,
     conn::Conn,
-    retry,
+    retry::{Link, Retrying},
     rustls::pki_types::ServerName,
     tls::{self, ClientTls},
     tokio::{
@@ -80,7 +80,7 @@ use temblor_net::{
     },
     tokio_rustls::TlsConnector,
 };
-use temblor_shim::{ErrorKind, Frames, PluginError, Setup, Sink, serde::Deserialize, tracing};
+use temblor_shim::{ErrorKind, Frames, PluginError, Setup, Value, serde::Deserialize, tracing};
 
 /// Frames are gathered into writes of about this size.
 const CHUNK: usize = 64 * 1024;
@@ -88,33 +88,18 @@ const CHUNK: usize = 64 * 1024;
 /// How long a dropped sink waits for its connection to close cleanly (TLS: `close_notify`).
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-/// The connector's `config`.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
-pub struct Config {
-    /// The server's `host:port`.
-    pub url: String,
-    /// The wait before the first retry, in milliseconds.
-    #[serde(default = "retry::default_backoff_ms")]
-    pub backoff_ms: u64,
-    /// The longest wait between retries, in milliseconds.
-    #[serde(default = "retry::default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// Attempts after the first before a batch fails.
-    #[serde(default = "retry::default_max_retries")]
-    pub max_retries: u32,
-    /// The timeout for connecting and for each write, in milliseconds.
-    #[serde(default = "retry::default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// TLS: the certificates to trust and the server's name (none: plain TCP).
-    #[serde(default)]
-    pub tls: Option<ClientTls>,
-}
-
-impl Config {
-    fn validate(&self) -> Result<(), PluginError> {
-        retry::check(self.backoff_ms, self.max_backoff_ms, self.timeout_ms)
+temblor_net::client_config! {
+    /// The connector's `config`.
+    #[derive(Deserialize, Debug, Clone)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    pub struct Config {
+        /// The server's `host:port`.
+        pub url: String,
+        /// TLS: the certificates to trust and the server's name (none: plain TCP).
+        #[serde(default)]
+        pub tls: Option<ClientTls>,
     }
+    with max_retries
 }
 
 /// A CA file that cannot be read is a mistake in the config, as one that holds no certificate is.
@@ -122,7 +107,7 @@ fn as_config_error(e: PluginError) -> PluginError {
     PluginError::config(e.message)
 }
 
-/// The `tcp_client` sink.
+/// The `tcp_client` sink's connection (the sink is a [`Retrying`] on it).
 pub struct TcpClient {
     config: Config,
     /// The addresses `url` resolved to last.
@@ -143,9 +128,9 @@ impl TcpClient {
     /// # Errors
     /// A `Config` error for a bad config (a `tls.ca` file among them) or a `url` that does not
     /// resolve; an `Io` error when the network runtime cannot start.
-    pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
+    pub fn new(setup: &Setup<'_>) -> Result<Retrying<Self>, PluginError> {
         let config: Config = setup.config()?;
-        config.validate()?;
+        let policy = config.policy()?;
         let addrs = addr::resolve("url", &config.url)?;
         let tls = config
             .tls
@@ -156,7 +141,7 @@ impl TcpClient {
             })
             .transpose()?;
         let service = Service::new(temblor_net::runtime::handle()?, CLOSE_WAIT);
-        let mut client = Self {
+        let client = Self {
             config,
             addrs,
             tls,
@@ -166,14 +151,7 @@ impl TcpClient {
             bytes: 0,
             service,
         };
-        if let Err(e) = client.connect() {
-            tracing::warn!(
-                url = %client.config.url,
-                error = %e,
-                "tcp server not reachable yet; the first batch tries again"
-            );
-        }
-        Ok(client)
+        Ok(Retrying::new(client, policy))
     }
 
     fn timeout(&self) -> Duration {
@@ -182,7 +160,7 @@ impl TcpClient {
 
     /// Connects to the first address of `url` that answers (resolving it again first), with
     /// the TLS handshake when `tls` is set.
-    fn connect(&mut self) -> io::Result<()> {
+    fn open(&mut self) -> io::Result<()> {
         self.conn = None;
         if let Ok(addrs) = self.config.url.to_socket_addrs() {
             let addrs: Vec<SocketAddr> = addrs.collect();
@@ -207,13 +185,13 @@ impl TcpClient {
 
     /// Writes the whole batch on the current connection (connecting first when there is none
     /// or the server has closed it).
-    fn attempt(&mut self, frames: &Frames) -> io::Result<()> {
+    fn write_all(&mut self, frames: &Frames) -> io::Result<()> {
         let open = match self.conn.as_mut() {
             Some(conn) => self.service.block_on(is_open(conn)),
             None => false,
         };
         if !open {
-            self.connect()?;
+            self.open()?;
         }
         let timeout = self.timeout();
         let Self {
@@ -316,54 +294,26 @@ async fn is_open(conn: &mut Conn) -> bool {
     .await
 }
 
-impl Sink for TcpClient {
-    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let mut backoff = self.config.backoff_ms;
-        let mut retry = 0;
-        loop {
-            match self.attempt(frames) {
-                Ok(()) => {
-                    self.bytes += frames.byte_len() as u64;
-                    return Ok(());
-                }
-                Err(e) => {
-                    self.conn = None;
-                    if retry == self.config.max_retries {
-                        tracing::error!(
-                            url = %self.config.url,
-                            attempts = retry + 1,
-                            frames = frames.len(),
-                            error = %e,
-                            "giving up on a batch"
-                        );
-                        return Err(PluginError::io(
-                            format_args!(
-                                "cannot write to {} after {} attempts",
-                                self.config.url,
-                                retry + 1
-                            ),
-                            &e,
-                        ));
-                    }
-                    retry += 1;
-                    tracing::warn!(
-                        url = %self.config.url,
-                        retry,
-                        backoff_ms = backoff,
-                        error = %e,
-                        "writing to the tcp server failed; reconnecting"
-                    );
-                    // The backoff between attempts (the engine's thread waits here: backpressure).
-                    let wait = Duration::from_millis(backoff);
-                    self.service
-                        .block_on(async { tokio::time::sleep(wait).await });
-                    backoff = backoff.saturating_mul(2).min(self.config.max_backoff_ms);
-                }
-            }
-        }
+impl Link for TcpClient {
+    type Error = io::Error;
+
+    fn target(&self) -> String {
+        self.config.url.clone()
+    }
+
+    fn connect(&mut self) -> io::Result<()> {
+        self.open()
+    }
+
+    /// The whole batch, every time: `next` stays at the start.
+    fn attempt(&mut self, frames: &Frames, _meta: &[Value], _next: &mut usize) -> io::Result<()> {
+        self.write_all(frames)?;
+        self.bytes += frames.byte_len() as u64;
+        Ok(())
+    }
+
+    fn disconnect(&mut self) {
+        self.conn = None;
     }
 
     fn flush(&mut self) -> Result<(), PluginError> {
@@ -422,13 +372,11 @@ mod tests {
         thread,
         time::Instant,
     };
-    use temblor_shim::{Object, Value};
+    use temblor_harness::config;
+    use temblor_net::testing::{self, refused};
+    use temblor_shim::{Object, Sink};
 
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
-
-    fn client(fields: &[(&str, Value)]) -> Result<TcpClient, PluginError> {
+    fn client(fields: &[(&str, Value)]) -> Result<Retrying<TcpClient>, PluginError> {
         let cfg = config(fields);
         TcpClient::new(&Setup {
             id: "t",
@@ -461,68 +409,33 @@ mod tests {
         for (fields, needle) in [
             (vec![], "url"),
             (vec![("url", Value::from("no port"))], "url"),
-            (
-                vec![
-                    ("url", Value::from("127.0.0.1:9")),
-                    ("backoff_ms", Value::from(0_u64)),
-                ],
-                "backoff_ms",
-            ),
-            (
-                vec![
-                    ("url", Value::from("127.0.0.1:9")),
-                    ("backoff_ms", Value::from(10_u64)),
-                    ("max_backoff_ms", Value::from(5_u64)),
-                ],
-                "max_backoff_ms",
-            ),
-            (
-                vec![
-                    ("url", Value::from("127.0.0.1:9")),
-                    ("timeout_ms", Value::from(0_u64)),
-                ],
-                "timeout_ms",
-            ),
         ] {
-            let err = client(&fields).err().expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{err}");
+            refused(TcpClient::new, &fields, needle);
         }
+        testing::refuses_bad_retry_settings(TcpClient::new, &[("url", Value::from("127.0.0.1:9"))]);
     }
 
     #[test]
     fn a_bad_ca_file_is_a_config_error_naming_the_field_and_file() {
-        let dir =
-            std::env::temp_dir().join(format!("temblor-tcp_client-ca-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let junk = dir.join("junk.pem");
-        std::fs::write(&junk, "not a certificate\n").expect("write");
+        let dir = temblor_harness::TempDir::new("tcp_client-ca");
+        let junk = dir.write("junk.pem", "not a certificate\n");
         for ca in [dir.join("missing.pem"), junk] {
             let mut tls = Object::new();
             tls.insert("ca", Value::from(ca.display().to_string()));
-            let err = client(&[
+            let fields = [
                 ("url", Value::from("127.0.0.1:9")),
                 ("tls", Value::Object(tls)),
-            ])
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            for needle in ["`tls.ca`", &ca.display().to_string()] {
-                assert!(err.message.contains(needle), "{needle}: {err}");
-            }
-            assert!(!err.message.contains("'t'"), "the engine names it: {err}");
+            ];
+            let err = refused(TcpClient::new, &fields, "`tls.ca`");
+            assert!(err.message.contains(&ca.display().to_string()), "{err}");
         }
         let mut tls = Object::new();
         tls.insert("ca_file", Value::from("x"));
-        let err = client(&[
+        let fields = [
             ("url", Value::from("127.0.0.1:9")),
             ("tls", Value::Object(tls)),
-        ])
-        .err()
-        .expect("unknown key refused");
-        assert_eq!(err.kind, ErrorKind::Config, "{err}");
-        assert!(err.message.contains("ca_file"), "{err}");
-        let _ = std::fs::remove_dir_all(dir);
+        ];
+        refused(TcpClient::new, &fields, "ca_file");
     }
 
     #[test]
@@ -540,7 +453,7 @@ mod tests {
         client.push(&batch(&[b"two\n", b"three\n"])).expect("push");
         let (mut second, _) = listener.accept().expect("reconnected");
         assert_eq!(read_exactly(&mut second, 10), b"two\nthree\n");
-        assert_eq!(client.connects, 2);
+        assert_eq!(client.link.connects, 2);
     }
 
     #[test]

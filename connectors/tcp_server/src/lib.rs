@@ -95,45 +95,23 @@
 //! (`openssl s_client -connect 127.0.0.1:4443 -CAfile ca.pem -quiet` is a TLS client to try it
 //! with.)
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use temblor_net::{
-    Service, StopSignal,
-    acceptor::{self, Counts, Listener, Options, Refuse},
-    addr,
-    conn::Conn,
-    inbox::{self, Closed, Drain, Inbox, Outbox},
+    acceptor::{self, Listener, Options, Refuse},
+    addr, check,
+    feed::{ChunkServer, Intake},
     tls::ServerTls,
-    tokio::{self, io::AsyncReadExt},
 };
 use temblor_shim::{
-    ErrorKind, Notify, Object, PluginError, Pull, Setup, Source, SourceBatch, Value,
-    serde::Deserialize, tracing,
+    Notify, PluginError, Pull, Setup, Source, SourceBatch, serde::Deserialize, tracing,
 };
 
-/// Without a wake-up from the engine: how long `pull` waits for input before it says `Idle`.
-const WAIT: Duration = Duration::from_millis(100);
-
-/// How many items (chunks, stream starts and ends) the client tasks, together, may queue ahead
-/// of `pull`.
-const READ_AHEAD: usize = 64;
-
-/// The most items one `pull` takes.
-const PULL_ITEMS: usize = 256;
-
-/// The most bytes one `pull` appends (it stops after the chunk that crosses this).
-const PULL_BYTES: usize = 1024 * 1024;
-
-/// After a stop: how long the tasks get to end before they are aborted (they end at once: each
-/// watches the stop).
-const GRACE: Duration = Duration::from_secs(2);
+/// How the source takes in what the client tasks read: 64 items (chunks, stream starts and
+/// ends) queued ahead of `pull`, at most 256 items or about 1 MiB per pull, a 100 ms wait for
+/// input without a wake-up from the engine, and 2 s for the tasks to end after a stop (they end
+/// at once: each watches the stop).
+const INTAKE: Intake = Intake::new("tcp acceptor", 64, Duration::from_secs(2)).pull_items(256);
 
 /// The largest `max_frame` accepted.
 pub const MAX_FRAME_LIMIT: usize = 16 * 1024 * 1024;
@@ -146,7 +124,7 @@ pub struct Config {
     #[serde(default = "default_url")]
     pub url: String,
     /// Clients served at once.
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "acceptor::default_max_connections")]
     pub max_connections: usize,
     /// The largest chunk read.
     #[serde(default = "default_max_frame")]
@@ -158,10 +136,6 @@ pub struct Config {
 
 fn default_url() -> String {
     "127.0.0.1:4242".to_owned()
-}
-
-fn default_max_connections() -> usize {
-    64
 }
 
 fn default_max_frame() -> usize {
@@ -189,17 +163,8 @@ impl Config {
 
     /// Checks the values serde cannot; returns the address to listen on.
     fn validate(&self) -> Result<Vec<SocketAddr>, PluginError> {
-        if self.max_connections == 0 {
-            return Err(PluginError::config(format_args!(
-                "`max_connections` must be at least 1"
-            )));
-        }
-        if !(1..=MAX_FRAME_LIMIT).contains(&self.max_frame) {
-            return Err(PluginError::config(format_args!(
-                "`max_frame` must be between 1 and {MAX_FRAME_LIMIT}, found {}",
-                self.max_frame
-            )));
-        }
+        check::at_least_one("max_connections", self.max_connections)?;
+        check::in_range("max_frame", self.max_frame, MAX_FRAME_LIMIT)?;
         addr::resolve("url", &self.url)
     }
 }
@@ -209,34 +174,12 @@ fn as_config_error(e: PluginError) -> PluginError {
     PluginError::config(e.message)
 }
 
-/// What a client's task tells the source, in the order of its connection.
-#[derive(Debug)]
-enum Message {
-    /// A connection was accepted (and its TLS handshake done).
-    Start { stream: u64, peer: String },
-    /// Bytes read from it.
-    Chunk { stream: u64, bytes: Vec<u8> },
-    /// It closed (or reading it failed).
-    End { stream: u64 },
-}
-
-/// A stream's metadata: `{"peer": "ip:port"}`.
-fn peer_meta(peer: String) -> Value {
-    let mut meta = Object::with_capacity(1);
-    meta.insert("peer", Value::from(peer));
-    Value::Object(meta)
-}
-
 /// The `tcp_server` source.
 pub struct TcpServer {
     local: SocketAddr,
-    /// What the client tasks read, for `pull`.
-    inbox: Inbox<Message>,
-    /// The accepting task and the client tasks: stopped and joined when dropped.
-    service: Service,
-    counts: Arc<Counts>,
-    /// Bytes handed to the engine, for the log.
-    bytes: u64,
+    /// The accepting task and the client tasks, and what they read: stopped and joined when
+    /// dropped.
+    server: ChunkServer,
 }
 
 impl TcpServer {
@@ -247,7 +190,6 @@ impl TcpServer {
     /// address cannot be bound or the network runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config = Config::read(setup)?;
-        let id = setup.id;
         let addrs = config.validate()?;
         let tls = config
             .tls
@@ -262,52 +204,23 @@ impl TcpServer {
         listener
             .set_nonblocking(true)
             .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?;
-        let handle = temblor_net::runtime::handle()?;
-        let listener = {
-            let _runtime = handle.enter();
-            Listener::tcp(listener)
-                .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?
-        };
-        let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
-        let mut service = Service::new(handle, GRACE);
-        let counts = Arc::new(Counts::default());
+        let listener =
+            temblor_net::runtime::register("listening socket", || Listener::tcp(listener))?;
         let options = Options {
-            id: id.to_owned(),
+            id: setup.id.to_owned(),
             max_connections: config.max_connections,
             refuse: Refuse::Close,
             tls,
             grace: Duration::from_secs(1),
         };
-        // Stream 0 is the stream of frames pushed without one: connections count from 1.
-        let next_stream = AtomicU64::new(1);
-        let client = Client {
-            id: Arc::from(id),
-            max_frame: config.max_frame,
-            outbox,
-        };
-        service.spawn(acceptor::serve(
-            listener,
-            options,
-            Arc::clone(&counts),
-            service.signal(),
-            move |conn, peer, stop| {
-                let stream = next_stream.fetch_add(1, Ordering::Relaxed);
-                client.clone().serve(conn, stream, peer, stop)
-            },
-        ));
+        let server = ChunkServer::start(listener, options, config.max_frame, INTAKE)?;
         tracing::info!(
             addr = %local,
             max_connections = config.max_connections,
             tls = config.tls.is_some(),
             "tcp server listening"
         );
-        Ok(Self {
-            local,
-            inbox,
-            service,
-            counts,
-            bytes: 0,
-        })
+        Ok(Self { local, server })
     }
 
     /// The address the server listens on (with the real port when the config said 0).
@@ -315,135 +228,15 @@ impl TcpServer {
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
-
-    fn acceptor_lost(&self) -> PluginError {
-        PluginError::new(
-            ErrorKind::Other,
-            format_args!("the tcp acceptor stopped unexpectedly"),
-        )
-    }
-
-    /// Puts one client's message into the batch.
-    fn hand_over(&mut self, message: Message, out: &mut SourceBatch) {
-        match message {
-            Message::Start { stream, peer } => out.start_stream(stream, peer_meta(peer)),
-            Message::Chunk { stream, bytes } => {
-                self.bytes += bytes.len() as u64;
-                out.push_stream(stream, &bytes);
-            }
-            Message::End { stream } => out.end_stream(stream),
-        }
-    }
 }
 
 impl Source for TcpServer {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        // With the engine's wake-up this does not wait; without it, up to `WAIT`.
-        let mut drain = Drain::new(PULL_ITEMS, WAIT);
-        while let Some(message) = drain
-            .next(&mut self.inbox)
-            .map_err(|Closed| self.acceptor_lost())?
-        {
-            self.hand_over(message, out);
-            if out.byte_len() >= PULL_BYTES {
-                break;
-            }
-        }
-        Ok(drain.pull())
+        self.server.pull(out)
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
-        self.inbox.set_notify(notify)
-    }
-}
-
-impl Drop for TcpServer {
-    fn drop(&mut self) {
-        // Stops the acceptor and the clients' tasks and waits for them: every socket is closed
-        // when this returns.
-        self.service.stop();
-        tracing::info!(
-            addr = %self.local,
-            bytes = self.bytes,
-            accepted = self.counts.accepted.load(Ordering::Relaxed),
-            refused = self.counts.refused.load(Ordering::Relaxed),
-            "tcp server closed"
-        );
-    }
-}
-
-/// What every client's task needs.
-#[derive(Clone)]
-struct Client {
-    id: Arc<str>,
-    max_frame: usize,
-    outbox: Outbox<Message>,
-}
-
-impl Client {
-    /// Queues `message` for `pull`, waiting while the queue is full; false when the source
-    /// stops or is gone.
-    async fn send(&self, message: Message, stop: &mut StopSignal) -> bool {
-        tokio::select! {
-            sent = self.outbox.send(message) => sent.is_ok(),
-            () = stop.stopped() => false,
-        }
-    }
-
-    /// Reads one client until it closes, an error, or the source stops: its stream's start,
-    /// its chunks and (unless the source stopped) its end.
-    async fn serve(self, mut conn: Conn, stream: u64, peer: String, mut stop: StopSignal) {
-        tracing::debug!(connector = %self.id, peer = %peer, stream, "client connected");
-        if !self
-            .send(
-                Message::Start {
-                    stream,
-                    peer: peer.clone(),
-                },
-                &mut stop,
-            )
-            .await
-        {
-            return;
-        }
-        let mut buf = vec![0; self.max_frame];
-        let mut bytes = 0_u64;
-        // Why it ended, and whether the stream ends (a stopped source needs no end).
-        let (ended, ends) = loop {
-            let read = tokio::select! {
-                read = conn.read(&mut buf) => read,
-                () = stop.stopped() => break ("the server stopped", false),
-            };
-            match read {
-                Ok(0) => break ("the client closed", true),
-                Ok(n) => {
-                    bytes += n as u64;
-                    let chunk = Message::Chunk {
-                        stream,
-                        bytes: buf[..n].to_vec(),
-                    };
-                    if !self.send(chunk, &mut stop).await {
-                        break ("the server stopped", false);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(connector = %self.id, peer = %peer, error = %e, "reading a client failed");
-                    break ("reading failed", true);
-                }
-            }
-        };
-        if ends {
-            // The source may be stopping meanwhile: then nobody needs the end.
-            let _ = self.send(Message::End { stream }, &mut stop).await;
-        }
-        tracing::debug!(
-            connector = %self.id,
-            peer = %peer,
-            stream,
-            bytes,
-            why = ended,
-            "client disconnected"
-        );
+        self.server.set_notify(notify)
     }
 }
 
@@ -463,11 +256,9 @@ mod tests {
         net::{TcpListener, TcpStream},
         time::{Duration, Instant},
     };
-    use temblor_shim::Wake;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::config;
+    use temblor_net::testing::{self, refused};
+    use temblor_shim::{Object, Value};
 
     fn server(fields: &[(&str, Value)]) -> TcpServer {
         let mut fields = fields.to_vec();
@@ -572,75 +363,29 @@ mod tests {
             ),
             (vec![("url", Value::from("no port"))], "url"),
         ] {
-            let cfg = config(&fields);
-            let err = TcpServer::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{err}");
-            assert!(!err.message.contains("'bad'"), "{err}");
+            refused(TcpServer::new, &fields, needle);
         }
     }
 
     #[test]
     fn the_removed_separator_points_to_the_separate_preprocessor() {
         for separator in ["\n", "\r\n", ""] {
-            let cfg = config(&[
+            let fields = [
                 ("url", Value::from("127.0.0.1:0")),
                 ("separator", Value::from(separator)),
-            ]);
-            let err = TcpServer::new(&Setup {
-                id: "old",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(!err.message.contains("'old'"), "the engine names it: {err}");
-            for needle in [
-                "`separator`",
-                "`separate` preprocessor",
-                "preprocessors = [",
-            ] {
+            ];
+            let err = refused(TcpServer::new, &fields, "`separator`");
+            for needle in ["`separate` preprocessor", "preprocessors = ["] {
                 assert!(err.message.contains(needle), "{needle}: {err}");
             }
-        }
-    }
-
-    /// Counts the engine's wake-ups.
-    struct Wakes(std::sync::atomic::AtomicUsize);
-
-    impl Wake for Wakes {
-        fn wake(&self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
 
     #[test]
     fn a_notified_source_never_waits_and_wakes_the_engine_when_a_client_sends() {
         let mut server = server(&[]);
-        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-        assert!(server.set_notify(Notify::new(Arc::clone(&wakes))));
+        let wakes = testing::idle_pulls_never_wait(&mut server);
         let mut batch = SourceBatch::new();
-        // Twenty idle pulls: without the wake-up each would wait 100 ms for input.
-        let begin = Instant::now();
-        for _ in 0..20 {
-            assert_eq!(server.pull(&mut batch).expect("pull"), Pull::Idle);
-        }
-        assert!(
-            begin.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            begin.elapsed()
-        );
-        assert!(batch.is_empty());
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            0,
-            "nothing arrived, nobody woke"
-        );
         let mut client = TcpStream::connect(server.local_addr()).expect("connect");
         client.write_all(b"wake up\n").expect("write");
         let mut got = Streams::default();
@@ -648,7 +393,7 @@ mod tests {
         while got.bytes.values().map(Vec::len).sum::<usize>() < 8 {
             assert!(Instant::now() < deadline, "timed out: {got:?}");
             // The engine pulls only once woken.
-            if wakes.0.load(Ordering::SeqCst) == 0 {
+            if wakes.count() == 0 {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
@@ -661,16 +406,13 @@ mod tests {
             Some(&b"wake up\n"[..])
         );
         // A start and a chunk: a wake for each.
-        assert!(wakes.0.load(Ordering::SeqCst) >= 2);
+        assert!(wakes.count() >= 2);
     }
 
     #[test]
     fn bad_tls_files_are_config_errors_naming_the_field() {
-        let dir =
-            std::env::temp_dir().join(format!("temblor-tcp_server-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let junk = dir.join("junk.pem");
-        std::fs::write(&junk, "no pem here\n").expect("write");
+        let dir = temblor_harness::TempDir::new("tcp_server-tls");
+        let junk = dir.write("junk.pem", "no pem here\n");
         let missing = dir.join("missing.pem");
         for (cert, key, field, file) in [
             (&missing, &junk, "`tls.cert`", &missing),
@@ -679,42 +421,23 @@ mod tests {
             let mut tls = Object::new();
             tls.insert("cert", Value::from(cert.display().to_string()));
             tls.insert("key", Value::from(key.display().to_string()));
-            let cfg = config(&[
+            let fields = [
                 ("url", Value::from("127.0.0.1:0")),
                 ("tls", Value::Object(tls)),
-            ]);
-            let err = TcpServer::new(&Setup {
-                id: "secure",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(!err.message.contains("'secure'"), "{err}");
-            assert!(err.message.contains(field), "{err}");
+            ];
+            let err = refused(TcpServer::new, &fields, field);
             assert!(err.message.contains(&file.display().to_string()), "{err}");
         }
-        let cfg = config(&[("tls", Value::Object(Object::new()))]);
-        let err = TcpServer::new(&Setup {
-            id: "secure",
-            config: &cfg,
-        })
-        .err()
-        .expect("refused");
-        assert_eq!(err.kind, ErrorKind::Config, "{err}");
-        assert!(err.message.contains("cert"), "{err}");
-        let _ = std::fs::remove_dir_all(dir);
+        refused(
+            TcpServer::new,
+            &[("tls", Value::Object(Object::new()))],
+            "cert",
+        );
     }
 
     #[test]
     fn idle_pull_returns_within_about_100_ms() {
-        let mut server = server(&[]);
-        let mut frames = SourceBatch::new();
-        let begin = Instant::now();
-        assert_eq!(server.pull(&mut frames).expect("pull"), Pull::Idle);
-        assert!(begin.elapsed() >= Duration::from_millis(90));
-        assert!(begin.elapsed() < Duration::from_secs(1));
-        assert!(frames.is_empty());
+        testing::an_idle_pull_waits_about_100_ms(&mut server(&[]));
     }
 
     #[test]

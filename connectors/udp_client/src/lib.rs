@@ -110,12 +110,10 @@ impl UdpClient {
         let socket = std::net::UdpSocket::bind(local)
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .map_err(|e| PluginError::io(format_args!("cannot bind {local}"), &e))?;
-        let handle = temblor_net::runtime::handle()?;
-        let socket = {
-            let _runtime = handle.enter();
+        let socket = temblor_net::runtime::register(format_args!("cannot bind {local}"), || {
             UdpSocket::from_std(socket)
-                .map_err(|e| PluginError::io(format_args!("cannot bind {local}"), &e))?
-        };
+        })?;
+        let handle = temblor_net::runtime::handle()?;
         tracing::debug!(peer = %peer, local = %local, "udp client ready");
         Ok(Self {
             socket,
@@ -242,11 +240,9 @@ temblor_shim::export_plugin! {
 mod tests {
     use super::*;
     use std::net::UdpSocket;
+    use temblor_harness::config;
+    use temblor_net::testing::refused;
     use temblor_shim::{ErrorKind, Value};
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
 
     fn client(fields: &[(&str, Value)]) -> Result<UdpClient, PluginError> {
         let cfg = config(fields);
@@ -276,9 +272,7 @@ mod tests {
                 "bind",
             ),
         ] {
-            let err = client(&fields).err().expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{err}");
+            refused(UdpClient::new, &fields, needle);
         }
     }
 

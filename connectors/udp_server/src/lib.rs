@@ -63,21 +63,20 @@ use std::{
 };
 
 use temblor_net::{
-    Service, StopSignal, addr,
-    inbox::{self, Closed, Drain, Inbox, Outbox},
+    StopSignal, addr, check,
+    feed::{Fed, Feed, Intake},
     tokio::{self, net::UdpSocket},
 };
 use temblor_shim::{
-    ErrorKind, Notify, Object, PluginError, Pull, Setup, Source, SourceBatch, Value,
-    serde::Deserialize, tracing,
+    Notify, Object, PluginError, Pull, Setup, Source, SourceBatch, Value, serde::Deserialize,
+    tracing,
 };
 
-/// Without a wake-up from the engine: how long `pull` waits for a first datagram before it
-/// says `Idle`.
-const WAIT: Duration = Duration::from_millis(100);
-
-/// How many items (groups of datagrams) the receiving task may queue ahead of `pull`.
-const READ_AHEAD: usize = 16;
+/// How the source takes in what the receiving task received: 16 items (groups of datagrams)
+/// queued ahead of `pull`, at most 256 of them or about 1 MiB per pull (it stops after the item
+/// that crosses this), a 100 ms wait for a first datagram without a wake-up from the engine, and
+/// 2 s for the task to end after a stop (it ends at once).
+const INTAKE: Intake = Intake::new("udp receiver", 16, Duration::from_secs(2)).pull_items(256);
 
 /// The most datagrams the task groups into one item.
 const GROUP_DATAGRAMS: usize = 64;
@@ -86,17 +85,8 @@ const GROUP_DATAGRAMS: usize = 64;
 /// crosses this).
 const GROUP_BYTES: usize = 256 * 1024;
 
-/// The most items one `pull` takes.
-const PULL_ITEMS: usize = 256;
-
 /// The most datagrams one `pull` appends (it stops after the item that crosses this).
 const PULL_DATAGRAMS: usize = 1024;
-
-/// The most bytes one `pull` appends (it stops after the item that crosses this).
-const PULL_BYTES: usize = 1024 * 1024;
-
-/// After a stop: how long the task gets to end before it is aborted (it ends at once).
-const GRACE: Duration = Duration::from_secs(2);
 
 /// The largest datagram UDP carries.
 pub const MAX_DATAGRAM: usize = 65535;
@@ -161,14 +151,18 @@ enum Message {
 /// The `udp_server` source.
 pub struct UdpServer {
     local: SocketAddr,
-    /// What the receiving task received, for `pull`.
-    inbox: Inbox<Message>,
-    /// The receiving task: stopped and joined when dropped.
-    service: Service,
+    /// The receiving task and what it received, for `pull`: stopped and joined when dropped.
+    fed: Fed<Message>,
     /// Datagrams dropped for being larger than `max_frame` (counted by the task).
     dropped: Arc<AtomicU64>,
     /// A receive error after datagrams that came before it: the next pull reports it.
     failed: Option<io::Error>,
+    streams: Streams,
+}
+
+/// What `pull` keeps: a stream per datagram.
+struct Streams {
+    local: SocketAddr,
     received: u64,
     /// The id of the next datagram's stream.
     next_stream: u64,
@@ -185,12 +179,7 @@ impl UdpServer {
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
         let id = setup.id;
-        if !(1..=MAX_DATAGRAM).contains(&config.max_frame) {
-            return Err(PluginError::config(format_args!(
-                "`max_frame` must be between 1 and {MAX_DATAGRAM}, found {}",
-                config.max_frame
-            )));
-        }
+        check::in_range("max_frame", config.max_frame, MAX_DATAGRAM)?;
         let addrs = addr::resolve("url", &config.url)?;
         let socket = std::net::UdpSocket::bind(&addrs[..])
             .map_err(|e| PluginError::io(format_args!("cannot listen on {}", config.url), &e))?;
@@ -200,34 +189,31 @@ impl UdpServer {
         };
         let local =
             setup_socket(&socket).map_err(|e| PluginError::io(format_args!("udp socket"), &e))?;
-        let handle = temblor_net::runtime::handle()?;
-        let socket = {
-            let _runtime = handle.enter();
-            UdpSocket::from_std(socket)
-                .map_err(|e| PluginError::io(format_args!("udp socket"), &e))?
-        };
-        let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
-        let mut service = Service::new(handle, GRACE);
+        let socket = temblor_net::runtime::register("udp socket", || UdpSocket::from_std(socket))?;
+        let (mut fed, feed) = Fed::new(INTAKE)?;
         let dropped = Arc::new(AtomicU64::new(0));
         let receiver = Receiver {
             id: id.to_owned(),
             socket,
             max_frame: config.max_frame,
             dropped: Arc::clone(&dropped),
-            outbox,
+            feed,
         };
-        service.spawn(receiver.run(service.signal()));
+        let stop = fed.service().signal();
+        fed.service().spawn(receiver.run(stop));
         tracing::info!(addr = %local, "udp server listening");
         Ok(Self {
             local,
-            inbox,
-            service,
+            fed,
             dropped,
             failed: None,
-            received: 0,
-            // Stream 0 is the stream of frames pushed without one: datagrams count from 1.
-            next_stream: 1,
-            last_peer: None,
+            streams: Streams {
+                local,
+                received: 0,
+                // Stream 0 is the stream of frames pushed without one: datagrams count from 1.
+                next_stream: 1,
+                last_peer: None,
+            },
         })
     }
 
@@ -242,7 +228,9 @@ impl UdpServer {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+}
 
+impl Streams {
     /// The metadata of a datagram from `peer`: `{"peer": "ip:port"}`.
     fn meta(&mut self, peer: SocketAddr) -> Value {
         match &self.last_peer {
@@ -259,13 +247,6 @@ impl UdpServer {
 
     fn failure(&self, e: &io::Error) -> PluginError {
         PluginError::io(format_args!("receiving on {}", self.local), e)
-    }
-
-    fn receiver_lost(&self) -> PluginError {
-        PluginError::new(
-            ErrorKind::Other,
-            format_args!("the udp receiver stopped unexpectedly"),
-        )
     }
 
     /// Hands over each datagram as a stream of its own.
@@ -285,41 +266,40 @@ impl UdpServer {
 impl Source for UdpServer {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
         if let Some(e) = self.failed.take() {
-            return Err(self.failure(&e));
+            return Err(self.streams.failure(&e));
         }
-        // With the engine's wake-up this does not wait; without it, up to `WAIT`.
-        let mut drain = Drain::new(PULL_ITEMS, WAIT);
-        while let Some(message) = drain
-            .next(&mut self.inbox)
-            .map_err(|Closed| self.receiver_lost())?
-        {
-            match message {
-                Message::Datagrams(datagrams) => self.hand_over(&datagrams, out),
-                Message::Failed(e) if out.is_empty() => return Err(self.failure(&e)),
-                Message::Failed(e) => {
-                    self.failed = Some(e);
-                    break;
-                }
+        // With the engine's wake-up this does not wait; without it, up to the intake's wait.
+        let Self {
+            fed,
+            streams,
+            failed,
+            ..
+        } = self;
+        fed.pull(out, |message, out| match message {
+            Message::Datagrams(datagrams) => {
+                streams.hand_over(&datagrams, out);
+                Ok(out.len() < PULL_DATAGRAMS)
             }
-            if out.len() >= PULL_DATAGRAMS || out.byte_len() >= PULL_BYTES {
-                break;
+            Message::Failed(e) if out.is_empty() => Err(streams.failure(&e)),
+            Message::Failed(e) => {
+                *failed = Some(e);
+                Ok(false)
             }
-        }
-        Ok(drain.pull())
+        })
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
-        self.inbox.set_notify(notify)
+        self.fed.set_notify(notify)
     }
 }
 
 impl Drop for UdpServer {
     fn drop(&mut self) {
         // Stops the receiving task and waits for it: the socket is closed when this returns.
-        self.service.stop();
+        self.fed.service().stop();
         tracing::info!(
             addr = %self.local,
-            received = self.received,
+            received = self.streams.received,
             dropped = self.dropped(),
             "udp server closed"
         );
@@ -332,7 +312,7 @@ struct Receiver {
     socket: UdpSocket,
     max_frame: usize,
     dropped: Arc<AtomicU64>,
-    outbox: Outbox<Message>,
+    feed: Feed<Message>,
 }
 
 /// What one receive gave.
@@ -412,10 +392,7 @@ impl Receiver {
     /// Queues `message` for `pull`, waiting while the queue is full; false when the source
     /// stops or is gone.
     async fn send(&self, message: Message, stop: &mut StopSignal) -> bool {
-        tokio::select! {
-            sent = self.outbox.send(message) => sent.is_ok(),
-            () = stop.stopped() => false,
-        }
+        self.feed.send(message, stop).await
     }
 }
 
@@ -429,12 +406,10 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::{net::UdpSocket, sync::atomic::AtomicUsize, time::Instant};
-    use temblor_shim::{ErrorKind, Value, Wake};
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use std::{net::UdpSocket, time::Instant};
+    use temblor_harness::config;
+    use temblor_net::testing::{self, refused};
+    use temblor_shim::Value;
 
     fn server(max_frame: u64) -> UdpServer {
         let cfg = config(&[
@@ -462,52 +437,19 @@ mod tests {
             (vec![("max_frame", Value::from(65536_u64))], "max_frame"),
             (vec![("url", Value::from("nowhere"))], "url"),
         ] {
-            let cfg = config(&fields);
-            let err = UdpServer::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{err}");
-        }
-    }
-
-    /// Counts the engine's wake-ups.
-    struct Wakes(AtomicUsize);
-
-    impl Wake for Wakes {
-        fn wake(&self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
+            refused(UdpServer::new, &fields, needle);
         }
     }
 
     #[test]
     fn a_notified_source_never_waits_and_wakes_the_engine_for_datagrams() {
         let mut server = server(100);
-        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
-        assert!(server.set_notify(Notify::new(Arc::clone(&wakes))));
+        let wakes = testing::idle_pulls_never_wait(&mut server);
         let mut batch = SourceBatch::new();
-        // Twenty idle pulls: without the wake-up each would wait 100 ms for a datagram.
-        let begin = Instant::now();
-        for _ in 0..20 {
-            assert_eq!(server.pull(&mut batch).expect("pull"), Pull::Idle);
-        }
-        assert!(
-            begin.elapsed() < Duration::from_secs(1),
-            "{:?}",
-            begin.elapsed()
-        );
-        assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
-            0,
-            "nothing arrived, nobody woke"
-        );
         let client = UdpSocket::bind("127.0.0.1:0").expect("bind");
         client.send_to(b"wake", server.local_addr()).expect("send");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while wakes.0.load(Ordering::SeqCst) == 0 {
+        while wakes.count() == 0 {
             assert!(Instant::now() < deadline, "never woken");
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -520,12 +462,7 @@ mod tests {
 
     #[test]
     fn idle_pull_returns_within_about_100_ms() {
-        let mut server = server(100);
-        let mut frames = SourceBatch::new();
-        let begin = Instant::now();
-        assert_eq!(server.pull(&mut frames).expect("pull"), Pull::Idle);
-        assert!(begin.elapsed() >= Duration::from_millis(90));
-        assert!(begin.elapsed() < Duration::from_secs(1));
+        testing::an_idle_pull_waits_about_100_ms(&mut server(100));
     }
 
     /// (stream, meta.peer, datagram) for each stream in `batch`, checking that each is one

@@ -43,45 +43,38 @@
 //! config = { path = "/run/collector.sock", backoff_ms = 100, max_backoff_ms = 5000 }
 //! ```
 
-use std::{io, path::PathBuf, thread, time::Duration};
+use std::{io, path::PathBuf, time::Duration};
 
 use temblor_net::{
-    Service, retry,
+    Service,
+    retry::{Link, Policy, Retrying},
     tokio::{self, io::AsyncWriteExt, net::UnixStream},
 };
-use temblor_shim::{Frames, PluginError, RVec, Setup, Sink, Value, serde::Deserialize, tracing};
+use temblor_shim::{Frames, PluginError, Setup, Value, serde::Deserialize, tracing};
 
 /// Frames are gathered into writes of about this size.
 const CHUNK: usize = 64 * 1024;
 
-/// The connector's `config`.
-#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
-pub struct Config {
-    /// The server's socket file.
-    pub path: PathBuf,
-    /// The wait before the first retry, in milliseconds.
-    #[serde(default = "retry::default_backoff_ms")]
-    pub backoff_ms: u64,
-    /// The longest wait between retries, in milliseconds.
-    #[serde(default = "retry::default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// Attempts after the first before a batch fails.
-    #[serde(default = "retry::default_max_retries")]
-    pub max_retries: u32,
-    /// The timeout for connecting and for each write, in milliseconds.
-    #[serde(default = "retry::default_timeout_ms")]
-    pub timeout_ms: u64,
+temblor_net::client_config! {
+    /// The connector's `config`.
+    #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    pub struct Config {
+        /// The server's socket file.
+        pub path: PathBuf,
+    }
+    with max_retries
 }
 
 impl Config {
-    fn validate(&self) -> Result<(), PluginError> {
+    /// Checks the values serde cannot: the retry settings for the sink.
+    fn validate(&self) -> Result<Policy, PluginError> {
         if self.path.as_os_str().is_empty() {
             return Err(PluginError::config(format_args!(
                 "`path` must name the server's socket file"
             )));
         }
-        retry::check(self.backoff_ms, self.max_backoff_ms, self.timeout_ms)
+        self.policy()
     }
 }
 
@@ -116,7 +109,7 @@ fn is_open(stream: &UnixStream) -> bool {
     true
 }
 
-/// The `unix_client` sink.
+/// The `unix_client` sink's connection (the sink is a [`Retrying`] on it).
 pub struct UnixClient {
     config: Config,
     stream: Option<UnixStream>,
@@ -131,11 +124,11 @@ impl UnixClient {
     ///
     /// # Errors
     /// A `Config` error for a bad config; an `Io` error when the runtime cannot start.
-    pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
+    pub fn new(setup: &Setup<'_>) -> Result<Retrying<Self>, PluginError> {
         let config: Config = setup.config()?;
-        config.validate()?;
+        let policy = config.validate()?;
         let handle = temblor_net::runtime::handle()?;
-        let mut client = Self {
+        let client = Self {
             config,
             stream: None,
             buf: Vec::with_capacity(CHUNK),
@@ -143,22 +136,14 @@ impl UnixClient {
             bytes: 0,
             service: Service::new(handle, Duration::from_secs(1)),
         };
-        let handle = client.service.handle().clone();
-        if let Err(e) = handle.block_on(client.connect()) {
-            tracing::warn!(
-                path = %client.config.path.display(),
-                error = %e,
-                "unix server not reachable yet; the first batch tries again"
-            );
-        }
-        Ok(client)
+        Ok(Retrying::new(client, policy))
     }
 
     fn timeout(&self) -> Duration {
         Duration::from_millis(self.config.timeout_ms)
     }
 
-    async fn connect(&mut self) -> io::Result<()> {
+    async fn open(&mut self) -> io::Result<()> {
         self.stream = None;
         let stream = within(
             self.timeout(),
@@ -178,9 +163,9 @@ impl UnixClient {
 
     /// Writes the frames from `*next` on, connecting first when there is no connection or the
     /// server has closed it; `*next` follows what was written.
-    async fn attempt(&mut self, frames: &Frames, next: &mut usize) -> io::Result<()> {
+    async fn write(&mut self, frames: &Frames, next: &mut usize) -> io::Result<()> {
         if !self.stream.as_ref().is_some_and(is_open) {
-            self.connect().await?;
+            self.open().await?;
         }
         let limit = self.timeout();
         let Some(stream) = self.stream.as_mut() else {
@@ -201,65 +186,25 @@ impl UnixClient {
     }
 }
 
-impl Sink for UnixClient {
-    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
-        self.push_batch(frames, &[], &mut RVec::new())
+impl Link for UnixClient {
+    type Error = io::Error;
+
+    fn target(&self) -> String {
+        self.config.path.display().to_string()
     }
 
-    fn push_batch(
-        &mut self,
-        frames: &Frames,
-        _meta: &[Value],
-        delivered: &mut RVec<u32>,
-    ) -> Result<(), PluginError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
+    fn connect(&mut self) -> io::Result<()> {
         let handle = self.service.handle().clone();
-        let mut next = 0;
-        let mut backoff = self.config.backoff_ms;
-        let mut retry = 0;
-        loop {
-            let Err(e) = handle.block_on(self.attempt(frames, &mut next)) else {
-                return Ok(());
-            };
-            self.stream = None;
-            if retry == self.config.max_retries {
-                tracing::error!(
-                    path = %self.config.path.display(),
-                    attempts = retry + 1,
-                    written = next,
-                    frames = frames.len(),
-                    error = %e,
-                    "giving up on a batch"
-                );
-                delivered.extend((0..next).filter_map(|i| u32::try_from(i).ok()));
-                return Err(PluginError::io(
-                    format_args!(
-                        "cannot write to {} after {} attempts ({next} of {} frames written)",
-                        self.config.path.display(),
-                        retry + 1,
-                        frames.len()
-                    ),
-                    &e,
-                ));
-            }
-            retry += 1;
-            tracing::warn!(
-                path = %self.config.path.display(),
-                retry,
-                backoff_ms = backoff,
-                error = %e,
-                "writing to the unix server failed; reconnecting"
-            );
-            thread::sleep(Duration::from_millis(backoff));
-            backoff = backoff.saturating_mul(2).min(self.config.max_backoff_ms);
-        }
+        handle.block_on(self.open())
     }
 
-    fn flush(&mut self) -> Result<(), PluginError> {
-        // Every push writes and flushes before it returns: nothing is buffered here.
-        Ok(())
+    fn attempt(&mut self, frames: &Frames, _meta: &[Value], next: &mut usize) -> io::Result<()> {
+        let handle = self.service.handle().clone();
+        handle.block_on(self.write(frames, next))
+    }
+
+    fn disconnect(&mut self) {
+        self.stream = None;
     }
 }
 
@@ -287,11 +232,8 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use temblor_shim::ErrorKind;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::config;
+    use temblor_net::testing::{self, refused};
 
     #[test]
     fn defaults_and_bad_values() {
@@ -305,32 +247,9 @@ mod tests {
         for (fields, needle) in [
             (vec![], "missing field `path`"),
             (vec![("path", Value::from(""))], "`path`"),
-            (
-                vec![p.clone(), ("backoff_ms", Value::from(0_u64))],
-                "backoff_ms",
-            ),
-            (
-                vec![
-                    p.clone(),
-                    ("backoff_ms", Value::from(10_u64)),
-                    ("max_backoff_ms", Value::from(5_u64)),
-                ],
-                "max_backoff_ms",
-            ),
-            (
-                vec![p.clone(), ("timeout_ms", Value::from(0_u64))],
-                "timeout_ms",
-            ),
         ] {
-            let cfg = config(&fields);
-            let err = UnixClient::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{needle}: {err}");
+            refused(UnixClient::new, &fields, needle);
         }
+        testing::refuses_bad_retry_settings(UnixClient::new, &[p]);
     }
 }

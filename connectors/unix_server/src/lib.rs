@@ -75,43 +75,29 @@
 //! ```
 
 use std::{
-    collections::HashSet,
     io,
     os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::Duration,
 };
 
 use temblor_net::{
-    Service, StopSignal,
-    acceptor::{self, Counts, Listener, Options, Refuse},
-    conn::Conn,
-    inbox::{self, Closed, Drain, Inbox, Outbox},
-    tokio::{self, io::AsyncReadExt},
+    acceptor::{self, Listener, Options, Refuse},
+    check,
+    feed::{ChunkServer, Intake},
 };
 use temblor_shim::{
-    ErrorKind, Notify, Object, PluginError, Pull, Setup, Source, SourceBatch, Value,
-    serde::Deserialize, tracing,
+    ErrorKind, Notify, PluginError, Pull, Setup, Source, SourceBatch, serde::Deserialize, tracing,
 };
-
-/// How long `pull` waits for input when the engine gave no wake-up.
-const WAIT: Duration = Duration::from_millis(100);
-
-/// Messages (stream starts, chunks, ends) the tasks may queue ahead of `pull`.
-const READ_AHEAD: usize = 64;
-
-/// The most bytes one `pull` appends (it stops after the chunk that crosses this).
-const PULL_BYTES: usize = 1024 * 1024;
-
-/// The most queue items one `pull` takes.
-const PULL_ITEMS: usize = 1024;
 
 /// How long open connections get to end when the source stops.
 const GRACE: Duration = Duration::from_millis(500);
+
+/// How the source takes in what the connection tasks read: 64 messages (stream starts, chunks,
+/// ends) queued ahead of `pull`, at most 1024 of them or about 1 MiB per pull, a 100 ms wait
+/// for input when the engine gave no wake-up.
+const INTAKE: Intake = Intake::new("unix acceptor", 64, GRACE);
 
 /// The largest `max_frame` accepted.
 pub const MAX_FRAME_LIMIT: usize = 16 * 1024 * 1024;
@@ -126,7 +112,7 @@ pub struct Config {
     #[serde(default = "default_mode")]
     pub mode: String,
     /// Clients served at once.
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "acceptor::default_max_connections")]
     pub max_connections: usize,
     /// The largest chunk read.
     #[serde(default = "default_max_frame")]
@@ -135,10 +121,6 @@ pub struct Config {
 
 fn default_mode() -> String {
     "0600".to_owned()
-}
-
-fn default_max_connections() -> usize {
-    64
 }
 
 fn default_max_frame() -> usize {
@@ -153,17 +135,8 @@ impl Config {
                 "`path` must name the socket file"
             )));
         }
-        if self.max_connections == 0 {
-            return Err(PluginError::config(format_args!(
-                "`max_connections` must be at least 1"
-            )));
-        }
-        if !(1..=MAX_FRAME_LIMIT).contains(&self.max_frame) {
-            return Err(PluginError::config(format_args!(
-                "`max_frame` must be between 1 and {MAX_FRAME_LIMIT}, found {}",
-                self.max_frame
-            )));
-        }
+        check::at_least_one("max_connections", self.max_connections)?;
+        check::in_range("max_frame", self.max_frame, MAX_FRAME_LIMIT)?;
         parse_mode(&self.mode).ok_or_else(|| {
             PluginError::config(format_args!(
                 "`mode` must be octal permissions from \"0000\" to \"0777\" (e.g. \"0660\"), found {:?}",
@@ -271,36 +244,13 @@ fn bind(
     Ok((listener, (meta.dev(), meta.ino())))
 }
 
-/// What a connection task tells `pull`, in the order of its connection.
-#[derive(Debug)]
-enum Msg {
-    /// A connection was accepted.
-    Start { stream: u64, peer: String },
-    /// Bytes read from it.
-    Chunk { stream: u64, bytes: Vec<u8> },
-    /// It closed (or reading it failed).
-    End { stream: u64 },
-}
-
-/// What the connection tasks share.
-struct Shared {
-    id: String,
-    outbox: Outbox<Msg>,
-    next_stream: AtomicU64,
-    max_frame: usize,
-}
-
 /// The `unix_server` source.
 pub struct UnixServer {
     path: PathBuf,
     /// The socket file's device and inode: removed on drop only if it is still this one.
     file: (u64, u64),
-    inbox: Inbox<Msg>,
-    counts: Arc<Counts>,
-    /// Streams started and not ended, for the log.
-    open: HashSet<u64>,
-    bytes: u64,
-    service: Service,
+    /// The accepting task and the connection tasks, and what they read.
+    server: ChunkServer,
 }
 
 impl UnixServer {
@@ -311,49 +261,20 @@ impl UnixServer {
     /// server is live on `path`, the socket cannot be created, or the runtime cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let config: Config = setup.config()?;
-        let id = setup.id;
         let mode = config.validate()?;
-        let handle = temblor_net::runtime::handle()?;
         clear_stale(&config.path)?;
         let (std_listener, file) = bind(&config.path, mode)?;
-        let listener = {
-            let _entered = handle.enter();
+        let listener = temblor_net::runtime::register(config.path.display(), || {
             Listener::unix(std_listener, &config.path)
-                .map_err(|e| PluginError::io(format_args!("{}", config.path.display()), &e))?
-        };
-        let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
-        let shared = Arc::new(Shared {
-            id: id.to_owned(),
-            outbox: outbox.clone(),
-            next_stream: AtomicU64::new(1),
-            max_frame: config.max_frame,
-        });
-        let counts = Arc::new(Counts::default());
-        let mut service = Service::new(handle, GRACE);
+        })?;
         let options = Options {
-            id: id.to_owned(),
+            id: setup.id.to_owned(),
             max_connections: config.max_connections,
             refuse: Refuse::Close,
             tls: None,
             grace: GRACE,
         };
-        let signal = service.signal();
-        let task_counts = Arc::clone(&counts);
-        service.spawn(async move {
-            let watch = signal.clone();
-            acceptor::serve(
-                listener,
-                options,
-                task_counts,
-                signal,
-                move |conn, peer, stop| serve_client(conn, peer, stop, Arc::clone(&shared)),
-            )
-            .await;
-            if !watch.is_stopped() {
-                // `pull` sees the queue closed once every sender is gone: wake it to look.
-                outbox.wake();
-            }
-        });
+        let server = ChunkServer::start(listener, options, config.max_frame, INTAKE)?;
         tracing::info!(
             path = %config.path.display(),
             mode = %format_args!("{mode:04o}"),
@@ -363,11 +284,7 @@ impl UnixServer {
         Ok(Self {
             path: config.path,
             file,
-            inbox,
-            counts,
-            open: HashSet::new(),
-            bytes: 0,
-            service,
+            server,
         })
     }
 
@@ -376,113 +293,27 @@ impl UnixServer {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    fn hand_over(&mut self, msg: Msg, out: &mut SourceBatch) {
-        match msg {
-            Msg::Start { stream, peer } => {
-                let mut meta = Object::with_capacity(1);
-                meta.insert("peer", Value::from(peer));
-                self.open.insert(stream);
-                out.start_stream(stream, Value::Object(meta));
-            }
-            Msg::Chunk { stream, bytes } => {
-                self.bytes += bytes.len() as u64;
-                out.push_stream(stream, &bytes);
-            }
-            Msg::End { stream } => {
-                self.open.remove(&stream);
-                out.end_stream(stream);
-            }
-        }
-    }
 }
 
 impl Source for UnixServer {
     fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        let mut drain = Drain::new(PULL_ITEMS, WAIT);
-        while let Some(msg) = drain.next(&mut self.inbox).map_err(|Closed| {
-            PluginError::new(ErrorKind::Other, "the unix acceptor stopped unexpectedly")
-        })? {
-            self.hand_over(msg, out);
-            if out.byte_len() >= PULL_BYTES {
-                break;
-            }
-        }
-        Ok(drain.pull())
+        self.server.pull(out)
     }
 
     fn set_notify(&mut self, notify: Notify) -> bool {
-        self.inbox.set_notify(notify)
+        self.server.set_notify(notify)
     }
 }
 
 impl Drop for UnixServer {
     fn drop(&mut self) {
         // The listener and every connection are closed when this returns.
-        self.service.stop();
+        self.server.stop();
         let ours =
             std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.file);
         if ours && let Err(e) = std::fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the socket file");
         }
-        tracing::info!(
-            path = %self.path.display(),
-            accepted = self.counts.accepted.load(Ordering::Relaxed),
-            refused = self.counts.refused.load(Ordering::Relaxed),
-            open = self.open.len(),
-            bytes = self.bytes,
-            "unix server closed"
-        );
-    }
-}
-
-/// Queues `msg` for `pull`, unless the source stops first: `false` then (or when it is gone).
-async fn forward(outbox: &Outbox<Msg>, stop: &mut StopSignal, msg: Msg) -> bool {
-    tokio::select! {
-        sent = outbox.send(msg) => sent.is_ok(),
-        () = stop.stopped() => false,
-    }
-}
-
-/// Reads one client until it closes, an error, or the source stops: its stream's start, its
-/// chunks and (unless the source stopped) its end.
-async fn serve_client(mut conn: Conn, peer: String, mut stop: StopSignal, shared: Arc<Shared>) {
-    let stream = shared.next_stream.fetch_add(1, Ordering::Relaxed);
-    let start = Msg::Start {
-        stream,
-        peer: peer.clone(),
-    };
-    if !forward(&shared.outbox, &mut stop, start).await {
-        return;
-    }
-    tracing::debug!(connector = %shared.id, peer = %peer, stream, "unix client connected");
-    let mut buf = vec![0; shared.max_frame];
-    let mut bytes = 0_u64;
-    // Why it ended (`None`: the source stopped, and the stream needs no end).
-    let why = loop {
-        let read = tokio::select! {
-            read = conn.read(&mut buf) => read,
-            () = stop.stopped() => break None,
-        };
-        match read {
-            Ok(0) => break Some("the client closed".to_owned()),
-            Ok(n) => {
-                bytes += n as u64;
-                let chunk = Msg::Chunk {
-                    stream,
-                    bytes: buf[..n].to_vec(),
-                };
-                if !forward(&shared.outbox, &mut stop, chunk).await {
-                    break None;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Some(format!("reading failed: {e}")),
-        }
-    };
-    tracing::debug!(connector = %shared.id, peer = %peer, stream, bytes, why = why.as_deref().unwrap_or("the server stopped"), "unix client disconnected");
-    if why.is_some() {
-        let _ = forward(&shared.outbox, &mut stop, Msg::End { stream }).await;
     }
 }
 
@@ -496,10 +327,9 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::config;
+    use temblor_net::testing::refused;
+    use temblor_shim::Value;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("us-{}-{name}", std::process::id()));
@@ -548,15 +378,7 @@ mod tests {
                 "max_connections",
             ),
         ] {
-            let cfg = config(&fields);
-            let err = UnixServer::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{needle}: {err}");
+            refused(UnixServer::new, &fields, needle);
         }
     }
 
@@ -565,15 +387,8 @@ mod tests {
         let dir = temp_dir("regular");
         let path = dir.join("not-a-socket");
         std::fs::write(&path, b"keep me").expect("write");
-        let cfg = config(&[("path", Value::from(path.display().to_string()))]);
-        let err = UnixServer::new(&Setup {
-            id: "reg",
-            config: &cfg,
-        })
-        .err()
-        .expect("refused");
-        assert_eq!(err.kind, ErrorKind::Config, "{err}");
-        assert!(err.message.contains("is not a socket"), "{err}");
+        let fields = [("path", Value::from(path.display().to_string()))];
+        refused(UnixServer::new, &fields, "is not a socket");
         assert_eq!(std::fs::read(&path).expect("still there"), b"keep me");
         std::fs::remove_dir_all(dir).expect("clean up");
     }

@@ -84,15 +84,14 @@
 
 use std::{
     net::SocketAddr,
-    thread,
     time::{Duration, Instant},
 };
 
 use temblor_net::{
     Service, StopSignal, addr,
     conn::Conn,
-    inbox::{self, Closed, Drain, Inbox, Outbox},
-    retry,
+    feed::{Fed, Feed, HandOver, Intake},
+    retry::{self, Link, Retrying},
     tls::{self, ClientTls},
     tokio::{
         self,
@@ -103,8 +102,7 @@ use temblor_net::{
     tokio_rustls::TlsConnector,
 };
 use temblor_shim::{
-    ErrorKind, Frames, Notify, Object, PluginError, Pull, RVec, Setup, Sink, Source, SourceBatch,
-    Value, meta_of, serde::Deserialize, tracing,
+    Frames, Object, PluginError, Setup, SourceBatch, Value, meta_of, serde::Deserialize, tracing,
 };
 use tokio_tungstenite::tungstenite::{
     Bytes, Message, client::IntoClientRequest, protocol::frame::coding::CloseCode,
@@ -116,17 +114,10 @@ mod wsio;
 
 use wsio::{Event, WsConn};
 
-/// How long `pull` waits for input when the engine gave no wake-up.
-const WAIT: Duration = Duration::from_millis(100);
-
-/// Messages (stream starts, messages, ends) the source's task may queue ahead of `pull`.
-const READ_AHEAD: usize = 256;
-
-/// The most bytes one `pull` appends.
-const PULL_BYTES: usize = 1024 * 1024;
-
-/// The most queue items one `pull` takes.
-const PULL_ITEMS: usize = 1024;
+/// How the source takes in what its task reads: 256 messages (stream starts, messages, ends)
+/// queued ahead of `pull`, at most 1024 of them or about 1 MiB per pull, a 100 ms wait for input
+/// when the engine gave no wake-up.
+const INTAKE: Intake = Intake::new("ws client task", 256, GRACE);
 
 /// Messages are written out (and counted as sent) in chunks of about this size.
 const CHUNK: usize = 64 * 1024;
@@ -137,62 +128,65 @@ const GRACE: Duration = Duration::from_secs(1);
 /// The largest `max_message` accepted.
 pub const MAX_MESSAGE_LIMIT: usize = 256 * 1024 * 1024;
 
-/// The sink's `config`.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
-pub struct Config {
-    /// `ws://host:port/path` or `wss://...`.
-    pub url: String,
-    /// UTF-8 frames as text messages.
-    #[serde(default = "default_text")]
-    pub text: bool,
-    /// Seconds between pings (0: none).
-    #[serde(default = "default_ping_interval_s")]
-    pub ping_interval_s: u64,
-    /// The largest message accepted from the server.
-    #[serde(default = "default_max_message")]
-    pub max_message: usize,
-    /// The wait before the first reconnection, in milliseconds.
-    #[serde(default = "retry::default_backoff_ms")]
-    pub backoff_ms: u64,
-    /// The longest wait between attempts, in milliseconds.
-    #[serde(default = "retry::default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// Attempts after the first before a batch fails.
-    #[serde(default = "retry::default_max_retries")]
-    pub max_retries: u32,
-    /// For connecting and for each write, in milliseconds.
-    #[serde(default = "retry::default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// TLS for `wss://`.
-    #[serde(default)]
-    pub tls: Option<ClientTls>,
+/// Declares a config of this connector: the fields written in it, then what the sink and the
+/// source share (`url`, `ping_interval_s`, `max_message`, `tls`, the retry settings but
+/// `max_retries`), and `target()`, which checks them into a [`Target`].
+macro_rules! ws_config {
+    ($(#[$attr:meta])* pub struct $name:ident { $($body:tt)* } $($with:tt)*) => {
+        temblor_net::client_config! {
+            $(#[$attr])*
+            pub struct $name {
+                $($body)*
+                /// `ws://host:port/path` or `wss://...`.
+                pub url: String,
+                /// Seconds between pings (0: none).
+                #[serde(default = "default_ping_interval_s")]
+                pub ping_interval_s: u64,
+                /// The largest message accepted from the server.
+                #[serde(default = "default_max_message")]
+                pub max_message: usize,
+                /// TLS for `wss://`.
+                #[serde(default)]
+                pub tls: Option<ClientTls>,
+            }
+            $($with)*
+        }
+
+        impl $name {
+            /// What connecting needs, checked.
+            fn target(&self, id: &str) -> Result<Target, PluginError> {
+                Target::new(
+                    id,
+                    &self.url,
+                    self.tls.as_ref(),
+                    self.ping_interval_s,
+                    self.max_message,
+                    self.backoff_ms,
+                    self.max_backoff_ms,
+                    self.timeout_ms,
+                )
+            }
+        }
+    };
 }
 
-/// The source's `config`: the sink's but `text` and `max_retries`.
-#[derive(Deserialize, Debug, Clone)]
-#[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
-pub struct SourceConfig {
-    /// `ws://host:port/path` or `wss://...`.
-    pub url: String,
-    /// Seconds between pings (0: none).
-    #[serde(default = "default_ping_interval_s")]
-    pub ping_interval_s: u64,
-    /// The largest message accepted from the server.
-    #[serde(default = "default_max_message")]
-    pub max_message: usize,
-    /// The wait before the first reconnection, in milliseconds.
-    #[serde(default = "retry::default_backoff_ms")]
-    pub backoff_ms: u64,
-    /// The longest wait between attempts, in milliseconds.
-    #[serde(default = "retry::default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-    /// For connecting and for each write, in milliseconds.
-    #[serde(default = "retry::default_timeout_ms")]
-    pub timeout_ms: u64,
-    /// TLS for `wss://`.
-    #[serde(default)]
-    pub tls: Option<ClientTls>,
+ws_config! {
+    /// The sink's `config`.
+    #[derive(Deserialize, Debug, Clone)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    pub struct Config {
+        /// UTF-8 frames as text messages.
+        #[serde(default = "default_text")]
+        pub text: bool,
+    }
+    with max_retries
+}
+
+ws_config! {
+    /// The source's `config`: the sink's but `text` and `max_retries`.
+    #[derive(Deserialize, Debug, Clone)]
+    #[serde(crate = "temblor_shim::serde", deny_unknown_fields)]
+    pub struct SourceConfig {}
 }
 
 fn default_text() -> bool {
@@ -339,7 +333,7 @@ struct Outgoing {
 
 /// Where a connection's incoming messages go: nowhere (the sink), or the source's queue.
 struct Incoming<'a> {
-    outbox: Option<&'a Outbox<Msg>>,
+    feed: Option<&'a Feed<Msg>>,
     stream: u64,
 }
 
@@ -371,7 +365,7 @@ async fn drive(
         match ws.next() {
             Event::Data(m) => {
                 heard = true;
-                let Some(outbox) = incoming.outbox else {
+                let Some(feed) = incoming.feed else {
                     ignored += 1;
                     if ignored == 1 {
                         tracing::debug!("the server sent a message to a sink: ignored");
@@ -384,11 +378,7 @@ async fn drive(
                     bytes: m.into_data(),
                     binary,
                 };
-                let sent = tokio::select! {
-                    sent = outbox.send(data) => sent.is_ok(),
-                    () = stop.stopped() => false,
-                };
-                if !sent {
+                if !feed.send(data, stop).await {
                     ws.close(CloseCode::Normal, "client stopping").await;
                     return Ended::Stopped;
                 }
@@ -477,11 +467,10 @@ async fn write_all(
     (Ok(()), None)
 }
 
-/// The `ws_client` sink.
+/// The `ws_client` sink's connection (the sink is a [`Retrying`] on it).
 pub struct WsClient {
     target: Target,
     text: bool,
-    max_retries: u32,
     /// The open connection's task, when there is one.
     conn: Option<mpsc::Sender<Outgoing>>,
     connects: u64,
@@ -495,36 +484,28 @@ impl WsClient {
     /// # Errors
     /// A `Config` error for a bad config (`url`, `tls` files); an `Io` error when the runtime
     /// cannot start.
-    pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
+    pub fn new(setup: &Setup<'_>) -> Result<Retrying<Self>, PluginError> {
         let c: Config = setup.config()?;
-        let target = Target::new(
-            setup.id,
-            &c.url,
-            c.tls.as_ref(),
-            c.ping_interval_s,
-            c.max_message,
-            c.backoff_ms,
-            c.max_backoff_ms,
-            c.timeout_ms,
-        )?;
+        let target = c.target(setup.id)?;
+        let policy = c.policy()?;
         let handle = temblor_net::runtime::handle()?;
-        let mut client = Self {
+        let client = Self {
             target,
             text: c.text,
-            max_retries: c.max_retries,
             conn: None,
             connects: 0,
             messages: 0,
             service: Service::new(handle, GRACE),
         };
-        if let Err(e) = client.connect() {
-            tracing::warn!(
-                url = %client.target.url,
-                error = %e,
-                "ws server not reachable yet; the first batch tries again"
-            );
-        }
-        Ok(client)
+        Ok(Retrying::new(client, policy))
+    }
+}
+
+impl Link for WsClient {
+    type Error = String;
+
+    fn target(&self) -> String {
+        self.target.url.clone()
     }
 
     /// Opens a connection and starts its task.
@@ -539,7 +520,7 @@ impl WsClient {
         let id = self.target.id.clone();
         self.service.spawn(async move {
             let incoming = Incoming {
-                outbox: None,
+                feed: None,
                 stream: 0,
             };
             let ended = drive(&mut ws, Some(&mut rx), incoming, &mut stop, ping).await;
@@ -549,6 +530,10 @@ impl WsClient {
         });
         self.conn = Some(tx);
         Ok(())
+    }
+
+    fn disconnect(&mut self) {
+        self.conn = None;
     }
 
     /// Sends the frames from `*next` on, connecting first when needed; `*next` follows what
@@ -594,67 +579,6 @@ impl WsClient {
     }
 }
 
-impl Sink for WsClient {
-    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
-        self.push_batch(frames, &[], &mut RVec::new())
-    }
-
-    fn push_batch(
-        &mut self,
-        frames: &Frames,
-        meta: &[Value],
-        delivered: &mut RVec<u32>,
-    ) -> Result<(), PluginError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let mut next = 0;
-        let mut backoff = self.target.backoff;
-        let mut retry = 0;
-        loop {
-            let Err(e) = self.attempt(frames, meta, &mut next) else {
-                return Ok(());
-            };
-            self.conn = None;
-            if retry == self.max_retries {
-                tracing::error!(
-                    url = %self.target.url,
-                    attempts = retry + 1,
-                    sent = next,
-                    frames = frames.len(),
-                    error = %e,
-                    "giving up on a batch"
-                );
-                delivered.extend((0..next).filter_map(|i| u32::try_from(i).ok()));
-                return Err(PluginError::new(
-                    ErrorKind::Io,
-                    format_args!(
-                        "cannot send to {} after {} attempts ({next} of {} frames sent): {e}",
-                        self.target.url,
-                        retry + 1,
-                        frames.len()
-                    ),
-                ));
-            }
-            retry += 1;
-            tracing::warn!(
-                url = %self.target.url,
-                retry,
-                backoff_ms = backoff.as_millis() as u64,
-                error = %e,
-                "sending to the ws server failed; reconnecting"
-            );
-            thread::sleep(backoff);
-            backoff = (backoff * 2).min(self.target.max_backoff);
-        }
-    }
-
-    fn flush(&mut self) -> Result<(), PluginError> {
-        // Every push writes and flushes before it returns: nothing is buffered here.
-        Ok(())
-    }
-}
-
 impl Drop for WsClient {
     fn drop(&mut self) {
         // The task closes the connection (code 1000) and is joined.
@@ -681,12 +605,16 @@ enum Msg {
 
 /// The `ws_client` source.
 pub struct WsClientSource {
+    streams: Streams,
+    fed: Fed<Msg>,
+}
+
+/// What `pull` keeps of the streams: the url (for the metadata), the open stream (its id, peer
+/// and kind of its last message), and a count for the log.
+struct Streams {
     url: String,
-    inbox: Inbox<Msg>,
-    /// The open stream: its id, peer and kind of its last message.
     open: Option<(u64, String, bool)>,
     messages: u64,
-    service: Service,
 }
 
 impl WsClientSource {
@@ -697,30 +625,22 @@ impl WsClientSource {
     /// cannot start.
     pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
         let c: SourceConfig = setup.config()?;
-        let target = Target::new(
-            setup.id,
-            &c.url,
-            c.tls.as_ref(),
-            c.ping_interval_s,
-            c.max_message,
-            c.backoff_ms,
-            c.max_backoff_ms,
-            c.timeout_ms,
-        )?;
-        let handle = temblor_net::runtime::handle()?;
-        let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
-        let mut service = Service::new(handle, GRACE);
-        let stop = service.signal();
-        service.spawn(subscribe(target, outbox, stop));
+        let target = c.target(setup.id)?;
+        let (mut fed, feed) = Fed::new(INTAKE)?;
+        let stop = fed.service().signal();
+        fed.service().spawn(subscribe(target, feed, stop));
         Ok(Self {
-            url: c.url,
-            inbox,
-            open: None,
-            messages: 0,
-            service,
+            streams: Streams {
+                url: c.url,
+                open: None,
+                messages: 0,
+            },
+            fed,
         })
     }
+}
 
+impl Streams {
     fn meta(&self, peer: &str, binary: bool) -> Value {
         let mut meta = Object::with_capacity(3);
         meta.insert("url", Value::from(self.url.as_str()));
@@ -728,7 +648,9 @@ impl WsClientSource {
         meta.insert("binary", Value::from(binary));
         Value::Object(meta)
     }
+}
 
+impl HandOver<Msg> for Streams {
     fn hand_over(&mut self, msg: Msg, out: &mut SourceBatch) {
         match msg {
             Msg::Start { stream, peer } => {
@@ -761,35 +683,18 @@ impl WsClientSource {
     }
 }
 
-impl Source for WsClientSource {
-    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        let mut drain = Drain::new(PULL_ITEMS, WAIT);
-        while let Some(msg) = drain.next(&mut self.inbox).map_err(|Closed| {
-            PluginError::new(ErrorKind::Other, "the ws client task stopped unexpectedly")
-        })? {
-            self.hand_over(msg, out);
-            if out.byte_len() >= PULL_BYTES {
-                break;
-            }
-        }
-        Ok(drain.pull())
-    }
-
-    fn set_notify(&mut self, notify: Notify) -> bool {
-        self.inbox.set_notify(notify)
-    }
-}
+temblor_net::fed_source!(WsClientSource);
 
 impl Drop for WsClientSource {
     fn drop(&mut self) {
-        self.service.stop();
-        tracing::debug!(url = %self.url, messages = self.messages, "ws client source closed");
+        // The task stops (and the connection closes) when `fed` is dropped, after this.
+        tracing::debug!(url = %self.streams.url, messages = self.streams.messages, "ws client source closed");
     }
 }
 
 /// The source's task: connect, hand over what comes, and connect again after a backoff,
 /// until the source stops.
-async fn subscribe(target: Target, outbox: Outbox<Msg>, mut stop: StopSignal) {
+async fn subscribe(target: Target, feed: Feed<Msg>, mut stop: StopSignal) {
     let mut backoff = target.backoff;
     let mut stream = 0_u64;
     loop {
@@ -805,27 +710,19 @@ async fn subscribe(target: Target, outbox: Outbox<Msg>, mut stop: StopSignal) {
                     stream,
                     peer: peer.to_string(),
                 };
-                let started = tokio::select! {
-                    sent = outbox.send(start) => sent.is_ok(),
-                    () = stop.stopped() => false,
-                };
-                if !started {
+                if !feed.send(start, &mut stop).await {
                     ws.close(CloseCode::Normal, "client stopping").await;
                     return;
                 }
                 let since = Instant::now();
                 let incoming = Incoming {
-                    outbox: Some(&outbox),
+                    feed: Some(&feed),
                     stream,
                 };
                 let ended = drive(&mut ws, None, incoming, &mut stop, target.ping).await;
                 let Ended::Lost(why) = ended else { return };
                 tracing::info!(connector = %target.id, url = %target.url, why = %why, "ws connection lost; connecting again");
-                let ended = tokio::select! {
-                    sent = outbox.send(Msg::End { stream }) => sent.is_ok(),
-                    () = stop.stopped() => false,
-                };
-                if !ended {
+                if !feed.send(Msg::End { stream }, &mut stop).await {
                     return;
                 }
                 // A connection that lasted resets the backoff.
@@ -856,10 +753,8 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::config;
+    use temblor_net::testing::{self, refused};
 
     #[test]
     fn defaults() {
@@ -891,22 +786,6 @@ mod tests {
             ),
             (vec![("url", Value::from("ws://"))], "`url`"),
             (
-                vec![url.clone(), ("backoff_ms", Value::from(0_u64))],
-                "backoff_ms",
-            ),
-            (
-                vec![
-                    url.clone(),
-                    ("backoff_ms", Value::from(10_u64)),
-                    ("max_backoff_ms", Value::from(5_u64)),
-                ],
-                "max_backoff_ms",
-            ),
-            (
-                vec![url.clone(), ("timeout_ms", Value::from(0_u64))],
-                "timeout_ms",
-            ),
-            (
                 vec![url.clone(), ("max_message", Value::from(0_u64))],
                 "max_message",
             ),
@@ -915,24 +794,12 @@ mod tests {
                 "use wss://",
             ),
         ] {
-            let cfg = config(&fields);
-            let err = WsClient::new(&Setup {
-                id: "bad",
-                config: &cfg,
-            })
-            .err()
-            .expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{needle}: {err}");
+            refused(WsClient::new, &fields, needle);
         }
-        let cfg = config(&[url, ("text", Value::from(true))]);
-        let err = WsClientSource::new(&Setup {
-            id: "bad",
-            config: &cfg,
-        })
-        .err()
-        .expect("a sink key");
-        assert!(err.message.contains("unknown field `text`"), "{err}");
+        testing::refuses_bad_retry_settings(WsClient::new, std::slice::from_ref(&url));
+        testing::refuses_bad_retry_settings(WsClientSource::new, std::slice::from_ref(&url));
+        let fields = [url, ("text", Value::from(true))];
+        refused(WsClientSource::new, &fields, "unknown field `text`");
     }
 
     #[test]

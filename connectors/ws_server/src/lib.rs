@@ -100,25 +100,22 @@
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    sync::{
-        Arc, Mutex, Weak,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, Weak, atomic::Ordering},
     time::Duration,
 };
 
 use temblor_net::{
-    Service, StopSignal,
+    StopSignal,
     acceptor::{self, Counts, Listener, Options, Refuse},
-    addr,
+    addr, check,
     conn::Conn,
-    inbox::{self, Closed, Drain, Inbox, Outbox},
+    feed::{Fed, Feed, HandOver, Intake},
     tls::ServerTls,
     tokio::{self, sync::mpsc},
 };
 use temblor_shim::{
-    ErrorKind, Frames, Notify, Object, PluginError, Pull, RVec, Setup, Sink, Source, SourceBatch,
-    Value, meta_of, serde::Deserialize, tracing,
+    Frames, Object, PluginError, RVec, Setup, Sink, SourceBatch, Value, meta_of,
+    serde::Deserialize, tracing,
 };
 use tokio_tungstenite::tungstenite::{Bytes, Message, protocol::frame::coding::CloseCode};
 
@@ -127,17 +124,14 @@ mod wsio;
 
 use wsio::Event;
 
-/// How long `pull` waits for input when the engine gave no wake-up.
-const WAIT: Duration = Duration::from_millis(100);
+/// How the source takes in what the connection tasks read: 256 messages (stream starts,
+/// messages, ends) queued ahead of `pull`, at most 1024 of them or about 1 MiB per pull, a
+/// 100 ms wait for input when the engine gave no wake-up, 2 s for open connections to close
+/// when the source stops.
+const INTAKE: Intake = Intake::new("ws acceptor", 256, GRACE);
 
-/// Messages (stream starts, messages, ends) the tasks may queue ahead of `pull`.
-const READ_AHEAD: usize = 256;
-
-/// The most bytes one `pull` appends (it stops after the message that crosses this).
-const PULL_BYTES: usize = 1024 * 1024;
-
-/// The most queue items one `pull` takes.
-const PULL_ITEMS: usize = 1024;
+/// Replies a connection's task gathers into one write.
+const WRITE_BYTES: usize = 1024 * 1024;
 
 /// Messages queued for one client by the sink.
 pub const CLIENT_QUEUE: usize = 1024;
@@ -163,7 +157,7 @@ pub struct Config {
     #[serde(default = "default_url")]
     pub url: String,
     /// Clients served at once.
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "acceptor::default_max_connections")]
     pub max_connections: usize,
     /// The largest message accepted, in bytes.
     #[serde(default = "default_max_message")]
@@ -191,10 +185,6 @@ fn default_url() -> String {
     "127.0.0.1:8080".to_owned()
 }
 
-fn default_max_connections() -> usize {
-    64
-}
-
 fn default_max_message() -> usize {
     1024 * 1024
 }
@@ -206,17 +196,8 @@ fn default_text() -> bool {
 impl Config {
     /// Checks the values serde cannot; returns the addresses to listen on.
     fn validate(&self) -> Result<Vec<SocketAddr>, PluginError> {
-        if self.max_connections == 0 {
-            return Err(PluginError::config(format_args!(
-                "`max_connections` must be at least 1"
-            )));
-        }
-        if !(1..=MAX_MESSAGE_LIMIT).contains(&self.max_message) {
-            return Err(PluginError::config(format_args!(
-                "`max_message` must be between 1 and {MAX_MESSAGE_LIMIT}, found {}",
-                self.max_message
-            )));
-        }
+        check::at_least_one("max_connections", self.max_connections)?;
+        check::in_range("max_message", self.max_message, MAX_MESSAGE_LIMIT)?;
         let (scheme, host_port) = addr::split_scheme(&self.url, &["ws://", "wss://"]);
         if scheme == "wss://" && self.tls.is_none() {
             return Err(PluginError::config(format_args!(
@@ -301,114 +282,22 @@ struct Open {
     binary: bool,
 }
 
-/// What the connection tasks share.
+/// What the connection tasks share, beside the feed.
 struct Shared {
     id: String,
-    outbox: Outbox<Msg>,
     hub: Arc<Hub>,
-    next_stream: AtomicU64,
     ws_config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
 }
 
-/// The `ws_server` source.
-pub struct WsServer {
-    local: SocketAddr,
-    inbox: Inbox<Msg>,
+/// What `pull` keeps of the streams: the open ones, and counts for the log.
+#[derive(Debug, Default)]
+struct Streams {
     open: HashMap<u64, Open>,
-    counts: Arc<Counts>,
-    /// Kept for the sinks: registered under `id`.
-    _hub: Arc<Hub>,
     messages: u64,
     bytes: u64,
-    /// Last: dropping it stops and joins the tasks.
-    service: Service,
 }
 
-impl WsServer {
-    /// Binds the configured address and starts accepting clients.
-    ///
-    /// # Errors
-    /// A `Config` error for a bad config (TLS files included); an `Io` error when the address
-    /// cannot be bound or the runtime cannot start.
-    pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
-        let config: Config = setup.config()?;
-        let id = setup.id;
-        let addrs = config.validate()?;
-        let tls = match &config.tls {
-            Some(tls) => Some(tls.acceptor(&[b"http/1.1"])?),
-            None => None,
-        };
-        let handle = temblor_net::runtime::handle()?;
-        let std_listener = addr::bind_tcp(&addrs)?;
-        let local = std_listener
-            .local_addr()
-            .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?;
-        let listener = {
-            let _entered = handle.enter();
-            Listener::tcp(std_listener)
-                .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?
-        };
-        let (outbox, inbox) = inbox::channel(READ_AHEAD, handle.clone());
-        let hub = Arc::new(Hub::default());
-        register(id, &hub);
-        let shared = Arc::new(Shared {
-            id: id.to_owned(),
-            outbox: outbox.clone(),
-            hub: Arc::clone(&hub),
-            next_stream: AtomicU64::new(1),
-            ws_config: wsio::config(config.max_message),
-        });
-        let counts = Arc::new(Counts::default());
-        let mut service = Service::new(handle, GRACE);
-        let options = Options {
-            id: id.to_owned(),
-            max_connections: config.max_connections,
-            refuse: Refuse::Reply(BUSY),
-            tls: tls.clone(),
-            grace: GRACE,
-        };
-        let signal = service.signal();
-        let task_counts = Arc::clone(&counts);
-        service.spawn(async move {
-            let watch = signal.clone();
-            acceptor::serve(
-                listener,
-                options,
-                task_counts,
-                signal,
-                move |conn, peer, stop| serve_client(conn, peer, stop, Arc::clone(&shared)),
-            )
-            .await;
-            if !watch.is_stopped() {
-                // `pull` sees the queue closed once every sender is gone: wake it to look.
-                outbox.wake();
-            }
-        });
-        tracing::info!(
-            addr = %local,
-            tls = tls.is_some(),
-            max_connections = config.max_connections,
-            "ws server listening"
-        );
-        Ok(Self {
-            local,
-            inbox,
-            open: HashMap::new(),
-            counts,
-            _hub: hub,
-            messages: 0,
-            bytes: 0,
-            service,
-        })
-    }
-
-    /// The address the server listens on (with the real port when the config said 0).
-    #[must_use]
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// Puts one task's message into the batch.
+impl HandOver<Msg> for Streams {
     fn hand_over(&mut self, msg: Msg, out: &mut SourceBatch) {
         match msg {
             Msg::Start { stream, peer, path } => {
@@ -445,50 +334,102 @@ impl WsServer {
     }
 }
 
-impl Source for WsServer {
-    fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-        let mut drain = Drain::new(PULL_ITEMS, WAIT);
-        while let Some(msg) = drain.next(&mut self.inbox).map_err(|Closed| {
-            PluginError::new(ErrorKind::Other, "the ws acceptor stopped unexpectedly")
-        })? {
-            self.hand_over(msg, out);
-            if out.byte_len() >= PULL_BYTES {
-                break;
-            }
-        }
-        Ok(drain.pull())
+/// The `ws_server` source.
+pub struct WsServer {
+    local: SocketAddr,
+    streams: Streams,
+    counts: Arc<Counts>,
+    /// Kept for the sinks: registered under `id`.
+    _hub: Arc<Hub>,
+    /// Last: dropping it stops and joins the tasks.
+    fed: Fed<Msg>,
+}
+
+impl WsServer {
+    /// Binds the configured address and starts accepting clients.
+    ///
+    /// # Errors
+    /// A `Config` error for a bad config (TLS files included); an `Io` error when the address
+    /// cannot be bound or the runtime cannot start.
+    pub fn new(setup: &Setup<'_>) -> Result<Self, PluginError> {
+        let config: Config = setup.config()?;
+        let id = setup.id;
+        let addrs = config.validate()?;
+        let tls = match &config.tls {
+            Some(tls) => Some(tls.acceptor(&[b"http/1.1"])?),
+            None => None,
+        };
+        let std_listener = addr::bind_tcp(&addrs)?;
+        let local = std_listener
+            .local_addr()
+            .map_err(|e| PluginError::io(format_args!("listening socket"), &e))?;
+        let listener =
+            temblor_net::runtime::register("listening socket", || Listener::tcp(std_listener))?;
+        let hub = Arc::new(Hub::default());
+        register(id, &hub);
+        let shared = Arc::new(Shared {
+            id: id.to_owned(),
+            hub: Arc::clone(&hub),
+            ws_config: wsio::config(config.max_message),
+        });
+        let options = Options {
+            id: id.to_owned(),
+            max_connections: config.max_connections,
+            refuse: Refuse::Reply(BUSY),
+            tls: tls.clone(),
+            grace: GRACE,
+        };
+        let (mut fed, feed) = Fed::new(INTAKE)?;
+        let counts = fed.accept(listener, options, feed, move |conn, peer, stop, feed| {
+            serve_client(conn, peer, stop, feed, Arc::clone(&shared))
+        });
+        tracing::info!(
+            addr = %local,
+            tls = tls.is_some(),
+            max_connections = config.max_connections,
+            "ws server listening"
+        );
+        Ok(Self {
+            local,
+            streams: Streams::default(),
+            counts,
+            _hub: hub,
+            fed,
+        })
     }
 
-    fn set_notify(&mut self, notify: Notify) -> bool {
-        self.inbox.set_notify(notify)
+    /// The address the server listens on (with the real port when the config said 0).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 }
 
+temblor_net::fed_source!(WsServer);
+
 impl Drop for WsServer {
     fn drop(&mut self) {
-        self.service.stop();
+        self.fed.service().stop();
         tracing::info!(
             addr = %self.local,
             accepted = self.counts.accepted.load(Ordering::Relaxed),
             refused = self.counts.refused.load(Ordering::Relaxed),
-            messages = self.messages,
-            bytes = self.bytes,
+            messages = self.streams.messages,
+            bytes = self.streams.bytes,
             "ws server closed"
         );
     }
 }
 
-/// Queues `msg` for `pull`, unless the source stops first: `false` then (or when it is gone).
-async fn forward(outbox: &Outbox<Msg>, stop: &mut StopSignal, msg: Msg) -> bool {
-    tokio::select! {
-        sent = outbox.send(msg) => sent.is_ok(),
-        () = stop.stopped() => false,
-    }
-}
-
 /// One client: the handshake, then its messages until it closes or the source stops; replies
 /// from sinks are written to it meanwhile.
-async fn serve_client(conn: Conn, peer: String, mut stop: StopSignal, shared: Arc<Shared>) {
+async fn serve_client(
+    conn: Conn,
+    peer: String,
+    mut stop: StopSignal,
+    feed: Arc<Feed<Msg>>,
+    shared: Arc<Shared>,
+) {
     let id = &shared.id;
     let (mut ws, path) = match wsio::accept(conn, shared.ws_config, WRITE_TIMEOUT).await {
         Ok(accepted) => accepted,
@@ -497,14 +438,14 @@ async fn serve_client(conn: Conn, peer: String, mut stop: StopSignal, shared: Ar
             return;
         }
     };
-    let stream = shared.next_stream.fetch_add(1, Ordering::Relaxed);
+    let stream = feed.next_stream();
     tracing::debug!(connector = %id, peer = %peer, path = %path, stream, "ws client connected");
     let start = Msg::Start {
         stream,
         peer: peer.clone(),
         path,
     };
-    if !forward(&shared.outbox, &mut stop, start).await {
+    if !feed.send(start, &mut stop).await {
         // Stopped right after the handshake: the client still gets its close code.
         ws.close(CloseCode::Away, "server stopping").await;
         return;
@@ -522,7 +463,7 @@ async fn serve_client(conn: Conn, peer: String, mut stop: StopSignal, shared: Ar
                     bytes,
                     binary,
                 };
-                if !forward(&shared.outbox, &mut stop, data).await {
+                if !feed.send(data, &mut stop).await {
                     ws.close(CloseCode::Away, "server stopping").await;
                     break None;
                 }
@@ -546,7 +487,7 @@ async fn serve_client(conn: Conn, peer: String, mut stop: StopSignal, shared: Ar
                     Some(reply) = replies.recv() => {
                         let mut queued = ws.queue(reply);
                         // Whatever else is waiting goes out in the same write.
-                        while queued.is_ok() && ws.queued() < PULL_BYTES {
+                        while queued.is_ok() && ws.queued() < WRITE_BYTES {
                             let Ok(more) = replies.try_recv() else { break };
                             queued = ws.queue(more);
                         }
@@ -570,7 +511,7 @@ async fn serve_client(conn: Conn, peer: String, mut stop: StopSignal, shared: Ar
     shared.hub.clients().remove(&stream);
     tracing::debug!(connector = %id, peer = %peer, stream, why = why.as_deref().unwrap_or("server stopping"), "ws client disconnected");
     if why.is_some() {
-        let _ = forward(&shared.outbox, &mut stop, Msg::End { stream }).await;
+        let _ = feed.send(Msg::End { stream }, &mut stop).await;
     }
 }
 
@@ -705,10 +646,8 @@ temblor_shim::export_plugin! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(fields: &[(&str, Value)]) -> Value {
-        Value::Object(fields.iter().cloned().collect())
-    }
+    use temblor_harness::config;
+    use temblor_net::testing::refused;
 
     fn setup(config: &Value) -> Setup<'_> {
         Setup { id: "t", config }
@@ -746,16 +685,11 @@ mod tests {
             ),
             (vec![("server", Value::from("x"))], "unknown field `server`"),
         ] {
-            let cfg = config(&fields);
-            let err = WsServer::new(&setup(&cfg)).err().expect("refused");
-            assert_eq!(err.kind, ErrorKind::Config, "{err}");
-            assert!(err.message.contains(needle), "{needle}: {err}");
+            refused(WsServer::new, &fields, needle);
         }
-        let err = WsServerSink::new(&setup(&config(&[]))).expect_err("no server");
-        assert!(err.message.contains("server"), "{err}");
-        let cfg = config(&[("server", Value::from("in")), ("url", Value::from("x:1"))]);
-        let err = WsServerSink::new(&setup(&cfg)).expect_err("a source key");
-        assert!(err.message.contains("unknown field `url`"), "{err}");
+        refused(WsServerSink::new, &[], "server");
+        let fields = [("server", Value::from("in")), ("url", Value::from("x:1"))];
+        refused(WsServerSink::new, &fields, "unknown field `url`");
     }
 
     #[test]
@@ -768,7 +702,7 @@ mod tests {
             bytes: Bytes::from_static(text),
             binary,
         };
-        server.hand_over(
+        server.streams.hand_over(
             Msg::Start {
                 stream: 4,
                 peer: "p".into(),
@@ -776,10 +710,10 @@ mod tests {
             },
             &mut out,
         );
-        server.hand_over(data(false, b"a"), &mut out);
-        server.hand_over(data(false, b"b"), &mut out);
-        server.hand_over(data(true, b"c"), &mut out);
-        server.hand_over(Msg::End { stream: 4 }, &mut out);
+        server.streams.hand_over(data(false, b"a"), &mut out);
+        server.streams.hand_over(data(false, b"b"), &mut out);
+        server.streams.hand_over(data(true, b"c"), &mut out);
+        server.streams.hand_over(Msg::End { stream: 4 }, &mut out);
         let runs: Vec<(std::ops::Range<usize>, bool, bool, Option<bool>)> = out
             .all_runs()
             .map(|(r, run)| {

@@ -25,6 +25,7 @@ use temblor_net::{
 use tokio_tungstenite::tungstenite::{
     Error as WsError, HandshakeError, Message,
     handshake::{
+        HandshakeRole,
         client::{ClientHandshake, Request as ClientRequest},
         server::{ErrorResponse, Request, Response, ServerHandshake},
     },
@@ -240,19 +241,69 @@ pub fn config(max_message: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_message))
 }
 
+/// Why [`shake`] failed.
+enum Shake {
+    /// Moving bytes over the connection failed.
+    Conn(String),
+    /// The peer's part of the handshake was refused.
+    Refused(WsError),
+}
+
+/// Runs a tungstenite handshake (its first `round`) over `conn`, moving the bytes between the
+/// connection and the pipe tungstenite works on, until it ends; then writes out what it left
+/// queued: the connection ready for messages. (A failure gives the connection back.)
+async fn shake<R>(
+    mut conn: Conn,
+    write_timeout: Duration,
+    mut round: Result<R::FinalResult, HandshakeError<R>>,
+    socket: impl FnOnce(R::FinalResult) -> WebSocket<Pipe>,
+) -> Result<WsConn, (Shake, Conn)>
+where
+    R: HandshakeRole<InternalStream = Pipe>,
+{
+    let mut scratch = vec![0; READ_CHUNK];
+    loop {
+        match round {
+            Ok(done) => {
+                let mut ws = socket(done);
+                return match drain(&mut conn, ws.get_mut(), write_timeout).await {
+                    Ok(()) => Ok(WsConn {
+                        ws,
+                        conn,
+                        scratch,
+                        write_timeout,
+                    }),
+                    Err(e) => Err((Shake::Conn(e.to_string()), conn)),
+                };
+            }
+            Err(HandshakeError::Interrupted(mut mid)) => {
+                let pipe = mid.get_mut().get_mut();
+                let moved = match drain(&mut conn, pipe, write_timeout).await {
+                    Ok(()) => fill(&mut conn, pipe, &mut scratch).await.map(drop),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = moved {
+                    return Err((Shake::Conn(e.to_string()), conn));
+                }
+                round = mid.handshake();
+            }
+            Err(HandshakeError::Failure(e)) => return Err((Shake::Refused(e), conn)),
+        }
+    }
+}
+
 /// The server side of the opening handshake, within [`HANDSHAKE_TIMEOUT`]: the connection
 /// and the request target the client asked for (`/path?query`).
 ///
 /// # Errors
 /// Not a WebSocket request (it gets a `400`), a broken connection, or too slow.
 pub async fn accept(
-    mut conn: Conn,
+    conn: Conn,
     config: WebSocketConfig,
     write_timeout: Duration,
 ) -> Result<(WsConn, String), String> {
     let mut target = String::new();
     let handshake = async {
-        let mut scratch = vec![0; READ_CHUNK];
         // The signature is tungstenite's.
         #[allow(clippy::result_large_err)]
         let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
@@ -262,38 +313,18 @@ pub async fn accept(
                 .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
             Ok(response)
         };
-        let mut round = ServerHandshake::start(Pipe::default(), callback, Some(config)).handshake();
-        loop {
-            match round {
-                Ok(mut ws) => {
-                    drain(&mut conn, ws.get_mut(), write_timeout)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    return Ok(WsConn {
-                        ws,
-                        conn,
-                        scratch,
-                        write_timeout,
-                    });
+        let round = ServerHandshake::start(Pipe::default(), callback, Some(config)).handshake();
+        match shake(conn, write_timeout, round, |ws| ws).await {
+            Ok(ws) => Ok(ws),
+            Err((Shake::Conn(e), _)) => Err(e),
+            Err((Shake::Refused(e), mut conn)) => {
+                let refusal =
+                    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+                if !matches!(e, WsError::Io(_)) {
+                    let _ = tokio::time::timeout(write_timeout, conn.write_all(refusal)).await;
+                    let _ = tokio::time::timeout(write_timeout, conn.shutdown()).await;
                 }
-                Err(HandshakeError::Interrupted(mut mid)) => {
-                    let pipe = mid.get_mut().get_mut();
-                    drain(&mut conn, pipe, write_timeout)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    fill(&mut conn, pipe, &mut scratch)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    round = mid.handshake();
-                }
-                Err(HandshakeError::Failure(e)) => {
-                    let refusal = b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-                    if !matches!(e, WsError::Io(_)) {
-                        let _ = tokio::time::timeout(write_timeout, conn.write_all(refusal)).await;
-                        let _ = tokio::time::timeout(write_timeout, conn.shutdown()).await;
-                    }
-                    return Err(e.to_string());
-                }
+                Err(e.to_string())
             }
         }
     };
@@ -310,42 +341,21 @@ pub async fn accept(
 /// # Errors
 /// The server refused (its HTTP status), a broken connection, or too slow.
 pub async fn connect(
-    mut conn: Conn,
+    conn: Conn,
     request: ClientRequest,
     config: WebSocketConfig,
     write_timeout: Duration,
 ) -> Result<WsConn, String> {
     let handshake = async {
-        let mut scratch = vec![0; READ_CHUNK];
-        let mut round = ClientHandshake::start(Pipe::default(), request, Some(config))
+        let round = ClientHandshake::start(Pipe::default(), request, Some(config))
             .map_err(|e| e.to_string())?
             .handshake();
-        loop {
-            match round {
-                Ok((mut ws, _response)) => {
-                    drain(&mut conn, ws.get_mut(), write_timeout)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    return Ok(WsConn {
-                        ws,
-                        conn,
-                        scratch,
-                        write_timeout,
-                    });
-                }
-                Err(HandshakeError::Interrupted(mut mid)) => {
-                    let pipe = mid.get_mut().get_mut();
-                    drain(&mut conn, pipe, write_timeout)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    fill(&mut conn, pipe, &mut scratch)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    round = mid.handshake();
-                }
-                Err(HandshakeError::Failure(e)) => return Err(e.to_string()),
-            }
-        }
+        shake(conn, write_timeout, round, |(ws, _response)| ws)
+            .await
+            .map_err(|(e, _)| match e {
+                Shake::Conn(e) => e,
+                Shake::Refused(e) => e.to_string(),
+            })
     };
     match tokio::time::timeout(write_timeout, handshake).await {
         Ok(result) => result,

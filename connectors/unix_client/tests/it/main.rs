@@ -96,18 +96,21 @@ fn big_frames() -> Frames {
     frames.iter().map(Vec::as_slice).collect()
 }
 
-#[test]
-fn a_stalled_server_gets_the_written_frames_listed_in_delivered() {
-    let dir = TempDir::new("stall");
+/// A server socket in a fresh folder for `test`, listening, and a sink on it whose writes time
+/// out after 300 ms, with `more` config.
+fn listening_sink(test: &str, more: &[(&str, Value)]) -> (TempDir, UnixListener, SinkBox) {
+    let dir = TempDir::new(test);
     let path = dir.join("s.sock");
     let listener = UnixListener::bind(&path).expect("bind");
-    let mut sink = sink(
-        &path,
-        &[
-            ("timeout_ms", Value::from(300_u64)),
-            ("max_retries", Value::from(0_u64)),
-        ],
-    );
+    let mut fields = vec![("timeout_ms", Value::from(300_u64))];
+    fields.extend_from_slice(more);
+    let sink = sink(&path, &fields);
+    (dir, listener, sink)
+}
+
+#[test]
+fn a_stalled_server_gets_the_written_frames_listed_in_delivered() {
+    let (dir, listener, mut sink) = listening_sink("stall", &[("max_retries", Value::from(0_u64))]);
     let (conn, _) = listener.accept().expect("connected");
     let frames = big_frames();
     // The server reads nothing: the writes stall and time out.
@@ -129,13 +132,9 @@ fn a_stalled_server_gets_the_written_frames_listed_in_delivered() {
 
 #[test]
 fn after_a_broken_write_the_retry_goes_on_from_the_first_frame_not_written() {
-    let dir = TempDir::new("resume");
-    let path = dir.join("s.sock");
-    let listener = UnixListener::bind(&path).expect("bind");
-    let mut sink = sink(
-        &path,
+    let (dir, listener, mut sink) = listening_sink(
+        "resume",
         &[
-            ("timeout_ms", Value::from(300_u64)),
             ("backoff_ms", Value::from(10_u64)),
             ("max_retries", Value::from(1_u64)),
         ],
