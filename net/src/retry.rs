@@ -225,7 +225,8 @@ impl<L: Link> Sink for Retrying<L> {
             return Ok(());
         }
         let mut next = 0;
-        let mut backoff = self.policy.backoff;
+        let mut backoff =
+            crate::backoff::Backoff::new(self.policy.backoff, self.policy.max_backoff);
         let mut retry = 0;
         loop {
             let Err(e) = self.link.attempt(frames, meta, &mut next) else {
@@ -253,15 +254,15 @@ impl<L: Link> Sink for Retrying<L> {
                 ));
             }
             retry += 1;
+            let wait = backoff.next_wait();
             tracing::warn!(
                 to = %self.link.target(),
                 retry,
-                backoff_ms = backoff.as_millis() as u64,
+                backoff_ms = wait.as_millis() as u64,
                 error = %e,
                 "writing failed; reconnecting"
             );
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(self.policy.max_backoff);
+            std::thread::sleep(wait);
         }
     }
 
