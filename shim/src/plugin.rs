@@ -13,7 +13,7 @@ use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RResult, RSlice, RStr, RVec},
 };
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::{
     Frames, Notify, PluginError, SourceBatch, Value,
@@ -43,6 +43,20 @@ impl<'a> Setup<'a> {
     }
 }
 
+/// The constructor of a component that takes no config keys: its `Config` (a `struct Config {}`
+/// with `deny_unknown_fields`) refuses every key, by name, and the component is `T::default()`.
+///
+/// ```text
+/// temblor_shim::export_plugin! { name: "binary", kind: Codec, codec: temblor_shim::keyless::<Config, Binary> }
+/// ```
+///
+/// # Errors
+/// A `Config` error naming the first key the deployment gives.
+pub fn keyless<C: DeserializeOwned, T: Default>(setup: &Setup<'_>) -> Result<T, PluginError> {
+    setup.config::<C>()?;
+    Ok(T::default())
+}
+
 /// A codec: frames to events and back. Implement the per-frame methods; the batch methods
 /// have loops over them that a codec may replace with something faster.
 pub trait Codec: Send + 'static {
@@ -58,9 +72,20 @@ pub trait Codec: Send + 'static {
     /// When the event cannot be encoded: the batch fails.
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError>;
 
-    /// Decodes a batch: one event per good frame, one [`FrameError`] per bad one (a codec
-    /// that replaces this may also skip a frame with [`FrameError::skipped`]: no event, no
-    /// error).
+    /// Decodes one frame of a batch into one event, or into none (`Ok(None)`: the frame is
+    /// skipped on purpose, an influx comment or a csv header row). The default is
+    /// [`Codec::decode_one`]'s event.
+    ///
+    /// # Errors
+    /// As for [`Codec::decode_one`].
+    #[inline]
+    fn decode_or_skip(&mut self, frame: &[u8]) -> Result<Option<Value>, String> {
+        self.decode_one(frame).map(Some)
+    }
+
+    /// Decodes a batch with [`Codec::decode_or_skip`]: one event per good frame, one
+    /// [`FrameError`] per bad one, and [`FrameError::skipped`] (no event, no error) for each
+    /// frame that decodes to nothing.
     ///
     /// # Errors
     /// When the whole batch fails (per-frame failures go to `errors`).
@@ -71,10 +96,12 @@ pub trait Codec: Send + 'static {
         errors: &mut RVec<FrameError>,
     ) -> Result<(), PluginError> {
         for (index, frame) in frames.iter().enumerate() {
-            match self.decode_one(frame) {
-                Ok(event) => out.push(event),
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            match self.decode_or_skip(frame) {
+                Ok(Some(event)) => out.push(event),
+                Ok(None) => errors.push(FrameError::skipped(index)),
                 Err(reason) => errors.push(FrameError {
-                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    index,
                     // An empty reason would mean "skipped": a failure always says something.
                     reason: if reason.is_empty() {
                         "the frame could not be decoded".into()

@@ -74,9 +74,7 @@
 //! [csv-core]: https://docs.rs/csv-core
 
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
-use temblor_shim::{
-    ByteSink, Codec, FrameError, Frames, Object, PluginError, RString, RVec, Setup, Value,
-};
+use temblor_shim::{ByteSink, Codec, Frames, Object, PluginError, RString, RVec, Setup, Value};
 
 /// The codec's configuration.
 #[derive(temblor_shim::serde::Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -417,23 +415,10 @@ impl Codec for Csv {
             .ok_or_else(|| "the header row (read as the column names; it is no event)".to_owned())
     }
 
-    fn decode(
-        &mut self,
-        frames: &Frames,
-        out: &mut RVec<Value>,
-        errors: &mut RVec<FrameError>,
-    ) -> Result<(), PluginError> {
-        for (index, frame) in frames.iter().enumerate() {
-            match self.decode_frame(frame) {
-                Ok(Some(event)) => out.push(event),
-                Ok(None) => {}
-                Err(reason) => errors.push(FrameError {
-                    index: u32::try_from(index).unwrap_or(u32::MAX),
-                    reason: reason.into(),
-                }),
-            }
-        }
-        Ok(())
+    /// A header row is skipped ([`temblor_shim::FrameError::skipped`]: no event, no error), so
+    /// that the engine keeps each event with its own frame's metadata.
+    fn decode_or_skip(&mut self, frame: &[u8]) -> Result<Option<Value>, String> {
+        self.decode_frame(frame)
     }
 
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
@@ -675,9 +660,13 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, ["name", "age"], "column order");
+        // The header row is skipped (no event, no error), so each event keeps its own frame.
         assert_eq!(
             errors,
-            [(2, "the row has 1 fields, the header has 2".to_owned())]
+            [
+                (0, String::new()),
+                (2, "the row has 1 fields, the header has 2".to_owned())
+            ]
         );
         // The same codec writes the header it read, once, then rows in column order.
         let out = encode_batch(
@@ -713,7 +702,8 @@ mod tests {
             errors,
             [
                 (0, "the header names the column \"a\" twice".to_owned()),
-                (1, "field 1 is not UTF-8 (at byte 0 of it)".to_owned())
+                (1, "field 1 is not UTF-8 (at byte 0 of it)".to_owned()),
+                (2, String::new())
             ]
         );
         let mut c = codec(&Config {

@@ -90,9 +90,7 @@
 //!
 //! [InfluxDB line protocol]: https://docs.influxdata.com/influxdb/v2/reference/syntax/line-protocol/
 
-use temblor_shim::{
-    ByteSink, Codec, FrameError, Frames, Object, PluginError, RString, RVec, Setup, Value,
-};
+use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Value, keyless};
 
 /// The codec's configuration: it has no keys.
 #[derive(temblor_shim::serde::Deserialize, Debug, Default)]
@@ -532,26 +530,11 @@ impl Codec for Influx {
         decode_line(frame)
     }
 
-    /// One event per point; a comment or blank frame is skipped ([`FrameError::skipped`]: no
-    /// event and no error), a bad one is a per-frame error.
-    fn decode(
-        &mut self,
-        frames: &Frames,
-        out: &mut RVec<Value>,
-        errors: &mut RVec<FrameError>,
-    ) -> Result<(), PluginError> {
-        for (index, frame) in frames.iter().enumerate() {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            match decode_frame(frame) {
-                Ok(Some(event)) => out.push(event),
-                Ok(None) => errors.push(FrameError::skipped(index)),
-                Err(reason) => errors.push(FrameError {
-                    index,
-                    reason: reason.into(),
-                }),
-            }
-        }
-        Ok(())
+    /// One event per point; a comment or blank frame is skipped
+    /// ([`temblor_shim::FrameError::skipped`]: no event and no error), a bad one is a per-frame
+    /// error.
+    fn decode_or_skip(&mut self, frame: &[u8]) -> Result<Option<Value>, String> {
+        decode_frame(frame)
     }
 
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
@@ -559,47 +542,15 @@ impl Codec for Influx {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<Influx, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Influx)
-}
-
-temblor_shim::export_plugin! { name: "influx", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "influx", kind: Codec, codec: keyless::<Config, Influx> }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, abi_stable::std_types::RStr};
+    use temblor_shim::{FrameError, Frames};
 
     use super::*;
 
-    fn ok(line: &str) -> Value {
-        decode_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
-    }
-
-    fn err(line: &[u8]) -> String {
-        match decode_line(line) {
-            Ok(v) => panic!("{:?} decoded to {v}", String::from_utf8_lossy(line)),
-            Err(e) => e,
-        }
-    }
-
-    fn enc(event: &Value) -> String {
-        let mut out = Vec::new();
-        encode_event(event, &mut out).unwrap_or_else(|e| panic!("{event}: {e}"));
-        String::from_utf8(out).unwrap()
-    }
-
-    fn enc_err(event: &Value) -> String {
-        let mut out = Vec::new();
-        match encode_event(event, &mut out) {
-            Ok(()) => panic!("{event} encoded to {:?}", String::from_utf8_lossy(&out)),
-            Err(e) => e,
-        }
-    }
+    temblor_harness::codec_unit_helpers!(Influx);
 
     fn obj(pairs: &[(&str, Value)]) -> Value {
         Value::Object(pairs.iter().cloned().collect())
@@ -621,13 +572,6 @@ mod tests {
             pairs.push(("timestamp", Value::I64(ts)));
         }
         obj(&pairs)
-    }
-
-    /// Decodes, compares, and checks that encoding gives the line back byte for byte.
-    fn exact(line: &str, want: &Value) {
-        let got = ok(line);
-        assert_eq!(&got, want, "{line}");
-        assert_eq!(enc(&got), line);
     }
 
     #[test]
@@ -1038,15 +982,6 @@ mod tests {
 
     #[test]
     fn config_takes_no_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("precision", Value::from("ns"))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("precision"), "{e}");
+        temblor_harness::codec::refuses_config_key(plugin_module(), "precision", Value::from("ns"));
     }
 }

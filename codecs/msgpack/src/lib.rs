@@ -499,22 +499,7 @@ mod tests {
 
     use super::*;
 
-    fn ok(frame: &[u8]) -> Value {
-        decode_slice(frame).unwrap_or_else(|e| panic!("{frame:02x?}: {e}"))
-    }
-
-    fn err(frame: &[u8]) -> String {
-        match decode_slice(frame) {
-            Ok(v) => panic!("{frame:02x?} decoded to {v:?}"),
-            Err(e) => e,
-        }
-    }
-
-    fn enc(value: &Value) -> Vec<u8> {
-        let mut out = RVec::new();
-        Msgpack::new().encode_one(value, &mut out).unwrap();
-        out.into_vec()
-    }
+    temblor_harness::codec_unit_helpers!(Msgpack::new());
 
     fn object(pairs: &[(&str, Value)]) -> Value {
         Value::Object(pairs.iter().cloned().collect())
@@ -643,7 +628,7 @@ mod tests {
         let v = ok(b"\x82\xa1a\x01\xa1a\x02");
         assert_eq!(v.as_object().map(Object::len), Some(2));
         assert_eq!(v.get("a"), Some(&Value::I64(1)));
-        assert_eq!(enc(&v), b"\x82\xa1a\x01\xa1a\x02");
+        assert_eq!(enc_bytes(&v), b"\x82\xa1a\x01\xa1a\x02");
     }
 
     #[test]
@@ -716,7 +701,7 @@ mod tests {
             }
         }
         assert_eq!(depth, MAX_DEPTH);
-        assert_eq!(enc(&v), nested(MAX_DEPTH));
+        assert_eq!(enc_bytes(&v), nested(MAX_DEPTH));
         assert_eq!(
             err(&nested(MAX_DEPTH + 1)),
             format!(
@@ -773,44 +758,47 @@ mod tests {
 
     #[test]
     fn encodes_in_the_smallest_form() {
-        assert_eq!(enc(&Value::Null), [0xc0]);
-        assert_eq!(enc(&Value::Bool(true)), [0xc3]);
-        assert_eq!(enc(&Value::I64(5)), [0x05]);
-        assert_eq!(enc(&Value::I64(-5)), [0xfb]);
-        assert_eq!(enc(&Value::I64(200)), [0xcc, 200]);
-        assert_eq!(enc(&Value::I64(-200)), [0xd1, 0xff, 0x38]);
+        assert_eq!(enc_bytes(&Value::Null), [0xc0]);
+        assert_eq!(enc_bytes(&Value::Bool(true)), [0xc3]);
+        assert_eq!(enc_bytes(&Value::I64(5)), [0x05]);
+        assert_eq!(enc_bytes(&Value::I64(-5)), [0xfb]);
+        assert_eq!(enc_bytes(&Value::I64(200)), [0xcc, 200]);
+        assert_eq!(enc_bytes(&Value::I64(-200)), [0xd1, 0xff, 0x38]);
         assert_eq!(
-            enc(&Value::I64(i64::MIN)),
+            enc_bytes(&Value::I64(i64::MIN)),
             [0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0]
         );
         assert_eq!(
-            enc(&Value::U64(u64::MAX)),
+            enc_bytes(&Value::U64(u64::MAX)),
             [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
         );
-        assert_eq!(enc(&Value::F64(1.5)), [0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(enc(&Value::from("abc")), b"\xa3abc");
         assert_eq!(
-            enc(&Value::from("x".repeat(40))),
+            enc_bytes(&Value::F64(1.5)),
+            [0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(enc_bytes(&Value::from("abc")), b"\xa3abc");
+        assert_eq!(
+            enc_bytes(&Value::from("x".repeat(40))),
             [&b"\xd9\x28"[..], &b"x".repeat(40)].concat()
         );
         assert_eq!(
-            enc(&Value::Bytes(vec![1_u8, 2].into())),
+            enc_bytes(&Value::Bytes(vec![1_u8, 2].into())),
             b"\xc4\x02\x01\x02"
         );
         assert_eq!(
-            enc(&object(&[(
+            enc_bytes(&object(&[(
                 "a",
                 Value::from(vec![Value::I64(1), Value::Null])
             )])),
             b"\x81\xa1a\x92\x01\xc0"
         );
         let big: Vec<Value> = (0..20).map(Value::from).collect();
-        assert_eq!(&enc(&Value::from(big))[..3], [0xdc, 0x00, 20]);
+        assert_eq!(&enc_bytes(&Value::from(big))[..3], [0xdc, 0x00, 20]);
         // Non-finite floats are floats in MessagePack.
         assert!(
-            matches!(ok(&enc(&Value::F64(f64::INFINITY))), Value::F64(f) if f == f64::INFINITY)
+            matches!(ok(&enc_bytes(&Value::F64(f64::INFINITY))), Value::F64(f) if f == f64::INFINITY)
         );
-        assert!(matches!(ok(&enc(&Value::F64(f64::NAN))), Value::F64(f) if f.is_nan()));
+        assert!(matches!(ok(&enc_bytes(&Value::F64(f64::NAN))), Value::F64(f) if f.is_nan()));
     }
 
     #[test]
@@ -834,15 +822,15 @@ mod tests {
                 .into(),
         ];
         for value in values {
-            let bytes = enc(&value);
+            let bytes = enc_bytes(&value);
             let back = ok(&bytes);
             assert_eq!(back, value);
-            assert_eq!(enc(&back), bytes, "encoding is stable");
+            assert_eq!(enc_bytes(&back), bytes, "encoding is stable");
         }
         // A float 32 is widened exactly, and written back as a float 64 of the same value.
         let v = ok(&[0xca, 0x3d, 0xcc, 0xcc, 0xcd]);
         assert!(matches!(v, Value::F64(f) if f == f64::from(0.1_f32)));
-        assert_eq!(ok(&enc(&v)), v);
+        assert_eq!(ok(&enc_bytes(&v)), v);
     }
 
     #[test]
@@ -863,15 +851,6 @@ mod tests {
 
     #[test]
     fn config_takes_no_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("ext", Value::Bool(true))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("ext"), "{e}");
+        temblor_harness::codec::refuses_config_key(plugin_module(), "ext", Value::Bool(true));
     }
 }

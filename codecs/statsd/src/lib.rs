@@ -65,7 +65,7 @@
 //! [statsd]: https://github.com/statsd/statsd/blob/master/docs/metric_types.md
 //! [DogStatsD]: https://docs.datadoghq.com/developers/dogstatsd/datagram_shell/
 
-use temblor_shim::{ByteSink, Codec, Object, PluginError, RVec, Setup, Value};
+use temblor_shim::{ByteSink, Codec, Object, PluginError, RVec, Value, keyless};
 
 /// The metric types a line may have.
 pub const TYPES: [&str; 6] = ["c", "g", "ms", "h", "s", "d"];
@@ -382,57 +382,18 @@ impl Codec for Statsd {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<Statsd, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Statsd)
-}
-
-temblor_shim::export_plugin! { name: "statsd", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "statsd", kind: Codec, codec: keyless::<Config, Statsd> }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, FrameError, Frames, abi_stable::std_types::RStr};
+    use temblor_shim::{FrameError, Frames};
 
     use super::*;
 
-    fn ok(line: &str) -> Value {
-        decode_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
-    }
-
-    fn err(line: &[u8]) -> String {
-        match decode_line(line) {
-            Ok(v) => panic!("{:?} decoded to {v}", String::from_utf8_lossy(line)),
-            Err(e) => e,
-        }
-    }
-
-    fn enc(event: &Value) -> String {
-        let mut out = Vec::new();
-        encode_event(event, &mut out).unwrap_or_else(|e| panic!("{event}: {e}"));
-        String::from_utf8(out).unwrap()
-    }
-
-    fn enc_err(event: &Value) -> String {
-        let mut out = Vec::new();
-        match encode_event(event, &mut out) {
-            Ok(()) => panic!("{event} encoded to {:?}", String::from_utf8_lossy(&out)),
-            Err(e) => e,
-        }
-    }
+    temblor_harness::codec_unit_helpers!(Statsd);
 
     fn event(pairs: &[(&str, Value)]) -> Value {
         Value::Object(pairs.iter().cloned().collect())
-    }
-
-    /// Decodes, checks the shape, and checks that the line encodes back byte for byte.
-    fn exact(line: &str, want: &Value) {
-        let got = ok(line);
-        assert_eq!(&got, want, "{line}");
-        assert_eq!(enc(&got), line);
     }
 
     #[test]
@@ -784,15 +745,6 @@ mod tests {
 
     #[test]
     fn config_takes_no_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("dogstatsd", Value::Bool(true))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("dogstatsd"), "{e}");
+        temblor_harness::codec::refuses_config_key(plugin_module(), "dogstatsd", Value::Bool(true));
     }
 }

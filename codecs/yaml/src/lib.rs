@@ -79,7 +79,7 @@
 //! [YAML]: https://yaml.org/spec/1.2.2/
 //! [yaml-rust2]: https://docs.rs/yaml-rust2
 
-use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Setup, Value};
+use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Value, keyless};
 use yaml_rust2::{
     parser::{Event, Parser, Tag},
     scanner::TScalarStyle,
@@ -725,39 +725,15 @@ impl Codec for Yaml {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<Yaml, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Yaml)
-}
-
-temblor_shim::export_plugin! { name: "yaml", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "yaml", kind: Codec, codec: keyless::<Config, Yaml> }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, FrameError, Frames, abi_stable::std_types::RStr};
+    use temblor_shim::{FrameError, Frames};
 
     use super::*;
 
-    fn ok(yaml: &str) -> Value {
-        decode_document(yaml.as_bytes()).unwrap_or_else(|e| panic!("{yaml:?}: {e}"))
-    }
-
-    fn err(yaml: &[u8]) -> String {
-        match decode_document(yaml) {
-            Ok(v) => panic!("{:?} decoded to {v:?}", String::from_utf8_lossy(yaml)),
-            Err(e) => e,
-        }
-    }
-
-    fn enc(value: &Value) -> String {
-        let mut out = Vec::new();
-        encode_document(value, &mut out);
-        String::from_utf8(out).unwrap()
-    }
+    temblor_harness::codec_unit_helpers!(Yaml);
 
     fn obj(pairs: &[(&str, Value)]) -> Value {
         Value::Object(pairs.iter().cloned().collect())
@@ -1229,16 +1205,7 @@ mod tests {
 
     #[test]
     fn config_takes_no_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("indent", Value::I64(4))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("indent"), "{e}");
+        temblor_harness::codec::refuses_config_key(plugin_module(), "indent", Value::I64(4));
     }
 
     #[test]

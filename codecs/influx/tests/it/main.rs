@@ -1,19 +1,22 @@
 //! Drives the `influx` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::{decode, encode};
-use temblor_shim::{Frames, Object, Value, abi::CodecBox};
+use temblor_shim::{Frames, Object, Value};
 
-fn codec() -> CodecBox {
-    temblor_harness::codec::build(codec_influx::plugin_module(), &temblor_harness::config(&[]))
-}
+temblor_harness::codec_tests!(
+    codec_influx,
+    "influx",
+    &[],
+    &[
+        b"weather,location=us-midwest temperature=82 1465839830100400200",
+        br#"wea\ ther,loc\,a=us\=west t=82i,u=7u,b=TRUE,s="too \"hot\" \\ x" -1"#,
+        b"cpu usage=0.5",
+        br#"m s="too hot\cold" 1465839830100400202"#,
+    ],
+);
 
 fn field<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
     event.get("fields")?.get(key)
-}
-
-#[test]
-fn manifest_names_an_influx_codec() {
-    temblor_harness::codec::manifest_names(codec_influx::plugin_module(), "influx");
 }
 
 #[test]
@@ -195,18 +198,4 @@ fn never_panics_on_cut_or_mangled_lines() {
     assert!(!events.is_empty() && !errors.is_empty());
     // Whatever decoded round-trips.
     temblor_harness::codec::round_trips(&mut c, &events);
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    temblor_harness::codec::compliance(
-        codec_influx::plugin_module(),
-        &temblor_harness::config(&[]),
-        &[
-            b"weather,location=us-midwest temperature=82 1465839830100400200",
-            br#"wea\ ther,loc\,a=us\=west t=82i,u=7u,b=TRUE,s="too \"hot\" \\ x" -1"#,
-            b"cpu usage=0.5",
-            br#"m s="too hot\cold" 1465839830100400202"#,
-        ],
-    );
 }

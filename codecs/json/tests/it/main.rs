@@ -1,16 +1,19 @@
 //! Drives the `json` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::{decode, encode, good_bad_good};
-use temblor_shim::{Frames, Value, abi::CodecBox};
+use temblor_shim::{Frames, Value};
 
-fn codec() -> CodecBox {
-    temblor_harness::codec::build(codec_json::plugin_module(), &temblor_harness::config(&[]))
-}
-
-#[test]
-fn manifest_names_a_json_codec() {
-    temblor_harness::codec::manifest_names(codec_json::plugin_module(), "json");
-}
+temblor_harness::codec_tests!(
+    codec_json,
+    "json",
+    &[],
+    &[
+        br#"{"a":1,"b":[true,null,"x"],"c":{"d":-2.5}}"#,
+        b"[]",
+        b"\"just a string\"",
+        b"18446744073709551615",
+    ],
+);
 
 #[test]
 fn good_bad_good_gives_two_events_and_one_error() {
@@ -71,18 +74,4 @@ fn the_data_set_decodes_and_round_trips() {
             String::from_utf8_lossy(line)
         );
     }
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    temblor_harness::codec::compliance(
-        codec_json::plugin_module(),
-        &temblor_harness::config(&[]),
-        &[
-            br#"{"a":1,"b":[true,null,"x"],"c":{"d":-2.5}}"#,
-            b"[]",
-            b"\"just a string\"",
-            b"18446744073709551615",
-        ],
-    );
 }

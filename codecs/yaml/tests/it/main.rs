@@ -1,16 +1,20 @@
 //! Drives the `yaml` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::good_bad_good;
-use temblor_shim::{Frames, Value, abi::CodecBox};
+use temblor_shim::{Frames, Value};
 
-fn codec() -> CodecBox {
-    temblor_harness::codec::build(codec_yaml::plugin_module(), &temblor_harness::config(&[]))
-}
-
-#[test]
-fn manifest_names_a_yaml_codec() {
-    temblor_harness::codec::manifest_names(codec_yaml::plugin_module(), "yaml");
-}
+temblor_harness::codec_tests!(
+    codec_yaml,
+    "yaml",
+    &[],
+    &[
+        b"a: 1\nb: [true, null, x]\nc:\n  d: -2.5\n  e: !!binary AAH/",
+        b"- 1\n- 'two'\n- {three: 3}",
+        br#""just a \"string\"""#,
+        b"18446744073709551615",
+        b"base: &b {x: 1}\ncopy: *b\nlit: |\n  two\n  lines\n",
+    ],
+);
 
 #[test]
 fn the_json_data_set_decodes_as_yaml_and_round_trips() {
@@ -44,20 +48,5 @@ fn good_bad_good_gives_two_events_and_one_error() {
     assert_eq!(
         events[1],
         Value::from(vec![Value::Bool(true), Value::from("x")])
-    );
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    temblor_harness::codec::compliance(
-        codec_yaml::plugin_module(),
-        &temblor_harness::config(&[]),
-        &[
-            b"a: 1\nb: [true, null, x]\nc:\n  d: -2.5\n  e: !!binary AAH/",
-            b"- 1\n- 'two'\n- {three: 3}",
-            br#""just a \"string\"""#,
-            b"18446744073709551615",
-            b"base: &b {x: 1}\ncopy: *b\nlit: |\n  two\n  lines\n",
-        ],
     );
 }
