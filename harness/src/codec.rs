@@ -184,6 +184,38 @@ pub fn manifest_names(module: PluginModRef, name: &str) {
     assert_eq!(manifest.kind, PluginKind::Codec);
 }
 
+/// Decodes a data set shipped in `examples/data/` (`file`, one frame a line, `count` of them)
+/// in one batch, with no error: its lines and the events.
+///
+/// # Panics
+/// When the file is not there, has another number of lines, or a line does not decode.
+pub fn decode_data_set(
+    codec: &mut CodecBox,
+    file: &str,
+    count: usize,
+) -> (Vec<Vec<u8>>, Vec<Value>) {
+    let lines = crate::data_lines(file);
+    assert_eq!(lines.len(), count, "{file}");
+    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
+    let (events, errors) = decode(codec, &frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(events.len(), count, "{file}");
+    (lines, events)
+}
+
+/// The JSON data set (`data.json.xz`, 100 records) decodes ([`decodes_the_data_set`]) and
+/// round trips ([`round_trips`]): its lines and the frames the codec wrote.
+///
+/// # Panics
+/// When it does not.
+pub fn the_json_data_set_round_trips(codec: &mut CodecBox) -> (Vec<Vec<u8>>, Frames) {
+    let lines = crate::data_lines("data.json.xz");
+    assert_eq!(lines.len(), 100);
+    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
+    let events = decodes_the_data_set(codec, &frames);
+    (lines, round_trips(codec, &events))
+}
+
 /// Decodes the shipped data set (`examples/data/data.json.xz`, 100 records, in this codec's
 /// form: `frames`) and checks what every record holds; the events.
 ///
@@ -301,6 +333,39 @@ pub fn exact<C: Codec>(codec: &mut C, frame: &str, want: &Value) {
     let got = decoded(codec, frame.as_bytes());
     assert_eq!(&got, want, "{frame}");
     assert_eq!(String::from_utf8_lossy(&encoded(codec, &got)), frame);
+}
+
+/// Decodes `frames` as one batch with [`Codec::decode`]: the events, and every per-frame error
+/// (skipped frames included).
+///
+/// # Panics
+/// When the whole batch fails.
+pub fn decode_batch<C: Codec>(codec: &mut C, frames: &[&[u8]]) -> (Vec<Value>, Vec<FrameError>) {
+    let frames: Frames = frames.iter().copied().collect();
+    let mut events = RVec::new();
+    let mut errors = RVec::new();
+    if let Err(e) = codec.decode(&frames, &mut events, &mut errors) {
+        panic!("decoding a batch of {} frames failed: {e}", frames.len());
+    }
+    (events.into_vec(), errors.into_vec())
+}
+
+/// Encodes `events` as one batch with [`Codec::encode`]: the frames.
+///
+/// # Panics
+/// When the batch fails.
+pub fn encode_batch<C: Codec>(codec: &mut C, events: &[Value]) -> Vec<Vec<u8>> {
+    let mut frames = Frames::new();
+    if let Err(e) = codec.encode(events, &mut frames) {
+        panic!("encoding {} events failed: {e}", events.len());
+    }
+    frames.iter().map(<[u8]>::to_vec).collect()
+}
+
+/// The frame index of each error.
+#[must_use]
+pub fn indexes(errors: &[FrameError]) -> Vec<u32> {
+    errors.iter().map(|e| e.index).collect()
 }
 
 /// Defines the helpers of a codec's unit tests, each on a codec made by `$codec` (an

@@ -58,7 +58,8 @@ temblor_shim::export_plugin! { name: "binary", kind: Codec, codec: keyless::<Con
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{Frames, Object};
+    use temblor_harness::codec::{decode_batch, encode_batch};
+    use temblor_shim::Object;
 
     use temblor_harness::alloc::allocations_of;
 
@@ -114,15 +115,11 @@ mod tests {
 
     #[test]
     fn batches_round_trip() {
-        let frames: Frames = [&b"\x00\x01"[..], b"", b"\xff"].into_iter().collect();
-        let mut events = RVec::new();
-        let mut errors = RVec::new();
-        Binary.decode(&frames, &mut events, &mut errors).unwrap();
+        let frames: [&[u8]; 3] = [b"\x00\x01", b"", b"\xff"];
+        let (events, errors) = decode_batch(&mut Binary, &frames);
         assert!(errors.is_empty());
         assert_eq!(events.len(), 3);
-        let mut encoded = Frames::new();
-        Binary.encode(&events, &mut encoded).unwrap();
-        assert_eq!(encoded, frames);
+        assert_eq!(encode_batch(&mut Binary, &events), frames);
     }
 
     #[test]

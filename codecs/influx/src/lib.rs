@@ -546,7 +546,8 @@ temblor_shim::export_plugin! { name: "influx", kind: Codec, codec: keyless::<Con
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{FrameError, Frames};
+    use temblor_harness::codec::{decode_batch, encode_batch};
+    use temblor_shim::FrameError;
 
     use super::*;
 
@@ -915,12 +916,10 @@ mod tests {
     #[test]
     fn comments_and_blank_lines_decode_to_nothing() {
         let spec = "# Line protocol\nmyMeasurement fieldKey=\"string value\" 1556813561098000000";
-        let frames: Frames = spec.split('\n').map(str::as_bytes).collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        Influx.decode(&frames, &mut out, &mut errors).unwrap();
+        let frames: Vec<&[u8]> = spec.split('\n').map(str::as_bytes).collect();
+        let (out, errors) = decode_batch(&mut Influx, &frames);
         assert_eq!(
-            out.as_slice(),
+            out,
             [point(
                 "myMeasurement",
                 &[],
@@ -949,18 +948,8 @@ mod tests {
 
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
-        let frames: Frames = [
-            &b"a f=1i"[..],
-            b"# comment",
-            b"",
-            b"m f=",
-            b"b,t=x g=\"s\" 1",
-        ]
-        .into_iter()
-        .collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        Influx.decode(&frames, &mut out, &mut errors).unwrap();
+        let frames: [&[u8]; 5] = [b"a f=1i", b"# comment", b"", b"m f=", b"b,t=x g=\"s\" 1"];
+        let (out, errors) = decode_batch(&mut Influx, &frames);
         assert_eq!(out.len(), 2);
         let reasons: Vec<(u32, &str, bool)> = errors
             .iter()
@@ -974,9 +963,7 @@ mod tests {
                 (3, "bad field value \"\" at byte 4", false)
             ]
         );
-        let mut encoded = Frames::new();
-        Influx.encode(&out, &mut encoded).unwrap();
-        let written: Vec<&[u8]> = encoded.iter().collect();
+        let written = encode_batch(&mut Influx, &out);
         assert_eq!(written, [&b"a f=1i"[..], b"b,t=x g=\"s\" 1"]);
     }
 

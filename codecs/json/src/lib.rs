@@ -297,7 +297,8 @@ temblor_shim::export_plugin! { name: "json", kind: Codec, codec: new }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, FrameError, Frames, abi_stable::std_types::RStr};
+    use temblor_harness::codec::{decode_batch, encode_batch, indexes};
+    use temblor_shim::{ErrorKind, Frames, abi_stable::std_types::RStr};
 
     use temblor_harness::alloc::allocations_of;
 
@@ -609,26 +610,19 @@ mod tests {
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
         let mut json = Json::new();
-        let frames: Frames = [&b"{\"n\":1}"[..], b"{\"n\":", b"{\"n\":3}", b""]
-            .into_iter()
-            .collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        json.decode(&frames, &mut out, &mut errors).unwrap();
+        let frames: [&[u8]; 4] = [b"{\"n\":1}", b"{\"n\":", b"{\"n\":3}", b""];
+        let (out, errors) = decode_batch(&mut json, &frames);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].get("n"), Some(&Value::I64(1)));
         assert_eq!(out[1].get("n"), Some(&Value::I64(3)));
-        let indexes: Vec<u32> = errors.iter().map(|e: &FrameError| e.index).collect();
-        assert_eq!(indexes, [1, 3]);
+        assert_eq!(indexes(&errors), [1, 3]);
         assert!(
             errors[0].reason.contains("at character"),
             "{}",
             errors[0].reason
         );
 
-        let mut encoded = Frames::new();
-        json.encode(&out, &mut encoded).unwrap();
-        let frames: Vec<&[u8]> = encoded.iter().collect();
+        let frames = encode_batch(&mut json, &out);
         assert_eq!(frames, [&b"{\"n\":1}"[..], b"{\"n\":3}"]);
     }
 

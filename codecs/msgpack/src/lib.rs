@@ -495,7 +495,8 @@ temblor_shim::export_plugin! { name: "msgpack", kind: Codec, codec: new }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, FrameError, Frames, abi_stable::std_types::RStr};
+    use temblor_harness::codec::{decode_batch, encode_batch, indexes};
+    use temblor_shim::{ErrorKind, Frames, abi_stable::std_types::RStr};
 
     use super::*;
 
@@ -836,17 +837,10 @@ mod tests {
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
         let mut codec = Msgpack::new();
-        let frames: Frames = [&b"\x01"[..], b"\xc1", b"\xa1x", b""].into_iter().collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        codec.decode(&frames, &mut out, &mut errors).unwrap();
-        assert_eq!(out.as_slice(), [Value::I64(1), Value::from("x")]);
-        let indexes: Vec<u32> = errors.iter().map(|e: &FrameError| e.index).collect();
-        assert_eq!(indexes, [1, 3]);
-        let mut encoded = Frames::new();
-        codec.encode(&out, &mut encoded).unwrap();
-        let written: Vec<&[u8]> = encoded.iter().collect();
-        assert_eq!(written, [&b"\x01"[..], b"\xa1x"]);
+        let (out, errors) = decode_batch(&mut codec, &[b"\x01", b"\xc1", b"\xa1x", b""]);
+        assert_eq!(out, [Value::I64(1), Value::from("x")]);
+        assert_eq!(indexes(&errors), [1, 3]);
+        assert_eq!(encode_batch(&mut codec, &out), [&b"\x01"[..], b"\xa1x"]);
     }
 
     #[test]

@@ -386,7 +386,7 @@ temblor_shim::export_plugin! { name: "statsd", kind: Codec, codec: keyless::<Con
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{FrameError, Frames};
+    use temblor_harness::codec::{decode_batch, encode_batch, indexes};
 
     use super::*;
 
@@ -730,17 +730,13 @@ mod tests {
 
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
-        let frames: Frames = [&b"a:1|c"[..], b"nope", b"b:2.5|ms"].into_iter().collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        Statsd.decode(&frames, &mut out, &mut errors).unwrap();
+        let (out, errors) = decode_batch(&mut Statsd, &[b"a:1|c", b"nope", b"b:2.5|ms"]);
         assert_eq!(out.len(), 2);
-        let indexes: Vec<u32> = errors.iter().map(|e: &FrameError| e.index).collect();
-        assert_eq!(indexes, [1]);
-        let mut encoded = Frames::new();
-        Statsd.encode(&out, &mut encoded).unwrap();
-        let written: Vec<&[u8]> = encoded.iter().collect();
-        assert_eq!(written, [&b"a:1|c"[..], b"b:2.5|ms"]);
+        assert_eq!(indexes(&errors), [1]);
+        assert_eq!(
+            encode_batch(&mut Statsd, &out),
+            [&b"a:1|c"[..], b"b:2.5|ms"]
+        );
     }
 
     #[test]

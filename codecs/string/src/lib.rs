@@ -73,7 +73,8 @@ temblor_shim::export_plugin! { name: "string", kind: Codec, codec: keyless::<Con
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{Frames, Object};
+    use temblor_harness::codec::decode_batch;
+    use temblor_shim::Object;
 
     use temblor_harness::alloc::allocations_of;
 
@@ -154,12 +155,9 @@ mod tests {
 
     #[test]
     fn batch_reports_bad_frames_by_index() {
-        let frames: Frames = [&b"one"[..], b"\xc3(", b"", b"three"].into_iter().collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        Text.decode(&frames, &mut out, &mut errors).unwrap();
+        let (out, errors) = decode_batch(&mut Text, &[b"one", b"\xc3(", b"", b"three"]);
         assert_eq!(
-            out.as_slice(),
+            out,
             [Value::from("one"), Value::from(""), Value::from("three")]
         );
         assert_eq!(errors.len(), 1);

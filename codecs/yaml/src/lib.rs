@@ -729,7 +729,7 @@ temblor_shim::export_plugin! { name: "yaml", kind: Codec, codec: keyless::<Confi
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{FrameError, Frames};
+    use temblor_harness::codec::{decode_batch, encode_batch, indexes};
 
     use super::*;
 
@@ -1187,19 +1187,10 @@ mod tests {
 
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
-        let frames: Frames = [&b"a: 1"[..], b"a: [", b"- x", b""].into_iter().collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        Yaml.decode(&frames, &mut out, &mut errors).unwrap();
-        assert_eq!(
-            out.as_slice(),
-            [obj(&[("a", 1.into())]), arr(&["x".into()])]
-        );
-        let indexes: Vec<u32> = errors.iter().map(|e: &FrameError| e.index).collect();
-        assert_eq!(indexes, [1, 3]);
-        let mut encoded = Frames::new();
-        Yaml.encode(&out, &mut encoded).unwrap();
-        let written: Vec<&[u8]> = encoded.iter().collect();
+        let (out, errors) = decode_batch(&mut Yaml, &[b"a: 1", b"a: [", b"- x", b""]);
+        assert_eq!(out, [obj(&[("a", 1.into())]), arr(&["x".into()])]);
+        assert_eq!(indexes(&errors), [1, 3]);
+        let written = encode_batch(&mut Yaml, &out);
         assert_eq!(written, [&b"---\na: 1"[..], b"---\n- x"]);
     }
 

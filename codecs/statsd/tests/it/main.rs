@@ -1,7 +1,7 @@
 //! Drives the `statsd` codec through its ABI object, as the engine does.
 
-use temblor_harness::codec::{decode, good_bad_good};
-use temblor_shim::{Frames, Value};
+use temblor_harness::codec::{decode_data_set, good_bad_good};
+use temblor_shim::Value;
 
 temblor_harness::codec_tests!(
     codec_statsd,
@@ -24,13 +24,8 @@ fn event(pairs: &[(&str, Value)]) -> Value {
 
 #[test]
 fn the_data_set_decodes_and_round_trips() {
-    let lines = temblor_harness::data_lines("data.statsd.xz");
-    assert_eq!(lines.len(), 8);
-    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
-
     let mut c = codec();
-    let (events, errors) = decode(&mut c, &frames);
-    assert!(errors.is_empty(), "{errors:?}");
+    let (lines, events) = decode_data_set(&mut c, "data.statsd.xz", 8);
     let m = |metric: &str, kind: &str, value: Value| {
         vec![
             ("metric", Value::from(metric)),
