@@ -1,7 +1,7 @@
 //! Compliance checks for codec plugins, and what their tests share: [`compliance`] through the
 //! ABI object, the helpers of the unit tests (a codec as a plain [`Codec`]: [`decoded`],
 //! [`refused`], [`encoded`], [`encode_refused`], [`exact`], and [`codec_unit_helpers!`] that
-//! names them `ok`, `err`, `enc`, `enc_bytes`, `enc_err`, `exact` for one codec),
+//! names them `ok`, `err`, `enc`, `enc_bytes`, `enc_err`, `obj`, `exact` for one codec),
 //! [`refuses_config_key`], and [`codec_tests!`](crate::codec_tests), which writes the standard
 //! integration tests of a codec crate.
 //!
@@ -372,7 +372,7 @@ pub fn indexes(errors: &[FrameError]) -> Vec<u32> {
 /// expression, evaluated at each call: `Influx`, `Json::new()`): `ok(frame) -> Value` and
 /// `err(frame) -> String` ([`decoded`], [`refused`]), `enc(event) -> String` (the frame as
 /// UTF-8 text), `enc_bytes(event) -> Vec<u8>` ([`encoded`]), `enc_err(event) -> String`
-/// ([`encode_refused`]) and `exact(frame, want)` ([`exact`]). Invoke it in the `tests` module;
+/// ([`encode_refused`]), `obj(pairs) -> Value` (an object) and `exact(frame, want)` ([`exact`]). Invoke it in the `tests` module;
 /// the module uses what it needs of them.
 #[macro_export]
 macro_rules! codec_unit_helpers {
@@ -396,6 +396,10 @@ macro_rules! codec_unit_helpers {
         #[allow(dead_code)]
         fn enc_err(event: &::temblor_shim::Value) -> String {
             $crate::codec::encode_refused(&mut $codec, event)
+        }
+        #[allow(dead_code)]
+        fn obj(pairs: &[(&str, ::temblor_shim::Value)]) -> ::temblor_shim::Value {
+            $crate::config(pairs)
         }
         #[allow(dead_code)]
         fn exact(frame: &str, want: &::temblor_shim::Value) {

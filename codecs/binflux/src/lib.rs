@@ -297,10 +297,6 @@ temblor_shim::export_plugin! { name: "binflux", kind: Codec, codec: keyless::<Co
 mod tests {
     use super::*;
 
-    fn obj(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().cloned().collect())
-    }
-
     temblor_harness::codec_unit_helpers!(Binflux);
 
     /// Tremor's own test point (`encode_decode` in its binflux codec), byte for byte as

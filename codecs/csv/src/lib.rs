@@ -460,6 +460,14 @@ mod tests {
         codec(&Config::default())
     }
 
+    /// `header = true`: the first frame is the header row.
+    fn with_header() -> Csv {
+        codec(&Config {
+            header: true,
+            ..Config::default()
+        })
+    }
+
     fn strings(items: &[&str]) -> Value {
         Value::from(items.iter().map(|s| Value::from(*s)).collect::<Vec<_>>())
     }
@@ -641,10 +649,7 @@ mod tests {
 
     #[test]
     fn header_row_names_the_columns() {
-        let mut c = codec(&Config {
-            header: true,
-            ..Config::default()
-        });
+        let mut c = with_header();
         let (events, errors) = batch(&mut c, &["name,age", "ann,31", "bob", "\"c, d\",7"]);
         assert_eq!(
             events,
@@ -692,10 +697,7 @@ mod tests {
 
     #[test]
     fn a_bad_header_row_is_an_error_and_the_next_frame_is_the_header() {
-        let mut c = codec(&Config {
-            header: true,
-            ..Config::default()
-        });
+        let mut c = with_header();
         let (events, errors) = batch_bytes(&mut c, &[b"a,a", b"\xff", b"x,y", b"1,2"]);
         assert_eq!(events, [obj(&[("x", "1"), ("y", "2")])]);
         assert_eq!(
@@ -706,10 +708,7 @@ mod tests {
                 (2, String::new())
             ]
         );
-        let mut c = codec(&Config {
-            header: true,
-            ..Config::default()
-        });
+        let mut c = with_header();
         assert_eq!(
             batch(&mut c, &[""]).1,
             [(0, "the header has no columns".to_owned())]
@@ -722,20 +721,14 @@ mod tests {
 
     #[test]
     fn header_written_from_the_first_object_when_none_was_read() {
-        let mut c = codec(&Config {
-            header: true,
-            ..Config::default()
-        });
+        let mut c = with_header();
         let out = encode_batch(
             &mut c,
             &[obj(&[("b", "1"), ("a", "x,y")]), obj(&[("a", "2")])],
         )
         .unwrap();
         assert_eq!(out, ["b,a", "1,\"x,y\"", ",2"]);
-        let mut c = codec(&Config {
-            header: true,
-            ..Config::default()
-        });
+        let mut c = with_header();
         let e = encode_batch(&mut c, &[strings(&["a"])]).unwrap_err();
         assert!(
             e.message.contains("the first event must be an object"),

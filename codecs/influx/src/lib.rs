@@ -553,10 +553,6 @@ mod tests {
 
     temblor_harness::codec_unit_helpers!(Influx);
 
-    fn obj(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().cloned().collect())
-    }
-
     fn point(
         measurement: &str,
         tags: &[(&str, &str)],

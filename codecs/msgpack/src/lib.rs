@@ -502,10 +502,6 @@ mod tests {
 
     temblor_harness::codec_unit_helpers!(Msgpack::new());
 
-    fn object(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().cloned().collect())
-    }
-
     #[test]
     fn decodes_every_scalar_format() {
         assert!(matches!(ok(&[0xc0]), Value::Null));
@@ -564,7 +560,7 @@ mod tests {
         frame.extend_from_slice("é€".as_bytes());
         assert_eq!(ok(&frame), Value::from("é€"));
         assert_eq!(ok(&[0x90]), Value::from(Vec::new()));
-        assert_eq!(ok(&[0x80]), object(&[]));
+        assert_eq!(ok(&[0x80]), obj(&[]));
         assert_eq!(
             ok(b"\x93\x01\xa1x\xc0"),
             Value::from(vec![Value::I64(1), Value::from("x"), Value::Null])
@@ -580,17 +576,17 @@ mod tests {
         let v = ok(b"\x82\xa1b\x01\xa1a\x91\x80");
         assert_eq!(
             v,
-            object(&[("b", Value::I64(1)), ("a", Value::from(vec![object(&[])]))])
+            obj(&[("b", Value::I64(1)), ("a", Value::from(vec![obj(&[])]))])
         );
         let keys: Vec<_> = v.as_object().unwrap().iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["b", "a"], "map order is kept");
         assert_eq!(
             ok(b"\xde\x00\x01\xa1k\xa1v"),
-            object(&[("k", Value::from("v"))])
+            obj(&[("k", Value::from("v"))])
         );
         assert_eq!(
             ok(b"\xdf\x00\x00\x00\x01\xa1k\xa1v"),
-            object(&[("k", Value::from("v"))])
+            obj(&[("k", Value::from("v"))])
         );
     }
 
@@ -598,7 +594,7 @@ mod tests {
     fn integer_keys_become_decimal_names_and_other_keys_are_errors() {
         assert_eq!(
             ok(b"\x83\x01\xa1a\xff\xa1b\xcf\xff\xff\xff\xff\xff\xff\xff\xff\xa1c"),
-            object(&[
+            obj(&[
                 ("1", Value::from("a")),
                 ("-1", Value::from("b")),
                 ("18446744073709551615", Value::from("c")),
@@ -606,7 +602,7 @@ mod tests {
         );
         assert_eq!(
             ok(b"\x81\xd3\x80\x00\x00\x00\x00\x00\x00\x00\xc0"),
-            object(&[("-9223372036854775808", Value::Null)])
+            obj(&[("-9223372036854775808", Value::Null)])
         );
         for (frame, what) in [
             (&b"\x81\xc0\x01"[..], "nil"),
@@ -787,7 +783,7 @@ mod tests {
             b"\xc4\x02\x01\x02"
         );
         assert_eq!(
-            enc_bytes(&object(&[(
+            enc_bytes(&obj(&[(
                 "a",
                 Value::from(vec![Value::I64(1), Value::Null])
             )])),
@@ -805,7 +801,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let values = [
-            object(&[
+            obj(&[
                 ("s", Value::from("é€ \"x\"")),
                 ("i", Value::I64(-70_000)),
                 ("u", Value::U64(u64::MAX)),
@@ -813,7 +809,7 @@ mod tests {
                 ("b", Value::Bytes((0..=255).collect::<Vec<u8>>().into())),
                 ("n", Value::Null),
                 ("t", Value::Bool(false)),
-                ("a", Value::from(vec![object(&[]), Value::from(Vec::new())])),
+                ("a", Value::from(vec![obj(&[]), Value::from(Vec::new())])),
                 ("long", Value::from("y".repeat(70_000))),
             ]),
             Value::from((0..70_000).map(Value::from).collect::<Vec<_>>()),

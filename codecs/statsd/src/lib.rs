@@ -392,15 +392,11 @@ mod tests {
 
     temblor_harness::codec_unit_helpers!(Statsd);
 
-    fn event(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().cloned().collect())
-    }
-
     #[test]
     fn decodes_each_type() {
         exact(
             "gorets:1|c",
-            &event(&[
+            &obj(&[
                 ("metric", "gorets".into()),
                 ("type", "c".into()),
                 ("value", 1.into()),
@@ -408,7 +404,7 @@ mod tests {
         );
         exact(
             "glork:320|ms",
-            &event(&[
+            &obj(&[
                 ("metric", "glork".into()),
                 ("type", "ms".into()),
                 ("value", 320.into()),
@@ -416,7 +412,7 @@ mod tests {
         );
         exact(
             "gaugor:333|g",
-            &event(&[
+            &obj(&[
                 ("metric", "gaugor".into()),
                 ("type", "g".into()),
                 ("value", 333.into()),
@@ -424,7 +420,7 @@ mod tests {
         );
         exact(
             "uniques:765|s",
-            &event(&[
+            &obj(&[
                 ("metric", "uniques".into()),
                 ("type", "s".into()),
                 ("value", 765.into()),
@@ -432,7 +428,7 @@ mod tests {
         );
         exact(
             "horst:42.23|h",
-            &event(&[
+            &obj(&[
                 ("metric", "horst".into()),
                 ("type", "h".into()),
                 ("value", Value::F64(42.23)),
@@ -440,7 +436,7 @@ mod tests {
         );
         exact(
             "dist:7|d",
-            &event(&[
+            &obj(&[
                 ("metric", "dist".into()),
                 ("type", "d".into()),
                 ("value", 7.into()),
@@ -460,7 +456,7 @@ mod tests {
     fn gauge_signs_are_actions_on_the_size_of_the_change() {
         exact(
             "addy:+123|g",
-            &event(&[
+            &obj(&[
                 ("metric", "addy".into()),
                 ("type", "g".into()),
                 ("value", 123.into()),
@@ -469,7 +465,7 @@ mod tests {
         );
         exact(
             "subastian:-234|g",
-            &event(&[
+            &obj(&[
                 ("metric", "subastian".into()),
                 ("type", "g".into()),
                 ("value", 234.into()),
@@ -478,7 +474,7 @@ mod tests {
         );
         exact(
             "f:-1.5|g|@0.5",
-            &event(&[
+            &obj(&[
                 ("metric", "f".into()),
                 ("type", "g".into()),
                 ("value", Value::F64(1.5)),
@@ -489,7 +485,7 @@ mod tests {
         // Other types: a minus makes the value negative, a plus is dropped.
         exact(
             "c:-5|c",
-            &event(&[
+            &obj(&[
                 ("metric", "c".into()),
                 ("type", "c".into()),
                 ("value", (-5).into()),
@@ -513,7 +509,7 @@ mod tests {
 
     #[test]
     fn sample_rates_and_tags_in_any_order() {
-        let want = event(&[
+        let want = obj(&[
             ("metric", "api.requests".into()),
             ("type", "c".into()),
             ("value", 1.into()),
@@ -527,7 +523,7 @@ mod tests {
         assert_eq!(ok("api.requests:1|c|#env:prod,canary|@0.5"), want);
         exact(
             "t:1|c|#",
-            &event(&[
+            &obj(&[
                 ("metric", "t".into()),
                 ("type", "c".into()),
                 ("value", 1.into()),
@@ -537,7 +533,7 @@ mod tests {
         // Empty tags are kept as they are written.
         exact(
             "t:1|c|#a,,b:",
-            &event(&[
+            &obj(&[
                 ("metric", "t".into()),
                 ("type", "c".into()),
                 ("value", 1.into()),
@@ -561,7 +557,7 @@ mod tests {
     fn sets_keep_text_values() {
         exact(
             "users:alice|s",
-            &event(&[
+            &obj(&[
                 ("metric", "users".into()),
                 ("type", "s".into()),
                 ("value", "alice".into()),
@@ -641,7 +637,7 @@ mod tests {
     #[test]
     fn encoding_refuses_what_a_line_cannot_carry() {
         let base = |pairs: &[(&str, Value)]| {
-            let mut e = event(&[
+            let mut e = obj(&[
                 ("metric", "m".into()),
                 ("type", "c".into()),
                 ("value", 1.into()),
@@ -656,7 +652,7 @@ mod tests {
             enc_err(&Value::I64(1)),
             "a statsd event is an object, not integer"
         );
-        assert_eq!(enc_err(&event(&[])), "the event has no `metric`");
+        assert_eq!(enc_err(&obj(&[])), "the event has no `metric`");
         assert_eq!(
             enc_err(&base(&[("metric", 1.into())])),
             "`metric` is a string, not integer"

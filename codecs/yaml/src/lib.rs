@@ -735,10 +735,6 @@ mod tests {
 
     temblor_harness::codec_unit_helpers!(Yaml);
 
-    fn obj(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().cloned().collect())
-    }
-
     fn arr(items: &[Value]) -> Value {
         Value::from(items.to_vec())
     }
