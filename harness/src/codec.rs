@@ -378,11 +378,11 @@ pub fn indexes(errors: &[FrameError]) -> Vec<u32> {
 macro_rules! codec_unit_helpers {
     ($codec:expr) => {
         #[allow(dead_code)]
-        fn ok(frame: impl AsRef<[u8]>) -> ::temblor_shim::Value {
+        fn ok<F: AsRef<[u8]> + ?Sized>(frame: &F) -> ::temblor_shim::Value {
             $crate::codec::decoded(&mut $codec, frame.as_ref())
         }
         #[allow(dead_code)]
-        fn err(frame: impl AsRef<[u8]>) -> String {
+        fn err<F: AsRef<[u8]> + ?Sized>(frame: &F) -> String {
             $crate::codec::refused(&mut $codec, frame.as_ref())
         }
         #[allow(dead_code)]

@@ -394,54 +394,21 @@ mod tests {
 
     #[test]
     fn decodes_each_type() {
-        exact(
-            "gorets:1|c",
-            &obj(&[
-                ("metric", "gorets".into()),
-                ("type", "c".into()),
-                ("value", 1.into()),
-            ]),
-        );
-        exact(
-            "glork:320|ms",
-            &obj(&[
-                ("metric", "glork".into()),
-                ("type", "ms".into()),
-                ("value", 320.into()),
-            ]),
-        );
-        exact(
-            "gaugor:333|g",
-            &obj(&[
-                ("metric", "gaugor".into()),
-                ("type", "g".into()),
-                ("value", 333.into()),
-            ]),
-        );
-        exact(
-            "uniques:765|s",
-            &obj(&[
-                ("metric", "uniques".into()),
-                ("type", "s".into()),
-                ("value", 765.into()),
-            ]),
-        );
-        exact(
-            "horst:42.23|h",
-            &obj(&[
-                ("metric", "horst".into()),
-                ("type", "h".into()),
-                ("value", Value::F64(42.23)),
-            ]),
-        );
-        exact(
-            "dist:7|d",
-            &obj(&[
-                ("metric", "dist".into()),
-                ("type", "d".into()),
-                ("value", 7.into()),
-            ]),
-        );
+        for (line, metric, kind, value) in [
+            ("gorets:1|c", "gorets", "c", Value::I64(1)),
+            ("glork:320|ms", "glork", "ms", Value::I64(320)),
+            ("gaugor:333|g", "gaugor", "g", Value::I64(333)),
+            ("uniques:765|s", "uniques", "s", Value::I64(765)),
+            ("horst:42.23|h", "horst", "h", Value::F64(42.23)),
+            ("dist:7|d", "dist", "d", Value::I64(7)),
+        ] {
+            let want = obj(&[
+                ("metric", metric.into()),
+                ("type", kind.into()),
+                ("value", value),
+            ]);
+            exact(line, &want);
+        }
         // The value keeps its kind: integers stay integers, floats stay floats.
         assert!(matches!(ok("a:7|c").get("value"), Some(Value::I64(7))));
         assert!(matches!(ok("a:7.0|c").get("value"), Some(Value::F64(f)) if *f == 7.0));
