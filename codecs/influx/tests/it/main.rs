@@ -15,6 +15,9 @@ temblor_harness::codec_tests!(
     ],
 );
 
+/// Whether a point's value has the right shape.
+type Shape = fn(&Value) -> bool;
+
 fn field<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
     event.get("fields")?.get(key)
 }
@@ -23,26 +26,17 @@ fn field<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
 fn the_data_set_decodes_and_round_trips() {
     let mut c = codec();
     let (lines, events) = decode_data_set(&mut c, "data.influx.xz", 108);
+    // Every point has a measurement, tags, at least one field and a timestamp.
+    let shapes: [(&str, Shape); 4] = [
+        ("measurement", |v| v.as_str().is_some()),
+        ("tags", |v| v.as_object().is_some()),
+        ("fields", |v| v.as_object().is_some_and(|f| !f.is_empty())),
+        ("timestamp", |v| v.as_i64().is_some()),
+    ];
     for event in &events {
-        assert!(
-            event.get("measurement").and_then(Value::as_str).is_some(),
-            "{event}"
-        );
-        assert!(
-            event.get("tags").and_then(Value::as_object).is_some(),
-            "{event}"
-        );
-        assert!(
-            event
-                .get("fields")
-                .and_then(Value::as_object)
-                .is_some_and(|f| !f.is_empty()),
-            "{event}"
-        );
-        assert!(
-            event.get("timestamp").and_then(Value::as_i64).is_some(),
-            "{event}"
-        );
+        for (key, shape) in shapes {
+            assert!(event.get(key).is_some_and(shape), "{key}: {event}");
+        }
     }
 
     // The edge cases decode as InfluxDB reads them (the data set repeats 27 lines 4 times).
