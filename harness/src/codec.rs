@@ -1,7 +1,14 @@
-//! Compliance checks for codec plugins.
+//! Compliance checks for codec plugins, and what their tests share: [`compliance`] through the
+//! ABI object, the helpers of the unit tests (a codec as a plain [`Codec`]: [`decoded`],
+//! [`refused`], [`encoded`], [`encode_refused`], [`exact`], and [`codec_unit_helpers!`] that
+//! names them `ok`, `err`, `enc`, `enc_bytes`, `enc_err`, `obj`, `exact` for one codec),
+//! [`refuses_config_key`], and [`codec_tests!`](crate::codec_tests), which writes the standard
+//! integration tests of a codec crate.
+//!
+//! [`codec_unit_helpers!`]: crate::codec_unit_helpers
 
 use temblor_shim::{
-    ErrorKind, FrameError, Frames, RVec, Value,
+    Codec, ErrorKind, FrameError, Frames, RVec, Value,
     abi::{CodecBox, PluginKind, PluginModRef, SHIM_INTERFACE_VERSION},
     abi_stable::std_types::{RResult, RSlice, RStr},
 };
@@ -177,6 +184,38 @@ pub fn manifest_names(module: PluginModRef, name: &str) {
     assert_eq!(manifest.kind, PluginKind::Codec);
 }
 
+/// Decodes a data set shipped in `examples/data/` (`file`, one frame a line, `count` of them)
+/// in one batch, with no error: its lines and the events.
+///
+/// # Panics
+/// When the file is not there, has another number of lines, or a line does not decode.
+pub fn decode_data_set(
+    codec: &mut CodecBox,
+    file: &str,
+    count: usize,
+) -> (Vec<Vec<u8>>, Vec<Value>) {
+    let lines = crate::data_lines(file);
+    assert_eq!(lines.len(), count, "{file}");
+    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
+    let (events, errors) = decode(codec, &frames);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(events.len(), count, "{file}");
+    (lines, events)
+}
+
+/// The JSON data set (`data.json.xz`, 100 records) decodes ([`decodes_the_data_set`]) and
+/// round trips ([`round_trips`]): its lines and the frames the codec wrote.
+///
+/// # Panics
+/// When it does not.
+pub fn the_json_data_set_round_trips(codec: &mut CodecBox) -> (Vec<Vec<u8>>, Frames) {
+    let lines = crate::data_lines("data.json.xz");
+    assert_eq!(lines.len(), 100);
+    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
+    let events = decodes_the_data_set(codec, &frames);
+    (lines, round_trips(codec, &events))
+}
+
 /// Decodes the shipped data set (`examples/data/data.json.xz`, 100 records, in this codec's
 /// form: `frames`) and checks what every record holds; the events.
 ///
@@ -239,4 +278,181 @@ pub fn good_bad_good(codec: &mut CodecBox, frames: [&[u8]; 3], reason: &str) -> 
     assert_eq!(errors[0].index, 1);
     assert!(errors[0].reason.contains(reason), "{}", errors[0].reason);
     events
+}
+
+/// The event `frame` decodes to, as [`Codec::decode_one`] gives it.
+///
+/// # Panics
+/// When the frame does not decode, with the reason.
+pub fn decoded<C: Codec>(codec: &mut C, frame: &[u8]) -> Value {
+    codec
+        .decode_one(frame)
+        .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(frame)))
+}
+
+/// Why [`Codec::decode_one`] refuses `frame`.
+///
+/// # Panics
+/// When the frame decodes.
+pub fn refused<C: Codec>(codec: &mut C, frame: &[u8]) -> String {
+    match codec.decode_one(frame) {
+        Ok(v) => panic!("{:?} decoded to {v:?}", String::from_utf8_lossy(frame)),
+        Err(e) => e,
+    }
+}
+
+/// The frame [`Codec::encode_one`] writes for `event`.
+///
+/// # Panics
+/// When the event cannot be encoded.
+pub fn encoded<C: Codec>(codec: &mut C, event: &Value) -> Vec<u8> {
+    let mut out = RVec::new();
+    codec
+        .encode_one(event, &mut out)
+        .unwrap_or_else(|e| panic!("{event}: {e}"));
+    out.into_vec()
+}
+
+/// Why [`Codec::encode_one`] refuses `event` (the message of its error).
+///
+/// # Panics
+/// When the event encodes.
+pub fn encode_refused<C: Codec>(codec: &mut C, event: &Value) -> String {
+    let mut out = RVec::new();
+    match codec.encode_one(event, &mut out) {
+        Ok(()) => panic!("{event} encoded to {:?}", String::from_utf8_lossy(&out)),
+        Err(e) => e.message.into_string(),
+    }
+}
+
+/// `frame` decodes to `want`, and `want` encodes back to `frame`, byte for byte.
+///
+/// # Panics
+/// When it does not.
+pub fn exact<C: Codec>(codec: &mut C, frame: &str, want: &Value) {
+    let got = decoded(codec, frame.as_bytes());
+    assert_eq!(&got, want, "{frame}");
+    assert_eq!(String::from_utf8_lossy(&encoded(codec, &got)), frame);
+}
+
+/// Decodes `frames` as one batch with [`Codec::decode`]: the events, and every per-frame error
+/// (skipped frames included).
+///
+/// # Panics
+/// When the whole batch fails.
+pub fn decode_batch<C: Codec>(codec: &mut C, frames: &[&[u8]]) -> (Vec<Value>, Vec<FrameError>) {
+    let frames: Frames = frames.iter().copied().collect();
+    let mut events = RVec::new();
+    let mut errors = RVec::new();
+    if let Err(e) = codec.decode(&frames, &mut events, &mut errors) {
+        panic!("decoding a batch of {} frames failed: {e}", frames.len());
+    }
+    (events.into_vec(), errors.into_vec())
+}
+
+/// Encodes `events` as one batch with [`Codec::encode`]: the frames.
+///
+/// # Panics
+/// When the batch fails.
+pub fn encode_batch<C: Codec>(codec: &mut C, events: &[Value]) -> Vec<Vec<u8>> {
+    let mut frames = Frames::new();
+    if let Err(e) = codec.encode(events, &mut frames) {
+        panic!("encoding {} events failed: {e}", events.len());
+    }
+    frames.iter().map(<[u8]>::to_vec).collect()
+}
+
+/// The frame index of each error.
+#[must_use]
+pub fn indexes(errors: &[FrameError]) -> Vec<u32> {
+    errors.iter().map(|e| e.index).collect()
+}
+
+/// Defines the helpers of a codec's unit tests, each on a codec made by `$codec` (an
+/// expression, evaluated at each call: `Influx`, `Json::new()`): `ok(frame) -> Value` and
+/// `err(frame) -> String` ([`decoded`], [`refused`]), `enc(event) -> String` (the frame as
+/// UTF-8 text), `enc_bytes(event) -> Vec<u8>` ([`encoded`]), `enc_err(event) -> String`
+/// ([`encode_refused`]), `obj(pairs) -> Value` (an object) and `exact(frame, want)` ([`exact`]). Invoke it in the `tests` module;
+/// the module uses what it needs of them.
+#[macro_export]
+macro_rules! codec_unit_helpers {
+    ($codec:expr) => {
+        #[allow(dead_code)]
+        fn ok<F: AsRef<[u8]> + ?Sized>(frame: &F) -> ::temblor_shim::Value {
+            $crate::codec::decoded(&mut $codec, frame.as_ref())
+        }
+        #[allow(dead_code)]
+        fn err<F: AsRef<[u8]> + ?Sized>(frame: &F) -> String {
+            $crate::codec::refused(&mut $codec, frame.as_ref())
+        }
+        #[allow(dead_code)]
+        fn enc(event: &::temblor_shim::Value) -> String {
+            String::from_utf8($crate::codec::encoded(&mut $codec, event)).expect("UTF-8")
+        }
+        #[allow(dead_code)]
+        fn enc_bytes(event: &::temblor_shim::Value) -> Vec<u8> {
+            $crate::codec::encoded(&mut $codec, event)
+        }
+        #[allow(dead_code)]
+        fn enc_err(event: &::temblor_shim::Value) -> String {
+            $crate::codec::encode_refused(&mut $codec, event)
+        }
+        #[allow(dead_code)]
+        fn obj(pairs: &[(&str, ::temblor_shim::Value)]) -> ::temblor_shim::Value {
+            $crate::config(pairs)
+        }
+        #[allow(dead_code)]
+        fn exact(frame: &str, want: &::temblor_shim::Value) {
+            $crate::codec::exact(&mut $codec, frame, want);
+        }
+    };
+}
+
+/// The codec accepts an empty config and refuses one with `key` (set to `value`): a `Config`
+/// error that names the key.
+///
+/// # Panics
+/// When it does not.
+pub fn refuses_config_key(module: PluginModRef, key: &str, value: Value) {
+    drop(build(module, &crate::config(&[])));
+    let config = crate::config(&[(key, value)]);
+    // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
+    let Err(e) = module.new_codec()(RStr::from_str("t"), &config).into_result() else {
+        panic!("the config key {key} was accepted");
+    };
+    assert_eq!(e.kind, ErrorKind::Config);
+    assert!(e.message.contains(&format!("unknown field `{key}`")), "{e}");
+}
+
+/// Writes the standard integration tests of a codec crate: `manifest_names_the_codec` (the
+/// manifest says codec, named `$name`) and `passes_the_codec_compliance_harness` ([`compliance`]
+/// with the config pairs `$config` and the frames `$samples`); and `fn module()` and
+/// `fn codec()` (the codec built with `$config`) for the crate's other tests.
+///
+/// ```text
+/// temblor_harness::codec_tests!(codec_json, "json", &[], &[b"{}", b"[1]"]);
+/// ```
+#[macro_export]
+macro_rules! codec_tests {
+    ($krate:ident, $name:literal, $config:expr, $samples:expr $(,)?) => {
+        #[allow(dead_code)]
+        fn module() -> ::temblor_shim::abi::PluginModRef {
+            $krate::plugin_module()
+        }
+
+        #[allow(dead_code)]
+        fn codec() -> ::temblor_shim::abi::CodecBox {
+            $crate::codec::build(module(), &$crate::config($config))
+        }
+
+        #[test]
+        fn manifest_names_the_codec() {
+            $crate::codec::manifest_names(module(), $name);
+        }
+
+        #[test]
+        fn passes_the_codec_compliance_harness() {
+            $crate::codec::compliance(module(), &$crate::config($config), $samples);
+        }
+    };
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use temblor_shim::{
-    Frames, RVec, Value,
+    RVec, Value,
     abi::{CodecBox, PluginModRef},
     abi_stable::{library::lib_header_from_path, std_types::RStr},
 };
@@ -35,18 +35,10 @@ fn crossing(c: &mut Criterion) {
                 file.display()
             )
         });
-    let lines = temblor_perf::read_lines(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/data.json.xz"),
-    )
-    .expect("examples/data/data.json.xz");
+    let lines = temblor_perf::json_lines();
     let mut group = c.benchmark_group("decode a batch: loaded plugin vs static");
     for batch in [1_usize, 16, 256] {
-        let frames: Frames = lines
-            .iter()
-            .map(Vec::as_slice)
-            .cycle()
-            .take(batch)
-            .collect();
+        let frames = temblor_perf::batch_of(&lines, batch);
         group.throughput(Throughput::Elements(batch as u64));
         for (name, module) in [("loaded", loaded), ("static", codec_json::plugin_module())] {
             let mut codec = codec(module);

@@ -1,22 +1,13 @@
 //! Codec decode and encode, per event and per batch (json on the shipped data set).
 
-use std::path::Path;
-
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use temblor_shim::{
     Frames, RVec, Value,
     abi_stable::std_types::{RSlice, RStr},
 };
 
-fn lines() -> Vec<Vec<u8>> {
-    temblor_perf::read_lines(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/data/data.json.xz"),
-    )
-    .expect("examples/data/data.json.xz")
-}
-
 fn per_event(c: &mut Criterion) {
-    let lines = lines();
+    let lines = temblor_perf::json_lines();
     let bytes: usize = lines.iter().map(Vec::len).sum();
     let mut group = c.benchmark_group("json per event");
     group.throughput(Throughput::Bytes(bytes as u64));
@@ -46,19 +37,14 @@ fn per_event(c: &mut Criterion) {
 }
 
 fn per_batch(c: &mut Criterion) {
-    let lines = lines();
+    let lines = temblor_perf::json_lines();
     let mut group = c.benchmark_group("json per batch (through the ABI object)");
     let module = codec_json::plugin_module();
     let mut codec = module.new_codec()(RStr::from_str("bench"), &Value::Object(Default::default()))
         .into_result()
         .unwrap();
     for batch in [1_usize, 64, 1024] {
-        let frames: Frames = lines
-            .iter()
-            .map(Vec::as_slice)
-            .cycle()
-            .take(batch)
-            .collect();
+        let frames = temblor_perf::batch_of(&lines, batch);
         group.throughput(Throughput::Bytes(frames.byte_len() as u64));
         group.bench_with_input(BenchmarkId::new("decode", batch), &frames, |b, frames| {
             let mut events = RVec::new();

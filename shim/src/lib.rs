@@ -57,7 +57,9 @@ pub use batch::{DEFAULT_STREAM, NO_OFFSET, SourceBatch, StreamRun};
 pub use error::{ErrorKind, PluginError};
 pub use frames::Frames;
 pub use notify::{Notify, Wake};
-pub use plugin::{Codec, Setup, Sink, Source, codec_object, meta_of, sink_object, source_object};
+pub use plugin::{
+    Codec, Setup, Sink, Source, codec_object, keyless, meta_of, sink_object, source_object,
+};
 pub use value::{ByteSink, Field, FromValueError, Object, Value, from_value};
 
 /// Re-exported so plugins log through the shim's `tracing` without depending on it themselves.

@@ -13,7 +13,7 @@ use abi_stable::{
     sabi_trait::TD_Opaque,
     std_types::{RResult, RSlice, RStr, RVec},
 };
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::{
     Frames, Notify, PluginError, SourceBatch, Value,
@@ -43,6 +43,20 @@ impl<'a> Setup<'a> {
     }
 }
 
+/// The constructor of a component that takes no config keys: its `Config` (a `struct Config {}`
+/// with `deny_unknown_fields`) refuses every key, by name, and the component is `T::default()`.
+///
+/// ```text
+/// temblor_shim::export_plugin! { name: "binary", kind: Codec, codec: temblor_shim::keyless::<Config, Binary> }
+/// ```
+///
+/// # Errors
+/// A `Config` error naming the first key the deployment gives.
+pub fn keyless<C: DeserializeOwned, T: Default>(setup: &Setup<'_>) -> Result<T, PluginError> {
+    setup.config::<C>()?;
+    Ok(T::default())
+}
+
 /// A codec: frames to events and back. Implement the per-frame methods; the batch methods
 /// have loops over them that a codec may replace with something faster.
 pub trait Codec: Send + 'static {
@@ -58,9 +72,20 @@ pub trait Codec: Send + 'static {
     /// When the event cannot be encoded: the batch fails.
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError>;
 
-    /// Decodes a batch: one event per good frame, one [`FrameError`] per bad one (a codec
-    /// that replaces this may also skip a frame with [`FrameError::skipped`]: no event, no
-    /// error).
+    /// Decodes one frame of a batch into one event, or into none (`Ok(None)`: the frame is
+    /// skipped on purpose, an influx comment or a csv header row). The default is
+    /// [`Codec::decode_one`]'s event.
+    ///
+    /// # Errors
+    /// As for [`Codec::decode_one`].
+    #[inline]
+    fn decode_or_skip(&mut self, frame: &[u8]) -> Result<Option<Value>, String> {
+        self.decode_one(frame).map(Some)
+    }
+
+    /// Decodes a batch with [`Codec::decode_or_skip`]: one event per good frame, one
+    /// [`FrameError`] per bad one, and [`FrameError::skipped`] (no event, no error) for each
+    /// frame that decodes to nothing.
     ///
     /// # Errors
     /// When the whole batch fails (per-frame failures go to `errors`).
@@ -71,10 +96,12 @@ pub trait Codec: Send + 'static {
         errors: &mut RVec<FrameError>,
     ) -> Result<(), PluginError> {
         for (index, frame) in frames.iter().enumerate() {
-            match self.decode_one(frame) {
-                Ok(event) => out.push(event),
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            match self.decode_or_skip(frame) {
+                Ok(Some(event)) => out.push(event),
+                Ok(None) => errors.push(FrameError::skipped(index)),
                 Err(reason) => errors.push(FrameError {
-                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    index,
                     // An empty reason would mean "skipped": a failure always says something.
                     reason: if reason.is_empty() {
                         "the frame could not be decoded".into()
@@ -206,24 +233,49 @@ pub(crate) fn guard<T>(
     }
 }
 
-/// Drops a plugin's value inside the plugin, catching a panic of its `Drop` (which would
-/// otherwise unwind into the host and abort it) and logging it.
-fn drop_guarded<T>(what: &str, value: &mut ManuallyDrop<T>) {
-    // SAFETY: called once, from the adapter's own `Drop`; the value is not used afterwards.
-    let result = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(value) }));
-    if let Err(payload) = result {
-        let e = PluginError::from_panic(what, payload.as_ref());
-        tracing::error!(error = %e, "a plugin panicked while it was dropped; the panic was caught");
+/// A plugin's value in an adapter: dropped inside the plugin, with a panic of its `Drop`
+/// (which would otherwise unwind into the host and abort it) caught and logged.
+struct Guarded<T> {
+    value: ManuallyDrop<T>,
+    /// What dropping it is, for the log (`dropping a codec`).
+    what: &'static str,
+}
+
+impl<T> Guarded<T> {
+    fn new(value: T, what: &'static str) -> Self {
+        Self {
+            value: ManuallyDrop::new(value),
+            what,
+        }
     }
 }
 
-struct CodecAdapter<C>(ManuallyDrop<C>);
-
-impl<C> Drop for CodecAdapter<C> {
+impl<T> Drop for Guarded<T> {
     fn drop(&mut self) {
-        drop_guarded("dropping a codec", &mut self.0);
+        let value = &mut self.value;
+        // SAFETY: called once, from `Drop`; the value is not used afterwards.
+        let result = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(value) }));
+        if let Err(payload) = result {
+            let e = PluginError::from_panic(self.what, payload.as_ref());
+            tracing::error!(error = %e, "a plugin panicked while it was dropped; the panic was caught");
+        }
     }
 }
+
+impl<T> std::ops::Deref for Guarded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> std::ops::DerefMut for Guarded<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+struct CodecAdapter<C>(Guarded<C>);
 
 impl<C: Codec> CodecFfi for CodecAdapter<C> {
     fn decode(
@@ -241,16 +293,10 @@ impl<C: Codec> CodecFfi for CodecAdapter<C> {
 }
 
 struct SourceAdapter<S> {
-    source: ManuallyDrop<S>,
+    source: Guarded<S>,
     /// For interface 1 hosts, which call `pull`: the batch pulled into, whose frames are
     /// handed over.
     scratch: SourceBatch,
-}
-
-impl<S> Drop for SourceAdapter<S> {
-    fn drop(&mut self) {
-        drop_guarded("dropping a source", &mut self.source);
-    }
 }
 
 impl<S: Source> SourceFfi for SourceAdapter<S> {
@@ -287,13 +333,7 @@ impl<S: Source> SourceFfi for SourceAdapter<S> {
     }
 }
 
-struct SinkAdapter<S>(ManuallyDrop<S>);
-
-impl<S> Drop for SinkAdapter<S> {
-    fn drop(&mut self) {
-        drop_guarded("dropping a sink", &mut self.0);
-    }
-}
+struct SinkAdapter<S>(Guarded<S>);
 
 impl<S: Sink> SinkFfi for SinkAdapter<S> {
     fn push_batch(
@@ -324,14 +364,17 @@ impl<S: Sink> SinkFfi for SinkAdapter<S> {
 /// Wraps a plain codec into the ABI-stable object the engine drives (used by the export macro,
 /// and by tests that drive a codec without loading a library).
 pub fn codec_object<C: Codec>(codec: C) -> CodecBox {
-    CodecFfi_TO::from_value(CodecAdapter(ManuallyDrop::new(codec)), TD_Opaque)
+    CodecFfi_TO::from_value(
+        CodecAdapter(Guarded::new(codec, "dropping a codec")),
+        TD_Opaque,
+    )
 }
 
 /// Wraps a plain source into the ABI-stable object the engine drives.
 pub fn source_object<S: Source>(source: S) -> SourceBox {
     SourceFfi_TO::from_value(
         SourceAdapter {
-            source: ManuallyDrop::new(source),
+            source: Guarded::new(source, "dropping a source"),
             scratch: SourceBatch::new(),
         },
         TD_Opaque,
@@ -340,7 +383,10 @@ pub fn source_object<S: Source>(source: S) -> SourceBox {
 
 /// Wraps a plain sink into the ABI-stable object the engine drives.
 pub fn sink_object<S: Sink>(sink: S) -> SinkBox {
-    SinkFfi_TO::from_value(SinkAdapter(ManuallyDrop::new(sink)), TD_Opaque)
+    SinkFfi_TO::from_value(
+        SinkAdapter(Guarded::new(sink, "dropping a sink")),
+        TD_Opaque,
+    )
 }
 
 /// Runs a constructor behind the boundary: panics caught, the result wrapped.

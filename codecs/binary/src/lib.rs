@@ -28,7 +28,7 @@
 //! config = { path = "out.bin", mode = "write" }
 //! ```
 
-use temblor_shim::{Codec, PluginError, RVec, Setup, Value};
+use temblor_shim::{Codec, PluginError, RVec, Value, keyless};
 
 /// The codec's configuration: it has no keys.
 #[derive(temblor_shim::serde::Deserialize, Debug, Default)]
@@ -54,20 +54,12 @@ impl Codec for Binary {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<Binary, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Binary)
-}
-
-temblor_shim::export_plugin! { name: "binary", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "binary", kind: Codec, codec: keyless::<Config, Binary> }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, Frames, Object, abi_stable::std_types::RStr};
+    use temblor_harness::codec::{decode_batch, encode_batch};
+    use temblor_shim::Object;
 
     use temblor_harness::alloc::allocations_of;
 
@@ -76,11 +68,7 @@ mod tests {
     #[global_allocator]
     static ALLOCATOR: temblor_harness::alloc::Counting = temblor_harness::alloc::Counting;
 
-    fn encode(event: &Value) -> Vec<u8> {
-        let mut out = RVec::new();
-        Binary.encode_one(event, &mut out).unwrap();
-        out.into_vec()
-    }
+    temblor_harness::codec_unit_helpers!(Binary);
 
     #[test]
     fn decodes_any_bytes_as_they_are() {
@@ -111,44 +99,31 @@ mod tests {
     #[test]
     fn encodes_bytes_and_strings_raw_and_the_rest_as_json() {
         assert_eq!(
-            encode(&Value::Bytes(vec![0_u8, 255, 10].into())),
+            enc_bytes(&Value::Bytes(vec![0_u8, 255, 10].into())),
             [0, 255, 10]
         );
-        assert_eq!(encode(&Value::Bytes(RVec::new())), b"");
-        assert_eq!(encode(&Value::from("é \"q\"")), "é \"q\"".as_bytes());
-        assert_eq!(encode(&Value::U64(u64::MAX)), b"18446744073709551615");
-        assert_eq!(encode(&Value::Null), b"null");
-        assert_eq!(encode(&Value::Bool(false)), b"false");
+        assert_eq!(enc_bytes(&Value::Bytes(RVec::new())), b"");
+        assert_eq!(enc_bytes(&Value::from("é \"q\"")), "é \"q\"".as_bytes());
+        assert_eq!(enc_bytes(&Value::U64(u64::MAX)), b"18446744073709551615");
+        assert_eq!(enc_bytes(&Value::Null), b"null");
+        assert_eq!(enc_bytes(&Value::Bool(false)), b"false");
         let object: Object = [("b", Value::Bytes(vec![1_u8].into()))]
             .into_iter()
             .collect();
-        assert_eq!(encode(&Value::Object(object)), br#"{"b":[1]}"#);
+        assert_eq!(enc_bytes(&Value::Object(object)), br#"{"b":[1]}"#);
     }
 
     #[test]
     fn batches_round_trip() {
-        let frames: Frames = [&b"\x00\x01"[..], b"", b"\xff"].into_iter().collect();
-        let mut events = RVec::new();
-        let mut errors = RVec::new();
-        Binary.decode(&frames, &mut events, &mut errors).unwrap();
+        let frames: [&[u8]; 3] = [b"\x00\x01", b"", b"\xff"];
+        let (events, errors) = decode_batch(&mut Binary, &frames);
         assert!(errors.is_empty());
         assert_eq!(events.len(), 3);
-        let mut encoded = Frames::new();
-        Binary.encode(&events, &mut encoded).unwrap();
-        assert_eq!(encoded, frames);
+        assert_eq!(encode_batch(&mut Binary, &events), frames);
     }
 
     #[test]
     fn config_takes_no_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("size", Value::I64(4))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("size"), "{e}");
+        temblor_harness::codec::refuses_config_key(plugin_module(), "size", Value::I64(4));
     }
 }

@@ -56,7 +56,7 @@
 //! config = { url = "127.0.0.1:4242" }
 //! ```
 
-use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Setup, Value};
+use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Value, keyless};
 
 const TYPE_I64: u8 = 0;
 const TYPE_F64: u8 = 1;
@@ -291,30 +291,13 @@ impl Codec for Binflux {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<Binflux, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Binflux)
-}
-
-temblor_shim::export_plugin! { name: "binflux", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "binflux", kind: Codec, codec: keyless::<Config, Binflux> }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn obj(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().cloned().collect())
-    }
-
-    fn enc(event: &Value) -> Vec<u8> {
-        let mut out = Vec::new();
-        encode_point(event, &mut out).unwrap_or_else(|e| panic!("{event}: {e}"));
-        out
-    }
+    temblor_harness::codec_unit_helpers!(Binflux);
 
     /// Tremor's own test point (`encode_decode` in its binflux codec), byte for byte as
     /// Tremor's encoder writes it.
@@ -341,7 +324,7 @@ mod tests {
         want.extend_from_slice(b"\0\x02f2\x01");
         want.extend_from_slice(&42.0_f64.to_bits().to_be_bytes());
         want.extend_from_slice(b"\0\x02f3\x03\0\x02f4\x04\0\x02f5\x02\0\x04snot");
-        assert_eq!(enc(&point), want);
+        assert_eq!(enc_bytes(&point), want);
         assert_eq!(decode_point(&want), Ok(point));
     }
 
@@ -361,7 +344,7 @@ mod tests {
             ),
             ("timestamp", Value::I64(1_465_839_830_100_400_200)),
         ]);
-        let wire = enc(&point);
+        let wire = enc_bytes(&point);
         assert_eq!(decode_point(&wire), Ok(point));
         // No tags, no fields, the largest timestamp.
         let bare = obj(&[
@@ -370,12 +353,12 @@ mod tests {
             ("fields", obj(&[])),
             ("timestamp", Value::U64(u64::MAX)),
         ]);
-        assert_eq!(decode_point(&enc(&bare)), Ok(bare));
+        assert_eq!(decode_point(&enc_bytes(&bare)), Ok(bare));
     }
 
     #[test]
     fn bad_frames_are_errors_naming_the_byte() {
-        let good = enc(&obj(&[
+        let good = enc_bytes(&obj(&[
             ("measurement", "m".into()),
             ("fields", obj(&[("f", Value::Bool(true))])),
             ("timestamp", Value::I64(1)),

@@ -55,7 +55,7 @@
 
 use std::collections::HashMap;
 
-use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Setup, Value};
+use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Value, keyless};
 
 /// The deepest nesting of arrays, maps and tags accepted.
 pub const MAX_DEPTH: usize = 128;
@@ -437,16 +437,7 @@ impl Codec for Cbor {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<Cbor, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Cbor)
-}
-
-temblor_shim::export_plugin! { name: "cbor", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "cbor", kind: Codec, codec: keyless::<Config, Cbor> }
 
 #[cfg(test)]
 mod tests {

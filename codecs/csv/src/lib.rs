@@ -74,9 +74,7 @@
 //! [csv-core]: https://docs.rs/csv-core
 
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder};
-use temblor_shim::{
-    ByteSink, Codec, FrameError, Frames, Object, PluginError, RString, RVec, Setup, Value,
-};
+use temblor_shim::{ByteSink, Codec, Frames, Object, PluginError, RString, RVec, Setup, Value};
 
 /// The codec's configuration.
 #[derive(temblor_shim::serde::Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -417,23 +415,10 @@ impl Codec for Csv {
             .ok_or_else(|| "the header row (read as the column names; it is no event)".to_owned())
     }
 
-    fn decode(
-        &mut self,
-        frames: &Frames,
-        out: &mut RVec<Value>,
-        errors: &mut RVec<FrameError>,
-    ) -> Result<(), PluginError> {
-        for (index, frame) in frames.iter().enumerate() {
-            match self.decode_frame(frame) {
-                Ok(Some(event)) => out.push(event),
-                Ok(None) => {}
-                Err(reason) => errors.push(FrameError {
-                    index: u32::try_from(index).unwrap_or(u32::MAX),
-                    reason: reason.into(),
-                }),
-            }
-        }
-        Ok(())
+    /// A header row is skipped ([`temblor_shim::FrameError::skipped`]: no event, no error), so
+    /// that the engine keeps each event with its own frame's metadata.
+    fn decode_or_skip(&mut self, frame: &[u8]) -> Result<Option<Value>, String> {
+        self.decode_frame(frame)
     }
 
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
@@ -473,6 +458,14 @@ mod tests {
 
     fn plain() -> Csv {
         codec(&Config::default())
+    }
+
+    /// `header = true`: the first frame is the header row.
+    fn with_header() -> Csv {
+        codec(&Config {
+            header: true,
+            ..Config::default()
+        })
     }
 
     fn strings(items: &[&str]) -> Value {
@@ -656,10 +649,7 @@ mod tests {
 
     #[test]
     fn header_row_names_the_columns() {
-        let mut c = codec(&Config {
-            header: true,
-            ..Config::default()
-        });
+        let mut c = with_header();
         let (events, errors) = batch(&mut c, &["name,age", "ann,31", "bob", "\"c, d\",7"]);
         assert_eq!(
             events,
@@ -675,9 +665,13 @@ mod tests {
             .map(|(k, _)| k)
             .collect();
         assert_eq!(keys, ["name", "age"], "column order");
+        // The header row is skipped (no event, no error), so each event keeps its own frame.
         assert_eq!(
             errors,
-            [(2, "the row has 1 fields, the header has 2".to_owned())]
+            [
+                (0, String::new()),
+                (2, "the row has 1 fields, the header has 2".to_owned())
+            ]
         );
         // The same codec writes the header it read, once, then rows in column order.
         let out = encode_batch(
@@ -703,23 +697,18 @@ mod tests {
 
     #[test]
     fn a_bad_header_row_is_an_error_and_the_next_frame_is_the_header() {
-        let mut c = codec(&Config {
-            header: true,
-            ..Config::default()
-        });
+        let mut c = with_header();
         let (events, errors) = batch_bytes(&mut c, &[b"a,a", b"\xff", b"x,y", b"1,2"]);
         assert_eq!(events, [obj(&[("x", "1"), ("y", "2")])]);
         assert_eq!(
             errors,
             [
                 (0, "the header names the column \"a\" twice".to_owned()),
-                (1, "field 1 is not UTF-8 (at byte 0 of it)".to_owned())
+                (1, "field 1 is not UTF-8 (at byte 0 of it)".to_owned()),
+                (2, String::new())
             ]
         );
-        let mut c = codec(&Config {
-            header: true,
-            ..Config::default()
-        });
+        let mut c = with_header();
         assert_eq!(
             batch(&mut c, &[""]).1,
             [(0, "the header has no columns".to_owned())]
@@ -732,20 +721,14 @@ mod tests {
 
     #[test]
     fn header_written_from_the_first_object_when_none_was_read() {
-        let mut c = codec(&Config {
-            header: true,
-            ..Config::default()
-        });
+        let mut c = with_header();
         let out = encode_batch(
             &mut c,
             &[obj(&[("b", "1"), ("a", "x,y")]), obj(&[("a", "2")])],
         )
         .unwrap();
         assert_eq!(out, ["b,a", "1,\"x,y\"", ",2"]);
-        let mut c = codec(&Config {
-            header: true,
-            ..Config::default()
-        });
+        let mut c = with_header();
         let e = encode_batch(&mut c, &[strings(&["a"])]).unwrap_err();
         assert!(
             e.message.contains("the first event must be an object"),
@@ -795,56 +778,41 @@ mod tests {
             assert_eq!(e.kind, ErrorKind::Config);
             assert_eq!(e.message, want);
         };
-        bad(
-            Config {
-                delimiter: ",,".to_owned(),
+        for (delimiter, quote, want) in [
+            (
+                ",,",
+                "\"",
+                "`delimiter` must be exactly one byte, found \",,\"",
+            ),
+            (
+                "é",
+                "\"",
+                "`delimiter` must be exactly one byte, found \"é\"",
+            ),
+            (",", "", "`quote` must be exactly one byte, found \"\""),
+            ("\n", "\"", "`delimiter` cannot be a line break"),
+            (",", ",", "`delimiter` and `quote` must differ"),
+        ] {
+            let config = Config {
+                delimiter: delimiter.to_owned(),
+                quote: quote.to_owned(),
                 ..Config::default()
-            },
-            "`delimiter` must be exactly one byte, found \",,\"",
-        );
-        bad(
-            Config {
-                delimiter: "é".to_owned(),
+            };
+            bad(config, want);
+        }
+        for (headers, want) in [
+            (
+                vec!["a".to_owned(), "a".to_owned()],
+                "`headers`: the header names the column \"a\" twice",
+            ),
+            (vec![], "`headers`: the header has no columns"),
+        ] {
+            let config = Config {
+                headers: Some(headers),
                 ..Config::default()
-            },
-            "`delimiter` must be exactly one byte, found \"é\"",
-        );
-        bad(
-            Config {
-                quote: String::new(),
-                ..Config::default()
-            },
-            "`quote` must be exactly one byte, found \"\"",
-        );
-        bad(
-            Config {
-                delimiter: "\n".to_owned(),
-                ..Config::default()
-            },
-            "`delimiter` cannot be a line break",
-        );
-        bad(
-            Config {
-                quote: ",".to_owned(),
-                ..Config::default()
-            },
-            "`delimiter` and `quote` must differ",
-        );
-        bad(
-            Config {
-                headers: Some(vec!["a".to_owned(), "a".to_owned()]),
-                ..Config::default()
-            },
-            "`headers`: the header names the column \"a\" twice",
-        );
-        bad(
-            Config {
-                headers: Some(vec![]),
-                ..Config::default()
-            },
-            "`headers`: the header has no columns",
-        );
-
+            };
+            bad(config, want);
+        }
         let module = plugin_module();
         let name = RStr::from("t");
         let config: Object = [
@@ -854,12 +822,6 @@ mod tests {
         .into_iter()
         .collect();
         assert!(module.new_codec()(name, &Value::Object(config)).is_ok());
-        let config: Object = [("separator", Value::from(";"))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("separator"), "{e}");
+        temblor_harness::codec::refuses_config_key(module, "separator", Value::from(";"));
     }
 }

@@ -52,7 +52,7 @@
 //!
 //! [DogStatsD]: https://docs.datadoghq.com/developers/dogstatsd/datagram_shell/
 
-use temblor_shim::{ByteSink, Codec, Object, PluginError, RVec, Setup, Value};
+use temblor_shim::{ByteSink, Codec, Object, PluginError, RVec, Value, keyless};
 
 /// The metric types a line may have.
 pub const TYPES: [&str; 6] = ["c", "g", "ms", "h", "s", "d"];
@@ -521,95 +521,76 @@ impl Codec for DogStatsd {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<DogStatsd, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(DogStatsd)
-}
-
-temblor_shim::export_plugin! { name: "dogstatsd", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "dogstatsd", kind: Codec, codec: keyless::<Config, DogStatsd> }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ok(line: &str) -> Value {
-        decode_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
-    }
-
-    fn enc(event: &Value) -> String {
-        let mut out = Vec::new();
-        encode_line(event, &mut out).unwrap_or_else(|e| panic!("{event}: {e}"));
-        String::from_utf8(out).unwrap()
-    }
+    temblor_harness::codec_unit_helpers!(DogStatsd);
 
     fn json(text: &str) -> Value {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
     }
 
     /// Each line decodes to the event, and the event encodes to the line.
-    fn exact(line: &str, want: &str) {
-        let got = ok(line);
-        assert_eq!(got, json(want), "{line}");
-        assert_eq!(enc(&got), line);
+    fn exact_json(line: &str, want: &str) {
+        exact(line, &json(want));
     }
 
     /// The examples of Datadog's "Datagram Format and Shell Usage" page.
     #[test]
     fn the_datagram_format_examples() {
-        exact(
+        exact_json(
             "page.views:1|c",
             r#"{"metric":{"metric":"page.views","values":[1],"type":"c"}}"#,
         );
-        exact(
+        exact_json(
             "fuel.level:0.5|g",
             r#"{"metric":{"metric":"fuel.level","values":[0.5],"type":"g"}}"#,
         );
-        exact(
+        exact_json(
             "song.length:240|h|@0.5",
             r#"{"metric":{"metric":"song.length","values":[240],"type":"h","sample_rate":0.5}}"#,
         );
-        exact(
+        exact_json(
             "users.uniques:1234|s",
             r#"{"metric":{"metric":"users.uniques","values":[1234],"type":"s"}}"#,
         );
-        exact(
+        exact_json(
             "users.online:1|c|#country:china",
             r#"{"metric":{"metric":"users.online","values":[1],"type":"c","tags":["country:china"]}}"#,
         );
-        exact(
+        exact_json(
             "users.online:1|c|@0.5|#country:china",
             r#"{"metric":{"metric":"users.online","values":[1],"type":"c","sample_rate":0.5,"tags":["country:china"]}}"#,
         );
         // Several values in one datagram (DogStatsD 1.1), a container id (1.2), a timestamp (1.3).
-        exact(
+        exact_json(
             "dog:111:222:333:4.44|g|@0.5|#foo:bar,fizz:buzz|c:123abc",
             r#"{"metric":{"metric":"dog","values":[111,222,333,4.44],"type":"g","sample_rate":0.5,"tags":["foo:bar","fizz:buzz"],"container_id":"123abc"}}"#,
         );
-        exact(
+        exact_json(
             "page.views:15|c|#env:dev|T1656581400",
             r#"{"metric":{"metric":"page.views","values":[15],"type":"c","tags":["env:dev"],"timestamp":1656581400}}"#,
         );
-        exact(
+        exact_json(
             "_e{21,36}:An exception occurred|Cannot parse CSV file from 10.0.0.17|t:warning|#err_type:bad_file",
             r#"{"event":{"title":"An exception occurred","text":"Cannot parse CSV file from 10.0.0.17","type":"warning","tags":["err_type:bad_file"]}}"#,
         );
-        exact(
+        exact_json(
             "_e{21,41}:An exception occurred|Cannot parse JSON request:\\n{\"foo: \"bar\"}|p:low|#err_type:bad_request",
             r#"{"event":{"title":"An exception occurred","text":"Cannot parse JSON request:\n{\"foo: \"bar\"}","priority":"low","tags":["err_type:bad_request"]}}"#,
         );
-        exact(
+        exact_json(
             "_sc|Redis connection|2|#env:dev|m:Redis connection timed out after 10s",
             r#"{"service_check":{"name":"Redis connection","status":2,"tags":["env:dev"],"message":"Redis connection timed out after 10s"}}"#,
         );
-        exact(
+        exact_json(
             "_e{5,4}:title|text|d:1656581400|h:web1|k:key|p:normal|s:my_apps|t:info|#a,b:c|c:ctr",
             r#"{"event":{"title":"title","text":"text","timestamp":1656581400,"hostname":"web1","aggregation_key":"key","priority":"normal","source":"my_apps","type":"info","tags":["a","b:c"],"container_id":"ctr"}}"#,
         );
-        exact(
+        exact_json(
             "_sc|db|0|d:1656581400|h:db1|c:ctr|#env:prod|m:all | good",
             r#"{"service_check":{"name":"db","status":0,"timestamp":1656581400,"hostname":"db1","container_id":"ctr","tags":["env:prod"],"message":"all | good"}}"#,
         );
@@ -633,7 +614,7 @@ mod tests {
 
     #[test]
     fn lengths_count_bytes_and_titles_may_hold_bars() {
-        exact(
+        exact_json(
             "_e{5,6}:a|b c|été!|p:low",
             r#"{"event":{"title":"a|b c","text":"été!","priority":"low"}}"#,
         );

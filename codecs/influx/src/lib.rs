@@ -90,9 +90,7 @@
 //!
 //! [InfluxDB line protocol]: https://docs.influxdata.com/influxdb/v2/reference/syntax/line-protocol/
 
-use temblor_shim::{
-    ByteSink, Codec, FrameError, Frames, Object, PluginError, RString, RVec, Setup, Value,
-};
+use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Value, keyless};
 
 /// The codec's configuration: it has no keys.
 #[derive(temblor_shim::serde::Deserialize, Debug, Default)]
@@ -532,26 +530,11 @@ impl Codec for Influx {
         decode_line(frame)
     }
 
-    /// One event per point; a comment or blank frame is skipped ([`FrameError::skipped`]: no
-    /// event and no error), a bad one is a per-frame error.
-    fn decode(
-        &mut self,
-        frames: &Frames,
-        out: &mut RVec<Value>,
-        errors: &mut RVec<FrameError>,
-    ) -> Result<(), PluginError> {
-        for (index, frame) in frames.iter().enumerate() {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            match decode_frame(frame) {
-                Ok(Some(event)) => out.push(event),
-                Ok(None) => errors.push(FrameError::skipped(index)),
-                Err(reason) => errors.push(FrameError {
-                    index,
-                    reason: reason.into(),
-                }),
-            }
-        }
-        Ok(())
+    /// One event per point; a comment or blank frame is skipped
+    /// ([`temblor_shim::FrameError::skipped`]: no event and no error), a bad one is a per-frame
+    /// error.
+    fn decode_or_skip(&mut self, frame: &[u8]) -> Result<Option<Value>, String> {
+        decode_frame(frame)
     }
 
     fn encode_one(&mut self, event: &Value, out: &mut RVec<u8>) -> Result<(), PluginError> {
@@ -559,51 +542,16 @@ impl Codec for Influx {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<Influx, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Influx)
-}
-
-temblor_shim::export_plugin! { name: "influx", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "influx", kind: Codec, codec: keyless::<Config, Influx> }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, abi_stable::std_types::RStr};
+    use temblor_harness::codec::{decode_batch, encode_batch};
+    use temblor_shim::FrameError;
 
     use super::*;
 
-    fn ok(line: &str) -> Value {
-        decode_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
-    }
-
-    fn err(line: &[u8]) -> String {
-        match decode_line(line) {
-            Ok(v) => panic!("{:?} decoded to {v}", String::from_utf8_lossy(line)),
-            Err(e) => e,
-        }
-    }
-
-    fn enc(event: &Value) -> String {
-        let mut out = Vec::new();
-        encode_event(event, &mut out).unwrap_or_else(|e| panic!("{event}: {e}"));
-        String::from_utf8(out).unwrap()
-    }
-
-    fn enc_err(event: &Value) -> String {
-        let mut out = Vec::new();
-        match encode_event(event, &mut out) {
-            Ok(()) => panic!("{event} encoded to {:?}", String::from_utf8_lossy(&out)),
-            Err(e) => e,
-        }
-    }
-
-    fn obj(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().cloned().collect())
-    }
+    temblor_harness::codec_unit_helpers!(Influx);
 
     fn point(
         measurement: &str,
@@ -621,13 +569,6 @@ mod tests {
             pairs.push(("timestamp", Value::I64(ts)));
         }
         obj(&pairs)
-    }
-
-    /// Decodes, compares, and checks that encoding gives the line back byte for byte.
-    fn exact(line: &str, want: &Value) {
-        let got = ok(line);
-        assert_eq!(&got, want, "{line}");
-        assert_eq!(enc(&got), line);
     }
 
     #[test]
@@ -971,12 +912,10 @@ mod tests {
     #[test]
     fn comments_and_blank_lines_decode_to_nothing() {
         let spec = "# Line protocol\nmyMeasurement fieldKey=\"string value\" 1556813561098000000";
-        let frames: Frames = spec.split('\n').map(str::as_bytes).collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        Influx.decode(&frames, &mut out, &mut errors).unwrap();
+        let frames: Vec<&[u8]> = spec.split('\n').map(str::as_bytes).collect();
+        let (out, errors) = decode_batch(&mut Influx, &frames);
         assert_eq!(
-            out.as_slice(),
+            out,
             [point(
                 "myMeasurement",
                 &[],
@@ -1005,18 +944,8 @@ mod tests {
 
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
-        let frames: Frames = [
-            &b"a f=1i"[..],
-            b"# comment",
-            b"",
-            b"m f=",
-            b"b,t=x g=\"s\" 1",
-        ]
-        .into_iter()
-        .collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        Influx.decode(&frames, &mut out, &mut errors).unwrap();
+        let frames: [&[u8]; 5] = [b"a f=1i", b"# comment", b"", b"m f=", b"b,t=x g=\"s\" 1"];
+        let (out, errors) = decode_batch(&mut Influx, &frames);
         assert_eq!(out.len(), 2);
         let reasons: Vec<(u32, &str, bool)> = errors
             .iter()
@@ -1030,23 +959,12 @@ mod tests {
                 (3, "bad field value \"\" at byte 4", false)
             ]
         );
-        let mut encoded = Frames::new();
-        Influx.encode(&out, &mut encoded).unwrap();
-        let written: Vec<&[u8]> = encoded.iter().collect();
+        let written = encode_batch(&mut Influx, &out);
         assert_eq!(written, [&b"a f=1i"[..], b"b,t=x g=\"s\" 1"]);
     }
 
     #[test]
     fn config_takes_no_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("precision", Value::from("ns"))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("precision"), "{e}");
+        temblor_harness::codec::refuses_config_key(plugin_module(), "precision", Value::from("ns"));
     }
 }

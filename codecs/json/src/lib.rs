@@ -297,7 +297,8 @@ temblor_shim::export_plugin! { name: "json", kind: Codec, codec: new }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, FrameError, Frames, abi_stable::std_types::RStr};
+    use temblor_harness::codec::{decode_batch, encode_batch, indexes};
+    use temblor_shim::{ErrorKind, Frames, abi_stable::std_types::RStr};
 
     use temblor_harness::alloc::allocations_of;
 
@@ -306,22 +307,7 @@ mod tests {
     #[global_allocator]
     static ALLOCATOR: temblor_harness::alloc::Counting = temblor_harness::alloc::Counting;
 
-    fn ok(json: &str) -> Value {
-        decode_slice(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"))
-    }
-
-    fn err(json: &[u8]) -> String {
-        match decode_slice(json) {
-            Ok(v) => panic!("{:?} decoded to {v:?}", String::from_utf8_lossy(json)),
-            Err(e) => e,
-        }
-    }
-
-    fn encode(value: &Value) -> String {
-        let mut out = RVec::new();
-        Json::new().encode_one(value, &mut out).unwrap();
-        String::from_utf8(out.into_vec()).unwrap()
-    }
+    temblor_harness::codec_unit_helpers!(Json::new());
 
     fn nested_arrays(depth: usize) -> String {
         "[".repeat(depth) + &"]".repeat(depth)
@@ -382,7 +368,7 @@ mod tests {
         let v = ok(r#"{"z":1,"a":2,"m":3,"a":4}"#);
         assert_eq!(keys(&v), ["z", "a", "m"]);
         assert_eq!(v.get("a"), Some(&Value::I64(4)));
-        assert_eq!(encode(&v), r#"{"z":1,"a":4,"m":3}"#);
+        assert_eq!(enc(&v), r#"{"z":1,"a":4,"m":3}"#);
         for (json, want) in [
             (r#"{"a":1,"a":2}"#, r#"{"a":2}"#),
             (r#"{"a":1,"a":2,"a":3}"#, r#"{"a":3}"#),
@@ -396,7 +382,7 @@ mod tests {
             (r#"{"a":1,"\u0061":2}"#, r#"{"a":2}"#),
             (r#"{"":1,"":null}"#, r#"{"":null}"#),
         ] {
-            assert_eq!(encode(&ok(json)), want, "{json}");
+            assert_eq!(enc(&ok(json)), want, "{json}");
         }
         // Larger objects (hashed) behave the same.
         for n in [16, 17, 100] {
@@ -478,8 +464,8 @@ mod tests {
         // Out of the f64 range.
         assert!(err(b"1e400").contains("at character"));
         // And they all write back as they were read.
-        assert_eq!(encode(&ok("18446744073709551615")), "18446744073709551615");
-        assert_eq!(encode(&ok("-9223372036854775808")), "-9223372036854775808");
+        assert_eq!(enc(&ok("18446744073709551615")), "18446744073709551615");
+        assert_eq!(enc(&ok("-9223372036854775808")), "-9223372036854775808");
     }
 
     #[test]
@@ -546,7 +532,7 @@ mod tests {
     fn depth_is_bounded() {
         let v = ok(&nested_arrays(MAX_DEPTH));
         assert_eq!(depth_of(&v), MAX_DEPTH);
-        assert_eq!(encode(&v), nested_arrays(MAX_DEPTH));
+        assert_eq!(enc(&v), nested_arrays(MAX_DEPTH));
         assert!(err(nested_arrays(MAX_DEPTH + 1).as_bytes()).contains("DepthLimitExceeded"));
         let objects = "{\"a\":".repeat(MAX_DEPTH + 1) + "1" + &"}".repeat(MAX_DEPTH + 1);
         assert!(err(objects.as_bytes()).contains("DepthLimitExceeded"));
@@ -608,42 +594,35 @@ mod tests {
             "null",
         ] {
             let v = ok(json);
-            let written = encode(&v);
+            let written = enc(&v);
             assert_eq!(ok(&written), v, "{json} -> {written}");
             // Writing what was written gives the same bytes again.
-            assert_eq!(encode(&ok(&written)), written);
+            assert_eq!(enc(&ok(&written)), written);
         }
         // Compact input comes back byte for byte.
         let compact = r#"{"a":[1,-2,1.5,"x",true,false,null,{}],"b":{"c":[]}}"#;
-        assert_eq!(encode(&ok(compact)), compact);
+        assert_eq!(enc(&ok(compact)), compact);
         // Bytes and non-finite floats have JSON forms too.
-        assert_eq!(encode(&Value::Bytes(vec![0_u8, 255].into())), "[0,255]");
-        assert_eq!(encode(&Value::F64(f64::INFINITY)), "null");
+        assert_eq!(enc(&Value::Bytes(vec![0_u8, 255].into())), "[0,255]");
+        assert_eq!(enc(&Value::F64(f64::INFINITY)), "null");
     }
 
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
         let mut json = Json::new();
-        let frames: Frames = [&b"{\"n\":1}"[..], b"{\"n\":", b"{\"n\":3}", b""]
-            .into_iter()
-            .collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        json.decode(&frames, &mut out, &mut errors).unwrap();
+        let frames: [&[u8]; 4] = [b"{\"n\":1}", b"{\"n\":", b"{\"n\":3}", b""];
+        let (out, errors) = decode_batch(&mut json, &frames);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].get("n"), Some(&Value::I64(1)));
         assert_eq!(out[1].get("n"), Some(&Value::I64(3)));
-        let indexes: Vec<u32> = errors.iter().map(|e: &FrameError| e.index).collect();
-        assert_eq!(indexes, [1, 3]);
+        assert_eq!(indexes(&errors), [1, 3]);
         assert!(
             errors[0].reason.contains("at character"),
             "{}",
             errors[0].reason
         );
 
-        let mut encoded = Frames::new();
-        json.encode(&out, &mut encoded).unwrap();
-        let frames: Vec<&[u8]> = encoded.iter().collect();
+        let frames = encode_batch(&mut json, &out);
         assert_eq!(frames, [&b"{\"n\":1}"[..], b"{\"n\":3}"]);
     }
 
@@ -680,15 +659,6 @@ mod tests {
 
     #[test]
     fn config_refuses_unknown_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("pretty", Value::Bool(true))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("pretty"), "{e}");
+        temblor_harness::codec::refuses_config_key(plugin_module(), "pretty", Value::Bool(true));
     }
 }

@@ -495,30 +495,12 @@ temblor_shim::export_plugin! { name: "msgpack", kind: Codec, codec: new }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, FrameError, Frames, abi_stable::std_types::RStr};
+    use temblor_harness::codec::{decode_batch, encode_batch, indexes};
+    use temblor_shim::{ErrorKind, Frames, abi_stable::std_types::RStr};
 
     use super::*;
 
-    fn ok(frame: &[u8]) -> Value {
-        decode_slice(frame).unwrap_or_else(|e| panic!("{frame:02x?}: {e}"))
-    }
-
-    fn err(frame: &[u8]) -> String {
-        match decode_slice(frame) {
-            Ok(v) => panic!("{frame:02x?} decoded to {v:?}"),
-            Err(e) => e,
-        }
-    }
-
-    fn enc(value: &Value) -> Vec<u8> {
-        let mut out = RVec::new();
-        Msgpack::new().encode_one(value, &mut out).unwrap();
-        out.into_vec()
-    }
-
-    fn object(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().cloned().collect())
-    }
+    temblor_harness::codec_unit_helpers!(Msgpack::new());
 
     #[test]
     fn decodes_every_scalar_format() {
@@ -578,7 +560,7 @@ mod tests {
         frame.extend_from_slice("é€".as_bytes());
         assert_eq!(ok(&frame), Value::from("é€"));
         assert_eq!(ok(&[0x90]), Value::from(Vec::new()));
-        assert_eq!(ok(&[0x80]), object(&[]));
+        assert_eq!(ok(&[0x80]), obj(&[]));
         assert_eq!(
             ok(b"\x93\x01\xa1x\xc0"),
             Value::from(vec![Value::I64(1), Value::from("x"), Value::Null])
@@ -594,17 +576,17 @@ mod tests {
         let v = ok(b"\x82\xa1b\x01\xa1a\x91\x80");
         assert_eq!(
             v,
-            object(&[("b", Value::I64(1)), ("a", Value::from(vec![object(&[])]))])
+            obj(&[("b", Value::I64(1)), ("a", Value::from(vec![obj(&[])]))])
         );
         let keys: Vec<_> = v.as_object().unwrap().iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["b", "a"], "map order is kept");
         assert_eq!(
             ok(b"\xde\x00\x01\xa1k\xa1v"),
-            object(&[("k", Value::from("v"))])
+            obj(&[("k", Value::from("v"))])
         );
         assert_eq!(
             ok(b"\xdf\x00\x00\x00\x01\xa1k\xa1v"),
-            object(&[("k", Value::from("v"))])
+            obj(&[("k", Value::from("v"))])
         );
     }
 
@@ -612,7 +594,7 @@ mod tests {
     fn integer_keys_become_decimal_names_and_other_keys_are_errors() {
         assert_eq!(
             ok(b"\x83\x01\xa1a\xff\xa1b\xcf\xff\xff\xff\xff\xff\xff\xff\xff\xa1c"),
-            object(&[
+            obj(&[
                 ("1", Value::from("a")),
                 ("-1", Value::from("b")),
                 ("18446744073709551615", Value::from("c")),
@@ -620,7 +602,7 @@ mod tests {
         );
         assert_eq!(
             ok(b"\x81\xd3\x80\x00\x00\x00\x00\x00\x00\x00\xc0"),
-            object(&[("-9223372036854775808", Value::Null)])
+            obj(&[("-9223372036854775808", Value::Null)])
         );
         for (frame, what) in [
             (&b"\x81\xc0\x01"[..], "nil"),
@@ -643,7 +625,7 @@ mod tests {
         let v = ok(b"\x82\xa1a\x01\xa1a\x02");
         assert_eq!(v.as_object().map(Object::len), Some(2));
         assert_eq!(v.get("a"), Some(&Value::I64(1)));
-        assert_eq!(enc(&v), b"\x82\xa1a\x01\xa1a\x02");
+        assert_eq!(enc_bytes(&v), b"\x82\xa1a\x01\xa1a\x02");
     }
 
     #[test]
@@ -716,7 +698,7 @@ mod tests {
             }
         }
         assert_eq!(depth, MAX_DEPTH);
-        assert_eq!(enc(&v), nested(MAX_DEPTH));
+        assert_eq!(enc_bytes(&v), nested(MAX_DEPTH));
         assert_eq!(
             err(&nested(MAX_DEPTH + 1)),
             format!(
@@ -773,50 +755,53 @@ mod tests {
 
     #[test]
     fn encodes_in_the_smallest_form() {
-        assert_eq!(enc(&Value::Null), [0xc0]);
-        assert_eq!(enc(&Value::Bool(true)), [0xc3]);
-        assert_eq!(enc(&Value::I64(5)), [0x05]);
-        assert_eq!(enc(&Value::I64(-5)), [0xfb]);
-        assert_eq!(enc(&Value::I64(200)), [0xcc, 200]);
-        assert_eq!(enc(&Value::I64(-200)), [0xd1, 0xff, 0x38]);
+        assert_eq!(enc_bytes(&Value::Null), [0xc0]);
+        assert_eq!(enc_bytes(&Value::Bool(true)), [0xc3]);
+        assert_eq!(enc_bytes(&Value::I64(5)), [0x05]);
+        assert_eq!(enc_bytes(&Value::I64(-5)), [0xfb]);
+        assert_eq!(enc_bytes(&Value::I64(200)), [0xcc, 200]);
+        assert_eq!(enc_bytes(&Value::I64(-200)), [0xd1, 0xff, 0x38]);
         assert_eq!(
-            enc(&Value::I64(i64::MIN)),
+            enc_bytes(&Value::I64(i64::MIN)),
             [0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0]
         );
         assert_eq!(
-            enc(&Value::U64(u64::MAX)),
+            enc_bytes(&Value::U64(u64::MAX)),
             [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
         );
-        assert_eq!(enc(&Value::F64(1.5)), [0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(enc(&Value::from("abc")), b"\xa3abc");
         assert_eq!(
-            enc(&Value::from("x".repeat(40))),
+            enc_bytes(&Value::F64(1.5)),
+            [0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(enc_bytes(&Value::from("abc")), b"\xa3abc");
+        assert_eq!(
+            enc_bytes(&Value::from("x".repeat(40))),
             [&b"\xd9\x28"[..], &b"x".repeat(40)].concat()
         );
         assert_eq!(
-            enc(&Value::Bytes(vec![1_u8, 2].into())),
+            enc_bytes(&Value::Bytes(vec![1_u8, 2].into())),
             b"\xc4\x02\x01\x02"
         );
         assert_eq!(
-            enc(&object(&[(
+            enc_bytes(&obj(&[(
                 "a",
                 Value::from(vec![Value::I64(1), Value::Null])
             )])),
             b"\x81\xa1a\x92\x01\xc0"
         );
         let big: Vec<Value> = (0..20).map(Value::from).collect();
-        assert_eq!(&enc(&Value::from(big))[..3], [0xdc, 0x00, 20]);
+        assert_eq!(&enc_bytes(&Value::from(big))[..3], [0xdc, 0x00, 20]);
         // Non-finite floats are floats in MessagePack.
         assert!(
-            matches!(ok(&enc(&Value::F64(f64::INFINITY))), Value::F64(f) if f == f64::INFINITY)
+            matches!(ok(&enc_bytes(&Value::F64(f64::INFINITY))), Value::F64(f) if f == f64::INFINITY)
         );
-        assert!(matches!(ok(&enc(&Value::F64(f64::NAN))), Value::F64(f) if f.is_nan()));
+        assert!(matches!(ok(&enc_bytes(&Value::F64(f64::NAN))), Value::F64(f) if f.is_nan()));
     }
 
     #[test]
     fn round_trips() {
         let values = [
-            object(&[
+            obj(&[
                 ("s", Value::from("é€ \"x\"")),
                 ("i", Value::I64(-70_000)),
                 ("u", Value::U64(u64::MAX)),
@@ -824,7 +809,7 @@ mod tests {
                 ("b", Value::Bytes((0..=255).collect::<Vec<u8>>().into())),
                 ("n", Value::Null),
                 ("t", Value::Bool(false)),
-                ("a", Value::from(vec![object(&[]), Value::from(Vec::new())])),
+                ("a", Value::from(vec![obj(&[]), Value::from(Vec::new())])),
                 ("long", Value::from("y".repeat(70_000))),
             ]),
             Value::from((0..70_000).map(Value::from).collect::<Vec<_>>()),
@@ -834,44 +819,28 @@ mod tests {
                 .into(),
         ];
         for value in values {
-            let bytes = enc(&value);
+            let bytes = enc_bytes(&value);
             let back = ok(&bytes);
             assert_eq!(back, value);
-            assert_eq!(enc(&back), bytes, "encoding is stable");
+            assert_eq!(enc_bytes(&back), bytes, "encoding is stable");
         }
         // A float 32 is widened exactly, and written back as a float 64 of the same value.
         let v = ok(&[0xca, 0x3d, 0xcc, 0xcc, 0xcd]);
         assert!(matches!(v, Value::F64(f) if f == f64::from(0.1_f32)));
-        assert_eq!(ok(&enc(&v)), v);
+        assert_eq!(ok(&enc_bytes(&v)), v);
     }
 
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
         let mut codec = Msgpack::new();
-        let frames: Frames = [&b"\x01"[..], b"\xc1", b"\xa1x", b""].into_iter().collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        codec.decode(&frames, &mut out, &mut errors).unwrap();
-        assert_eq!(out.as_slice(), [Value::I64(1), Value::from("x")]);
-        let indexes: Vec<u32> = errors.iter().map(|e: &FrameError| e.index).collect();
-        assert_eq!(indexes, [1, 3]);
-        let mut encoded = Frames::new();
-        codec.encode(&out, &mut encoded).unwrap();
-        let written: Vec<&[u8]> = encoded.iter().collect();
-        assert_eq!(written, [&b"\x01"[..], b"\xa1x"]);
+        let (out, errors) = decode_batch(&mut codec, &[b"\x01", b"\xc1", b"\xa1x", b""]);
+        assert_eq!(out, [Value::I64(1), Value::from("x")]);
+        assert_eq!(indexes(&errors), [1, 3]);
+        assert_eq!(encode_batch(&mut codec, &out), [&b"\x01"[..], b"\xa1x"]);
     }
 
     #[test]
     fn config_takes_no_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("ext", Value::Bool(true))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("ext"), "{e}");
+        temblor_harness::codec::refuses_config_key(plugin_module(), "ext", Value::Bool(true));
     }
 }

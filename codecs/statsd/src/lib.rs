@@ -65,7 +65,7 @@
 //! [statsd]: https://github.com/statsd/statsd/blob/master/docs/metric_types.md
 //! [DogStatsD]: https://docs.datadoghq.com/developers/dogstatsd/datagram_shell/
 
-use temblor_shim::{ByteSink, Codec, Object, PluginError, RVec, Setup, Value};
+use temblor_shim::{ByteSink, Codec, Object, PluginError, RVec, Value, keyless};
 
 /// The metric types a line may have.
 pub const TYPES: [&str; 6] = ["c", "g", "ms", "h", "s", "d"];
@@ -382,109 +382,33 @@ impl Codec for Statsd {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<Statsd, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Statsd)
-}
-
-temblor_shim::export_plugin! { name: "statsd", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "statsd", kind: Codec, codec: keyless::<Config, Statsd> }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, FrameError, Frames, abi_stable::std_types::RStr};
+    use temblor_harness::codec::{decode_batch, encode_batch, indexes};
 
     use super::*;
 
-    fn ok(line: &str) -> Value {
-        decode_line(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"))
-    }
-
-    fn err(line: &[u8]) -> String {
-        match decode_line(line) {
-            Ok(v) => panic!("{:?} decoded to {v}", String::from_utf8_lossy(line)),
-            Err(e) => e,
-        }
-    }
-
-    fn enc(event: &Value) -> String {
-        let mut out = Vec::new();
-        encode_event(event, &mut out).unwrap_or_else(|e| panic!("{event}: {e}"));
-        String::from_utf8(out).unwrap()
-    }
-
-    fn enc_err(event: &Value) -> String {
-        let mut out = Vec::new();
-        match encode_event(event, &mut out) {
-            Ok(()) => panic!("{event} encoded to {:?}", String::from_utf8_lossy(&out)),
-            Err(e) => e,
-        }
-    }
-
-    fn event(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().cloned().collect())
-    }
-
-    /// Decodes, checks the shape, and checks that the line encodes back byte for byte.
-    fn exact(line: &str, want: &Value) {
-        let got = ok(line);
-        assert_eq!(&got, want, "{line}");
-        assert_eq!(enc(&got), line);
-    }
+    temblor_harness::codec_unit_helpers!(Statsd);
 
     #[test]
     fn decodes_each_type() {
-        exact(
-            "gorets:1|c",
-            &event(&[
-                ("metric", "gorets".into()),
-                ("type", "c".into()),
-                ("value", 1.into()),
-            ]),
-        );
-        exact(
-            "glork:320|ms",
-            &event(&[
-                ("metric", "glork".into()),
-                ("type", "ms".into()),
-                ("value", 320.into()),
-            ]),
-        );
-        exact(
-            "gaugor:333|g",
-            &event(&[
-                ("metric", "gaugor".into()),
-                ("type", "g".into()),
-                ("value", 333.into()),
-            ]),
-        );
-        exact(
-            "uniques:765|s",
-            &event(&[
-                ("metric", "uniques".into()),
-                ("type", "s".into()),
-                ("value", 765.into()),
-            ]),
-        );
-        exact(
-            "horst:42.23|h",
-            &event(&[
-                ("metric", "horst".into()),
-                ("type", "h".into()),
-                ("value", Value::F64(42.23)),
-            ]),
-        );
-        exact(
-            "dist:7|d",
-            &event(&[
-                ("metric", "dist".into()),
-                ("type", "d".into()),
-                ("value", 7.into()),
-            ]),
-        );
+        for (line, metric, kind, value) in [
+            ("gorets:1|c", "gorets", "c", Value::I64(1)),
+            ("glork:320|ms", "glork", "ms", Value::I64(320)),
+            ("gaugor:333|g", "gaugor", "g", Value::I64(333)),
+            ("uniques:765|s", "uniques", "s", Value::I64(765)),
+            ("horst:42.23|h", "horst", "h", Value::F64(42.23)),
+            ("dist:7|d", "dist", "d", Value::I64(7)),
+        ] {
+            let want = obj(&[
+                ("metric", metric.into()),
+                ("type", kind.into()),
+                ("value", value),
+            ]);
+            exact(line, &want);
+        }
         // The value keeps its kind: integers stay integers, floats stay floats.
         assert!(matches!(ok("a:7|c").get("value"), Some(Value::I64(7))));
         assert!(matches!(ok("a:7.0|c").get("value"), Some(Value::F64(f)) if *f == 7.0));
@@ -499,7 +423,7 @@ mod tests {
     fn gauge_signs_are_actions_on_the_size_of_the_change() {
         exact(
             "addy:+123|g",
-            &event(&[
+            &obj(&[
                 ("metric", "addy".into()),
                 ("type", "g".into()),
                 ("value", 123.into()),
@@ -508,7 +432,7 @@ mod tests {
         );
         exact(
             "subastian:-234|g",
-            &event(&[
+            &obj(&[
                 ("metric", "subastian".into()),
                 ("type", "g".into()),
                 ("value", 234.into()),
@@ -517,7 +441,7 @@ mod tests {
         );
         exact(
             "f:-1.5|g|@0.5",
-            &event(&[
+            &obj(&[
                 ("metric", "f".into()),
                 ("type", "g".into()),
                 ("value", Value::F64(1.5)),
@@ -528,7 +452,7 @@ mod tests {
         // Other types: a minus makes the value negative, a plus is dropped.
         exact(
             "c:-5|c",
-            &event(&[
+            &obj(&[
                 ("metric", "c".into()),
                 ("type", "c".into()),
                 ("value", (-5).into()),
@@ -552,7 +476,7 @@ mod tests {
 
     #[test]
     fn sample_rates_and_tags_in_any_order() {
-        let want = event(&[
+        let want = obj(&[
             ("metric", "api.requests".into()),
             ("type", "c".into()),
             ("value", 1.into()),
@@ -566,7 +490,7 @@ mod tests {
         assert_eq!(ok("api.requests:1|c|#env:prod,canary|@0.5"), want);
         exact(
             "t:1|c|#",
-            &event(&[
+            &obj(&[
                 ("metric", "t".into()),
                 ("type", "c".into()),
                 ("value", 1.into()),
@@ -576,7 +500,7 @@ mod tests {
         // Empty tags are kept as they are written.
         exact(
             "t:1|c|#a,,b:",
-            &event(&[
+            &obj(&[
                 ("metric", "t".into()),
                 ("type", "c".into()),
                 ("value", 1.into()),
@@ -600,7 +524,7 @@ mod tests {
     fn sets_keep_text_values() {
         exact(
             "users:alice|s",
-            &event(&[
+            &obj(&[
                 ("metric", "users".into()),
                 ("type", "s".into()),
                 ("value", "alice".into()),
@@ -680,7 +604,7 @@ mod tests {
     #[test]
     fn encoding_refuses_what_a_line_cannot_carry() {
         let base = |pairs: &[(&str, Value)]| {
-            let mut e = event(&[
+            let mut e = obj(&[
                 ("metric", "m".into()),
                 ("type", "c".into()),
                 ("value", 1.into()),
@@ -695,7 +619,7 @@ mod tests {
             enc_err(&Value::I64(1)),
             "a statsd event is an object, not integer"
         );
-        assert_eq!(enc_err(&event(&[])), "the event has no `metric`");
+        assert_eq!(enc_err(&obj(&[])), "the event has no `metric`");
         assert_eq!(
             enc_err(&base(&[("metric", 1.into())])),
             "`metric` is a string, not integer"
@@ -769,30 +693,17 @@ mod tests {
 
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
-        let frames: Frames = [&b"a:1|c"[..], b"nope", b"b:2.5|ms"].into_iter().collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        Statsd.decode(&frames, &mut out, &mut errors).unwrap();
+        let (out, errors) = decode_batch(&mut Statsd, &[b"a:1|c", b"nope", b"b:2.5|ms"]);
         assert_eq!(out.len(), 2);
-        let indexes: Vec<u32> = errors.iter().map(|e: &FrameError| e.index).collect();
-        assert_eq!(indexes, [1]);
-        let mut encoded = Frames::new();
-        Statsd.encode(&out, &mut encoded).unwrap();
-        let written: Vec<&[u8]> = encoded.iter().collect();
-        assert_eq!(written, [&b"a:1|c"[..], b"b:2.5|ms"]);
+        assert_eq!(indexes(&errors), [1]);
+        assert_eq!(
+            encode_batch(&mut Statsd, &out),
+            [&b"a:1|c"[..], b"b:2.5|ms"]
+        );
     }
 
     #[test]
     fn config_takes_no_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("dogstatsd", Value::Bool(true))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("dogstatsd"), "{e}");
+        temblor_harness::codec::refuses_config_key(plugin_module(), "dogstatsd", Value::Bool(true));
     }
 }

@@ -27,7 +27,7 @@
 
 use std::str::Utf8Error;
 
-use temblor_shim::{Codec, PluginError, RString, RVec, Setup, Value};
+use temblor_shim::{Codec, PluginError, RString, RVec, Value, keyless};
 
 /// The codec's configuration: it has no keys.
 #[derive(temblor_shim::serde::Deserialize, Debug, Default)]
@@ -69,20 +69,12 @@ fn describe(frame: &[u8], e: &Utf8Error) -> String {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<Text, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Text)
-}
-
-temblor_shim::export_plugin! { name: "string", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "string", kind: Codec, codec: keyless::<Config, Text> }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, Frames, Object, abi_stable::std_types::RStr};
+    use temblor_harness::codec::decode_batch;
+    use temblor_shim::Object;
 
     use temblor_harness::alloc::allocations_of;
 
@@ -91,11 +83,7 @@ mod tests {
     #[global_allocator]
     static ALLOCATOR: temblor_harness::alloc::Counting = temblor_harness::alloc::Counting;
 
-    fn encode(event: &Value) -> Vec<u8> {
-        let mut out = RVec::new();
-        Text.encode_one(event, &mut out).unwrap();
-        out.into_vec()
-    }
+    temblor_harness::codec_unit_helpers!(Text);
 
     #[test]
     fn decodes_utf8_as_it_is() {
@@ -148,31 +136,28 @@ mod tests {
 
     #[test]
     fn encodes_strings_raw_and_the_rest_as_json() {
-        assert_eq!(encode(&Value::from("a \"b\"\n")), b"a \"b\"\n");
-        assert_eq!(encode(&Value::from("")), b"");
-        assert_eq!(encode(&Value::I64(-3)), b"-3");
-        assert_eq!(encode(&Value::F64(1.5)), b"1.5");
-        assert_eq!(encode(&Value::Null), b"null");
-        assert_eq!(encode(&Value::Bool(true)), b"true");
+        assert_eq!(enc_bytes(&Value::from("a \"b\"\n")), b"a \"b\"\n");
+        assert_eq!(enc_bytes(&Value::from("")), b"");
+        assert_eq!(enc_bytes(&Value::I64(-3)), b"-3");
+        assert_eq!(enc_bytes(&Value::F64(1.5)), b"1.5");
+        assert_eq!(enc_bytes(&Value::Null), b"null");
+        assert_eq!(enc_bytes(&Value::Bool(true)), b"true");
         assert_eq!(
-            encode(&Value::Bytes(vec![104_u8, 105].into())),
+            enc_bytes(&Value::Bytes(vec![104_u8, 105].into())),
             b"[104,105]"
         );
         let object: Object = [("s", Value::from("x"))].into_iter().collect();
         assert_eq!(
-            encode(&Value::from(vec![Value::Object(object), Value::from("y")])),
+            enc_bytes(&Value::from(vec![Value::Object(object), Value::from("y")])),
             br#"[{"s":"x"},"y"]"#
         );
     }
 
     #[test]
     fn batch_reports_bad_frames_by_index() {
-        let frames: Frames = [&b"one"[..], b"\xc3(", b"", b"three"].into_iter().collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        Text.decode(&frames, &mut out, &mut errors).unwrap();
+        let (out, errors) = decode_batch(&mut Text, &[b"one", b"\xc3(", b"", b"three"]);
         assert_eq!(
-            out.as_slice(),
+            out,
             [Value::from("one"), Value::from(""), Value::from("three")]
         );
         assert_eq!(errors.len(), 1);
@@ -182,15 +167,10 @@ mod tests {
 
     #[test]
     fn config_takes_no_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("encoding", Value::from("latin1"))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("encoding"), "{e}");
+        temblor_harness::codec::refuses_config_key(
+            plugin_module(),
+            "encoding",
+            Value::from("latin1"),
+        );
     }
 }

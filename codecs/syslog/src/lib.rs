@@ -82,7 +82,7 @@
 
 use std::fmt::Write as _;
 
-use temblor_shim::{Codec, Object, PluginError, RVec, Setup, Value, serde::Deserialize};
+use temblor_shim::{Codec, Object, PluginError, RVec, Value, keyless, serde::Deserialize};
 
 /// The codec's `config`: no keys.
 #[derive(Deserialize, Debug, Clone, Default, PartialEq, Eq)]
@@ -125,6 +125,15 @@ fn system_clock() -> i64 {
 #[derive(Debug, Clone)]
 pub struct Syslog {
     clock: Clock,
+}
+
+impl Default for Syslog {
+    /// A codec on the system clock.
+    fn default() -> Self {
+        Self {
+            clock: system_clock,
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -846,18 +855,7 @@ impl Codec for Syslog {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error for any key.
-pub fn new(setup: &Setup<'_>) -> Result<Syslog, PluginError> {
-    let Config {} = setup.config()?;
-    Ok(Syslog {
-        clock: system_clock,
-    })
-}
-
-temblor_shim::export_plugin! { name: "syslog", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "syslog", kind: Codec, codec: keyless::<Config, Syslog> }
 
 #[cfg(test)]
 mod tests;

@@ -79,7 +79,7 @@
 //! [YAML]: https://yaml.org/spec/1.2.2/
 //! [yaml-rust2]: https://docs.rs/yaml-rust2
 
-use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Setup, Value};
+use temblor_shim::{ByteSink, Codec, Object, PluginError, RString, RVec, Value, keyless};
 use yaml_rust2::{
     parser::{Event, Parser, Tag},
     scanner::TScalarStyle,
@@ -725,43 +725,15 @@ impl Codec for Yaml {
     }
 }
 
-/// The constructor the engine calls.
-///
-/// # Errors
-/// A `Config` error when the deployment gives config keys (there are none).
-pub fn new(setup: &Setup<'_>) -> Result<Yaml, PluginError> {
-    let Config {} = setup.config::<Config>()?;
-    Ok(Yaml)
-}
-
-temblor_shim::export_plugin! { name: "yaml", kind: Codec, codec: new }
+temblor_shim::export_plugin! { name: "yaml", kind: Codec, codec: keyless::<Config, Yaml> }
 
 #[cfg(test)]
 mod tests {
-    use temblor_shim::{ErrorKind, FrameError, Frames, abi_stable::std_types::RStr};
+    use temblor_harness::codec::{decode_batch, encode_batch, indexes};
 
     use super::*;
 
-    fn ok(yaml: &str) -> Value {
-        decode_document(yaml.as_bytes()).unwrap_or_else(|e| panic!("{yaml:?}: {e}"))
-    }
-
-    fn err(yaml: &[u8]) -> String {
-        match decode_document(yaml) {
-            Ok(v) => panic!("{:?} decoded to {v:?}", String::from_utf8_lossy(yaml)),
-            Err(e) => e,
-        }
-    }
-
-    fn enc(value: &Value) -> String {
-        let mut out = Vec::new();
-        encode_document(value, &mut out);
-        String::from_utf8(out).unwrap()
-    }
-
-    fn obj(pairs: &[(&str, Value)]) -> Value {
-        Value::Object(pairs.iter().cloned().collect())
-    }
+    temblor_harness::codec_unit_helpers!(Yaml);
 
     fn arr(items: &[Value]) -> Value {
         Value::from(items.to_vec())
@@ -900,22 +872,28 @@ mod tests {
             ok("!!set {a, b}"),
             obj(&[("a", Value::Null), ("b", Value::Null)])
         );
-        // A tag that does not fit is an error.
-        assert!(
-            err(b"!!int abc").starts_with("\"abc\" is not a valid !!int at byte"),
-            "{}",
-            err(b"!!int abc")
-        );
-        assert!(err(b"!!bool yes").contains("is not a valid !!bool"));
-        assert!(err(b"!!null x").contains("is not a valid !!null"));
-        assert!(err(b"!!float x").contains("is not a valid !!float"));
-        assert!(
-            err(b"!!binary a$==").starts_with("bad !!binary: '$' at 1 is not base64"),
-            "{}",
-            err(b"!!binary a$==")
-        );
-        assert!(err(b"!!binary abc").contains("not a multiple of 4"));
-        assert!(err(b"!!binary ab=c").contains("data after '=' padding"));
+        // A tag that does not fit is an error: the message starts with, or holds, the reason.
+        for (yaml, starts, reason) in [
+            ("!!int abc", true, "\"abc\" is not a valid !!int at byte"),
+            ("!!bool yes", false, "is not a valid !!bool"),
+            ("!!null x", false, "is not a valid !!null"),
+            ("!!float x", false, "is not a valid !!float"),
+            (
+                "!!binary a$==",
+                true,
+                "bad !!binary: '$' at 1 is not base64",
+            ),
+            ("!!binary abc", false, "not a multiple of 4"),
+            ("!!binary ab=c", false, "data after '=' padding"),
+        ] {
+            let e = err(yaml);
+            let says = if starts {
+                e.starts_with(reason)
+            } else {
+                e.contains(reason)
+            };
+            assert!(says, "{yaml}: {e}");
+        }
     }
 
     #[test]
@@ -1211,34 +1189,16 @@ mod tests {
 
     #[test]
     fn batch_keeps_going_after_a_bad_frame() {
-        let frames: Frames = [&b"a: 1"[..], b"a: [", b"- x", b""].into_iter().collect();
-        let mut out = RVec::new();
-        let mut errors = RVec::new();
-        Yaml.decode(&frames, &mut out, &mut errors).unwrap();
-        assert_eq!(
-            out.as_slice(),
-            [obj(&[("a", 1.into())]), arr(&["x".into()])]
-        );
-        let indexes: Vec<u32> = errors.iter().map(|e: &FrameError| e.index).collect();
-        assert_eq!(indexes, [1, 3]);
-        let mut encoded = Frames::new();
-        Yaml.encode(&out, &mut encoded).unwrap();
-        let written: Vec<&[u8]> = encoded.iter().collect();
+        let (out, errors) = decode_batch(&mut Yaml, &[b"a: 1", b"a: [", b"- x", b""]);
+        assert_eq!(out, [obj(&[("a", 1.into())]), arr(&["x".into()])]);
+        assert_eq!(indexes(&errors), [1, 3]);
+        let written = encode_batch(&mut Yaml, &out);
         assert_eq!(written, [&b"---\na: 1"[..], b"---\n- x"]);
     }
 
     #[test]
     fn config_takes_no_keys() {
-        let module = plugin_module();
-        let name = RStr::from("t");
-        assert!(module.new_codec()(name, &Value::Object(Object::new())).is_ok());
-        let config: Object = [("indent", Value::I64(4))].into_iter().collect();
-        // (`CodecBox` is not `Debug`, so no `unwrap_err`.)
-        let Err(e) = module.new_codec()(name, &Value::Object(config)).into_result() else {
-            panic!("an unknown config key was accepted");
-        };
-        assert_eq!(e.kind, ErrorKind::Config);
-        assert!(e.message.contains("indent"), "{e}");
+        temblor_harness::codec::refuses_config_key(plugin_module(), "indent", Value::I64(4));
     }
 
     #[test]

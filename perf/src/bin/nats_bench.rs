@@ -26,35 +26,12 @@ use connector_nats::{
     proto::{self, Msg, Op},
 };
 use temblor_net::tokio;
+use temblor_perf::Cli;
 
-fn usage(why: &str) -> ! {
-    eprintln!(
-        "nats-bench: {why}\nusage: nats-bench fill ADDR STREAM SUBJECT FILE N\n       nats-bench drain ADDR STREAM CONSUMER N --batch B --max-ack-pending M\n       nats-bench watch ADDR STREAM CONSUMER N --timeout S"
-    );
-    std::process::exit(2)
-}
-
-/// `--name value` from `args`, parsed.
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| usage(&format!("{name} takes a number"))),
-        None => default,
-    }
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], at: usize, what: &str) -> T {
-    args.get(at)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| usage(&format!("missing or bad {what}")))
-}
-
-fn fail(why: &str) -> ! {
-    eprintln!("nats-bench: {why}");
-    std::process::exit(1)
-}
+const CLI: Cli = Cli {
+    name: "nats-bench",
+    usage: "nats-bench fill ADDR STREAM SUBJECT FILE N\n       nats-bench drain ADDR STREAM CONSUMER N --batch B --max-ack-pending M\n       nats-bench watch ADDR STREAM CONSUMER N --timeout S",
+};
 
 /// A connection with an inbox subscription for replies.
 struct Conn {
@@ -67,11 +44,11 @@ impl Conn {
     async fn open(addr: &str) -> Self {
         let mut link = Link::open(addr, "nats-bench")
             .await
-            .unwrap_or_else(|e| fail(&e));
+            .unwrap_or_else(|e| CLI.fail(&e));
         let inbox = format!("_INBOX.{}", proto::nuid());
         let mut out = Vec::new();
         proto::sub(&mut out, &format!("{inbox}.*"), None, 1);
-        link.write(&out).await.unwrap_or_else(|e| fail(&e));
+        link.write(&out).await.unwrap_or_else(|e| CLI.fail(&e));
         Self {
             link,
             inbox,
@@ -89,10 +66,10 @@ impl Conn {
         let reply = self.reply_subject();
         let mut out = Vec::new();
         proto::publish(&mut out, subject, Some(&reply), &[], body);
-        self.link.write(&out).await.unwrap_or_else(|e| fail(&e));
+        self.link.write(&out).await.unwrap_or_else(|e| CLI.fail(&e));
         let wait = async {
             loop {
-                if let Op::Msg(m) = self.link.next_op().await.unwrap_or_else(|e| fail(&e))
+                if let Op::Msg(m) = self.link.next_op().await.unwrap_or_else(|e| CLI.fail(&e))
                     && m.subject == reply
                 {
                     return m;
@@ -101,7 +78,7 @@ impl Conn {
         };
         tokio::time::timeout(Duration::from_secs(5), wait)
             .await
-            .unwrap_or_else(|_| fail(&format!("no answer to {subject} in 5 s")))
+            .unwrap_or_else(|_| CLI.fail(&format!("no answer to {subject} in 5 s")))
     }
 }
 
@@ -119,15 +96,15 @@ fn field(reply: &str, after: &str, name: &str) -> Option<u64> {
 }
 
 async fn fill(args: &[String]) {
-    let addr: String = arg(args, 0, "ADDR");
-    let stream: String = arg(args, 1, "STREAM");
-    let subject: String = arg(args, 2, "SUBJECT");
-    let file: String = arg(args, 3, "FILE");
-    let n: u64 = arg(args, 4, "N");
+    let addr: String = CLI.arg(args, 0, "ADDR");
+    let stream: String = CLI.arg(args, 1, "STREAM");
+    let subject: String = CLI.arg(args, 2, "SUBJECT");
+    let file: String = CLI.arg(args, 3, "FILE");
+    let n: u64 = CLI.arg(args, 4, "N");
     let lines = temblor_perf::read_lines(std::path::Path::new(&file))
-        .unwrap_or_else(|e| fail(&format!("cannot read {file}: {e}")));
+        .unwrap_or_else(|e| CLI.fail(&format!("cannot read {file}: {e}")));
     if lines.is_empty() {
-        fail(&format!("{file} has no lines"));
+        CLI.fail(&format!("{file} has no lines"));
     }
     let mut c = Conn::open(&addr).await;
     let body = format!(
@@ -139,7 +116,7 @@ async fn fill(args: &[String]) {
         .request(&format!("$JS.API.STREAM.CREATE.{stream}"), body.as_bytes())
         .await;
     if let Some(e) = proto::api_error(&created.payload) {
-        fail(&format!("creating stream {stream}: {e}"));
+        CLI.fail(&format!("creating stream {stream}: {e}"));
     }
     const WINDOW: u64 = 1000;
     let started = Instant::now();
@@ -154,15 +131,15 @@ async fn fill(args: &[String]) {
             sent += 1;
         }
         if !out.is_empty() {
-            c.link.write(&out).await.unwrap_or_else(|e| fail(&e));
+            c.link.write(&out).await.unwrap_or_else(|e| CLI.fail(&e));
         }
         let op = tokio::time::timeout(Duration::from_secs(10), c.link.next_op())
             .await
-            .unwrap_or_else(|_| fail("no PubAck in 10 s"))
-            .unwrap_or_else(|e| fail(&e));
+            .unwrap_or_else(|_| CLI.fail("no PubAck in 10 s"))
+            .unwrap_or_else(|e| CLI.fail(&e));
         if let Op::Msg(m) = op {
             if let Some(e) = proto::api_error(&m.payload) {
-                fail(&format!("publishing to {subject}: {e}"));
+                CLI.fail(&format!("publishing to {subject}: {e}"));
             }
             acked += 1;
         }
@@ -173,13 +150,20 @@ async fn fill(args: &[String]) {
     );
 }
 
+/// `ADDR STREAM CONSUMER N`, the first arguments of `drain` and `watch`.
+fn consumer_args(args: &[String]) -> (String, String, String, u64) {
+    (
+        CLI.arg(args, 0, "ADDR"),
+        CLI.arg(args, 1, "STREAM"),
+        CLI.arg(args, 2, "CONSUMER"),
+        CLI.arg(args, 3, "N"),
+    )
+}
+
 async fn drain(args: &[String]) {
-    let addr: String = arg(args, 0, "ADDR");
-    let stream: String = arg(args, 1, "STREAM");
-    let consumer: String = arg(args, 2, "CONSUMER");
-    let n: u64 = arg(args, 3, "N");
-    let batch: usize = flag(args, "--batch", 256);
-    let max_ack_pending: u64 = flag(args, "--max-ack-pending", 1024);
+    let (addr, stream, consumer, n) = consumer_args(args);
+    let batch: usize = CLI.flag(args, "--batch", 256);
+    let max_ack_pending: u64 = CLI.flag(args, "--max-ack-pending", 1024);
     let mut c = Conn::open(&addr).await;
     let config = format!(
         "{{\"stream_name\":{},\"config\":{{\"durable_name\":{},\"deliver_policy\":\"all\",\"ack_policy\":\"explicit\",\"ack_wait\":30000000000,\"max_ack_pending\":{max_ack_pending}}}}}",
@@ -193,7 +177,7 @@ async fn drain(args: &[String]) {
         )
         .await;
     if let Some(e) = proto::api_error(&created.payload) {
-        fail(&format!("creating consumer {consumer}: {e}"));
+        CLI.fail(&format!("creating consumer {consumer}: {e}"));
     }
     let next = format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}");
     let pull = format!("{{\"batch\":{batch},\"expires\":1000000000}}");
@@ -214,11 +198,11 @@ async fn drain(args: &[String]) {
             let op = match c.link.parsed() {
                 Ok(Some(op)) => op,
                 Ok(None) => break,
-                Err(e) => fail(&e),
+                Err(e) => CLI.fail(&e),
             };
             match op {
                 Op::Ping => out.extend_from_slice(b"PONG\r\n"),
-                Op::Err(e) => fail(&format!("-ERR {e}")),
+                Op::Err(e) => CLI.fail(&format!("-ERR {e}")),
                 Op::Msg(m) if m.status.is_some() => {
                     requests.retain(|(r, _)| *r != m.subject);
                 }
@@ -238,13 +222,13 @@ async fn drain(args: &[String]) {
             }
         }
         if !out.is_empty() {
-            c.link.write(&out).await.unwrap_or_else(|e| fail(&e));
+            c.link.write(&out).await.unwrap_or_else(|e| CLI.fail(&e));
         }
         if received < n {
             tokio::time::timeout(Duration::from_secs(10), c.link.fill())
                 .await
-                .unwrap_or_else(|_| fail(&format!("nothing in 10 s after {received} messages")))
-                .unwrap_or_else(|e| fail(&e));
+                .unwrap_or_else(|_| CLI.fail(&format!("nothing in 10 s after {received} messages")))
+                .unwrap_or_else(|e| CLI.fail(&e));
         }
     }
     let elapsed = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
@@ -252,11 +236,8 @@ async fn drain(args: &[String]) {
 }
 
 async fn watch(args: &[String]) {
-    let addr: String = arg(args, 0, "ADDR");
-    let stream: String = arg(args, 1, "STREAM");
-    let consumer: String = arg(args, 2, "CONSUMER");
-    let n: u64 = arg(args, 3, "N");
-    let timeout: f64 = flag(args, "--timeout", 120.0);
+    let (addr, stream, consumer, n) = consumer_args(args);
+    let timeout: f64 = CLI.flag(args, "--timeout", 120.0);
     let mut c = Conn::open(&addr).await;
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
     let info = format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}");
@@ -282,7 +263,7 @@ async fn watch(args: &[String]) {
             }
         }
         if now > deadline {
-            fail(&format!(
+            CLI.fail(&format!(
                 "consumer {consumer} did not ack {n} messages in {timeout} s: {text}"
             ));
         }
@@ -296,12 +277,12 @@ fn main() {
         .worker_threads(temblor_net::runtime::worker_threads())
         .enable_all()
         .build()
-        .unwrap_or_else(|e| fail(&format!("no runtime: {e}")));
+        .unwrap_or_else(|e| CLI.fail(&format!("no runtime: {e}")));
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("fill") => rt.block_on(fill(rest)),
         Some("drain") => rt.block_on(drain(rest)),
         Some("watch") => rt.block_on(watch(rest)),
-        _ => usage("which command?"),
+        _ => CLI.usage("which command?"),
     }
 }

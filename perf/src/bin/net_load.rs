@@ -16,33 +16,21 @@ use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+use temblor_perf::Cli;
 
-fn usage(why: &str) -> ! {
-    eprintln!(
-        "net-load: {why}\nusage: net-load blast ADDR FILE --clients N --seconds S\n       net-load latency SEND_TO LISTEN --rate R --seconds S"
-    );
-    std::process::exit(2)
-}
-
-/// `--name value` from `args`, parsed.
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| usage(&format!("{name} takes a number"))),
-        None => default,
-    }
-}
+const CLI: Cli = Cli {
+    name: "net-load",
+    usage: "net-load blast ADDR FILE --clients N --seconds S\n       net-load latency SEND_TO LISTEN --rate R --seconds S",
+};
 
 fn blast(args: &[String]) {
     let (Some(addr), Some(file)) = (args.first(), args.get(1)) else {
-        usage("blast needs ADDR and FILE")
+        CLI.usage("blast needs ADDR and FILE")
     };
-    let clients: usize = flag(args, "--clients", 4);
-    let seconds: f64 = flag(args, "--seconds", 5.0);
+    let clients: usize = CLI.flag(args, "--clients", 4);
+    let seconds: f64 = CLI.flag(args, "--seconds", 5.0);
     let lines = temblor_perf::read_lines(std::path::Path::new(file))
-        .unwrap_or_else(|e| usage(&format!("cannot read {file}: {e}")));
+        .unwrap_or_else(|e| CLI.usage(&format!("cannot read {file}: {e}")));
     // About 1 MiB of whole lines per write.
     let mut chunk = Vec::new();
     for line in lines.iter().cycle() {
@@ -61,7 +49,7 @@ fn blast(args: &[String]) {
             let addr = addr.clone();
             std::thread::spawn(move || {
                 let mut s = TcpStream::connect(&addr)
-                    .unwrap_or_else(|e| usage(&format!("cannot connect to {addr}: {e}")));
+                    .unwrap_or_else(|e| CLI.usage(&format!("cannot connect to {addr}: {e}")));
                 let mut bytes = 0_u64;
                 while Instant::now() < deadline {
                     if s.write_all(&chunk).is_err() {
@@ -80,13 +68,13 @@ fn blast(args: &[String]) {
 
 fn latency(args: &[String]) {
     let (Some(send_to), Some(listen)) = (args.first(), args.get(1)) else {
-        usage("latency needs SEND_TO and LISTEN")
+        CLI.usage("latency needs SEND_TO and LISTEN")
     };
-    let rate: f64 = flag(args, "--rate", 1000.0);
-    let seconds: f64 = flag(args, "--seconds", 5.0);
-    let warmup: usize = flag(args, "--warmup", 100);
+    let rate: f64 = CLI.flag(args, "--rate", 1000.0);
+    let seconds: f64 = CLI.flag(args, "--seconds", 5.0);
+    let warmup: usize = CLI.flag(args, "--warmup", 100);
     let listener = TcpListener::bind(listen)
-        .unwrap_or_else(|e| usage(&format!("cannot listen on {listen}: {e}")));
+        .unwrap_or_else(|e| CLI.usage(&format!("cannot listen on {listen}: {e}")));
     let total = (rate * seconds) as usize;
     let sent_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; total]));
     let receiver = {
@@ -123,7 +111,7 @@ fn latency(args: &[String]) {
         match TcpStream::connect(send_to) {
             Ok(s) => break s,
             Err(e) if tried.elapsed() > Duration::from_secs(10) => {
-                usage(&format!("cannot connect to {send_to}: {e}"))
+                CLI.usage(&format!("cannot connect to {send_to}: {e}"))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
@@ -168,7 +156,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("blast") => blast(&args[1..]),
         Some("latency") => latency(&args[1..]),
-        Some("-h" | "--help") => usage("network load for cargo xtask bench"),
-        _ => usage("blast or latency?"),
+        Some("-h" | "--help") => CLI.usage("network load for cargo xtask bench"),
+        _ => CLI.usage("blast or latency?"),
     }
 }

@@ -15,38 +15,30 @@ pub trait ByteSink {
     fn reserve_more(&mut self, n: usize);
 }
 
-impl ByteSink for Vec<u8> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-    #[inline]
-    fn put_byte(&mut self, byte: u8) {
-        self.push(byte);
-    }
-    #[inline]
-    fn reserve_more(&mut self, n: usize) {
-        self.reserve(n);
-    }
+/// Implements [`ByteSink`] for a byte vector type, given its method that appends a slice.
+macro_rules! byte_sink {
+    ($($vec:ty => $extend:ident),+ $(,)?) => {$(
+        impl ByteSink for $vec {
+            #[inline]
+            fn put(&mut self, bytes: &[u8]) {
+                self.$extend(bytes);
+            }
+            #[inline]
+            fn put_byte(&mut self, byte: u8) {
+                self.push(byte);
+            }
+            #[inline]
+            fn reserve_more(&mut self, n: usize) {
+                if self.capacity() - self.len() < n {
+                    self.reserve(n);
+                }
+            }
+        }
+    )+};
 }
 
-impl ByteSink for RVec<u8> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        // `RVec::extend_from_slice` pushes element by element; this is one memcpy.
-        self.extend_from_copy_slice(bytes);
-    }
-    #[inline]
-    fn put_byte(&mut self, byte: u8) {
-        self.push(byte);
-    }
-    #[inline]
-    fn reserve_more(&mut self, n: usize) {
-        if self.capacity() - self.len() < n {
-            self.reserve(n);
-        }
-    }
-}
+// `RVec::extend_from_slice` pushes element by element; `extend_from_copy_slice` is one memcpy.
+byte_sink!(Vec<u8> => extend_from_slice, RVec<u8> => extend_from_copy_slice);
 
 /// For each byte: 0 when it needs no escaping, otherwise the character after the backslash
 /// (`u` for the `\u00XX` form).

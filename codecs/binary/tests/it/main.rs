@@ -1,24 +1,28 @@
 //! Drives the `binary` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::{decode, encode};
-use temblor_shim::{Frames, Value, abi::CodecBox};
+use temblor_shim::{Frames, Value};
 
-fn codec() -> CodecBox {
-    temblor_harness::codec::build(codec_binary::plugin_module(), &temblor_harness::config(&[]))
-}
+temblor_harness::codec_tests!(
+    codec_binary,
+    "binary",
+    &[],
+    &samples().iter().collect::<Vec<_>>()
+);
 
-#[test]
-fn manifest_names_a_binary_codec() {
-    temblor_harness::codec::manifest_names(codec_binary::plugin_module(), "binary");
+/// Text, nothing, bytes that are no UTF-8, every byte value, JSON.
+fn samples() -> Frames {
+    let all: Vec<u8> = (0..=255).collect();
+    [&b"plain"[..], b"", b"\xff\x00\xfe", &all, b"{\"x\":1}\n"]
+        .into_iter()
+        .collect()
 }
 
 #[test]
 fn frames_round_trip_untouched() {
     let mut c = codec();
     let all: Vec<u8> = (0..=255).collect();
-    let frames: Frames = [&b"plain"[..], b"", b"\xff\x00\xfe", &all, b"{\"x\":1}\n"]
-        .into_iter()
-        .collect();
+    let frames = samples();
     let (events, errors) = decode(&mut c, &frames);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(events.len(), 5);
@@ -26,7 +30,7 @@ fn frames_round_trip_untouched() {
         events.iter().all(|e| matches!(e, Value::Bytes(_))),
         "{events:?}"
     );
-    assert_eq!(events[3], Value::Bytes(all.clone().into()));
+    assert_eq!(events[3], Value::Bytes(all.into()));
     assert_eq!(encode(&mut c, &events), frames);
 }
 
@@ -41,14 +45,4 @@ fn encodes_strings_raw_and_other_values_as_json() {
     let encoded = encode(&mut c, &events);
     let written: Vec<&[u8]> = encoded.iter().collect();
     assert_eq!(written, ["text é".as_bytes(), b"[1,null]", b"0.25"]);
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    let all: Vec<u8> = (0..=255).collect();
-    temblor_harness::codec::compliance(
-        codec_binary::plugin_module(),
-        &temblor_harness::config(&[]),
-        &[&b"plain"[..], b"", b"\xff\x00\xfe", &all, b"{\"x\":1}\n"],
-    );
 }

@@ -1,24 +1,27 @@
 //! Drives the `cbor` codec through its ABI object with the compliance harness, as the engine
 //! does.
 
-use temblor_harness::{
-    codec::{build, decode, encode},
-    config,
-};
+use temblor_harness::codec::{decode, encode};
 use temblor_shim::{Frames, Value};
 
-fn module() -> temblor_shim::abi::PluginModRef {
-    codec_cbor::plugin_module()
-}
-
-#[test]
-fn manifest_names_a_codec() {
-    temblor_harness::codec::manifest_names(module(), "cbor");
-}
+temblor_harness::codec_tests!(
+    codec_cbor,
+    "cbor",
+    &[],
+    &[
+        b"\xa2\x61\x61\x01\x61\x62\x82\x02\x03",
+        b"\x83\x01\x82\x02\x03\x82\x04\x05",
+        b"\xfb\x3f\xf1\x99\x99\x99\x99\x99\x9a",
+        b"\x44\x01\x02\x03\x04",
+        b"\x63\xe6\xb0\xb4",
+        b"\xf6",
+        b"\x3b\x7f\xff\xff\xff\xff\xff\xff\xff",
+    ],
+);
 
 #[test]
 fn decodes_a_batch_and_encodes_it_back() {
-    let mut c = build(module(), &config(&[]));
+    let mut c = codec();
     // RFC 8949 Appendix A: {"a": 1, "b": [2, 3]}, a garbage frame, "IETF".
     let frames: Frames = [
         &b"\xa2\x61\x61\x01\x61\x62\x82\x02\x03"[..],
@@ -49,23 +52,6 @@ fn the_json_data_set_round_trips_through_cbor() {
         .iter()
         .map(|l| serde_json::from_slice(l).expect("the data set is JSON"))
         .collect();
-    let mut c = build(module(), &config(&[]));
+    let mut c = codec();
     temblor_harness::codec::round_trips(&mut c, &events);
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    temblor_harness::codec::compliance(
-        module(),
-        &config(&[]),
-        &[
-            b"\xa2\x61\x61\x01\x61\x62\x82\x02\x03",
-            b"\x83\x01\x82\x02\x03\x82\x04\x05",
-            b"\xfb\x3f\xf1\x99\x99\x99\x99\x99\x9a",
-            b"\x44\x01\x02\x03\x04",
-            b"\x63\xe6\xb0\xb4",
-            b"\xf6",
-            b"\x3b\x7f\xff\xff\xff\xff\xff\xff\xff",
-        ],
-    );
 }

@@ -1,18 +1,24 @@
 //! Drives the `csv` codec through its ABI object, as the engine does.
 
-use temblor_harness::codec::{decode, encode};
-use temblor_shim::{
-    Frames, Value,
-    abi::CodecBox,
-    abi_stable::std_types::{RResult, RStr},
+use temblor_harness::{
+    codec::{build, decode, encode},
+    config,
 };
+use temblor_shim::{Frames, Value};
 
-fn codec(config: &Value) -> CodecBox {
-    match codec_csv::plugin_module().new_codec()(RStr::from("t"), config) {
-        RResult::ROk(codec) => codec,
-        RResult::RErr(e) => panic!("{config}: {e}"),
-    }
-}
+// Without a header.
+temblor_harness::codec_tests!(
+    codec_csv,
+    "csv",
+    &[],
+    &[
+        b"a,b,c",
+        b"1,\"two, three\",\"say \"\"hi\"\"\"",
+        b"\"\"",
+        b",,",
+        "é,😀,\"multi\nline\"".as_bytes(),
+    ],
+);
 
 fn strings(items: &[&str]) -> Value {
     Value::from(items.iter().map(|s| Value::from(*s)).collect::<Vec<_>>())
@@ -31,13 +37,8 @@ fn lines() -> Frames {
 }
 
 #[test]
-fn manifest_names_a_csv_codec() {
-    temblor_harness::codec::manifest_names(codec_csv::plugin_module(), "csv");
-}
-
-#[test]
 fn a_file_without_header_is_arrays_and_writes_back_the_same() {
-    let mut c = codec(&temblor_harness::config(&[]));
+    let mut c = codec();
     let frames = lines();
     let (events, errors) = decode(&mut c, &frames);
     assert!(errors.is_empty(), "{errors:?}");
@@ -55,7 +56,8 @@ fn a_file_without_header_is_arrays_and_writes_back_the_same() {
 
 #[test]
 fn a_file_with_header_is_objects_and_writes_back_the_same() {
-    let mut reader = codec(&temblor_harness::config(&[("header", Value::Bool(true))]));
+    let header = config(&[("header", Value::Bool(true))]);
+    let mut reader = build(module(), &header);
     let frames = lines();
     let (events, errors) = decode(&mut reader, &frames);
     assert!(errors.is_empty(), "{errors:?}");
@@ -72,7 +74,7 @@ fn a_file_with_header_is_objects_and_writes_back_the_same() {
         ]
     );
     // Another codec (a sink's) writes the header from the first object, then the rows.
-    let mut writer = codec(&temblor_harness::config(&[("header", Value::Bool(true))]));
+    let mut writer = build(module(), &header);
     assert_eq!(encode(&mut writer, &events), frames);
     // A second batch has no header.
     let more = encode(&mut writer, &events[..1]);
@@ -81,26 +83,11 @@ fn a_file_with_header_is_objects_and_writes_back_the_same() {
 }
 
 #[test]
-fn passes_the_codec_compliance_harness_without_header() {
-    temblor_harness::codec::compliance(
-        codec_csv::plugin_module(),
-        &temblor_harness::config(&[]),
-        &[
-            b"a,b,c",
-            b"1,\"two, three\",\"say \"\"hi\"\"\"",
-            b"\"\"",
-            b",,",
-            "é,😀,\"multi\nline\"".as_bytes(),
-        ],
-    );
-}
-
-#[test]
 fn passes_the_codec_compliance_harness_with_explicit_headers() {
     let headers = Value::from(vec![Value::from("x"), Value::from("y")]);
     temblor_harness::codec::compliance(
-        codec_csv::plugin_module(),
-        &temblor_harness::config(&[("headers", headers)]),
+        module(),
+        &config(&[("headers", headers)]),
         &[b"1,2", b"\"a,b\",", b"\"q\"\"\",z"],
     );
 }
@@ -108,8 +95,8 @@ fn passes_the_codec_compliance_harness_with_explicit_headers() {
 #[test]
 fn passes_the_codec_compliance_harness_with_tabs_and_single_quotes() {
     temblor_harness::codec::compliance(
-        codec_csv::plugin_module(),
-        &temblor_harness::config(&[
+        module(),
+        &config(&[
             ("delimiter", Value::from("\t")),
             ("quote", Value::from("'")),
         ]),

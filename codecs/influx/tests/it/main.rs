@@ -1,51 +1,42 @@
 //! Drives the `influx` codec through its ABI object, as the engine does.
 
-use temblor_harness::codec::{decode, encode};
-use temblor_shim::{Frames, Object, Value, abi::CodecBox};
+use temblor_harness::codec::{decode, decode_data_set, encode};
+use temblor_shim::{Frames, Object, Value};
 
-fn codec() -> CodecBox {
-    temblor_harness::codec::build(codec_influx::plugin_module(), &temblor_harness::config(&[]))
-}
+temblor_harness::codec_tests!(
+    codec_influx,
+    "influx",
+    &[],
+    &[
+        b"weather,location=us-midwest temperature=82 1465839830100400200",
+        br#"wea\ ther,loc\,a=us\=west t=82i,u=7u,b=TRUE,s="too \"hot\" \\ x" -1"#,
+        b"cpu usage=0.5",
+        br#"m s="too hot\cold" 1465839830100400202"#,
+    ],
+);
+
+/// Whether a point's value has the right shape.
+type Shape = fn(&Value) -> bool;
 
 fn field<'a>(event: &'a Value, key: &str) -> Option<&'a Value> {
     event.get("fields")?.get(key)
 }
 
 #[test]
-fn manifest_names_an_influx_codec() {
-    temblor_harness::codec::manifest_names(codec_influx::plugin_module(), "influx");
-}
-
-#[test]
 fn the_data_set_decodes_and_round_trips() {
-    let lines = temblor_harness::data_lines("data.influx.xz");
-    assert_eq!(lines.len(), 108);
-    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
-
     let mut c = codec();
-    let (events, errors) = decode(&mut c, &frames);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(events.len(), 108);
+    let (lines, events) = decode_data_set(&mut c, "data.influx.xz", 108);
+    // Every point has a measurement, tags, at least one field and a timestamp.
+    let shapes: [(&str, Shape); 4] = [
+        ("measurement", |v| v.as_str().is_some()),
+        ("tags", |v| v.as_object().is_some()),
+        ("fields", |v| v.as_object().is_some_and(|f| !f.is_empty())),
+        ("timestamp", |v| v.as_i64().is_some()),
+    ];
     for event in &events {
-        assert!(
-            event.get("measurement").and_then(Value::as_str).is_some(),
-            "{event}"
-        );
-        assert!(
-            event.get("tags").and_then(Value::as_object).is_some(),
-            "{event}"
-        );
-        assert!(
-            event
-                .get("fields")
-                .and_then(Value::as_object)
-                .is_some_and(|f| !f.is_empty()),
-            "{event}"
-        );
-        assert!(
-            event.get("timestamp").and_then(Value::as_i64).is_some(),
-            "{event}"
-        );
+        for (key, shape) in shapes {
+            assert!(event.get(key).is_some_and(shape), "{key}: {event}");
+        }
     }
 
     // The edge cases decode as InfluxDB reads them (the data set repeats 27 lines 4 times).
@@ -72,10 +63,23 @@ fn the_data_set_decodes_and_round_trips() {
         field(&events[13], "temperature_i"),
         Some(Value::I64(82))
     ));
-    assert_eq!(
-        field(&events[14], "temperature_str"),
-        Some(&Value::from("too warm"))
-    );
+    for (i, text) in [
+        (14, "too warm"),
+        (20, "too\"hot\""),
+        (21, "too hot/cold"),
+        (22, r"too hot\cold"),
+        (23, r"too hot\cold"),
+        (24, r"too hot\\cold"),
+        (25, r"too hot\\cold"),
+        (26, r"too hot\\\cold"),
+    ] {
+        let want = Value::from(text);
+        assert_eq!(
+            field(&events[i], "temperature_str"),
+            Some(&want),
+            "line {i}"
+        );
+    }
     assert_eq!(
         events[15].get("tags").and_then(|t| t.get("location")),
         Some(&Value::from("us,midwest"))
@@ -92,34 +96,6 @@ fn the_data_set_decodes_and_round_trips() {
     assert_eq!(
         events[19].get("measurement"),
         Some(&Value::from("wea ther"))
-    );
-    assert_eq!(
-        field(&events[20], "temperature_str"),
-        Some(&Value::from("too\"hot\""))
-    );
-    assert_eq!(
-        field(&events[21], "temperature_str"),
-        Some(&Value::from("too hot/cold"))
-    );
-    assert_eq!(
-        field(&events[22], "temperature_str"),
-        Some(&Value::from(r"too hot\cold"))
-    );
-    assert_eq!(
-        field(&events[23], "temperature_str"),
-        Some(&Value::from(r"too hot\cold"))
-    );
-    assert_eq!(
-        field(&events[24], "temperature_str"),
-        Some(&Value::from(r"too hot\\cold"))
-    );
-    assert_eq!(
-        field(&events[25], "temperature_str"),
-        Some(&Value::from(r"too hot\\cold"))
-    );
-    assert_eq!(
-        field(&events[26], "temperature_str"),
-        Some(&Value::from(r"too hot\\\cold"))
     );
     assert_eq!(
         events[26].get("timestamp"),
@@ -195,18 +171,4 @@ fn never_panics_on_cut_or_mangled_lines() {
     assert!(!events.is_empty() && !errors.is_empty());
     // Whatever decoded round-trips.
     temblor_harness::codec::round_trips(&mut c, &events);
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    temblor_harness::codec::compliance(
-        codec_influx::plugin_module(),
-        &temblor_harness::config(&[]),
-        &[
-            b"weather,location=us-midwest temperature=82 1465839830100400200",
-            br#"wea\ ther,loc\,a=us\=west t=82i,u=7u,b=TRUE,s="too \"hot\" \\ x" -1"#,
-            b"cpu usage=0.5",
-            br#"m s="too hot\cold" 1465839830100400202"#,
-        ],
-    );
 }

@@ -1,16 +1,19 @@
 //! Drives the `json` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::{decode, encode, good_bad_good};
-use temblor_shim::{Frames, Value, abi::CodecBox};
+use temblor_shim::{Frames, Value};
 
-fn codec() -> CodecBox {
-    temblor_harness::codec::build(codec_json::plugin_module(), &temblor_harness::config(&[]))
-}
-
-#[test]
-fn manifest_names_a_json_codec() {
-    temblor_harness::codec::manifest_names(codec_json::plugin_module(), "json");
-}
+temblor_harness::codec_tests!(
+    codec_json,
+    "json",
+    &[],
+    &[
+        br#"{"a":1,"b":[true,null,"x"],"c":{"d":-2.5}}"#,
+        b"[]",
+        b"\"just a string\"",
+        b"18446744073709551615",
+    ],
+);
 
 #[test]
 fn good_bad_good_gives_two_events_and_one_error() {
@@ -55,34 +58,13 @@ fn never_panics_on_garbage() {
 
 #[test]
 fn the_data_set_decodes_and_round_trips() {
-    let lines = temblor_harness::data_lines("data.json.xz");
-    assert_eq!(lines.len(), 100);
-    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
-
-    let mut c = codec();
-    let events = temblor_harness::codec::decodes_the_data_set(&mut c, &frames);
-
     // Encoding gives back the lines as they were (they are compact JSON), and decoding that
     // gives the same events.
-    let encoded = temblor_harness::codec::round_trips(&mut c, &events);
+    let (lines, encoded) = temblor_harness::codec::the_json_data_set_round_trips(&mut codec());
     for (written, line) in encoded.iter().zip(&lines) {
         assert_eq!(
             String::from_utf8_lossy(written),
             String::from_utf8_lossy(line)
         );
     }
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    temblor_harness::codec::compliance(
-        codec_json::plugin_module(),
-        &temblor_harness::config(&[]),
-        &[
-            br#"{"a":1,"b":[true,null,"x"],"c":{"d":-2.5}}"#,
-            b"[]",
-            b"\"just a string\"",
-            b"18446744073709551615",
-        ],
-    );
 }

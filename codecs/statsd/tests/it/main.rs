@@ -1,30 +1,31 @@
 //! Drives the `statsd` codec through its ABI object, as the engine does.
 
-use temblor_harness::codec::{decode, good_bad_good};
-use temblor_shim::{Frames, Value, abi::CodecBox};
+use temblor_harness::codec::{decode_data_set, good_bad_good};
+use temblor_shim::Value;
 
-fn codec() -> CodecBox {
-    temblor_harness::codec::build(codec_statsd::plugin_module(), &temblor_harness::config(&[]))
-}
+temblor_harness::codec_tests!(
+    codec_statsd,
+    "statsd",
+    &[],
+    &[
+        b"gorets:1|c",
+        b"glork:320|ms|@0.1",
+        b"gaugor:-10|g",
+        b"gaugor:+4.5|g|#env:prod,canary",
+        b"horst:42.23|h|#a|@0.5",
+        b"users:alice|s",
+        b"big:18446744073709551615|d",
+    ],
+);
 
 fn event(pairs: &[(&str, Value)]) -> Value {
     Value::Object(pairs.iter().cloned().collect())
 }
 
 #[test]
-fn manifest_names_a_statsd_codec() {
-    temblor_harness::codec::manifest_names(codec_statsd::plugin_module(), "statsd");
-}
-
-#[test]
 fn the_data_set_decodes_and_round_trips() {
-    let lines = temblor_harness::data_lines("data.statsd.xz");
-    assert_eq!(lines.len(), 8);
-    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
-
     let mut c = codec();
-    let (events, errors) = decode(&mut c, &frames);
-    assert!(errors.is_empty(), "{errors:?}");
+    let (lines, events) = decode_data_set(&mut c, "data.statsd.xz", 8);
     let m = |metric: &str, kind: &str, value: Value| {
         vec![
             ("metric", Value::from(metric)),
@@ -70,21 +71,4 @@ fn good_bad_good_gives_two_events_and_one_error() {
         "unknown metric type",
     );
     assert_eq!(events[1].get("action"), Some(&Value::from("sub")));
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    temblor_harness::codec::compliance(
-        codec_statsd::plugin_module(),
-        &temblor_harness::config(&[]),
-        &[
-            b"gorets:1|c",
-            b"glork:320|ms|@0.1",
-            b"gaugor:-10|g",
-            b"gaugor:+4.5|g|#env:prod,canary",
-            b"horst:42.23|h|#a|@0.5",
-            b"users:alice|s",
-            b"big:18446744073709551615|d",
-        ],
-    );
 }

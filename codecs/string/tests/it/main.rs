@@ -1,16 +1,20 @@
 //! Drives the `string` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::{decode, encode};
-use temblor_shim::{Frames, Object, Value, abi::CodecBox};
+use temblor_shim::{Frames, Object, Value};
 
-fn codec() -> CodecBox {
-    temblor_harness::codec::build(codec_string::plugin_module(), &temblor_harness::config(&[]))
-}
-
-#[test]
-fn manifest_names_a_string_codec() {
-    temblor_harness::codec::manifest_names(codec_string::plugin_module(), "string");
-}
+temblor_harness::codec_tests!(
+    codec_string,
+    "string",
+    &[],
+    &[
+        b"first line",
+        "ünïcødé 😀".as_bytes(),
+        b"",
+        b"{\"a\":1}",
+        b"with \"quotes\" and \\ and a tab\t",
+    ],
+);
 
 #[test]
 fn decodes_a_batch_and_encodes_it_back() {
@@ -59,19 +63,4 @@ fn encodes_other_values_as_json() {
     let encoded = encode(&mut c, &events);
     let written: Vec<&[u8]> = encoded.iter().collect();
     assert_eq!(written, [&b"7"[..], br#"{"k":"v"}"#, br#"raw "text""#]);
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    temblor_harness::codec::compliance(
-        codec_string::plugin_module(),
-        &temblor_harness::config(&[]),
-        &[
-            b"first line",
-            "ünïcødé 😀".as_bytes(),
-            b"",
-            b"{\"a\":1}",
-            b"with \"quotes\" and \\ and a tab\t",
-        ],
-    );
 }

@@ -1,15 +1,10 @@
 //! Drives the `syslog` codec through its ABI object with the compliance harness, as the engine
 //! does.
 
-use temblor_harness::{
-    codec::{build, decode, encode},
-    config,
-};
-use temblor_shim::{Frames, Value, abi::PluginKind};
+use temblor_harness::codec::{decode, encode};
+use temblor_shim::{Frames, Value};
 
-fn module() -> temblor_shim::abi::PluginModRef {
-    codec_syslog::plugin_module()
-}
+temblor_harness::codec_tests!(codec_syslog, "syslog", &[], &SAMPLES);
 
 /// RFC 5424 §6.5's examples (1, 3 and 4 without their BOM: it is not written back), and
 /// RFC 3164 §5.4's examples 1 and 4.
@@ -23,15 +18,8 @@ const SAMPLES: [&[u8]; 6] = [
 ];
 
 #[test]
-fn manifest_names_a_codec() {
-    let manifest = (module().manifest())();
-    assert_eq!(manifest.name.as_str(), "syslog");
-    assert_eq!(manifest.kind, PluginKind::Codec);
-}
-
-#[test]
 fn decodes_a_batch_and_encodes_it_back_as_it_was() {
-    let mut c = build(module(), &config(&[]));
+    let mut c = codec();
     let mut frames: Frames = SAMPLES.into_iter().collect();
     frames.push(b"");
     let (events, errors) = decode(&mut c, &frames);
@@ -47,9 +35,4 @@ fn decodes_a_batch_and_encodes_it_back_as_it_was() {
     for (i, sample) in SAMPLES.iter().enumerate().take(5) {
         assert_eq!(encoded.get(i), Some(*sample), "sample {i}");
     }
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    temblor_harness::codec::compliance(module(), &config(&[]), &SAMPLES);
 }

@@ -1,27 +1,24 @@
 //! Drives the `yaml` codec through its ABI object, as the engine does.
 
 use temblor_harness::codec::good_bad_good;
-use temblor_shim::{Frames, Value, abi::CodecBox};
+use temblor_shim::Value;
 
-fn codec() -> CodecBox {
-    temblor_harness::codec::build(codec_yaml::plugin_module(), &temblor_harness::config(&[]))
-}
-
-#[test]
-fn manifest_names_a_yaml_codec() {
-    temblor_harness::codec::manifest_names(codec_yaml::plugin_module(), "yaml");
-}
+temblor_harness::codec_tests!(
+    codec_yaml,
+    "yaml",
+    &[],
+    &[
+        b"a: 1\nb: [true, null, x]\nc:\n  d: -2.5\n  e: !!binary AAH/",
+        b"- 1\n- 'two'\n- {three: 3}",
+        br#""just a \"string\"""#,
+        b"18446744073709551615",
+        b"base: &b {x: 1}\ncopy: *b\nlit: |\n  two\n  lines\n",
+    ],
+);
 
 #[test]
 fn the_json_data_set_decodes_as_yaml_and_round_trips() {
-    let lines = temblor_harness::data_lines("data.json.xz");
-    assert_eq!(lines.len(), 100);
-    let frames: Frames = lines.iter().map(Vec::as_slice).collect();
-
-    let mut c = codec();
-    let events = temblor_harness::codec::decodes_the_data_set(&mut c, &frames);
-
-    let encoded = temblor_harness::codec::round_trips(&mut c, &events);
+    let (_, encoded) = temblor_harness::codec::the_json_data_set_round_trips(&mut codec());
     let first = String::from_utf8(encoded.get(0).unwrap().to_vec()).unwrap();
     // Plain scalars wherever they read back the same.
     assert!(
@@ -44,20 +41,5 @@ fn good_bad_good_gives_two_events_and_one_error() {
     assert_eq!(
         events[1],
         Value::from(vec![Value::Bool(true), Value::from("x")])
-    );
-}
-
-#[test]
-fn passes_the_codec_compliance_harness() {
-    temblor_harness::codec::compliance(
-        codec_yaml::plugin_module(),
-        &temblor_harness::config(&[]),
-        &[
-            b"a: 1\nb: [true, null, x]\nc:\n  d: -2.5\n  e: !!binary AAH/",
-            b"- 1\n- 'two'\n- {three: 3}",
-            br#""just a \"string\"""#,
-            b"18446744073709551615",
-            b"base: &b {x: 1}\ncopy: *b\nlit: |\n  two\n  lines\n",
-        ],
     );
 }
