@@ -299,7 +299,7 @@ struct Run {
     /// Every output frame, in order.
     frames: Vec<Vec<u8>>,
     /// Every error string.
-    errors: Vec<String>,
+    errors: Vec<temblor_processors::PreprocessError>,
 }
 
 /// Runs `named` over `batches` as the engine does (one `preprocess` per batch, then
