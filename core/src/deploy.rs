@@ -521,7 +521,7 @@ impl Validator<'_> {
         let (def, errors) =
             PipelineDef::compile_partial(p.id.get_ref(), p.operators.iter().map(Spanned::get_ref));
         for e in errors {
-            self.at(p.operators[e.operator].span(), e.message);
+            self.at(p.operators[e.operator].span(), e.to_string());
         }
         def
     }

@@ -13,6 +13,8 @@ use std::{borrow::Cow, cmp::Ordering, fmt};
 
 use temblor_shim::{Object, RVec, Value};
 
+use super::error::SetError;
+
 /// `null`, to borrow when a path leads nowhere.
 pub(crate) static NULL: Value = Value::Null;
 
@@ -122,7 +124,7 @@ impl Path {
         event: &mut Value,
         meta: &mut Value,
         value: Value,
-    ) -> Result<(), (String, Value)> {
+    ) -> Result<(), (SetError, Value)> {
         let mut at = self.root_mut(event, meta);
         for (n, s) in self.segments.iter().enumerate() {
             if matches!((&*at, s), (Value::Null, Segment::Key(_))) {
@@ -141,14 +143,12 @@ impl Path {
                     match index_of(len, *i) {
                         Some(i) => &mut a[i],
                         None => {
-                            return Err((
-                                format!(
-                                    "cannot set {}: index {i} is out of range (the array has \
-                                     {len} elements)",
-                                    self.text
-                                ),
-                                value,
-                            ));
+                            let error = SetError::OutOfRange {
+                                path: self.text.clone(),
+                                index: *i,
+                                len,
+                            };
+                            return Err((error, value));
                         }
                     }
                 }
@@ -157,15 +157,13 @@ impl Path {
                         Segment::Key(_) => "an object",
                         Segment::Index(_) => "an array",
                     };
-                    return Err((
-                        format!(
-                            "cannot set {}: {} is {}, not {what}",
-                            self.text,
-                            self.prefix_text(n),
-                            article(other.type_name())
-                        ),
-                        value,
-                    ));
+                    let error = SetError::NotAContainer {
+                        path: self.text.clone(),
+                        prefix: self.prefix_text(n),
+                        found: article(other.type_name()),
+                        wanted: what,
+                    };
+                    return Err((error, value));
                 }
             };
         }

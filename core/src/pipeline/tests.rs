@@ -382,7 +382,7 @@ pub(super) fn def(operators: &str) -> PipelineDef {
 pub(super) fn try_def(operators: &str) -> Result<PipelineDef, Vec<String>> {
     let list = toml_value(operators);
     let list = list.as_array().expect("operators are an array");
-    PipelineDef::compile("p", list).map_err(|e| e.into_iter().map(|e| e.message).collect())
+    PipelineDef::compile("p", list).map_err(|e| e.into_iter().map(|e| e.to_string()).collect())
 }
 
 pub(super) fn events(text: &str) -> Events {
