@@ -24,7 +24,7 @@ use super::{
     Events, Held,
     error::{At, ConfigError, EmitError, EventError, at_key, key_expression, known_keys},
     expr::{Expr, Path, Root, Segment, float_of, int_of},
-    ops::hash_of,
+    ops::{Exits, hash_of},
     parse::{parse_expr, parse_expr_with},
 };
 use crate::delivery::Tokens;
@@ -1006,30 +1006,14 @@ impl Aggregate {
 
     /// Emits the least recently seen group of a level (from 1) of the chain early.
     fn evict_level(&mut self, level: usize, out: &mut RVec<Value>) {
-        let l = &self.chain[level - 1];
-        let oldest = l
-            .open
-            .iter()
-            .flat_map(|(start, g)| {
-                g.rows
-                    .iter()
-                    .enumerate()
-                    .map(move |(row, (_, s))| (s.seen, *start, row))
-            })
-            .min();
-        let Some((_, start, row)) = oldest else {
+        let l = &mut self.chain[level - 1];
+        let Some((start, row)) = oldest(&l.open) else {
             return;
         };
         let size_ms = l.size_ms;
-        let l = &mut self.chain[level - 1];
-        let Some(groups) = l.open.get_mut(&start) else {
+        let Some((key, slot)) = take_row(&mut l.open, &mut l.groups, start, row) else {
             return;
         };
-        let (key, slot) = groups.remove(row);
-        if groups.is_empty() {
-            l.open.remove(&start);
-        }
-        l.groups -= 1;
         self.evicted += 1;
         self.roll_up(level, &key, &slot, out);
         self.record(key, slot, (start, start + size_ms), true, out);
@@ -1105,13 +1089,7 @@ impl Aggregate {
 
     /// Aggregates a batch: what windows closed replaces the events; late events go to the
     /// `late` port, failed ones to `fail`.
-    pub(crate) fn apply(
-        &mut self,
-        events: &mut Events,
-        now: Instant,
-        ports: &mut Vec<(usize, Events)>,
-        fail: &mut dyn FnMut(EventError, Value, Value),
-    ) {
+    pub(crate) fn apply(&mut self, events: &mut Events, now: Instant, exits: &mut Exits<'_>) {
         let mut emitted = RVec::new();
         let now_ms = self.wall_ms(now);
         if self.time.is_none() {
@@ -1142,7 +1120,7 @@ impl Aggregate {
                     } else {
                         base.clone()
                     };
-                    fail(reason, std::mem::take(&mut values[i]), m);
+                    (exits.fail)(reason, std::mem::take(&mut values[i]), m);
                 }
             }
         }
@@ -1151,7 +1129,7 @@ impl Aggregate {
             self.close_until(watermark, &mut emitted);
         }
         if !late.values.is_empty() {
-            ports.push((self.late_port, late));
+            exits.ports.push((self.late_port, late));
         }
         // The records carry the tokens of the groups they were made of; the events aggregated
         // here live on in their groups' tokens. When an event failed, its batch's tokens go
@@ -1388,31 +1366,16 @@ impl Aggregate {
 
     /// Emits the least recently seen group early.
     fn evict(&mut self, emitted: &mut RVec<Value>) {
-        let oldest = self
-            .open
-            .iter()
-            .flat_map(|(start, g)| {
-                g.rows
-                    .iter()
-                    .enumerate()
-                    .map(move |(row, (_, s))| (s.seen, *start, row))
-            })
-            .min();
-        if let Some((_, start, row)) = oldest {
+        if let Some((start, row)) = oldest(&self.open) {
             self.evicted += 1;
             self.emit_row(start, row, true, emitted);
         }
     }
 
     fn emit_row(&mut self, start: u64, row: usize, early: bool, emitted: &mut RVec<Value>) {
-        let Some(groups) = self.open.get_mut(&start) else {
+        let Some((key, slot)) = take_row(&mut self.open, &mut self.groups, start, row) else {
             return;
         };
-        let (key, slot) = groups.remove(row);
-        if groups.is_empty() {
-            self.open.remove(&start);
-        }
-        self.groups -= 1;
         let bounds = match self.window {
             Window::Time { size_ms, .. } => (start, start + size_ms),
             Window::Count(_) => (slot.first_ms, slot.last_ms),
@@ -1420,6 +1383,36 @@ impl Aggregate {
         self.roll_up(0, &key, &slot, emitted);
         self.record(key, slot, bounds, early, emitted);
     }
+}
+
+/// The least recently seen group of the open windows: its window's start and its row.
+fn oldest(open: &BTreeMap<u64, Groups<Slot>>) -> Option<(u64, usize)> {
+    open.iter()
+        .flat_map(|(start, g)| {
+            g.rows
+                .iter()
+                .enumerate()
+                .map(move |(row, (_, s))| (s.seen, *start, row))
+        })
+        .min()
+        .map(|(_, start, row)| (start, row))
+}
+
+/// Takes the group in `row` of the window that starts at `start` out of the open windows (the
+/// window goes when it empties), and out of the count of `groups` held.
+fn take_row(
+    open: &mut BTreeMap<u64, Groups<Slot>>,
+    groups: &mut usize,
+    start: u64,
+    row: usize,
+) -> Option<(Vec<Value>, Slot)> {
+    let window = open.get_mut(&start)?;
+    let taken = window.remove(row);
+    if window.is_empty() {
+        open.remove(&start);
+    }
+    *groups -= 1;
+    Some(taken)
 }
 
 /// Reads a chain of tumbling windows, each a multiple of the one before.

@@ -11,7 +11,7 @@ use super::{
     aggregate::{Groups, key_hash, max_groups},
     error::{ConfigError, EventError, at_key, key_expression, known_keys},
     expr::{Expr, NULL, int_of},
-    ops::{Fate, sort_events},
+    ops::{Exits, Fate, sort_events},
     parse::parse_expr,
 };
 
@@ -160,18 +160,12 @@ impl Bucket {
     }
 
     /// Passes the events within their class's rate, moves the others to `overflow`.
-    pub(crate) fn apply(
-        &mut self,
-        events: &mut Events,
-        now: Instant,
-        ports: &mut Vec<(usize, Events)>,
-        fail: &mut dyn FnMut(EventError, Value, Value),
-    ) {
+    pub(crate) fn apply(&mut self, events: &mut Events, now: Instant, exits: &mut Exits<'_>) {
         let start = *self.start.get_or_insert(now);
         let slot = u64::try_from(now.saturating_duration_since(start).as_nanos() / self.slot_ns)
             .unwrap_or(u64::MAX);
         let overflow = Fate::Port(self.overflow_port);
-        sort_events(events, ports, fail, |e, m| {
+        sort_events(events, exits, |e, m| {
             Ok(if self.admit(e, m, slot)? {
                 Fate::Keep
             } else {

@@ -400,15 +400,23 @@ pub(super) enum Fate {
     Port(usize),
 }
 
+/// Where the events that leave an operator go: to other ports, or failed (to `err`, with why).
+pub(super) struct Exits<'a> {
+    /// The events for each port, in the order the ports were first used.
+    pub(super) ports: &'a mut Vec<(usize, Events)>,
+    /// Takes a failed event, with its meta.
+    pub(super) fail: &'a mut dyn FnMut(EventError, Value, Value),
+}
+
 /// Runs `f` over every event with its meta, and moves each where `f` says: kept, in order,
-/// compacting the vector in place; to the events of a port, added to `ports` (one entry per
-/// port, after those already there); dropped; or, when `f` fails, to `fail` (for `err`).
+/// compacting the vector in place; to the events of a port, added to the exits' ports (one
+/// entry per port, after those already there); dropped; or, when `f` fails, to `err`.
 pub(super) fn sort_events(
     events: &mut Events,
-    ports: &mut Vec<(usize, Events)>,
-    fail: &mut dyn FnMut(EventError, Value, Value),
+    exits: &mut Exits<'_>,
     mut f: impl FnMut(&mut Value, &mut Value) -> Result<Fate, EventError>,
 ) {
+    let ports = &mut *exits.ports;
     let first_new = ports.len();
     let with_meta = !events.meta.is_empty();
     // Operators that write meta gave every event its own first: the shared one is only read.
@@ -454,7 +462,7 @@ pub(super) fn sort_events(
                 } else {
                     shared.clone()
                 };
-                fail(reason, event, m);
+                (exits.fail)(reason, event, m);
             }
         }
     }
@@ -490,16 +498,19 @@ impl Op {
         let mut fail = |reason: EventError, event: Value, meta: Value| {
             errors.push(error_event(pipeline, index, name, &reason, event, meta));
         };
-        let ports = &mut out.ports;
+        let exits = &mut Exits {
+            ports: &mut out.ports,
+            fail: &mut fail,
+        };
         match self {
-            Self::Filter(cond) => sort_events(events, ports, &mut fail, |e, m| {
-                Ok(keep_if(cond.eval_bool(e, m)?))
-            }),
+            Self::Filter(cond) => {
+                sort_events(events, exits, |e, m| Ok(keep_if(cond.eval_bool(e, m)?)))
+            }
             Self::Set(assignments) => {
                 if assignments.iter().any(|(p, _)| p.root == Root::Meta) {
                     events.ensure_meta();
                 }
-                sort_events(events, ports, &mut fail, |e, m| {
+                sort_events(events, exits, |e, m| {
                     for (target, value) in assignments.iter() {
                         let v = value
                             .eval(e, m)
@@ -517,7 +528,7 @@ impl Op {
                 if paths.iter().any(|p| p.root == Root::Meta) {
                     events.ensure_meta();
                 }
-                sort_events(events, ports, &mut fail, |e, m| {
+                sort_events(events, exits, |e, m| {
                     for p in paths.iter() {
                         p.remove(e, m);
                     }
@@ -528,7 +539,7 @@ impl Op {
                 if pairs.iter().any(|(_, to)| to.root == Root::Meta) {
                     events.ensure_meta();
                 }
-                sort_events(events, ports, &mut fail, |e, m| {
+                sort_events(events, exits, |e, m| {
                     for (from, to) in pairs.iter() {
                         if let Some(v) = from.remove(e, m)
                             && let Err((reason, v)) = to.set(e, m, v)
@@ -542,7 +553,7 @@ impl Op {
                 });
             }
             Self::Route { branches, default } => {
-                sort_events(events, ports, &mut fail, |e, m| {
+                sort_events(events, exits, |e, m| {
                     for b in branches.iter() {
                         match b.cond.eval_bool(e, m) {
                             Ok(true) => return Ok(Fate::Port(b.port)),
@@ -588,8 +599,8 @@ impl Op {
                 }
                 events.values.extend(full);
             }
-            Self::Aggregate(agg) => agg.apply(events, now, ports, &mut fail),
-            Self::Bucket(bucket) => bucket.apply(events, now, ports, &mut fail),
+            Self::Aggregate(agg) => agg.apply(events, now, exits),
+            Self::Bucket(bucket) => bucket.apply(events, now, exits),
             Self::Count(counter) => {
                 let (mut emitted, tokens) = counter.roll(now).unwrap_or_default();
                 counter.add(events);
