@@ -8,7 +8,7 @@ use super::{
     Output, Pipeline,
     aggregate::PERCENTILE_ERROR,
     parse::parse_expr,
-    tests::{def, event, events, meta, outputs, port, try_def},
+    tests::{check_all, def, event, events, meta, outputs, port, try_def},
 };
 
 /// Evaluates `text` against the test event and meta, as JSON (or `error: ...`).
@@ -21,6 +21,14 @@ fn eval(text: &str) -> String {
         Ok(v) => v.to_json(),
         Err(err) => format!("error: {err}"),
     }
+}
+
+/// Checks that each expression evaluates to its JSON (or `error: ...`).
+fn check_evals(cases: &[(&str, &str)]) {
+    check_all(cases, |(text, want)| {
+        let got = eval(text);
+        (got != *want).then(|| format!("{text}: got {got}, want {want}"))
+    });
 }
 
 #[test]
@@ -83,14 +91,7 @@ fn functions_evaluate_as_documented() {
         (r#""x" in event.tags"#, "true"),
         (r#""z" in event.tags"#, "false"),
     ];
-    let mut failures = Vec::new();
-    for (text, want) in cases {
-        let got = eval(text);
-        if got != *want {
-            failures.push(format!("{text}: got {got}, want {want}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    check_evals(cases);
 }
 
 #[test]
@@ -162,14 +163,7 @@ fn match_picks_the_first_arm_that_fits() {
             "error: column 1: `when` needs a bool, found integer",
         ),
     ];
-    let mut failures = Vec::new();
-    for (text, want) in cases {
-        let got = eval(text);
-        if got != *want {
-            failures.push(format!("{text}: got {got}, want {want}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    check_evals(cases);
 }
 
 #[test]
@@ -207,14 +201,10 @@ fn bad_functions_and_matches_are_reported() {
         ("match event.a { 1 => y }", "unknown name `y`"),
         ("match event.a { x => 1, _ => x }", "unknown name `x`"),
     ];
-    let mut failures = Vec::new();
-    for (text, want) in cases {
+    check_all(cases, |(text, want)| {
         let got = eval(text);
-        if !got.contains(want) {
-            failures.push(format!("{text}: got {got}, want it to contain {want}"));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+        (!got.contains(want)).then(|| format!("{text}: got {got}, want it to contain {want}"))
+    });
     // A pattern that is not a literal is compiled for each event.
     assert_eq!(
         eval(r#"matches(event.s, lower("^H"))"#),
@@ -588,15 +578,11 @@ fn bad_aggregates_and_buckets_are_refused_at_load() {
             "`time_range_s` must be",
         ),
     ];
-    let mut failures = Vec::new();
-    for (op, want) in cases {
-        match try_def(&format!("[{op}]")) {
-            Ok(_) => failures.push(format!("{op}: accepted")),
-            Err(e) if e.iter().any(|m| m.contains(want)) => {}
-            Err(e) => failures.push(format!("{op}: {e:?} lacks {want}")),
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    check_all(cases, |(op, want)| match try_def(&format!("[{op}]")) {
+        Ok(_) => Some(format!("{op}: accepted")),
+        Err(e) if e.iter().any(|m| m.contains(want)) => None,
+        Err(e) => Some(format!("{op}: {e:?} lacks {want}")),
+    });
     // The ports they add.
     let d = def(
         "[{ aggregate = { window = { tumbling_s = 1 }, time = 'event.t', emit = { n = 'count()' } } }, { bucket = { rate = 'meta.rate' } }]",
