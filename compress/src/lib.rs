@@ -361,29 +361,33 @@ mod tests {
         round_trip("data.json.xz", &[0xfd, b'7', b'z', b'X', b'Z', 0]);
     }
 
-    #[test]
-    fn empty_files_round_trip() {
-        for name in ["e.txt", "e.gz", "e.xz"] {
-            let dir = TempDir::new(&format!("empty-{name}"));
-            let path = dir.path(name);
-            write_file(&path, false, b"");
-            assert_eq!(read_file(&path), b"", "{name}");
+    /// Runs `check` on a path for a plain, a gzip and an xz file, each in a new directory.
+    fn each_kind(test: &str, check: impl Fn(&str, &Path)) {
+        for name in ["f.txt", "f.gz", "f.xz"] {
+            let dir = TempDir::new(&format!("{test}-{name}"));
+            check(name, &dir.path(name));
         }
     }
 
     #[test]
+    fn empty_files_round_trip() {
+        each_kind("empty", |name, path| {
+            write_file(path, false, b"");
+            assert_eq!(read_file(path), b"", "{name}");
+        });
+    }
+
+    #[test]
     fn append_adds_to_every_kind_of_file() {
-        for name in ["a.txt", "a.gz", "a.xz"] {
-            let dir = TempDir::new(&format!("append-{name}"));
-            let path = dir.path(name);
-            write_file(&path, false, b"one\n");
-            write_file(&path, true, b"two\n");
-            write_file(&path, true, b"three\n");
-            assert_eq!(read_file(&path), b"one\ntwo\nthree\n", "{name}");
+        each_kind("append", |name, path| {
+            write_file(path, false, b"one\n");
+            write_file(path, true, b"two\n");
+            write_file(path, true, b"three\n");
+            assert_eq!(read_file(path), b"one\ntwo\nthree\n", "{name}");
             // Without append, the file starts over.
-            write_file(&path, false, b"four\n");
-            assert_eq!(read_file(&path), b"four\n", "{name}");
-        }
+            write_file(path, false, b"four\n");
+            assert_eq!(read_file(path), b"four\n", "{name}");
+        });
     }
 
     #[test]

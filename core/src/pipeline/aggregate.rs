@@ -22,7 +22,10 @@ use temblor_shim::{Object, RVec, Value};
 
 use super::{
     Events, Held,
-    error::{At, ConfigError, EmitError, EventError, at_key, key_expression, known_keys},
+    error::{
+        At, ConfigError, EmitError, EventError, at_key, key_expression, known_keys,
+        optional_expression,
+    },
     expr::{Expr, Path, Root, Segment, float_of, int_of},
     ops::{Exits, hash_of},
     parse::{parse_expr, parse_expr_with},
@@ -768,41 +771,24 @@ impl Aggregate {
                 });
             }
         };
-        let having = match t.get("having") {
-            None => None,
-            Some(Value::String(text)) => {
-                let names = emit
-                    .iter()
-                    .map(|e| {
-                        (
-                            e.name.clone(),
-                            Expr::Path(Path::new(Root::Event, vec![Segment::Key(e.name.clone())])),
-                        )
-                    })
-                    .collect();
-                Some(key_expression("having", text, |text| {
-                    parse_expr_with(text, names)
-                })?)
-            }
-            Some(other) => {
-                return Err(ConfigError::Type {
-                    key: "having",
-                    is: "is an expression string",
-                    found: other.type_name(),
-                });
-            }
-        };
-        let time = match t.get("time") {
-            None => None,
-            Some(Value::String(text)) => Some(key_expression("time", text, parse_expr)?),
-            Some(other) => {
-                return Err(ConfigError::Type {
-                    key: "time",
-                    is: "is an expression string (milliseconds since the epoch)",
-                    found: other.type_name(),
-                });
-            }
-        };
+        let having = optional_expression(t, ("having", "is an expression string"), |text| {
+            let names = emit
+                .iter()
+                .map(|e| {
+                    let field = Path::new(Root::Event, vec![Segment::Key(e.name.clone())]);
+                    (e.name.clone(), Expr::Path(field))
+                })
+                .collect();
+            parse_expr_with(text, names)
+        })?;
+        let time = optional_expression(
+            t,
+            (
+                "time",
+                "is an expression string (milliseconds since the epoch)",
+            ),
+            parse_expr,
+        )?;
         let lateness_ms = match t.get("allowed_lateness_s") {
             None => 0,
             Some(_) if time.is_none() => return Err(ConfigError::LatenessWithoutTime),

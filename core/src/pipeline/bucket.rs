@@ -9,7 +9,7 @@ use temblor_shim::{Object, Value};
 use super::{
     Events,
     aggregate::{Groups, key_hash, max_groups},
-    error::{ConfigError, EventError, at_key, key_expression, known_keys},
+    error::{ConfigError, EventError, at_key, known_keys, optional_expression},
     expr::{Expr, NULL, int_of},
     ops::{Exits, Fate, sort_events},
     parse::parse_expr,
@@ -79,17 +79,7 @@ impl Bucket {
             "max_groups",
         ];
         known_keys(t, "bucket", KEYS)?;
-        let expr = |key: &'static str| -> Result<Option<Expr>, ConfigError> {
-            match t.get(key) {
-                None => Ok(None),
-                Some(Value::String(text)) => key_expression(key, text, parse_expr).map(Some),
-                Some(other) => Err(ConfigError::Type {
-                    key,
-                    is: "is an expression string",
-                    found: other.type_name(),
-                }),
-            }
-        };
+        let expr = |key| optional_expression(t, (key, "is an expression string"), parse_expr);
         let class = expr("class")?.unwrap_or_else(|| {
             Expr::Path(super::expr::Path::new(
                 super::expr::Root::Meta,

@@ -328,6 +328,24 @@ pub(super) fn key_expression(
     })
 }
 
+/// The expression string of `key` in `t`, if it is there, parsed by `parse`; `is` says what
+/// the key must be.
+pub(super) fn optional_expression(
+    t: &temblor_shim::Object,
+    (key, is): (&'static str, &'static str),
+    parse: impl FnOnce(&str) -> Result<super::expr::Expr, SyntaxError>,
+) -> Result<Option<super::expr::Expr>, ConfigError> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(Value::String(text)) => key_expression(key, text, parse).map(Some),
+        Some(other) => Err(ConfigError::Type {
+            key,
+            is,
+            found: other.type_name(),
+        }),
+    }
+}
+
 /// An expression of the operator's `key` failed.
 pub(super) fn at_key(key: &'static str) -> impl FnOnce(EvalError) -> EventError {
     move |source| EventError::Eval {

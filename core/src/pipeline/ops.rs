@@ -298,17 +298,12 @@ fn route(arg: &Value, default: Option<&Value>, ports: &mut Vec<String>) -> Resul
 fn batch(arg: &Value) -> Result<Op, ConfigError> {
     let t = table(arg, "`{ count = N, timeout_ms = T }`")?;
     known_keys(t, "batch", &["count", "timeout_ms"])?;
-    let size = match t.get("count").and_then(Value::as_u64) {
-        Some(n) if n >= 1 => {
-            usize::try_from(n).map_err(|_| ConfigError::TooLarge { key: "count" })?
-        }
-        _ => {
-            return Err(ConfigError::Must {
-                key: "count",
-                rule: "be an integer of at least 1",
-            });
-        }
-    };
+    let size = t.get("count").and_then(Value::as_u64).filter(|n| *n >= 1);
+    let size = size.ok_or(ConfigError::Must {
+        key: "count",
+        rule: "be an integer of at least 1",
+    })?;
+    let size = usize::try_from(size).map_err(|_| ConfigError::TooLarge { key: "count" })?;
     let timeout = match t.get("timeout_ms") {
         None => None,
         Some(v) => Some(Duration::from_millis(v.as_u64().ok_or(
