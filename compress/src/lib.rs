@@ -390,12 +390,18 @@ mod tests {
         });
     }
 
+    /// A new file `name` in a new directory, open for writing, `data` written to it.
+    fn writing(test: &str, name: &str, data: &[u8]) -> (TempDir, PathBuf, Writer) {
+        let dir = TempDir::new(test);
+        let path = dir.path(name);
+        let mut w = open_write(&path, false).expect("open");
+        w.write_all(data).expect("write");
+        (dir, path, w)
+    }
+
     #[test]
     fn flush_makes_compressed_data_readable_before_finish() {
-        let dir = TempDir::new("flush");
-        let path = dir.path("f.gz");
-        let mut w = open_write(&path, false).expect("open");
-        w.write_all(b"early\n").expect("write");
+        let (_dir, path, mut w) = writing("flush", "f.gz", b"early\n");
         w.flush().expect("flush");
         // No trailer yet: read what is there without expecting a clean end.
         let raw = std::fs::read(&path).expect("raw");
@@ -408,10 +414,7 @@ mod tests {
 
     #[test]
     fn dropping_a_writer_still_ends_the_stream() {
-        let dir = TempDir::new("drop");
-        let path = dir.path("d.xz");
-        let mut w = open_write(&path, false).expect("open");
-        w.write_all(b"dropped\n").expect("write");
+        let (_dir, path, w) = writing("drop", "d.xz", b"dropped\n");
         drop(w);
         assert_eq!(read_file(&path), b"dropped\n");
     }

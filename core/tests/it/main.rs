@@ -13,7 +13,7 @@ use std::sync::{
 };
 
 use temblor_core::{Deployment, Engine, Plugin, Registry};
-use temblor_harness::deploy::{Connector, Deployment as Toml};
+use temblor_harness::deploy::{Connector, Deployment as Toml, Pipeline};
 
 fn registry() -> Registry {
     let mut r = Registry::new();
@@ -291,48 +291,32 @@ fn constructor_errors_name_the_component() {
 
 #[test]
 fn validation_reports_every_problem_with_its_place() {
-    let text = r#"
-[[connector]]
-id = "in"
-plugin = "nosuch"
-codec = "int"
-
-[[connector]]
-id = "out"
-plugin = "collect"
-codec = "lines"
-postprocessors = ["squash"]
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "out"
-
-[[connect]]
-from = "main/sideways"
-to = "out"
-
-[[connect]]
-from = "main"
-to = "nowhere"
-"#;
-    let err = start(text, Arc::new(AtomicBool::new(false))).unwrap_err();
+    let text = Toml::new()
+        .connector(Connector::new("in", "nosuch").codec("int"))
+        .connector(
+            Connector::new("out", "collect")
+                .codec("lines")
+                .post("squash"),
+        )
+        .pipeline(Pipeline::new("main"))
+        .connect("in", "out")
+        .connect("main/sideways", "out")
+        .connect("main", "nowhere")
+        .to_toml();
+    let err = start(&text, Arc::new(AtomicBool::new(false))).unwrap_err();
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 6, "{err}");
     assert!(
-        lines[0].starts_with("t.toml:4:10: connector 'in': no plugin named 'nosuch'"),
+        lines[0].starts_with("t.toml:3:10: connector 'in': no plugin named 'nosuch'"),
         "{err}"
     );
     assert!(
-        lines[1].starts_with(
-            "t.toml:10:9: connector 'out': plugin 'lines' is a connector, not a codec"
-        ),
+        lines[1]
+            .starts_with("t.toml:9:9: connector 'out': plugin 'lines' is a connector, not a codec"),
         "{err}"
     );
     assert!(
-        lines[2].starts_with("t.toml:11:19: connector 'out': unknown postprocessor 'squash'"),
+        lines[2].starts_with("t.toml:10:19: connector 'out': unknown postprocessor 'squash'"),
         "{err}"
     );
     assert!(lines[3].contains("both connectors"), "{err}");
