@@ -175,6 +175,20 @@ impl Default for FormatConfig {
     }
 }
 
+impl FormatConfig {
+    /// `algorithm` (`gzip`, `zstd`, `xz`, `zlib`, `snappy`, `lz4` or `br`) as a preprocessor;
+    /// `level` is checked, as for the postprocessor, though decoding has none.
+    pub(super) fn decompressor(&self, algorithm: Algorithm) -> Result<Decompressor, SettingError> {
+        algorithm.level(self.level)?;
+        Ok(Decompressor::with(Some(algorithm), self.max_length))
+    }
+
+    /// `algorithm` as a postprocessor.
+    pub(super) fn compressor(&self, algorithm: Algorithm) -> Result<Compressor, SettingError> {
+        Compressor::with(algorithm, self.level)
+    }
+}
+
 /// The config of `decompress`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -239,15 +253,6 @@ impl Decompressor {
             buf: Vec::new(),
             zstd: None,
         }
-    }
-
-    /// `gzip`, `zstd`, `xz`, `zlib`, `snappy`, `lz4` or `br` as a preprocessor.
-    pub(super) fn format(
-        algorithm: Algorithm,
-        config: &FormatConfig,
-    ) -> Result<Self, SettingError> {
-        algorithm.level(config.level)?;
-        Ok(Self::with(Some(algorithm), config.max_length))
     }
 
     /// `decompress`.
@@ -399,14 +404,6 @@ impl Compressor {
             buf: Vec::new(),
             zstd: None,
         })
-    }
-
-    /// `gzip`, `zstd`, `xz`, `zlib`, `snappy`, `lz4` or `br` as a postprocessor.
-    pub(super) fn format(
-        algorithm: Algorithm,
-        config: &FormatConfig,
-    ) -> Result<Self, SettingError> {
-        Self::with(algorithm, config.level)
     }
 
     /// `compress`.

@@ -315,8 +315,7 @@ impl Preprocessor {
             name @ ("gzip" | "zstd" | "xz" | "zlib" | "snappy" | "lz4" | "br") => {
                 let c: compression::FormatConfig = config(KIND, named)?;
                 let algorithm = Algorithm::named(name);
-                let d = compression::Decompressor::format(algorithm, &c)
-                    .map_err(setting(KIND, named))?;
+                let d = c.decompressor(algorithm).map_err(setting(KIND, named))?;
                 Pre::Decompress(Box::new(d))
             }
             "decompress" => {
@@ -429,8 +428,7 @@ impl Postprocessor {
             name @ ("gzip" | "zstd" | "xz" | "zlib" | "snappy" | "lz4" | "br") => {
                 let c: compression::FormatConfig = config(KIND, named)?;
                 let algorithm = Algorithm::named(name);
-                let c =
-                    compression::Compressor::format(algorithm, &c).map_err(setting(KIND, named))?;
+                let c = c.compressor(algorithm).map_err(setting(KIND, named))?;
                 Post::Compress(Box::new(c))
             }
             "compress" => {

@@ -493,14 +493,19 @@ pub(super) fn float_of(v: &Value) -> Option<f64> {
     }
 }
 
+/// `i` as a value: an `I64`, or a `U64` above `i64::MAX`; `None` beyond both.
+pub(super) fn int_in_range(i: i128) -> Option<Value> {
+    i64::try_from(i)
+        .map(Value::I64)
+        .or_else(|_| u64::try_from(i).map(Value::U64))
+        .ok()
+}
+
 fn int_value(i: i128, col: u32, op: BinOp) -> Result<Value, EvalError> {
-    if let Ok(i) = i64::try_from(i) {
-        Ok(Value::I64(i))
-    } else if let Ok(u) = u64::try_from(i) {
-        Ok(Value::U64(u))
-    } else {
-        err(col, format!("integer overflow in `{}`", op.as_str()))
-    }
+    int_in_range(i).map_or_else(
+        || err(col, format!("integer overflow in `{}`", op.as_str())),
+        Ok,
+    )
 }
 
 fn arith(op: BinOp, a: &Value, b: &Value, col: u32) -> Result<Value, EvalError> {
