@@ -288,11 +288,15 @@ pub enum SetError {
         len: usize,
     },
     /// A step through something that is not an object (for a key) or an array (for an index).
-    #[error("cannot set {path}: {prefix} is {found}, not {wanted}")]
+    #[error(
+        "cannot set {path}: {prefix} is {}, not {wanted}",
+        super::expr::article(found)
+    )]
     NotAContainer {
         path: String,
         prefix: String,
-        found: String,
+        /// The type of what is there.
+        found: &'static str,
         wanted: &'static str,
     },
 }

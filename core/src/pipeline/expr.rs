@@ -160,7 +160,7 @@ impl Path {
                     let error = SetError::NotAContainer {
                         path: self.text.clone(),
                         prefix: self.prefix_text(n),
-                        found: article(other.type_name()),
+                        found: other.type_name(),
                         wanted: what,
                     };
                     return Err((error, value));
