@@ -24,8 +24,8 @@
 //! In a deployment, a processor is a name or a table:
 //! `preprocessors = ["separate"]` or `preprocessors = [{ name = "separate", separator = "|" }]`.
 //!
-//! A preprocessor that drops a frame says why in an error string; the engine turns each into an
-//! event on the connector's error port. Postprocessors cannot fail on their input; the only
+//! A preprocessor that drops a frame says why in a [`PreprocessError`] (made only for bad
+//! input); the engine turns each into an event on the connector's error port. Postprocessors cannot fail on their input; the only
 //! failure they can meet (liblzma refusing to start an encoder, out of memory) is logged and
 //! the frame dropped.
 //!
@@ -369,8 +369,8 @@ impl Preprocessor {
     }
 
     /// The stream ended: emits what is still buffered. (What cannot be emitted, such as a
-    /// record the stream ended inside, is logged; [`finish_preprocess`] reports it as an error
-    /// string instead.)
+    /// record the stream ended inside, is logged; [`finish_preprocess`] reports it as a
+    /// [`PreprocessError`] instead.)
     pub fn finish(&mut self, out: &mut Frames) {
         let mut errors = Vec::new();
         self.finish_reporting(out, &mut errors);
