@@ -748,18 +748,16 @@ fn other_implementations_are_read() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(got, std::slice::from_ref(&text));
     // And what temblor writes, others read.
-    let ours = run_post(&mut [post(&named("gzip"))], &[&text]);
-    let mut back = Vec::new();
-    flate2::read::GzDecoder::new(ours[0].as_slice())
-        .read_to_end(&mut back)
-        .unwrap();
-    assert_eq!(back, text);
-    let ours = run_post(&mut [post(&named("xz"))], &[&text]);
-    let mut back = Vec::new();
-    xz2::read::XzDecoder::new(ours[0].as_slice())
-        .read_to_end(&mut back)
-        .unwrap();
-    assert_eq!(back, text);
+    let readers: [(&str, fn(&[u8]) -> Box<dyn Read + '_>); 2] = [
+        ("gzip", |b| Box::new(flate2::read::GzDecoder::new(b))),
+        ("xz", |b| Box::new(xz2::read::XzDecoder::new(b))),
+    ];
+    for (name, reader) in readers {
+        let ours = run_post(&mut [post(&named(name))], &[&text]);
+        let mut back = Vec::new();
+        reader(&ours[0]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, text, "{name}");
+    }
 }
 
 /// Decodes a hex string.
