@@ -748,7 +748,7 @@ fn other_implementations_are_read() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(got, std::slice::from_ref(&text));
     // And what temblor writes, others read.
-    let readers: [(&str, fn(&[u8]) -> Box<dyn Read + '_>); 2] = [
+    let readers: [(&str, Reader); 2] = [
         ("gzip", |b| Box::new(flate2::read::GzDecoder::new(b))),
         ("xz", |b| Box::new(xz2::read::XzDecoder::new(b))),
     ];
@@ -759,6 +759,9 @@ fn other_implementations_are_read() {
         assert_eq!(back, text, "{name}");
     }
 }
+
+/// A decoder of another implementation, over compressed bytes.
+type Reader = fn(&[u8]) -> Box<dyn Read + '_>;
 
 /// Decodes a hex string.
 fn hex(text: &str) -> Vec<u8> {
