@@ -361,37 +361,47 @@ mod tests {
         round_trip("data.json.xz", &[0xfd, b'7', b'z', b'X', b'Z', 0]);
     }
 
+    /// Runs `check` on a path for a plain, a gzip and an xz file, each in a new directory.
+    fn each_kind(test: &str, check: impl Fn(&str, &Path)) {
+        for name in ["f.txt", "f.gz", "f.xz"] {
+            let dir = TempDir::new(&format!("{test}-{name}"));
+            check(name, &dir.path(name));
+        }
+    }
+
     #[test]
     fn empty_files_round_trip() {
-        for name in ["e.txt", "e.gz", "e.xz"] {
-            let dir = TempDir::new(&format!("empty-{name}"));
-            let path = dir.path(name);
-            write_file(&path, false, b"");
-            assert_eq!(read_file(&path), b"", "{name}");
-        }
+        each_kind("empty", |name, path| {
+            write_file(path, false, b"");
+            assert_eq!(read_file(path), b"", "{name}");
+        });
     }
 
     #[test]
     fn append_adds_to_every_kind_of_file() {
-        for name in ["a.txt", "a.gz", "a.xz"] {
-            let dir = TempDir::new(&format!("append-{name}"));
-            let path = dir.path(name);
-            write_file(&path, false, b"one\n");
-            write_file(&path, true, b"two\n");
-            write_file(&path, true, b"three\n");
-            assert_eq!(read_file(&path), b"one\ntwo\nthree\n", "{name}");
+        each_kind("append", |name, path| {
+            write_file(path, false, b"one\n");
+            write_file(path, true, b"two\n");
+            write_file(path, true, b"three\n");
+            assert_eq!(read_file(path), b"one\ntwo\nthree\n", "{name}");
             // Without append, the file starts over.
-            write_file(&path, false, b"four\n");
-            assert_eq!(read_file(&path), b"four\n", "{name}");
-        }
+            write_file(path, false, b"four\n");
+            assert_eq!(read_file(path), b"four\n", "{name}");
+        });
+    }
+
+    /// A new file `name` in a new directory, open for writing, `data` written to it.
+    fn writing(test: &str, name: &str, data: &[u8]) -> (TempDir, PathBuf, Writer) {
+        let dir = TempDir::new(test);
+        let path = dir.path(name);
+        let mut w = open_write(&path, false).expect("open");
+        w.write_all(data).expect("write");
+        (dir, path, w)
     }
 
     #[test]
     fn flush_makes_compressed_data_readable_before_finish() {
-        let dir = TempDir::new("flush");
-        let path = dir.path("f.gz");
-        let mut w = open_write(&path, false).expect("open");
-        w.write_all(b"early\n").expect("write");
+        let (_dir, path, mut w) = writing("flush", "f.gz", b"early\n");
         w.flush().expect("flush");
         // No trailer yet: read what is there without expecting a clean end.
         let raw = std::fs::read(&path).expect("raw");
@@ -404,10 +414,7 @@ mod tests {
 
     #[test]
     fn dropping_a_writer_still_ends_the_stream() {
-        let dir = TempDir::new("drop");
-        let path = dir.path("d.xz");
-        let mut w = open_write(&path, false).expect("open");
-        w.write_all(b"dropped\n").expect("write");
+        let (_dir, path, w) = writing("drop", "d.xz", b"dropped\n");
         drop(w);
         assert_eq!(read_file(&path), b"dropped\n");
     }

@@ -498,21 +498,23 @@ impl Validator<'_> {
     }
 
     fn at(&mut self, span: Range<usize>, message: String) {
-        let (line, column) = line_col(self.text, span.start);
-        self.diagnostics.push(Diagnostic {
-            line,
-            column,
-            message,
-        });
+        let diagnostic = self.diagnostic(&span, message);
+        self.diagnostics.push(diagnostic);
     }
 
     fn warn_at(&mut self, span: Range<usize>, message: String) {
+        let diagnostic = self.diagnostic(&span, message);
+        self.warnings.push(diagnostic);
+    }
+
+    /// `message` at the start of `span`.
+    fn diagnostic(&self, span: &Range<usize>, message: String) -> Diagnostic {
         let (line, column) = line_col(self.text, span.start);
-        self.warnings.push(Diagnostic {
+        Diagnostic {
             line,
             column,
             message,
-        });
+        }
     }
 
     /// Reads a pipeline's operators; each bad one is reported at its place in the file. The
@@ -521,7 +523,7 @@ impl Validator<'_> {
         let (def, errors) =
             PipelineDef::compile_partial(p.id.get_ref(), p.operators.iter().map(Spanned::get_ref));
         for e in errors {
-            self.at(p.operators[e.operator].span(), e.message);
+            self.at(p.operators[e.operator].span(), e.to_string());
         }
         def
     }

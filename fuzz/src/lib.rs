@@ -299,7 +299,7 @@ struct Run {
     /// Every output frame, in order.
     frames: Vec<Vec<u8>>,
     /// Every error string.
-    errors: Vec<String>,
+    errors: Vec<temblor_processors::PreprocessError>,
 }
 
 /// Runs `named` over `batches` as the engine does (one `preprocess` per batch, then
@@ -445,16 +445,57 @@ fn length_prefixed(a: u8, b: u8, body: &[u8], batches: &[Vec<&[u8]>]) {
         &[("length", Value::from(length)), max_length(limit)],
     );
     let got = run(&config, batches, false);
+    let (want, errors) = records(body, limit, |rest| {
+        // None: the stream ended inside a length prefix.
+        let (head, after) = rest.split_at_checked(width)?;
+        *rest = after;
+        Some(head.iter().fold(0_u64, |n, &b| (n << 8) | u64::from(b)))
+    });
+    assert_eq!(got.frames, want, "{length}, max_length {limit}");
+    assert_eq!(got.errors.len(), errors, "{:?}", got.errors);
+    let config = named("length-prefixed", &[("length", Value::from(length))]);
+    post_then_pre(&config, batches, a);
+}
 
-    let (mut want, mut errors) = (Vec::<&[u8]>::new(), 0);
-    let mut rest = body;
+/// `textual-length-prefixed`: a reference parser of the same stream.
+fn textual_length_prefixed(b: u8, body: &[u8], batches: &[Vec<&[u8]>]) {
+    let limit = SPLIT_LIMITS[usize::from(b & 15)];
+    let config = named("textual-length-prefixed", &[max_length(limit)]);
+    let got = run(&config, batches, false);
+    let (want, errors) = records(body, limit, |rest| {
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        // Too many digits, or no digits or no space after them: the rest is lost (the end of
+        // the stream inside the digits is the one other error).
+        let n = std::str::from_utf8(&rest[..digits])
+            .ok()
+            .filter(|_| digits <= 20)
+            .and_then(|d| d.parse::<u64>().ok());
+        if digits == rest.len() || digits == 0 || rest[digits] != b' ' {
+            return None;
+        }
+        *rest = &rest[digits + 1..];
+        n
+    });
+    assert_eq!(got.frames, want, "max_length {limit}");
+    assert_eq!(got.errors.len(), errors, "{:?}", got.errors);
+    post_then_pre(&named("textual-length-prefixed", &[]), batches, b);
+}
+
+/// The records of `body` as a splitter must give them, and how many errors it must report:
+/// `prefix` reads a length from the front (`None`: the stream ends inside it or is lost, one
+/// error, the end); a record longer than `limit` is skipped with an error, one cut short by
+/// the end is an error.
+fn records<'a>(
+    mut rest: &'a [u8],
+    limit: usize,
+    mut prefix: impl FnMut(&mut &'a [u8]) -> Option<u64>,
+) -> (Vec<&'a [u8]>, usize) {
+    let (mut want, mut errors) = (Vec::new(), 0);
     while !rest.is_empty() {
-        let Some((head, after)) = rest.split_at_checked(width) else {
-            errors += 1; // the stream ended inside a length prefix
+        let Some(n) = prefix(&mut rest) else {
+            errors += 1;
             break;
         };
-        let n = head.iter().fold(0_u64, |n, &b| (n << 8) | u64::from(b));
-        rest = after;
         let fits = usize::try_from(n).is_ok_and(|n| n <= rest.len());
         if n > limit as u64 {
             errors += 1; // too long: skipped
@@ -473,70 +514,16 @@ fn length_prefixed(a: u8, b: u8, body: &[u8], batches: &[Vec<&[u8]>]) {
         }
         rest = &rest[n..];
     }
-    assert_eq!(got.frames, want, "{length}, max_length {limit}");
-    assert_eq!(got.errors.len(), errors, "{:?}", got.errors);
-
-    // Post then pre, with the default max_length: the frames come back.
-    let chunks: Vec<&[u8]> = batches.iter().flatten().copied().collect();
-    let config = named("length-prefixed", &[("length", Value::from(length))]);
-    let stream = postprocess(&config, &chunks).concat();
-    let back = run(&config, &cut_into_batches(&stream, a), false);
-    assert_eq!(back.frames, chunks, "length-prefixed post then pre");
-    assert!(back.errors.is_empty(), "{:?}", back.errors);
+    (want, errors)
 }
 
-/// `textual-length-prefixed`: a reference parser of the same stream.
-fn textual_length_prefixed(b: u8, body: &[u8], batches: &[Vec<&[u8]>]) {
-    let limit = SPLIT_LIMITS[usize::from(b & 15)];
-    let config = named("textual-length-prefixed", &[max_length(limit)]);
-    let got = run(&config, batches, false);
-
-    let (mut want, mut errors) = (Vec::<&[u8]>::new(), 0);
-    let mut rest = body;
-    while !rest.is_empty() {
-        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        // Too many digits, or no digits or no space after them: the rest is lost (the end of
-        // the stream inside the digits is the one other error).
-        let n = std::str::from_utf8(&rest[..digits])
-            .ok()
-            .filter(|_| digits <= 20)
-            .and_then(|d| d.parse::<u64>().ok());
-        if digits == rest.len() {
-            errors += 1;
-            break;
-        }
-        if digits == 0 || rest[digits] != b' ' || n.is_none() {
-            errors += 1;
-            break;
-        }
-        let n = n.unwrap_or(0);
-        rest = &rest[digits + 1..];
-        let fits = usize::try_from(n).is_ok_and(|n| n <= rest.len());
-        if n > limit as u64 {
-            errors += 1;
-            if !fits {
-                errors += 1;
-                break;
-            }
-        } else if !fits {
-            errors += 1;
-            break;
-        }
-        let n = usize::try_from(n).unwrap_or(usize::MAX);
-        if n <= limit {
-            want.push(&rest[..n]);
-        }
-        rest = &rest[n..];
-    }
-    assert_eq!(got.frames, want, "max_length {limit}");
-    assert_eq!(got.errors.len(), errors, "{:?}", got.errors);
-
-    // Post then pre, with the default max_length: the frames come back.
+/// Post then pre (`config`, the default max_length), the stream cut by `cut`: the frames of
+/// `batches` come back.
+fn post_then_pre(config: &Named, batches: &[Vec<&[u8]>], cut: u8) {
     let chunks: Vec<&[u8]> = batches.iter().flatten().copied().collect();
-    let config = named("textual-length-prefixed", &[]);
-    let stream = postprocess(&config, &chunks).concat();
-    let back = run(&config, &cut_into_batches(&stream, b), false);
-    assert_eq!(back.frames, chunks, "textual-length-prefixed post then pre");
+    let stream = postprocess(config, &chunks).concat();
+    let back = run(config, &cut_into_batches(&stream, cut), false);
+    assert_eq!(back.frames, chunks, "{} post then pre", config.name);
     assert!(back.errors.is_empty(), "{:?}", back.errors);
 }
 

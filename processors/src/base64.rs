@@ -3,6 +3,8 @@
 use base64::{Engine, engine::general_purpose::STANDARD_PAD_INDIFFERENT as ENGINE};
 use temblor_shim::Frames;
 
+use super::{FrameReason, PreprocessError, decode_each};
+
 /// The preprocessor's reused output buffer.
 #[derive(Debug, Default)]
 pub(super) struct Decoder {
@@ -10,20 +12,18 @@ pub(super) struct Decoder {
 }
 
 impl Decoder {
-    pub(super) fn process(&mut self, input: &Frames, out: &mut Frames, errors: &mut Vec<String>) {
-        for frame in input.iter() {
-            self.buf.clear();
-            match ENGINE.decode_vec(frame, &mut self.buf) {
-                Ok(()) => out.push(&self.buf),
-                Err(e) => errors.push(format!(
-                    "base64: frame of {} bytes dropped: {e}",
-                    frame.len()
-                )),
-            }
-        }
-        if self.buf.capacity() > super::RETAINED_CAPACITY {
-            self.buf = Vec::new();
-        }
+    pub(super) fn process(
+        &mut self,
+        input: &Frames,
+        out: &mut Frames,
+        errors: &mut Vec<PreprocessError>,
+    ) {
+        decode_each(&mut self.buf, (input, out, errors), |frame, buf| {
+            ENGINE
+                .decode_vec(frame, buf)
+                .map(|()| true)
+                .map_err(|e| ("base64", FrameReason::Base64(e)))
+        });
     }
 }
 

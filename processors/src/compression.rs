@@ -18,6 +18,7 @@
 //! decoded under `catch_unwind`, and build a fresh encoder or decoder per frame.
 
 use std::{
+    fmt,
     io::{self, Cursor, Write},
     panic::{AssertUnwindSafe, catch_unwind},
 };
@@ -29,12 +30,12 @@ use ruzstd::{
     },
     encoding::{CompressionLevel, FrameCompressor, MatchGeneratorDriver},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de::value::StringDeserializer};
 use temblor_compress::{BoundedError, gzip, read_bounded};
 use temblor_shim::Frames;
 use xz2::stream::{Check, Filters, LzmaOptions, Stream};
 
-use super::{RETAINED_CAPACITY, SettingError};
+use super::{FrameReason, PreprocessError, RETAINED_CAPACITY, SettingError, decode_each};
 
 /// The default bound on one frame's decompressed size: 64 MiB.
 pub(super) const DEFAULT_MAX_LENGTH: usize = 64 * 1024 * 1024;
@@ -146,29 +147,15 @@ impl Algorithm {
     }
 }
 
-/// What `decompress` decompresses.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum Detect {
-    /// By the frame's magic bytes; a frame with none passes unchanged.
-    #[default]
-    Autodetect,
-    /// Always gzip.
-    Gzip,
-    /// Always zstd.
-    Zstd,
-    /// Always xz.
-    #[serde(alias = "xz2")]
-    Xz,
-    /// Always zlib.
-    Zlib,
-    /// Always snappy (framed).
-    Snappy,
-    /// Always lz4 (frame format).
-    Lz4,
-    /// Always brotli (which has no magic bytes, so autodetect never picks it).
-    #[serde(alias = "brotli")]
-    Br,
+/// `algorithm` of `decompress`: `"autodetect"` (`None`: by the frame's magic bytes; a frame
+/// with none passes unchanged) or an [`Algorithm`] (brotli has no magic bytes, so autodetect
+/// never picks it).
+fn detect<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Algorithm>, D::Error> {
+    let name = String::deserialize(d)?;
+    if name == "autodetect" {
+        return Ok(None);
+    }
+    Algorithm::deserialize(StringDeserializer::<D::Error>::new(name)).map(Some)
 }
 
 /// The config of `gzip`, `zstd` and `xz`.
@@ -188,18 +175,33 @@ impl Default for FormatConfig {
     }
 }
 
+impl FormatConfig {
+    /// `algorithm` (`gzip`, `zstd`, `xz`, `zlib`, `snappy`, `lz4` or `br`) as a preprocessor;
+    /// `level` is checked, as for the postprocessor, though decoding has none.
+    pub(super) fn decompressor(&self, algorithm: Algorithm) -> Result<Decompressor, SettingError> {
+        algorithm.level(self.level)?;
+        Ok(Decompressor::with(Some(algorithm), self.max_length))
+    }
+
+    /// `algorithm` as a postprocessor.
+    pub(super) fn compressor(&self, algorithm: Algorithm) -> Result<Compressor, SettingError> {
+        Compressor::with(algorithm, self.level)
+    }
+}
+
 /// The config of `decompress`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct DecompressConfig {
-    algorithm: Detect,
+    #[serde(deserialize_with = "detect")]
+    algorithm: Option<Algorithm>,
     max_length: usize,
 }
 
 impl Default for DecompressConfig {
     fn default() -> Self {
         Self {
-            algorithm: Detect::Autodetect,
+            algorithm: None,
             max_length: DEFAULT_MAX_LENGTH,
         }
     }
@@ -222,12 +224,24 @@ pub(super) struct Decompressor {
     zstd: Option<Box<FrameDecoder>>,
 }
 
-impl std::fmt::Debug for Decompressor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decompressor")
-            .field("algorithm", &self.algorithm)
-            .field("max_length", &self.max_length)
-            .finish_non_exhaustive()
+/// The settings of a compressor or decompressor (not its buffers, not the zstd state, which
+/// has no `Debug`).
+fn debug_settings(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    algorithm: &dyn fmt::Debug,
+    (key, value): (&str, &dyn fmt::Debug),
+) -> fmt::Result {
+    f.debug_struct(name)
+        .field("algorithm", algorithm)
+        .field(key, value)
+        .finish_non_exhaustive()
+}
+
+impl fmt::Debug for Decompressor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let max_length = ("max_length", &self.max_length as &dyn fmt::Debug);
+        debug_settings(f, "Decompressor", &self.algorithm, max_length)
     }
 }
 
@@ -241,60 +255,37 @@ impl Decompressor {
         }
     }
 
-    /// `gzip`, `zstd`, `xz`, `zlib`, `snappy`, `lz4` or `br` as a preprocessor.
-    pub(super) fn format(
-        algorithm: Algorithm,
-        config: &FormatConfig,
-    ) -> Result<Self, SettingError> {
-        algorithm.level(config.level)?;
-        Ok(Self::with(Some(algorithm), config.max_length))
-    }
-
     /// `decompress`.
     pub(super) fn detecting(config: &DecompressConfig) -> Self {
-        let algorithm = match config.algorithm {
-            Detect::Autodetect => None,
-            Detect::Gzip => Some(Algorithm::Gzip),
-            Detect::Zstd => Some(Algorithm::Zstd),
-            Detect::Xz => Some(Algorithm::Xz),
-            Detect::Zlib => Some(Algorithm::Zlib),
-            Detect::Snappy => Some(Algorithm::Snappy),
-            Detect::Lz4 => Some(Algorithm::Lz4),
-            Detect::Br => Some(Algorithm::Br),
-        };
-        Self::with(algorithm, config.max_length)
+        Self::with(config.algorithm, config.max_length)
     }
 
-    pub(super) fn process(&mut self, input: &Frames, out: &mut Frames, errors: &mut Vec<String>) {
-        for frame in input.iter() {
-            let algorithm = match self.algorithm {
-                Some(algorithm) => algorithm,
-                None => match Algorithm::detect(frame) {
-                    Some(algorithm) => algorithm,
-                    None => {
-                        out.push(frame);
-                        continue;
-                    }
-                },
+    pub(super) fn process(
+        &mut self,
+        input: &Frames,
+        out: &mut Frames,
+        errors: &mut Vec<PreprocessError>,
+    ) {
+        let mut buf = std::mem::take(&mut self.buf);
+        decode_each(&mut buf, (input, out, errors), |frame, buf| {
+            // Autodetect: a frame with no known magic bytes passes unchanged.
+            let Some(algorithm) = self.algorithm.or_else(|| Algorithm::detect(frame)) else {
+                return Ok(false);
             };
-            self.buf.clear();
-            match self.decompress(algorithm, frame) {
-                Ok(()) => out.push(&self.buf),
-                Err(reason) => errors.push(format!(
-                    "{}: frame of {} bytes dropped: {reason}",
-                    algorithm.name(),
-                    frame.len()
-                )),
-            }
-        }
-        if self.buf.capacity() > RETAINED_CAPACITY {
-            self.buf = Vec::new();
-        }
+            self.decompress(algorithm, frame, buf)
+                .map(|()| true)
+                .map_err(|e| (algorithm.name(), FrameReason::Decompress(e)))
+        });
+        self.buf = buf;
     }
 
-    fn decompress(&mut self, algorithm: Algorithm, frame: &[u8]) -> Result<(), DecompressError> {
+    fn decompress(
+        &mut self,
+        algorithm: Algorithm,
+        frame: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), DecompressError> {
         let max = self.max_length;
-        let buf = &mut self.buf;
         match algorithm {
             Algorithm::Gzip => Ok(gzip::decompress(frame, buf, max)?),
             Algorithm::Xz => unxz(frame, buf, max),
@@ -310,7 +301,9 @@ impl Decompressor {
                     Err(_) => {
                         // The decoder may be in any state: build a new one next time.
                         self.zstd = None;
-                        Err(DecompressError::Panicked { algorithm })
+                        Err(DecompressError::Panicked {
+                            algorithm: algorithm.name(),
+                        })
                     }
                 }
             }
@@ -329,7 +322,9 @@ impl Decompressor {
                     _ => read_bounded(brotli::Decompressor::new(frame, 4096), buf, max),
                 };
                 catch_unwind(AssertUnwindSafe(run))
-                    .map_err(|_| DecompressError::Panicked { algorithm })?
+                    .map_err(|_| DecompressError::Panicked {
+                        algorithm: algorithm.name(),
+                    })?
                     .map_err(DecompressError::from)
             }
         }
@@ -339,7 +334,7 @@ impl Decompressor {
 /// Why a frame did not decompress (the engine reports it, with the frame's size, on the
 /// connector's error port).
 #[derive(Debug, thiserror::Error)]
-pub(super) enum DecompressError {
+pub enum DecompressError {
     /// Too long, not the format, or what the decoding reader reported.
     #[error(transparent)]
     Bounded(#[from] BoundedError),
@@ -347,8 +342,8 @@ pub(super) enum DecompressError {
     #[error("empty input")]
     Empty,
     /// A pure-Rust decoder panicked (caught).
-    #[error("the {} decoder failed on this input", .algorithm.name())]
-    Panicked { algorithm: Algorithm },
+    #[error("the {algorithm} decoder failed on this input")]
+    Panicked { algorithm: &'static str },
     /// The xz stream asks for a larger dictionary than allowed.
     #[error(
         "the xz stream needs more memory than the limit ({memlimit} bytes, max_length + 8 MiB)"
@@ -395,12 +390,9 @@ pub(super) struct Compressor {
 
 type ZstdEncoder = FrameCompressor<Cursor<Vec<u8>>, Vec<u8>, MatchGeneratorDriver>;
 
-impl std::fmt::Debug for Compressor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compressor")
-            .field("algorithm", &self.algorithm)
-            .field("level", &self.level)
-            .finish_non_exhaustive()
+impl fmt::Debug for Compressor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_settings(f, "Compressor", &self.algorithm, ("level", &self.level))
     }
 }
 
@@ -412,14 +404,6 @@ impl Compressor {
             buf: Vec::new(),
             zstd: None,
         })
-    }
-
-    /// `gzip`, `zstd`, `xz`, `zlib`, `snappy`, `lz4` or `br` as a postprocessor.
-    pub(super) fn format(
-        algorithm: Algorithm,
-        config: &FormatConfig,
-    ) -> Result<Self, SettingError> {
-        Self::with(algorithm, config.level)
     }
 
     /// `compress`.

@@ -24,8 +24,8 @@
 //! In a deployment, a processor is a name or a table:
 //! `preprocessors = ["separate"]` or `preprocessors = [{ name = "separate", separator = "|" }]`.
 //!
-//! A preprocessor that drops a frame says why in an error string; the engine turns each into an
-//! event on the connector's error port. Postprocessors cannot fail on their input; the only
+//! A preprocessor that drops a frame says why in a [`PreprocessError`] (made only for bad
+//! input); the engine turns each into an event on the connector's error port. Postprocessors cannot fail on their input; the only
 //! failure they can meet (liblzma refusing to start an encoder, out of memory) is logged and
 //! the frame dropped.
 //!
@@ -44,6 +44,7 @@
 mod base64;
 mod compression;
 mod length_prefixed;
+mod records;
 mod separate;
 #[cfg(test)]
 mod tests;
@@ -56,6 +57,7 @@ use temblor_shim::{Frames, FromValueError, Value, from_value};
 
 use compression::Algorithm;
 
+pub use compression::DecompressError;
 pub use named::{Named, NamedError};
 
 mod named;
@@ -131,6 +133,103 @@ pub enum SettingError {
     },
 }
 
+/// Why a preprocessor dropped a frame, or what it held when its stream ended. Each message
+/// names the preprocessor. Made only for bad input: a good frame costs nothing here.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    /// A frame that did not decode (`base64`, the decompressors, `ingest-ns`).
+    #[error("{processor}: frame of {len} bytes dropped: {reason}")]
+    Frame {
+        processor: &'static str,
+        len: usize,
+        reason: FrameReason,
+    },
+    /// `separate`: a frame longer than `max_length`.
+    #[error("separate: frame longer than max_length ({max_length} bytes) dropped")]
+    TooLong { max_length: usize },
+    /// A record longer than `max_length`: skipped as it passes.
+    #[error(
+        "{processor}: record of {length} bytes is longer than max_length ({max_length} bytes); skipped"
+    )]
+    RecordTooLong {
+        processor: &'static str,
+        length: u64,
+        max_length: u64,
+    },
+    /// The stream ended inside a record's payload.
+    #[error("{processor}: the stream ended inside a record ({have} of {want} bytes); dropped")]
+    EndedInRecord {
+        processor: &'static str,
+        have: usize,
+        want: usize,
+    },
+    /// The stream ended inside a record being skipped.
+    #[error("{processor}: the stream ended inside a skipped record ({missing} bytes missing)")]
+    EndedInSkipped {
+        processor: &'static str,
+        missing: u64,
+    },
+    /// `length-prefixed`: the stream ended inside a length prefix.
+    #[error(
+        "length-prefixed: the stream ended inside a length prefix ({have} of {width} bytes); dropped"
+    )]
+    EndedInPrefix { have: usize, width: usize },
+    /// `textual-length-prefixed`: the stream ended inside a length prefix.
+    #[error(
+        "textual-length-prefixed: the stream ended inside a length prefix ({digits} digits); dropped"
+    )]
+    EndedInDigits { digits: usize },
+    /// `textual-length-prefixed`: a byte that is not a digit (nor, after digits, the space).
+    #[error(
+        "textual-length-prefixed: byte {byte:#04x} where a decimal length{} was expected; the rest of the stream is dropped",
+        if *after_digits { " or a space" } else { "" }
+    )]
+    NotALength { byte: u8, after_digits: bool },
+    /// `textual-length-prefixed`: more than 20 digits, or a value beyond `u64::MAX`.
+    #[error("textual-length-prefixed: a length beyond 2^64 - 1; the rest of the stream is dropped")]
+    LengthOverflow,
+}
+
+/// Why a frame did not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameReason {
+    /// Not base64.
+    #[error(transparent)]
+    Base64(::base64::DecodeError),
+    /// Not the compression format, corrupt, or longer than `max_length` decompressed.
+    #[error(transparent)]
+    Decompress(DecompressError),
+    /// `ingest-ns`: shorter than 8 bytes.
+    #[error("shorter than its 8-byte timestamp")]
+    NoTimestamp,
+}
+
+/// Decodes each frame of `input` on its own, into `buf` (kept between batches, released if a
+/// frame made it grow beyond [`RETAINED_CAPACITY`]). `decode` returns true when it decoded
+/// the frame into `buf`, false to pass the frame on unchanged, or the preprocessor's name and
+/// why the frame is dropped.
+fn decode_each(
+    buf: &mut Vec<u8>,
+    (input, out, errors): (&Frames, &mut Frames, &mut Vec<PreprocessError>),
+    mut decode: impl FnMut(&[u8], &mut Vec<u8>) -> Result<bool, (&'static str, FrameReason)>,
+) {
+    for frame in input.iter() {
+        buf.clear();
+        match decode(frame, buf) {
+            Ok(true) => out.push(buf),
+            Ok(false) => out.push(frame),
+            Err((processor, reason)) => errors.push(PreprocessError::Frame {
+                processor,
+                len: frame.len(),
+                reason,
+            }),
+        }
+    }
+    if buf.capacity() > RETAINED_CAPACITY {
+        *buf = Vec::new();
+    }
+}
+
 fn config<'a, T: Deserialize<'a>>(
     kind: &'static str,
     named: &'a Named,
@@ -156,6 +255,25 @@ fn setting(kind: &'static str, named: &Named) -> impl FnOnce(SettingError) -> Pr
         kind,
         name: named.name.clone(),
         source,
+    }
+}
+
+/// Why `name` is no processor of this `kind`: it is one of the other kind (`compress` is the
+/// postprocessor of `decompress`), or no processor at all.
+fn refused(kind: &'static str, name: &str) -> ProcessorError {
+    let pre = kind == "preprocessor";
+    match (pre, name) {
+        (true, "compress") | (false, "decompress") => ProcessorError::WrongKind {
+            kind,
+            name: if pre { "compress" } else { "decompress" },
+            is: if pre { "postprocessor" } else { "preprocessor" },
+            instead: if pre { "decompress" } else { "compress" },
+        },
+        _ => ProcessorError::Unknown {
+            kind,
+            name: name.to_owned(),
+            available: if pre { PREPROCESSORS } else { POSTPROCESSORS },
+        },
     }
 }
 
@@ -188,56 +306,37 @@ impl Preprocessor {
             }
             "length-prefixed" => {
                 let c: length_prefixed::Config = config(KIND, named)?;
-                Pre::LengthPrefixed(length_prefixed::Splitter::new(&c))
+                Pre::LengthPrefixed(length_prefixed::Splitter::with(&c))
             }
             "textual-length-prefixed" | "textual-length-prefix" => {
                 let c: textual_length_prefixed::Config = config(KIND, named)?;
-                Pre::TextualLengthPrefixed(textual_length_prefixed::Splitter::new(&c))
-            }
-            "base64" => {
-                no_config(KIND, named)?;
-                Pre::Base64(base64::Decoder::default())
+                Pre::TextualLengthPrefixed(textual_length_prefixed::Splitter::with(&c))
             }
             name @ ("gzip" | "zstd" | "xz" | "zlib" | "snappy" | "lz4" | "br") => {
                 let c: compression::FormatConfig = config(KIND, named)?;
                 let algorithm = Algorithm::named(name);
-                let d = compression::Decompressor::format(algorithm, &c)
-                    .map_err(setting(KIND, named))?;
+                let d = c.decompressor(algorithm).map_err(setting(KIND, named))?;
                 Pre::Decompress(Box::new(d))
             }
             "decompress" => {
                 let c: compression::DecompressConfig = config(KIND, named)?;
                 Pre::Decompress(Box::new(compression::Decompressor::detecting(&c)))
             }
-            "ingest-ns" => {
+            name @ ("base64" | "ingest-ns" | "remove-empty") => {
                 no_config(KIND, named)?;
-                Pre::IngestNs
+                match name {
+                    "base64" => Pre::Base64(base64::Decoder::default()),
+                    "ingest-ns" => Pre::IngestNs,
+                    _ => Pre::RemoveEmpty,
+                }
             }
-            "remove-empty" => {
-                no_config(KIND, named)?;
-                Pre::RemoveEmpty
-            }
-            "compress" => {
-                return Err(ProcessorError::WrongKind {
-                    kind: KIND,
-                    name: "compress",
-                    is: "postprocessor",
-                    instead: "decompress",
-                });
-            }
-            other => {
-                return Err(ProcessorError::Unknown {
-                    kind: KIND,
-                    name: other.to_owned(),
-                    available: PREPROCESSORS,
-                });
-            }
+            other => return Err(refused(KIND, other)),
         };
         Ok(Self(pre))
     }
 
     /// Processes a batch; problems with single frames are appended to `errors`.
-    pub fn process(&mut self, input: &Frames, out: &mut Frames, errors: &mut Vec<String>) {
+    pub fn process(&mut self, input: &Frames, out: &mut Frames, errors: &mut Vec<PreprocessError>) {
         match &mut self.0 {
             Pre::Separate(s) => s.process(input, out, errors),
             Pre::LengthPrefixed(s) => s.process(input, out, errors),
@@ -270,8 +369,8 @@ impl Preprocessor {
     }
 
     /// The stream ended: emits what is still buffered. (What cannot be emitted, such as a
-    /// record the stream ended inside, is logged; [`finish_preprocess`] reports it as an error
-    /// string instead.)
+    /// record the stream ended inside, is logged; [`finish_preprocess`] reports it as a
+    /// [`PreprocessError`] instead.)
     pub fn finish(&mut self, out: &mut Frames) {
         let mut errors = Vec::new();
         self.finish_reporting(out, &mut errors);
@@ -280,7 +379,7 @@ impl Preprocessor {
         }
     }
 
-    fn finish_reporting(&mut self, out: &mut Frames, errors: &mut Vec<String>) {
+    fn finish_reporting(&mut self, out: &mut Frames, errors: &mut Vec<PreprocessError>) {
         match &mut self.0 {
             Pre::Separate(s) => s.finish(out, errors),
             Pre::LengthPrefixed(s) => s.finish(errors),
@@ -326,15 +425,10 @@ impl Postprocessor {
                 let _: textual_length_prefixed::Config = config(KIND, named)?;
                 Post::TextualLengthPrefixed
             }
-            "base64" => {
-                no_config(KIND, named)?;
-                Post::Base64
-            }
             name @ ("gzip" | "zstd" | "xz" | "zlib" | "snappy" | "lz4" | "br") => {
                 let c: compression::FormatConfig = config(KIND, named)?;
                 let algorithm = Algorithm::named(name);
-                let c =
-                    compression::Compressor::format(algorithm, &c).map_err(setting(KIND, named))?;
+                let c = c.compressor(algorithm).map_err(setting(KIND, named))?;
                 Post::Compress(Box::new(c))
             }
             "compress" => {
@@ -342,29 +436,15 @@ impl Postprocessor {
                 let c = compression::Compressor::configured(&c).map_err(setting(KIND, named))?;
                 Post::Compress(Box::new(c))
             }
-            "ingest-ns" => {
+            name @ ("base64" | "ingest-ns" | "remove-empty") => {
                 no_config(KIND, named)?;
-                Post::IngestNs
+                match name {
+                    "base64" => Post::Base64,
+                    "ingest-ns" => Post::IngestNs,
+                    _ => Post::RemoveEmpty,
+                }
             }
-            "remove-empty" => {
-                no_config(KIND, named)?;
-                Post::RemoveEmpty
-            }
-            "decompress" => {
-                return Err(ProcessorError::WrongKind {
-                    kind: KIND,
-                    name: "decompress",
-                    is: "preprocessor",
-                    instead: "compress",
-                });
-            }
-            other => {
-                return Err(ProcessorError::Unknown {
-                    kind: KIND,
-                    name: other.to_owned(),
-                    available: POSTPROCESSORS,
-                });
-            }
+            other => return Err(refused(KIND, other)),
         };
         Ok(Self(post))
     }
@@ -402,14 +482,15 @@ fn prepend_ingest_ns(ns: u64, input: &Frames, out: &mut Frames) {
 }
 
 /// `ingest-ns` as a preprocessor: the frame without its first 8 bytes.
-fn strip_ingest_ns(input: &Frames, out: &mut Frames, errors: &mut Vec<String>) {
+fn strip_ingest_ns(input: &Frames, out: &mut Frames, errors: &mut Vec<PreprocessError>) {
     for frame in input.iter() {
         match frame.get(8..) {
             Some(rest) => out.push(rest),
-            None => errors.push(format!(
-                "ingest-ns: frame of {} bytes dropped: shorter than its 8-byte timestamp",
-                frame.len()
-            )),
+            None => errors.push(PreprocessError::Frame {
+                processor: "ingest-ns",
+                len: frame.len(),
+                reason: FrameReason::NoTimestamp,
+            }),
         }
     }
 }
@@ -426,7 +507,7 @@ pub fn preprocess(
     chain: &mut [Preprocessor],
     frames: &mut Frames,
     scratch: &mut Frames,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<PreprocessError>,
 ) {
     for stage in chain {
         scratch.clear();
@@ -442,7 +523,7 @@ pub fn finish_preprocess(
     chain: &mut [Preprocessor],
     frames: &mut Frames,
     scratch: &mut Frames,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<PreprocessError>,
 ) {
     frames.clear();
     for stage in chain {

@@ -12,7 +12,7 @@ use memchr::memmem;
 use serde::Deserialize;
 use temblor_shim::Frames;
 
-use super::{RETAINED_CAPACITY, SettingError};
+use super::{PreprocessError, RETAINED_CAPACITY, SettingError};
 
 /// The longest separator.
 pub(super) const MAX_SEPARATOR: usize = 8;
@@ -169,14 +169,19 @@ impl Splitter {
         out.append(&mut self.state.starts);
     }
 
-    pub(super) fn process(&mut self, input: &Frames, out: &mut Frames, errors: &mut Vec<String>) {
+    pub(super) fn process(
+        &mut self,
+        input: &Frames,
+        out: &mut Frames,
+        errors: &mut Vec<PreprocessError>,
+    ) {
         match &self.finder {
             Finder::One(b) => self.state.process(&OneByte(*b), input, out, errors),
             Finder::Many(f) => self.state.process(&**f, input, out, errors),
         }
     }
 
-    pub(super) fn finish(&mut self, out: &mut Frames, errors: &mut Vec<String>) {
+    pub(super) fn finish(&mut self, out: &mut Frames, errors: &mut Vec<PreprocessError>) {
         self.state.finish(out, errors);
     }
 }
@@ -193,16 +198,15 @@ impl State {
         }
     }
 
-    fn too_long(&self, errors: &mut Vec<String>) {
-        errors.push(format!(
-            "separate: frame longer than max_length ({} bytes) dropped",
-            self.max_length
-        ));
+    fn too_long(&self, errors: &mut Vec<PreprocessError>) {
+        errors.push(PreprocessError::TooLong {
+            max_length: self.max_length,
+        });
     }
 
     /// Emits the first `len` bytes of the carry as a frame (or drops them if too long), and
     /// empties the carry.
-    fn emit_carry(&mut self, len: usize, out: &mut Frames, errors: &mut Vec<String>) {
+    fn emit_carry(&mut self, len: usize, out: &mut Frames, errors: &mut Vec<PreprocessError>) {
         let mut carry = std::mem::take(&mut self.carry);
         if len > self.max_length {
             self.too_long(errors);
@@ -235,7 +239,7 @@ impl State {
         search: &S,
         input: &Frames,
         out: &mut Frames,
-        errors: &mut Vec<String>,
+        errors: &mut Vec<PreprocessError>,
     ) {
         let sep_len = search.len();
         for chunk in input.iter() {
@@ -314,7 +318,7 @@ impl State {
         }
     }
 
-    fn finish(&mut self, out: &mut Frames, errors: &mut Vec<String>) {
+    fn finish(&mut self, out: &mut Frames, errors: &mut Vec<PreprocessError>) {
         if self.skipping {
             self.carry.clear();
         } else if !self.carry.is_empty() {

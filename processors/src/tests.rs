@@ -20,6 +20,16 @@ fn pre(named: &Named) -> Preprocessor {
     Preprocessor::new(named).unwrap_or_else(|e| panic!("{}: {e}", named.name))
 }
 
+/// The bytes a preprocessor keeps allocated between frames, in its carry or output buffer.
+fn buffered(pre: &Preprocessor) -> usize {
+    match &pre.0 {
+        Pre::LengthPrefixed(s) => s.records.carry.capacity(),
+        Pre::TextualLengthPrefixed(s) => s.records.carry.capacity(),
+        Pre::Decompress(d) => d.buf.capacity(),
+        other => panic!("no buffer looked at in {other:?}"),
+    }
+}
+
 fn post(named: &Named) -> Postprocessor {
     Postprocessor::new(named).unwrap_or_else(|e| panic!("{}: {e}", named.name))
 }
@@ -33,7 +43,7 @@ fn run_pre(chain: &mut [Preprocessor], input: &[&[u8]]) -> (Vec<Vec<u8>>, Vec<St
     let mut got = collect(&f);
     finish_preprocess(chain, &mut f, &mut scratch, &mut errors);
     got.extend(collect(&f));
-    (got, errors)
+    (got, errors.iter().map(ToString::to_string).collect())
 }
 
 fn run_post(chain: &mut [Postprocessor], input: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -143,7 +153,11 @@ fn split_chunks(pre: &mut Preprocessor, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Vec<
     got.extend(collect(&f));
     chain[0].take_starts(&mut starts);
     assert_eq!(got.len(), starts.len(), "one start per frame");
-    (got, starts, errors)
+    (
+        got,
+        starts,
+        errors.iter().map(ToString::to_string).collect(),
+    )
 }
 
 /// What `separate` must give for `data` as a whole: the frames, their starts and how many
@@ -516,11 +530,9 @@ fn length_prefixed_skips_overlong_records_without_buffering_them() {
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("12 bytes"), "{errors:?}");
     assert!(errors[0].contains("max_length (4 bytes)"), "{errors:?}");
-    let Pre::LengthPrefixed(s) = &chain[0].0 else {
-        panic!("not length-prefixed")
-    };
     // At most max_length was buffered (8: a byte vector's smallest allocation), never 12.
-    assert!(s.carry.capacity() <= 8, "buffered {}", s.carry.capacity());
+    let buffered = buffered(&chain[0]);
+    assert!(buffered <= 8, "buffered {buffered}");
 }
 
 #[test]
@@ -537,10 +549,7 @@ fn length_prefixed_huge_declared_length_allocates_nothing() {
         errors[1].contains("ended inside a skipped record"),
         "{errors:?}"
     );
-    let Pre::LengthPrefixed(s) = &chain[0].0 else {
-        panic!("not length-prefixed")
-    };
-    assert_eq!(s.carry.capacity(), 0);
+    assert_eq!(buffered(&chain[0]), 0);
 }
 
 /// Tremor's `length-prefixed` writes each frame's length as a u64, big-endian, then the
@@ -717,19 +726,17 @@ fn other_implementations_are_read() {
         .write(Vec::new(), flate2::Compression::best());
     gz.write_all(&text).unwrap();
     let gz = gz.finish().unwrap();
-    // Two members concatenated.
-    let two = [gz.as_slice(), gz.as_slice()].concat();
-    let (got, errors) = run_pre(&mut [pre(&named("gzip"))], &[&gz, &two]);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(got, [text.clone(), text.repeat(2)]);
-    // xz from liblzma's writer, two streams.
+    // xz from liblzma's writer.
     let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
     xz.write_all(&text).unwrap();
     let xz = xz.finish().unwrap();
-    let two = [xz.as_slice(), xz.as_slice()].concat();
-    let (got, errors) = run_pre(&mut [pre(&named("xz"))], &[&xz, &two]);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(got, [text.clone(), text.repeat(2)]);
+    // Each alone, and two members (streams) concatenated.
+    for (name, one) in [("gzip", gz), ("xz", xz)] {
+        let two = [one.as_slice(), one.as_slice()].concat();
+        let (got, errors) = run_pre(&mut [pre(&named(name))], &[&one, &two]);
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+        assert_eq!(got, [text.clone(), text.repeat(2)], "{name}");
+    }
     // zstd, uncompressed blocks, with a skippable frame in front.
     let zst = ruzstd::encoding::compress_to_vec(
         text.as_slice(),
@@ -741,19 +748,20 @@ fn other_implementations_are_read() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(got, std::slice::from_ref(&text));
     // And what temblor writes, others read.
-    let ours = run_post(&mut [post(&named("gzip"))], &[&text]);
-    let mut back = Vec::new();
-    flate2::read::GzDecoder::new(ours[0].as_slice())
-        .read_to_end(&mut back)
-        .unwrap();
-    assert_eq!(back, text);
-    let ours = run_post(&mut [post(&named("xz"))], &[&text]);
-    let mut back = Vec::new();
-    xz2::read::XzDecoder::new(ours[0].as_slice())
-        .read_to_end(&mut back)
-        .unwrap();
-    assert_eq!(back, text);
+    let readers: [(&str, Reader); 2] = [
+        ("gzip", |b| Box::new(flate2::read::GzDecoder::new(b))),
+        ("xz", |b| Box::new(xz2::read::XzDecoder::new(b))),
+    ];
+    for (name, reader) in readers {
+        let ours = run_post(&mut [post(&named(name))], &[&text]);
+        let mut back = Vec::new();
+        reader(&ours[0]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, text, "{name}");
+    }
 }
+
+/// A decoder of another implementation, over compressed bytes.
+type Reader = fn(&[u8]) -> Box<dyn Read + '_>;
 
 /// Decodes a hex string.
 fn hex(text: &str) -> Vec<u8> {
@@ -873,10 +881,8 @@ fn textual_length_prefixed_reports_bad_prefixes_long_and_cut_records() {
         errors[0].contains("12 bytes is longer than max_length (4 bytes)"),
         "{errors:?}"
     );
-    let Pre::TextualLengthPrefixed(s) = &chain[0].0 else {
-        panic!("not textual-length-prefixed")
-    };
-    assert!(s.carry.capacity() <= 8, "buffered {}", s.carry.capacity());
+    let buffered = buffered(&chain[0]);
+    assert!(buffered <= 8, "buffered {buffered}");
     // A bad prefix: reported once, the rest of the stream dropped; the next stream is read.
     let mut p = pre(&named);
     let mut out = Frames::new();
@@ -885,7 +891,9 @@ fn textual_length_prefixed_reports_bad_prefixes_long_and_cut_records() {
     assert_eq!(collect(&out), [b"ok".to_vec()]);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].contains("byte 0x78 where a decimal length was expected"),
+        errors[0]
+            .to_string()
+            .contains("byte 0x78 where a decimal length was expected"),
         "{errors:?}"
     );
     p.finish(&mut out);
@@ -934,14 +942,8 @@ fn decompression_stops_at_max_length_without_allocating_more() {
             errors[0].contains("longer than max_length (131072 bytes)"),
             "{format}: {errors:?}"
         );
-        let Pre::Decompress(d) = &chain[0].0 else {
-            panic!("not a decompressor")
-        };
-        assert!(
-            d.buf.capacity() <= limit + 1,
-            "{format}: {}",
-            d.buf.capacity()
-        );
+        let buffered = buffered(&chain[0]);
+        assert!(buffered <= limit + 1, "{format}: {buffered}");
         // Exactly max_length is fine.
         let exact = run_post(&mut [post(&named(format))], &[&zeros[..limit]]);
         let (got, errors) = run_pre(&mut [pre(&bounded)], &[&exact[0]]);
@@ -1145,38 +1147,27 @@ fn remove_empty_drops_empty_frames_both_ways() {
 #[test]
 fn a_chain_and_its_mirror_give_the_frames_back() {
     let all: Vec<Vec<u8>> = samples().into_iter().filter(|f| !f.is_empty()).collect();
-    let mut out_chain = [
-        post(&named("gzip")),
-        post(&named("base64")),
-        post(&named("separate")),
-    ];
-    let wire = run_post(&mut out_chain, &refs(&all)).concat();
-    // The stream arrives in odd-sized chunks.
-    let chunks: Vec<&[u8]> = wire.chunks(777).collect();
-    let mut in_chain = [
-        pre(&named("separate")),
-        pre(&named("base64")),
-        pre(&named("decompress")),
-    ];
-    let (got, errors) = run_pre(&mut in_chain, &chunks);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(got, all);
-    // Length-prefixed xz with ingest stamps.
-    let mut out_chain = [
-        post(&named("ingest-ns")),
-        post(&named("xz")),
-        post(&named("length-prefixed")),
-    ];
-    let wire = run_post(&mut out_chain, &refs(&all)).concat();
-    let chunks: Vec<&[u8]> = wire.chunks(1000).collect();
-    let mut in_chain = [
-        pre(&named("length-prefixed")),
-        pre(&named("xz")),
-        pre(&named("ingest-ns")),
-    ];
-    let (got, errors) = run_pre(&mut in_chain, &chunks);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(got, all);
+    // The stream arrives in odd-sized chunks. Second: length-prefixed xz with ingest stamps.
+    for (out_names, in_names, chunk) in [
+        (
+            ["gzip", "base64", "separate"],
+            ["separate", "base64", "decompress"],
+            777,
+        ),
+        (
+            ["ingest-ns", "xz", "length-prefixed"],
+            ["length-prefixed", "xz", "ingest-ns"],
+            1000,
+        ),
+    ] {
+        let mut out_chain = out_names.map(|n| post(&named(n)));
+        let wire = run_post(&mut out_chain, &refs(&all)).concat();
+        let chunks: Vec<&[u8]> = wire.chunks(chunk).collect();
+        let mut in_chain = in_names.map(|n| pre(&named(n)));
+        let (got, errors) = run_pre(&mut in_chain, &chunks);
+        assert!(errors.is_empty(), "{in_names:?}: {errors:?}");
+        assert_eq!(got, all, "{in_names:?}");
+    }
 }
 
 #[test]
@@ -1226,4 +1217,68 @@ fn xz_memory_limit_is_reported_as_such() {
             9 * 1024 * 1024
         )]
     );
+}
+
+#[test]
+fn preprocess_errors_name_the_preprocessor_and_keep_their_wording() {
+    let cases: [(PreprocessError, &str); 9] = [
+        (
+            PreprocessError::Frame {
+                processor: "ingest-ns",
+                len: 3,
+                reason: FrameReason::NoTimestamp,
+            },
+            "ingest-ns: frame of 3 bytes dropped: shorter than its 8-byte timestamp",
+        ),
+        (
+            PreprocessError::TooLong { max_length: 4 },
+            "separate: frame longer than max_length (4 bytes) dropped",
+        ),
+        (
+            PreprocessError::RecordTooLong {
+                processor: "length-prefixed",
+                length: 9,
+                max_length: 4,
+            },
+            "length-prefixed: record of 9 bytes is longer than max_length (4 bytes); skipped",
+        ),
+        (
+            PreprocessError::EndedInRecord {
+                processor: "textual-length-prefixed",
+                have: 2,
+                want: 3,
+            },
+            "textual-length-prefixed: the stream ended inside a record (2 of 3 bytes); dropped",
+        ),
+        (
+            PreprocessError::EndedInSkipped {
+                processor: "length-prefixed",
+                missing: 5,
+            },
+            "length-prefixed: the stream ended inside a skipped record (5 bytes missing)",
+        ),
+        (
+            PreprocessError::EndedInPrefix { have: 3, width: 8 },
+            "length-prefixed: the stream ended inside a length prefix (3 of 8 bytes); dropped",
+        ),
+        (
+            PreprocessError::EndedInDigits { digits: 2 },
+            "textual-length-prefixed: the stream ended inside a length prefix (2 digits); dropped",
+        ),
+        (
+            PreprocessError::NotALength {
+                byte: b'x',
+                after_digits: true,
+            },
+            "textual-length-prefixed: byte 0x78 where a decimal length or a space was expected; \
+             the rest of the stream is dropped",
+        ),
+        (
+            PreprocessError::LengthOverflow,
+            "textual-length-prefixed: a length beyond 2^64 - 1; the rest of the stream is dropped",
+        ),
+    ];
+    for (error, message) in cases {
+        assert_eq!(error.to_string(), message);
+    }
 }

@@ -12,6 +12,11 @@
 use serde::Deserialize;
 use temblor_shim::Frames;
 
+use super::{
+    PreprocessError,
+    records::{self, Prefix, Records},
+};
+
 /// The most digits a length may have (`u64::MAX` has 20).
 const MAX_DIGITS: usize = 20;
 
@@ -29,60 +34,37 @@ impl Default for Config {
     }
 }
 
-/// The preprocessor's state between chunks.
+/// The preprocessor.
+pub(super) type Splitter = records::Splitter<Decimal>;
+
+impl Splitter {
+    pub(super) fn with(config: &Config) -> Self {
+        let prefix = Decimal {
+            length: 0,
+            digits: 0,
+            lost: false,
+        };
+        Self::new(
+            prefix,
+            Records::new("textual-length-prefixed", config.max_length),
+        )
+    }
+}
+
+/// A length in ASCII decimal then a space, which may arrive in parts.
 #[derive(Debug)]
-pub(super) struct Splitter {
-    max_length: u64,
+pub(super) struct Decimal {
     /// The length read so far, and its number of digits.
     length: u64,
     digits: usize,
-    /// The payload length of the record being collected in `carry`.
-    want: Option<usize>,
-    /// A payload that arrived in part.
-    pub(super) carry: Vec<u8>,
-    /// Payload bytes of an over-long record still to discard.
-    skip: u64,
     /// A bad prefix was met: everything is dropped until the stream ends.
     lost: bool,
 }
 
-impl Splitter {
-    pub(super) fn new(config: &Config) -> Self {
-        Self {
-            max_length: u64::try_from(config.max_length).unwrap_or(u64::MAX),
-            length: 0,
-            digits: 0,
-            want: None,
-            carry: Vec::new(),
-            skip: 0,
-            lost: false,
-        }
-    }
-
-    fn process_chunk(&mut self, mut rest: &[u8], out: &mut Frames, errors: &mut Vec<String>) {
-        while !rest.is_empty() && !self.lost {
-            if self.skip > 0 {
-                let n = usize::try_from(self.skip).map_or(rest.len(), |s| s.min(rest.len()));
-                rest = &rest[n..];
-                self.skip -= n as u64;
-                continue;
-            }
-            if let Some(want) = self.want {
-                let n = (want - self.carry.len()).min(rest.len());
-                self.carry.extend_from_slice(&rest[..n]);
-                rest = &rest[n..];
-                if self.carry.len() == want {
-                    out.push(&self.carry);
-                    self.carry.clear();
-                    if self.carry.capacity() > super::RETAINED_CAPACITY {
-                        self.carry.shrink_to(super::RETAINED_CAPACITY);
-                    }
-                    self.want = None;
-                }
-                continue;
-            }
-            let byte = rest[0];
-            rest = &rest[1..];
+impl Prefix for Decimal {
+    fn read(&mut self, rest: &mut &[u8], errors: &mut Vec<PreprocessError>) -> Option<u64> {
+        while let Some((&byte, after)) = rest.split_first().filter(|_| !self.lost) {
+            *rest = after;
             if byte.is_ascii_digit() {
                 let next = self
                     .length
@@ -94,81 +76,38 @@ impl Splitter {
                         self.digits += 1;
                     }
                     _ => {
-                        errors.push(
-                            "textual-length-prefixed: a length beyond 2^64 - 1; the rest of the stream is dropped"
-                                .to_owned(),
-                        );
+                        errors.push(PreprocessError::LengthOverflow);
                         self.lost = true;
                     }
                 }
-                continue;
-            }
-            if byte != b' ' || self.digits == 0 {
-                errors.push(format!(
-                    "textual-length-prefixed: byte {byte:#04x} where a decimal length{} was expected; the rest of the stream is dropped",
-                    if self.digits == 0 { "" } else { " or a space" }
-                ));
+            } else if byte != b' ' || self.digits == 0 {
+                errors.push(PreprocessError::NotALength {
+                    byte,
+                    after_digits: self.digits > 0,
+                });
                 self.lost = true;
-                continue;
-            }
-            let length = self.length;
-            self.length = 0;
-            self.digits = 0;
-            if length > self.max_length {
-                errors.push(format!(
-                    "textual-length-prefixed: record of {length} bytes is longer than max_length ({} bytes); skipped",
-                    self.max_length
-                ));
-                self.skip = length;
-                continue;
-            }
-            // At most max_length, which is a usize.
-            let length = usize::try_from(length).unwrap_or(usize::MAX);
-            if rest.len() >= length {
-                out.push(&rest[..length]);
-                rest = &rest[length..];
             } else {
-                self.want = Some(length);
+                let length = self.length;
+                self.length = 0;
+                self.digits = 0;
+                return Some(length);
             }
         }
+        None
     }
 
-    pub(super) fn process(&mut self, input: &Frames, out: &mut Frames, errors: &mut Vec<String>) {
-        for chunk in input.iter() {
-            self.process_chunk(chunk, out, errors);
+    /// A lost stream starts over.
+    fn finish(&mut self, errors: &mut Vec<PreprocessError>) -> bool {
+        let lost = self.lost;
+        if !lost && self.digits > 0 {
+            errors.push(PreprocessError::EndedInDigits {
+                digits: self.digits,
+            });
         }
-    }
-
-    /// The stream ended: a record still incomplete is dropped and reported; a lost stream
-    /// starts over.
-    pub(super) fn finish(&mut self, errors: &mut Vec<String>) {
-        if self.lost {
-            // Reported when it was lost.
-        } else if let Some(want) = self.want {
-            errors.push(format!(
-                "textual-length-prefixed: the stream ended inside a record ({} of {want} bytes); dropped",
-                self.carry.len()
-            ));
-        } else if self.digits > 0 {
-            errors.push(format!(
-                "textual-length-prefixed: the stream ended inside a length prefix ({} digits); dropped",
-                self.digits
-            ));
-        } else if self.skip > 0 {
-            errors.push(format!(
-                "textual-length-prefixed: the stream ended inside a skipped record ({} bytes missing)",
-                self.skip
-            ));
-        }
-        self.want = None;
         self.length = 0;
         self.digits = 0;
-        self.skip = 0;
         self.lost = false;
-        self.carry.clear();
-        if self.carry.capacity() > super::RETAINED_CAPACITY {
-            self.carry.shrink_to(super::RETAINED_CAPACITY);
-        }
+        !lost
     }
 }
 

@@ -103,7 +103,7 @@ pub(crate) fn run_pipeline(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc::sync_channel;
+    use std::sync::mpsc::{SyncSender, sync_channel};
 
     use temblor_shim::{RVec, Value};
 
@@ -125,25 +125,33 @@ mod tests {
         e
     }
 
+    /// Runs the pipeline of `operators` to its end over one batch of each size (each with a
+    /// token of `acks`), into `ports` (`out`, `err`).
+    fn run(
+        operators: &str,
+        sizes: &[u64],
+        acks: &mut Acks,
+        ports: &[Vec<SyncSender<Events>>],
+    ) -> PipelineCounters {
+        let (tx, rx) = sync_channel(sizes.len());
+        for &n in sizes {
+            let errors = Events::local(RVec::new());
+            let events = events(n, acks);
+            tx.send(Batch { events, errors }).expect("send");
+        }
+        drop(tx);
+        let counters = PipelineCounters::default();
+        run_pipeline(&def(operators), &rx, ports, &counters);
+        counters
+    }
+
     #[test]
     fn filtered_and_forwarded_events_ack_once_every_copy_is_gone() {
         let mut acks = Acks::default();
-        let (tx, rx) = sync_channel(4);
         let (out_tx, out_rx) = sync_channel(4);
         let (err_tx, _err_rx) = sync_channel::<Events>(4);
-        let counters = PipelineCounters::default();
-        tx.send(Batch {
-            events: events(10, &mut acks),
-            errors: Events::local(RVec::new()),
-        })
-        .expect("send");
-        drop(tx);
-        run_pipeline(
-            &def("[{ filter = 'event > 4' }]"),
-            &rx,
-            &[vec![out_tx], vec![err_tx]],
-            &counters,
-        );
+        let ports = [vec![out_tx], vec![err_tx]];
+        let counters = run("[{ filter = 'event > 4' }]", &[10], &mut acks, &ports);
         let forwarded = out_rx.recv().expect("a batch on out");
         assert_eq!(forwarded.values.len(), 5);
         let mut outcomes = Vec::new();
@@ -166,23 +174,9 @@ mod tests {
     #[test]
     fn a_batch_operator_holds_the_tokens_of_what_it_holds() {
         let mut acks = Acks::default();
-        let (tx, rx) = sync_channel(4);
         let (out_tx, out_rx) = sync_channel(8);
-        let counters = PipelineCounters::default();
-        for _ in 0..3 {
-            tx.send(Batch {
-                events: events(2, &mut acks),
-                errors: Events::local(RVec::new()),
-            })
-            .expect("send");
-        }
-        drop(tx);
-        run_pipeline(
-            &def("[{ batch = { count = 4 } }]"),
-            &rx,
-            &[vec![out_tx], Vec::new()],
-            &counters,
-        );
+        let ports = [vec![out_tx], Vec::new()];
+        run("[{ batch = { count = 4 } }]", &[2, 2, 2], &mut acks, &ports);
         let first = out_rx.recv().expect("the full batch");
         let last = out_rx.recv().expect("the rest, flushed at the end");
         assert_eq!(first.values.len(), 1);

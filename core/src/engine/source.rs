@@ -137,7 +137,7 @@ struct Scratch {
     metas: Vec<Value>,
     /// Stream id to index in `metas`, for this batch.
     meta_index: HashMap<u64, u32>,
-    pre_errors: Vec<String>,
+    pre_errors: Vec<processors::PreprocessError>,
 }
 
 /// An error event: why, from where, and the start of the offending bytes.
@@ -682,7 +682,9 @@ impl SourceTask {
         events.born = Some(Instant::now());
         let mut errors = Events::local(RVec::new());
         for reason in s.pre_errors.drain(..) {
-            errors.values.push(error_event(&self.id, &reason, None));
+            errors
+                .values
+                .push(error_event(&self.id, &reason.to_string(), None));
         }
         for fe in frame_errors.iter().filter(|fe| !fe.is_skipped()) {
             errors.values.push(error_event(

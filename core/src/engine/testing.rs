@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, atomic::AtomicBool};
 
+use temblor_harness::deploy::{Connector, Deployment as Toml, Pipeline};
 use temblor_shim::{
     Codec, FrameError, Frames, PluginError, Pull, RVec, Setup, Source, SourceBatch, Value, abi,
     serde,
@@ -218,14 +219,15 @@ pub(crate) fn deployment(
     extra: &str,
     registry: &crate::registry::Registry,
 ) -> (crate::deploy::Deployment, crate::deploy::Plan) {
-    validated(
-        &format!(
-            "[[connector]]\nid = \"in\"\nplugin = \"chunks\"\ncodec = \"ver\"\n{extra}\n\
-             config = {{ chunks = {chunks} }}\n\n[[pipeline]]\nid = \"p\"\n\n\
-             [[connect]]\nfrom = \"in\"\nto = \"p\"\n"
-        ),
-        registry,
-    )
+    let source = Connector::new("in", "chunks")
+        .codec("ver")
+        .line(extra)
+        .line(&format!("config = {{ chunks = {chunks} }}"));
+    let text = Toml::new()
+        .connector(source)
+        .pipeline(Pipeline::new("p"))
+        .connect("in", "p");
+    validated(&text.to_toml(), registry)
 }
 
 /// A deployment of pipeline `p` into the `flaky` sink `id` (codec `ver`, `extra` lines in its
@@ -235,13 +237,12 @@ pub(crate) fn sink_deployment(
     extra: &str,
     registry: &crate::registry::Registry,
 ) -> (crate::deploy::Deployment, crate::deploy::Plan) {
-    validated(
-        &format!(
-            "[[pipeline]]\nid = \"p\"\n\n[[connector]]\nid = \"{id}\"\nplugin = \"flaky\"\n\
-             codec = \"ver\"\n{extra}\n\n[[connect]]\nfrom = \"p\"\nto = \"{id}\"\n"
-        ),
-        registry,
-    )
+    let sink = Connector::new(id, "flaky").codec("ver").line(extra);
+    let text = Toml::new()
+        .pipeline(Pipeline::new("p"))
+        .connector(sink)
+        .connect("p", id);
+    validated(&text.to_toml(), registry)
 }
 
 fn validated(

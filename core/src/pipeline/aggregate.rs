@@ -22,8 +22,12 @@ use temblor_shim::{Object, RVec, Value};
 
 use super::{
     Events, Held,
+    error::{
+        At, ConfigError, EmitError, EventError, at_key, key_expression, known_keys,
+        optional_expression,
+    },
     expr::{Expr, Path, Root, Segment, float_of, int_of},
-    ops::hash_of,
+    ops::{Exits, hash_of},
     parse::{parse_expr, parse_expr_with},
 };
 use crate::delivery::Tokens;
@@ -177,6 +181,11 @@ impl AggFn {
         ("distinct", Self::Distinct, 1, 1),
     ];
 
+    /// The functions' names, for messages.
+    pub(super) fn names() -> String {
+        Self::ALL.map(|(n, _, _, _)| n).join(", ")
+    }
+
     fn name(self) -> &'static str {
         Self::ALL
             .iter()
@@ -283,14 +292,13 @@ impl Emit {
     }
 
     /// Whether the argument's value can be aggregated (`null` is skipped).
-    fn check(&self, v: &Value) -> Result<(), String> {
+    fn check(&self, v: &Value) -> Result<(), EventError> {
         if self.func.numeric() && !matches!(v, Value::Null) && float_of(v).is_none() {
-            return Err(format!(
-                "{}: `{}` needs a number, found {}",
-                self.name,
-                self.func.name(),
-                v.type_name()
-            ));
+            return Err(EventError::NotANumber {
+                name: self.name.clone(),
+                func: self.func.name(),
+                found: v.type_name(),
+            });
         }
         Ok(())
     }
@@ -580,16 +588,30 @@ pub(crate) struct Aggregate {
     /// Groups emitted early because `max_groups` was reached.
     pub(crate) evicted: u64,
     /// Failures while emitting (a `having` that failed): reason and record.
-    pub(crate) failed: Vec<(String, Value)>,
+    pub(crate) failed: Vec<(EventError, Value)>,
 }
 
-fn seconds(v: &Value, what: &str) -> Result<f64, String> {
+fn seconds(v: &Value, key: &'static str) -> Result<f64, ConfigError> {
     match float_of(v) {
         Some(s) if s.is_finite() && s >= 0.0 => Ok(s),
-        _ => Err(format!(
-            "`{what}` must be a number of seconds, found {}",
-            v.type_name()
-        )),
+        _ => Err(ConfigError::Seconds {
+            key,
+            found: v.type_name(),
+        }),
+    }
+}
+
+/// `max_groups` of `aggregate` and `bucket`.
+pub(crate) fn max_groups(t: &Object) -> Result<usize, ConfigError> {
+    match t.get("max_groups") {
+        None => Ok(DEFAULT_MAX_GROUPS),
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            _ => Err(ConfigError::Must {
+                key: "max_groups",
+                rule: "be an integer of at least 1",
+            }),
+        },
     }
 }
 
@@ -599,17 +621,9 @@ fn millis(s: f64) -> u64 {
 }
 
 /// Reads `fn(args)`.
-fn emit_spec(name: &str, text: &str) -> Result<Emit, String> {
-    let bad = || {
-        format!(
-            "emit \"{name}\": expected an aggregate function call such as 'count()' or \
-             'percentile(event.ms, 0.99)' (the functions are {}), found `{text}`",
-            AggFn::ALL
-                .iter()
-                .map(|(n, _, _, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+fn emit_spec(name: &str, text: &str) -> Result<Emit, EmitError> {
+    let bad = || EmitError::NotACall {
+        text: text.to_owned(),
     };
     let trimmed = text.trim();
     let open = trimmed.find('(').ok_or_else(bad)?;
@@ -617,36 +631,32 @@ fn emit_spec(name: &str, text: &str) -> Result<Emit, String> {
         return Err(bad());
     }
     let fname = trimmed[..open].trim();
-    let Some((_, func, least, most)) = AggFn::ALL.iter().find(|(n, _, _, _)| *n == fname) else {
+    let Some(&(fname, func, least, most)) = AggFn::ALL.iter().find(|(n, _, _, _)| *n == fname)
+    else {
         return Err(bad());
     };
     let inner = &trimmed[open + 1..trimmed.len() - 1];
-    let args = parse_expr(&format!("[{inner}]")).map_err(|e| {
-        format!(
-            "emit \"{name}\": column {}: {} (in `{text}`)",
-            e.column + open,
-            e.message
-        )
+    let args = parse_expr(&format!("[{inner}]")).map_err(|e| EmitError::Syntax {
+        column: e.column + open,
+        message: e.message,
+        text: text.to_owned(),
     })?;
     let mut args: Vec<Expr> = match args {
         Expr::Array(items) => items,
         Expr::Lit(Value::Array(items)) => items.iter().cloned().map(Expr::Lit).collect(),
         _ => return Err(bad()),
     };
-    if args.len() < *least || args.len() > *most {
-        return Err(format!(
-            "emit \"{name}\": `{fname}` takes {}, found {}",
-            if least == most {
-                format!("{least} argument(s)")
-            } else {
-                format!("{least} to {most} arguments")
-            },
-            args.len()
-        ));
+    if args.len() < least || args.len() > most {
+        return Err(EmitError::Arity {
+            func: fname,
+            least,
+            most,
+            found: args.len(),
+        });
     }
     let mut spec = Emit {
         name: name.to_owned(),
-        func: *func,
+        func,
         arg: None,
         q: 0.5,
         limit: COLLECT_LIMIT,
@@ -654,29 +664,15 @@ fn emit_spec(name: &str, text: &str) -> Result<Emit, String> {
     if args.len() == 2 {
         let second = args.pop().unwrap_or(Expr::Lit(Value::Null));
         match (func, second) {
-            (AggFn::Percentile, Expr::Lit(v)) => match float_of(&v) {
+            (AggFn::Percentile, Expr::Lit(value)) => match float_of(&value) {
                 Some(q) if (0.0..=1.0).contains(&q) => spec.q = q,
-                _ => {
-                    return Err(format!(
-                        "emit \"{name}\": the quantile of `percentile` is a number from 0 to 1, \
-                         found {v}"
-                    ));
-                }
+                _ => return Err(EmitError::Quantile { value }),
             },
-            (AggFn::Collect, Expr::Lit(v)) => match v.as_u64() {
+            (AggFn::Collect, Expr::Lit(value)) => match value.as_u64() {
                 Some(n) if n >= 1 => spec.limit = usize::try_from(n).unwrap_or(usize::MAX),
-                _ => {
-                    return Err(format!(
-                        "emit \"{name}\": the bound of `collect` is an integer of at least 1, \
-                         found {v}"
-                    ));
-                }
+                _ => return Err(EmitError::Bound { value }),
             },
-            _ => {
-                return Err(format!(
-                    "emit \"{name}\": the second argument of `{fname}` must be a constant"
-                ));
-            }
+            _ => return Err(EmitError::NotConstant { func: fname }),
         }
     }
     spec.arg = args.pop();
@@ -684,7 +680,7 @@ fn emit_spec(name: &str, text: &str) -> Result<Emit, String> {
 }
 
 /// Field names of the emitted records that the emit fields can not take.
-const RESERVED: [&str; 5] = [
+pub(super) const RESERVED: [&str; 5] = [
     "group",
     "window_start_ms",
     "window_end_ms",
@@ -696,9 +692,9 @@ impl Aggregate {
     /// Reads `aggregate = { ... }`; `late_port` gives the index of the `late` port.
     pub(crate) fn compile(
         t: &Object,
-        late_port: &mut dyn FnMut() -> Result<usize, String>,
-    ) -> Result<Self, String> {
-        const KEYS: [&str; 7] = [
+        late_port: &mut dyn FnMut() -> Result<usize, ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        const KEYS: &[&str] = &[
             "window",
             "group_by",
             "emit",
@@ -707,22 +703,17 @@ impl Aggregate {
             "allowed_lateness_s",
             "max_groups",
         ];
-        if let Some((k, _)) = t.iter().find(|(k, _)| !KEYS.contains(k)) {
-            return Err(format!(
-                "unknown key `{k}` (aggregate takes {})",
-                KEYS.join(", ")
-            ));
-        }
+        known_keys(t, "aggregate", KEYS)?;
         let (window, chain) = match t.get("window") {
             Some(Value::Object(w)) => (window(w)?, Vec::new()),
             Some(Value::Array(levels)) => chain(levels)?,
             _ => {
-                return Err(
-                    "`window` is required: `{ tumbling_s = S }`, `{ tumbling_n = N }`, \
+                return Err(ConfigError::RequiredShape {
+                    key: "window",
+                    shape: "`{ tumbling_s = S }`, `{ tumbling_n = N }`, \
                      `{ size_s = S, every_s = E }` or a chain `[{ tumbling_s = S1 }, \
-                     { tumbling_s = S2 }, ...]`"
-                        .to_owned(),
-                );
+                     { tumbling_s = S2 }, ...]`",
+                });
             }
         };
         let group_by: Vec<(String, Expr, bool)> = match t.get("group_by") {
@@ -734,110 +725,76 @@ impl Aggregate {
                         Value::String(s) => (s.as_str(), false),
                         Value::Object(o) => match (o.len(), o.get("each")) {
                             (1, Some(Value::String(s))) => (s.as_str(), true),
-                            _ => {
-                                return Err(
-                                    "a `group_by` table is `{ each = 'EXPRESSION' }` (an array: \
-                                     the event counts in the group of each element)"
-                                        .to_owned(),
-                                );
-                            }
+                            _ => return Err(ConfigError::GroupByTable),
                         },
                         _ => {
-                            return Err(format!(
-                                "`group_by` holds expressions or `{{ each = 'EXPRESSION' }}`, \
-                                 found {}",
-                                v.type_name()
-                            ));
+                            return Err(ConfigError::Type {
+                                key: "group_by",
+                                is: "holds expressions or `{ each = 'EXPRESSION' }`",
+                                found: v.type_name(),
+                            });
                         }
                     };
-                    let e = parse_expr(text).map_err(|e| format!("group_by: {e} (in `{text}`)"))?;
+                    let e = key_expression("group_by", text, parse_expr)?;
                     Ok((text.to_owned(), e, each))
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, ConfigError>>()?,
             Some(other) => {
-                return Err(format!(
-                    "`group_by` is a list of expressions, found {}",
-                    other.type_name()
-                ));
+                return Err(ConfigError::Type {
+                    key: "group_by",
+                    is: "is a list of expressions",
+                    found: other.type_name(),
+                });
             }
         };
         let emit: Vec<Emit> = match t.get("emit") {
             Some(Value::Object(o)) if !o.is_empty() => o
                 .iter()
                 .map(|(name, v)| {
-                    if RESERVED.contains(&name) {
-                        return Err(format!(
-                            "emit \"{name}\": the name is taken by the emitted record's own \
-                             fields ({})",
-                            RESERVED.join(", ")
-                        ));
-                    }
-                    let text = v
-                        .as_str()
-                        .ok_or_else(|| format!("emit \"{name}\": expected an expression string"))?;
-                    emit_spec(name, text)
-                })
-                .collect::<Result<_, String>>()?,
-            _ => {
-                return Err(
-                    "`emit` is required: a table of `\"NAME\" = 'FUNCTION(...)'`".to_owned(),
-                );
-            }
-        };
-        let having = match t.get("having") {
-            None => None,
-            Some(Value::String(text)) => {
-                let names = emit
-                    .iter()
-                    .map(|e| {
-                        (
-                            e.name.clone(),
-                            Expr::Path(Path::new(Root::Event, vec![Segment::Key(e.name.clone())])),
-                        )
+                    let spec = if RESERVED.contains(&name) {
+                        Err(EmitError::Reserved)
+                    } else {
+                        v.as_str()
+                            .ok_or(EmitError::NotAString)
+                            .and_then(|text| emit_spec(name, text))
+                    };
+                    spec.map_err(|source| ConfigError::Emit {
+                        name: name.to_owned(),
+                        source,
                     })
-                    .collect();
-                Some(
-                    parse_expr_with(text, names)
-                        .map_err(|e| format!("having: {e} (in `{text}`)"))?,
-                )
-            }
-            Some(other) => {
-                return Err(format!(
-                    "`having` is an expression string, found {}",
-                    other.type_name()
-                ));
+                })
+                .collect::<Result<_, ConfigError>>()?,
+            _ => {
+                return Err(ConfigError::RequiredShape {
+                    key: "emit",
+                    shape: "a table of `\"NAME\" = 'FUNCTION(...)'`",
+                });
             }
         };
-        let time = match t.get("time") {
-            None => None,
-            Some(Value::String(text)) => {
-                Some(parse_expr(text).map_err(|e| format!("time: {e} (in `{text}`)"))?)
-            }
-            Some(other) => {
-                return Err(format!(
-                    "`time` is an expression string (milliseconds since the epoch), found {}",
-                    other.type_name()
-                ));
-            }
-        };
+        let having = optional_expression(t, ("having", "is an expression string"), |text| {
+            let names = emit
+                .iter()
+                .map(|e| {
+                    let field = Path::new(Root::Event, vec![Segment::Key(e.name.clone())]);
+                    (e.name.clone(), Expr::Path(field))
+                })
+                .collect();
+            parse_expr_with(text, names)
+        })?;
+        let time = optional_expression(
+            t,
+            (
+                "time",
+                "is an expression string (milliseconds since the epoch)",
+            ),
+            parse_expr,
+        )?;
         let lateness_ms = match t.get("allowed_lateness_s") {
             None => 0,
-            Some(_) if time.is_none() => {
-                return Err(
-                    "`allowed_lateness_s` needs `time` (event time); processing time is never \
-                     late"
-                        .to_owned(),
-                );
-            }
+            Some(_) if time.is_none() => return Err(ConfigError::LatenessWithoutTime),
             Some(v) => millis(seconds(v, "allowed_lateness_s")?),
         };
-        let max_groups = match t.get("max_groups") {
-            None => DEFAULT_MAX_GROUPS,
-            Some(v) => match v.as_u64() {
-                Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
-                _ => return Err("`max_groups` must be an integer of at least 1".to_owned()),
-            },
-        };
+        let max_groups = max_groups(t)?;
         let late_port = if time.is_some() { late_port()? } else { 0 };
         Ok(Self {
             window,
@@ -1035,30 +992,14 @@ impl Aggregate {
 
     /// Emits the least recently seen group of a level (from 1) of the chain early.
     fn evict_level(&mut self, level: usize, out: &mut RVec<Value>) {
-        let l = &self.chain[level - 1];
-        let oldest = l
-            .open
-            .iter()
-            .flat_map(|(start, g)| {
-                g.rows
-                    .iter()
-                    .enumerate()
-                    .map(move |(row, (_, s))| (s.seen, *start, row))
-            })
-            .min();
-        let Some((_, start, row)) = oldest else {
+        let l = &mut self.chain[level - 1];
+        let Some((start, row)) = oldest(&l.open) else {
             return;
         };
         let size_ms = l.size_ms;
-        let l = &mut self.chain[level - 1];
-        let Some(groups) = l.open.get_mut(&start) else {
+        let Some((key, slot)) = take_row(&mut l.open, &mut l.groups, start, row) else {
             return;
         };
-        let (key, slot) = groups.remove(row);
-        if groups.is_empty() {
-            l.open.remove(&start);
-        }
-        l.groups -= 1;
         self.evicted += 1;
         self.roll_up(level, &key, &slot, out);
         self.record(key, slot, (start, start + size_ms), true, out);
@@ -1109,7 +1050,7 @@ impl Aggregate {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => {
-                    self.failed.push((format!("having: {e}"), record));
+                    self.failed.push((at_key("having")(e), record));
                     return;
                 }
             }
@@ -1117,30 +1058,24 @@ impl Aggregate {
         out.push(record);
     }
 
-    fn event_time(&self, event: &Value, meta: &Value) -> Result<Option<u64>, String> {
+    fn event_time(&self, event: &Value, meta: &Value) -> Result<Option<u64>, EventError> {
         let Some(time) = &self.time else {
             return Ok(None);
         };
-        let v = time.eval(event, meta).map_err(|e| format!("time: {e}"))?;
+        let v = time.eval(event, meta).map_err(at_key("time"))?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         match (int_of(&v), float_of(&v)) {
             (Some(i), _) if i >= 0 => Ok(Some(u64::try_from(i).unwrap_or(u64::MAX))),
             (None, Some(f)) if f >= 0.0 => Ok(Some(f as u64)),
-            _ => Err(format!(
-                "time: expected milliseconds since the epoch (a number, not negative), found {v}"
-            )),
+            _ => Err(EventError::Time {
+                found: v.into_owned(),
+            }),
         }
     }
 
     /// Aggregates a batch: what windows closed replaces the events; late events go to the
     /// `late` port, failed ones to `fail`.
-    pub(crate) fn apply(
-        &mut self,
-        events: &mut Events,
-        now: Instant,
-        ports: &mut Vec<(usize, Events)>,
-        fail: &mut dyn FnMut(String, Value, Value),
-    ) {
+    pub(crate) fn apply(&mut self, events: &mut Events, now: Instant, exits: &mut Exits<'_>) {
         let mut emitted = RVec::new();
         let now_ms = self.wall_ms(now);
         if self.time.is_none() {
@@ -1171,7 +1106,7 @@ impl Aggregate {
                     } else {
                         base.clone()
                     };
-                    fail(reason, std::mem::take(&mut values[i]), m);
+                    (exits.fail)(reason, std::mem::take(&mut values[i]), m);
                 }
             }
         }
@@ -1180,7 +1115,7 @@ impl Aggregate {
             self.close_until(watermark, &mut emitted);
         }
         if !late.values.is_empty() {
-            ports.push((self.late_port, late));
+            exits.ports.push((self.late_port, late));
         }
         // The records carry the tokens of the groups they were made of; the events aggregated
         // here live on in their groups' tokens. When an event failed, its batch's tokens go
@@ -1204,7 +1139,7 @@ impl Aggregate {
         meta: &Value,
         now_ms: u64,
         emitted: &mut RVec<Value>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, EventError> {
         let t = match self.event_time(event, meta)? {
             Some(t) => {
                 let watermark = self
@@ -1236,13 +1171,15 @@ impl Aggregate {
         event: &Value,
         meta: &Value,
         emitted: &mut RVec<Value>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, EventError> {
         let values: Vec<Cow<'_, Value>> = group_by
             .iter()
             .zip(&self.group_names)
             .map(|(e, text)| {
-                e.eval(event, meta)
-                    .map_err(|err| format!("group_by `{text}`: {err}"))
+                e.eval(event, meta).map_err(|source| EventError::Eval {
+                    at: At::GroupBy(text.clone()),
+                    source,
+                })
             })
             .collect::<Result<_, _>>()?;
         // `each` entries: their arrays' elements, one key per combination.
@@ -1254,19 +1191,19 @@ impl Aggregate {
             match v.as_ref() {
                 Value::Array(items) => lists.push((i, items.as_slice())),
                 other => {
-                    return Err(format!(
-                        "group_by `{{ each = '{}' }}`: expected an array, found {}",
-                        self.group_names[i],
-                        other.type_name()
-                    ));
+                    return Err(EventError::NotAnArray {
+                        text: self.group_names[i].clone(),
+                        found: other.type_name(),
+                    });
                 }
             }
         }
         for spec in &self.emit {
             if let Some(arg) = &spec.arg {
-                let v = arg
-                    .eval(event, meta)
-                    .map_err(|e| format!("{}: {e}", spec.name))?;
+                let v = arg.eval(event, meta).map_err(|source| EventError::Eval {
+                    at: At::Field(spec.name.clone()),
+                    source,
+                })?;
                 spec.check(&v)?;
             }
         }
@@ -1415,31 +1352,16 @@ impl Aggregate {
 
     /// Emits the least recently seen group early.
     fn evict(&mut self, emitted: &mut RVec<Value>) {
-        let oldest = self
-            .open
-            .iter()
-            .flat_map(|(start, g)| {
-                g.rows
-                    .iter()
-                    .enumerate()
-                    .map(move |(row, (_, s))| (s.seen, *start, row))
-            })
-            .min();
-        if let Some((_, start, row)) = oldest {
+        if let Some((start, row)) = oldest(&self.open) {
             self.evicted += 1;
             self.emit_row(start, row, true, emitted);
         }
     }
 
     fn emit_row(&mut self, start: u64, row: usize, early: bool, emitted: &mut RVec<Value>) {
-        let Some(groups) = self.open.get_mut(&start) else {
+        let Some((key, slot)) = take_row(&mut self.open, &mut self.groups, start, row) else {
             return;
         };
-        let (key, slot) = groups.remove(row);
-        if groups.is_empty() {
-            self.open.remove(&start);
-        }
-        self.groups -= 1;
         let bounds = match self.window {
             Window::Time { size_ms, .. } => (start, start + size_ms),
             Window::Count(_) => (slot.first_ms, slot.last_ms),
@@ -1449,45 +1371,64 @@ impl Aggregate {
     }
 }
 
-/// Reads a chain of tumbling windows, each a multiple of the one before.
-fn chain(levels: &[Value]) -> Result<(Window, Vec<Level>), String> {
-    if levels.len() < 2 {
-        return Err(
-            "a chain of windows has at least two: `[{ tumbling_s = S1 }, { tumbling_s = S2 }]`"
-                .to_owned(),
-        );
+/// The least recently seen group of the open windows: its window's start and its row.
+fn oldest(open: &BTreeMap<u64, Groups<Slot>>) -> Option<(u64, usize)> {
+    open.iter()
+        .flat_map(|(start, g)| {
+            g.rows
+                .iter()
+                .enumerate()
+                .map(move |(row, (_, s))| (s.seen, *start, row))
+        })
+        .min()
+        .map(|(_, start, row)| (start, row))
+}
+
+/// Takes the group in `row` of the window that starts at `start` out of the open windows (the
+/// window goes when it empties), and out of the count of `groups` held.
+fn take_row(
+    open: &mut BTreeMap<u64, Groups<Slot>>,
+    groups: &mut usize,
+    start: u64,
+    row: usize,
+) -> Option<(Vec<Value>, Slot)> {
+    let window = open.get_mut(&start)?;
+    let taken = window.remove(row);
+    if window.is_empty() {
+        open.remove(&start);
     }
-    let mut sizes = Vec::with_capacity(levels.len());
+    *groups -= 1;
+    Some(taken)
+}
+
+/// Reads a chain of tumbling windows, each a multiple of the one before.
+fn chain(levels: &[Value]) -> Result<(Window, Vec<Level>), ConfigError> {
+    if levels.len() < 2 {
+        return Err(ConfigError::ShortChain);
+    }
+    let mut sizes: Vec<u64> = Vec::with_capacity(levels.len());
     for (i, level) in levels.iter().enumerate() {
+        let at = |source| ConfigError::Window {
+            index: i + 1,
+            source: Box::new(source),
+        };
         let w = match level {
-            Value::Object(w) => window(w).map_err(|e| format!("window {}: {e}", i + 1))?,
+            Value::Object(w) => window(w).map_err(at)?,
             other => {
-                return Err(format!(
-                    "window {}: expected `{{ tumbling_s = S }}`, found {}",
-                    i + 1,
-                    other.type_name()
-                ));
+                return Err(at(ConfigError::Expected {
+                    expected: "`{ tumbling_s = S }`",
+                    found: other.type_name(),
+                }));
             }
         };
         let size_ms = match w {
             Window::Time { size_ms, every_ms } if size_ms == every_ms => size_ms,
-            _ => {
-                return Err(format!(
-                    "window {}: a chain of windows takes only `{{ tumbling_s = S }}`",
-                    i + 1
-                ));
-            }
+            _ => return Err(at(ConfigError::ChainNotTumbling)),
         };
-        if let Some(&before) = sizes.last()
-            && (size_ms <= before || size_ms % before != 0)
+        if let Some(&before_ms) = sizes.last()
+            && (size_ms <= before_ms || size_ms % before_ms != 0)
         {
-            return Err(format!(
-                "window {}: each window of a chain is a multiple (more than 1) of the one \
-                 before, found {} s after {} s",
-                i + 1,
-                Value::F64(millis_f64(size_ms)),
-                Value::F64(millis_f64(before)),
-            ));
+            return Err(at(ConfigError::ChainNotMultiple { size_ms, before_ms }));
         }
         sizes.push(size_ms);
     }
@@ -1506,17 +1447,15 @@ fn chain(levels: &[Value]) -> Result<(Window, Vec<Level>), String> {
     Ok((first, chain))
 }
 
-#[allow(clippy::cast_precision_loss)]
-fn millis_f64(ms: u64) -> f64 {
-    ms as f64 / 1000.0
-}
-
-fn window(w: &Object) -> Result<Window, String> {
+fn window(w: &Object) -> Result<Window, ConfigError> {
     let keys: Vec<&str> = w.iter().map(|(k, _)| k).collect();
-    let positive_ms = |k: &str| -> Result<u64, String> {
-        let ms = millis(seconds(w.get(k).unwrap_or(&Value::Null), k)?);
+    let positive_ms = |key: &'static str| -> Result<u64, ConfigError> {
+        let ms = millis(seconds(w.get(key).unwrap_or(&Value::Null), key)?);
         if ms == 0 {
-            return Err(format!("`{k}` must be at least 0.001 (one millisecond)"));
+            return Err(ConfigError::Must {
+                key,
+                rule: "be at least 0.001 (one millisecond)",
+            });
         }
         Ok(ms)
     };
@@ -1530,28 +1469,28 @@ fn window(w: &Object) -> Result<Window, String> {
         }
         ["tumbling_n"] => match w.get("tumbling_n").and_then(Value::as_u64) {
             Some(n) if n >= 1 => Ok(Window::Count(n)),
-            _ => Err("`tumbling_n` must be an integer of at least 1".to_owned()),
+            _ => Err(ConfigError::Must {
+                key: "tumbling_n",
+                rule: "be an integer of at least 1",
+            }),
         },
         ["size_s", "every_s"] | ["every_s", "size_s"] => {
             let size_ms = positive_ms("size_s")?;
             let every_ms = positive_ms("every_s")?;
             if every_ms > size_ms {
-                return Err("`every_s` must not exceed `size_s`".to_owned());
+                return Err(ConfigError::Must {
+                    key: "every_s",
+                    rule: "not exceed `size_s`",
+                });
             }
             if size_ms / every_ms > 100 {
-                return Err(
-                    "`size_s` / `every_s` is at most 100 (each event is added to that many \
-                     windows)"
-                        .to_owned(),
-                );
+                return Err(ConfigError::TooManyWindows);
             }
             Ok(Window::Time { size_ms, every_ms })
         }
-        _ => Err(format!(
-            "`window` is `{{ tumbling_s = S }}`, `{{ tumbling_n = N }}` or \
-             `{{ size_s = S, every_s = E }}`, found keys: {}",
-            keys.join(", ")
-        )),
+        _ => Err(ConfigError::WindowShape {
+            keys: keys.join(", "),
+        }),
     }
 }
 

@@ -8,8 +8,10 @@ use temblor_shim::{Object, Value};
 
 use super::{
     Events,
-    aggregate::{DEFAULT_MAX_GROUPS, Groups, key_hash},
+    aggregate::{Groups, key_hash, max_groups},
+    error::{ConfigError, EventError, at_key, known_keys, optional_expression},
     expr::{Expr, NULL, int_of},
+    ops::{Exits, Fate, sort_events},
     parse::parse_expr,
 };
 
@@ -67,8 +69,8 @@ pub(crate) struct Bucket {
 
 impl Bucket {
     /// Reads `bucket = { ... }`; `overflow_port` gives the index of the `overflow` port.
-    pub(crate) fn compile(t: &Object, overflow_port: usize) -> Result<Self, String> {
-        const KEYS: [&str; 6] = [
+    pub(crate) fn compile(t: &Object, overflow_port: usize) -> Result<Self, ConfigError> {
+        const KEYS: &[&str] = &[
             "class",
             "rate",
             "dimension",
@@ -76,54 +78,44 @@ impl Bucket {
             "windows",
             "max_groups",
         ];
-        if let Some((k, _)) = t.iter().find(|(k, _)| !KEYS.contains(k)) {
-            return Err(format!(
-                "unknown key `{k}` (bucket takes {})",
-                KEYS.join(", ")
-            ));
-        }
-        let expr = |k: &str| -> Result<Option<Expr>, String> {
-            match t.get(k) {
-                None => Ok(None),
-                Some(Value::String(text)) => parse_expr(text)
-                    .map(Some)
-                    .map_err(|e| format!("{k}: {e} (in `{text}`)")),
-                Some(other) => Err(format!(
-                    "`{k}` is an expression string, found {}",
-                    other.type_name()
-                )),
-            }
-        };
+        known_keys(t, "bucket", KEYS)?;
+        let expr = |key| optional_expression(t, (key, "is an expression string"), parse_expr);
         let class = expr("class")?.unwrap_or_else(|| {
             Expr::Path(super::expr::Path::new(
                 super::expr::Root::Meta,
                 vec![super::expr::Segment::Key("class".to_owned())],
             ))
         });
-        let rate =
-            expr("rate")?.ok_or("`rate` (an expression, such as 'meta.rate') is required")?;
+        let rate = expr("rate")?.ok_or(ConfigError::Required {
+            key: "rate",
+            hint: "an expression, such as 'meta.rate'",
+        })?;
         let dimension = expr("dimension")?;
         let range_s = match t.get("time_range_s") {
             None => 1.0,
             Some(v) => match super::expr::float_of(v) {
                 Some(s) if s > 0.0 && s.is_finite() => s,
-                _ => return Err("`time_range_s` must be a number of seconds above 0".to_owned()),
+                _ => {
+                    return Err(ConfigError::Must {
+                        key: "time_range_s",
+                        rule: "be a number of seconds above 0",
+                    });
+                }
             },
         };
         let windows = match t.get("windows") {
             None => 100,
             Some(v) => match v.as_u64() {
                 Some(n) if (1..=10_000).contains(&n) => usize::try_from(n).unwrap_or(100),
-                _ => return Err("`windows` must be an integer from 1 to 10000".to_owned()),
+                _ => {
+                    return Err(ConfigError::Must {
+                        key: "windows",
+                        rule: "be an integer from 1 to 10000",
+                    });
+                }
             },
         };
-        let max_groups = match t.get("max_groups") {
-            None => DEFAULT_MAX_GROUPS,
-            Some(v) => match v.as_u64() {
-                Some(n) if n >= 1 => usize::try_from(n).unwrap_or(usize::MAX),
-                _ => return Err("`max_groups` must be an integer of at least 1".to_owned()),
-            },
-        };
+        let max_groups = max_groups(t)?;
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let range_ns = (range_s * 1e9) as u128;
         let slot_ns = (range_ns / windows as u128).max(1);
@@ -158,83 +150,37 @@ impl Bucket {
     }
 
     /// Passes the events within their class's rate, moves the others to `overflow`.
-    pub(crate) fn apply(
-        &mut self,
-        events: &mut Events,
-        now: Instant,
-        ports: &mut Vec<(usize, Events)>,
-        fail: &mut dyn FnMut(String, Value, Value),
-    ) {
+    pub(crate) fn apply(&mut self, events: &mut Events, now: Instant, exits: &mut Exits<'_>) {
         let start = *self.start.get_or_insert(now);
         let slot = u64::try_from(now.saturating_duration_since(start).as_nanos() / self.slot_ns)
             .unwrap_or(u64::MAX);
-        let mut overflow = events.sibling();
-        let with_meta = !events.meta.is_empty();
-        let Events {
-            values, meta, base, ..
-        } = &mut *events;
-        let mut kept = 0;
-        for i in 0..values.len() {
-            let m = if with_meta { &meta[i] } else { &*base };
-            match self.admit(&values[i], m, slot) {
-                Ok(true) => {
-                    if kept != i {
-                        values.swap(kept, i);
-                        if with_meta {
-                            meta.swap(kept, i);
-                        }
-                    }
-                    kept += 1;
-                }
-                Ok(false) => {
-                    overflow.values.push(std::mem::take(&mut values[i]));
-                    if with_meta {
-                        overflow.meta.push(std::mem::take(&mut meta[i]));
-                    }
-                }
-                Err(reason) => {
-                    let m = if with_meta {
-                        std::mem::take(&mut meta[i])
-                    } else {
-                        base.clone()
-                    };
-                    fail(reason, std::mem::take(&mut values[i]), m);
-                }
-            }
-        }
-        values.truncate(kept);
-        if with_meta {
-            meta.truncate(kept);
-        }
-        if !overflow.values.is_empty() {
-            ports.push((self.overflow_port, overflow));
-        }
+        let overflow = Fate::Port(self.overflow_port);
+        sort_events(events, exits, |e, m| {
+            Ok(if self.admit(e, m, slot)? {
+                Fate::Keep
+            } else {
+                overflow
+            })
+        });
     }
 
     /// Whether the event is within its rate (and counts it).
-    fn admit(&mut self, event: &Value, meta: &Value, slot: u64) -> Result<bool, String> {
-        let rate = self
-            .rate
-            .eval(event, meta)
-            .map_err(|e| format!("rate: {e}"))?;
+    fn admit(&mut self, event: &Value, meta: &Value, slot: u64) -> Result<bool, EventError> {
+        let rate = self.rate.eval(event, meta).map_err(at_key("rate"))?;
         let rate = match rate.as_ref() {
             Value::Null => return Ok(true),
             v => match int_of(v) {
                 Some(r) if r >= 0 => u64::try_from(r).unwrap_or(u64::MAX),
                 _ => {
-                    return Err(format!(
-                        "rate: expected a non-negative integer, found {}",
-                        v.type_name()
-                    ));
+                    return Err(EventError::Rate {
+                        found: v.type_name(),
+                    });
                 }
             },
         };
-        let class = self
-            .class
-            .eval(event, meta)
-            .map_err(|e| format!("class: {e}"))?;
+        let class = self.class.eval(event, meta).map_err(at_key("class"))?;
         let dimension = match &self.dimension {
-            Some(d) => d.eval(event, meta).map_err(|e| format!("dimension: {e}"))?,
+            Some(d) => d.eval(event, meta).map_err(at_key("dimension"))?,
             None => Cow::Borrowed(&NULL),
         };
         let key = [class, dimension];

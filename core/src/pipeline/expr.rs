@@ -13,6 +13,8 @@ use std::{borrow::Cow, cmp::Ordering, fmt};
 
 use temblor_shim::{Object, RVec, Value};
 
+use super::error::SetError;
+
 /// `null`, to borrow when a path leads nowhere.
 pub(crate) static NULL: Value = Value::Null;
 
@@ -122,7 +124,7 @@ impl Path {
         event: &mut Value,
         meta: &mut Value,
         value: Value,
-    ) -> Result<(), (String, Value)> {
+    ) -> Result<(), (SetError, Value)> {
         let mut at = self.root_mut(event, meta);
         for (n, s) in self.segments.iter().enumerate() {
             if matches!((&*at, s), (Value::Null, Segment::Key(_))) {
@@ -141,14 +143,12 @@ impl Path {
                     match index_of(len, *i) {
                         Some(i) => &mut a[i],
                         None => {
-                            return Err((
-                                format!(
-                                    "cannot set {}: index {i} is out of range (the array has \
-                                     {len} elements)",
-                                    self.text
-                                ),
-                                value,
-                            ));
+                            let error = SetError::OutOfRange {
+                                path: self.text.clone(),
+                                index: *i,
+                                len,
+                            };
+                            return Err((error, value));
                         }
                     }
                 }
@@ -157,15 +157,13 @@ impl Path {
                         Segment::Key(_) => "an object",
                         Segment::Index(_) => "an array",
                     };
-                    return Err((
-                        format!(
-                            "cannot set {}: {} is {}, not {what}",
-                            self.text,
-                            self.prefix_text(n),
-                            article(other.type_name())
-                        ),
-                        value,
-                    ));
+                    let error = SetError::NotAContainer {
+                        path: self.text.clone(),
+                        prefix: self.prefix_text(n),
+                        found: other.type_name(),
+                        wanted: what,
+                    };
+                    return Err((error, value));
                 }
             };
         }
@@ -495,14 +493,19 @@ pub(super) fn float_of(v: &Value) -> Option<f64> {
     }
 }
 
+/// `i` as a value: an `I64`, or a `U64` above `i64::MAX`; `None` beyond both.
+pub(super) fn int_in_range(i: i128) -> Option<Value> {
+    i64::try_from(i)
+        .map(Value::I64)
+        .or_else(|_| u64::try_from(i).map(Value::U64))
+        .ok()
+}
+
 fn int_value(i: i128, col: u32, op: BinOp) -> Result<Value, EvalError> {
-    if let Ok(i) = i64::try_from(i) {
-        Ok(Value::I64(i))
-    } else if let Ok(u) = u64::try_from(i) {
-        Ok(Value::U64(u))
-    } else {
-        err(col, format!("integer overflow in `{}`", op.as_str()))
-    }
+    int_in_range(i).map_or_else(
+        || err(col, format!("integer overflow in `{}`", op.as_str())),
+        Ok,
+    )
 }
 
 fn arith(op: BinOp, a: &Value, b: &Value, col: u32) -> Result<Value, EvalError> {

@@ -52,13 +52,10 @@ fn int_arg(v: &Value, f: Func, n: usize, col: u32) -> Result<i128, EvalError> {
 }
 
 fn int_result(i: i128, f: Func, col: u32) -> Result<Value, EvalError> {
-    if let Ok(i) = i64::try_from(i) {
-        Ok(Value::I64(i))
-    } else if let Ok(u) = u64::try_from(i) {
-        Ok(Value::U64(u))
-    } else {
-        err(col, format!("`{}`: the integer is out of range", f.name()))
-    }
+    super::expr::int_in_range(i).map_or_else(
+        || err(col, format!("`{}`: the integer is out of range", f.name())),
+        Ok,
+    )
 }
 
 /// A float with no fraction as an integer, if it is in range.

@@ -34,6 +34,7 @@
 
 mod aggregate;
 mod bucket;
+mod error;
 mod expr;
 mod funcs;
 mod ops;
@@ -50,6 +51,10 @@ use temblor_shim::{RVec, Value};
 
 use crate::delivery::Tokens;
 
+pub use error::{At, ConfigError, EmitError, EventError, SetError};
+pub use expr::EvalError;
+pub use parse::SyntaxError;
+
 /// The index of the `out` port.
 pub const OUT: usize = 0;
 /// The index of the `err` port.
@@ -63,13 +68,22 @@ pub struct PipelineDef {
     ports: Vec<String>,
 }
 
-/// Why an operator could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why an operator could not be read: `pipeline 'ID' operators[I] (NAME): ...`, and in an
+/// expression the column.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "pipeline '{pipeline}' operators[{operator}]{}: {error}",
+    name.map(|n| format!(" ({n})")).unwrap_or_default()
+)]
 pub struct OperatorError {
+    /// The pipeline's id.
+    pub pipeline: String,
     /// Index into the pipeline's `operators`.
     pub operator: usize,
-    /// What is wrong, naming the pipeline, the operator and, in an expression, the column.
-    pub message: String,
+    /// The operator's name, when the table names one.
+    pub name: Option<&'static str>,
+    /// What is wrong.
+    pub error: ConfigError,
 }
 
 impl PipelineDef {
@@ -101,12 +115,11 @@ impl PipelineDef {
         for (i, spec) in operators.into_iter().enumerate() {
             match ops::compile(spec, &mut ports) {
                 Ok(op) => ops.push(op),
-                Err((name, message)) => errors.push(OperatorError {
+                Err((name, error)) => errors.push(OperatorError {
+                    pipeline: id.to_owned(),
                     operator: i,
-                    message: format!(
-                        "pipeline '{id}' operators[{i}]{}: {message}",
-                        name.map(|n| format!(" ({n})")).unwrap_or_default()
-                    ),
+                    name,
+                    error,
                 }),
             }
         }
@@ -321,23 +334,13 @@ impl Pipeline {
     }
 
     fn run_from(&mut self, first: usize, mut events: Events, now: Instant, out: &mut Output) {
-        for (i, op) in self.ops.iter_mut().enumerate().skip(first) {
+        for i in first..self.ops.len() {
             if events.values.is_empty() {
                 return;
             }
             let errors = out.errors.len();
-            op.apply(&self.id, i, &mut events, now, out);
-            for (reason, record) in op.take_failed() {
-                let name = op.name();
-                out.errors.push(ops::error_event(
-                    &self.id,
-                    i,
-                    name,
-                    &reason,
-                    record,
-                    Value::Null,
-                ));
-            }
+            self.ops[i].apply(&self.id, i, &mut events, now, out);
+            self.failed(i, out);
             if out.errors.len() > errors {
                 out.error_tokens.merge(&events.tokens);
             }

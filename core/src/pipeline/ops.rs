@@ -20,6 +20,7 @@ use super::{
     Events, Held, OUT, Output,
     aggregate::Aggregate,
     bucket::Bucket,
+    error::{At, ConfigError, EventError, known_keys},
     expr::{Expr, NULL, Path, Root},
     parse::{parse_expr, parse_path},
 };
@@ -83,18 +84,17 @@ impl Op {
 /// Reads one operator. `ports` holds the pipeline's ports so far (`out`, `err`, then route
 /// ports in order of appearance); new route ports are added to it.
 ///
-/// Errors are `(operator name if known, message)`.
+/// Errors come with the operator's name when it is known.
 pub(crate) fn compile(
     spec: &Value,
     ports: &mut Vec<String>,
-) -> Result<Op, (Option<&'static str>, String)> {
+) -> Result<Op, (Option<&'static str>, ConfigError)> {
     let Value::Object(table) = spec else {
         return Err((
             None,
-            format!(
-                "an operator is a table such as `{{ filter = '...' }}`, found {}",
-                spec.type_name()
-            ),
+            ConfigError::NotATable {
+                found: spec.type_name(),
+            },
         ));
     };
     let mut found = table
@@ -102,24 +102,15 @@ pub(crate) fn compile(
         .filter_map(|(k, v)| NAMES.iter().find(|n| **n == k).map(|n| (*n, v)));
     let Some((name, arg)) = found.next() else {
         let keys: Vec<&str> = table.iter().map(|(k, _)| k).collect();
-        return Err((
-            None,
-            format!(
-                "no operator in this table (keys: {}); the operators are {}",
-                if keys.is_empty() {
-                    "none".to_owned()
-                } else {
-                    keys.join(", ")
-                },
-                NAMES.join(", ")
-            ),
-        ));
+        let keys = if keys.is_empty() {
+            "none".to_owned()
+        } else {
+            keys.join(", ")
+        };
+        return Err((None, ConfigError::NoOperator { keys }));
     };
     if let Some((other, _)) = found.next() {
-        return Err((
-            Some(name),
-            format!("one operator per table: found both `{name}` and `{other}`"),
-        ));
+        return Err((Some(name), ConfigError::TwoOperators { name, other }));
     }
     let allowed: &[&str] = if name == "route" {
         &["route", "default"]
@@ -127,7 +118,8 @@ pub(crate) fn compile(
         &[name]
     };
     if let Some((extra, _)) = table.iter().find(|(k, _)| !allowed.contains(k)) {
-        return Err((Some(name), format!("unknown key `{extra}` here")));
+        let key = extra.to_owned();
+        return Err((Some(name), ConfigError::UnknownKey { key }));
     }
     let op = match name {
         "filter" => filter(arg),
@@ -149,58 +141,71 @@ pub(crate) fn compile(
         }
         _ => count(arg),
     };
-    op.map_err(|message| (Some(name), message))
+    op.map_err(|error| (Some(name), error))
 }
 
-fn expression(text: &str) -> Result<Expr, String> {
-    parse_expr(text).map_err(|e| format!("{e} (in `{text}`)"))
+fn expression(text: &str) -> Result<Expr, ConfigError> {
+    parse_expr(text).map_err(|source| ConfigError::Expression {
+        text: text.to_owned(),
+        source,
+    })
 }
 
-fn path(text: &str) -> Result<Path, String> {
-    parse_path(text).map_err(|e| format!("path \"{text}\": {e}"))
+fn path(text: &str) -> Result<Path, ConfigError> {
+    parse_path(text).map_err(|source| ConfigError::Path {
+        text: text.to_owned(),
+        source,
+    })
 }
 
 /// A path that names something inside the event or meta (not the root itself).
-fn inner_path(text: &str, what: &str) -> Result<Path, String> {
+fn inner_path(text: &str, what: &'static str) -> Result<Path, ConfigError> {
     let p = path(text)?;
     if p.segments.is_empty() {
-        return Err(format!(
-            "path \"{text}\": cannot {what} the {} itself; name a field (`{}.a`)",
-            p.text, p.text
-        ));
+        return Err(ConfigError::WholeRoot {
+            text: text.to_owned(),
+            what,
+            root: p.text,
+        });
     }
     Ok(p)
 }
 
-fn table<'v>(arg: &'v Value, example: &str) -> Result<&'v Object, String> {
+fn table<'v>(arg: &'v Value, expected: &'static str) -> Result<&'v Object, ConfigError> {
     match arg {
         Value::Object(o) if !o.is_empty() => Ok(o),
-        Value::Object(_) => Err(format!("the table is empty; expected {example}")),
-        other => Err(format!("expected {example}, found {}", other.type_name())),
+        Value::Object(_) => Err(ConfigError::EmptyTable { expected }),
+        other => Err(ConfigError::Expected {
+            expected,
+            found: other.type_name(),
+        }),
     }
 }
 
-fn string<'v>(v: &'v Value, what: &str) -> Result<&'v str, String> {
-    v.as_str()
-        .ok_or_else(|| format!("{what} must be a string, found {}", v.type_name()))
+fn string<'v>(v: &'v Value, what: &'static str) -> Result<&'v str, ConfigError> {
+    v.as_str().ok_or_else(|| ConfigError::NotAString {
+        what,
+        found: v.type_name(),
+    })
 }
 
 /// A condition: an expression that must give a bool.
-fn condition(text: &str) -> Result<Expr, String> {
+fn condition(text: &str) -> Result<Expr, ConfigError> {
     let e = expression(text)?;
     match &e {
-        Expr::Lit(v) if !matches!(v, Value::Bool(_)) => {
-            Err(format!("the condition `{text}` is always {v}, not a bool"))
-        }
+        Expr::Lit(v) if !matches!(v, Value::Bool(_)) => Err(ConfigError::NotABool {
+            text: text.to_owned(),
+            value: v.clone(),
+        }),
         _ => Ok(e),
     }
 }
 
-fn filter(arg: &Value) -> Result<Op, String> {
+fn filter(arg: &Value) -> Result<Op, ConfigError> {
     condition(string(arg, "a filter expression")?).map(Op::Filter)
 }
 
-fn set(arg: &Value) -> Result<Op, String> {
+fn set(arg: &Value) -> Result<Op, ConfigError> {
     let t = table(
         arg,
         "a table of `\"PATH\" = 'EXPRESSION'` (or a literal value)",
@@ -214,15 +219,15 @@ fn set(arg: &Value) -> Result<Op, String> {
             };
             Ok((target, value))
         })
-        .collect::<Result<_, String>>()
+        .collect::<Result<_, ConfigError>>()
         .map(Op::Set)
 }
 
-fn remove(arg: &Value) -> Result<Op, String> {
+fn remove(arg: &Value) -> Result<Op, ConfigError> {
     let list = match arg {
         Value::String(_) => std::slice::from_ref(arg),
         Value::Array(a) if !a.is_empty() => a.as_slice(),
-        _ => return Err("expected a list of paths (`[\"event.a\", \"meta.b\"]`)".to_owned()),
+        _ => return Err(ConfigError::NoPaths),
     };
     list.iter()
         .map(|p| inner_path(string(p, "a path to remove")?, "remove"))
@@ -230,7 +235,7 @@ fn remove(arg: &Value) -> Result<Op, String> {
         .map(Op::Remove)
 }
 
-fn rename(arg: &Value) -> Result<Op, String> {
+fn rename(arg: &Value) -> Result<Op, ConfigError> {
     let t = table(arg, "a table of `\"FROM\" = \"TO\"` paths")?;
     t.iter()
         .map(|(from, to)| {
@@ -240,10 +245,10 @@ fn rename(arg: &Value) -> Result<Op, String> {
                 && (from.segments.starts_with(&to.segments)
                     || to.segments.starts_with(&from.segments))
             {
-                return Err(format!(
-                    "cannot rename {} to {}: one is inside the other",
-                    from.text, to.text
-                ));
+                return Err(ConfigError::RenameInside {
+                    from: from.text,
+                    to: to.text,
+                });
             }
             Ok((from, to))
         })
@@ -251,18 +256,14 @@ fn rename(arg: &Value) -> Result<Op, String> {
         .map(Op::Rename)
 }
 
-fn port_index(name: &str, ports: &mut Vec<String>) -> Result<usize, String> {
+fn port_index(name: &str, ports: &mut Vec<String>) -> Result<usize, ConfigError> {
     if name.is_empty() || name.contains('/') {
-        return Err(format!(
-            "port name '{name}' must be non-empty and without '/'"
-        ));
+        return Err(ConfigError::PortName {
+            name: name.to_owned(),
+        });
     }
     if name == "err" {
-        return Err(
-            "'err' is the error port: the engine sends failed events there; route to \
-             another name"
-                .to_owned(),
-        );
+        return Err(ConfigError::ErrPort);
     }
     Ok(ports.iter().position(|p| p == name).unwrap_or_else(|| {
         ports.push(name.to_owned());
@@ -270,20 +271,23 @@ fn port_index(name: &str, ports: &mut Vec<String>) -> Result<usize, String> {
     }))
 }
 
-fn route(arg: &Value, default: Option<&Value>, ports: &mut Vec<String>) -> Result<Op, String> {
+fn route(arg: &Value, default: Option<&Value>, ports: &mut Vec<String>) -> Result<Op, ConfigError> {
     let t = table(arg, "a table of `\"PORT\" = 'CONDITION'`")?;
     let branches = t
         .iter()
         .map(|(port, cond)| {
             let text = string(cond, "a route condition")?;
-            let cond = condition(text).map_err(|e| format!("port '{port}': {e}"))?;
+            let cond = condition(text).map_err(|e| ConfigError::Route {
+                port: port.to_owned(),
+                source: Box::new(e),
+            })?;
             Ok(Branch {
                 port: port_index(port, ports)?,
                 name: port.to_owned(),
                 cond,
             })
         })
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, ConfigError>>()?;
     let default = match default {
         None => OUT,
         Some(d) => port_index(string(d, "`default`")?, ports)?,
@@ -291,22 +295,23 @@ fn route(arg: &Value, default: Option<&Value>, ports: &mut Vec<String>) -> Resul
     Ok(Op::Route { branches, default })
 }
 
-fn batch(arg: &Value) -> Result<Op, String> {
+fn batch(arg: &Value) -> Result<Op, ConfigError> {
     let t = table(arg, "`{ count = N, timeout_ms = T }`")?;
-    if let Some((k, _)) = t.iter().find(|(k, _)| !["count", "timeout_ms"].contains(k)) {
-        return Err(format!(
-            "unknown key `{k}` (batch takes count and timeout_ms)"
-        ));
-    }
-    let size = match t.get("count").and_then(Value::as_u64) {
-        Some(n) if n >= 1 => usize::try_from(n).map_err(|_| "count is too large".to_owned())?,
-        _ => return Err("`count` must be an integer of at least 1".to_owned()),
-    };
+    known_keys(t, "batch", &["count", "timeout_ms"])?;
+    let size = t.get("count").and_then(Value::as_u64).filter(|n| *n >= 1);
+    let size = size.ok_or(ConfigError::Must {
+        key: "count",
+        rule: "be an integer of at least 1",
+    })?;
+    let size = usize::try_from(size).map_err(|_| ConfigError::TooLarge { key: "count" })?;
     let timeout = match t.get("timeout_ms") {
         None => None,
-        Some(v) => Some(Duration::from_millis(v.as_u64().ok_or_else(|| {
-            "`timeout_ms` must be a non-negative integer".to_owned()
-        })?)),
+        Some(v) => Some(Duration::from_millis(v.as_u64().ok_or(
+            ConfigError::Must {
+                key: "timeout_ms",
+                rule: "be a non-negative integer",
+            },
+        )?)),
     };
     Ok(Op::Batch {
         size,
@@ -317,11 +322,9 @@ fn batch(arg: &Value) -> Result<Op, String> {
     })
 }
 
-fn count(arg: &Value) -> Result<Op, String> {
+fn count(arg: &Value) -> Result<Op, ConfigError> {
     let t = table(arg, "`{ by = \"PATH\", window_s = S }`")?;
-    if let Some((k, _)) = t.iter().find(|(k, _)| !["by", "window_s"].contains(k)) {
-        return Err(format!("unknown key `{k}` (count takes by and window_s)"));
-    }
+    known_keys(t, "count", &["by", "window_s"])?;
     let by = match t.get("by") {
         None => None,
         Some(p) => Some(path(string(p, "`by`")?)?),
@@ -337,9 +340,17 @@ fn count(arg: &Value) -> Result<Op, String> {
             Duration::try_from_secs_f64(s)
                 .ok()
                 .filter(|d| !d.is_zero())
-                .ok_or_else(|| "`window_s` must be a number of seconds above 0".to_owned())?
+                .ok_or(ConfigError::Must {
+                    key: "window_s",
+                    rule: "be a number of seconds above 0",
+                })?
         }
-        _ => return Err("`window_s` (seconds, above 0) is required".to_owned()),
+        _ => {
+            return Err(ConfigError::Required {
+                key: "window_s",
+                hint: "seconds, above 0",
+            });
+        }
     };
     Ok(Op::Count(Counter {
         by,
@@ -358,7 +369,7 @@ pub(crate) fn error_event(
     pipeline: &str,
     operator: usize,
     name: &str,
-    reason: &str,
+    reason: &EventError,
     event: Value,
     meta: Value,
 ) -> Value {
@@ -373,45 +384,97 @@ pub(crate) fn error_event(
     Value::Object(o)
 }
 
-/// Runs `f` over every event with its meta; keeps the events for which it returns true, in
-/// order, compacting the vector in place; sends those for which it fails to `err`.
-fn each(
+/// What becomes of an event in [`sort_events`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fate {
+    /// It goes on through the operators after this one.
+    Keep,
+    /// It is dropped (a filter said no).
+    Drop,
+    /// It leaves by this port ([`OUT`]: it goes on, as [`Fate::Keep`]).
+    Port(usize),
+}
+
+/// Where the events that leave an operator go: to other ports, or failed (to `err`, with why).
+pub(super) struct Exits<'a> {
+    /// The events for each port, in the order the ports were first used.
+    pub(super) ports: &'a mut Vec<(usize, Events)>,
+    /// Takes a failed event, with its meta.
+    pub(super) fail: &'a mut dyn FnMut(EventError, Value, Value),
+}
+
+/// Runs `f` over every event with its meta, and moves each where `f` says: kept, in order,
+/// compacting the vector in place; to the events of a port, added to the exits' ports (one
+/// entry per port, after those already there); dropped; or, when `f` fails, to `err`.
+pub(super) fn sort_events(
     events: &mut Events,
-    fail: &mut dyn FnMut(String, Value, Value),
-    mut f: impl FnMut(&mut Value, &mut Value) -> Result<bool, String>,
+    exits: &mut Exits<'_>,
+    mut f: impl FnMut(&mut Value, &mut Value) -> Result<Fate, EventError>,
 ) {
+    let ports = &mut *exits.ports;
+    let first_new = ports.len();
     let with_meta = !events.meta.is_empty();
-    let Events {
-        values, meta, base, ..
-    } = &mut *events;
-    // Operators that write meta gave every event its own first: this copy is only read.
-    let mut shared = base.clone();
-    let mut kept = 0;
-    for i in 0..values.len() {
-        let m = if with_meta { &mut meta[i] } else { &mut shared };
-        match f(&mut values[i], m) {
-            Ok(true) => {
+    // Operators that write meta gave every event its own first: the shared one is only read.
+    let mut shared = std::mem::take(&mut events.base);
+    let (mut kept, mut dropped) = (0, false);
+    for i in 0..events.values.len() {
+        let m = if with_meta {
+            &mut events.meta[i]
+        } else {
+            &mut shared
+        };
+        match f(&mut events.values[i], m) {
+            Ok(Fate::Keep | Fate::Port(OUT)) => {
                 if kept != i {
-                    values.swap(kept, i);
+                    events.values.swap(kept, i);
                     if with_meta {
-                        meta.swap(kept, i);
+                        events.meta.swap(kept, i);
                     }
                 }
                 kept += 1;
             }
-            Ok(false) => {}
+            Ok(Fate::Drop) => dropped = true,
+            Ok(Fate::Port(port)) => {
+                let at = match ports[first_new..].iter().position(|(p, _)| *p == port) {
+                    Some(at) => first_new + at,
+                    None => {
+                        let mut sibling = events.sibling();
+                        sibling.base = shared.clone();
+                        ports.push((port, sibling));
+                        ports.len() - 1
+                    }
+                };
+                let to = &mut ports[at].1;
+                to.values.push(std::mem::take(&mut events.values[i]));
+                if with_meta {
+                    to.meta.push(std::mem::take(&mut events.meta[i]));
+                }
+            }
             Err(reason) => {
-                let event = std::mem::take(&mut values[i]);
+                let event = std::mem::take(&mut events.values[i]);
                 let m = if with_meta {
-                    std::mem::take(&mut meta[i])
+                    std::mem::take(&mut events.meta[i])
                 } else {
                     shared.clone()
                 };
-                fail(reason, event, m);
+                (exits.fail)(reason, event, m);
             }
         }
     }
-    events.discard_from(kept);
+    events.base = shared;
+    if dropped {
+        // Dropped events are still there: they go home to be freed.
+        events.discard_from(kept);
+    } else {
+        // Only what was taken (nulls) is left.
+        events.values.truncate(kept);
+        events.meta.truncate(kept);
+    }
+}
+
+/// [`Fate::Keep`] or [`Fate::Drop`].
+fn keep_if(keep: bool) -> Fate {
+    if keep { Fate::Keep } else { Fate::Drop }
 }
 
 impl Op {
@@ -427,58 +490,77 @@ impl Op {
     ) {
         let name = self.name();
         let errors = &mut out.errors;
-        let mut fail = |reason: String, event: Value, meta: Value| {
+        let mut fail = |reason: EventError, event: Value, meta: Value| {
             errors.push(error_event(pipeline, index, name, &reason, event, meta));
         };
+        let exits = &mut Exits {
+            ports: &mut out.ports,
+            fail: &mut fail,
+        };
         match self {
-            Self::Filter(cond) => each(events, &mut fail, |e, m| {
-                cond.eval_bool(e, m).map_err(|err| err.to_string())
-            }),
+            Self::Filter(cond) => {
+                sort_events(events, exits, |e, m| Ok(keep_if(cond.eval_bool(e, m)?)))
+            }
             Self::Set(assignments) => {
                 if assignments.iter().any(|(p, _)| p.root == Root::Meta) {
                     events.ensure_meta();
                 }
-                each(events, &mut fail, |e, m| {
+                sort_events(events, exits, |e, m| {
                     for (target, value) in assignments.iter() {
                         let v = value
                             .eval(e, m)
-                            .map_err(|err| format!("{}: {err}", target.text))?
+                            .map_err(|source| EventError::Eval {
+                                at: At::Field(target.text.clone()),
+                                source,
+                            })?
                             .into_owned();
                         target.set(e, m, v).map_err(|(reason, _)| reason)?;
                     }
-                    Ok(true)
+                    Ok(Fate::Keep)
                 });
             }
             Self::Remove(paths) => {
                 if paths.iter().any(|p| p.root == Root::Meta) {
                     events.ensure_meta();
                 }
-                each(events, &mut fail, |e, m| {
+                sort_events(events, exits, |e, m| {
                     for p in paths.iter() {
                         p.remove(e, m);
                     }
-                    Ok(true)
+                    Ok(Fate::Keep)
                 });
             }
             Self::Rename(pairs) => {
                 if pairs.iter().any(|(_, to)| to.root == Root::Meta) {
                     events.ensure_meta();
                 }
-                each(events, &mut fail, |e, m| {
+                sort_events(events, exits, |e, m| {
                     for (from, to) in pairs.iter() {
                         if let Some(v) = from.remove(e, m)
                             && let Err((reason, v)) = to.set(e, m, v)
                         {
                             // Put it back where it was (its parent is still there).
                             let _ = from.set(e, m, v);
-                            return Err(reason);
+                            return Err(reason.into());
                         }
                     }
-                    Ok(true)
+                    Ok(Fate::Keep)
                 });
             }
             Self::Route { branches, default } => {
-                route_batch(branches, *default, events, &mut out.ports, &mut fail);
+                sort_events(events, exits, |e, m| {
+                    for b in branches.iter() {
+                        match b.cond.eval_bool(e, m) {
+                            Ok(true) => return Ok(Fate::Port(b.port)),
+                            Ok(false) => {}
+                            Err(source) => {
+                                let at = At::Port(b.name.clone());
+                                return Err(EventError::Eval { at, source });
+                            }
+                        }
+                    }
+                    Ok(Fate::Port(*default))
+                });
             }
             Self::Batch {
                 size,
@@ -512,8 +594,8 @@ impl Op {
                 }
                 events.values.extend(full);
             }
-            Self::Aggregate(agg) => agg.apply(events, now, &mut out.ports, &mut fail),
-            Self::Bucket(bucket) => bucket.apply(events, now, &mut out.ports, &mut fail),
+            Self::Aggregate(agg) => agg.apply(events, now, exits),
+            Self::Bucket(bucket) => bucket.apply(events, now, exits),
             Self::Count(counter) => {
                 let (mut emitted, tokens) = counter.roll(now).unwrap_or_default();
                 counter.add(events);
@@ -587,7 +669,7 @@ impl Op {
     }
 
     /// Records an operator could not emit (an `aggregate`'s `having` that failed), with why.
-    pub(crate) fn take_failed(&mut self) -> Vec<(String, Value)> {
+    pub(crate) fn take_failed(&mut self) -> Vec<(EventError, Value)> {
         match self {
             Self::Aggregate(a) => std::mem::take(&mut a.failed),
             _ => Vec::new(),
@@ -628,75 +710,6 @@ pub(crate) struct Branch {
     pub(crate) port: usize,
     name: String,
     cond: Expr,
-}
-
-fn route_batch(
-    branches: &[Branch],
-    default: usize,
-    events: &mut Events,
-    ports: &mut Vec<(usize, Events)>,
-    fail: &mut dyn FnMut(String, Value, Value),
-) {
-    let first_new = ports.len();
-    let proto = events.sibling();
-    let Events {
-        values, meta, base, ..
-    } = events;
-    let with_meta = !meta.is_empty();
-    let mut kept = 0;
-    for i in 0..values.len() {
-        let m = if with_meta { &meta[i] } else { &*base };
-        let mut target = Ok(default);
-        for b in branches {
-            match b.cond.eval_bool(&values[i], m) {
-                Ok(true) => {
-                    target = Ok(b.port);
-                    break;
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    target = Err(format!("port '{}': {e}", b.name));
-                    break;
-                }
-            }
-        }
-        match target {
-            Ok(OUT) => {
-                if kept != i {
-                    values.swap(kept, i);
-                    if with_meta {
-                        meta.swap(kept, i);
-                    }
-                }
-                kept += 1;
-            }
-            Ok(port) => {
-                let bucket = match ports[first_new..].iter().position(|(p, _)| *p == port) {
-                    Some(at) => &mut ports[first_new + at].1,
-                    None => {
-                        ports.push((port, proto.sibling()));
-                        &mut ports.last_mut().unwrap_or_else(|| unreachable!()).1
-                    }
-                };
-                bucket.values.push(std::mem::take(&mut values[i]));
-                if with_meta {
-                    bucket.meta.push(std::mem::take(&mut meta[i]));
-                }
-            }
-            Err(reason) => {
-                let m = if with_meta {
-                    std::mem::take(&mut meta[i])
-                } else {
-                    base.clone()
-                };
-                fail(reason, std::mem::take(&mut values[i]), m);
-            }
-        }
-    }
-    values.truncate(kept);
-    if with_meta {
-        meta.truncate(kept);
-    }
 }
 
 /// The state of a `count`: the counts of the current window, by value.

@@ -278,17 +278,27 @@ fn left_assoc(
     op: fn(&mut In<'_>) -> R<BinOp>,
 ) -> R<Expr> {
     let mut lhs = operand(i)?;
-    loop {
-        let before = i.checkpoint();
-        ws(i)?;
-        let col = column(i);
-        let Some(op) = opt(op).parse_next(i)? else {
-            i.reset(&before);
-            return Ok(lhs);
-        };
-        let rhs = operand(i)?;
+    while let Some((op, rhs, col)) = binary_next(i, operand, op)? {
         lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs), col);
     }
+    Ok(lhs)
+}
+
+/// After a left operand: an operator of `op` (with its column) and the right operand; `None`,
+/// with the input as it was, when no such operator follows.
+fn binary_next(
+    i: &mut In<'_>,
+    operand: fn(&mut In<'_>) -> R<Expr>,
+    op: fn(&mut In<'_>) -> R<BinOp>,
+) -> R<Option<(BinOp, Expr, u32)>> {
+    let before = i.checkpoint();
+    ws(i)?;
+    let col = column(i);
+    let Some(op) = opt(op).parse_next(i)? else {
+        i.reset(&before);
+        return Ok(None);
+    };
+    Ok(Some((op, operand(i)?, col)))
 }
 
 fn not_expr(i: &mut In<'_>) -> R<Expr> {
@@ -317,14 +327,9 @@ fn compare_op(i: &mut In<'_>) -> R<BinOp> {
 
 fn compare(i: &mut In<'_>) -> R<Expr> {
     let lhs = sum(i)?;
-    let before = i.checkpoint();
-    ws(i)?;
-    let col = column(i);
-    let Some(op) = opt(compare_op).parse_next(i)? else {
-        i.reset(&before);
+    let Some((op, rhs, col)) = binary_next(i, sum, compare_op)? else {
         return Ok(lhs);
     };
-    let rhs = sum(i)?;
     let after = i.checkpoint();
     ws(i)?;
     let next = i.checkpoint();

@@ -13,6 +13,7 @@ use std::sync::{
 };
 
 use temblor_core::{Deployment, Engine, Plugin, Registry};
+use temblor_harness::deploy::{Connector, Deployment as Toml, Pipeline};
 
 fn registry() -> Registry {
     let mut r = Registry::new();
@@ -29,10 +30,14 @@ fn registry() -> Registry {
 }
 
 fn start(text: &str, stop: Arc<AtomicBool>) -> Result<Engine, String> {
-    let registry = registry();
+    start_in(&registry(), text, stop)
+}
+
+/// Parses, validates and starts `text` with the plugins of `registry`.
+fn start_in(registry: &Registry, text: &str, stop: Arc<AtomicBool>) -> Result<Engine, String> {
     let d = Deployment::parse(text, "t.toml").map_err(|e| e.to_string())?;
-    let plan = d.validate(&registry, "t.toml").map_err(|e| e.to_string())?;
-    Engine::start(&d, &plan, &registry, stop).map_err(|e| e.to_string())
+    let plan = d.validate(registry, "t.toml").map_err(|e| e.to_string())?;
+    Engine::start(&d, &plan, registry, stop).map_err(|e| e.to_string())
 }
 
 fn run(text: &str) -> Arc<temblor_core::Stats> {
@@ -41,45 +46,32 @@ fn run(text: &str) -> Arc<temblor_core::Stats> {
         .wait()
 }
 
+/// The source `in` of `plugin` (`lines` and the like: integers, one a line), with its
+/// config as a TOML inline table.
+fn source(plugin: &str, config: &str) -> Connector {
+    Connector::new("in", plugin)
+        .codec("int")
+        .pre("separate")
+        .line(&format!("config = {config}"))
+}
+
+/// A `collect` sink, its frames kept under `name`.
+fn collect(id: &str, name: &str) -> Connector {
+    Connector::new(id, "collect").codec("int").set("name", name)
+}
+
+/// A `collect` sink of lines.
+fn lines_sink(id: &str, name: &str) -> Connector {
+    collect(id, name).post("separate")
+}
+
+/// `lines` (with `source_config`) → `main` → `out` (lines kept under `out`); `main/err` →
+/// `errors` (kept under `err`).
 fn deployment(source_config: &str, out: &str, err: &str) -> String {
-    format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "lines"
-codec = "int"
-preprocessors = ["separate"]
-config = {source_config}
-
-[[connector]]
-id = "out"
-plugin = "collect"
-codec = "int"
-postprocessors = ["separate"]
-config = {{ name = "{out}" }}
-
-[[connector]]
-id = "errors"
-plugin = "collect"
-codec = "int"
-config = {{ name = "{err}" }}
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "main"
-
-[[connect]]
-from = "main/out"
-to = "out"
-
-[[connect]]
-from = "main/err"
-to = "errors"
-"#
-    )
+    Toml::passthrough(source("lines", source_config), lines_sink("out", out))
+        .connector(collect("errors", err))
+        .connect("main/err", "errors")
+        .to_toml()
 }
 
 #[test]
@@ -299,48 +291,32 @@ fn constructor_errors_name_the_component() {
 
 #[test]
 fn validation_reports_every_problem_with_its_place() {
-    let text = r#"
-[[connector]]
-id = "in"
-plugin = "nosuch"
-codec = "int"
-
-[[connector]]
-id = "out"
-plugin = "collect"
-codec = "lines"
-postprocessors = ["squash"]
-
-[[pipeline]]
-id = "main"
-
-[[connect]]
-from = "in"
-to = "out"
-
-[[connect]]
-from = "main/sideways"
-to = "out"
-
-[[connect]]
-from = "main"
-to = "nowhere"
-"#;
-    let err = start(text, Arc::new(AtomicBool::new(false))).unwrap_err();
+    let text = Toml::new()
+        .connector(Connector::new("in", "nosuch").codec("int"))
+        .connector(
+            Connector::new("out", "collect")
+                .codec("lines")
+                .post("squash"),
+        )
+        .pipeline(Pipeline::new("main"))
+        .connect("in", "out")
+        .connect("main/sideways", "out")
+        .connect("main", "nowhere")
+        .to_toml();
+    let err = start(&text, Arc::new(AtomicBool::new(false))).unwrap_err();
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 6, "{err}");
     assert!(
-        lines[0].starts_with("t.toml:4:10: connector 'in': no plugin named 'nosuch'"),
+        lines[0].starts_with("t.toml:3:10: connector 'in': no plugin named 'nosuch'"),
         "{err}"
     );
     assert!(
-        lines[1].starts_with(
-            "t.toml:10:9: connector 'out': plugin 'lines' is a connector, not a codec"
-        ),
+        lines[1]
+            .starts_with("t.toml:9:9: connector 'out': plugin 'lines' is a connector, not a codec"),
         "{err}"
     );
     assert!(
-        lines[2].starts_with("t.toml:11:19: connector 'out': unknown postprocessor 'squash'"),
+        lines[2].starts_with("t.toml:10:19: connector 'out': unknown postprocessor 'squash'"),
         "{err}"
     );
     assert!(lines[3].contains("both connectors"), "{err}");

@@ -10,9 +10,10 @@ use std::{
 };
 
 use temblor_core::{Deployment, Engine, Plugin, Registry};
+use temblor_harness::deploy::{Deployment as Toml, Pipeline};
 use temblor_shim::{PluginError, Pull, Setup, Source, SourceBatch, serde};
 
-use crate::plugins::collected;
+use crate::{lines_sink, plugins::collected, source, start_in};
 
 /// `idle`: a source that emits its `chunks`, then idles (without ending) until stopped.
 mod idle {
@@ -53,10 +54,7 @@ fn registry() -> Registry {
 }
 
 fn start(text: &str, stop: Arc<AtomicBool>) -> Result<Engine, String> {
-    let registry = registry();
-    let d = Deployment::parse(text, "t.toml").map_err(|e| e.to_string())?;
-    let plan = d.validate(&registry, "t.toml").map_err(|e| e.to_string())?;
-    Engine::start(&d, &plan, &registry, stop).map_err(|e| e.to_string())
+    start_in(&registry(), text, stop)
 }
 
 fn run(text: &str) -> Arc<temblor_core::Stats> {
@@ -90,35 +88,22 @@ fn numbers(lines: &[String]) -> Vec<i64> {
 
 #[test]
 fn route_ports_filter_and_err_reach_their_sinks() {
-    let text = format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "lines"
-codec = "int"
-preprocessors = ["separate"]
-config = {{ count = 1000, per_pull = 7 }}
-
-{}{}{}{}
-[[pipeline]]
-id = "main"
-operators = [
-  {{ filter = 'event % 10 != 3' }},
-  {{ filter = 'event / (event % 25) >= 0' }},
-  {{ route = {{ "big" = 'event >= 900', "even" = 'event % 2 == 0' }} }},
-]
-
-{}{}{}{}{}"#,
-        sink("small", "rt-out"),
-        sink("big", "rt-big"),
-        sink("even", "rt-even"),
-        sink("errors", "rt-err"),
-        link("in", "main"),
-        link("main", "small"),
-        link("main/big", "big"),
-        link("main/even", "even"),
-        link("main/err", "errors"),
-    );
+    let main = Pipeline::new("main")
+        .op("{ filter = 'event % 10 != 3' }")
+        .op("{ filter = 'event / (event % 25) >= 0' }")
+        .op(r#"{ route = { "big" = 'event >= 900', "even" = 'event % 2 == 0' } }"#);
+    let text = Toml::pipe(
+        source("lines", "{ count = 1000, per_pull = 7 }"),
+        main,
+        lines_sink("small", "rt-out"),
+    )
+    .connector(lines_sink("big", "rt-big"))
+    .connector(lines_sink("even", "rt-even"))
+    .connector(lines_sink("errors", "rt-err"))
+    .connect("main/big", "big")
+    .connect("main/even", "even")
+    .connect("main/err", "errors")
+    .to_toml();
     let stats = run(&text);
 
     // The same rules, computed here.
@@ -161,25 +146,12 @@ operators = [
 
 #[test]
 fn an_unconnected_route_port_drops_and_counts() {
-    let text = format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "lines"
-codec = "int"
-preprocessors = ["separate"]
-config = {{ count = 10 }}
-
-{}
-[[pipeline]]
-id = "main"
-operators = [{{ route = {{ "odd" = 'event % 2 == 1' }} }}]
-
-{}{}"#,
-        sink("out", "drop-out"),
-        link("in", "main"),
-        link("main", "out"),
-    );
+    let text = Toml::pipe(
+        source("lines", "{ count = 10 }"),
+        Pipeline::new("main").op(r#"{ route = { "odd" = 'event % 2 == 1' } }"#),
+        lines_sink("out", "drop-out"),
+    )
+    .to_toml();
     let stats = run(&text);
     assert_eq!(numbers(&collected("drop-out")), [0, 2, 4, 6, 8]);
     let p = stats.pipeline("main").unwrap();
@@ -189,35 +161,20 @@ operators = [{{ route = {{ "odd" = 'event % 2 == 1' }} }}]
 
 #[test]
 fn batch_and_count_hold_events_and_flush_everything_at_the_end() {
-    let text = format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "lines"
-codec = "int"
-preprocessors = ["separate"]
-config = {{ count = 250, per_pull = 10 }}
-
-{}{}
-[[pipeline]]
-id = "batches"
-operators = [{{ batch = {{ count = 100, timeout_ms = 60000 }} }}]
-
-[[pipeline]]
-id = "counts"
-operators = [
-  {{ set = {{ "meta.parity" = 'event % 2' }} }},
-  {{ count = {{ by = "meta.parity", window_s = 3600 }} }},
-]
-
-{}{}{}{}"#,
-        sink("arrays", "hold-batches"),
-        sink("counted", "hold-counts"),
-        link("in", "batches"),
-        link("in", "counts"),
-        link("batches", "arrays"),
-        link("counts", "counted"),
-    );
+    let batches = Pipeline::new("batches").op("{ batch = { count = 100, timeout_ms = 60000 } }");
+    let counts = Pipeline::new("counts")
+        .op(r#"{ set = { "meta.parity" = 'event % 2' } }"#)
+        .op(r#"{ count = { by = "meta.parity", window_s = 3600 } }"#);
+    let text = Toml::pipe(
+        source("lines", "{ count = 250, per_pull = 10 }"),
+        batches,
+        lines_sink("arrays", "hold-batches"),
+    )
+    .connector(lines_sink("counted", "hold-counts"))
+    .pipeline(counts)
+    .connect("in", "counts")
+    .connect("counts", "counted")
+    .to_toml();
     run(&text);
     let arrays = collected("hold-batches");
     assert_eq!(arrays.len(), 3, "two full batches and the rest at the end");
@@ -243,25 +200,12 @@ operators = [
 #[test]
 fn a_batch_timeout_fires_while_no_input_arrives() {
     let stop = Arc::new(AtomicBool::new(false));
-    let text = format!(
-        r#"
-[[connector]]
-id = "in"
-plugin = "idle"
-codec = "int"
-preprocessors = ["separate"]
-config = {{ chunks = ["1\n2\n", "3\n"] }}
-
-{}
-[[pipeline]]
-id = "main"
-operators = [{{ batch = {{ count = 1000, timeout_ms = 50 }} }}]
-
-{}{}"#,
-        sink("out", "timeout-out"),
-        link("in", "main"),
-        link("main", "out"),
-    );
+    let text = Toml::pipe(
+        source("idle", r#"{ chunks = ["1\n2\n", "3\n"] }"#),
+        Pipeline::new("main").op("{ batch = { count = 1000, timeout_ms = 50 } }"),
+        lines_sink("out", "timeout-out"),
+    )
+    .to_toml();
     let engine = start(&text, Arc::clone(&stop)).unwrap();
     let started = Instant::now();
     while collected("timeout-out").is_empty() {

@@ -136,7 +136,8 @@ pub mod notified {
 
     use super::*;
 
-    /// Pulls made by the last instance.
+    /// Pulls made by the last instance with lines to hand (`count` above 0): an instance of
+    /// `count = 0` (which only waits for the stop) may run beside it, in another test.
     pub static PULLS: AtomicU64 = AtomicU64::new(0);
 
     #[derive(serde::Deserialize)]
@@ -167,7 +168,9 @@ pub mod notified {
         }
 
         fn pull(&mut self, out: &mut SourceBatch) -> Result<Pull, PluginError> {
-            PULLS.fetch_add(1, Ordering::SeqCst);
+            if self.config.count > 0 {
+                PULLS.fetch_add(1, Ordering::SeqCst);
+            }
             for i in self.queue.lock().unwrap().drain(..) {
                 out.push(format!("{i}\n").as_bytes());
                 self.handed += 1;
@@ -180,9 +183,12 @@ pub mod notified {
     }
 
     fn new(setup: &Setup<'_>) -> Result<Notified, PluginError> {
-        PULLS.store(0, Ordering::SeqCst);
+        let config: Config = setup.config()?;
+        if config.count > 0 {
+            PULLS.store(0, Ordering::SeqCst);
+        }
         Ok(Notified {
-            config: setup.config()?,
+            config,
             queue: Arc::default(),
             handed: 0,
         })
