@@ -22,14 +22,14 @@ use crate::with_unknown_key;
 ///
 /// # Panics
 /// When it does not.
-pub fn manifest(module: PluginModRef) {
+pub fn manifest(module: PluginModRef, name: &str) {
     let manifest = module.manifest()();
     assert_eq!(
         manifest.kind,
         PluginKind::Connector,
         "the manifest says connector"
     );
-    assert!(!manifest.name.is_empty(), "the plugin has a name");
+    assert_eq!(manifest.name.as_str(), name, "the plugin's name");
     assert_eq!(manifest.shim_interface, SHIM_INTERFACE_VERSION);
 }
 
@@ -238,8 +238,8 @@ const PROMPT: Duration = Duration::from_secs(2);
 ///
 /// # Panics
 /// When a check fails, with what failed.
-pub fn compliance(module: PluginModRef, config: &Value, offers: Offers) {
-    manifest(module);
+pub fn compliance(module: PluginModRef, name: &str, config: &Value, offers: Offers) {
+    manifest(module, name);
     for as_source in [true, false] {
         if !matches!(
             (offers, as_source),

@@ -250,6 +250,6 @@ mod compliance {
 
     #[test]
     fn compliance() {
-        connector::compliance(module(), &data_once(), connector::Offers::Source);
+        connector::compliance(module(), "bench", &data_once(), connector::Offers::Source);
     }
 }

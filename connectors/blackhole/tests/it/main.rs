@@ -47,6 +47,6 @@ fn blackhole_is_a_sink_only() {
 #[test]
 fn compliance() {
     let module = connector_blackhole::plugin_module();
-    connector::compliance(module, &config(&[]), connector::Offers::Sink);
+    connector::compliance(module, "blackhole", &config(&[]), connector::Offers::Sink);
     connector::sink_accepts(module, &config(&[]), &[b"{\"a\":1}\n", b"", b"x"]);
 }

@@ -36,9 +36,10 @@ fn asks_to_stop_after_the_first_event_and_the_delay() {
 
 #[test]
 fn compliance() {
-    connector::compliance(module(), &config(&[]), connector::Offers::Sink);
+    connector::compliance(module(), "exit", &config(&[]), connector::Offers::Sink);
     connector::compliance(
         module(),
+        "exit",
         &config(&[("delay_ms", Value::from(5))]),
         connector::Offers::Sink,
     );

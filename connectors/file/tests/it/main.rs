@@ -293,7 +293,12 @@ mod compliance {
         let dir = TempDir::new("compliance");
         let path = dir.write("f.txt", b"x");
         // A reading config makes no sink, a writing one no source.
-        connector::compliance(module(), &config(&path, None), connector::Offers::Source);
+        connector::compliance(
+            module(),
+            "file",
+            &config(&path, None),
+            connector::Offers::Source,
+        );
         assert_eq!(
             std::fs::read(&path).expect("read"),
             b"x",
@@ -302,6 +307,7 @@ mod compliance {
         let out = dir.join("out.txt");
         connector::compliance(
             module(),
+            "file",
             &config(&out, Some("write")),
             connector::Offers::Sink,
         );

@@ -130,8 +130,7 @@ fn batch(frames: &[&str]) -> Frames {
 fn compliance_sink_only_and_strict_config() {
     let module = connector_http_client::plugin_module();
     let cfg = config(&[("url", Value::from("http://127.0.0.1:9/"))]);
-    connector::compliance(module, &cfg, connector::Offers::Sink);
-    assert_eq!((module.manifest())().name.as_str(), "http_client");
+    connector::compliance(module, "http_client", &cfg, connector::Offers::Sink);
 }
 
 #[test]

@@ -146,8 +146,7 @@ fn statuses(lines: &[String]) -> Vec<&str> {
 fn compliance_source_only_and_strict_config() {
     let module = connector_http_server::plugin_module();
     let cfg = config(&[("url", Value::from("127.0.0.1:0"))]);
-    connector::compliance(module, &cfg, connector::Offers::Source);
-    assert_eq!((module.manifest())().name.as_str(), "http_server");
+    connector::compliance(module, "http_server", &cfg, connector::Offers::Source);
 }
 
 #[test]

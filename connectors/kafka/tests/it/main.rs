@@ -112,7 +112,7 @@ fn topic_of(test: &str, topic: &str, prefix: &str) -> (TempDir, Tansu, SinkBox) 
 
 #[test]
 fn the_manifest_and_unknown_keys() {
-    connector::manifest(module());
+    connector::manifest(module(), "kafka");
     let cfg = config(&[
         ("group_id", Value::from("g")),
         ("topics", Value::Array(RVec::from(vec![Value::from("t")]))),

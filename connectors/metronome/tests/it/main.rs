@@ -42,7 +42,7 @@ fn pull_ticks(source: &mut SourceBox, want: usize, timeout: Duration) -> Vec<Val
 
 #[test]
 fn delivers_ticks_with_consecutive_ids_and_increasing_times() {
-    connector::manifest(module());
+    connector::manifest(module(), "metronome");
     let cfg = config(&[("interval_ms", Value::from(10))]);
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -104,6 +104,7 @@ fn a_slow_metronome_stays_responsive() {
 fn compliance() {
     connector::compliance(
         module(),
+        "metronome",
         &config(&[("interval_ms", Value::from(10))]),
         connector::Offers::Source,
     );

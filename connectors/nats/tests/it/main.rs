@@ -134,7 +134,7 @@ fn payloads(prefix: &str, range: std::ops::Range<u32>) -> Vec<Vec<u8>> {
 
 #[test]
 fn the_manifest_and_unknown_keys() {
-    connector::manifest(module());
+    connector::manifest(module(), "nats");
     let cfg = config(&[("subject", Value::from("a"))]);
     connector::rejects_unknown_key(module(), &cfg, true);
     connector::rejects_unknown_key(module(), &config(&[]), false);

@@ -68,8 +68,7 @@ fn batch(frames: &[&str]) -> Frames {
 fn compliance_sink_only_and_strict_config() {
     let module = connector_tcp_client::plugin_module();
     let cfg = config(&[("url", Value::from(format!("127.0.0.1:{}", free_port())))]);
-    connector::compliance(module, &cfg, connector::Offers::Sink);
-    assert_eq!((module.manifest())().name.as_str(), "tcp_client");
+    connector::compliance(module, "tcp_client", &cfg, connector::Offers::Sink);
 }
 
 #[test]

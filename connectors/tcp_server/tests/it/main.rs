@@ -67,8 +67,7 @@ fn line(k: usize, n: usize) -> String {
 fn compliance_source_only_and_strict_config() {
     let module = connector_tcp_server::plugin_module();
     let cfg = config(&[("url", Value::from("127.0.0.1:0"))]);
-    connector::compliance(module, &cfg, connector::Offers::Source);
-    assert_eq!((module.manifest())().name.as_str(), "tcp_server");
+    connector::compliance(module, "tcp_server", &cfg, connector::Offers::Source);
 }
 
 #[test]

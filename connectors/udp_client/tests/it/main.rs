@@ -60,8 +60,7 @@ fn sink(cfg: &Value) -> Result<SinkBox, PluginError> {
 fn compliance_sink_only_and_strict_config() {
     let module = connector_udp_client::plugin_module();
     let cfg = config(&[("url", Value::from("127.0.0.1:9"))]);
-    connector::compliance(module, &cfg, connector::Offers::Sink);
-    assert_eq!((module.manifest())().name.as_str(), "udp_client");
+    connector::compliance(module, "udp_client", &cfg, connector::Offers::Sink);
 }
 
 #[test]

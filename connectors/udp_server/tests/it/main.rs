@@ -95,8 +95,7 @@ fn is_loopback_peer(peer: &str) -> bool {
 fn compliance_source_only_and_strict_config() {
     let module = connector_udp_server::plugin_module();
     let cfg = config(&[("url", Value::from("127.0.0.1:0"))]);
-    connector::compliance(module, &cfg, connector::Offers::Source);
-    assert_eq!((module.manifest())().name.as_str(), "udp_server");
+    connector::compliance(module, "udp_server", &cfg, connector::Offers::Source);
 }
 
 #[test]

@@ -32,7 +32,7 @@ fn read_all(mut s: std::os::unix::net::UnixStream) -> Vec<u8> {
 #[test]
 fn manifest_unknown_keys_and_no_source() {
     let cfg = config(&[("path", Value::from("/nonexistent/x.sock"))]);
-    connector::compliance(module(), &cfg, connector::Offers::Sink);
+    connector::compliance(module(), "unix_client", &cfg, connector::Offers::Sink);
 }
 
 #[test]

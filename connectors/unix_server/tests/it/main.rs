@@ -28,7 +28,7 @@ fn path_config(path: &Path, more: &[(&str, Value)]) -> Value {
 fn compliance_and_no_socket_from_a_refused_config() {
     let dir = TempDir::new("manifest");
     let cfg = path_config(&dir.join("s"), &[]);
-    connector::compliance(module(), &cfg, connector::Offers::Source);
+    connector::compliance(module(), "unix_server", &cfg, connector::Offers::Source);
     connector::rejects_unknown_key(module(), &cfg, true);
     assert!(
         !dir.join("s").exists(),

@@ -64,7 +64,7 @@ fn binary_meta(binary: bool) -> Value {
 #[test]
 fn compliance() {
     let cfg = config(&[("url", Value::from("ws://127.0.0.1:9/"))]);
-    connector::compliance(module(), &cfg, connector::Offers::Both);
+    connector::compliance(module(), "ws_client", &cfg, connector::Offers::Both);
 }
 
 #[test]

@@ -52,11 +52,13 @@ fn client(addr: SocketAddr, path: &str) -> (WebSocket<TcpStream>, String) {
 fn compliance() {
     connector::compliance(
         module(),
+        "ws_server",
         &config(&[("url", Value::from("127.0.0.1:0"))]),
         connector::Offers::Source,
     );
     connector::compliance(
         module(),
+        "ws_server",
         &config(&[("server", Value::from("x"))]),
         connector::Offers::Sink,
     );
