@@ -23,13 +23,19 @@ use crate::with_unknown_key;
 /// # Panics
 /// When it does not.
 pub fn manifest(module: PluginModRef, name: &str) {
+    is_a_connector(module);
+    assert_eq!(module.manifest()().name.as_str(), name, "the plugin's name");
+}
+
+/// The manifest says connector, of this shim's interface, with a name.
+fn is_a_connector(module: PluginModRef) {
     let manifest = module.manifest()();
     assert_eq!(
         manifest.kind,
         PluginKind::Connector,
         "the manifest says connector"
     );
-    assert_eq!(manifest.name.as_str(), name, "the plugin's name");
+    assert!(!manifest.name.is_empty(), "the plugin has a name");
     assert_eq!(manifest.shim_interface, SHIM_INTERFACE_VERSION);
 }
 
@@ -122,7 +128,7 @@ pub fn source_delivers(
     want: usize,
     timeout: Duration,
 ) -> Vec<Vec<u8>> {
-    manifest(module);
+    is_a_connector(module);
     let mut source =
         source(module, config).unwrap_or_else(|e| panic!("the source refused {config}: {e}"));
     let (frames, _) = pull_frames(&mut source, want, timeout);
@@ -154,7 +160,7 @@ pub fn push(
 /// # Panics
 /// When it does not.
 pub fn sink_accepts(module: PluginModRef, config: &Value, frames: &[&[u8]]) {
-    manifest(module);
+    is_a_connector(module);
     let mut sink =
         sink(module, config).unwrap_or_else(|e| panic!("the sink refused {config}: {e}"));
     let batch: Frames = frames.iter().copied().collect();

@@ -31,7 +31,6 @@ pub mod inbox;
 pub mod retry;
 pub mod runtime;
 mod service;
-pub mod sink;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;

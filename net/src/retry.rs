@@ -5,7 +5,11 @@
 
 use std::{fmt::Display, time::Duration};
 
-use temblor_shim::{ErrorKind, Frames, PluginError, RVec, Sink, Value, tracing};
+use temblor_shim::{
+    ErrorKind, Frames, PluginError, RVec, Value,
+    sink::{Batch, BatchSink},
+    tracing,
+};
 
 /// `backoff_ms`: the wait before the first retry.
 #[must_use]
@@ -210,20 +214,9 @@ impl<L: Link> Retrying<L> {
     }
 }
 
-impl<L: Link> Sink for Retrying<L> {
-    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
-        self.push_batch(frames, &[], &mut RVec::new())
-    }
-
-    fn push_batch(
-        &mut self,
-        frames: &Frames,
-        meta: &[Value],
-        delivered: &mut RVec<u32>,
-    ) -> Result<(), PluginError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
+impl<L: Link> BatchSink for Retrying<L> {
+    fn write(&mut self, batch: Batch<'_>, delivered: &mut RVec<u32>) -> Result<(), PluginError> {
+        let Batch { frames, meta } = batch;
         let mut next = 0;
         let mut backoff =
             crate::backoff::Backoff::new(self.policy.backoff, self.policy.max_backoff);
@@ -271,9 +264,12 @@ impl<L: Link> Sink for Retrying<L> {
     }
 }
 
+temblor_shim::batch_sink!(impl<L: Link> for Retrying<L>);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use temblor_shim::Sink;
 
     /// A link that writes one frame per attempt, then fails, `fails` times at the most.
     #[derive(Default)]
@@ -352,7 +348,7 @@ mod tests {
         assert_eq!(delivered.as_slice(), [0, 1, 2]);
         assert!(sink.push(&Frames::new()).is_ok(), "nothing to write");
         assert_eq!(sink.link.attempts, 3);
-        assert!(sink.flush().is_ok());
+        assert!(Sink::flush(&mut sink).is_ok());
     }
 
     #[test]

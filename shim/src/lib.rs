@@ -49,6 +49,7 @@ mod frames;
 pub mod log;
 mod notify;
 mod plugin;
+pub mod sink;
 mod value;
 
 pub use abi::{FrameError, Pull};

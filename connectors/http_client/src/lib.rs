@@ -137,14 +137,16 @@ use temblor_net::{
     },
     retry,
     rustls::pki_types::ServerName,
-    sink::{Batch, BatchSink},
     tls::ClientTls,
     tokio::{self, net::TcpStream, runtime::Handle, task::JoinSet},
     tokio_rustls::TlsConnector,
     tower_service::Service,
 };
 use temblor_shim::{
-    ErrorKind, Frames, PluginError, RVec, Setup, Value, meta_of, serde::Deserialize, tracing,
+    ErrorKind, Frames, PluginError, RVec, Setup, Value, meta_of,
+    serde::Deserialize,
+    sink::{Batch, BatchSink},
+    tracing,
 };
 
 /// The connector's `config`.
@@ -783,7 +785,7 @@ impl BatchSink for HttpClient {
     }
 }
 
-temblor_net::batch_sink!(HttpClient);
+temblor_shim::batch_sink!(HttpClient);
 
 impl Drop for HttpClient {
     fn drop(&mut self) {

@@ -124,8 +124,10 @@ use rdkafka::{
     producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext},
 };
 use temblor_shim::{
-    ErrorKind, Frames, Notify, Object, PluginError, Pull, RVec, Setup, Sink, Source, SourceBatch,
-    Value, meta_of, serde::Deserialize, tracing,
+    ErrorKind, Notify, Object, PluginError, Pull, RVec, Setup, Source, SourceBatch, Value, meta_of,
+    serde::Deserialize,
+    sink::{Batch, BatchSink},
+    tracing,
 };
 
 /// The most messages one `pull` takes.
@@ -1038,20 +1040,9 @@ fn headers(h: &Object) -> OwnedHeaders {
     out
 }
 
-impl Sink for KafkaSink {
-    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
-        self.push_batch(frames, &[], &mut RVec::new())
-    }
-
-    fn push_batch(
-        &mut self,
-        frames: &Frames,
-        meta: &[Value],
-        delivered: &mut RVec<u32>,
-    ) -> Result<(), PluginError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
+impl BatchSink for KafkaSink {
+    fn write(&mut self, batch: Batch<'_>, delivered: &mut RVec<u32>) -> Result<(), PluginError> {
+        let Batch { frames, meta } = batch;
         self.batch_no += 1;
         let started = Instant::now();
         // librdkafka reports every message within `message.timeout.ms`; a little more for the
@@ -1115,6 +1106,8 @@ impl Sink for KafkaSink {
         Ok(())
     }
 }
+
+temblor_shim::batch_sink!(KafkaSink);
 
 impl Drop for KafkaSink {
     fn drop(&mut self) {

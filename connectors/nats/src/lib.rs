@@ -129,12 +129,13 @@ use temblor_net::{
     backoff::Backoff,
     inbox::{self, Closed, Drain, Inbox, Outbox, Received},
     retry,
-    sink::{self, Batch, BatchSink},
     tokio::{self, sync::mpsc},
 };
 use temblor_shim::{
     ErrorKind, Notify, Object, PluginError, Pull, RVec, Setup, Source, SourceBatch, Value,
-    serde::Deserialize, tracing,
+    serde::Deserialize,
+    sink::{self, Batch, BatchSink},
+    tracing,
 };
 
 /// The most messages one `pull` takes (from JetStream: at most `batch`).
@@ -1191,7 +1192,7 @@ impl BatchSink for NatsSink {
     }
 }
 
-temblor_net::batch_sink!(NatsSink);
+temblor_shim::batch_sink!(NatsSink);
 
 impl Drop for NatsSink {
     fn drop(&mut self) {

@@ -114,8 +114,10 @@ use temblor_net::{
     tokio::{self, sync::mpsc},
 };
 use temblor_shim::{
-    Frames, Object, PluginError, RVec, Setup, Sink, SourceBatch, Value, meta_of,
-    serde::Deserialize, tracing,
+    Object, PluginError, RVec, Setup, SourceBatch, Value, meta_of,
+    serde::Deserialize,
+    sink::{Batch, BatchSink},
+    tracing,
 };
 use tokio_tungstenite::tungstenite::{Bytes, Message, protocol::frame::coding::CloseCode};
 
@@ -573,20 +575,9 @@ impl WsServerSink {
     }
 }
 
-impl Sink for WsServerSink {
-    fn push(&mut self, frames: &Frames) -> Result<(), PluginError> {
-        self.push_batch(frames, &[], &mut RVec::new())
-    }
-
-    fn push_batch(
-        &mut self,
-        frames: &Frames,
-        meta: &[Value],
-        _delivered: &mut RVec<u32>,
-    ) -> Result<(), PluginError> {
-        if frames.is_empty() {
-            return Ok(());
-        }
+impl BatchSink for WsServerSink {
+    fn write(&mut self, batch: Batch<'_>, _delivered: &mut RVec<u32>) -> Result<(), PluginError> {
+        let Batch { frames, meta } = batch;
         let hub = hub_of(&self.config.server);
         if self.found != Some(hub.is_some()) {
             self.found = Some(hub.is_some());
@@ -629,6 +620,8 @@ impl Sink for WsServerSink {
     }
 }
 
+temblor_shim::batch_sink!(WsServerSink);
+
 impl Drop for WsServerSink {
     fn drop(&mut self) {
         tracing::info!(server = %self.config.server, sent = self.sent, dropped = self.dropped, "ws server sink done");
@@ -648,6 +641,7 @@ mod tests {
     use super::*;
     use temblor_harness::config;
     use temblor_net::testing::refused;
+    use temblor_shim::{Frames, Sink};
 
     fn setup(config: &Value) -> Setup<'_> {
         Setup { id: "t", config }

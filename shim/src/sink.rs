@@ -2,7 +2,7 @@
 //! batch, and [`batch_sink!`](crate::batch_sink), which makes one the shim's `Sink` (the
 //! `push` of an interface-1 engine is a batch without metadata; an empty batch writes nothing).
 
-use temblor_shim::{Frames, PluginError, RVec, Value, meta_of};
+use crate::{Frames, PluginError, RVec, Value, meta_of};
 
 /// A batch handed to a sink: its frames (at least one) and their metadata (none, one value for
 /// every frame, or one each).
@@ -59,29 +59,25 @@ pub trait BatchSink {
     }
 }
 
-/// Implements the shim's `Sink` for a type that implements [`BatchSink`].
+/// Implements the shim's `Sink` for a type that implements [`BatchSink`]:
+/// `batch_sink!(MySink)`, or for a generic one `batch_sink!(impl<L: Link> for Retrying<L>)`.
 #[macro_export]
 macro_rules! batch_sink {
-    ($sink:ty) => {
-        impl ::temblor_shim::Sink for $sink {
+    (impl<$($g:ident: $bound:path),*> for $sink:ty) => {
+        impl<$($g: $bound),*> $crate::Sink for $sink {
             fn push(
                 &mut self,
-                frames: &::temblor_shim::Frames,
-            ) -> ::core::result::Result<(), ::temblor_shim::PluginError> {
-                ::temblor_shim::Sink::push_batch(
-                    self,
-                    frames,
-                    &[],
-                    &mut ::temblor_shim::RVec::new(),
-                )
+                frames: &$crate::Frames,
+            ) -> ::core::result::Result<(), $crate::PluginError> {
+                $crate::Sink::push_batch(self, frames, &[], &mut $crate::RVec::new())
             }
 
             fn push_batch(
                 &mut self,
-                frames: &::temblor_shim::Frames,
-                meta: &[::temblor_shim::Value],
-                delivered: &mut ::temblor_shim::RVec<u32>,
-            ) -> ::core::result::Result<(), ::temblor_shim::PluginError> {
+                frames: &$crate::Frames,
+                meta: &[$crate::Value],
+                delivered: &mut $crate::RVec<u32>,
+            ) -> ::core::result::Result<(), $crate::PluginError> {
                 if frames.is_empty() {
                     return Ok(());
                 }
@@ -89,10 +85,13 @@ macro_rules! batch_sink {
                 $crate::sink::BatchSink::write(self, batch, delivered)
             }
 
-            fn flush(&mut self) -> ::core::result::Result<(), ::temblor_shim::PluginError> {
+            fn flush(&mut self) -> ::core::result::Result<(), $crate::PluginError> {
                 $crate::sink::BatchSink::flush(self)
             }
         }
+    };
+    ($sink:ty) => {
+        $crate::batch_sink!(impl<> for $sink);
     };
 }
 
@@ -110,7 +109,7 @@ pub fn written(written: &[bool], delivered: &mut RVec<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use temblor_shim::Sink;
+    use crate::Sink;
 
     /// Writes frames until the one that says `fail`.
     #[derive(Default)]
